@@ -1,1 +1,22 @@
-//! placeholder
+//! The domain of the axis: agency codes, document ids, envelope headers,
+//! signatures, the status machine and limits. No I/O, no wire or disk types.
+
+pub mod agency;
+pub mod document;
+pub mod envelope;
+pub mod limits;
+pub mod signature;
+pub mod status;
+
+pub use agency::{AgencyCode, AgencyCodeError};
+pub use document::{DocumentDate, DocumentId, DocumentIdError};
+pub use envelope::{
+    Addressee, AttachmentMeta, BusinessType, EnvelopeError, Header, Organ, RawAttachment,
+    RawHeader, RawOrgan,
+};
+pub use limits::Limits;
+pub use signature::{
+    document_signing_bytes, envelope_signing_bytes, verify_document, verify_envelope,
+    SignatureError, SigningKey,
+};
+pub use status::{Status, StatusMoveError};

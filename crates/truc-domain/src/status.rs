@@ -1,0 +1,162 @@
+//! The status machine of Decision 28/2018/QD-TTg, art. 10: forward moves only,
+//! skipping allowed, nothing after a terminal state, rejection needs a reason.
+
+use std::fmt;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Status {
+    Arrived,
+    Received,
+    Assigned,
+    Processing,
+    Completed,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusMoveError {
+    #[error(
+        "the delivery has not been acknowledged yet (current state: queued); it must arrive first"
+    )]
+    NotDelivered,
+    #[error("current state is {current}, which is final; nothing may follow it")]
+    Terminal { current: Status },
+    #[error("current state is {current}; moving to {next} is not forward")]
+    Backward { current: Status, next: Status },
+    #[error("a rejection must say why")]
+    ReasonRequired,
+    #[error("status code {0} is not one a recipient may report")]
+    UnknownCode(u32),
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Arrived,
+        Status::Received,
+        Status::Assigned,
+        Status::Processing,
+        Status::Completed,
+        Status::Rejected,
+    ];
+
+    /// The edXML status code.
+    pub fn code(self) -> u32 {
+        match self {
+            Status::Arrived => 1,
+            Status::Rejected => 2,
+            Status::Received => 3,
+            Status::Assigned => 4,
+            Status::Processing => 5,
+            Status::Completed => 6,
+        }
+    }
+
+    pub fn from_code(code: u32) -> Result<Self, StatusMoveError> {
+        Ok(match code {
+            1 => Status::Arrived,
+            2 => Status::Rejected,
+            3 => Status::Received,
+            4 => Status::Assigned,
+            5 => Status::Processing,
+            6 => Status::Completed,
+            other => return Err(StatusMoveError::UnknownCode(other)),
+        })
+    }
+
+    /// Position on the forward path; rejection may follow any non-final state.
+    fn rank(self) -> u8 {
+        match self {
+            Status::Arrived => 1,
+            Status::Received => 2,
+            Status::Assigned => 3,
+            Status::Processing => 4,
+            Status::Completed => 5,
+            Status::Rejected => 6,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Rejected)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Arrived => "arrived",
+            Status::Received => "received",
+            Status::Assigned => "assigned",
+            Status::Processing => "processing",
+            Status::Completed => "completed",
+            Status::Rejected => "rejected",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.name() == name)
+    }
+
+    /// Checks a move requested by a recipient. `current` is `None` while the
+    /// delivery is queued and not yet acknowledged.
+    pub fn check_move(
+        current: Option<Status>,
+        next: Status,
+        reason: &str,
+    ) -> Result<(), StatusMoveError> {
+        if next == Status::Rejected && reason.trim().is_empty() {
+            return Err(StatusMoveError::ReasonRequired);
+        }
+        let Some(current) = current else {
+            return Err(StatusMoveError::NotDelivered);
+        };
+        if current.is_terminal() {
+            return Err(StatusMoveError::Terminal { current });
+        }
+        if next.rank() <= current.rank() {
+            return Err(StatusMoveError::Backward { current, next });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02} {}", self.code(), self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pair_of_states_follows_the_rules() {
+        for current in std::iter::once(None).chain(Status::ALL.into_iter().map(Some)) {
+            for next in Status::ALL {
+                let result = Status::check_move(current, next, "lý do");
+                let expected_ok = match current {
+                    None => false,
+                    Some(c) if c.is_terminal() => false,
+                    Some(c) => next == Status::Rejected || next.rank() > c.rank(),
+                };
+                assert_eq!(
+                    result.is_ok(),
+                    expected_ok,
+                    "{current:?} -> {next:?}: {result:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejection_needs_a_reason_and_codes_round_trip() {
+        assert_eq!(
+            Status::check_move(Some(Status::Arrived), Status::Rejected, "  "),
+            Err(StatusMoveError::ReasonRequired)
+        );
+        for status in Status::ALL {
+            assert_eq!(Status::from_code(status.code()), Ok(status));
+            assert_eq!(Status::from_name(status.name()), Some(status));
+        }
+        assert!(Status::from_code(0).is_err());
+        assert!(Status::from_code(13).is_err());
+    }
+}
