@@ -1,1 +1,423 @@
-//! placeholder
+//! sled behind a typed API. Documents, deliveries, queues, status histories
+//! and counters live in one tree so that each event is one atomic batch; all
+//! changes go through one writer thread that shares flushes among concurrent
+//! callers (group commit). Nothing is answered before it is flushed.
+
+mod error;
+mod keys;
+pub mod records;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+pub use error::StoreError;
+pub use records::{
+    AttachmentRef, BlobRecord, DeliveryRecord, DocumentRecord, DocumentSignatureState, QueueItem,
+    RefusedRecipient, StatusEntry,
+};
+pub use writer::{AcceptOutcome, AckOutcome, PendingBlob};
+
+use records::{decode, decode_counter};
+use writer::{Command, Writer};
+
+/// Storage settings, all with defaults.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+    /// Commands waiting for the writer before callers wait for room.
+    pub write_queue_max: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 256 * 1024 * 1024,
+            write_queue_max: 4096,
+        }
+    }
+}
+
+/// Flush counts, for benchmarks and metrics.
+#[derive(Default, Debug)]
+pub struct FlushStats {
+    pub flushes: AtomicU64,
+    pub commands: AtomicU64,
+    pub flush_micros: AtomicU64,
+}
+
+impl FlushStats {
+    fn record_flush(&self, commands: usize, took: Duration) {
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(commands as u64, Ordering::Relaxed);
+        self.flush_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Inner {
+    db: sled::Db,
+    main: sled::Tree,
+    chunks: sled::Tree,
+    notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    failed: AtomicBool,
+    stats: FlushStats,
+}
+
+impl Inner {
+    fn notifier(&self, agency: &str) -> Arc<Notify> {
+        let mut notifiers = self.notifiers.lock().unwrap_or_else(|p| p.into_inner());
+        notifiers.entry(agency.to_owned()).or_default().clone()
+    }
+
+    fn discard_upload(&self, sha256: &[u8; 32], upload_id: u64) {
+        let prefix = keys::chunk_upload_prefix(sha256, upload_id);
+        for key in self.chunks.scan_prefix(prefix).keys().flatten() {
+            let _ = self.chunks.remove(key);
+        }
+    }
+}
+
+/// The hub's storage. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    commands: mpsc::Sender<Command>,
+}
+
+const SCHEMA_VERSION: u8 = 1;
+
+impl Store {
+    /// Opens (or creates) the store in `path`. Refuses a directory written by
+    /// another schema version or one sled cannot read.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .open()?;
+        let main = db.open_tree("main")?;
+        let chunks = db.open_tree("chunks")?;
+        match main.get(keys::META_SCHEMA)? {
+            None => {
+                main.insert(keys::META_SCHEMA, &[SCHEMA_VERSION])?;
+                db.flush()?;
+            }
+            Some(version) if version.as_ref() == [SCHEMA_VERSION] => {}
+            Some(version) => {
+                return Err(StoreError::Corrupt {
+                    key: "m:schema".into(),
+                    reason: format!(
+                        "schema version {:?}, this hub reads {SCHEMA_VERSION}",
+                        version.as_ref()
+                    ),
+                })
+            }
+        }
+        let inner = Arc::new(Inner {
+            db,
+            main,
+            chunks,
+            notifiers: Mutex::new(HashMap::new()),
+            failed: AtomicBool::new(false),
+            stats: FlushStats::default(),
+        });
+        let store_writer = Writer::new(inner.clone())?;
+        let (commands, receiver) = mpsc::channel(options.write_queue_max);
+        std::thread::Builder::new()
+            .name("truc-store-writer".into())
+            .spawn(move || store_writer.run(receiver))
+            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+        let store = Store { inner, commands };
+        store.sweep_orphan_chunks()?;
+        Ok(store)
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Stores a document with its deliveries, queue items and counters in one
+    /// atomic write, durable when this returns.
+    pub async fn accept(
+        &self,
+        document: DocumentRecord,
+        blobs: Vec<PendingBlob>,
+    ) -> Result<AcceptOutcome, StoreError> {
+        self.submit(|reply| Command::Accept {
+            document,
+            blobs,
+            reply,
+        })
+        .await
+    }
+
+    /// Acknowledges queue item `queue_seq` of `agency`. For a delivery this
+    /// records "arrived"; acknowledging twice is harmless.
+    pub async fn ack(
+        &self,
+        agency: &str,
+        queue_seq: u64,
+        at_unix_ms: i64,
+    ) -> Result<AckOutcome, StoreError> {
+        self.submit(|reply| Command::Ack {
+            agency: agency.to_owned(),
+            queue_seq,
+            at_unix_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Records a recipient's status move, checked against the status machine.
+    pub async fn move_status(
+        &self,
+        document_id: &str,
+        recipient: &str,
+        entry: StatusEntry,
+    ) -> Result<StatusEntry, StoreError> {
+        self.submit(|reply| Command::Move {
+            document_id: document_id.to_owned(),
+            recipient: recipient.to_owned(),
+            entry,
+            reply,
+        })
+        .await
+    }
+
+    pub fn document(&self, document_id: &str) -> Result<Option<DocumentRecord>, StoreError> {
+        let key = keys::document(document_id);
+        self.inner
+            .main
+            .get(&key)?
+            .map(|bytes| decode(&key, &bytes))
+            .transpose()
+    }
+
+    pub fn deliveries(&self, document_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner
+            .main
+            .scan_prefix(keys::delivery_prefix(document_id))
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&key, &bytes)
+            })
+            .collect()
+    }
+
+    pub fn delivery(
+        &self,
+        document_id: &str,
+        recipient: &str,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let key = keys::delivery(document_id, recipient);
+        self.inner
+            .main
+            .get(&key)?
+            .map(|bytes| decode(&key, &bytes))
+            .transpose()
+    }
+
+    /// Up to `limit` queue items of `agency` with sequence numbers above `after`.
+    pub fn queue_after(
+        &self,
+        agency: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, QueueItem)>, StoreError> {
+        let start = keys::queue(agency, after.saturating_add(1));
+        let end = keys::queue(agency, u64::MAX);
+        self.inner
+            .main
+            .range(start..=end)
+            .take(limit)
+            .map(|item| {
+                let (key, bytes) = item?;
+                let seq = keys::queue_seq_of(&key).ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: "queue key without a sequence number".into(),
+                })?;
+                Ok((seq, decode(&key, &bytes)?))
+            })
+            .collect()
+    }
+
+    pub fn queue_depth(&self, agency: &str) -> usize {
+        self.inner
+            .main
+            .scan_prefix(keys::queue_prefix(agency))
+            .count()
+    }
+
+    /// Woken after a flush that queued something for `agency`.
+    pub fn notifier(&self, agency: &str) -> Arc<Notify> {
+        self.inner.notifier(agency)
+    }
+
+    /// Sent and received per agency over an inclusive range of `yyyymmdd` keys.
+    pub fn counts(
+        &self,
+        from_date_key: u32,
+        to_date_key: u32,
+    ) -> Result<BTreeMap<String, (u64, u64)>, StoreError> {
+        let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for item in self.inner.main.scan_prefix([keys::COUNTER]) {
+            let (key, bytes) = item?;
+            let (agency, date) = keys::parse_counter(&key).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "malformed counter key".into(),
+            })?;
+            if (from_date_key..=to_date_key).contains(&date) {
+                let (sent, received) = decode_counter(&bytes);
+                let total = totals.entry(agency.to_owned()).or_default();
+                total.0 += sent;
+                total.1 += received;
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Every counter, keyed by (agency, `yyyymmdd`).
+    pub fn counter_entries(&self) -> Result<BTreeMap<(String, u32), (u64, u64)>, StoreError> {
+        let mut entries = BTreeMap::new();
+        for item in self.inner.main.scan_prefix([keys::COUNTER]) {
+            let (key, bytes) = item?;
+            if let Some((agency, date)) = keys::parse_counter(&key) {
+                entries.insert((agency.to_owned(), date), decode_counter(&bytes));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Recomputes the counters from the stored documents and deliveries, to
+    /// check the live ones: a document counts once for its sender, and once
+    /// for each recipient whose delivery has arrived.
+    pub fn rebuild_counters(&self) -> Result<BTreeMap<(String, u32), (u64, u64)>, StoreError> {
+        let mut entries: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
+        for item in self.inner.main.scan_prefix([keys::DOCUMENT]) {
+            let (key, bytes) = item?;
+            let document: DocumentRecord = decode(&key, &bytes)?;
+            entries
+                .entry((document.sender.clone(), document.date_key))
+                .or_default()
+                .0 += 1;
+            for delivery in self.deliveries(&document.document_id)? {
+                if !delivery.history.is_empty() {
+                    entries
+                        .entry((delivery.recipient.clone(), document.date_key))
+                        .or_default()
+                        .1 += 1;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Every stored document id (for operators and checks).
+    pub fn document_ids(&self) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
+        self.inner
+            .main
+            .scan_prefix([keys::DOCUMENT])
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?[1..]).into_owned()))
+    }
+
+    pub fn blob(&self, sha256: &[u8; 32]) -> Result<Option<BlobRecord>, StoreError> {
+        let key = keys::blob(sha256);
+        self.inner
+            .main
+            .get(&key)?
+            .map(|bytes| decode(&key, &bytes))
+            .transpose()
+    }
+
+    /// A fresh id for one upload of attachment bytes.
+    pub fn begin_upload(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.generate_id()?)
+    }
+
+    /// Writes one chunk of an upload. It becomes visible only when the
+    /// document that carries it is accepted.
+    pub fn put_chunk(
+        &self,
+        sha256: &[u8; 32],
+        upload_id: u64,
+        chunk: u32,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner
+            .chunks
+            .insert(keys::chunk(sha256, upload_id, chunk), data)?;
+        Ok(())
+    }
+
+    /// Forgets an upload that was refused or not needed.
+    pub fn discard_upload(&self, sha256: &[u8; 32], upload_id: u64) {
+        self.inner.discard_upload(sha256, upload_id);
+    }
+
+    /// The stored chunks of a blob, in order.
+    pub fn blob_chunks(
+        &self,
+        sha256: &[u8; 32],
+    ) -> Result<impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_, StoreError> {
+        let record = self.blob(sha256)?.ok_or_else(|| StoreError::NotFound {
+            what: format!("attachment {}", hex::encode(sha256)),
+        })?;
+        Ok(self
+            .inner
+            .chunks
+            .scan_prefix(keys::chunk_upload_prefix(sha256, record.upload_id))
+            .values()
+            .map(|value| Ok(value?.to_vec())))
+    }
+
+    /// Removes chunks of uploads that never became a blob (a crash mid-send).
+    fn sweep_orphan_chunks(&self) -> Result<(), StoreError> {
+        let mut current: Option<([u8; 32], u64, bool)> = None;
+        for key in self.inner.chunks.iter().keys() {
+            let key = key?;
+            if key.len() != 44 {
+                continue;
+            }
+            let sha256: [u8; 32] = key[..32].try_into().expect("32 bytes");
+            let upload_id = u64::from_be_bytes(key[32..40].try_into().expect("8 bytes"));
+            let keep = match current {
+                Some((digest, upload, keep)) if digest == sha256 && upload == upload_id => keep,
+                _ => {
+                    let keep = self
+                        .blob(&sha256)?
+                        .is_some_and(|b| b.upload_id == upload_id);
+                    current = Some((sha256, upload_id, keep));
+                    keep
+                }
+            };
+            if !keep {
+                self.inner.chunks.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn flush_stats(&self) -> &FlushStats {
+        &self.inner.stats
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}

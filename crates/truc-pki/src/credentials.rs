@@ -1,0 +1,128 @@
+//! A party's own certificate chain and Ed25519 private key, loaded from PEM files.
+
+use std::fmt;
+use std::path::Path;
+
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use rustls::pki_types::CertificateDer;
+
+use crate::identity::ed25519_public_key;
+use crate::PkiError;
+
+/// A certificate chain (end-entity first) and its PKCS#8 private key.
+#[derive(Clone)]
+pub struct Credentials {
+    pub cert_chain_der: Vec<Vec<u8>>,
+    /// Raw PKCS#8 DER of the Ed25519 key; the same key signs envelopes.
+    pub key_pkcs8_der: Vec<u8>,
+}
+
+impl Credentials {
+    /// Loads a PEM certificate chain and a PEM PKCS#8 Ed25519 key, and checks
+    /// that the key belongs to the first certificate so a mismatched pair is
+    /// reported here, naming both files, rather than as a handshake failure.
+    pub fn load(cert_pem_path: &Path, key_pem_path: &Path) -> Result<Self, PkiError> {
+        let cert_pem = read_file(cert_pem_path)?;
+        let cert_chain: Vec<Vec<u8>> = read_pem_certificates(&cert_pem)
+            .map_err(|reason| PkiError::Pem {
+                path: cert_pem_path.to_owned(),
+                reason,
+            })?
+            .into_iter()
+            .map(|certificate| certificate.to_vec())
+            .collect();
+
+        let key_pem = read_file(key_pem_path)?;
+        let key_pkcs8_der = read_pem_pkcs8_key(&key_pem).map_err(|reason| PkiError::Pem {
+            path: key_pem_path.to_owned(),
+            reason,
+        })?;
+
+        let key_pair =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&key_pkcs8_der).map_err(|error| {
+                PkiError::PrivateKey {
+                    path: key_pem_path.to_owned(),
+                    reason: error.to_string(),
+                }
+            })?;
+        let certificate_key =
+            ed25519_public_key(&cert_chain[0]).map_err(|error| PkiError::Pem {
+                path: cert_pem_path.to_owned(),
+                reason: error.to_string(),
+            })?;
+        if key_pair.public_key().as_ref() != certificate_key.as_slice() {
+            return Err(PkiError::KeyMismatch {
+                cert_path: cert_pem_path.to_owned(),
+                key_path: key_pem_path.to_owned(),
+            });
+        }
+
+        Ok(Credentials {
+            cert_chain_der: cert_chain,
+            key_pkcs8_der,
+        })
+    }
+
+    /// The end-entity certificate (first of the chain).
+    pub fn certificate_der(&self) -> &[u8] {
+        // `load` refuses an empty chain; a hand-built value must honour the same rule.
+        assert!(
+            !self.cert_chain_der.is_empty(),
+            "Credentials must hold at least one certificate"
+        );
+        &self.cert_chain_der[0]
+    }
+
+    /// The Ed25519 key pair, for signing envelopes.
+    pub fn signing_key_pair(&self) -> Result<Ed25519KeyPair, PkiError> {
+        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.key_pkcs8_der).map_err(|error| {
+            PkiError::PrivateKey {
+                path: "<in memory>".into(),
+                reason: error.to_string(),
+            }
+        })
+    }
+}
+
+impl fmt::Debug for Credentials {
+    // The private key never appears in logs or panic messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("cert_chain_len", &self.cert_chain_der.len())
+            .field("key_pkcs8_der", &"<redacted>")
+            .finish()
+    }
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, PkiError> {
+    std::fs::read(path).map_err(|source| PkiError::Io {
+        action: "read",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// All `CERTIFICATE` blocks of a PEM text; none at all is an error.
+pub(crate) fn read_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("malformed PEM: {error}"))?;
+    if certificates.is_empty() {
+        return Err("no CERTIFICATE block found".to_owned());
+    }
+    Ok(certificates)
+}
+
+/// The single `PRIVATE KEY` (PKCS#8) block of a PEM text.
+pub(crate) fn read_pem_pkcs8_key(pem: &[u8]) -> Result<Vec<u8>, String> {
+    let mut keys = rustls_pemfile::pkcs8_private_keys(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("malformed PEM: {error}"))?;
+    match keys.len() {
+        0 => Err("no PKCS#8 PRIVATE KEY block found".to_owned()),
+        1 => Ok(keys.remove(0).secret_pkcs8_der().to_vec()),
+        count => Err(format!(
+            "{count} PRIVATE KEY blocks found; exactly one is allowed"
+        )),
+    }
+}

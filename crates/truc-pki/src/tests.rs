@@ -1,0 +1,645 @@
+//! Tests of the development PKI against the real libraries: files on disk, ring signatures, webpki and rustls handshakes.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rcgen::string::Ia5String;
+use rcgen::{CertificateParams, KeyPair, SanType};
+use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, ServerConnection};
+
+use crate::credentials::read_pem_certificates;
+use crate::*;
+
+const VALIDITY: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+const GOVERNMENT_OFFICE: &str = "000.00.00.G22";
+const NGHE_AN: &str = "000.00.00.H41";
+
+fn sample_agencies() -> Vec<(String, String)> {
+    vec![
+        (
+            GOVERNMENT_OFFICE.to_owned(),
+            "Văn phòng Chính phủ".to_owned(),
+        ),
+        (
+            NGHE_AN.to_owned(),
+            "Ủy ban nhân dân tỉnh Nghệ An".to_owned(),
+        ),
+    ]
+}
+
+fn init_sample(dir: &Path) -> PkiPaths {
+    init_dev_pki(dir, &sample_agencies(), &["admin".to_owned()], VALIDITY).expect("init dev PKI")
+}
+
+fn first_certificate_der(pem: &str) -> Vec<u8> {
+    read_pem_certificates(pem.as_bytes()).expect("PEM certificate")[0].to_vec()
+}
+
+#[test]
+fn init_writes_the_documented_layout_with_private_keys_readable_only_by_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let mut expected_files = vec![
+        paths.ca_cert(),
+        paths.ca_key(),
+        paths.hub_cert(),
+        paths.hub_key(),
+        paths.operator_cert("admin"),
+        paths.operator_key("admin"),
+    ];
+    for (code, _) in sample_agencies() {
+        expected_files.push(paths.agency_cert(&code));
+        expected_files.push(paths.agency_key(&code));
+    }
+    for file in &expected_files {
+        assert!(file.is_file(), "{} is missing", file.display());
+    }
+    assert_eq!(
+        paths.agency_cert(NGHE_AN),
+        dir.path().join("agencies").join("000.00.00.H41.crt")
+    );
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in [
+            paths.ca_key(),
+            paths.hub_key(),
+            paths.agency_key(GOVERNMENT_OFFICE),
+            paths.operator_key("admin"),
+        ] {
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", key.display());
+        }
+    }
+}
+
+#[test]
+fn init_refuses_a_folder_that_already_has_a_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let ca_before = std::fs::read(paths.ca_cert()).unwrap();
+
+    let error = init_dev_pki(dir.path(), &[], &[], VALIDITY).unwrap_err();
+    assert!(
+        matches!(&error, PkiError::CaAlreadyExists { path } if path == &paths.ca_key()),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(paths.ca_cert()).unwrap(), ca_before);
+
+    // A stray ca.crt without its key still blocks: it would be overwritten too.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("ca.crt"), b"").unwrap();
+    let error = init_dev_pki(other.path(), &[], &[], VALIDITY).unwrap_err();
+    assert!(matches!(error, PkiError::CaAlreadyExists { .. }), "{error}");
+}
+
+#[test]
+fn names_unsafe_as_file_names_are_refused_before_anything_is_written() {
+    let cases = [
+        ("", "empty"),
+        ("../escape", "\"..\""),
+        ("a/b", "'/'"),
+        ("a\\b", "'\\'"),
+        ("a\0b", "NUL"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(&dir.path().join("pki"));
+    for (code, expected_reason) in cases {
+        let agencies = [(code.to_owned(), "x".to_owned())];
+        let fresh = dir.path().join("fresh");
+        let error = init_dev_pki(&fresh, &agencies, &[], VALIDITY).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                PkiError::UnsafeName {
+                    field: "agency code",
+                    ..
+                }
+            ),
+            "{code:?}: {error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(expected_reason.trim_matches('"')),
+            "{code:?}: {error}"
+        );
+        assert!(
+            !fresh.exists(),
+            "{code:?}: init wrote files before refusing"
+        );
+
+        let error = issue_agency(&paths, code, "x", VALIDITY).unwrap_err();
+        assert!(
+            matches!(error, PkiError::UnsafeName { .. }),
+            "{code:?}: {error}"
+        );
+        let error = issue_operator(&paths, code, VALIDITY).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                PkiError::UnsafeName {
+                    field: "operator name",
+                    ..
+                }
+            ),
+            "{code:?}: {error}"
+        );
+        let error = paths.agency_credentials(code).unwrap_err();
+        assert!(
+            matches!(error, PkiError::UnsafeName { .. }),
+            "{code:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn peer_identity_reads_the_role_of_agency_operator_and_hub_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+
+    let agency = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let identity = peer_identity(agency.certificate_der()).unwrap();
+    assert_eq!(
+        identity.role,
+        PeerRole::Agency {
+            code: GOVERNMENT_OFFICE.to_owned()
+        }
+    );
+    assert_eq!(identity.serial_hex.len(), 32, "{}", identity.serial_hex);
+    let now_unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(identity.not_before_unix <= now_unix);
+    assert!(identity.not_after_unix > now_unix + 29 * 24 * 60 * 60);
+
+    let operator = paths.operator_credentials("admin").unwrap();
+    assert_eq!(
+        peer_identity(operator.certificate_der()).unwrap().role,
+        PeerRole::Operator {
+            name: "admin".to_owned()
+        }
+    );
+
+    let hub = paths.hub_credentials().unwrap();
+    let hub_identity = peer_identity(hub.certificate_der()).unwrap();
+    assert_eq!(hub_identity.role, PeerRole::Hub);
+    assert_ne!(hub_identity.serial_hex, identity.serial_hex);
+
+    // The CA carries no truc URI and so has no identity.
+    let ca_der = first_certificate_der(&std::fs::read_to_string(paths.ca_cert()).unwrap());
+    assert!(matches!(
+        peer_identity(&ca_der),
+        Err(PkiError::Identity { .. })
+    ));
+}
+
+/// A self-signed certificate carrying exactly `sans`, for identity edge cases.
+fn self_signed_with_sans(sans: Vec<SanType>) -> Vec<u8> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = sans;
+    params.self_signed(&key).unwrap().der().to_vec()
+}
+
+fn uri(text: &str) -> SanType {
+    SanType::URI(Ia5String::try_from(text).unwrap())
+}
+
+#[test]
+fn peer_identity_requires_exactly_one_known_truc_uri() {
+    let good_agency = PeerRole::Agency {
+        code: GOVERNMENT_OFFICE.to_owned(),
+    };
+    // (SANs, expected role or expected fragment of the error)
+    let cases: Vec<(Vec<SanType>, Result<PeerRole, &str>)> = vec![
+        (vec![], Err("missing")),
+        (
+            vec![SanType::DnsName(
+                Ia5String::try_from("example.org").unwrap(),
+            )],
+            Err("no urn:truc: URI"),
+        ),
+        (vec![uri("https://example.org/")], Err("no urn:truc: URI")),
+        (
+            vec![uri("urn:truc:agency:000.00.00.G22"), uri("urn:truc:hub")],
+            Err("2 urn:truc: URIs"),
+        ),
+        (vec![uri("urn:truc:agency:")], Err("names no one")),
+        (vec![uri("urn:truc:operator:")], Err("names no one")),
+        (vec![uri("urn:truc:mayor:x")], Err("unknown truc role")),
+        (vec![uri("urn:truc:hubx")], Err("unknown truc role")),
+        (
+            vec![
+                uri("https://example.org/"),
+                uri("urn:truc:agency:000.00.00.G22"),
+            ],
+            Ok(good_agency.clone()),
+        ),
+        (vec![uri(&good_agency.uri())], Ok(good_agency)),
+        (
+            vec![uri("urn:truc:operator:ops")],
+            Ok(PeerRole::Operator {
+                name: "ops".to_owned(),
+            }),
+        ),
+        (vec![uri("urn:truc:hub")], Ok(PeerRole::Hub)),
+    ];
+    for (sans, expected) in cases {
+        let described = format!("{sans:?}");
+        let result = peer_identity(&self_signed_with_sans(sans));
+        match (result, expected) {
+            (Ok(identity), Ok(role)) => assert_eq!(identity.role, role, "{described}"),
+            (Err(error @ PkiError::Identity { .. }), Err(fragment)) => {
+                assert!(error.to_string().contains(fragment), "{described}: {error}")
+            }
+            (result, expected) => panic!("{described}: got {result:?}, expected {expected:?}"),
+        }
+    }
+
+    assert!(matches!(
+        peer_identity(b"not a certificate"),
+        Err(PkiError::CertificateParse { .. })
+    ));
+}
+
+#[test]
+fn agency_key_signs_and_the_certificate_key_verifies_with_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let agency = paths.agency_credentials(NGHE_AN).unwrap();
+
+    // The key file itself, read back, must be what ring accepts.
+    let key_pem = std::fs::read(paths.agency_key(NGHE_AN)).unwrap();
+    let key_der = crate::credentials::read_pem_pkcs8_key(&key_pem).unwrap();
+    assert_eq!(key_der, agency.key_pkcs8_der);
+    // PKCS#8 v1 (RFC 8410): version 0 and no trailing public key, so that
+    // OpenSSL and Go tooling can read the file too.
+    assert_eq!(key_der.len(), 48, "{key_der:02x?}");
+    assert_eq!(&key_der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
+    let key_pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&key_der).unwrap();
+
+    let public_key = ed25519_public_key(agency.certificate_der()).unwrap();
+    assert_eq!(key_pair.public_key().as_ref(), public_key.as_slice());
+
+    let message = b"envelope header bytes";
+    let signature = key_pair.sign(message);
+    let verifier = UnparsedPublicKey::new(&ED25519, public_key);
+    verifier.verify(message, signature.as_ref()).unwrap();
+    assert!(verifier
+        .verify(b"tampered header", signature.as_ref())
+        .is_err());
+
+    // Another agency's key must not verify under this certificate.
+    let other = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let other_signature = other.signing_key_pair().unwrap().sign(message);
+    assert!(verifier.verify(message, other_signature.as_ref()).is_err());
+}
+
+#[test]
+fn ed25519_public_key_rejects_other_key_types() {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = CertificateParams::default()
+        .self_signed(&key)
+        .unwrap()
+        .der()
+        .to_vec();
+    let error = ed25519_public_key(&der).unwrap_err();
+    assert!(matches!(error, PkiError::PublicKey { .. }), "{error}");
+    assert!(error.to_string().contains("not Ed25519"), "{error}");
+}
+
+#[test]
+fn verify_certificate_accepts_this_pki_and_rejects_foreign_expired_and_server_certs() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(&dir.path().join("ours"));
+    let foreign = init_sample(&dir.path().join("foreign"));
+    let roots = paths.trust_roots().unwrap();
+    let now = SystemTime::now();
+
+    let agency = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let identity = roots
+        .verify_certificate(agency.certificate_der(), now)
+        .unwrap();
+    assert_eq!(identity, peer_identity(agency.certificate_der()).unwrap());
+
+    let operator = paths.operator_credentials("admin").unwrap();
+    assert!(roots
+        .verify_certificate(operator.certificate_der(), now)
+        .is_ok());
+
+    let rejection = |cert_der: &[u8], at: SystemTime| match roots.verify_certificate(cert_der, at) {
+        Err(PkiError::CertificateRejected { reason }) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+
+    let foreign_agency = foreign.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let reason = rejection(foreign_agency.certificate_der(), now);
+    assert!(reason.contains("UnknownIssuer"), "{reason}");
+
+    let today = time::OffsetDateTime::now_utc();
+    let (expired_pem, _) = issue_agency_pem_with_window(
+        &paths,
+        GOVERNMENT_OFFICE,
+        today - time::Duration::days(10),
+        today - time::Duration::days(1),
+    )
+    .unwrap();
+    let reason = rejection(&first_certificate_der(&expired_pem), now);
+    assert!(reason.contains("CertExpired"), "{reason}");
+
+    let (future_pem, _) = issue_agency_pem_with_window(
+        &paths,
+        GOVERNMENT_OFFICE,
+        today + time::Duration::days(1),
+        today + time::Duration::days(10),
+    )
+    .unwrap();
+    let reason = rejection(&first_certificate_der(&future_pem), now);
+    assert!(reason.contains("CertNotValidYet"), "{reason}");
+
+    // The same agency certificate is rejected at a time past its expiry.
+    let reason = rejection(agency.certificate_der(), now + VALIDITY * 2);
+    assert!(reason.contains("Expired"), "{reason}");
+
+    // The hub certificate is for server authentication only.
+    let hub = paths.hub_credentials().unwrap();
+    let reason = rejection(hub.certificate_der(), now);
+    assert!(reason.contains("RequiredEkuNotFound"), "{reason}");
+
+    // The CA itself is not an end entity.
+    let ca_der = first_certificate_der(&std::fs::read_to_string(paths.ca_cert()).unwrap());
+    rejection(&ca_der, now);
+}
+
+#[test]
+fn trust_roots_from_pem_requires_a_certificate() {
+    let error = TrustRoots::from_pem(b"").unwrap_err();
+    assert!(matches!(error, PkiError::TrustRoots { .. }), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.crt");
+    let error = TrustRoots::from_pem_file(&missing).unwrap_err();
+    assert!(error.to_string().contains("missing.crt"), "{error}");
+
+    let paths = init_sample(dir.path());
+    let error = TrustRoots::from_pem_file(&paths.ca_key()).unwrap_err();
+    assert!(error.to_string().contains("ca.key"), "{error}");
+    let pem = std::fs::read(paths.ca_cert()).unwrap();
+    assert!(TrustRoots::from_pem(&pem).is_ok());
+}
+
+#[test]
+fn credentials_load_names_the_file_and_refuses_a_mismatched_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+
+    let error = paths.agency_credentials("000.00.99.G22").unwrap_err();
+    assert!(matches!(error, PkiError::Io { .. }), "{error}");
+    assert!(error.to_string().contains("000.00.99.G22.crt"), "{error}");
+
+    let error = Credentials::load(
+        &paths.agency_cert(GOVERNMENT_OFFICE),
+        &paths.agency_key(NGHE_AN),
+    )
+    .unwrap_err();
+    assert!(matches!(error, PkiError::KeyMismatch { .. }), "{error}");
+
+    let error =
+        Credentials::load(&paths.agency_key(NGHE_AN), &paths.agency_key(NGHE_AN)).unwrap_err();
+    assert!(error.to_string().contains("000.00.00.H41.key"), "{error}");
+    assert!(error.to_string().contains("no CERTIFICATE"), "{error}");
+
+    let error =
+        Credentials::load(&paths.agency_cert(NGHE_AN), &paths.agency_cert(NGHE_AN)).unwrap_err();
+    assert!(error.to_string().contains("PRIVATE KEY"), "{error}");
+
+    // Debug output never shows key material.
+    let agency = paths.agency_credentials(NGHE_AN).unwrap();
+    assert!(format!("{agency:?}").contains("redacted"));
+}
+
+#[test]
+fn issuing_with_an_existing_ca_adds_and_replaces_agencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let roots = paths.trust_roots().unwrap();
+    let before = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+
+    issue_agency(&paths, GOVERNMENT_OFFICE, "Văn phòng Chính phủ", VALIDITY).unwrap();
+    let after = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    assert_ne!(after.key_pkcs8_der, before.key_pkcs8_der);
+    assert_ne!(
+        peer_identity(after.certificate_der()).unwrap().serial_hex,
+        peer_identity(before.certificate_der()).unwrap().serial_hex
+    );
+    roots
+        .verify_certificate(after.certificate_der(), SystemTime::now())
+        .unwrap();
+
+    let many: Vec<(String, String)> = (1..=40)
+        .map(|unit| {
+            (
+                format!("000.00.{unit:02}.H41"),
+                format!("Sở số {unit} tỉnh Nghệ An, một tên rất dài để vượt quá giới hạn sáu mươi tư ký tự"),
+            )
+        })
+        .collect();
+    issue_agencies(&paths, &many, VALIDITY).unwrap();
+    for (code, _) in &many {
+        let creds = paths.agency_credentials(code).unwrap();
+        let identity = roots
+            .verify_certificate(creds.certificate_der(), SystemTime::now())
+            .unwrap();
+        assert_eq!(identity.role, PeerRole::Agency { code: code.clone() });
+    }
+
+    // A long validity is cut at the CA's expiry rather than outliving it.
+    issue_operator(&paths, "night-shift", VALIDITY * 10).unwrap();
+    let operator = paths.operator_credentials("night-shift").unwrap();
+    let operator_identity = peer_identity(operator.certificate_der()).unwrap();
+    let ca_der = first_certificate_der(&std::fs::read_to_string(paths.ca_cert()).unwrap());
+    let ca_not_after = crate::identity::parse_certificate(&ca_der)
+        .unwrap()
+        .validity()
+        .not_after
+        .timestamp();
+    assert_eq!(operator_identity.not_after_unix, ca_not_after);
+
+    issue_hub(&paths, VALIDITY).unwrap();
+    assert_eq!(
+        peer_identity(paths.hub_credentials().unwrap().certificate_der())
+            .unwrap()
+            .role,
+        PeerRole::Hub
+    );
+}
+
+#[test]
+fn issuing_without_a_ca_names_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = PkiPaths::new(dir.path());
+    let error = issue_agency(&paths, GOVERNMENT_OFFICE, "x", VALIDITY).unwrap_err();
+    assert!(error.to_string().contains("ca.crt"), "{error}");
+}
+
+/// Moves TLS records between the two ends until both finish the handshake or
+/// one fails. Bounded, since a handshake that needs more rounds is a bug.
+fn handshake(
+    client: &mut ClientConnection,
+    server: &mut ServerConnection,
+) -> Result<(), rustls::Error> {
+    const ROUNDS_MAX: usize = 10;
+    for _ in 0..ROUNDS_MAX {
+        if !client.is_handshaking() && !server.is_handshaking() {
+            return Ok(());
+        }
+        let mut client_to_server = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut client_to_server).unwrap();
+        }
+        let mut unread = &client_to_server[..];
+        while !unread.is_empty() {
+            server.read_tls(&mut unread).unwrap();
+            server.process_new_packets()?;
+        }
+
+        let mut server_to_client = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut server_to_client).unwrap();
+        }
+        let mut unread = &server_to_client[..];
+        while !unread.is_empty() {
+            client.read_tls(&mut unread).unwrap();
+            client.process_new_packets()?;
+        }
+    }
+    panic!("handshake did not finish in {ROUNDS_MAX} rounds");
+}
+
+fn connect(
+    server_config: &Arc<rustls::ServerConfig>,
+    client_config: &Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> (ClientConnection, ServerConnection) {
+    let name = ServerName::try_from(server_name.to_owned()).unwrap();
+    let client = ClientConnection::new(Arc::clone(client_config), name).unwrap();
+    let server = ServerConnection::new(Arc::clone(server_config)).unwrap();
+    (client, server)
+}
+
+#[test]
+fn tls13_handshake_shows_the_server_the_agency_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let roots = paths.trust_roots().unwrap();
+    let server_config = server_tls_config(&roots, &paths.hub_credentials().unwrap()).unwrap();
+    let agency = paths.agency_credentials(NGHE_AN).unwrap();
+    let client_config = client_tls_config(&roots, &agency).unwrap();
+
+    for server_name in [HUB_SERVER_NAME, "localhost", "127.0.0.1", "::1"] {
+        let (mut client, mut server) = connect(&server_config, &client_config, server_name);
+        handshake(&mut client, &mut server)
+            .unwrap_or_else(|error| panic!("{server_name}: {error}"));
+
+        assert_eq!(
+            server.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        assert_eq!(server.alpn_protocol(), Some(&b"h2"[..]));
+        let presented = server.peer_certificates().expect("client certificate");
+        assert_eq!(presented[0].as_ref(), agency.certificate_der());
+        assert_eq!(
+            peer_identity(presented[0].as_ref()).unwrap().role,
+            PeerRole::Agency {
+                code: NGHE_AN.to_owned()
+            }
+        );
+        let hub_seen = client.peer_certificates().expect("server certificate");
+        assert_eq!(
+            peer_identity(hub_seen[0].as_ref()).unwrap().role,
+            PeerRole::Hub
+        );
+    }
+
+    // Application data flows once the handshake is done.
+    let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
+    handshake(&mut client, &mut server).unwrap();
+    client.writer().write_all(b"ping").unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    server.read_tls(&mut &records[..]).unwrap();
+    server.process_new_packets().unwrap();
+    let mut received = [0u8; 4];
+    server.reader().read_exact(&mut received).unwrap();
+    assert_eq!(&received, b"ping");
+}
+
+#[test]
+fn tls_handshake_is_refused_for_a_client_of_another_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(&dir.path().join("ours"));
+    let foreign = init_sample(&dir.path().join("foreign"));
+    let roots = paths.trust_roots().unwrap();
+    let server_config = server_tls_config(&roots, &paths.hub_credentials().unwrap()).unwrap();
+
+    // The impostor trusts our hub but holds a certificate from its own CA.
+    let impostor = foreign.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let client_config = client_tls_config(&roots, &impostor).unwrap();
+    let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
+    let error = handshake(&mut client, &mut server).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        ),
+        "{error:?}"
+    );
+    assert!(
+        server.is_handshaking(),
+        "the server must not complete the handshake"
+    );
+
+    // A client that does not trust our CA refuses the hub.
+    let foreign_roots = foreign.trust_roots().unwrap();
+    let agency = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let client_config = client_tls_config(&foreign_roots, &agency).unwrap();
+    let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
+    let error = handshake(&mut client, &mut server).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn tls_client_must_present_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let roots = paths.trust_roots().unwrap();
+    let server_config = server_tls_config(&roots, &paths.hub_credentials().unwrap()).unwrap();
+    let anonymous = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots.root_store())
+    .with_no_client_auth();
+    let (mut client, mut server) = connect(&server_config, &Arc::new(anonymous), HUB_SERVER_NAME);
+    let error = handshake(&mut client, &mut server).unwrap_err();
+    assert!(
+        matches!(error, rustls::Error::NoCertificatesPresented),
+        "{error:?}"
+    );
+}

@@ -1,0 +1,104 @@
+//! The CA certificates a party trusts, and verification of a lone certificate against them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::RootCertStore;
+
+use crate::credentials::{read_file, read_pem_certificates};
+use crate::identity::{peer_identity, PeerIdentity};
+use crate::PkiError;
+
+/// A set of trusted CA certificates. Cloning is cheap: the store is shared.
+#[derive(Clone, Debug)]
+pub struct TrustRoots {
+    root_store: Arc<RootCertStore>,
+}
+
+impl TrustRoots {
+    /// Parses every `CERTIFICATE` block in `pem`; at least one is required.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, PkiError> {
+        let certificates =
+            read_pem_certificates(pem).map_err(|reason| PkiError::TrustRoots { reason })?;
+        Self::from_der_certificates(certificates)
+    }
+
+    /// Reads a PEM file of CA certificates (usually `ca.crt`).
+    pub fn from_pem_file(path: &Path) -> Result<Self, PkiError> {
+        let pem = read_file(path)?;
+        let certificates = read_pem_certificates(&pem).map_err(|reason| PkiError::Pem {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Self::from_der_certificates(certificates).map_err(|error| match error {
+            PkiError::TrustRoots { reason } => PkiError::Pem {
+                path: path.to_owned(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    fn from_der_certificates(certificates: Vec<CertificateDer<'static>>) -> Result<Self, PkiError> {
+        let mut root_store = RootCertStore::empty();
+        for (index, certificate) in certificates.into_iter().enumerate() {
+            root_store
+                .add(certificate)
+                .map_err(|error| PkiError::TrustRoots {
+                    reason: format!(
+                        "certificate #{} is not a usable trust anchor: {error}",
+                        index + 1
+                    ),
+                })?;
+        }
+        Ok(TrustRoots {
+            root_store: Arc::new(root_store),
+        })
+    }
+
+    /// The shared rustls root store, for building TLS configurations.
+    pub fn root_store(&self) -> Arc<RootCertStore> {
+        Arc::clone(&self.root_store)
+    }
+
+    /// Verifies that `cert_der` chains directly to these roots, is an
+    /// end-entity certificate, is valid at `now` and is usable for client
+    /// authentication, then returns its identity. A recipient uses this on the
+    /// sender certificate that travels with an envelope, where no TLS session
+    /// has vouched for it.
+    pub fn verify_certificate(
+        &self,
+        cert_der: &[u8],
+        now: SystemTime,
+    ) -> Result<PeerIdentity, PkiError> {
+        let since_epoch =
+            now.duration_since(UNIX_EPOCH)
+                .map_err(|_| PkiError::CertificateRejected {
+                    reason: "verification time is before 1970".to_owned(),
+                })?;
+        let certificate = CertificateDer::from(cert_der);
+        let end_entity = webpki::EndEntityCert::try_from(&certificate).map_err(|error| {
+            PkiError::CertificateRejected {
+                reason: format!("not a parsable end-entity certificate: {error}"),
+            }
+        })?;
+        // Only Ed25519 is accepted: this PKI issues nothing else, and a
+        // narrower list leaves less to go wrong.
+        end_entity
+            .verify_for_usage(
+                &[webpki::ring::ED25519],
+                &self.root_store.roots,
+                &[],
+                UnixTime::since_unix_epoch(since_epoch),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|error| PkiError::CertificateRejected {
+                reason: format!("{error:?}"),
+            })?;
+        peer_identity(cert_der)
+    }
+}

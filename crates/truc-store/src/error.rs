@@ -1,0 +1,20 @@
+//! What the store can refuse or fail with.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("document {document_id} already exists with different content (accepted at {accepted_at_unix_ms} ms)")]
+    AlreadyExists {
+        document_id: String,
+        accepted_at_unix_ms: i64,
+    },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("status: {0}")]
+    IllegalMove(#[from] truc_domain::StatusMoveError),
+    #[error("storage is full or failing: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("stored record {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the storage writer has stopped")]
+    WriterGone,
+}

@@ -1,0 +1,95 @@
+//! The key space of the main tree: one prefix byte per kind of record, so
+//! that one sled batch can write a document, its deliveries, queue items and
+//! counters atomically.
+
+pub(crate) const DOCUMENT: u8 = b'd';
+pub(crate) const DELIVERY: u8 = b'r';
+pub(crate) const QUEUE: u8 = b'q';
+pub(crate) const COUNTER: u8 = b'c';
+pub(crate) const BLOB: u8 = b'b';
+pub(crate) const META_NEXT_SEQ: &[u8] = b"m:next_queue_seq";
+pub(crate) const META_SCHEMA: &[u8] = b"m:schema";
+
+/// Agency codes are 13 ASCII bytes (`AAA.BB.CC.Xnn`).
+pub(crate) const AGENCY_BYTES: usize = 13;
+
+pub(crate) fn document(document_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + document_id.len());
+    key.push(DOCUMENT);
+    key.extend_from_slice(document_id.as_bytes());
+    key
+}
+
+/// Deliveries of one document sort together: prefix, id, NUL, recipient.
+pub(crate) fn delivery_prefix(document_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + document_id.len() + AGENCY_BYTES);
+    key.push(DELIVERY);
+    key.extend_from_slice(document_id.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn delivery(document_id: &str, recipient: &str) -> Vec<u8> {
+    let mut key = delivery_prefix(document_id);
+    key.extend_from_slice(recipient.as_bytes());
+    key
+}
+
+pub(crate) fn queue_prefix(agency: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + AGENCY_BYTES + 8);
+    key.push(QUEUE);
+    key.extend_from_slice(agency.as_bytes());
+    key
+}
+
+pub(crate) fn queue(agency: &str, seq: u64) -> Vec<u8> {
+    let mut key = queue_prefix(agency);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn queue_seq_of(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+pub(crate) fn counter(agency: &str, date_key: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + AGENCY_BYTES + 4);
+    key.push(COUNTER);
+    key.extend_from_slice(agency.as_bytes());
+    key.extend_from_slice(&date_key.to_be_bytes());
+    key
+}
+
+/// Splits a counter key into agency and `yyyymmdd`.
+pub(crate) fn parse_counter(key: &[u8]) -> Option<(&str, u32)> {
+    if key.len() != 1 + AGENCY_BYTES + 4 {
+        return None;
+    }
+    let agency = std::str::from_utf8(&key[1..1 + AGENCY_BYTES]).ok()?;
+    let date: [u8; 4] = key[1 + AGENCY_BYTES..].try_into().ok()?;
+    Some((agency, u32::from_be_bytes(date)))
+}
+
+pub(crate) fn blob(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(BLOB);
+    key.extend_from_slice(sha256);
+    key
+}
+
+/// Chunk keys live in their own tree: digest, upload id, chunk number.
+pub(crate) fn chunk(sha256: &[u8; 32], upload_id: u64, chunk: u32) -> [u8; 44] {
+    let mut key = [0u8; 44];
+    key[..32].copy_from_slice(sha256);
+    key[32..40].copy_from_slice(&upload_id.to_be_bytes());
+    key[40..].copy_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+pub(crate) fn chunk_upload_prefix(sha256: &[u8; 32], upload_id: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(sha256);
+    key[32..].copy_from_slice(&upload_id.to_be_bytes());
+    key
+}

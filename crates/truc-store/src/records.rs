@@ -1,0 +1,140 @@
+//! Stored values. Each starts with a version byte so that a later format can
+//! upgrade the old one in `decode`; version 1 is the only one so far.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+const VERSION_1: u8 = 1;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![VERSION_1];
+    // Serialising plain records to a Vec cannot fail.
+    bytes.extend(postcard::to_stdvec(value).expect("records serialise"));
+    bytes
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&VERSION_1, rest)) => {
+            postcard::from_bytes(rest).map_err(|error| StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: format!("undecodable record: {error}"),
+            })
+        }
+        Some((version, _)) => Err(StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: format!("unknown record version {version}"),
+        }),
+        None => Err(StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: "empty record".into(),
+        }),
+    }
+}
+
+/// Whether the document's own digital signature was present and verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DocumentSignatureState {
+    Absent,
+    Valid,
+    Invalid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecipient {
+    pub organ_id: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub sha256: [u8; 32],
+    pub size_bytes: u64,
+}
+
+/// One accepted document: the signed bytes exactly as received, and what the
+/// hub decided about them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    pub document_id: String,
+    pub sender: String,
+    /// `yyyymmdd` of the document's date (from its id); counters use it.
+    pub date_key: u32,
+    pub subject: String,
+    pub header_bytes: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub sender_certificate: Vec<u8>,
+    pub document_signature: Option<(Vec<u8>, Vec<u8>)>,
+    pub document_signature_state: DocumentSignatureState,
+    /// SHA-256 of the header bytes: tells a resend from a different document with the same id.
+    pub content_sha256: [u8; 32],
+    pub accepted_at_unix_ms: i64,
+    pub recipients: Vec<String>,
+    pub refused: Vec<RefusedRecipient>,
+    pub attachments: Vec<AttachmentRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusEntry {
+    /// edXML status code (01, 02, 03, 04, 05, 06).
+    pub code: u32,
+    pub at_unix_ms: i64,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// One recipient's copy of a document: where it stands and how it got there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub document_id: String,
+    pub recipient: String,
+    /// The queue item that carries it until acknowledged.
+    pub queue_seq: u64,
+    pub history: Vec<StatusEntry>,
+}
+
+impl DeliveryRecord {
+    pub fn current_code(&self) -> Option<u32> {
+        self.history.last().map(|entry| entry.code)
+    }
+}
+
+/// What waits in an agency's queue until its node acknowledges it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueItem {
+    Delivery {
+        document_id: String,
+        recipient: String,
+    },
+    Notice {
+        document_id: String,
+        recipient: String,
+        entry: StatusEntry,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRecord {
+    /// The upload whose chunks are the blob's bytes.
+    pub upload_id: u64,
+    pub size_bytes: u64,
+    pub chunk_count: u32,
+}
+
+pub(crate) fn decode_counter(bytes: &[u8]) -> (u64, u64) {
+    let mut sent = [0u8; 8];
+    let mut received = [0u8; 8];
+    if bytes.len() == 16 {
+        sent.copy_from_slice(&bytes[..8]);
+        received.copy_from_slice(&bytes[8..]);
+    }
+    (u64::from_be_bytes(sent), u64::from_be_bytes(received))
+}
+
+pub(crate) fn encode_counter(sent: u64, received: u64) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&sent.to_be_bytes());
+    bytes[8..].copy_from_slice(&received.to_be_bytes());
+    bytes
+}
