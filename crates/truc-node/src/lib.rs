@@ -1,1 +1,13 @@
-//! placeholder
+//! The agency side of the axis: a client that signs and sends documents,
+//! moves statuses and reads them ([`client`]), and the node agent that holds
+//! one delivery stream, verifies what arrives and writes it into an inbox
+//! exactly once ([`agent`]).
+
+pub mod agent;
+pub mod client;
+pub mod compose;
+pub mod verify;
+
+pub use agent::{run_node, NodeConfig, NodeEvent};
+pub use client::{AxisClient, ClientError};
+pub use compose::{Attachment, Draft};

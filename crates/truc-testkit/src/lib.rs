@@ -1,1 +1,210 @@
-//! placeholder
+//! Test helpers: a development PKI and a real hub on 127.0.0.1:0 over mutual
+//! TLS, with sled in a temporary directory. Nothing here is a mock.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use truc_domain::Limits;
+use truc_hub::config::DeliveryConfig;
+use truc_hub::{AgencyEntry, ConnectionMode, Directory, HubSetup};
+use truc_node::{AxisClient, NodeConfig};
+use truc_pki::PkiPaths;
+use truc_store::{Store, StoreOptions};
+
+pub const OPERATOR: &str = "ops";
+/// Government Office, Finance, Nghệ An, Construction, Home Affairs.
+pub const AGENCIES: [&str; 5] = [
+    "000.00.00.G22",
+    "000.00.00.G12",
+    "000.00.00.H41",
+    "000.00.00.G17",
+    "000.00.00.G09",
+];
+/// Registered in the PKI but not in the hub's directory.
+pub const UNREGISTERED: &str = "000.00.00.H01";
+
+pub struct TestHub {
+    pub root: tempfile::TempDir,
+    pub pki: PkiPaths,
+    pub address: SocketAddr,
+    pub limits: Limits,
+    registered: Vec<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestHub {
+    /// A hub with the five [`AGENCIES`] registered and the default limits.
+    pub async fn start() -> TestHub {
+        Self::start_with(Limits::default()).await
+    }
+
+    pub async fn start_with(limits: Limits) -> TestHub {
+        let root = tempfile::tempdir().expect("temp dir");
+        let mut certified: Vec<(String, String)> = AGENCIES
+            .iter()
+            .map(|code| (code.to_string(), format!("Agency {code}")))
+            .collect();
+        certified.push((UNREGISTERED.to_string(), "Unregistered".into()));
+        let pki = truc_pki::init_dev_pki(
+            &root.path().join("pki"),
+            &certified,
+            &[OPERATOR.to_string()],
+            Duration::from_secs(86_400),
+        )
+        .expect("development PKI");
+        let mut hub = TestHub {
+            root,
+            pki,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits,
+            registered: AGENCIES.iter().map(|c| c.to_string()).collect(),
+            stop: None,
+            task: None,
+        };
+        hub.launch().await;
+        hub
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// Opens the store, retrying while a just-stopped hub still holds its lock.
+    fn open_store(&self) -> Store {
+        let mut last_error = None;
+        for _ in 0..200 {
+            match Store::open(&self.data_dir(), &StoreOptions::default()) {
+                Ok(store) => return store,
+                Err(error) => {
+                    last_error = Some(error);
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+            }
+        }
+        panic!("store did not open: {last_error:?}");
+    }
+
+    async fn launch(&mut self) {
+        let store = self.open_store();
+        let directory = Directory::new(self.registered.iter().map(|code| AgencyEntry {
+            code: code.parse().expect("test agency codes are well formed"),
+            name: format!("Agency {code}"),
+            connection: ConnectionMode::Direct,
+        }));
+        let setup = HubSetup {
+            store,
+            directory,
+            trust: self.pki.trust_roots().expect("trust roots"),
+            credentials: self.pki.hub_credentials().expect("hub credentials"),
+            limits: self.limits.clone(),
+            delivery: DeliveryConfig::default(),
+        };
+        // Bound before serving, so clients can connect as soon as this returns.
+        let listener = TcpListener::bind(self.address).await.expect("bind");
+        self.address = listener.local_addr().expect("local address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stop = Some(stop);
+        self.task = Some(tokio::spawn(async move {
+            truc_hub::run(listener, setup, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("hub runs");
+        }));
+    }
+
+    /// Stops the hub and waits until it has let go of its port and store.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops and starts again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch().await;
+    }
+
+    /// The store of a stopped hub, for checks.
+    pub fn stopped_store(&self) -> Store {
+        assert!(self.task.is_none(), "stop the hub first");
+        self.open_store()
+    }
+
+    pub async fn client(&self, agency: &str) -> AxisClient {
+        AxisClient::connect(
+            self.address,
+            &self.pki.trust_roots().expect("trust roots"),
+            self.pki
+                .agency_credentials(agency)
+                .expect("agency credentials"),
+        )
+        .await
+        .expect("client connects")
+    }
+
+    pub async fn operator(&self) -> AxisClient {
+        AxisClient::connect(
+            self.address,
+            &self.pki.trust_roots().expect("trust roots"),
+            self.pki
+                .operator_credentials(OPERATOR)
+                .expect("operator credentials"),
+        )
+        .await
+        .expect("operator connects")
+    }
+
+    pub fn node_config(&self, agency: &str, inbox: Option<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            hub: self.address,
+            roots: self.pki.trust_roots().expect("trust roots"),
+            credentials: self
+                .pki
+                .agency_credentials(agency)
+                .expect("agency credentials"),
+            inbox,
+            window: 32,
+            events: None,
+            backoff_max: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A draft from `from` to `to` with today's date and a given number.
+pub fn draft(from: &str, to: &[&str], number: u32) -> truc_node::Draft {
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(7, 0, 0).expect("UTC+7"))
+        .date();
+    truc_node::Draft {
+        from: from.to_owned(),
+        from_name: format!("Agency {from}"),
+        to: to.iter().map(|s| s.to_string()).collect(),
+        number: number.to_string(),
+        notation: "VPCP-TTĐT".into(),
+        place: "Hà Nội".into(),
+        date: format!(
+            "{:04}-{:02}-{:02}",
+            today.year(),
+            today.month() as u8,
+            today.day()
+        ),
+        subject: format!("Văn bản số {number} về việc thử nghiệm trục liên thông"),
+        ..Default::default()
+    }
+}
+
+pub fn pdf(name: &str, seed: u32, bytes: usize) -> truc_node::Attachment {
+    let data: Vec<u8> = (0..bytes)
+        .map(|i| (i as u32).wrapping_mul(2654435761).wrapping_add(seed) as u8)
+        .collect();
+    truc_node::Attachment::bytes(name, "application/pdf", data)
+}

@@ -1,0 +1,102 @@
+//! The hub's refusals, and the one place they become gRPC statuses.
+
+use tonic::{Code, Status};
+use truc_domain::{EnvelopeError, StatusMoveError};
+use truc_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    TooLarge { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    Unauthenticated { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    PermissionDenied { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    NotFound { field: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HubError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        HubError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn denied(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        HubError::PermissionDenied {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn not_found(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        HubError::NotFound {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<EnvelopeError> for HubError {
+    fn from(error: EnvelopeError) -> Self {
+        if error.too_large {
+            HubError::TooLarge {
+                field: error.field,
+                reason: error.reason,
+            }
+        } else {
+            HubError::Invalid {
+                field: error.field,
+                reason: error.reason,
+            }
+        }
+    }
+}
+
+/// The one mapping from every refusal to a gRPC status.
+impl From<HubError> for Status {
+    fn from(error: HubError) -> Status {
+        let code = match &error {
+            HubError::Invalid { .. } => Code::InvalidArgument,
+            HubError::TooLarge { .. } => Code::ResourceExhausted,
+            HubError::Unauthenticated { .. } => Code::Unauthenticated,
+            HubError::PermissionDenied { .. } => Code::PermissionDenied,
+            HubError::NotFound { .. } => Code::NotFound,
+            HubError::Store(store) => match store {
+                StoreError::AlreadyExists { .. } => Code::AlreadyExists,
+                StoreError::NotFound { .. } => Code::NotFound,
+                StoreError::IllegalMove(StatusMoveError::ReasonRequired)
+                | StoreError::IllegalMove(StatusMoveError::UnknownCode(_)) => Code::InvalidArgument,
+                StoreError::IllegalMove(_) => Code::FailedPrecondition,
+                StoreError::Storage(_) | StoreError::WriterGone => Code::Unavailable,
+                StoreError::Corrupt { .. } => Code::Internal,
+            },
+        };
+        let message = match &error {
+            HubError::Store(StoreError::AlreadyExists {
+                document_id,
+                accepted_at_unix_ms,
+            }) => format!(
+                "document_id: {document_id} was already accepted at {accepted_at_unix_ms} ms with different content; the original stands"
+            ),
+            HubError::Store(StoreError::IllegalMove(StatusMoveError::ReasonRequired)) => {
+                "reason: a rejection must say why".to_owned()
+            }
+            HubError::Store(StoreError::IllegalMove(StatusMoveError::UnknownCode(code))) => {
+                format!("status: {code} is not a status a recipient may report")
+            }
+            HubError::Store(StoreError::IllegalMove(other)) => format!("status: {other}"),
+            other => other.to_string(),
+        };
+        if code == Code::Internal || code == Code::Unavailable {
+            tracing::error!(%message, "storage failure");
+        }
+        Status::new(code, message)
+    }
+}

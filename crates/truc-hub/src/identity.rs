@@ -1,0 +1,78 @@
+//! Who is calling: read from the client certificate of the TLS session,
+//! never from the request.
+
+use tonic::Request;
+use truc_domain::AgencyCode;
+use truc_pki::PeerRole;
+
+use crate::error::HubError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Agency {
+        code: AgencyCode,
+        certificate: Vec<u8>,
+        public_key: [u8; 32],
+    },
+    Operator {
+        name: String,
+    },
+}
+
+impl Caller {
+    pub fn from_request<T>(request: &Request<T>) -> Result<Caller, HubError> {
+        let unauthenticated = |reason: &str| HubError::Unauthenticated {
+            field: "certificate".into(),
+            reason: reason.into(),
+        };
+        let certificates = request
+            .peer_certs()
+            .ok_or_else(|| unauthenticated("no client certificate on this connection"))?;
+        let leaf = certificates
+            .first()
+            .ok_or_else(|| unauthenticated("no client certificate on this connection"))?;
+        let identity =
+            truc_pki::peer_identity(leaf).map_err(|error| unauthenticated(&error.to_string()))?;
+        match identity.role {
+            PeerRole::Agency { code } => {
+                let code: AgencyCode = code.parse().map_err(|error| {
+                    unauthenticated(&format!("certificate agency code is ill-formed: {error}"))
+                })?;
+                let public_key = truc_pki::ed25519_public_key(leaf)
+                    .map_err(|error| unauthenticated(&error.to_string()))?;
+                Ok(Caller::Agency {
+                    code,
+                    certificate: leaf.to_vec(),
+                    public_key,
+                })
+            }
+            PeerRole::Operator { name } => Ok(Caller::Operator { name }),
+            PeerRole::Hub => Err(HubError::denied(
+                "certificate",
+                "a hub certificate may not call the axis",
+            )),
+        }
+    }
+
+    /// The agency code, or PERMISSION_DENIED for an operator.
+    pub fn agency(&self, action: &str) -> Result<AgencyCode, HubError> {
+        match self {
+            Caller::Agency { code, .. } => Ok(*code),
+            Caller::Operator { name } => Err(HubError::denied(
+                "certificate",
+                format!("operator '{name}' may read but not {action}"),
+            )),
+        }
+    }
+
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Caller::Operator { .. })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Caller::Agency { code, .. } => code.to_string(),
+            Caller::Operator { name } => format!("operator:{name}"),
+        }
+    }
+}

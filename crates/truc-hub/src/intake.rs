@@ -1,0 +1,412 @@
+//! Intake of one send: check the envelope, stream the attachments into the
+//! store while hashing them, and accept the document durably.
+
+use ring::digest::{Context, SHA256};
+use tokio_stream::StreamExt;
+use tonic::Streaming;
+use truc_domain::{Addressee, AgencyCode, DocumentDate, Header};
+use truc_proto::v1 as pb;
+use truc_store::{
+    AcceptOutcome, AttachmentRef, DocumentRecord, DocumentSignatureState, PendingBlob,
+    RefusedRecipient,
+};
+
+use crate::convert::{raw_header, signature_state};
+use crate::error::HubError;
+use crate::Hub;
+
+pub(crate) fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Attachments uploaded so far, forgotten if the send fails.
+struct Uploads<'a> {
+    hub: &'a Hub,
+    /// Every upload begun, so that a failed send leaves no chunks behind.
+    started: Vec<([u8; 32], u64)>,
+    /// Uploads whose size and digest checked out.
+    complete: Vec<PendingBlob>,
+    committed: bool,
+}
+
+impl Drop for Uploads<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            for (sha256, upload_id) in &self.started {
+                self.hub.store.discard_upload(sha256, *upload_id);
+            }
+        }
+    }
+}
+
+pub(crate) async fn send(
+    hub: &Hub,
+    sender: AgencyCode,
+    sender_certificate: Vec<u8>,
+    public_key: [u8; 32],
+    mut stream: Streaming<pb::SendRequest>,
+) -> Result<pb::SendResponse, HubError> {
+    let envelope = match stream.next().await {
+        Some(Ok(pb::SendRequest {
+            part: Some(pb::send_request::Part::Envelope(envelope)),
+        })) => envelope,
+        Some(Ok(_)) => {
+            return Err(HubError::invalid(
+                "envelope",
+                "the first message of a send must be the envelope",
+            ))
+        }
+        Some(Err(status)) => {
+            return Err(HubError::invalid("envelope", status.message().to_owned()))
+        }
+        None => {
+            return Err(HubError::invalid(
+                "envelope",
+                "the send carried no envelope",
+            ))
+        }
+    };
+    let limits = &hub.limits;
+    if envelope.header.len() > limits.header_bytes_max {
+        return Err(HubError::TooLarge {
+            field: "envelope.header".into(),
+            reason: format!(
+                "{} bytes is more than the limit of {} bytes",
+                envelope.header.len(),
+                limits.header_bytes_max
+            ),
+        });
+    }
+    if envelope.signature.is_empty() {
+        return Err(HubError::Unauthenticated {
+            field: "envelope.signature".into(),
+            reason: "is missing; every envelope must be signed by its sender".into(),
+        });
+    }
+    truc_domain::verify_envelope(&public_key, &envelope.header, &envelope.signature).map_err(
+        |error| HubError::Unauthenticated {
+            field: "envelope.signature".into(),
+            reason: format!("{error} ({sender})"),
+        },
+    )?;
+    let wire_header: pb::EnvelopeHeader = prost::Message::decode(envelope.header.as_slice())
+        .map_err(|error| {
+            HubError::invalid("envelope.header", format!("not an EnvelopeHeader: {error}"))
+        })?;
+    let today = DocumentDate::vietnam_date_of_unix_ms(now_unix_ms())
+        .ok_or_else(|| HubError::invalid("clock", "the hub's clock is out of range"))?;
+    let header = Header::validate(raw_header(wire_header), limits, today)?;
+    if header.from.code != sender {
+        return Err(HubError::denied(
+            "from.organ_id",
+            format!(
+                "{} is not the sending agency; this connection's certificate is {sender}",
+                header.from.code
+            ),
+        ));
+    }
+    let document_id = header.document_id.to_string();
+    let content_sha256 = sha256(&envelope.header);
+
+    // A resend of an accepted document is answered from the record, without
+    // reading its attachments again.
+    if let Some(original) = hub.store.document(&document_id)? {
+        if original.content_sha256 == content_sha256 {
+            return Ok(response(&original, true));
+        }
+        return Err(truc_store::StoreError::AlreadyExists {
+            document_id,
+            accepted_at_unix_ms: original.accepted_at_unix_ms,
+        }
+        .into());
+    }
+
+    let mut recipients = Vec::new();
+    let mut refused = Vec::new();
+    for addressee in &header.to {
+        match addressee {
+            Addressee::Valid(organ) if hub.directory.contains(&organ.code) => {
+                recipients.push(organ.code.to_string())
+            }
+            Addressee::Valid(organ) => refused.push(RefusedRecipient {
+                organ_id: organ.code.to_string(),
+                reason: "not registered in the directory of the axis".into(),
+            }),
+            Addressee::Refused { organ_id, reason } => refused.push(RefusedRecipient {
+                organ_id: organ_id.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+    if recipients.is_empty() {
+        let reasons: Vec<String> = refused
+            .iter()
+            .map(|r| format!("{}: {}", r.organ_id, r.reason))
+            .collect();
+        return Err(HubError::invalid(
+            "to",
+            format!(
+                "no recipient can receive this document ({})",
+                reasons.join("; ")
+            ),
+        ));
+    }
+
+    let document_signature_state = match &envelope.document_signature {
+        None => DocumentSignatureState::Absent,
+        Some(signature) => check_document_signature(hub, &document_id, &header, signature),
+    };
+
+    let mut uploads = Uploads {
+        hub,
+        started: Vec::new(),
+        complete: Vec::new(),
+        committed: false,
+    };
+    receive_attachments(hub, &header, &mut stream, &mut uploads).await?;
+
+    let record = DocumentRecord {
+        document_id: document_id.clone(),
+        sender: sender.to_string(),
+        date_key: header.document_id.date().ordinal_key(),
+        subject: header.subject.clone(),
+        header_bytes: envelope.header,
+        signature: envelope.signature,
+        sender_certificate,
+        document_signature: envelope
+            .document_signature
+            .map(|s| (s.signer_certificate, s.signature)),
+        document_signature_state,
+        content_sha256,
+        accepted_at_unix_ms: now_unix_ms(),
+        recipients,
+        refused,
+        attachments: header
+            .attachments
+            .iter()
+            .map(|a| AttachmentRef {
+                sha256: a.sha256,
+                size_bytes: a.size_bytes,
+            })
+            .collect(),
+    };
+    let outcome = hub.store.accept(record, uploads.complete.clone()).await?;
+    uploads.committed = true;
+    Ok(match outcome {
+        AcceptOutcome::Accepted(record) => {
+            tracing::debug!(document_id = %record.document_id, recipients = record.recipients.len(), "accepted");
+            response(&record, false)
+        }
+        AcceptOutcome::Duplicate(original) => response(&original, true),
+    })
+}
+
+fn check_document_signature(
+    hub: &Hub,
+    document_id: &str,
+    header: &Header,
+    signature: &pb::DocumentSignature,
+) -> DocumentSignatureState {
+    let verified = hub
+        .trust
+        .verify_certificate(&signature.signer_certificate, std::time::SystemTime::now())
+        .ok()
+        .and_then(|_| truc_pki::ed25519_public_key(&signature.signer_certificate).ok())
+        .is_some_and(|key| {
+            truc_domain::verify_document(
+                &key,
+                document_id,
+                &header.attachment_digests(),
+                &signature.signature,
+            )
+            .is_ok()
+        });
+    if verified {
+        DocumentSignatureState::Valid
+    } else {
+        DocumentSignatureState::Invalid
+    }
+}
+
+/// Reads every attachment's chunks in header order, storing each blob once by
+/// digest, and checks sizes and digests.
+async fn receive_attachments(
+    hub: &Hub,
+    header: &Header,
+    stream: &mut Streaming<pb::SendRequest>,
+    uploads: &mut Uploads<'_>,
+) -> Result<(), HubError> {
+    let limits = &hub.limits;
+    let mut current: Option<AttachmentInProgress> = None;
+    let mut next_index = 0usize;
+    loop {
+        let message = stream.next().await;
+        let chunk = match message {
+            None => None,
+            Some(Ok(pb::SendRequest {
+                part: Some(pb::send_request::Part::Chunk(chunk)),
+            })) => Some(chunk),
+            Some(Ok(_)) => {
+                return Err(HubError::invalid(
+                    "chunk",
+                    "only attachment chunks may follow the envelope",
+                ))
+            }
+            Some(Err(status)) => {
+                let reason = status.message().to_owned();
+                return Err(
+                    if status.code() == tonic::Code::OutOfRange
+                        || reason.contains("message length too large")
+                    {
+                        HubError::TooLarge {
+                            field: "chunk".into(),
+                            reason,
+                        }
+                    } else {
+                        HubError::invalid("chunk", reason)
+                    },
+                );
+            }
+        };
+        let starts_new = match (&current, &chunk) {
+            (Some(open), Some(chunk)) => chunk.index as usize != open.index,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if starts_new || chunk.is_none() {
+            if let Some(open) = current.take() {
+                uploads.complete.extend(open.finish(header)?);
+            }
+        }
+        let Some(chunk) = chunk else { break };
+        if chunk.data.len() > limits.chunk_bytes_max {
+            return Err(HubError::TooLarge {
+                field: "chunk.data".into(),
+                reason: format!("a chunk may carry at most {} bytes", limits.chunk_bytes_max),
+            });
+        }
+        if starts_new {
+            if chunk.index as usize != next_index {
+                return Err(HubError::invalid(
+                    "chunk.index",
+                    format!(
+                        "expected attachment {next_index}, got {}; attachments are sent in order",
+                        chunk.index
+                    ),
+                ));
+            }
+            if next_index >= header.attachments.len() {
+                return Err(HubError::invalid(
+                    "chunk.index",
+                    format!("the header lists {} attachments", header.attachments.len()),
+                ));
+            }
+            let meta = &header.attachments[next_index];
+            let already_stored = hub.store.blob(&meta.sha256)?.is_some();
+            let upload_id = if already_stored {
+                None
+            } else {
+                let upload_id = hub.store.begin_upload()?;
+                uploads.started.push((meta.sha256, upload_id));
+                Some(upload_id)
+            };
+            current = Some(AttachmentInProgress {
+                index: next_index,
+                digest: Context::new(&SHA256),
+                bytes: 0,
+                chunks: 0,
+                upload_id,
+            });
+            next_index += 1;
+        }
+        let open = current.as_mut().expect("an attachment is open");
+        let meta = &header.attachments[open.index];
+        open.bytes += chunk.data.len() as u64;
+        if open.bytes > meta.size_bytes {
+            let field = format!("attachments[{}].size_bytes", open.index);
+            return Err(HubError::invalid(
+                field,
+                format!("more bytes arrived than the {} declared", meta.size_bytes),
+            ));
+        }
+        open.digest.update(&chunk.data);
+        if let Some(upload_id) = open.upload_id {
+            hub.store
+                .put_chunk(&meta.sha256, upload_id, open.chunks, &chunk.data)?;
+        }
+        open.chunks += 1;
+    }
+    if next_index != header.attachments.len() {
+        let field = format!("attachments[{next_index}]");
+        return Err(HubError::invalid(
+            field,
+            "the stream ended before this attachment's bytes",
+        ));
+    }
+    Ok(())
+}
+
+struct AttachmentInProgress {
+    index: usize,
+    digest: Context,
+    bytes: u64,
+    chunks: u32,
+    upload_id: Option<u64>,
+}
+
+impl AttachmentInProgress {
+    fn finish(self, header: &Header) -> Result<Option<PendingBlob>, HubError> {
+        let meta = &header.attachments[self.index];
+        if self.bytes != meta.size_bytes {
+            return Err(HubError::invalid(
+                format!("attachments[{}].size_bytes", self.index),
+                format!("{} bytes arrived, {} declared", self.bytes, meta.size_bytes),
+            ));
+        }
+        if self.digest.finish().as_ref() != meta.sha256 {
+            return Err(HubError::invalid(
+                format!("attachments[{}].sha256", self.index),
+                "the bytes do not match the declared digest",
+            ));
+        }
+        Ok(self.upload_id.map(|upload_id| PendingBlob {
+            sha256: meta.sha256,
+            upload_id,
+            size_bytes: self.bytes,
+            chunk_count: self.chunks,
+        }))
+    }
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&SHA256, bytes).as_ref());
+    out
+}
+
+pub(crate) fn response(record: &DocumentRecord, duplicate: bool) -> pb::SendResponse {
+    let mut recipients: Vec<pb::RecipientOutcome> = record
+        .recipients
+        .iter()
+        .map(|code| pb::RecipientOutcome {
+            organ_id: code.clone(),
+            accepted: true,
+            reason: String::new(),
+        })
+        .collect();
+    recipients.extend(record.refused.iter().map(|r| pb::RecipientOutcome {
+        organ_id: r.organ_id.clone(),
+        accepted: false,
+        reason: r.reason.clone(),
+    }));
+    pb::SendResponse {
+        document_id: record.document_id.clone(),
+        recipients,
+        duplicate,
+        document_signature: signature_state(record.document_signature_state) as i32,
+        accepted_at_unix_ms: record.accepted_at_unix_ms,
+    }
+}

@@ -1,0 +1,348 @@
+//! The node agent: one delivery stream to the hub, reconnecting with backoff;
+//! each delivery is verified, its attachments fetched and checked, written
+//! into the inbox with an atomic rename, and only then acknowledged. A
+//! document already in the inbox is acknowledged again, never rewritten, so
+//! the agency's application sees each document exactly once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ring::digest::{Context, SHA256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use truc_pki::{Credentials, TrustRoots};
+use truc_proto::v1 as pb;
+
+use crate::client::{AxisClient, ClientError};
+use crate::verify::{verify_delivery, VerifiedDelivery};
+
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub hub: SocketAddr,
+    pub roots: TrustRoots,
+    pub credentials: Credentials,
+    /// Where delivered documents are written; `None` keeps only an in-memory
+    /// record (replays, which verify everything but write nothing).
+    pub inbox: Option<PathBuf>,
+    /// Unacknowledged deliveries the node accepts at once.
+    pub window: u32,
+    /// Told of each new delivery and notice, if set.
+    pub events: Option<mpsc::Sender<NodeEvent>>,
+    /// Longest wait between reconnection attempts.
+    pub backoff_max: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum NodeEvent {
+    Connected,
+    Delivered {
+        document_id: String,
+        recipient: String,
+        header: Box<pb::EnvelopeHeader>,
+        document_signature: pb::DocumentSignatureState,
+    },
+    Notice(pb::StatusNotice),
+    /// A delivery that failed verification; it is not acknowledged.
+    Refused {
+        document_id: String,
+        reason: String,
+    },
+}
+
+/// Folder name for a document id: `/` would nest folders, so it is escaped.
+pub fn inbox_name(document_id: &str) -> String {
+    document_id.replace('%', "%25").replace('/', "%2F")
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn run_node(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = session(&config, &mut seen);
+        tokio::select! {
+            _ = &mut shutdown => return,
+            outcome = session => match outcome {
+                Ok(()) => {
+                    tracing::info!("delivery stream ended; reconnecting");
+                    backoff = Duration::from_millis(100);
+                }
+                Err(error) => tracing::warn!(%error, "node session failed; reconnecting in {backoff:?}"),
+            },
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(config.backoff_max);
+    }
+}
+
+async fn session(config: &NodeConfig, seen: &mut HashSet<String>) -> Result<(), ClientError> {
+    let client = AxisClient::connect(config.hub, &config.roots, config.credentials.clone()).await?;
+    let (acks, mut stream) = client.deliveries(config.window).await?;
+    if let Some(events) = &config.events {
+        let _ = events.send(NodeEvent::Connected).await;
+    }
+    while let Some(message) = stream.next().await {
+        let message = message?;
+        let (seq, accepted) = match message.kind {
+            Some(pb::hub_message::Kind::Delivery(delivery)) => (
+                delivery.queue_seq,
+                receive(config, &client, seen, delivery).await?,
+            ),
+            Some(pb::hub_message::Kind::Notice(notice)) => {
+                let seq = notice.queue_seq;
+                record_notice(config, notice).await?;
+                (seq, true)
+            }
+            None => continue,
+        };
+        if accepted {
+            let ack = pb::NodeMessage {
+                kind: Some(pb::node_message::Kind::Ack(pb::Ack { queue_seq: seq })),
+            };
+            if acks.send(ack).await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Returns whether the delivery may be acknowledged.
+async fn receive(
+    config: &NodeConfig,
+    client: &AxisClient,
+    seen: &mut HashSet<String>,
+    delivery: pb::Delivery,
+) -> Result<bool, ClientError> {
+    let verified = match verify_delivery(&delivery, &config.roots) {
+        Ok(verified) => verified,
+        Err(error) => {
+            tracing::error!(document_id = %delivery.document_id, %error, "security: delivery refused");
+            if let Some(events) = &config.events {
+                let _ = events
+                    .send(NodeEvent::Refused {
+                        document_id: delivery.document_id.clone(),
+                        reason: error.to_string(),
+                    })
+                    .await;
+            }
+            return Ok(false);
+        }
+    };
+    let key = format!("{}\u{0}{}", verified.document_id, delivery.recipient);
+    let new = match &config.inbox {
+        Some(inbox) => {
+            let folder = inbox.join(inbox_name(&verified.document_id));
+            if tokio::fs::try_exists(&folder).await? {
+                false
+            } else {
+                if let Err(reason) =
+                    write_document(client, inbox, &folder, &delivery, &verified).await
+                {
+                    tracing::error!(document_id = %verified.document_id, %reason, "delivery not written; it stays queued");
+                    return Ok(false);
+                }
+                true
+            }
+        }
+        None => {
+            if seen.contains(&key) {
+                false
+            } else {
+                if let Err(reason) = check_attachments(client, &verified).await {
+                    tracing::error!(document_id = %verified.document_id, %reason, "attachment check failed; it stays queued");
+                    return Ok(false);
+                }
+                seen.insert(key);
+                true
+            }
+        }
+    };
+    if new {
+        if let Some(events) = &config.events {
+            let _ = events
+                .send(NodeEvent::Delivered {
+                    document_id: verified.document_id.clone(),
+                    recipient: delivery.recipient.clone(),
+                    header: Box::new(verified.header),
+                    document_signature: pb::DocumentSignatureState::try_from(
+                        delivery.document_signature,
+                    )
+                    .unwrap_or(pb::DocumentSignatureState::DocumentSignatureAbsent),
+                })
+                .await;
+        }
+    }
+    Ok(true)
+}
+
+/// Fetches every attachment, checking size and digest, without keeping it.
+async fn check_attachments(client: &AxisClient, verified: &VerifiedDelivery) -> Result<(), String> {
+    for (index, info) in verified.header.attachments.iter().enumerate() {
+        let mut stream = client
+            .fetch_attachment(&verified.document_id, index as u32)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut context = Context::new(&SHA256);
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            size += chunk.data.len() as u64;
+            context.update(&chunk.data);
+        }
+        if size != info.size_bytes || context.finish().as_ref() != info.sha256.as_slice() {
+            return Err(format!(
+                "attachment {} does not match its signed digest",
+                info.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes header, envelope and attachments into a hidden folder, checks every
+/// digest, syncs, and renames it into the inbox in one step.
+async fn write_document(
+    client: &AxisClient,
+    inbox: &Path,
+    folder: &Path,
+    delivery: &pb::Delivery,
+    verified: &VerifiedDelivery,
+) -> Result<(), String> {
+    let staging = inbox.join(format!(".incoming-{}", inbox_name(&verified.document_id)));
+    let _ = tokio::fs::remove_dir_all(&staging).await;
+    tokio::fs::create_dir_all(&staging)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (index, info) in verified.header.attachments.iter().enumerate() {
+        let path = staging.join(&info.name);
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut stream = client
+            .fetch_attachment(&verified.document_id, index as u32)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut context = Context::new(&SHA256);
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            size += chunk.data.len() as u64;
+            context.update(&chunk.data);
+            file.write_all(&chunk.data)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if size != info.size_bytes || context.finish().as_ref() != info.sha256.as_slice() {
+            return Err(format!(
+                "attachment {} does not match its signed digest",
+                info.name
+            ));
+        }
+        file.sync_all().await.map_err(|e| e.to_string())?;
+    }
+    let envelope = delivery.envelope.clone().unwrap_or_default();
+    let header_json = header_json(&verified.header, delivery);
+    for (name, bytes) in [
+        (
+            "header.json",
+            serde_json::to_vec_pretty(&header_json).map_err(|e| e.to_string())?,
+        ),
+        ("envelope.header.pb", envelope.header),
+        ("envelope.signature", envelope.signature),
+        ("sender.der", delivery.sender_certificate.clone()),
+    ] {
+        write_synced(&staging.join(name), &bytes).await?;
+    }
+    sync_dir(&staging).await?;
+    tokio::fs::rename(&staging, folder)
+        .await
+        .map_err(|e| e.to_string())?;
+    sync_dir(inbox).await
+}
+
+async fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    file.write_all(bytes).await.map_err(|e| e.to_string())?;
+    file.sync_all().await.map_err(|e| e.to_string())
+}
+
+async fn sync_dir(path: &Path) -> Result<(), String> {
+    let dir = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    dir.sync_all().await.map_err(|e| e.to_string())
+}
+
+fn header_json(header: &pb::EnvelopeHeader, delivery: &pb::Delivery) -> serde_json::Value {
+    let organ =
+        |o: &pb::Organ| serde_json::json!({"organ_id": o.organ_id, "organ_name": o.organ_name});
+    let code = header.code.clone().unwrap_or_default();
+    let promulgation = header.promulgation.clone().unwrap_or_default();
+    serde_json::json!({
+        "document_id": delivery.document_id,
+        "recipient": delivery.recipient,
+        "from": header.from.as_ref().map(organ),
+        "to": header.to.iter().map(organ).collect::<Vec<_>>(),
+        "number": code.number,
+        "notation": code.notation,
+        "promulgation_place": promulgation.place,
+        "promulgation_date": promulgation.date,
+        "subject": header.subject,
+        "due_date": header.due_date,
+        "business_type": header.business_type,
+        "business_refs": header.business_refs,
+        "response_for": header.response_for,
+        "document_signature": pb::DocumentSignatureState::try_from(delivery.document_signature)
+            .map(|s| s.as_str_name())
+            .unwrap_or("UNKNOWN"),
+        "accepted_at_unix_ms": delivery.accepted_at_unix_ms,
+        "attachments": header.attachments.iter().map(|a| serde_json::json!({
+            "name": a.name, "media_type": a.media_type, "size_bytes": a.size_bytes,
+            "sha256": hex::encode(&a.sha256),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn record_notice(config: &NodeConfig, notice: pb::StatusNotice) -> Result<(), ClientError> {
+    if let Some(inbox) = &config.inbox {
+        let entry = notice.entry.clone().unwrap_or_default();
+        let folder = inbox.join(".notices");
+        tokio::fs::create_dir_all(&folder).await?;
+        let name = format!(
+            "{}__{}__{:02}.json",
+            inbox_name(&notice.document_id),
+            notice.recipient,
+            entry.status
+        );
+        let json = serde_json::json!({
+            "document_id": notice.document_id,
+            "recipient": notice.recipient,
+            "status": entry.status,
+            "at_unix_ms": entry.at_unix_ms,
+            "actor": entry.actor,
+            "reason": entry.reason,
+        });
+        let temporary = folder.join(format!(".{name}.tmp"));
+        write_synced(
+            &temporary,
+            &serde_json::to_vec_pretty(&json).unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| ClientError::Draft(e.to_string()))?;
+        tokio::fs::rename(&temporary, folder.join(name)).await?;
+    }
+    if let Some(events) = &config.events {
+        let _ = events.send(NodeEvent::Notice(notice)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! A gRPC client of the axis over mutual TLS (TLS 1.3, the agency's or
+//! operator's certificate).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+use truc_pki::{Credentials, TrustRoots};
+use truc_proto::v1 as pb;
+
+use crate::compose::{Attachment, Draft, Prepared};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Pki(#[from] truc_pki::PkiError),
+    #[error("cannot reach the hub at {address}: {reason}")]
+    Connect { address: SocketAddr, reason: String },
+    #[error("the hub refused: {} ({:?})", .0.message(), .0.code())]
+    Refused(#[from] tonic::Status),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Draft(String),
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Refused(status) => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to the hub as one agency or operator.
+#[derive(Clone)]
+pub struct AxisClient {
+    inner: pb::axis_client::AxisClient<Channel>,
+    credentials: Arc<Credentials>,
+}
+
+impl AxisClient {
+    pub async fn connect(
+        address: SocketAddr,
+        roots: &TrustRoots,
+        credentials: Credentials,
+    ) -> Result<AxisClient, ClientError> {
+        let tls = truc_pki::client_tls_config(roots, &credentials)?;
+        let connector = TlsConnector::from(tls);
+        let server_name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME)
+            .expect("the hub server name is a valid DNS name");
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| ClientError::Connect {
+                address,
+                reason: error.to_string(),
+            })?
+            .connect_with_connector(tower::service_fn(move |_| {
+                let connector = connector.clone();
+                let server_name = server_name.clone();
+                async move {
+                    let tcp = TcpStream::connect(address).await?;
+                    tcp.set_nodelay(true)?;
+                    let tls = connector.connect(server_name, tcp).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
+            }))
+            .await
+            .map_err(|error| ClientError::Connect {
+                address,
+                reason: format!("{error}: {}", source_chain(&error)),
+            })?;
+        Ok(AxisClient {
+            inner: pb::axis_client::AxisClient::new(channel)
+                .max_decoding_message_size(4 * 1024 * 1024)
+                .max_encoding_message_size(4 * 1024 * 1024),
+            credentials: Arc::new(credentials),
+        })
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Signs and sends a document, streaming its attachments.
+    pub async fn send(
+        &self,
+        draft: &Draft,
+        attachments: Vec<Attachment>,
+    ) -> Result<pb::SendResponse, ClientError> {
+        let prepared = Prepared::new(draft, attachments, &self.credentials).await?;
+        self.send_prepared(prepared).await
+    }
+
+    /// Sends an envelope that is already signed (benchmarks pre-sign).
+    pub async fn send_prepared(&self, prepared: Prepared) -> Result<pb::SendResponse, ClientError> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let producer = tokio::spawn(prepared.stream_into(sender));
+        let response = self
+            .inner
+            .clone()
+            .send(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await;
+        // A read error on an attachment file shows as a cut stream; report it as such.
+        if let Ok(Err(error)) = producer.await {
+            if response.is_err() {
+                return Err(error.into());
+            }
+        }
+        Ok(response?.into_inner())
+    }
+
+    pub async fn move_status(
+        &self,
+        document_id: &str,
+        recipient: Option<&str>,
+        status: truc_domain::Status,
+        reason: &str,
+    ) -> Result<pb::StatusEntry, ClientError> {
+        let response = self
+            .inner
+            .clone()
+            .move_status(pb::MoveStatusRequest {
+                document_id: document_id.to_owned(),
+                recipient: recipient.unwrap_or_default().to_owned(),
+                status: status.code() as i32,
+                reason: reason.to_owned(),
+            })
+            .await?;
+        Ok(response.into_inner().entry.unwrap_or_default())
+    }
+
+    pub async fn get_status(
+        &self,
+        document_id: &str,
+    ) -> Result<pb::GetStatusResponse, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .get_status(pb::GetStatusRequest {
+                document_id: document_id.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn counts(
+        &self,
+        from_date: &str,
+        to_date: &str,
+    ) -> Result<pb::CountsResponse, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .counts(pb::CountsRequest {
+                from_date: from_date.to_owned(),
+                to_date: to_date.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Streams one attachment's bytes.
+    pub async fn fetch_attachment(
+        &self,
+        document_id: &str,
+        index: u32,
+    ) -> Result<tonic::Streaming<pb::FetchAttachmentChunk>, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .fetch_attachment(pb::FetchAttachmentRequest {
+                document_id: document_id.to_owned(),
+                index,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Opens the delivery stream with the given window.
+    pub async fn deliveries(
+        &self,
+        window: u32,
+    ) -> Result<
+        (
+            tokio::sync::mpsc::Sender<pb::NodeMessage>,
+            tonic::Streaming<pb::HubMessage>,
+        ),
+        ClientError,
+    > {
+        let (sender, receiver) = tokio::sync::mpsc::channel(window.max(16) as usize);
+        sender
+            .send(pb::NodeMessage {
+                kind: Some(pb::node_message::Kind::Hello(pb::Hello { window })),
+            })
+            .await
+            .map_err(|_| ClientError::Draft("the delivery stream closed at once".into()))?;
+        let stream = self
+            .inner
+            .clone()
+            .deliveries(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await?
+            .into_inner();
+        Ok((sender, stream))
+    }
+
+    /// Reads a whole attachment into memory (small files, tests).
+    pub async fn fetch_attachment_bytes(
+        &self,
+        document_id: &str,
+        index: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut stream = self.fetch_attachment(document_id, index).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk?.data);
+        }
+        Ok(bytes)
+    }
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.join(": ")
+}

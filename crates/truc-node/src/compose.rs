@@ -1,0 +1,284 @@
+//! Composing a signed envelope: the header is encoded once, and the
+//! signature covers exactly those bytes.
+
+use std::path::PathBuf;
+
+use prost::Message;
+use ring::digest::{Context, SHA256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use truc_domain::SigningKey;
+use truc_pki::Credentials;
+use truc_proto::v1 as pb;
+
+use crate::client::ClientError;
+
+/// Bytes per attachment chunk on the wire.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The fields a sender fills in; the rest of the header is derived.
+#[derive(Clone, Debug, Default)]
+pub struct Draft {
+    pub from: String,
+    pub from_name: String,
+    pub to: Vec<String>,
+    pub number: String,
+    pub notation: String,
+    pub place: String,
+    /// yyyy-mm-dd
+    pub date: String,
+    pub document_type: u32,
+    pub document_type_name: String,
+    pub subject: String,
+    pub steering_type: u32,
+    pub due_date: String,
+    pub priority: u32,
+    pub page_count: u32,
+    pub response_for: Vec<String>,
+    pub business_type: i32,
+    pub business_refs: Vec<String>,
+    /// Attach the document's own digital signature (by the sending organisation's key).
+    pub sign_document: bool,
+}
+
+impl Draft {
+    /// The document id the hub will give this draft.
+    pub fn document_id(&self) -> String {
+        format!(
+            "{},{},{}/{}",
+            self.from,
+            self.date.replace('-', "/"),
+            self.number,
+            self.notation
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum AttachmentSource {
+    File(PathBuf),
+    Bytes(bytes::Bytes),
+}
+
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub name: String,
+    pub media_type: String,
+    pub source: AttachmentSource,
+}
+
+impl Attachment {
+    pub fn bytes(name: &str, media_type: &str, data: impl Into<bytes::Bytes>) -> Self {
+        Attachment {
+            name: name.to_owned(),
+            media_type: media_type.to_owned(),
+            source: AttachmentSource::Bytes(data.into()),
+        }
+    }
+
+    /// A file, named by its own file name, with a media type guessed from its extension.
+    pub fn file(path: PathBuf) -> Self {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "attachment".into());
+        let media_type = match path.extension().and_then(|e| e.to_str()) {
+            Some("pdf") => "application/pdf",
+            Some("xml") => "application/xml",
+            Some("txt") => "text/plain",
+            Some("doc") => "application/msword",
+            Some("docx") => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            _ => "application/octet-stream",
+        };
+        Attachment {
+            name,
+            media_type: media_type.into(),
+            source: AttachmentSource::File(path),
+        }
+    }
+}
+
+/// A signed envelope ready to stream.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub envelope: pb::SignedEnvelope,
+    pub attachments: Vec<Attachment>,
+    pub document_id: String,
+}
+
+async fn digest_of(source: &AttachmentSource) -> Result<([u8; 32], u64), ClientError> {
+    let mut context = Context::new(&SHA256);
+    let size = match source {
+        AttachmentSource::Bytes(bytes) => {
+            context.update(bytes);
+            bytes.len() as u64
+        }
+        AttachmentSource::File(path) => {
+            let mut file = tokio::fs::File::open(path).await.map_err(|error| {
+                ClientError::Draft(format!(
+                    "cannot read attachment {}: {error}",
+                    path.display()
+                ))
+            })?;
+            let mut buffer = vec![0u8; CHUNK_BYTES];
+            let mut size = 0u64;
+            loop {
+                let read = file.read(&mut buffer).await?;
+                if read == 0 {
+                    break;
+                }
+                context.update(&buffer[..read]);
+                size += read as u64;
+            }
+            size
+        }
+    };
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    Ok((digest, size))
+}
+
+fn organ(code: &str, name: &str) -> pb::Organ {
+    pb::Organ {
+        organ_id: code.to_owned(),
+        organ_name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+impl Prepared {
+    pub async fn new(
+        draft: &Draft,
+        attachments: Vec<Attachment>,
+        credentials: &Credentials,
+    ) -> Result<Prepared, ClientError> {
+        let mut infos = Vec::with_capacity(attachments.len());
+        let mut digests = Vec::with_capacity(attachments.len());
+        for attachment in &attachments {
+            let (sha256, size) = digest_of(&attachment.source).await?;
+            digests.push(sha256);
+            infos.push(pb::AttachmentInfo {
+                name: attachment.name.clone(),
+                media_type: attachment.media_type.clone(),
+                size_bytes: size,
+                sha256: sha256.to_vec(),
+            });
+        }
+        let header = pb::EnvelopeHeader {
+            from: Some(organ(&draft.from, &draft.from_name)),
+            to: draft.to.iter().map(|code| organ(code, "")).collect(),
+            code: Some(pb::DocumentCode {
+                number: draft.number.clone(),
+                notation: draft.notation.clone(),
+            }),
+            promulgation: Some(pb::Promulgation {
+                place: draft.place.clone(),
+                date: draft.date.clone(),
+            }),
+            document_type: Some(pb::DocumentType {
+                r#type: draft.document_type,
+                name: draft.document_type_name.clone(),
+            }),
+            subject: draft.subject.clone(),
+            steering_type: draft.steering_type,
+            due_date: draft.due_date.clone(),
+            other_info: Some(pb::OtherInfo {
+                priority: draft.priority,
+                page_count: draft.page_count,
+                appendix_count: attachments.len().saturating_sub(1) as u32,
+            }),
+            response_for: draft.response_for.clone(),
+            business_type: draft.business_type,
+            business_refs: draft.business_refs.clone(),
+            attachments: infos,
+        };
+        let header_bytes = header.encode_to_vec();
+        let key = SigningKey::from_pkcs8(&credentials.key_pkcs8_der)
+            .map_err(|error| ClientError::Draft(error.to_string()))?;
+        let signature = key.sign_envelope(&header_bytes);
+        let document_id = draft.document_id();
+        let document_signature = draft.sign_document.then(|| pb::DocumentSignature {
+            signer_certificate: credentials.certificate_der().to_vec(),
+            signature: key.sign_document(&document_id, &digests),
+        });
+        Ok(Prepared {
+            envelope: pb::SignedEnvelope {
+                header: header_bytes,
+                signature,
+                document_signature,
+            },
+            attachments,
+            document_id,
+        })
+    }
+
+    /// Sends the envelope, then every attachment in chunks (at least one each).
+    pub async fn stream_into(
+        self,
+        sender: mpsc::Sender<pb::SendRequest>,
+    ) -> Result<(), std::io::Error> {
+        let part = |part| pb::SendRequest { part: Some(part) };
+        if sender
+            .send(part(pb::send_request::Part::Envelope(self.envelope)))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+        for (index, attachment) in self.attachments.into_iter().enumerate() {
+            let index = index as u32;
+            let chunk = |data: Vec<u8>| {
+                part(pb::send_request::Part::Chunk(pb::AttachmentChunk {
+                    index,
+                    data,
+                }))
+            };
+            match attachment.source {
+                AttachmentSource::Bytes(bytes) => {
+                    if bytes.is_empty() && sender.send(chunk(Vec::new())).await.is_err() {
+                        return Ok(());
+                    }
+                    for piece in bytes.chunks(CHUNK_BYTES) {
+                        if sender.send(chunk(piece.to_vec())).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                AttachmentSource::File(path) => {
+                    let mut file = tokio::fs::File::open(&path).await?;
+                    let mut first = true;
+                    loop {
+                        let mut buffer = vec![0u8; CHUNK_BYTES];
+                        let read = read_full(&mut file, &mut buffer).await?;
+                        if read == 0 && !first {
+                            break;
+                        }
+                        buffer.truncate(read);
+                        first = false;
+                        if sender.send(chunk(buffer)).await.is_err() {
+                            return Ok(());
+                        }
+                        if read < CHUNK_BYTES {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn read_full(file: &mut tokio::fs::File, buffer: &mut [u8]) -> Result<usize, std::io::Error> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let read = file.read(&mut buffer[filled..]).await?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    Ok(filled)
+}

@@ -1,0 +1,71 @@
+//! SplitMix64: a tiny generator with a fixed algorithm, so a plan is the same for the same
+//! seed on every machine and every version of the dependencies.
+
+#[derive(Clone, Debug)]
+pub(crate) struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..bound` (`bound > 0`). Multiply-shift: the bias is below 2^-32 for the
+    /// bounds used here, which is irrelevant for traffic shapes.
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        debug_assert!(bound > 0);
+        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
+    }
+
+    /// An independent stream for one purpose, so changing how one step draws numbers does not
+    /// shift every later step.
+    pub(crate) fn fork(&self, stream: u64) -> Self {
+        let mut mixer = Self::new(self.state ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        Self::new(mixer.next_u64())
+    }
+
+    /// Fisher–Yates.
+    pub(crate) fn shuffle<T>(&mut self, items: &mut [T]) {
+        for upper in (1..items.len()).rev() {
+            let other = self.below(upper as u64 + 1) as usize;
+            items.swap(upper, other);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_stream_and_forks_differ() {
+        let mut first = SplitMix64::new(7);
+        let mut second = SplitMix64::new(7);
+        let a: Vec<u64> = (0..5).map(|_| first.next_u64()).collect();
+        let b: Vec<u64> = (0..5).map(|_| second.next_u64()).collect();
+        assert_eq!(a, b);
+        let root = SplitMix64::new(7);
+        assert_ne!(root.fork(1).next_u64(), root.fork(2).next_u64());
+    }
+
+    #[test]
+    fn below_stays_below_and_shuffle_permutes() {
+        let mut rng = SplitMix64::new(1);
+        assert!((0..1000).all(|_| rng.below(3) < 3));
+        let mut items: Vec<u32> = (0..50).collect();
+        rng.shuffle(&mut items);
+        let mut sorted = items.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(items, sorted);
+    }
+}

@@ -1,0 +1,227 @@
+//! Delivery: fan-out to running nodes, redelivery of what was not
+//! acknowledged, restarts with queued documents, and exactly-once inboxes.
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use truc_node::NodeEvent;
+use truc_proto::v1 as pb;
+use truc_testkit::{draft, pdf, TestHub, AGENCIES};
+
+use crate::{inbox_documents, wait_for};
+
+const G22: &str = AGENCIES[0];
+const G12: &str = AGENCIES[1];
+const H41: &str = AGENCIES[2];
+const G17: &str = AGENCIES[3];
+
+#[tokio::test]
+async fn fan_out_reaches_every_recipient_inbox_and_the_sender_hears_arrivals() {
+    let hub = TestHub::start().await;
+    let (events, mut receiver) = mpsc::channel(256);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut nodes = Vec::new();
+    for agency in [G22, G12, H41, G17] {
+        let mut config = hub.node_config(agency, Some(hub.root.path().join("inbox").join(agency)));
+        config.events = Some(events.clone());
+        let mut stopped = stopped.clone();
+        nodes.push(tokio::spawn(truc_node::run_node(config, async move {
+            let _ = stopped.changed().await;
+        })));
+    }
+    let sender = hub.client(G22).await;
+    let mut ids = Vec::new();
+    for number in 1..=3 {
+        let response = sender
+            .send(
+                &draft(G22, &[G12, H41, G17], number),
+                vec![pdf("vb.pdf", number, 70_000)],
+            )
+            .await
+            .unwrap();
+        ids.push(response.document_id);
+    }
+    let mut delivered = 0;
+    let mut arrival_notices = 0;
+    wait_for(&mut receiver, |event| {
+        match event {
+            NodeEvent::Delivered { .. } => delivered += 1,
+            NodeEvent::Notice(notice) if notice.entry.as_ref().is_some_and(|e| e.status == 1) => {
+                arrival_notices += 1
+            }
+            _ => {}
+        }
+        delivered == 9 && arrival_notices == 9
+    })
+    .await;
+    for agency in [G12, H41, G17] {
+        let inbox = hub.root.path().join("inbox").join(agency);
+        let documents = inbox_documents(&inbox);
+        assert_eq!(documents.len(), 3, "{agency}: {documents:?}");
+        let folder = inbox.join(truc_node::agent::inbox_name(&ids[0]));
+        assert_eq!(std::fs::read(folder.join("vb.pdf")).unwrap().len(), 70_000);
+        let header: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join("header.json")).unwrap()).unwrap();
+        assert_eq!(header["document_id"], ids[0].as_str());
+    }
+    assert!(inbox_documents(&hub.root.path().join("inbox").join(G22)).is_empty());
+    let status = sender.get_status(&ids[2]).await.unwrap();
+    for recipient in &status.recipients {
+        assert_eq!(recipient.current, 1, "{} arrived", recipient.recipient);
+        assert_eq!(recipient.history[0].actor, recipient.recipient);
+    }
+    let _ = stop.send(true);
+    for node in nodes {
+        node.await.unwrap();
+    }
+}
+
+/// Reads the next delivery from a raw stream.
+async fn next_delivery(stream: &mut tonic::Streaming<pb::HubMessage>) -> pb::Delivery {
+    let message = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+        .await
+        .expect("a delivery within the bound")
+        .expect("stream open")
+        .expect("no error");
+    match message.kind {
+        Some(pb::hub_message::Kind::Delivery(delivery)) => delivery,
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unacknowledged_deliveries_come_again_after_reconnect_and_restart() {
+    let mut hub = TestHub::start().await;
+    let sender = hub.client(G22).await;
+    let first = sender
+        .send(&draft(G22, &[H41], 1), vec![pdf("a.pdf", 1, 100)])
+        .await
+        .unwrap();
+
+    // Receive without acknowledging, then drop the stream.
+    let recipient = hub.client(H41).await;
+    let (acks, mut stream) = recipient.deliveries(8).await.unwrap();
+    let delivery = next_delivery(&mut stream).await;
+    assert_eq!(delivery.document_id, first.document_id);
+    drop((acks, stream));
+
+    // Same delivery again on a new stream; a second document queues behind it.
+    let second = sender
+        .send(&draft(G22, &[H41], 2), vec![pdf("b.pdf", 2, 100)])
+        .await
+        .unwrap();
+    let (acks, mut stream) = recipient.deliveries(8).await.unwrap();
+    let again = next_delivery(&mut stream).await;
+    assert_eq!(again.document_id, first.document_id);
+    assert_eq!(again.queue_seq, delivery.queue_seq);
+    let next = next_delivery(&mut stream).await;
+    assert_eq!(next.document_id, second.document_id);
+    acks.send(pb::NodeMessage {
+        kind: Some(pb::node_message::Kind::Ack(pb::Ack {
+            queue_seq: again.queue_seq,
+        })),
+    })
+    .await
+    .unwrap();
+    // The acknowledgement is durable once the status shows it.
+    loop {
+        let status = sender.get_status(&first.document_id).await.unwrap();
+        if status.recipients[0].current == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    drop((acks, stream, recipient));
+
+    // After a restart only the unacknowledged second document is delivered.
+    hub.restart().await;
+    let recipient = hub.client(H41).await;
+    let (_acks, mut stream) = recipient.deliveries(8).await.unwrap();
+    let after_restart = next_delivery(&mut stream).await;
+    assert_eq!(after_restart.document_id, second.document_id);
+    let pending = tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await;
+    assert!(pending.is_err(), "nothing else is queued: {pending:?}");
+}
+
+#[tokio::test]
+async fn queued_documents_survive_restarts_and_reach_the_inbox_exactly_once() {
+    let mut hub = TestHub::start().await;
+    let sender = hub.client(G22).await;
+    let mut ids = Vec::new();
+    for number in 1..=20 {
+        let response = sender
+            .send(
+                &draft(G22, &[G12, H41], number),
+                vec![pdf("vb.pdf", number, 2_000)],
+            )
+            .await
+            .unwrap();
+        ids.push(response.document_id);
+    }
+    drop(sender);
+    hub.restart().await;
+
+    let inbox = hub.root.path().join("inbox-h41");
+    let (events, mut receiver) = mpsc::channel(256);
+    let mut config = hub.node_config(H41, Some(inbox.clone()));
+    config.events = Some(events);
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let node = tokio::spawn(truc_node::run_node(config, async move {
+        let _ = stopped.changed().await;
+    }));
+    let mut delivered = 0;
+    wait_for(&mut receiver, |event| {
+        if matches!(event, NodeEvent::Delivered { .. }) {
+            delivered += 1;
+        }
+        delivered == 10
+    })
+    .await;
+    // Restart mid-stream: the node reconnects by itself and finishes.
+    hub.restart().await;
+    wait_for(&mut receiver, |event| {
+        if matches!(event, NodeEvent::Delivered { .. }) {
+            delivered += 1;
+        }
+        delivered == 20
+    })
+    .await;
+    let operator = hub.operator().await;
+    for id in &ids {
+        loop {
+            let status = operator.get_status(id).await.unwrap();
+            let h41 = status
+                .recipients
+                .iter()
+                .find(|r| r.recipient == H41)
+                .unwrap();
+            if h41.current == 1 {
+                assert_eq!(h41.history.len(), 1, "arrived exactly once");
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    let _ = stop.send(true);
+    node.await.unwrap();
+    let mut names: Vec<String> = ids
+        .iter()
+        .map(|id| truc_node::agent::inbox_name(id))
+        .collect();
+    names.sort();
+    assert_eq!(inbox_documents(&inbox), names);
+
+    // Counters are exact: equal to a rebuild from the stored documents.
+    drop(operator);
+    hub.stop().await;
+    let store = hub.stopped_store();
+    let live = store.counter_entries().unwrap();
+    assert_eq!(live, store.rebuild_counters().unwrap());
+    let totals: (u64, u64) = live
+        .values()
+        .fold((0, 0), |acc, v| (acc.0 + v.0, acc.1 + v.1));
+    assert_eq!(
+        totals,
+        (20, 20),
+        "20 sent; 20 arrived at H41 (G12 never connected)"
+    );
+}
