@@ -125,7 +125,9 @@ impl FromStr for AgencyCode {
                 code: text.to_owned(),
             });
         }
-        if (level4 != 0 && (level3 == 0 || level2 == 0)) || (level3 != 0 && level2 == 0) {
+        // A group may be non-zero only if every group to its right is.
+        let gap = (level4 != 0 && level3 == 0) || (level3 != 0 && level2 == 0);
+        if gap {
             return Err(AgencyCodeError::Gap {
                 code: text.to_owned(),
             });

@@ -139,6 +139,17 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     Caller::from_request(request).map_err(Status::from)
 }
 
+/// An ISO date as a `yyyymmdd` key; empty means `default`.
+fn date_key(field: &str, text: &str, default: u32) -> Result<u32, HubError> {
+    if text.is_empty() {
+        Ok(default)
+    } else {
+        DocumentDate::parse_iso(text)
+            .map(|d| d.ordinal_key())
+            .map_err(|error| HubError::invalid(field, format!("{error}")))
+    }
+}
+
 fn parse_document_id(field: &str, text: &str) -> Result<DocumentId, HubError> {
     text.parse()
         .map_err(|error| HubError::invalid(field, format!("{error}")))
@@ -232,7 +243,7 @@ impl pb::axis_server::Axis for AxisService {
         {
             older.notify_one();
         }
-        tracing::info!(%agency, window, "node connected");
+        tracing::debug!(%agency, window, "node connected");
         let (outbound, receiver) = mpsc::channel(window.max(1));
         tokio::spawn(async move {
             delivery::run_session(hub.clone(), agency, window, inbound, outbound, replaced).await;
@@ -240,7 +251,7 @@ impl pb::axis_server::Axis for AxisService {
             if sessions.get(&agency).is_some_and(|(id, _)| *id == session) {
                 sessions.remove(&agency);
             }
-            tracing::info!(%agency, "node disconnected");
+            tracing::debug!(%agency, "node disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -400,21 +411,46 @@ impl pb::axis_server::Axis for AxisService {
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
+    async fn report(
+        &self,
+        request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        if !caller(&request)?.is_operator() {
+            return Err(HubError::denied("certificate", "reports are for operators").into());
+        }
+        let request = request.into_inner();
+        let from = date_key("from_date", &request.from_date, 0)?;
+        let to = date_key("to_date", &request.to_date, u32::MAX)?;
+        let focus = (!request.focus_recipient.is_empty()).then_some(request.focus_recipient);
+        let store = self.0.store.clone();
+        // A report reads every stored document: keep it off the runtime's workers.
+        let rows = tokio::task::spawn_blocking(move || store.report(from, to, focus.as_deref()))
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
+            .map_err(HubError::from)?;
+        Ok(Response::new(pb::ReportResponse {
+            rows: rows
+                .into_iter()
+                .map(|(organ_id, row)| pb::ReportRow {
+                    organ_id,
+                    sent: row.sent,
+                    received: row.received,
+                    statuses_reported: (0..32)
+                        .filter(|code| row.statuses_reported & (1 << code) != 0)
+                        .collect(),
+                    sent_to_focus: row.sent_to_focus,
+                    sent_to_focus_signed: row.sent_to_focus_signed,
+                })
+                .collect(),
+        }))
+    }
+
     async fn counts(
         &self,
         request: Request<pb::CountsRequest>,
     ) -> Result<Response<pb::CountsResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let date_key = |field: &str, text: &str, default: u32| -> Result<u32, HubError> {
-            if text.is_empty() {
-                Ok(default)
-            } else {
-                DocumentDate::parse_iso(text)
-                    .map(|d| d.ordinal_key())
-                    .map_err(|error| HubError::invalid(field, format!("{error}")))
-            }
-        };
         let from = date_key("from_date", &request.from_date, 0)?;
         let to = date_key("to_date", &request.to_date, u32::MAX)?;
         let counts = self.0.store.counts(from, to).map_err(HubError::from)?;

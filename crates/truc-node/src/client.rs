@@ -164,6 +164,25 @@ impl AxisClient {
             .into_inner())
     }
 
+    /// Per-agency figures recomputed from the stored records (operators only).
+    pub async fn report(
+        &self,
+        from_date: &str,
+        to_date: &str,
+        focus_recipient: &str,
+    ) -> Result<pb::ReportResponse, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .report(pb::ReportRequest {
+                from_date: from_date.to_owned(),
+                to_date: to_date.to_owned(),
+                focus_recipient: focus_recipient.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Streams one attachment's bytes.
     pub async fn fetch_attachment(
         &self,

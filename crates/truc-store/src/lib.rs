@@ -26,6 +26,9 @@ pub use writer::{AcceptOutcome, AckOutcome, PendingBlob};
 use records::{decode, decode_counter};
 use writer::{Command, Writer};
 
+/// Sent and received counts keyed by (agency, `yyyymmdd`).
+pub type CounterMap = BTreeMap<(String, u32), (u64, u64)>;
+
 /// Storage settings, all with defaults.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -42,6 +45,18 @@ impl Default for StoreOptions {
             write_queue_max: 4096,
         }
     }
+}
+
+/// One agency's line in a report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReportRow {
+    pub sent: u64,
+    /// Documents that arrived (were acknowledged by the agency's node).
+    pub received: u64,
+    /// Bit `code` is set for each distinct status code the agency reported.
+    pub statuses_reported: u32,
+    pub sent_to_focus: u64,
+    pub sent_to_focus_signed: u64,
 }
 
 /// Flush counts, for benchmarks and metrics.
@@ -291,7 +306,7 @@ impl Store {
     }
 
     /// Every counter, keyed by (agency, `yyyymmdd`).
-    pub fn counter_entries(&self) -> Result<BTreeMap<(String, u32), (u64, u64)>, StoreError> {
+    pub fn counter_entries(&self) -> Result<CounterMap, StoreError> {
         let mut entries = BTreeMap::new();
         for item in self.inner.main.scan_prefix([keys::COUNTER]) {
             let (key, bytes) = item?;
@@ -305,8 +320,8 @@ impl Store {
     /// Recomputes the counters from the stored documents and deliveries, to
     /// check the live ones: a document counts once for its sender, and once
     /// for each recipient whose delivery has arrived.
-    pub fn rebuild_counters(&self) -> Result<BTreeMap<(String, u32), (u64, u64)>, StoreError> {
-        let mut entries: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
+    pub fn rebuild_counters(&self) -> Result<CounterMap, StoreError> {
+        let mut entries = CounterMap::new();
         for item in self.inner.main.scan_prefix([keys::DOCUMENT]) {
             let (key, bytes) = item?;
             let document: DocumentRecord = decode(&key, &bytes)?;
@@ -324,6 +339,44 @@ impl Store {
             }
         }
         Ok(entries)
+    }
+
+    /// Per-agency figures for documents dated in an inclusive range of
+    /// `yyyymmdd` keys, read from the stored records themselves: sent and
+    /// received, the distinct statuses each agency reported as a recipient,
+    /// and how many documents each sent to `focus` (signed ones apart).
+    pub fn report(
+        &self,
+        from_date_key: u32,
+        to_date_key: u32,
+        focus: Option<&str>,
+    ) -> Result<BTreeMap<String, ReportRow>, StoreError> {
+        let mut rows: BTreeMap<String, ReportRow> = BTreeMap::new();
+        for item in self.inner.main.scan_prefix([keys::DOCUMENT]) {
+            let (key, bytes) = item?;
+            let document: DocumentRecord = decode(&key, &bytes)?;
+            if !(from_date_key..=to_date_key).contains(&document.date_key) {
+                continue;
+            }
+            let sender = rows.entry(document.sender.clone()).or_default();
+            sender.sent += 1;
+            if focus.is_some_and(|focus| document.recipients.iter().any(|r| r == focus)) {
+                sender.sent_to_focus += 1;
+                if document.document_signature_state == DocumentSignatureState::Valid {
+                    sender.sent_to_focus_signed += 1;
+                }
+            }
+            for delivery in self.deliveries(&document.document_id)? {
+                let row = rows.entry(delivery.recipient.clone()).or_default();
+                if !delivery.history.is_empty() {
+                    row.received += 1;
+                }
+                for entry in &delivery.history {
+                    row.statuses_reported |= 1 << entry.code.min(31);
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// Every stored document id (for operators and checks).

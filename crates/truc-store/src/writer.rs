@@ -41,6 +41,9 @@ pub enum AckOutcome {
     AlreadyDone,
 }
 
+// Commands are moved once through a channel; boxing the large variant would
+// only add an allocation per command.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     Accept {
         document: DocumentRecord,
@@ -62,6 +65,7 @@ pub(crate) enum Command {
 }
 
 /// A reply held back until the group it belongs to is flushed.
+#[allow(clippy::large_enum_variant)]
 enum Pending {
     Accept(
         oneshot::Sender<Result<AcceptOutcome, StoreError>>,

@@ -110,7 +110,8 @@ pub struct SignedEnvelope {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AttachmentChunk {
-    /// Index into EnvelopeHeader.attachments; attachments are streamed in order.
+    /// Index into EnvelopeHeader.attachments; attachments are streamed in order,
+    /// each with at least one chunk (an empty attachment sends one empty chunk).
     #[prost(uint32, tag = "1")]
     pub index: u32,
     #[prost(bytes = "vec", tag = "2")]
@@ -329,6 +330,39 @@ pub struct CountsResponse {
     pub total_sent: u64,
     #[prost(uint64, tag = "3")]
     pub total_received: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportRequest {
+    /// Inclusive ISO dates yyyy-mm-dd of the documents' dates; empty means unbounded.
+    #[prost(string, tag = "1")]
+    pub from_date: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub to_date: ::prost::alloc::string::String,
+    /// Counts each sender's documents to this recipient (e.g. the Government Office).
+    #[prost(string, tag = "3")]
+    pub focus_recipient: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportRow {
+    #[prost(string, tag = "1")]
+    pub organ_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub sent: u64,
+    #[prost(uint64, tag = "3")]
+    pub received: u64,
+    /// Distinct status codes this agency reported as a recipient, ascending.
+    #[prost(uint32, repeated, tag = "4")]
+    pub statuses_reported: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint64, tag = "5")]
+    pub sent_to_focus: u64,
+    /// Of those, documents whose own digital signature verified.
+    #[prost(uint64, tag = "6")]
+    pub sent_to_focus_signed: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ReportResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub rows: ::prost::alloc::vec::Vec<ReportRow>,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -651,6 +685,25 @@ pub mod axis_client {
             req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "Counts"));
             self.inner.unary(req, path, codec).await
         }
+        /// Figures recomputed from the stored records (operators only).
+        pub async fn report(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReportRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReportResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/truc.v1.Axis/Report");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "Report"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -714,6 +767,11 @@ pub mod axis_server {
             &self,
             request: tonic::Request<super::CountsRequest>,
         ) -> std::result::Result<tonic::Response<super::CountsResponse>, tonic::Status>;
+        /// Figures recomputed from the stored records (operators only).
+        async fn report(
+            &self,
+            request: tonic::Request<super::ReportRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReportResponse>, tonic::Status>;
     }
     /// The axis, as seen by an agency node or an operator.
     #[derive(Debug)]
@@ -1042,6 +1100,49 @@ pub mod axis_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CountsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/Report" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReportSvc<T: Axis>(pub Arc<T>);
+                    impl<T: Axis> tonic::server::UnaryService<super::ReportRequest>
+                    for ReportSvc<T> {
+                        type Response = super::ReportResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReportRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::report(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReportSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
