@@ -47,6 +47,9 @@ pub struct DeliveryConfig {
     pub window_max: u32,
     /// Window used when the node asks for none.
     pub window_default: u32,
+    /// Documents whose attachments total at most this many bytes travel
+    /// inline in the delivery, saving the node one fetch per attachment.
+    pub inline_attachment_bytes_max: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -54,6 +57,7 @@ impl Default for DeliveryConfig {
         Self {
             window_max: 1024,
             window_default: 64,
+            inline_attachment_bytes_max: 64 * 1024,
         }
     }
 }

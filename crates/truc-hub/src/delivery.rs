@@ -108,7 +108,24 @@ fn build_message(hub: &Hub, seq: u64, item: QueueItem) -> Result<pb::HubMessage,
                     format!("{document_id} is queued but not stored"),
                 )
             })?;
+            let inline_bytes: u64 = record.attachments.iter().map(|a| a.size_bytes).sum();
+            let inline_attachments = if inline_bytes <= hub.delivery.inline_attachment_bytes_max {
+                record
+                    .attachments
+                    .iter()
+                    .map(|attachment| {
+                        let mut bytes = Vec::with_capacity(attachment.size_bytes as usize);
+                        for chunk in hub.store.blob_chunks(&attachment.sha256)? {
+                            bytes.extend_from_slice(&chunk?);
+                        }
+                        Ok(bytes)
+                    })
+                    .collect::<Result<Vec<_>, truc_store::StoreError>>()?
+            } else {
+                Vec::new()
+            };
             pb::hub_message::Kind::Delivery(pb::Delivery {
+                inline_attachments,
                 queue_seq: seq,
                 document_id,
                 envelope: Some(pb::SignedEnvelope {

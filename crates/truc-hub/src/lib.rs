@@ -80,7 +80,7 @@ pub(crate) struct Hub {
     pub(crate) directory: Directory,
     pub(crate) trust: TrustRoots,
     pub(crate) limits: Limits,
-    delivery: config::DeliveryConfig,
+    pub(crate) delivery: config::DeliveryConfig,
     /// The live stream of each agency; a newer stream replaces an older one.
     sessions: Mutex<HashMap<AgencyCode, (u64, Arc<Notify>)>>,
     next_session: std::sync::atomic::AtomicU64,

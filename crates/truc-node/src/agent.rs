@@ -52,6 +52,10 @@ pub enum NodeEvent {
     },
 }
 
+/// Attachments live in their own folder so that no attachment name can
+/// collide with the files the node writes beside them.
+pub const ATTACHMENTS_FOLDER: &str = "attachments";
+
 /// Folder name for a document id: `/` would nest folders, so it is escaped.
 pub fn inbox_name(document_id: &str) -> String {
     document_id.replace('%', "%25").replace('/', "%2F")
@@ -156,7 +160,7 @@ async fn receive(
             if seen.contains(&key) {
                 false
             } else {
-                if let Err(reason) = check_attachments(client, &verified).await {
+                if let Err(reason) = receive_attachments(client, &delivery, &verified, None).await {
                     tracing::error!(document_id = %verified.document_id, %reason, "attachment check failed; it stays queued");
                     return Ok(false);
                 }
@@ -183,25 +187,60 @@ async fn receive(
     Ok(true)
 }
 
-/// Fetches every attachment, checking size and digest, without keeping it.
-async fn check_attachments(client: &AxisClient, verified: &VerifiedDelivery) -> Result<(), String> {
+/// Reads every attachment (inline in the delivery, or fetched from the hub),
+/// checks its size and digest against the signed header, and writes it into
+/// `staging` when given.
+async fn receive_attachments(
+    client: &AxisClient,
+    delivery: &pb::Delivery,
+    verified: &VerifiedDelivery,
+    staging: Option<&Path>,
+) -> Result<(), String> {
+    let inline = delivery.inline_attachments.len() == verified.header.attachments.len();
     for (index, info) in verified.header.attachments.iter().enumerate() {
-        let mut stream = client
-            .fetch_attachment(&verified.document_id, index as u32)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut file = match staging {
+            Some(staging) => Some(
+                tokio::fs::File::create(staging.join(ATTACHMENTS_FOLDER).join(&info.name))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
         let mut context = Context::new(&SHA256);
         let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
-            size += chunk.data.len() as u64;
-            context.update(&chunk.data);
+        let mut take = |data: &[u8]| {
+            size += data.len() as u64;
+            context.update(data);
+        };
+        if inline {
+            let data = &delivery.inline_attachments[index];
+            take(data);
+            if let Some(file) = file.as_mut() {
+                file.write_all(data).await.map_err(|e| e.to_string())?;
+            }
+        } else {
+            let mut stream = client
+                .fetch_attachment(&verified.document_id, index as u32)
+                .await
+                .map_err(|e| e.to_string())?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                take(&chunk.data);
+                if let Some(file) = file.as_mut() {
+                    file.write_all(&chunk.data)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
         }
         if size != info.size_bytes || context.finish().as_ref() != info.sha256.as_slice() {
             return Err(format!(
                 "attachment {} does not match its signed digest",
                 info.name
             ));
+        }
+        if let Some(file) = file {
+            file.sync_all().await.map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -221,33 +260,7 @@ async fn write_document(
     tokio::fs::create_dir_all(&staging)
         .await
         .map_err(|e| e.to_string())?;
-    for (index, info) in verified.header.attachments.iter().enumerate() {
-        let path = staging.join(&info.name);
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut stream = client
-            .fetch_attachment(&verified.document_id, index as u32)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut context = Context::new(&SHA256);
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| e.to_string())?;
-            size += chunk.data.len() as u64;
-            context.update(&chunk.data);
-            file.write_all(&chunk.data)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        if size != info.size_bytes || context.finish().as_ref() != info.sha256.as_slice() {
-            return Err(format!(
-                "attachment {} does not match its signed digest",
-                info.name
-            ));
-        }
-        file.sync_all().await.map_err(|e| e.to_string())?;
-    }
+    receive_attachments(client, delivery, verified, Some(&staging)).await?;
     let envelope = delivery.envelope.clone().unwrap_or_default();
     let header_json = header_json(&verified.header, delivery);
     for (name, bytes) in [
@@ -261,6 +274,7 @@ async fn write_document(
     ] {
         write_synced(&staging.join(name), &bytes).await?;
     }
+    sync_dir(&staging.join(ATTACHMENTS_FOLDER)).await?;
     sync_dir(&staging).await?;
     tokio::fs::rename(&staging, folder)
         .await

@@ -57,6 +57,14 @@ pub fn verify_delivery(
             certificate: code,
         });
     }
+    for attachment in &header.attachments {
+        let name = &attachment.name;
+        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+            return Err(VerifyError::Header(format!(
+                "attachment name {name:?} is not a plain file name"
+            )));
+        }
+    }
     let code_part = header.code.clone().unwrap_or_default();
     let date = header
         .promulgation
@@ -74,4 +82,101 @@ pub fn verify_delivery(
         header,
         document_id: derived,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::{Attachment, Draft, Prepared};
+
+    async fn signed_delivery() -> (pb::Delivery, TrustRoots, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let agencies = vec![
+            ("000.00.00.G22".to_string(), "VPCP".to_string()),
+            ("000.00.00.H41".to_string(), "Nghệ An".to_string()),
+        ];
+        let pki = truc_pki::init_dev_pki(
+            &dir.path().join("pki"),
+            &agencies,
+            &[],
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        let draft = Draft {
+            from: "000.00.00.G22".into(),
+            to: vec!["000.00.00.H41".into()],
+            number: "1".into(),
+            notation: "VPCP".into(),
+            date: "2024-01-02".into(),
+            subject: "x".into(),
+            ..Draft::default()
+        };
+        let credentials = pki.agency_credentials("000.00.00.G22").unwrap();
+        let prepared = Prepared::new(
+            &draft,
+            vec![Attachment::bytes("a.pdf", "application/pdf", vec![1u8; 10])],
+            &credentials,
+        )
+        .await
+        .unwrap();
+        let delivery = pb::Delivery {
+            document_id: prepared.document_id.clone(),
+            envelope: Some(prepared.envelope),
+            sender_certificate: credentials.certificate_der().to_vec(),
+            recipient: "000.00.00.H41".into(),
+            ..Default::default()
+        };
+        (delivery, pki.trust_roots().unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn a_genuine_delivery_verifies_and_any_tampering_is_caught() {
+        let (delivery, roots, dir) = signed_delivery().await;
+        assert_eq!(
+            verify_delivery(&delivery, &roots).unwrap().document_id,
+            "000.00.00.G22,2024/01/02,1/VPCP"
+        );
+
+        let mut tampered = delivery.clone();
+        let header = &mut tampered.envelope.as_mut().unwrap().header;
+        let last = header.len() - 1;
+        header[last] ^= 0x01;
+        assert_eq!(
+            verify_delivery(&tampered, &roots).unwrap_err(),
+            VerifyError::Signature
+        );
+
+        // The recipient's own certificate is genuine, but not the sender's.
+        let pki = truc_pki::PkiPaths::new(dir.path().join("pki"));
+        let mut wrong_sender = delivery.clone();
+        wrong_sender.sender_certificate = pki
+            .agency_credentials("000.00.00.H41")
+            .unwrap()
+            .certificate_der()
+            .to_vec();
+        assert_eq!(
+            verify_delivery(&wrong_sender, &roots).unwrap_err(),
+            VerifyError::Signature
+        );
+
+        let mut renamed = delivery.clone();
+        renamed.document_id = "000.00.00.G22,2024/01/02,2/VPCP".into();
+        assert!(matches!(
+            verify_delivery(&renamed, &roots),
+            Err(VerifyError::DocumentId { .. })
+        ));
+
+        let other_ca = tempfile::tempdir().unwrap();
+        let foreign = truc_pki::init_dev_pki(
+            other_ca.path(),
+            &[],
+            &[],
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_delivery(&delivery, &foreign.trust_roots().unwrap()),
+            Err(VerifyError::Certificate(_))
+        ));
+    }
 }

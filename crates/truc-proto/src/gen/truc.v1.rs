@@ -219,6 +219,11 @@ pub struct Delivery {
     /// The unit this delivery is for.
     #[prost(string, tag = "7")]
     pub recipient: ::prost::alloc::string::String,
+    /// Every attachment's bytes, in header order, when the document's
+    /// attachments are small enough to travel inline (hub setting); otherwise
+    /// empty, and the node fetches them with FetchAttachment.
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    pub inline_attachments: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// A status move on a document the node sent.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
