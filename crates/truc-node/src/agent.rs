@@ -257,7 +257,7 @@ async fn write_document(
 ) -> Result<(), String> {
     let staging = inbox.join(format!(".incoming-{}", inbox_name(&verified.document_id)));
     let _ = tokio::fs::remove_dir_all(&staging).await;
-    tokio::fs::create_dir_all(&staging)
+    tokio::fs::create_dir_all(staging.join(ATTACHMENTS_FOLDER))
         .await
         .map_err(|e| e.to_string())?;
     receive_attachments(client, delivery, verified, Some(&staging)).await?;
