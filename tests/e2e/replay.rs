@@ -47,6 +47,7 @@ async fn a_scaled_2021_replay_reproduces_the_scaled_table_and_the_data_dir_says_
     let outcome = driver::replay(plan.clone(), &hub.target, options())
         .await
         .unwrap();
+    eprintln!("{}", outcome.summary());
     let (documents, deliveries) = plan.totals();
     assert_eq!((outcome.documents, outcome.deliveries), (documents, deliveries));
 
@@ -91,6 +92,7 @@ async fn a_scaled_2019_replay_reproduces_levels_the_office_table_and_status_feed
     let outcome = driver::replay(plan.clone(), &hub.target, options())
         .await
         .unwrap();
+    eprintln!("{}", outcome.summary());
     let address = hub.target.address.to_string();
     hub.stop().await.unwrap();
 

@@ -1,1 +1,589 @@
-fn main() {}
+//! The `truc` binary: thin subcommands over the library crates.
+
+mod connect;
+mod demo;
+mod replay_cmd;
+mod report_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use truc_domain::Status;
+use truc_node::{Attachment, Draft};
+
+use connect::Connection;
+
+#[derive(Parser)]
+#[command(
+    name = "truc",
+    version,
+    about = "The national document interconnection axis: hub, agency nodes and tools",
+    after_help = "Start with `truc demo`, or `truc certs init` then `truc hub --config config/hub.toml`.\n\
+                  Exit codes: 0 success, 1 failure (the message says what to do next), 2 usage error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Development PKI: a CA, the hub's certificate, agency and operator credentials.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Runs the hub: gRPC over mutual TLS, sled storage.
+    #[command(after_help = "Example: truc hub --config config/hub.toml")]
+    Hub {
+        #[arg(long, default_value = "config/hub.toml")]
+        config: PathBuf,
+    },
+    /// Runs an agency node: one delivery stream, documents written into an inbox exactly once.
+    #[command(after_help = "Example: truc node --as 000.00.00.H41 --inbox data/inbox/H41")]
+    Node {
+        #[command(flatten)]
+        connection: Connection,
+        /// Folder the delivered documents are written into.
+        #[arg(long)]
+        inbox: PathBuf,
+        /// Unacknowledged deliveries accepted at once.
+        #[arg(long, default_value_t = 64)]
+        window: u32,
+    },
+    /// Signs and sends a document as an agency.
+    #[command(
+        after_help = "Example: truc send --as 000.00.00.G22 --to 000.00.00.H41 --to 000.00.00.G12 \\\n  --number 7816 --notation VPCP-TTĐT --subject 'Về việc ...' --attach vanban.pdf --sign-document"
+    )]
+    Send(SendArgs),
+    /// Shows a document's status per recipient, or moves the caller's own delivery on.
+    #[command(
+        after_help = "Examples:\n  truc status '000.00.00.G22,2026/11/22,7816/VPCP-TTĐT' --as 000.00.00.G22\n  truc status '000.00.00.G22,2026/11/22,7816/VPCP-TTĐT' --as 000.00.00.H41 --set received\n  truc status '...' --as 000.00.00.H41 --set rejected --reason 'Sai thẩm quyền'"
+    )]
+    Status {
+        /// The document id, `OrganId,yyyy/MM/dd,Number/Notation`.
+        document_id: String,
+        #[command(flatten)]
+        connection: Connection,
+        /// Move the caller's delivery to: received, assigned, processing, completed, rejected.
+        #[arg(long)]
+        set: Option<String>,
+        /// Why (required with `--set rejected`).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-agency sent and received counts for a period (operators see all agencies).
+    Counts {
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long, default_value = "")]
+        from: String,
+        #[arg(long, default_value = "")]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything in one process on a temporary directory: hub, agency nodes, documents, statuses.
+    Demo(demo::DemoArgs),
+    /// Replays a published period through the hub and compares its counts with the reports.
+    Replay(replay_cmd::ReplayArgs),
+    /// The report of a running hub, or of a stopped hub's data directory.
+    Report(report_cmd::ReportArgs),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Makes a new CA and credentials for the hub, every agency of a directory, and operators.
+    #[command(
+        after_help = "Example: truc certs init --dir certs/dev --directory config/agencies.toml"
+    )]
+    Init {
+        /// Folder to write into (must not hold a CA yet).
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+        /// Directory file whose agencies get credentials.
+        #[arg(long, default_value = "config/agencies.toml")]
+        directory: PathBuf,
+        /// Operator names to issue certificates for.
+        #[arg(long = "operator", default_value = "ops")]
+        operators: Vec<String>,
+        /// Validity of every certificate, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Issues credentials for one more agency with an existing CA.
+    Issue {
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+        /// Agency code, e.g. 000.00.05.H41.
+        #[arg(long)]
+        agency: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Recipient agency codes (repeat).
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    /// Document number (so).
+    #[arg(long)]
+    number: String,
+    /// Notation (ky hieu), e.g. VPCP-TTĐT.
+    #[arg(long)]
+    notation: String,
+    /// Abstract (trich yeu).
+    #[arg(long)]
+    subject: String,
+    /// Promulgation date, yyyy-mm-dd (default: today in Vietnam).
+    #[arg(long)]
+    date: Option<String>,
+    #[arg(long, default_value = "Hà Nội")]
+    place: String,
+    /// Due date, yyyy-mm-dd.
+    #[arg(long, default_value = "")]
+    due: String,
+    /// Files to attach (repeat).
+    #[arg(long = "attach", required = true)]
+    attach: Vec<PathBuf>,
+    /// Attach the document's own digital signature by the sending organisation.
+    #[arg(long)]
+    sign_document: bool,
+    /// Documents this one answers (repeat).
+    #[arg(long = "response-for")]
+    response_for: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,truc=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Certs { command } => certs(command),
+        Command::Hub { config } => hub(config).await,
+        Command::Node {
+            connection,
+            inbox,
+            window,
+        } => node(connection, inbox, window).await,
+        Command::Send(args) => send(args).await,
+        Command::Status {
+            document_id,
+            connection,
+            set,
+            reason,
+            json,
+        } => status(document_id, connection, set, reason, json).await,
+        Command::Counts {
+            connection,
+            from,
+            to,
+            json,
+        } => counts(connection, from, to, json).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Replay(args) => replay_cmd::run(args).await,
+        Command::Report(args) => report_cmd::run(args).await,
+    }
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CertsCommand::Init {
+            dir,
+            directory,
+            operators,
+            days,
+        } => {
+            let loaded = truc_hub::Directory::load(&directory).map_err(anyhow::Error::msg)?;
+            let agencies: Vec<(String, String)> = loaded
+                .entries()
+                .map(|entry| (entry.code.to_string(), entry.name.clone()))
+                .collect();
+            let paths = truc_pki::init_dev_pki(
+                &dir,
+                &agencies,
+                &operators,
+                std::time::Duration::from_secs(days * 86_400),
+            )
+            .with_context(|| format!("making a development PKI in {}", dir.display()))?;
+            println!(
+                "made a development PKI in {}: CA, hub, {} agencies, {} operators (keys are mode 0600; never commit them)",
+                paths.dir.display(),
+                agencies.len(),
+                operators.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Issue {
+            dir,
+            agency,
+            name,
+            days,
+        } => {
+            let code: truc_domain::AgencyCode = agency
+                .parse()
+                .map_err(|error| anyhow::anyhow!("--agency: {error}"))?;
+            let paths = truc_pki::PkiPaths::new(dir);
+            let name = if name.is_empty() {
+                code.to_string()
+            } else {
+                name
+            };
+            truc_pki::issue_agency(
+                &paths,
+                &code.to_string(),
+                &name,
+                std::time::Duration::from_secs(days * 86_400),
+            )?;
+            println!(
+                "issued {} in {}",
+                code,
+                paths.agency_cert(&code.to_string()).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn hub(config_path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = truc_hub::HubConfig::load(&config_path)?;
+    let setup = truc_hub::HubSetup::from_config(&config).map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        agencies = setup.directory.len(),
+        "hub serving"
+    );
+    eprintln!(
+        "truc hub listening on {} (mutual TLS); Ctrl-C stops it",
+        config.listen
+    );
+    truc_hub::run(listener, setup, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Result<ExitCode> {
+    let agency = connection.agency_code()?;
+    std::fs::create_dir_all(&inbox)
+        .with_context(|| format!("cannot create {}", inbox.display()))?;
+    let (events, mut receiver) = tokio::sync::mpsc::channel(64);
+    let config = truc_node::NodeConfig {
+        hub: connection.hub,
+        roots: connection.roots()?,
+        credentials: connection.credentials()?,
+        inbox: Some(inbox.clone()),
+        window,
+        events: Some(events),
+        backoff_max: std::time::Duration::from_secs(10),
+    };
+    eprintln!(
+        "node {agency} → {} writing into {}",
+        connection.hub,
+        inbox.display()
+    );
+    let printer = tokio::spawn(async move {
+        while let Some(event) = receiver.recv().await {
+            match event {
+                truc_node::NodeEvent::Connected => eprintln!("connected"),
+                truc_node::NodeEvent::Delivered {
+                    document_id,
+                    header,
+                    ..
+                } => println!("received {document_id}: {}", header.subject),
+                truc_node::NodeEvent::Notice(notice) => {
+                    let entry = notice.entry.unwrap_or_default();
+                    println!(
+                        "status of {} at {}: {}{}",
+                        notice.document_id,
+                        notice.recipient,
+                        status_name(entry.status),
+                        if entry.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", entry.reason)
+                        }
+                    );
+                }
+                truc_node::NodeEvent::Refused {
+                    document_id,
+                    reason,
+                } => eprintln!("REFUSED {document_id}: {reason}"),
+            }
+        }
+    });
+    truc_node::run_node(config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    printer.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn today_in_vietnam() -> String {
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(7, 0, 0).expect("UTC+7 is valid"))
+        .date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        today.year(),
+        today.month() as u8,
+        today.day()
+    )
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let from = args.connection.agency_code()?;
+    let client = args.connection.connect().await?;
+    let draft = Draft {
+        from: from.to_string(),
+        to: args.to.clone(),
+        number: args.number,
+        notation: args.notation,
+        place: args.place,
+        date: args.date.unwrap_or_else(today_in_vietnam),
+        subject: args.subject,
+        due_date: args.due,
+        response_for: args.response_for,
+        sign_document: args.sign_document,
+        ..Draft::default()
+    };
+    let attachments = args.attach.into_iter().map(Attachment::file).collect();
+    let response = client.send(&draft, attachments).await?;
+    if args.json {
+        let recipients: Vec<_> = response
+            .recipients
+            .iter()
+            .map(|r| serde_json::json!({"organ_id": r.organ_id, "accepted": r.accepted, "reason": r.reason}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "document_id": response.document_id,
+                "duplicate": response.duplicate,
+                "recipients": recipients,
+            })
+        );
+    } else {
+        println!(
+            "{} {}",
+            if response.duplicate {
+                "already accepted:"
+            } else {
+                "accepted:"
+            },
+            response.document_id
+        );
+        for recipient in &response.recipients {
+            if recipient.accepted {
+                println!("  ✓ {}", recipient.organ_id);
+            } else {
+                println!("  ✗ {}  {}", recipient.organ_id, recipient.reason);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status_name(code: i32) -> &'static str {
+    u32::try_from(code)
+        .ok()
+        .and_then(|code| Status::from_code(code).ok())
+        .map(Status::name)
+        .unwrap_or("queued")
+}
+
+pub fn format_time(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .map(|t| t.to_offset(time::UtcOffset::from_hms(7, 0, 0).expect("UTC+7 is valid")))
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|| unix_ms.to_string())
+}
+
+async fn status(
+    document_id: String,
+    connection: Connection,
+    set: Option<String>,
+    reason: String,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = connection.connect().await?;
+    if let Some(set) = set {
+        let status = Status::from_name(&set).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--set: '{set}' is not one of received, assigned, processing, completed, rejected"
+            )
+        })?;
+        let entry = client
+            .move_status(&document_id, None, status, &reason)
+            .await?;
+        println!(
+            "{document_id}: now {} ({})",
+            status_name(entry.status),
+            format_time(entry.at_unix_ms)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let response = client.get_status(&document_id).await?;
+    if json {
+        let recipients: Vec<_> = response
+            .recipients
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "recipient": r.recipient,
+                    "current": status_name(r.current),
+                    "history": r.history.iter().map(|e| serde_json::json!({
+                        "status": status_name(e.status), "code": e.status, "at_unix_ms": e.at_unix_ms,
+                        "actor": e.actor, "reason": e.reason,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "document_id": response.document_id,
+                "sender": response.sender,
+                "subject": response.subject,
+                "accepted_at_unix_ms": response.accepted_at_unix_ms,
+                "recipients": recipients,
+                "refused": response.refused.iter().map(|r| serde_json::json!({"organ_id": r.organ_id, "reason": r.reason})).collect::<Vec<_>>(),
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", response.document_id);
+    println!(
+        "  from {}  accepted {}",
+        response.sender,
+        format_time(response.accepted_at_unix_ms)
+    );
+    println!("  {}", response.subject);
+    println!("  {:<15} {:<11} history", "recipient", "now");
+    for recipient in &response.recipients {
+        let history: Vec<String> = recipient
+            .history
+            .iter()
+            .map(|e| {
+                let reason = if e.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" «{}»", e.reason)
+                };
+                format!(
+                    "{:02} {} {} by {}{}",
+                    e.status,
+                    status_name(e.status),
+                    format_time(e.at_unix_ms),
+                    e.actor,
+                    reason
+                )
+            })
+            .collect();
+        println!(
+            "  {:<15} {:<11} {}",
+            recipient.recipient,
+            status_name(recipient.current),
+            if history.is_empty() {
+                "(queued, not yet delivered)".to_owned()
+            } else {
+                history.join("; ")
+            }
+        );
+    }
+    for refused in &response.refused {
+        println!(
+            "  {:<15} {:<11} {}",
+            refused.organ_id, "refused", refused.reason
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn counts(
+    connection: Connection,
+    from: String,
+    to: String,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = connection.connect().await?;
+    let response = client.counts(&from, &to).await?;
+    if json {
+        let agencies: Vec<_> = response
+            .agencies
+            .iter()
+            .map(
+                |a| serde_json::json!({"code": a.organ_id, "sent": a.sent, "received": a.received}),
+            )
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"totals": {"sent": response.total_sent, "received": response.total_received}, "agencies": agencies})
+        );
+    } else {
+        println!("{:<15} {:>10} {:>10}", "agency", "sent", "received");
+        for agency in &response.agencies {
+            println!(
+                "{:<15} {:>10} {:>10}",
+                agency.organ_id, agency.sent, agency.received
+            );
+        }
+        println!(
+            "{:<15} {:>10} {:>10}",
+            "total", response.total_sent, response.total_received
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,200 @@
+//! `truc replay`: replays a published period through a hub (embedded by default) and prints
+//! the hub's own report beside the published figures.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use truc_pki::PkiPaths;
+use truc_replay::driver::{self, EmbeddedHub, Pace, ReplayOptions, Target};
+use truc_replay::progress::ProgressMode;
+use truc_replay::published::{parse_scale, Dataset, Expected};
+use truc_replay::report::{FigureSource, Report};
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// The dataset: 2019, 2021 or 2022.
+    pub dataset: Dataset,
+    /// Replay a fraction N/D of every published count (e.g. 1/100); the report then compares
+    /// with the scaled targets.
+    #[arg(long, value_parser = parse_scale, value_name = "N/D")]
+    pub scale: Option<(u64, u64)>,
+    /// Seed of the plan: which documents go where and when (the counts never change).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Drive a hub running elsewhere instead of an embedded one (needs --certs).
+    #[arg(long, value_name = "ADDR", requires = "certs")]
+    pub hub: Option<String>,
+    /// Certificate folder with credentials for every unit and the operator (see
+    /// --print-directory and `truc certs init`).
+    #[arg(long, value_name = "DIR", requires = "hub")]
+    pub certs: Option<PathBuf>,
+    /// Operator whose certificate reads the report (with --hub).
+    #[arg(long, default_value = driver::DEFAULT_OPERATOR)]
+    pub operator: String,
+    /// Send at most this many documents a second.
+    #[arg(long, value_name = "DOCS_PER_S", conflicts_with = "speedup")]
+    pub rate: Option<f64>,
+    /// Compress historical time by this factor (e.g. 86400: a day a second).
+    #[arg(long, value_name = "FACTOR")]
+    pub speedup: Option<f64>,
+    /// Documents in flight at once.
+    #[arg(long, default_value_t = ReplayOptions::default().send_concurrency)]
+    pub concurrency: usize,
+    /// Deliveries being verified, acknowledged and moved at once, over all nodes.
+    #[arg(long, default_value_t = ReplayOptions::default().receive_concurrency)]
+    pub receive_concurrency: usize,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the per-agency rows as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Keep the embedded hub's data in this (empty) folder, for `truc report --data-dir`.
+    #[arg(long, value_name = "DIR", conflicts_with = "hub")]
+    pub data_dir: Option<PathBuf>,
+    /// Write the directory TOML of the dataset's units (for a hub started elsewhere) and exit.
+    #[arg(long, value_name = "FILE")]
+    pub print_directory: Option<PathBuf>,
+    /// Progress lines instead of a bar, even on a terminal.
+    #[arg(long)]
+    pub progress_lines: bool,
+}
+
+pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let plan = args
+        .dataset
+        .plan(args.seed, args.scale)
+        .with_context(|| format!("building the {} plan", args.dataset))?;
+    if let Some(path) = &args.print_directory {
+        std::fs::write(path, driver::directory_toml(&plan)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote the {} units of the {} replay to {}",
+            plan.units.len(),
+            plan.dataset,
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let expected = Expected::for_plan(&plan, args.scale)?;
+    let (documents, deliveries) = plan.totals();
+    eprintln!(
+        "plan {}{}: {} units, {documents} documents, {deliveries} deliveries, seed {} (built in {:.1} s)",
+        plan.dataset,
+        if expected.scale.is_some() {
+            format!(" {}", expected.scale_label())
+        } else {
+            String::new()
+        },
+        plan.units.len(),
+        plan.seed,
+        started.elapsed().as_secs_f64()
+    );
+    let options = ReplayOptions {
+        send_concurrency: args.concurrency,
+        receive_concurrency: args.receive_concurrency,
+        pace: match (args.rate, args.speedup) {
+            (Some(rate), _) if rate > 0.0 => Pace::DocumentsPerSecond(rate),
+            (_, Some(factor)) if factor > 0.0 => Pace::Speedup(factor),
+            (None, None) => Pace::Unpaced,
+            _ => anyhow::bail!("--rate and --speedup must be above zero"),
+        },
+        progress: if args.progress_lines {
+            ProgressMode::Lines
+        } else {
+            ProgressMode::Auto
+        },
+        ..ReplayOptions::default()
+    };
+
+    let plan = Arc::new(plan);
+    let (outcome, source, embedded) = match (&args.hub, &args.certs) {
+        (Some(hub), Some(certs)) => {
+            let target = Target {
+                address: resolve(hub)?,
+                pki: PkiPaths::new(certs),
+                operator: args.operator.clone(),
+                embedded: false,
+            };
+            let outcome = driver::replay(plan.clone(), &target, options).await?;
+            let source = FigureSource::Hub {
+                address: target.address.to_string(),
+                embedded: false,
+            };
+            (outcome, source, None)
+        }
+        _ => {
+            let hub = EmbeddedHub::start(&plan, args.data_dir.as_deref()).await?;
+            eprintln!(
+                "embedded hub on {} with {} units, data in {}",
+                hub.target.address,
+                plan.units.len(),
+                hub.data_dir.display()
+            );
+            let outcome = driver::replay(plan.clone(), &hub.target, options).await;
+            let source = FigureSource::Hub {
+                address: hub.target.address.to_string(),
+                embedded: true,
+            };
+            let data_dir = hub.data_dir.clone();
+            eprintln!("{}", hub.flush_summary());
+            hub.stop().await?;
+            (outcome?, source, Some(data_dir))
+        }
+    };
+    eprintln!("{}", outcome.summary());
+
+    let report = Report::build(
+        &outcome.figures,
+        Some(&expected),
+        (Some(plan.period.0), Some(plan.period.1)),
+        source,
+    );
+    print!("{}", report.render_text());
+    write_outputs(&report, args.json.as_ref(), args.csv.as_ref())?;
+    if let (Some(data_dir), Some(_)) = (embedded, &args.data_dir) {
+        println!(
+            "the hub's data is kept in {}: `truc report --data-dir {} --dataset {}` reads it again",
+            data_dir.display(),
+            data_dir.display(),
+            plan.dataset
+        );
+    }
+    Ok(if report.matches_published() == Some(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `host:port`, resolved to the first address.
+pub fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
+    address
+        .to_socket_addrs()
+        .with_context(|| format!("{address} is not an address (host:port)"))?
+        .next()
+        .with_context(|| format!("{address} resolves to no address"))
+}
+
+/// Writes `--json` and `--csv`, if asked.
+pub fn write_outputs(
+    report: &Report,
+    json: Option<&PathBuf>,
+    csv: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report.to_json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = csv {
+        std::fs::write(path, report.agencies_csv())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

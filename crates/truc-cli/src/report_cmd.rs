@@ -1,0 +1,150 @@
+//! `truc report`: the report of a running hub (through its operator API) or of a stopped hub's
+//! data directory (read offline), optionally compared with a published dataset.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use truc_domain::{AgencyCode, DocumentDate};
+use truc_pki::PkiPaths;
+use truc_replay::driver::{self, Target};
+use truc_replay::published::{parse_scale, Dataset, Expected, GOVERNMENT_OFFICE};
+use truc_replay::report::{FigureSource, Report};
+use truc_replay::source::{figures_from_data_dir, figures_from_hub};
+
+use crate::replay_cmd::{resolve, write_outputs};
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Document dates FROM..TO, inclusive (yyyy-mm-dd; either end may be left open). Defaults
+    /// to the dataset's period, or everything.
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_period)]
+    pub period: Option<(Option<DocumentDate>, Option<DocumentDate>)>,
+    /// A running hub to ask (needs --certs).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "certs",
+        conflicts_with = "data_dir"
+    )]
+    pub hub: Option<String>,
+    /// Certificate folder holding the operator's credentials.
+    #[arg(long, value_name = "DIR", requires = "hub")]
+    pub certs: Option<PathBuf>,
+    /// Operator whose certificate reads the report.
+    #[arg(long, default_value = driver::DEFAULT_OPERATOR)]
+    pub operator: String,
+    /// A stopped hub's data directory, read offline.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Compare with this dataset's published figures: 2019, 2021 or 2022.
+    #[arg(long)]
+    pub dataset: Option<Dataset>,
+    /// Compare with the dataset scaled by N/D, as `truc replay --scale N/D` replays it.
+    #[arg(long, value_name = "N/D", value_parser = parse_scale, requires = "dataset")]
+    pub scale: Option<(u64, u64)>,
+    /// The recipient of the "sent to" table (seed 002, Phụ lục V: the Government Office).
+    #[arg(long, default_value = GOVERNMENT_OFFICE)]
+    pub focus: String,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the per-agency rows as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+}
+
+fn parse_period(text: &str) -> Result<(Option<DocumentDate>, Option<DocumentDate>), String> {
+    let (from, to) = text
+        .split_once("..")
+        .ok_or_else(|| format!("period {text:?} is not FROM..TO (e.g. 2019-03-12..2019-09-30)"))?;
+    let date = |part: &str| {
+        if part.trim().is_empty() {
+            Ok(None)
+        } else {
+            DocumentDate::parse_iso(part.trim())
+                .map(Some)
+                .map_err(|error| format!("period {text:?}: {error}"))
+        }
+    };
+    let (from, to) = (date(from)?, date(to)?);
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(format!("period {text:?} ends before it starts"));
+        }
+    }
+    Ok((from, to))
+}
+
+pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let expected = match args.dataset {
+        Some(dataset) => Some(match args.scale.filter(|(n, d)| n != d) {
+            // Scaled targets come from the plan; its seed moves documents, never counts.
+            Some(scale) => Expected::for_plan(&dataset.plan(1, Some(scale))?, Some(scale))?,
+            None => Expected::published(dataset, None)?,
+        }),
+        None => None,
+    };
+    let period = args.period.unwrap_or_else(|| match &expected {
+        Some(expected) => (Some(expected.period.0), Some(expected.period.1)),
+        None => (None, None),
+    });
+    let focus: AgencyCode = args
+        .focus
+        .parse()
+        .with_context(|| format!("--focus {}", args.focus))?;
+    let (figures, source) = match (&args.hub, &args.certs, &args.data_dir) {
+        (Some(hub), Some(certs), _) => {
+            let target = Target {
+                address: resolve(hub)?,
+                pki: PkiPaths::new(certs),
+                operator: args.operator.clone(),
+                embedded: false,
+            };
+            let operator = target.operator_client().await?;
+            let figures = figures_from_hub(&operator, period, &focus).await?;
+            let source = FigureSource::Hub {
+                address: target.address.to_string(),
+                embedded: false,
+            };
+            (figures, source)
+        }
+        (None, _, Some(data_dir)) => {
+            eprintln!(
+                "reading {} offline: this is a stopped hub's data, not a live view",
+                data_dir.display()
+            );
+            let figures = figures_from_data_dir(data_dir, period, &focus)?;
+            let source = FigureSource::DataDirectory {
+                path: data_dir.display().to_string(),
+            };
+            (figures, source)
+        }
+        _ => anyhow::bail!(
+            "say where the figures are: --hub ADDR --certs DIR for a running hub, or --data-dir \
+             DIR for a stopped one"
+        ),
+    };
+    let report = Report::build(&figures, expected.as_ref(), period, source);
+    print!("{}", report.render_text());
+    write_outputs(&report, args.json.as_ref(), args.csv.as_ref())?;
+    Ok(match report.matches_published() {
+        Some(false) => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_with_open_ends() {
+        let (from, to) = parse_period("2019-03-12..2019-09-30").unwrap();
+        assert_eq!(from.unwrap().iso(), "2019-03-12");
+        assert_eq!(to.unwrap().iso(), "2019-09-30");
+        assert_eq!(parse_period("..").unwrap(), (None, None));
+        assert!(parse_period("2019-09-30..2019-03-12").is_err());
+        assert!(parse_period("2019").is_err());
+    }
+}

@@ -1,0 +1,232 @@
+//! The `truc` binary as a user runs it: certificates made by `truc certs
+//! init`, the hub as its own process, `truc send` and `truc status`, and a
+//! `kill -9` of the hub after which every acknowledged send is still there.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use truc_node::{Attachment, AxisClient, Draft};
+use truc_pki::PkiPaths;
+
+const TRUC: &str = env!("CARGO_BIN_EXE_truc");
+const SENDER: &str = "000.00.00.G22";
+const RECIPIENTS: [&str; 2] = ["000.00.00.H41", "000.00.00.G12"];
+
+fn truc(args: &[&str]) -> std::process::Output {
+    let output = Command::new(TRUC).args(args).output().expect("run truc");
+    assert!(
+        output.status.success(),
+        "truc {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+struct HubProcess {
+    child: Child,
+}
+
+impl HubProcess {
+    fn start(config: &Path) -> HubProcess {
+        let child = Command::new(TRUC)
+            .args(["hub", "--config", config.to_str().expect("utf-8 path")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hub");
+        HubProcess { child }
+    }
+
+    fn kill_9(&mut self) {
+        // SIGKILL: no shutdown code runs.
+        self.child.kill().expect("kill hub");
+        self.child.wait().expect("reap hub");
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects as soon as the hub process accepts; it is a separate process, so
+/// readiness can only be observed from outside.
+async fn connect(
+    address: SocketAddr,
+    pki: &PkiPaths,
+    credentials: truc_pki::Credentials,
+) -> AxisClient {
+    for _ in 0..400 {
+        if let Ok(client) =
+            AxisClient::connect(address, &pki.trust_roots().unwrap(), credentials.clone()).await
+        {
+            if client.counts("", "").await.is_ok() {
+                return client;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("hub at {address} never became ready");
+}
+
+fn setup(root: &Path) -> (PathBuf, SocketAddr, PkiPaths) {
+    let directory = root.join("agencies.toml");
+    let mut text = String::new();
+    for code in std::iter::once(SENDER).chain(RECIPIENTS) {
+        text.push_str(&format!(
+            "[[agency]]\ncode = \"{code}\"\nname = \"Agency {code}\"\n\n"
+        ));
+    }
+    std::fs::write(&directory, text).unwrap();
+    let certs = root.join("certs");
+    truc(&[
+        "certs",
+        "init",
+        "--dir",
+        certs.to_str().unwrap(),
+        "--directory",
+        directory.to_str().unwrap(),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = root.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{address}\"\ndata_dir = \"data\"\ndirectory = \"agencies.toml\"\n[tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/hub.crt\"\nkey = \"certs/hub.key\"\n"
+        ),
+    )
+    .unwrap();
+    (config, address, PkiPaths::new(certs))
+}
+
+fn draft(number: u32) -> Draft {
+    Draft {
+        from: SENDER.into(),
+        to: RECIPIENTS.iter().map(|s| s.to_string()).collect(),
+        number: number.to_string(),
+        notation: "VPCP-KILL".into(),
+        date: "2024-05-06".into(),
+        subject: format!("Văn bản {number}"),
+        ..Draft::default()
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_sends_survive_kill_9_and_the_cli_works_against_a_hub_process() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, address, pki) = setup(root.path());
+    let mut hub = HubProcess::start(&config);
+    let client = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
+
+    // Sends in flight while the hub is killed.
+    let mut tasks = Vec::new();
+    for number in 1..=400u32 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let attachment =
+                Attachment::bytes("vb.pdf", "application/pdf", vec![number as u8; 3000]);
+            client
+                .send(&draft(number), vec![attachment])
+                .await
+                .map(|r| r.document_id)
+        }));
+        if number == 150 {
+            // Let some sends be acknowledged first.
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut acknowledged = Vec::new();
+    let mut killed = false;
+    for (index, task) in tasks.into_iter().enumerate() {
+        if index == 20 && !killed {
+            hub.kill_9();
+            killed = true;
+        }
+        if let Ok(id) = task.await.unwrap() {
+            acknowledged.push(id);
+        }
+    }
+    assert!(killed);
+    assert!(
+        !acknowledged.is_empty(),
+        "some sends were acknowledged before the kill"
+    );
+
+    let mut hub = HubProcess::start(&config);
+    let operator = connect(address, &pki, pki.operator_credentials("ops").unwrap()).await;
+    for id in &acknowledged {
+        let status = operator
+            .get_status(id)
+            .await
+            .unwrap_or_else(|e| panic!("{id} lost: {e}"));
+        assert_eq!(status.recipients.len(), 2, "{id} has all its deliveries");
+    }
+    // Nothing half-written: the sender's count equals the documents present.
+    let counts = operator.counts("", "").await.unwrap();
+    let mut present = 0;
+    for number in 1..=400u32 {
+        if operator
+            .get_status(&draft(number).document_id())
+            .await
+            .is_ok()
+        {
+            present += 1;
+        }
+    }
+    assert_eq!(counts.total_sent, present);
+    assert!(present >= acknowledged.len() as u64);
+    eprintln!(
+        "kill -9 with 400 sends under way: {} acknowledged, {present} stored, none lost",
+        acknowledged.len()
+    );
+
+    // The CLI against the same hub process.
+    let attachment = root.path().join("vanban.pdf");
+    std::fs::write(&attachment, b"%PDF-1.7 test").unwrap();
+    let (hub_flag, certs_flag) = (address.to_string(), pki.dir.to_str().unwrap().to_owned());
+    let common = ["--hub", hub_flag.as_str(), "--certs", certs_flag.as_str()];
+    let mut send = vec!["send"];
+    send.extend(common);
+    send.extend([
+        "--as",
+        SENDER,
+        "--to",
+        RECIPIENTS[0],
+        "--to",
+        "000.00.00.X99",
+        "--number",
+        "9001",
+        "--notation",
+        "VPCP-CLI",
+        "--date",
+        "2024-05-07",
+        "--subject",
+        "Gửi bằng dòng lệnh",
+        "--attach",
+        attachment.to_str().unwrap(),
+        "--sign-document",
+    ]);
+    let sent = String::from_utf8(truc(&send).stdout).unwrap();
+    assert!(
+        sent.contains("accepted: 000.00.00.G22,2024/05/07,9001/VPCP-CLI"),
+        "{sent}"
+    );
+    assert!(sent.contains("✗ 000.00.00.X99"), "{sent}");
+    let mut status = vec!["status", "000.00.00.G22,2024/05/07,9001/VPCP-CLI"];
+    status.extend(common);
+    status.extend(["--as", SENDER, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&truc(&status).stdout).unwrap();
+    assert_eq!(shown["recipients"][0]["recipient"], RECIPIENTS[0]);
+    assert_eq!(shown["recipients"][0]["current"], "queued");
+    hub.kill_9();
+}

@@ -1,0 +1,1082 @@
+//! The replay driver: drives a [`Plan`] through a real hub over gRPC and mutual TLS, one node
+//! per unit with its own certificate. Senders sign and send each planned document; every unit
+//! holds a delivery stream, verifies each delivery (sender certificate, envelope signature,
+//! attachment digests), acknowledges it (the hub records "arrived") and makes the plan's status
+//! moves; notices for the unit's own documents are acknowledged as they come.
+//!
+//! The hub can be embedded ([`EmbeddedHub`]: temporary PKI, store and directory made from the
+//! plan) or anywhere else ([`Target`] with a certificate folder).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ring::digest::{Context, SHA256};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
+use truc_domain::{AgencyCode, Limits, Status};
+use truc_hub::config::DeliveryConfig;
+use truc_hub::{AgencyEntry, Directory, HubSetup};
+use truc_node::compose::{Attachment, Draft};
+use truc_node::verify::verify_delivery;
+use truc_node::{AxisClient, ClientError};
+use truc_pki::{PkiPaths, TrustRoots};
+use truc_proto::v1 as pb;
+use truc_store::{Store, StoreOptions};
+
+use crate::plan::{Plan, PlannedDocument};
+use crate::progress::{Progress, ProgressMode, Totals};
+use crate::published::GOVERNMENT_OFFICE;
+use crate::report::HubFigures;
+use crate::rng::SplitMix64;
+use crate::source::{figures_from_hub, SourceError};
+
+/// The notation (ký hiệu) every replayed document carries: with the sender, date and the
+/// plan's per-sender number it makes a unique document id.
+pub const NOTATION: &str = "VP-TLT";
+/// Bytes of the one attachment each replayed document carries: small, so a replay measures
+/// the axis rather than disk bandwidth, and different for every document.
+pub const ATTACHMENT_BYTES: usize = 320;
+/// Operator the embedded hub's PKI issues, and the default for `--operator`.
+pub const DEFAULT_OPERATOR: &str = "ops";
+/// Certificates of an embedded replay: long enough for the longest paced replay.
+const EMBEDDED_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
+/// Connections opened at once while the nodes come up.
+const CONNECTS_IN_FLIGHT_MAX: usize = 32;
+/// Attempts for a call that failed for a passing reason (hub unavailable, stream cut).
+const TRANSIENT_ATTEMPTS_MAX: u32 = 8;
+/// Attempts for a status move that found its delivery still queued: the acknowledgement that
+/// records "arrived" is written by the hub after the node sends it, with no reply, so the
+/// first move can overtake it.
+const QUEUED_ATTEMPTS_MAX: u32 = 400;
+/// Longest wait for a stopped embedded hub to release its data directory.
+const STORE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(10);
+/// Longest wait between two attempts.
+const RETRY_DELAY_MAX: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("certificates: {0}")]
+    Pki(#[from] truc_pki::PkiError),
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("store: {0}")]
+    Store(#[from] truc_store::StoreError),
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+    /// Something the replay checks went wrong; the first failure, with how many followed.
+    #[error("replay failed: {0}")]
+    Failed(String),
+    #[error("replay stalled: nothing moved for {seconds} s ({state})")]
+    Stalled { seconds: u64, state: String },
+}
+
+/// How fast documents are sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as the hub accepts, within the in-flight bound.
+    Unpaced,
+    /// At most this many documents a second.
+    DocumentsPerSecond(f64),
+    /// Historical time (`at_unix_ms`) compressed by this factor.
+    Speedup(f64),
+}
+
+/// Knobs of one replay. The defaults suit a 2-core machine running the hub in-process.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Sends in flight at once.
+    pub send_concurrency: usize,
+    /// Deliveries being verified, acknowledged and moved at once, over all nodes.
+    pub receive_concurrency: usize,
+    /// Unacknowledged items each node's stream accepts (the hub caps it at its `window_max`).
+    pub window: u32,
+    pub pace: Pace,
+    pub progress: ProgressMode,
+    /// Fail when no document, delivery or move completes for this long.
+    pub stall_timeout: Duration,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            send_concurrency: 128,
+            receive_concurrency: 512,
+            window: 256,
+            pace: Pace::Unpaced,
+            progress: ProgressMode::Auto,
+            stall_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Where the hub is and which certificates reach it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub address: SocketAddr,
+    /// A folder laid out like `truc certs init` makes it: `ca.crt`, `agencies/<code>.{crt,key}`,
+    /// `operators/<name>.{crt,key}`.
+    pub pki: PkiPaths,
+    pub operator: String,
+    /// The replay started this hub itself.
+    pub embedded: bool,
+}
+
+impl Target {
+    /// Checks that the folder holds credentials for every unit of the plan and the operator,
+    /// naming what is missing.
+    pub fn check_certificates(&self, plan: &Plan) -> Result<(), DriverError> {
+        let mut missing: Vec<String> = plan
+            .units
+            .iter()
+            .map(|unit| unit.code.to_string())
+            .filter(|code| {
+                !self.pki.agency_cert(code).is_file() || !self.pki.agency_key(code).is_file()
+            })
+            .collect();
+        let operator_missing = !self.pki.operator_cert(&self.operator).is_file();
+        if missing.is_empty() && !operator_missing && self.pki.ca_cert().is_file() {
+            return Ok(());
+        }
+        let count = missing.len();
+        missing.truncate(5);
+        Err(DriverError::Setup(format!(
+            "{} lacks credentials: {}{}{}{}. Make them with `truc replay {} --print-directory FILE` \
+             then `truc certs init --dir {} --directory FILE`",
+            self.pki.dir.display(),
+            if self.pki.ca_cert().is_file() { "" } else { "ca.crt; " },
+            if operator_missing {
+                format!("operator {}; ", self.operator)
+            } else {
+                String::new()
+            },
+            if count > 0 {
+                format!("{count} of {} units (", plan.units.len())
+            } else {
+                String::new()
+            },
+            if count > 0 {
+                format!("{}{})", missing.join(", "), if count > 5 { ", …" } else { "" })
+            } else {
+                String::new()
+            },
+            plan.dataset,
+            self.pki.dir.display(),
+        )))
+    }
+
+    pub async fn operator_client(&self) -> Result<AxisClient, DriverError> {
+        Ok(AxisClient::connect(
+            self.address,
+            &self.pki.trust_roots()?,
+            self.pki.operator_credentials(&self.operator)?,
+        )
+        .await?)
+    }
+}
+
+/// One line of the directory a hub loads for a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryLine {
+    pub code: AgencyCode,
+    pub name: String,
+    pub connection: truc_hub::ConnectionMode,
+}
+
+/// The plan's units as directory entries. Level-1 bodies connect as seed 002 lists them
+/// (Phụ lục I direct, Phụ lục II via LGSP; a body in neither or both is direct unless its only
+/// listing is LGSP); subordinate units reach the axis through their body's LGSP.
+pub fn directory_lines(plan: &Plan) -> Result<Vec<DirectoryLine>, DriverError> {
+    use truc_seeds::ConnectionMode as Seed;
+    let seed_error = |error: truc_seeds::SeedError| DriverError::Setup(error.to_string());
+    let mut modes = std::collections::BTreeMap::new();
+    for row in truc_seeds::agencies().map_err(seed_error)? {
+        if let Some(mode) = row.connection {
+            modes.insert(row.code, mode);
+        }
+    }
+    let mut listed: std::collections::BTreeMap<String, Vec<Seed>> = Default::default();
+    for row in truc_seeds::connections_2019().map_err(seed_error)? {
+        listed.entry(row.code).or_default().push(row.mode);
+    }
+    Ok(plan
+        .units
+        .iter()
+        .map(|unit| {
+            let code = unit.code.to_string();
+            let mode = if unit.level > 1 {
+                Seed::Lgsp
+            } else if let Some(mode) = modes.get(&code) {
+                *mode
+            } else if listed
+                .get(&code)
+                .is_some_and(|modes| modes.iter().all(|m| *m == Seed::Lgsp))
+            {
+                Seed::Lgsp
+            } else {
+                Seed::Direct
+            };
+            DirectoryLine {
+                code: unit.code,
+                name: unit.name.clone(),
+                connection: match mode {
+                    Seed::Direct => truc_hub::ConnectionMode::Direct,
+                    Seed::Lgsp => truc_hub::ConnectionMode::Lgsp,
+                },
+            }
+        })
+        .collect())
+}
+
+/// The directory TOML a hub loads (`[[agency]] code name connection`), for a replay against a
+/// hub started elsewhere.
+pub fn directory_toml(plan: &Plan) -> Result<String, DriverError> {
+    let quote = |text: &str| {
+        let mut out = String::with_capacity(text.len() + 2);
+        out.push('"');
+        for character in text.chars() {
+            match character {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                other => out.push(other),
+            }
+        }
+        out.push('"');
+        out
+    };
+    let mut out = format!(
+        "# The agency directory of the {} replay ({} units), written by `truc replay {} \
+         --print-directory`.\n# Load it in the hub's config (`directory = \"...\"`) and issue \
+         certificates for it with `truc certs init --dir DIR --directory THIS_FILE`.\n",
+        plan.dataset,
+        plan.units.len(),
+        plan.dataset
+    );
+    for line in directory_lines(plan)? {
+        out.push_str(&format!(
+            "\n[[agency]]\ncode = {}\nname = {}\nconnection = \"{}\"\n",
+            quote(&line.code.to_string()),
+            quote(&line.name),
+            match line.connection {
+                truc_hub::ConnectionMode::Direct => "direct",
+                truc_hub::ConnectionMode::Lgsp => "lgsp",
+            }
+        ));
+    }
+    Ok(out)
+}
+
+/// A hub started in this process for one replay: a development PKI for every unit and one
+/// operator, the plan's units as its directory, and sled in a temporary folder (or a given
+/// one, kept afterwards).
+pub struct EmbeddedHub {
+    /// Holds the PKI (and the data unless `data_dir` was given); removed on drop.
+    _root: tempfile::TempDir,
+    pub target: Target,
+    pub data_dir: PathBuf,
+    /// A handle on the hub's store, for its flush counts; dropped when the hub stops.
+    store: Option<Store>,
+    started: Instant,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), truc_hub::HubError>>>,
+}
+
+impl EmbeddedHub {
+    pub async fn start(plan: &Plan, data_dir: Option<&Path>) -> Result<EmbeddedHub, DriverError> {
+        let root = tempfile::Builder::new().prefix("truc-replay-").tempdir()?;
+        let data_dir = match data_dir {
+            Some(path) => {
+                let occupied = path.is_dir() && std::fs::read_dir(path)?.next().is_some();
+                if occupied {
+                    return Err(DriverError::Setup(format!(
+                        "{} is not empty: a replay writes into a fresh data directory (the same \
+                         documents would be refused as duplicates)",
+                        path.display()
+                    )));
+                }
+                path.to_owned()
+            }
+            None => root.path().join("data"),
+        };
+        std::fs::create_dir_all(&data_dir)?;
+        let agencies: Vec<(String, String)> = plan
+            .units
+            .iter()
+            .map(|unit| (unit.code.to_string(), unit.name.clone()))
+            .collect();
+        let pki_dir = root.path().join("pki");
+        let pki = tokio::task::spawn_blocking(move || {
+            truc_pki::init_dev_pki(
+                &pki_dir,
+                &agencies,
+                &[DEFAULT_OPERATOR.to_owned()],
+                EMBEDDED_VALIDITY,
+            )
+        })
+        .await
+        .map_err(|error| DriverError::Setup(error.to_string()))??;
+        let store = Store::open(&data_dir, &StoreOptions::default())?;
+        let directory = Directory::new(directory_lines(plan)?.into_iter().map(|line| {
+            AgencyEntry {
+                code: line.code,
+                name: line.name,
+                connection: line.connection,
+            }
+        }));
+        let setup = HubSetup {
+            store: store.clone(),
+            directory,
+            trust: pki.trust_roots()?,
+            credentials: pki.hub_credentials()?,
+            limits: Limits::default(),
+            delivery: DeliveryConfig::default(),
+        };
+        // Bound before serving, so the nodes can connect as soon as this returns.
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(truc_hub::run(listener, setup, async {
+            let _ = stopped.await;
+        }));
+        Ok(EmbeddedHub {
+            _root: root,
+            target: Target {
+                address,
+                pki,
+                operator: DEFAULT_OPERATOR.to_owned(),
+                embedded: true,
+            },
+            data_dir,
+            store: Some(store),
+            started: Instant::now(),
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Group commits so far: flushes, commands written, and the mean flush time. Shows whether
+    /// the hub's single writer is what a replay waits on.
+    pub fn flush_summary(&self) -> String {
+        let Some(store) = &self.store else {
+            return String::new();
+        };
+        let stats = store.flush_stats();
+        let flushes = stats.flushes.load(Ordering::Relaxed);
+        let commands = stats.commands.load(Ordering::Relaxed);
+        let micros = stats.flush_micros.load(Ordering::Relaxed);
+        format!(
+            "hub store: {} writes in {} group commits ({:.1} writes per flush, {:.2} ms per flush, \
+             {:.0} % of the time flushing)",
+            crate::report::group(commands),
+            crate::report::group(flushes),
+            commands as f64 / flushes.max(1) as f64,
+            micros as f64 / 1000.0 / flushes.max(1) as f64,
+            micros as f64 / 1e4 / self.started.elapsed().as_secs_f64().max(1e-3),
+        )
+    }
+
+    /// Stops the hub and waits until it has let go of its port and store, so that the data
+    /// directory can be read offline at once.
+    pub async fn stop(mut self) -> Result<(), DriverError> {
+        self.store = None;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .map_err(|error| DriverError::Setup(error.to_string()))?
+                .map_err(|error| DriverError::Setup(error.to_string()))?;
+        }
+        // The store's lock goes with its last handle, which tasks of finished streams may
+        // still hold for a moment after the server returns.
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + STORE_RELEASE_WAIT_MAX;
+            loop {
+                match Store::open(&data_dir, &StoreOptions::default()) {
+                    Ok(_) => return Ok(()),
+                    Err(error) if Instant::now() >= deadline => return Err(error),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })
+        .await
+        .map_err(|error| DriverError::Setup(error.to_string()))??;
+        Ok(())
+    }
+}
+
+/// What a replay did, and the hub's figures at the end.
+#[derive(Debug, Clone)]
+pub struct ReplayOutcome {
+    pub units: usize,
+    pub documents: u64,
+    pub deliveries: u64,
+    pub moves: u64,
+    /// Notices (arrivals and moves routed back to senders) acknowledged by the time the last
+    /// move was recorded; the rest stay queued for the senders' next connection.
+    pub notices: u64,
+    pub send_retries: u64,
+    /// Moves that overtook their own "arrived" and were tried again.
+    pub move_retries: u64,
+    /// Certificates loaded and connections opened.
+    pub connect: Duration,
+    /// From the first send until every delivery and move was on record.
+    pub run: Duration,
+    pub figures: HubFigures,
+}
+
+impl ReplayOutcome {
+    /// Per-second rates over `run`.
+    pub fn rates(&self) -> (f64, f64, f64) {
+        let seconds = self.run.as_secs_f64().max(1e-9);
+        (
+            self.documents as f64 / seconds,
+            self.deliveries as f64 / seconds,
+            self.moves as f64 / seconds,
+        )
+    }
+
+    pub fn summary(&self) -> String {
+        let (documents, deliveries, moves) = self.rates();
+        format!(
+            "replayed {} documents, {} deliveries and {} status moves over {} nodes in {:.1} s \
+             ({:.0} documents/s, {:.0} deliveries/s, {:.0} moves/s; connecting took {:.1} s; \
+             {} moves retried after overtaking their arrival, {} sends retried)",
+            crate::report::group(self.documents),
+            crate::report::group(self.deliveries),
+            crate::report::group(self.moves),
+            self.units,
+            self.run.as_secs_f64(),
+            documents,
+            deliveries,
+            moves,
+            self.connect.as_secs_f64(),
+            self.move_retries,
+            self.send_retries,
+        )
+    }
+}
+
+/// One unit's node: its connection and what it reports after arrival.
+struct Node {
+    code: String,
+    name: String,
+    client: AxisClient,
+    moves: &'static [Status],
+}
+
+/// State shared by every task of one replay.
+struct Shared {
+    roots: TrustRoots,
+    options: ReplayOptions,
+    sent: AtomicU64,
+    arrived: AtomicU64,
+    moved: AtomicU64,
+    notices: AtomicU64,
+    send_retries: AtomicU64,
+    move_retries: AtomicU64,
+    failures: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+    receive_slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn fail(&self, what: String) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(what);
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        let first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
+        first.as_ref().map(|what| {
+            let more = self.failures.load(Ordering::Relaxed).saturating_sub(1);
+            if more > 0 {
+                format!("{what} (and {more} more failures)")
+            } else {
+                what.clone()
+            }
+        })
+    }
+
+    fn done(&self) -> (u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.arrived.load(Ordering::Relaxed),
+            self.moved.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Replays `plan` through the hub at `target` and returns the hub's own figures for the plan's
+/// period once every planned delivery has arrived and every planned move is on record.
+pub async fn replay(
+    plan: Arc<Plan>,
+    target: &Target,
+    options: ReplayOptions,
+) -> Result<ReplayOutcome, DriverError> {
+    let connect_started = Instant::now();
+    target.check_certificates(&plan)?;
+    let roots = target.pki.trust_roots()?;
+    let operator = target.operator_client().await?;
+    let nodes = connect_nodes(&plan, target, &roots).await?;
+    let connect = connect_started.elapsed();
+
+    let documents = plan.documents.len() as u64;
+    let deliveries: u64 = plan
+        .documents
+        .iter()
+        .map(|document| document.recipients.len() as u64)
+        .sum();
+    let moves: u64 = plan
+        .documents
+        .iter()
+        .flat_map(|document| &document.recipients)
+        .map(|recipient| nodes[&recipient.to_string()].moves.len() as u64)
+        .sum();
+
+    let (stop_sender, stop) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        roots,
+        sent: AtomicU64::new(0),
+        arrived: AtomicU64::new(0),
+        moved: AtomicU64::new(0),
+        notices: AtomicU64::new(0),
+        send_retries: AtomicU64::new(0),
+        move_retries: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+        first_failure: Mutex::new(None),
+        receive_slots: Arc::new(Semaphore::new(options.receive_concurrency.max(1))),
+        stop,
+        options: options.clone(),
+    });
+    let run_started = Instant::now();
+    let progress = Progress::start(
+        options.progress,
+        Totals {
+            documents,
+            deliveries,
+            moves,
+        },
+    );
+
+    let mut receivers = JoinSet::new();
+    for node in nodes.values() {
+        receivers.spawn(receive_loop(node.clone(), shared.clone()));
+    }
+    let dispatcher = tokio::spawn(dispatch(plan.clone(), nodes.clone(), shared.clone()));
+
+    // Wait for the last move, watching for failures and stalls.
+    let mut last_done = (u64::MAX, 0, 0);
+    let mut last_change = Instant::now();
+    let outcome = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let done = shared.done();
+        progress.update(done, shared.notices.load(Ordering::Relaxed));
+        if let Some(failure) = shared.failure() {
+            break Err(DriverError::Failed(failure));
+        }
+        if done == (documents, deliveries, moves) {
+            break Ok(());
+        }
+        if done != last_done {
+            last_done = done;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= options.stall_timeout {
+            break Err(DriverError::Stalled {
+                seconds: options.stall_timeout.as_secs(),
+                state: format!(
+                    "{}/{documents} documents sent, {}/{deliveries} deliveries arrived, \
+                     {}/{moves} moves recorded",
+                    done.0, done.1, done.2
+                ),
+            });
+        }
+    };
+    if outcome.is_ok() {
+        // Arrivals of units that report nothing after "arrived" are written after their
+        // acknowledgement, with no reply: wait until the hub's counters hold all of them.
+        let deadline = Instant::now() + options.stall_timeout;
+        loop {
+            let counts = operator
+                .counts(&plan.period.0.iso(), &plan.period.1.iso())
+                .await?;
+            if counts.total_received >= deliveries && counts.total_sent >= documents {
+                break;
+            }
+            if Instant::now() >= deadline {
+                progress.finish();
+                return Err(DriverError::Stalled {
+                    seconds: options.stall_timeout.as_secs(),
+                    state: format!(
+                        "the hub counts {} of {deliveries} arrivals",
+                        counts.total_received
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let run = run_started.elapsed();
+    progress.update(shared.done(), shared.notices.load(Ordering::Relaxed));
+    progress.finish();
+    let _ = stop_sender.send(true);
+    dispatcher.abort();
+    receivers.abort_all();
+    while receivers.join_next().await.is_some() {}
+    outcome?;
+
+    let focus: AgencyCode = GOVERNMENT_OFFICE
+        .parse()
+        .expect("the Government Office code is well formed");
+    let figures =
+        figures_from_hub(&operator, (Some(plan.period.0), Some(plan.period.1)), &focus).await?;
+    Ok(ReplayOutcome {
+        units: nodes.len(),
+        documents,
+        deliveries,
+        moves,
+        notices: shared.notices.load(Ordering::Relaxed),
+        send_retries: shared.send_retries.load(Ordering::Relaxed),
+        move_retries: shared.move_retries.load(Ordering::Relaxed),
+        connect,
+        run,
+        figures,
+    })
+}
+
+type Nodes = Arc<std::collections::HashMap<String, Arc<Node>>>;
+
+/// One connection per unit, each with the unit's own certificate.
+async fn connect_nodes(
+    plan: &Plan,
+    target: &Target,
+    roots: &TrustRoots,
+) -> Result<Nodes, DriverError> {
+    let slots = Arc::new(Semaphore::new(CONNECTS_IN_FLIGHT_MAX));
+    let mut connecting = JoinSet::new();
+    for unit in &plan.units {
+        let code = unit.code.to_string();
+        let name = unit.name.clone();
+        let moves = crate::plan::FeedbackProfile::moves(
+            plan.feedback
+                .get(&unit.code)
+                .copied()
+                .unwrap_or(crate::plan::FeedbackProfile::Full),
+        );
+        let credentials = target.pki.agency_credentials(&code)?;
+        let roots = roots.clone();
+        let address = target.address;
+        let slots = slots.clone();
+        connecting.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let client = AxisClient::connect(address, &roots, credentials).await?;
+            Ok::<_, ClientError>(Node {
+                code,
+                name,
+                client,
+                moves,
+            })
+        });
+    }
+    let mut nodes = std::collections::HashMap::with_capacity(plan.units.len());
+    while let Some(joined) = connecting.join_next().await {
+        let node = joined.map_err(|error| DriverError::Setup(error.to_string()))??;
+        nodes.insert(node.code.clone(), Arc::new(node));
+    }
+    Ok(Arc::new(nodes))
+}
+
+/// Sends every document in plan order, paced, with at most `send_concurrency` in flight.
+async fn dispatch(plan: Arc<Plan>, nodes: Nodes, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(shared.options.send_concurrency.max(1)));
+    let started = tokio::time::Instant::now();
+    let first_at = plan.documents.first().map(|d| d.at_unix_ms).unwrap_or(0);
+    for index in 0..plan.documents.len() {
+        let due = match shared.options.pace {
+            Pace::Unpaced => None,
+            Pace::DocumentsPerSecond(rate) => {
+                Some(started + Duration::from_secs_f64(index as f64 / rate.max(1e-9)))
+            }
+            Pace::Speedup(factor) => {
+                let historical_ms = (plan.documents[index].at_unix_ms - first_at).max(0);
+                Some(
+                    started
+                        + Duration::from_secs_f64(historical_ms as f64 / 1000.0 / factor.max(1e-9)),
+                )
+            }
+        };
+        if let Some(due) = due {
+            tokio::time::sleep_until(due).await;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if shared.failure().is_some() || *shared.stop.borrow() {
+            return;
+        }
+        let plan = plan.clone();
+        let nodes = nodes.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let document = &plan.documents[index];
+            match send_document(&plan, document, &nodes, &shared).await {
+                Ok(()) => {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => shared.fail(format!(
+                    "sending document {} of {}: {error}",
+                    document.seq, document.sender
+                )),
+            }
+        });
+    }
+}
+
+/// The one attachment of a document: a few hundred bytes that differ for every document, so
+/// every digest (and the hub's blob store) sees distinct content.
+pub fn attachment_bytes(plan_seed: u64, document: &PlannedDocument) -> Vec<u8> {
+    let mut bytes = format!(
+        "%PDF-1.4\n% truc replay: document {} of {} dated {}, number {}/{NOTATION}\n",
+        document.seq, document.sender, document.date, document.number
+    )
+    .into_bytes();
+    let mut rng = SplitMix64::new(plan_seed ^ document.seq.rotate_left(17));
+    while bytes.len() < ATTACHMENT_BYTES {
+        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    bytes.truncate(ATTACHMENT_BYTES);
+    bytes
+}
+
+/// The draft of a planned document: its date and number, the fixed notation, the recipients.
+pub fn draft_of(document: &PlannedDocument, sender_name: &str) -> Draft {
+    Draft {
+        from: document.sender.to_string(),
+        from_name: sender_name.to_owned(),
+        to: document
+            .recipients
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        number: document.number.to_string(),
+        notation: NOTATION.to_owned(),
+        place: "Việt Nam".into(),
+        date: document.date.iso(),
+        document_type: 1,
+        document_type_name: "Công văn".into(),
+        subject: format!(
+            "Công văn số {}/{NOTATION} (bản phát lại số {})",
+            document.number, document.seq
+        ),
+        page_count: 1,
+        sign_document: document.document_signed,
+        ..Draft::default()
+    }
+}
+
+fn is_transient(error: &ClientError) -> bool {
+    matches!(
+        error.code(),
+        Some(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+    ) || matches!(error, ClientError::Connect { .. } | ClientError::Io(_))
+}
+
+fn retry_delay(attempt: u32) -> Duration {
+    (Duration::from_millis(1) * 2u32.saturating_pow(attempt.min(10))).min(RETRY_DELAY_MAX)
+}
+
+async fn send_document(
+    plan: &Plan,
+    document: &PlannedDocument,
+    nodes: &Nodes,
+    shared: &Shared,
+) -> Result<(), String> {
+    let node = &nodes[&document.sender.to_string()];
+    let draft = draft_of(document, &node.name);
+    let attachment = Attachment::bytes(
+        "van-ban.pdf",
+        "application/pdf",
+        attachment_bytes(plan.seed, document),
+    );
+    let mut attempt = 0;
+    let response = loop {
+        match node.client.send(&draft, vec![attachment.clone()]).await {
+            Ok(response) => break response,
+            Err(error) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
+                shared.send_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(retry_delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    };
+    if let Some(refused) = response.recipients.iter().find(|r| !r.accepted) {
+        return Err(format!(
+            "the hub refused recipient {}: {}",
+            refused.organ_id, refused.reason
+        ));
+    }
+    if response.recipients.len() != document.recipients.len() {
+        return Err(format!(
+            "{} recipients accepted of {}",
+            response.recipients.len(),
+            document.recipients.len()
+        ));
+    }
+    let expected_signature = if document.document_signed {
+        pb::DocumentSignatureState::DocumentSignatureValid
+    } else {
+        pb::DocumentSignatureState::DocumentSignatureAbsent
+    };
+    if response.document_signature != expected_signature as i32 {
+        return Err(format!(
+            "document signature state {} where {} was expected",
+            response.document_signature, expected_signature as i32
+        ));
+    }
+    Ok(())
+}
+
+/// One unit's delivery stream, reopened if it breaks, until the replay stops.
+async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>) {
+    let handled: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut stop = shared.stop.clone();
+    let mut attempt = 0;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let (acks, mut stream) = match node.client.deliveries(shared.options.window).await {
+            Ok(opened) => opened,
+            Err(error) if attempt < TRANSIENT_ATTEMPTS_MAX => {
+                tracing::warn!(agency = %node.code, %error, "delivery stream refused; retrying");
+                tokio::time::sleep(retry_delay(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            Err(error) => {
+                shared.fail(format!("{}: delivery stream: {error}", node.code));
+                return;
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                message = stream.next() => message,
+                _ = stop.changed() => return,
+            };
+            let kind = match message {
+                Some(Ok(message)) => message.kind,
+                Some(Err(error)) => {
+                    tracing::warn!(agency = %node.code, %error, "delivery stream broke; reopening");
+                    break;
+                }
+                None => break,
+            };
+            match kind {
+                Some(pb::hub_message::Kind::Notice(notice)) => {
+                    if acks.send(ack(notice.queue_seq)).await.is_err() {
+                        break;
+                    }
+                    shared.notices.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(pb::hub_message::Kind::Delivery(delivery)) => {
+                    let Ok(slot) = shared.receive_slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let node = node.clone();
+                    let shared = shared.clone();
+                    let acks = acks.clone();
+                    let handled = handled.clone();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        let document_id = delivery.document_id.clone();
+                        if let Err(error) =
+                            receive_delivery(&node, &shared, &acks, &handled, delivery).await
+                        {
+                            shared.fail(format!("{} receiving {document_id}: {error}", node.code));
+                        }
+                    });
+                }
+                None => {}
+            }
+        }
+        attempt += 1;
+        if attempt > TRANSIENT_ATTEMPTS_MAX {
+            shared.fail(format!("{}: the delivery stream keeps breaking", node.code));
+            return;
+        }
+    }
+}
+
+fn ack(queue_seq: u64) -> pb::NodeMessage {
+    pb::NodeMessage {
+        kind: Some(pb::node_message::Kind::Ack(pb::Ack { queue_seq })),
+    }
+}
+
+/// Verifies one delivery, checks its attachments against their signed digests, acknowledges
+/// it (the hub records "arrived") and makes the unit's status moves.
+async fn receive_delivery(
+    node: &Node,
+    shared: &Shared,
+    acks: &mpsc::Sender<pb::NodeMessage>,
+    handled: &Mutex<HashSet<String>>,
+    delivery: pb::Delivery,
+) -> Result<(), String> {
+    if delivery.recipient != node.code {
+        return Err(format!("delivered for {}", delivery.recipient));
+    }
+    let queue_seq = delivery.queue_seq;
+    let first_time = handled
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(delivery.document_id.clone());
+    if !first_time {
+        // Sent again after a broken stream: already checked and moved.
+        let _ = acks.send(ack(queue_seq)).await;
+        return Ok(());
+    }
+    let verified = verify_delivery(&delivery, &shared.roots)
+        .map_err(|error| format!("security: refused: {error}"))?;
+    for (index, info) in verified.header.attachments.iter().enumerate() {
+        let mut attempt = 0;
+        loop {
+            match check_attachment(&node.client, &verified.document_id, index as u32, info).await {
+                Ok(()) => break,
+                Err(Some(error)) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
+                    tokio::time::sleep(retry_delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(Some(error)) => return Err(format!("attachment {index}: {error}")),
+                Err(None) => {
+                    return Err(format!(
+                        "security: attachment {} does not match its signed digest",
+                        info.name
+                    ))
+                }
+            }
+        }
+    }
+    acks.send(ack(queue_seq))
+        .await
+        .map_err(|_| "the delivery stream closed before the acknowledgement".to_string())?;
+    shared.arrived.fetch_add(1, Ordering::Relaxed);
+    for &status in node.moves {
+        move_status(node, shared, &verified.document_id, status).await?;
+        shared.moved.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Streams one attachment and checks its size and SHA-256. `Err(None)` is a mismatch.
+async fn check_attachment(
+    client: &AxisClient,
+    document_id: &str,
+    index: u32,
+    info: &pb::AttachmentInfo,
+) -> Result<(), Option<ClientError>> {
+    let mut stream = client
+        .fetch_attachment(document_id, index)
+        .await
+        .map_err(Some)?;
+    let mut context = Context::new(&SHA256);
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|status| Some(ClientError::Refused(status)))?;
+        size += chunk.data.len() as u64;
+        context.update(&chunk.data);
+    }
+    if size == info.size_bytes && context.finish().as_ref() == info.sha256.as_slice() {
+        Ok(())
+    } else {
+        Err(None)
+    }
+}
+
+async fn move_status(
+    node: &Node,
+    shared: &Shared,
+    document_id: &str,
+    status: Status,
+) -> Result<(), String> {
+    let mut attempt = 0;
+    let mut after_transient = false;
+    loop {
+        match node
+            .client
+            .move_status(document_id, None, status, "")
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(error)
+                if error.code() == Some(tonic::Code::FailedPrecondition)
+                    && error.to_string().contains("queued")
+                    && attempt < QUEUED_ATTEMPTS_MAX =>
+            {
+                shared.move_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(retry_delay(attempt)).await;
+                attempt += 1;
+            }
+            // A move retried after a cut connection may have been recorded the first time.
+            Err(error)
+                if after_transient
+                    && error.code() == Some(tonic::Code::FailedPrecondition)
+                    && error.to_string().contains("not forward") =>
+            {
+                return Ok(())
+            }
+            Err(error) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
+                after_transient = true;
+                tokio::time::sleep(retry_delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(format!("moving to {}: {error}", status.name())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_differ_per_document_and_stay_small() {
+        let plan = crate::plan::plan_2021(1, Some((1, 2000))).unwrap();
+        let first = attachment_bytes(plan.seed, &plan.documents[0]);
+        let second = attachment_bytes(plan.seed, &plan.documents[1]);
+        assert_eq!(first.len(), ATTACHMENT_BYTES);
+        assert_ne!(first, second);
+        assert_eq!(first, attachment_bytes(plan.seed, &plan.documents[0]));
+    }
+
+    #[test]
+    fn the_directory_lists_every_unit_once_and_parses_as_toml_entries() {
+        let plan = crate::plan::plan_2019(1, Some((1, 100))).unwrap();
+        let text = directory_toml(&plan).unwrap();
+        assert_eq!(text.matches("[[agency]]").count(), plan.units.len());
+        let lines = directory_lines(&plan).unwrap();
+        assert!(lines
+            .iter()
+            .filter(|line| line.code.level() > 1)
+            .all(|line| line.connection == truc_hub::ConnectionMode::Lgsp));
+        assert!(lines
+            .iter()
+            .any(|line| line.connection == truc_hub::ConnectionMode::Direct));
+    }
+}
