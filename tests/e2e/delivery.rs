@@ -58,7 +58,12 @@ async fn fan_out_reaches_every_recipient_inbox_and_the_sender_hears_arrivals() {
         let documents = inbox_documents(&inbox);
         assert_eq!(documents.len(), 3, "{agency}: {documents:?}");
         let folder = inbox.join(truc_node::agent::inbox_name(&ids[0]));
-        assert_eq!(std::fs::read(folder.join("attachments").join("vb.pdf")).unwrap().len(), 70_000);
+        assert_eq!(
+            std::fs::read(folder.join("attachments").join("vb.pdf"))
+                .unwrap()
+                .len(),
+            70_000
+        );
         let header: serde_json::Value =
             serde_json::from_slice(&std::fs::read(folder.join("header.json")).unwrap()).unwrap();
         assert_eq!(header["document_id"], ids[0].as_str());

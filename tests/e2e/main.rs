@@ -3,6 +3,7 @@
 
 mod delivery;
 mod intake;
+mod replay;
 mod status;
 
 use std::time::Duration;

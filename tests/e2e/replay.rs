@@ -49,7 +49,10 @@ async fn a_scaled_2021_replay_reproduces_the_scaled_table_and_the_data_dir_says_
         .unwrap();
     eprintln!("{}", outcome.summary());
     let (documents, deliveries) = plan.totals();
-    assert_eq!((outcome.documents, outcome.deliveries), (documents, deliveries));
+    assert_eq!(
+        (outcome.documents, outcome.deliveries),
+        (documents, deliveries)
+    );
 
     // Per agency, the hub's recomputed records equal the plan's counts, blanks included.
     for (code, (sent, received)) in plan.counts() {
@@ -61,7 +64,10 @@ async fn a_scaled_2021_replay_reproduces_the_scaled_table_and_the_data_dir_says_
             .unwrap_or((0, 0));
         assert_eq!(measured, (sent, received), "{code}");
     }
-    assert_eq!(outcome.figures.counter_totals, Some((documents, deliveries)));
+    assert_eq!(
+        outcome.figures.counter_totals,
+        Some((documents, deliveries))
+    );
     let expected = Expected::for_plan(&plan, Some(scale)).unwrap();
     let period = (Some(plan.period.0), Some(plan.period.1));
     let source = FigureSource::Hub {

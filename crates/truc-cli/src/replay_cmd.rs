@@ -14,6 +14,17 @@ use truc_replay::published::{parse_scale, Dataset, Expected};
 use truc_replay::report::{FigureSource, Report};
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  truc replay 2019                      embedded hub, full period, report beside seed 002
+  truc replay 2021 --scale 1/100 --json report.json --csv agencies.csv
+
+Against a hub running elsewhere (every unit needs a certificate):
+  truc replay 2019 --print-directory config/replay-2019.toml
+  truc certs init --dir certs/replay-2019 --directory config/replay-2019.toml
+  (point the hub's `directory` and `tls` at those files, start `truc hub --config ...`)
+  truc replay 2019 --hub 127.0.0.1:7443 --certs certs/replay-2019 --rate 500
+
+Exit code 0 when every published (or scaled) figure is reproduced, 1 otherwise.")]
 pub struct ReplayArgs {
     /// The dataset: 2019, 2021 or 2022.
     pub dataset: Dataset,

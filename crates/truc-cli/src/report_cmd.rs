@@ -15,6 +15,11 @@ use truc_replay::source::{figures_from_data_dir, figures_from_hub};
 use crate::replay_cmd::{resolve, write_outputs};
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  truc report --hub 127.0.0.1:7443 --certs certs/dev --period 2019-03-12..2019-09-30 --dataset 2019
+  truc report --data-dir data/hub --dataset 2021 --json report.json   (a stopped hub, read offline)
+
+Exit code 1 when a dataset is given and a figure differs.")]
 pub struct ReportArgs {
     /// Document dates FROM..TO, inclusive (yyyy-mm-dd; either end may be left open). Defaults
     /// to the dataset's period, or everything.
@@ -85,10 +90,11 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
-    let period = args.period.unwrap_or_else(|| match &expected {
+    let dataset_period = match &expected {
         Some(expected) => (Some(expected.period.0), Some(expected.period.1)),
         None => (None, None),
-    });
+    };
+    let period = args.period.unwrap_or(dataset_period);
     let focus: AgencyCode = args
         .focus
         .parse()

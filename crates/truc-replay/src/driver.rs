@@ -54,6 +54,10 @@ const TRANSIENT_ATTEMPTS_MAX: u32 = 8;
 /// records "arrived" is written by the hub after the node sends it, with no reply, so the
 /// first move can overtake it.
 const QUEUED_ATTEMPTS_MAX: u32 = 400;
+/// Pause between acknowledging a delivery and its first move. The hub writes the
+/// acknowledgement after reading it from the stream and answers nothing, so a move sent at once
+/// often reaches the store first and is refused as "queued"; a short pause saves that round trip.
+const FIRST_MOVE_DELAY: Duration = Duration::from_millis(3);
 /// Longest wait for a stopped embedded hub to release its data directory.
 const STORE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(10);
 /// Longest wait between two attempts.
@@ -326,13 +330,12 @@ impl EmbeddedHub {
         .await
         .map_err(|error| DriverError::Setup(error.to_string()))??;
         let store = Store::open(&data_dir, &StoreOptions::default())?;
-        let directory = Directory::new(directory_lines(plan)?.into_iter().map(|line| {
-            AgencyEntry {
+        let directory =
+            Directory::new(directory_lines(plan)?.into_iter().map(|line| AgencyEntry {
                 code: line.code,
                 name: line.name,
                 connection: line.connection,
-            }
-        }));
+            }));
         let setup = HubSetup {
             store: store.clone(),
             directory,
@@ -643,8 +646,12 @@ pub async fn replay(
     let focus: AgencyCode = GOVERNMENT_OFFICE
         .parse()
         .expect("the Government Office code is well formed");
-    let figures =
-        figures_from_hub(&operator, (Some(plan.period.0), Some(plan.period.1)), &focus).await?;
+    let figures = figures_from_hub(
+        &operator,
+        (Some(plan.period.0), Some(plan.period.1)),
+        &focus,
+    )
+    .await?;
     Ok(ReplayOutcome {
         units: nodes.len(),
         documents,
@@ -977,6 +984,9 @@ async fn receive_delivery(
         .await
         .map_err(|_| "the delivery stream closed before the acknowledgement".to_string())?;
     shared.arrived.fetch_add(1, Ordering::Relaxed);
+    if !node.moves.is_empty() {
+        tokio::time::sleep(FIRST_MOVE_DELAY).await;
+    }
     for &status in node.moves {
         move_status(node, shared, &verified.document_id, status).await?;
         shared.moved.fetch_add(1, Ordering::Relaxed);
@@ -1018,11 +1028,7 @@ async fn move_status(
     let mut attempt = 0;
     let mut after_transient = false;
     loop {
-        match node
-            .client
-            .move_status(document_id, None, status, "")
-            .await
-        {
+        match node.client.move_status(document_id, None, status, "").await {
             Ok(_) => return Ok(()),
             Err(error)
                 if error.code() == Some(tonic::Code::FailedPrecondition)

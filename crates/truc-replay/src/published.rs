@@ -131,6 +131,9 @@ pub struct ExpectedOfficeRow {
     /// The seed marks the printed percentage as disagreeing with its own counts.
     pub pct_disagrees: bool,
     pub note: String,
+    /// (total sent, electronic, signed) as printed, unscaled: what the printed percentages are
+    /// checked against.
+    pub printed: (u64, u64, u64),
 }
 
 /// Seed 002, III.2: units by how many distinct statuses they reported.
@@ -153,8 +156,11 @@ pub struct Expected {
     pub totals: (u64, u64),
     /// Per level 1, 2, 3, where published (2019).
     pub levels: Option<[(u64, u64); 3]>,
-    /// Every body the dataset names (and, with a plan, every unit of the plan).
+    /// Every body the dataset's table lists (2021, 2022) and, with a plan, every unit of the
+    /// plan: the rows of the report even where the hub has no record of them.
     pub agencies: BTreeMap<AgencyCode, ExpectedAgency>,
+    /// Directory names, for naming any row.
+    pub names: BTreeMap<AgencyCode, String>,
     /// The focus recipient of `to_government_office`.
     pub focus: AgencyCode,
     pub to_government_office: Vec<ExpectedOfficeRow>,
@@ -170,7 +176,7 @@ impl Expected {
             .into_iter()
             .map(|row| Ok((row.code.parse()?, row.name)))
             .collect::<Result<_, PlanError>>()?;
-        let name_of = |code: &AgencyCode, printed: &str| {
+        let name_of = |code: &AgencyCode, printed: &str| -> String {
             names
                 .get(code)
                 .cloned()
@@ -231,6 +237,7 @@ impl Expected {
                         published_electronic_pct: row.published_electronic_pct,
                         pct_disagrees: row.pct_disagrees,
                         note: row.note,
+                        printed: (row.total_sent, row.electronic, row.signed),
                     });
                 }
                 let counts = truc_seeds::status_feedback_2019()?;
@@ -244,18 +251,6 @@ impl Expected {
                         .collect::<Result<_, _>>()?,
                     total_units: u64::from(counts.total_units),
                 });
-                for (code, name) in &names {
-                    agencies.insert(
-                        *code,
-                        ExpectedAgency {
-                            name: name.clone(),
-                            level: code.level(),
-                            published_sent: None,
-                            published_received: None,
-                            compared: false,
-                        },
-                    );
-                }
             }
         }
         if let Some(plan) = plan {
@@ -276,6 +271,7 @@ impl Expected {
             totals,
             levels,
             agencies,
+            names,
             focus,
             to_government_office,
             feedback,
@@ -293,12 +289,9 @@ impl Expected {
             return Ok(expected);
         };
         expected.scale = Some((numerator, denominator));
-        expected.totals = plan
-            .units
-            .iter()
-            .fold((0, 0), |(sent, received), unit| {
-                (sent + unit.sent, received + unit.received)
-            });
+        expected.totals = plan.units.iter().fold((0, 0), |(sent, received), unit| {
+            (sent + unit.sent, received + unit.received)
+        });
         if expected.levels.is_some() {
             let mut levels = [(0, 0); 3];
             for unit in &plan.units {

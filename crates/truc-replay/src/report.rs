@@ -210,9 +210,13 @@ impl Report {
             .map(|code| {
                 let measured = figures_of(code);
                 let known = expected.and_then(|e| e.agencies.get(code));
+                let name = known
+                    .map(|a| a.name.clone())
+                    .or_else(|| expected.and_then(|e| e.names.get(code).cloned()))
+                    .unwrap_or_default();
                 AgencyRow {
                     code: *code,
-                    name: known.map(|a| a.name.clone()).unwrap_or_default(),
+                    name,
                     level: known.map(|a| a.level).unwrap_or_else(|| code.level()),
                     sent: measured.sent,
                     received: measured.received,
@@ -258,7 +262,10 @@ impl Report {
 
         let mut to_government_office = Vec::new();
         let mut listed = BTreeSet::new();
-        for row in expected.map(|e| e.to_government_office.as_slice()).unwrap_or(&[]) {
+        for row in expected
+            .map(|e| e.to_government_office.as_slice())
+            .unwrap_or(&[])
+        {
             listed.insert(row.code);
             let measured = figures_of(&row.code);
             to_government_office.push(office_row(
@@ -267,8 +274,12 @@ impl Report {
                 Some(row.total_sent),
                 measured,
                 Some((row.electronic, row.signed)),
-                (&row.published_signed_pct, &row.published_electronic_pct),
-                row.pct_disagrees,
+                Printed {
+                    counts: Some(row.printed),
+                    signed_pct: &row.published_signed_pct,
+                    electronic_pct: &row.published_electronic_pct,
+                    disagrees: row.pct_disagrees,
+                },
                 row.note.clone(),
             ));
         }
@@ -286,8 +297,12 @@ impl Report {
                     None,
                     measured,
                     office_compared.then_some((0, 0)),
-                    ("", ""),
-                    false,
+                    Printed {
+                        counts: None,
+                        signed_pct: "",
+                        electronic_pct: "",
+                        disagrees: false,
+                    },
                     String::new(),
                 ));
             }
@@ -513,7 +528,9 @@ impl Report {
             Some(dataset) => {
                 let scale = self
                     .scale
-                    .map(|(n, d)| format!(", scaled {n}/{d} (compared with the scaled plan's targets)"))
+                    .map(|(n, d)| {
+                        format!(", scaled {n}/{d} (compared with the scaled plan's targets)")
+                    })
                     .unwrap_or_default();
                 format!(
                     "truc report — dataset {dataset}{scale}, compared with {}",
@@ -653,7 +670,11 @@ impl Report {
                         group(row.electronic),
                         bracket(row.expected.map(|e| e.0))
                     ),
-                    format!("{} {}", group(row.signed), bracket(row.expected.map(|e| e.1))),
+                    format!(
+                        "{} {}",
+                        group(row.signed),
+                        bracket(row.expected.map(|e| e.1))
+                    ),
                     pct(row.signed_pct, &row.published_signed_pct),
                     pct(row.electronic_pct, &row.published_electronic_pct),
                 );
@@ -698,7 +719,9 @@ impl Report {
             row_mark(feedback.five_or_more, expected.map(|e| e.five_or_more)),
             "five statuses or more",
             feedback.five_or_more,
-            expected.map(|e| e.five_or_more.to_string()).unwrap_or_default()
+            expected
+                .map(|e| e.five_or_more.to_string())
+                .unwrap_or_default()
         );
         let _ = writeln!(
             out,
@@ -706,10 +729,11 @@ impl Report {
             row_mark(feedback.three_or_four, expected.map(|e| e.three_or_four)),
             "three or four statuses",
             feedback.three_or_four,
-            expected.map(|e| e.three_or_four.to_string()).unwrap_or_default()
+            expected
+                .map(|e| e.three_or_four.to_string())
+                .unwrap_or_default()
         );
-        let arrived_matches =
-            expected.map(|e| e.arrived_only_codes == feedback.arrived_only_codes);
+        let arrived_matches = expected.map(|e| e.arrived_only_codes == feedback.arrived_only_codes);
         let _ = writeln!(
             out,
             "{} {:<70} {:>8} {:>11}",
@@ -743,7 +767,11 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "VERDICT ✓ every {} figure is reproduced{}.",
-                    if self.scale.is_some() { "scaled" } else { "published" },
+                    if self.scale.is_some() {
+                        "scaled"
+                    } else {
+                        "published"
+                    },
                     self.scale
                         .map(|(n, d)| format!(" (scaled {n}/{d})"))
                         .unwrap_or_default()
@@ -755,7 +783,11 @@ impl Report {
                     out,
                     "VERDICT ✗ {} row(s) differ from the {} figures:",
                     mismatches.len(),
-                    if self.scale.is_some() { "scaled" } else { "published" }
+                    if self.scale.is_some() {
+                        "scaled"
+                    } else {
+                        "published"
+                    }
                 );
                 for mismatch in mismatches.iter().take(20) {
                     let _ = writeln!(
@@ -773,29 +805,36 @@ impl Report {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What Phụ lục V prints for one body, beside what the hub measured.
+struct Printed<'a> {
+    /// (total sent, electronic, signed) as printed, unscaled.
+    counts: Option<(u64, u64, u64)>,
+    signed_pct: &'a str,
+    electronic_pct: &'a str,
+    /// The seed's own check found the percentage at odds with the counts.
+    disagrees: bool,
+}
+
 fn office_row(
     code: AgencyCode,
     name: String,
     total_sent: Option<u64>,
     measured: &AgencyFigures,
     expected: Option<(u64, u64)>,
-    (published_signed_pct, published_electronic_pct): (&str, &str),
-    seed_flag: bool,
+    printed: Printed<'_>,
     note: String,
 ) -> OfficeRow {
     let signed_pct = percent(measured.sent_to_focus_signed, measured.sent_to_focus);
     let electronic_pct = total_sent.and_then(|total| percent(measured.sent_to_focus, total));
+    let (published_signed_pct, published_electronic_pct) =
+        (printed.signed_pct, printed.electronic_pct);
     // Recompute the printed percentages from the printed counts as well, so a row is flagged
     // even where the seed's own check missed it.
-    let disagrees_with_counts = expected.is_some_and(|(electronic, signed)| {
-        let printed_signed = pct_disagrees(published_signed_pct, percent(signed, electronic));
-        let printed_electronic = pct_disagrees(
-            published_electronic_pct,
-            total_sent.and_then(|total| percent(electronic, total)),
-        );
-        printed_signed || printed_electronic
+    let disagrees_with_counts = printed.counts.is_some_and(|(total, electronic, signed)| {
+        pct_disagrees(published_signed_pct, percent(signed, electronic))
+            || pct_disagrees(published_electronic_pct, percent(electronic, total))
     });
+    let seed_flag = printed.disagrees;
     OfficeRow {
         code,
         name,
@@ -877,12 +916,15 @@ fn mark(matches: Option<bool>) -> &'static str {
 /// 488165 → "488,165".
 pub fn group(value: u64) -> String {
     let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
+    let lead = match digits.len() % 3 {
+        0 => 3,
+        short => short,
+    };
+    let (head, rest) = digits.split_at(lead.min(digits.len()));
+    let mut out = String::from(head);
+    for triple in rest.as_bytes().chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(triple).expect("ASCII digits"));
     }
     out
 }
@@ -996,7 +1038,11 @@ mod tests {
         assert_eq!(report.mismatches(), Vec::new());
         assert_eq!(report.agencies.len(), 104);
 
-        let row = figures.agencies.values_mut().find(|r| r.received > 0).unwrap();
+        let row = figures
+            .agencies
+            .values_mut()
+            .find(|r| r.received > 0)
+            .unwrap();
         row.received += 1;
         let report = Report::build(&figures, Some(&expected), period, source());
         let sections: Vec<&str> = report.mismatches().iter().map(|m| m.section).collect();
@@ -1060,7 +1106,15 @@ mod tests {
         assert_eq!(json["matches_published"], Value::Bool(true));
         assert_eq!(json["levels"][0]["level"], 1);
         let first = &json["agencies"][0];
-        for key in ["code", "name", "level", "sent", "received", "published_sent", "published_received"] {
+        for key in [
+            "code",
+            "name",
+            "level",
+            "sent",
+            "received",
+            "published_sent",
+            "published_received",
+        ] {
             assert!(first.get(key).is_some(), "{key}");
         }
         assert_eq!(report.agencies_csv().lines().count(), 105);

@@ -32,10 +32,11 @@ fn iso(date: Option<DocumentDate>) -> String {
 }
 
 fn parse_code(code: &str) -> Result<AgencyCode, SourceError> {
-    code.parse().map_err(|error: truc_domain::AgencyCodeError| SourceError::Code {
-        code: code.to_owned(),
-        reason: error.to_string(),
-    })
+    code.parse()
+        .map_err(|error: truc_domain::AgencyCodeError| SourceError::Code {
+            code: code.to_owned(),
+            reason: error.to_string(),
+        })
 }
 
 /// Asks a running hub, as an operator: the per-agency report recomputed from its records
