@@ -135,7 +135,7 @@ async fn unacknowledged_deliveries_come_again_after_reconnect_and_restart() {
         }
         tokio::task::yield_now().await;
     }
-    drop((acks, stream, recipient));
+    drop((acks, stream, recipient, sender));
 
     // After a restart only the unacknowledged second document is delivered.
     hub.restart().await;

@@ -961,7 +961,20 @@ async fn receive_delivery(
     }
     let verified = verify_delivery(&delivery, &shared.roots)
         .map_err(|error| format!("security: refused: {error}"))?;
+    // Small attachments travel inline in the delivery; larger ones are fetched.
+    let inline = delivery.inline_attachments.len() == verified.header.attachments.len();
     for (index, info) in verified.header.attachments.iter().enumerate() {
+        if inline {
+            let data = &delivery.inline_attachments[index];
+            let digest = ring::digest::digest(&SHA256, data);
+            if data.len() as u64 != info.size_bytes || digest.as_ref() != info.sha256.as_slice() {
+                return Err(format!(
+                    "security: attachment {} does not match its signed digest",
+                    info.name
+                ));
+            }
+            continue;
+        }
         let mut attempt = 0;
         loop {
             match check_attachment(&node.client, &verified.document_id, index as u32, info).await {

@@ -73,10 +73,12 @@ impl TestHub {
         self.root.path().join("data")
     }
 
-    /// Opens the store, retrying while a just-stopped hub still holds its lock.
+    /// Opens the store, retrying while a just-stopped hub still holds its
+    /// lock: the lock goes when the store's writer thread has made its last
+    /// flush, which a loaded machine can delay.
     fn open_store(&self) -> Store {
         let mut last_error = None;
-        for _ in 0..200 {
+        for _ in 0..1200 {
             match Store::open(&self.data_dir(), &StoreOptions::default()) {
                 Ok(store) => return store,
                 Err(error) => {
