@@ -218,7 +218,7 @@ async fn queued_documents_survive_restarts_and_reach_the_inbox_exactly_once() {
     // Counters are exact: equal to a rebuild from the stored documents.
     drop(operator);
     hub.stop().await;
-    let store = hub.stopped_store();
+    let store = hub.stopped_store().await;
     let live = store.counter_entries().unwrap();
     assert_eq!(live, store.rebuild_counters().unwrap());
     let totals: (u64, u64) = live

@@ -219,7 +219,7 @@ async fn spoofed_sender_tampering_and_bad_signatures_are_refused_and_write_nothi
     }
     let mut hub = hub;
     hub.stop().await;
-    let store = hub.stopped_store();
+    let store = hub.stopped_store().await;
     assert!(store.counter_entries().unwrap().is_empty());
 }
 

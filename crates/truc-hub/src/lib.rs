@@ -435,9 +435,7 @@ impl pb::axis_server::Axis for AxisService {
                     organ_id,
                     sent: row.sent,
                     received: row.received,
-                    statuses_reported: (0..32)
-                        .filter(|code| row.statuses_reported & (1 << code) != 0)
-                        .collect(),
+                    statuses_reported: row.status_codes(),
                     sent_to_focus: row.sent_to_focus,
                     sent_to_focus_signed: row.sent_to_focus_signed,
                 })

@@ -128,9 +128,7 @@ pub fn figures_from_data_dir(
             AgencyFigures {
                 sent: row.sent,
                 received: row.received,
-                statuses_reported: (0..32)
-                    .filter(|code| row.statuses_reported & (1 << code) != 0)
-                    .collect(),
+                statuses_reported: row.status_codes().into_iter().collect(),
                 sent_to_focus: row.sent_to_focus,
                 sent_to_focus_signed: row.sent_to_focus_signed,
             },

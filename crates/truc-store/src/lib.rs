@@ -59,6 +59,15 @@ pub struct ReportRow {
     pub sent_to_focus_signed: u64,
 }
 
+impl ReportRow {
+    /// The distinct status codes reported, ascending.
+    pub fn status_codes(&self) -> Vec<u32> {
+        (0..32)
+            .filter(|code| self.statuses_reported & (1 << code) != 0)
+            .collect()
+    }
+}
+
 /// Flush counts, for benchmarks and metrics.
 #[derive(Default, Debug)]
 pub struct FlushStats {

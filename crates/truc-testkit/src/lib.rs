@@ -74,16 +74,17 @@ impl TestHub {
     }
 
     /// Opens the store, retrying while a just-stopped hub still holds its
-    /// lock: the lock goes when the store's writer thread has made its last
-    /// flush, which a loaded machine can delay.
-    fn open_store(&self) -> Store {
+    /// lock: the lock goes once the hub's last tasks have dropped the store
+    /// and its writer thread has made its last flush. The wait yields to the
+    /// runtime, since those tasks may need this very thread to finish.
+    async fn open_store(&self) -> Store {
         let mut last_error = None;
         for _ in 0..1200 {
             match Store::open(&self.data_dir(), &StoreOptions::default()) {
                 Ok(store) => return store,
                 Err(error) => {
                     last_error = Some(error);
-                    std::thread::sleep(Duration::from_millis(25));
+                    tokio::time::sleep(Duration::from_millis(25)).await;
                 }
             }
         }
@@ -91,7 +92,7 @@ impl TestHub {
     }
 
     async fn launch(&mut self) {
-        let store = self.open_store();
+        let store = self.open_store().await;
         let directory = Directory::new(self.registered.iter().map(|code| AgencyEntry {
             code: code.parse().expect("test agency codes are well formed"),
             name: format!("Agency {code}"),
@@ -136,9 +137,9 @@ impl TestHub {
     }
 
     /// The store of a stopped hub, for checks.
-    pub fn stopped_store(&self) -> Store {
+    pub async fn stopped_store(&self) -> Store {
         assert!(self.task.is_none(), "stop the hub first");
-        self.open_store()
+        self.open_store().await
     }
 
     pub async fn client(&self, agency: &str) -> AxisClient {
