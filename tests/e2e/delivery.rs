@@ -45,7 +45,7 @@ async fn fan_out_reaches_every_recipient_inbox_and_the_sender_hears_arrivals() {
     wait_for(&mut receiver, |event| {
         match event {
             NodeEvent::Delivered { .. } => delivered += 1,
-            NodeEvent::Notice(notice) if notice.entry.as_ref().is_some_and(|e| e.status == 1) => {
+            NodeEvent::Notice(notice) if notice.entries.iter().any(|e| e.status == 1) => {
                 arrival_notices += 1
             }
             _ => {}
@@ -120,13 +120,9 @@ async fn unacknowledged_deliveries_come_again_after_reconnect_and_restart() {
     assert_eq!(again.queue_seq, delivery.queue_seq);
     let next = next_delivery(&mut stream).await;
     assert_eq!(next.document_id, second.document_id);
-    acks.send(pb::NodeMessage {
-        kind: Some(pb::node_message::Kind::Ack(pb::Ack {
-            queue_seq: again.queue_seq,
-        })),
-    })
-    .await
-    .unwrap();
+    acks.send(truc_node::ack_message(vec![again.queue_seq]))
+        .await
+        .unwrap();
     // The acknowledgement is durable once the status shows it.
     loop {
         let status = sender.get_status(&first.document_id).await.unwrap();

@@ -25,13 +25,8 @@ async fn arrive_all(hub: &TestHub, agency: &str, expected: usize) {
             seqs.push(delivery.queue_seq);
         }
     }
-    for seq in seqs {
-        acks.send(pb::NodeMessage {
-            kind: Some(pb::node_message::Kind::Ack(pb::Ack { queue_seq: seq })),
-        })
-        .await
-        .unwrap();
-    }
+    // All at once, in one message: one durable write on the hub.
+    acks.send(truc_node::ack_message(seqs)).await.unwrap();
     let sender = hub.operator().await;
     // Wait until the arrivals are on record.
     loop {
@@ -57,14 +52,6 @@ async fn status_moves_follow_the_machine_and_name_the_current_state() {
         .unwrap();
     let id = document.document_id.clone();
     let h41 = hub.client(H41).await;
-
-    // Before arrival nothing may move.
-    let early = h41
-        .move_status(&id, None, Status::Received, "")
-        .await
-        .unwrap_err();
-    assert_eq!(early.code(), Some(Code::FailedPrecondition));
-    assert!(early.to_string().contains("queued"), "{early}");
 
     arrive_all(&hub, H41, 1).await;
     // Backward and repeated moves are refused with the current state named.
@@ -136,6 +123,89 @@ async fn status_moves_follow_the_machine_and_name_the_current_state() {
         .unwrap();
     assert_eq!(g12_row.current, 2);
     assert_eq!(g12_row.history.last().unwrap().reason, "Sai thẩm quyền");
+}
+
+#[tokio::test]
+async fn a_first_move_on_a_queued_delivery_records_its_arrival_once() {
+    use tokio_stream::StreamExt;
+    let hub = TestHub::start().await;
+    let sender = hub.client(G22).await;
+    let first = sender
+        .send(&draft(G22, &[H41], 1), vec![pdf("a.pdf", 1, 10)])
+        .await
+        .unwrap();
+    let h41 = hub.client(H41).await;
+    // The recipient knows the document before its node acknowledged it.
+    let moved = h41
+        .move_status(&first.document_id, None, Status::Received, "")
+        .await
+        .unwrap();
+    assert_eq!(moved.status, Status::Received.code() as i32);
+    let history = |status: pb::GetStatusResponse| -> Vec<i32> {
+        status.recipients[0]
+            .history
+            .iter()
+            .map(|e| e.status)
+            .collect()
+    };
+    let arrived_then_received = vec![
+        Status::Arrived.code() as i32,
+        Status::Received.code() as i32,
+    ];
+    assert_eq!(
+        history(h41.get_status(&first.document_id).await.unwrap()),
+        arrived_then_received
+    );
+
+    // The node still gets the document, and acknowledges it.
+    let (acks, mut stream) = h41.deliveries(8).await.unwrap();
+    let delivery = loop {
+        if let Some(pb::hub_message::Kind::Delivery(d)) = stream.next().await.unwrap().unwrap().kind
+        {
+            break d;
+        }
+    };
+    assert_eq!(delivery.document_id, first.document_id);
+    acks.send(truc_node::ack_message(vec![delivery.queue_seq]))
+        .await
+        .unwrap();
+    let second = sender
+        .send(&draft(G22, &[H41], 2), vec![pdf("b.pdf", 2, 10)])
+        .await
+        .unwrap();
+    // Once the acknowledgement is written, the stream goes on with the second document.
+    let next = loop {
+        if let Some(pb::hub_message::Kind::Delivery(d)) = stream.next().await.unwrap().unwrap().kind
+        {
+            break d;
+        }
+    };
+    assert_eq!(next.document_id, second.document_id);
+    // And a new stream starts with it: the first is no longer queued.
+    drop((acks, stream));
+    loop {
+        let (acks, mut stream) = h41.deliveries(1).await.unwrap();
+        let next = loop {
+            if let Some(pb::hub_message::Kind::Delivery(d)) =
+                stream.next().await.unwrap().unwrap().kind
+            {
+                break d;
+            }
+        };
+        if next.document_id == second.document_id {
+            break;
+        }
+        // The acknowledgement was still being written when the stream opened.
+        drop(acks);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The acknowledgement added no second arrival, and counted none.
+    assert_eq!(
+        history(h41.get_status(&first.document_id).await.unwrap()),
+        arrived_then_received
+    );
+    let counts = h41.counts("", "").await.unwrap();
+    assert_eq!(counts.total_received, 1);
 }
 
 #[tokio::test]

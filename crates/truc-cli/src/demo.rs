@@ -196,7 +196,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 delivered += 1;
                 deliveries.push((document_id, recipient));
             }
-            NodeEvent::Notice(notice) if notice.entry.as_ref().is_some_and(|e| e.status == 1) => {
+            NodeEvent::Notice(notice) if notice.entries.iter().any(|e| e.status == 1) => {
                 arrived_notices += 1
             }
             NodeEvent::Refused {

@@ -332,18 +332,19 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
                     ..
                 } => println!("received {document_id}: {}", header.subject),
                 truc_node::NodeEvent::Notice(notice) => {
-                    let entry = notice.entry.unwrap_or_default();
-                    println!(
-                        "status of {} at {}: {}{}",
-                        notice.document_id,
-                        notice.recipient,
-                        status_name(entry.status),
-                        if entry.reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", entry.reason)
-                        }
-                    );
+                    for entry in &notice.entries {
+                        println!(
+                            "status of {} at {}: {}{}",
+                            notice.document_id,
+                            notice.recipient,
+                            status_name(entry.status),
+                            if entry.reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", entry.reason)
+                            }
+                        );
+                    }
                 }
                 truc_node::NodeEvent::Refused {
                     document_id,

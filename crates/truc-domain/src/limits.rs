@@ -26,6 +26,10 @@ pub struct Limits {
     pub reason_chars_max: usize,
     /// How far past today (hub clock, Vietnam time) a promulgation date may be, in days.
     pub future_days_max: i64,
+    /// Most status moves in one `MoveStatuses` call.
+    pub moves_per_call_max: usize,
+    /// Most queue items acknowledged by one `Ack` message.
+    pub acks_per_message_max: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +45,8 @@ impl Default for Limits {
             references_max: 100,
             reason_chars_max: 2_000,
             future_days_max: 1,
+            moves_per_call_max: 4_096,
+            acks_per_message_max: 4_096,
         }
     }
 }

@@ -33,7 +33,7 @@ pub(crate) async fn run_session(
     let notifier = hub.store.notifier(&code);
     let mut cursor = 0u64;
     let mut in_flight: BTreeSet<u64> = BTreeSet::new();
-    let (acked_tx, mut acked_rx) = mpsc::channel::<Result<u64, HubError>>(window.max(1));
+    let (acked_tx, mut acked_rx) = mpsc::channel::<Result<Vec<u64>, HubError>>(window.max(1));
     let mut shutdown = hub.shutdown.clone();
     loop {
         if *shutdown.borrow_and_update() {
@@ -66,13 +66,43 @@ pub(crate) async fn run_session(
         }
         tokio::select! {
             message = inbound.next() => match message {
-                Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(ack)) })) => {
+                Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(mut ack)) })) => {
+                    if ack.queue_seqs.len() > hub.limits.acks_per_message_max {
+                        let _ = outbound.send(Err(HubError::TooLarge {
+                            field: "queue_seqs".into(),
+                            reason: format!(
+                                "{} acknowledgements in one message; at most {}",
+                                ack.queue_seqs.len(),
+                                hub.limits.acks_per_message_max
+                            ),
+                        }.into())).await;
+                        return;
+                    }
+                    // Acknowledgements already waiting on the stream join this one:
+                    // one durable write for all, and the session goes on sending
+                    // while it is flushed.
+                    while ack.queue_seqs.len() < hub.limits.acks_per_message_max {
+                        match ready_now(&mut inbound).await {
+                            Some(Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(more)) })))
+                                if ack.queue_seqs.len() + more.queue_seqs.len()
+                                    <= hub.limits.acks_per_message_max =>
+                            {
+                                ack.queue_seqs.extend(more.queue_seqs);
+                            }
+                            Some(Some(Ok(_))) => {
+                                let _ = outbound.send(Err(HubError::invalid("kind", "only acknowledgements may follow the hello, each within the limit").into())).await;
+                                return;
+                            }
+                            Some(Some(Err(_)) | None) => return,
+                            None => break,
+                        }
+                    }
                     let store = hub.store.clone();
                     let code = code.clone();
                     let acked_tx = acked_tx.clone();
                     tokio::spawn(async move {
-                        let result = store.ack(&code, ack.queue_seq, now_unix_ms()).await;
-                        let _ = acked_tx.send(result.map(|_| ack.queue_seq).map_err(HubError::from)).await;
+                        let result = store.ack_all(&code, ack.queue_seqs.clone(), now_unix_ms()).await;
+                        let _ = acked_tx.send(result.map(|_| ack.queue_seqs).map_err(HubError::from)).await;
                     });
                 }
                 Some(Ok(_)) => {
@@ -82,7 +112,11 @@ pub(crate) async fn run_session(
                 Some(Err(_)) | None => return,
             },
             acked = acked_rx.recv() => match acked {
-                Some(Ok(seq)) => { in_flight.remove(&seq); }
+                Some(Ok(seqs)) => {
+                    for seq in seqs {
+                        in_flight.remove(&seq);
+                    }
+                }
                 Some(Err(error)) => {
                     let _ = outbound.send(Err(error.into())).await;
                     return;
@@ -94,6 +128,18 @@ pub(crate) async fn run_session(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// The next message if one is ready now, without waiting: `None` if not.
+async fn ready_now<T>(stream: &mut Streaming<T>) -> Option<Option<Result<T, Status>>> {
+    use tokio_stream::Stream as _;
+    std::future::poll_fn(|context| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *stream).poll_next(context) {
+            std::task::Poll::Ready(next) => Some(next),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 fn build_message(hub: &Hub, seq: u64, item: QueueItem) -> Result<pb::HubMessage, HubError> {
@@ -152,7 +198,17 @@ fn build_message(hub: &Hub, seq: u64, item: QueueItem) -> Result<pb::HubMessage,
             queue_seq: seq,
             document_id,
             recipient,
-            entry: Some(status_entry(&entry)),
+            entries: vec![status_entry(&entry)],
+        }),
+        QueueItem::Notices {
+            document_id,
+            recipient,
+            entries,
+        } => pb::hub_message::Kind::Notice(pb::StatusNotice {
+            queue_seq: seq,
+            document_id,
+            recipient,
+            entries: entries.iter().map(status_entry).collect(),
         }),
     };
     Ok(pb::HubMessage { kind: Some(kind) })

@@ -9,6 +9,7 @@ pub mod directory;
 mod error;
 mod identity;
 mod intake;
+mod moves;
 mod tls;
 
 use std::collections::HashMap;
@@ -20,10 +21,10 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use truc_domain::{AgencyCode, DocumentDate, DocumentId, Limits, Status as DocStatus};
+use truc_domain::{AgencyCode, DocumentDate, DocumentId, Limits};
 use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
-use truc_store::{StatusEntry, Store, StoreOptions};
+use truc_store::{Store, StoreOptions};
 
 pub use config::HubConfig;
 pub use directory::{AgencyEntry, ConnectionMode, Directory};
@@ -261,64 +262,29 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::MoveStatusRequest>,
     ) -> Result<Response<pb::MoveStatusResponse>, Status> {
         let agency = caller(&request)?.agency("move statuses")?;
-        let request = request.into_inner();
-        parse_document_id("document_id", &request.document_id)?;
-        let recipient = if request.recipient.is_empty() {
-            agency
-        } else {
-            let recipient: AgencyCode = request
-                .recipient
-                .parse()
-                .map_err(|error| HubError::invalid("recipient", format!("{error}")))?;
-            if recipient != agency {
-                return Err(HubError::denied(
-                    "recipient",
-                    format!("{agency} may move only its own deliveries, not {recipient}'s"),
-                )
-                .into());
-            }
-            recipient
-        };
-        let status = u32::try_from(request.status)
-            .map_err(|_| truc_domain::StatusMoveError::UnknownCode(0))
-            .and_then(DocStatus::from_code)
-            .map_err(|_| {
-                HubError::invalid(
-                    "status",
-                    format!(
-                        "{} is not a status code (01, 02, 03, 04, 05, 06)",
-                        request.status
-                    ),
-                )
-            })?;
-        if request.reason.chars().count() > self.0.limits.reason_chars_max {
-            return Err(HubError::TooLarge {
-                field: "reason".into(),
-                reason: format!("longer than {} characters", self.0.limits.reason_chars_max),
-            }
-            .into());
-        }
-        let entry = StatusEntry {
-            code: status.code(),
-            at_unix_ms: intake::now_unix_ms(),
-            actor: agency.to_string(),
-            reason: request.reason,
-        };
+        let request = moves::check(&self.0, agency, request.into_inner())?;
+        let (document_id, recipient) = (request.document_id.clone(), request.recipient.clone());
         let entry = self
             .0
             .store
-            .move_status(&request.document_id, &recipient.to_string(), entry)
+            .move_all(vec![request])
             .await
-            .map_err(|error| match error {
-                truc_store::StoreError::NotFound { .. } => HubError::not_found(
-                    "document_id",
-                    format!("{} has no delivery to {recipient}", request.document_id),
-                ),
-                other => other.into(),
-            })?;
+            .map_err(HubError::from)?
+            .pop()
+            .ok_or(HubError::Store(truc_store::StoreError::WriterGone))?
+            .map_err(|error| moves::refusal(error, &document_id, &recipient))?;
         Ok(Response::new(pb::MoveStatusResponse {
             entry: Some(status_entry(&entry)),
         }))
+    }
+
+    async fn move_statuses(
+        &self,
+        request: Request<pb::MoveStatusesRequest>,
+    ) -> Result<Response<pb::MoveStatusesResponse>, Status> {
+        let agency = caller(&request)?.agency("move statuses")?;
+        let results = moves::move_all(&self.0, agency, request.into_inner().moves).await?;
+        Ok(Response::new(pb::MoveStatusesResponse { results }))
     }
 
     async fn get_status(

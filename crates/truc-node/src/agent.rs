@@ -92,7 +92,28 @@ async fn session(config: &NodeConfig, seen: &mut HashSet<String>) -> Result<(), 
     if let Some(events) = &config.events {
         let _ = events.send(NodeEvent::Connected).await;
     }
-    while let Some(message) = stream.next().await {
+    // Acknowledgements wait while more messages are ready, then go in one
+    // message: the hub writes them in one durable write.
+    let mut ready_acks: Vec<u64> = Vec::new();
+    loop {
+        let next = if ready_acks.is_empty() {
+            stream.next().await
+        } else {
+            match tokio::time::timeout(Duration::ZERO, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    if acks
+                        .send(ack_message(std::mem::take(&mut ready_acks)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(message) = next else { break };
         let message = message?;
         let (seq, accepted) = match message.kind {
             Some(pb::hub_message::Kind::Delivery(delivery)) => (
@@ -101,21 +122,29 @@ async fn session(config: &NodeConfig, seen: &mut HashSet<String>) -> Result<(), 
             ),
             Some(pb::hub_message::Kind::Notice(notice)) => {
                 let seq = notice.queue_seq;
-                record_notice(config, notice).await?;
+                record_notice(config, &notice).await?;
+                if let Some(events) = &config.events {
+                    let _ = events.send(NodeEvent::Notice(notice)).await;
+                }
                 (seq, true)
             }
             None => continue,
         };
         if accepted {
-            let ack = pb::NodeMessage {
-                kind: Some(pb::node_message::Kind::Ack(pb::Ack { queue_seq: seq })),
-            };
-            if acks.send(ack).await.is_err() {
-                break;
-            }
+            ready_acks.push(seq);
         }
     }
+    if !ready_acks.is_empty() {
+        let _ = acks.send(ack_message(ready_acks)).await;
+    }
     Ok(())
+}
+
+/// The message that acknowledges `queue_seqs`.
+pub fn ack_message(queue_seqs: Vec<u64>) -> pb::NodeMessage {
+    pb::NodeMessage {
+        kind: Some(pb::node_message::Kind::Ack(pb::Ack { queue_seqs })),
+    }
 }
 
 /// Returns whether the delivery may be acknowledged.
@@ -327,36 +356,34 @@ fn header_json(header: &pb::EnvelopeHeader, delivery: &pb::Delivery) -> serde_js
     })
 }
 
-async fn record_notice(config: &NodeConfig, notice: pb::StatusNotice) -> Result<(), ClientError> {
+async fn record_notice(config: &NodeConfig, notice: &pb::StatusNotice) -> Result<(), ClientError> {
     if let Some(inbox) = &config.inbox {
-        let entry = notice.entry.clone().unwrap_or_default();
         let folder = inbox.join(".notices");
         tokio::fs::create_dir_all(&folder).await?;
-        let name = format!(
-            "{}__{}__{:02}.json",
-            inbox_name(&notice.document_id),
-            notice.recipient,
-            entry.status
-        );
-        let json = serde_json::json!({
-            "document_id": notice.document_id,
-            "recipient": notice.recipient,
-            "status": entry.status,
-            "at_unix_ms": entry.at_unix_ms,
-            "actor": entry.actor,
-            "reason": entry.reason,
-        });
-        let temporary = folder.join(format!(".{name}.tmp"));
-        write_synced(
-            &temporary,
-            &serde_json::to_vec_pretty(&json).unwrap_or_default(),
-        )
-        .await
-        .map_err(|e| ClientError::Draft(e.to_string()))?;
-        tokio::fs::rename(&temporary, folder.join(name)).await?;
-    }
-    if let Some(events) = &config.events {
-        let _ = events.send(NodeEvent::Notice(notice)).await;
+        for entry in &notice.entries {
+            let name = format!(
+                "{}__{}__{:02}.json",
+                inbox_name(&notice.document_id),
+                notice.recipient,
+                entry.status
+            );
+            let json = serde_json::json!({
+                "document_id": notice.document_id,
+                "recipient": notice.recipient,
+                "status": entry.status,
+                "at_unix_ms": entry.at_unix_ms,
+                "actor": entry.actor,
+                "reason": entry.reason,
+            });
+            let temporary = folder.join(format!(".{name}.tmp"));
+            write_synced(
+                &temporary,
+                &serde_json::to_vec_pretty(&json).unwrap_or_default(),
+            )
+            .await
+            .map_err(|e| ClientError::Draft(e.to_string()))?;
+            tokio::fs::rename(&temporary, folder.join(name)).await?;
+        }
     }
     Ok(())
 }

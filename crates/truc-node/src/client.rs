@@ -134,6 +134,34 @@ impl AxisClient {
         Ok(response.into_inner().entry.unwrap_or_default())
     }
 
+    /// Several moves in one call and one durable write on the hub, each with
+    /// its own result: the entry recorded, or the status the hub refused it with.
+    pub async fn move_statuses(
+        &self,
+        moves: Vec<pb::MoveStatusRequest>,
+    ) -> Result<Vec<Result<pb::StatusEntry, tonic::Status>>, ClientError> {
+        let response = self
+            .inner
+            .clone()
+            .move_statuses(pb::MoveStatusesRequest { moves })
+            .await?;
+        Ok(response
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|result| match result.outcome {
+                Some(pb::move_result::Outcome::Entry(entry)) => Ok(entry),
+                Some(pb::move_result::Outcome::Refused(refusal)) => Err(tonic::Status::new(
+                    tonic::Code::from(refusal.code),
+                    refusal.message,
+                )),
+                None => Err(tonic::Status::internal(
+                    "the hub gave no outcome for a move",
+                )),
+            })
+            .collect())
+    }
+
     pub async fn get_status(
         &self,
         document_id: &str,

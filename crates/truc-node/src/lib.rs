@@ -8,6 +8,6 @@ pub mod client;
 pub mod compose;
 pub mod verify;
 
-pub use agent::{run_node, NodeConfig, NodeEvent};
+pub use agent::{ack_message, run_node, NodeConfig, NodeEvent};
 pub use client::{AxisClient, ClientError};
 pub use compose::{Attachment, Draft};

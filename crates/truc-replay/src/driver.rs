@@ -50,14 +50,8 @@ const EMBEDDED_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
 const CONNECTS_IN_FLIGHT_MAX: usize = 32;
 /// Attempts for a call that failed for a passing reason (hub unavailable, stream cut).
 const TRANSIENT_ATTEMPTS_MAX: u32 = 8;
-/// Attempts for a status move that found its delivery still queued: the acknowledgement that
-/// records "arrived" is written by the hub after the node sends it, with no reply, so the
-/// first move can overtake it.
-const QUEUED_ATTEMPTS_MAX: u32 = 400;
-/// Pause between acknowledging a delivery and its first move. The hub writes the
-/// acknowledgement after reading it from the stream and answers nothing, so a move sent at once
-/// often reaches the store first and is refused as "queued"; a short pause saves that round trip.
-const FIRST_MOVE_DELAY: Duration = Duration::from_millis(3);
+/// Most moves one unit makes in one call (the hub's default limit is 4,096).
+const MOVES_PER_CALL_MAX: usize = 1_024;
 /// Longest wait for a stopped embedded hub to release its data directory.
 const STORE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(10);
 /// Longest wait between two attempts.
@@ -430,7 +424,7 @@ pub struct ReplayOutcome {
     /// move was recorded; the rest stay queued for the senders' next connection.
     pub notices: u64,
     pub send_retries: u64,
-    /// Moves that overtook their own "arrived" and were tried again.
+    /// Batches of moves tried again after a passing failure (hub unavailable, stream cut).
     pub move_retries: u64,
     /// Certificates loaded and connections opened.
     pub connect: Duration,
@@ -455,7 +449,7 @@ impl ReplayOutcome {
         format!(
             "replayed {} documents, {} deliveries and {} status moves over {} nodes in {:.1} s \
              ({:.0} documents/s, {:.0} deliveries/s, {:.0} moves/s; connecting took {:.1} s; \
-             {} moves retried after overtaking their arrival, {} sends retried)",
+             {} move batches and {} sends retried)",
             crate::report::group(self.documents),
             crate::report::group(self.deliveries),
             crate::report::group(self.moves),
@@ -579,7 +573,9 @@ pub async fn replay(
 
     let mut receivers = JoinSet::new();
     for node in nodes.values() {
-        receivers.spawn(receive_loop(node.clone(), shared.clone()));
+        let (moves, waiting) = mpsc::unbounded_channel();
+        receivers.spawn(move_loop(node.clone(), shared.clone(), waiting));
+        receivers.spawn(receive_loop(node.clone(), shared.clone(), moves));
     }
     let dispatcher = tokio::spawn(dispatch(plan.clone(), nodes.clone(), shared.clone()));
 
@@ -861,7 +857,7 @@ async fn send_document(
 }
 
 /// One unit's delivery stream, reopened if it breaks, until the replay stops.
-async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>) {
+async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
     let handled: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut stop = shared.stop.clone();
     let mut attempt = 0;
@@ -910,11 +906,13 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>) {
                     let shared = shared.clone();
                     let acks = acks.clone();
                     let handled = handled.clone();
+                    let moves = moves.clone();
                     tokio::spawn(async move {
                         let _slot = slot;
                         let document_id = delivery.document_id.clone();
                         if let Err(error) =
-                            receive_delivery(&node, &shared, &acks, &handled, delivery).await
+                            receive_delivery(&node, &shared, &acks, &moves, &handled, delivery)
+                                .await
                         {
                             shared.fail(format!("{} receiving {document_id}: {error}", node.code));
                         }
@@ -932,10 +930,11 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>) {
 }
 
 fn ack(queue_seq: u64) -> pb::NodeMessage {
-    pb::NodeMessage {
-        kind: Some(pb::node_message::Kind::Ack(pb::Ack { queue_seq })),
-    }
+    truc_node::ack_message(vec![queue_seq])
 }
+
+/// Documents whose planned moves a unit is to make.
+type Mover = mpsc::UnboundedSender<String>;
 
 /// Verifies one delivery, checks its attachments against their signed digests, acknowledges
 /// it (the hub records "arrived") and makes the unit's status moves.
@@ -943,6 +942,7 @@ async fn receive_delivery(
     node: &Node,
     shared: &Shared,
     acks: &mpsc::Sender<pb::NodeMessage>,
+    moves: &Mover,
     handled: &Mutex<HashSet<String>>,
     delivery: pb::Delivery,
 ) -> Result<(), String> {
@@ -998,11 +998,11 @@ async fn receive_delivery(
         .map_err(|_| "the delivery stream closed before the acknowledgement".to_string())?;
     shared.arrived.fetch_add(1, Ordering::Relaxed);
     if !node.moves.is_empty() {
-        tokio::time::sleep(FIRST_MOVE_DELAY).await;
-    }
-    for &status in node.moves {
-        move_status(node, shared, &verified.document_id, status).await?;
-        shared.moved.fetch_add(1, Ordering::Relaxed);
+        // The hub takes a recipient's first move as proof of arrival, so the
+        // moves need not wait for the acknowledgement to be written.
+        moves
+            .send(verified.document_id)
+            .map_err(|_| "the unit's mover stopped".to_string())?;
     }
     Ok(())
 }
@@ -1032,40 +1032,77 @@ async fn check_attachment(
     }
 }
 
-async fn move_status(
+/// Makes one unit's planned moves, batching every document that is ready
+/// into one call (one durable write on the hub), one call at a time.
+async fn move_loop(
+    node: Arc<Node>,
+    shared: Arc<Shared>,
+    mut waiting: mpsc::UnboundedReceiver<String>,
+) {
+    let documents_per_call = (MOVES_PER_CALL_MAX / node.moves.len().max(1)).max(1);
+    while let Some(first) = waiting.recv().await {
+        let mut documents = vec![first];
+        while documents.len() < documents_per_call {
+            match waiting.try_recv() {
+                Ok(document_id) => documents.push(document_id),
+                Err(_) => break,
+            }
+        }
+        let requests: Vec<pb::MoveStatusRequest> = documents
+            .iter()
+            .flat_map(|document_id| {
+                node.moves.iter().map(|status| pb::MoveStatusRequest {
+                    document_id: document_id.clone(),
+                    recipient: String::new(),
+                    status: status.code() as i32,
+                    reason: String::new(),
+                })
+            })
+            .collect();
+        if let Err(error) = move_batch(&node, &shared, requests).await {
+            shared.fail(format!("{}: {error}", node.code));
+            return;
+        }
+    }
+}
+
+async fn move_batch(
     node: &Node,
     shared: &Shared,
-    document_id: &str,
-    status: Status,
+    requests: Vec<pb::MoveStatusRequest>,
 ) -> Result<(), String> {
     let mut attempt = 0;
     let mut after_transient = false;
     loop {
-        match node.client.move_status(document_id, None, status, "").await {
-            Ok(_) => return Ok(()),
-            Err(error)
-                if error.code() == Some(tonic::Code::FailedPrecondition)
-                    && error.to_string().contains("queued")
-                    && attempt < QUEUED_ATTEMPTS_MAX =>
-            {
+        match node.client.move_statuses(requests.clone()).await {
+            Ok(results) => {
+                for (request, result) in requests.iter().zip(results) {
+                    match result {
+                        Ok(_) => {}
+                        // A batch retried after a cut connection may have been recorded the first time.
+                        Err(refusal)
+                            if after_transient
+                                && refusal.code() == tonic::Code::FailedPrecondition => {}
+                        Err(refusal) => {
+                            return Err(format!(
+                                "moving {} to {}: {}",
+                                request.document_id,
+                                request.status,
+                                refusal.message()
+                            ))
+                        }
+                    }
+                    shared.moved.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(());
+            }
+            Err(error) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
+                after_transient = true;
                 shared.move_retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(retry_delay(attempt)).await;
                 attempt += 1;
             }
-            // A move retried after a cut connection may have been recorded the first time.
-            Err(error)
-                if after_transient
-                    && error.code() == Some(tonic::Code::FailedPrecondition)
-                    && error.to_string().contains("not forward") =>
-            {
-                return Ok(())
-            }
-            Err(error) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
-                after_transient = true;
-                tokio::time::sleep(retry_delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(error) => return Err(format!("moving to {}: {error}", status.name())),
+            Err(error) => return Err(format!("moving statuses: {error}")),
         }
     }
 }

@@ -21,7 +21,7 @@ pub use records::{
     AttachmentRef, BlobRecord, DeliveryRecord, DocumentRecord, DocumentSignatureState, QueueItem,
     RefusedRecipient, StatusEntry,
 };
-pub use writer::{AcceptOutcome, AckOutcome, PendingBlob};
+pub use writer::{AcceptOutcome, AckOutcome, MoveRequest, PendingBlob};
 
 use records::{decode, decode_counter};
 use writer::{Command, Writer};
@@ -197,9 +197,21 @@ impl Store {
         queue_seq: u64,
         at_unix_ms: i64,
     ) -> Result<AckOutcome, StoreError> {
+        let mut outcomes = self.ack_all(agency, vec![queue_seq], at_unix_ms).await?;
+        Ok(outcomes.pop().unwrap_or(AckOutcome::AlreadyDone))
+    }
+
+    /// Acknowledges several queue items of `agency` in one durable write,
+    /// one outcome per item. If one fails, those before it still stand.
+    pub async fn ack_all(
+        &self,
+        agency: &str,
+        queue_seqs: Vec<u64>,
+        at_unix_ms: i64,
+    ) -> Result<Vec<AckOutcome>, StoreError> {
         self.submit(|reply| Command::Ack {
             agency: agency.to_owned(),
-            queue_seq,
+            queue_seqs,
             at_unix_ms,
             reply,
         })
@@ -207,19 +219,31 @@ impl Store {
     }
 
     /// Records a recipient's status move, checked against the status machine.
+    /// A recipient's move on a delivery still queued records its arrival first.
     pub async fn move_status(
         &self,
         document_id: &str,
         recipient: &str,
         entry: StatusEntry,
     ) -> Result<StatusEntry, StoreError> {
-        self.submit(|reply| Command::Move {
+        let request = MoveRequest {
             document_id: document_id.to_owned(),
             recipient: recipient.to_owned(),
             entry,
-            reply,
-        })
-        .await
+        };
+        self.move_all(vec![request])
+            .await?
+            .pop()
+            .unwrap_or(Err(StoreError::WriterGone))
+    }
+
+    /// Records several moves in order, in one durable write; each is checked
+    /// on its own and a refused one changes nothing.
+    pub async fn move_all(
+        &self,
+        moves: Vec<MoveRequest>,
+    ) -> Result<Vec<Result<StatusEntry, StoreError>>, StoreError> {
+        self.submit(|reply| Command::Move { moves, reply }).await
     }
 
     pub fn document(&self, document_id: &str) -> Result<Option<DocumentRecord>, StoreError> {

@@ -107,10 +107,17 @@ pub enum QueueItem {
         document_id: String,
         recipient: String,
     },
+    /// One entry (written by earlier versions; read, no longer written).
     Notice {
         document_id: String,
         recipient: String,
         entry: StatusEntry,
+    },
+    /// The entries one write recorded on a delivery, oldest first.
+    Notices {
+        document_id: String,
+        recipient: String,
+        entries: Vec<StatusEntry>,
     },
 }
 

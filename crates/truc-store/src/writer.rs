@@ -1,8 +1,10 @@
-//! The single writer: every change to the main tree goes through one thread,
-//! which applies each command as one atomic sled batch, then makes the whole
-//! group durable with one flush before answering anyone (group commit).
+//! The single writer: every change to the main tree goes through one thread.
+//! A group of commands is staged in memory (later commands read what earlier
+//! ones staged), written as one atomic sled batch, and made durable with one
+//! flush before anyone is answered (group commit). A command that fails
+//! stages nothing, so no half of it is ever written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -37,9 +39,20 @@ pub enum AckOutcome {
     /// A delivery arrived; the entry was recorded.
     Arrived(StatusEntry),
     NoticeDone,
-    /// Nothing waits at that sequence number (already acknowledged).
+    /// Nothing waits at that sequence number (already acknowledged), or the
+    /// delivery's arrival was already recorded by the recipient's first move.
     AlreadyDone,
 }
+
+/// One status move asked of the store.
+#[derive(Clone, Debug)]
+pub struct MoveRequest {
+    pub document_id: String,
+    pub recipient: String,
+    pub entry: StatusEntry,
+}
+
+pub(crate) type MoveResults = Vec<Result<StatusEntry, StoreError>>;
 
 // Commands are moved once through a channel; boxing the large variant would
 // only add an allocation per command.
@@ -52,15 +65,13 @@ pub(crate) enum Command {
     },
     Ack {
         agency: String,
-        queue_seq: u64,
+        queue_seqs: Vec<u64>,
         at_unix_ms: i64,
-        reply: oneshot::Sender<Result<AckOutcome, StoreError>>,
+        reply: oneshot::Sender<Result<Vec<AckOutcome>, StoreError>>,
     },
     Move {
-        document_id: String,
-        recipient: String,
-        entry: StatusEntry,
-        reply: oneshot::Sender<Result<StatusEntry, StoreError>>,
+        moves: Vec<MoveRequest>,
+        reply: oneshot::Sender<Result<MoveResults, StoreError>>,
     },
 }
 
@@ -72,12 +83,12 @@ enum Pending {
         Result<AcceptOutcome, StoreError>,
     ),
     Ack(
-        oneshot::Sender<Result<AckOutcome, StoreError>>,
-        Result<AckOutcome, StoreError>,
+        oneshot::Sender<Result<Vec<AckOutcome>, StoreError>>,
+        Result<Vec<AckOutcome>, StoreError>,
     ),
     Move(
-        oneshot::Sender<Result<StatusEntry, StoreError>>,
-        Result<StatusEntry, StoreError>,
+        oneshot::Sender<Result<MoveResults, StoreError>>,
+        Result<MoveResults, StoreError>,
     ),
 }
 
@@ -102,9 +113,44 @@ impl Pending {
 /// Most commands folded into one flush.
 const GROUP_COMMANDS_MAX: usize = 2048;
 
+/// Key → new value (`None`: removed), not yet in sled.
+type Changes = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The changes of one operation, read through to the group's and then to sled.
+/// Dropped without `commit` on failure, so a refused operation writes nothing.
+struct Op {
+    changes: Changes,
+    /// The queue sequence number to return to if the operation fails.
+    seq_before: u64,
+}
+
+/// Entries a sender will be told about, one notice per delivery per command.
+#[derive(Default)]
+struct Notices {
+    order: Vec<(String, String, String)>,
+    entries: HashMap<(String, String), Vec<StatusEntry>>,
+}
+
+impl Notices {
+    fn add(&mut self, sender: &str, document_id: &str, recipient: &str, entry: StatusEntry) {
+        let key = (document_id.to_owned(), recipient.to_owned());
+        let entries = self.entries.entry(key).or_insert_with(|| {
+            self.order.push((
+                sender.to_owned(),
+                document_id.to_owned(),
+                recipient.to_owned(),
+            ));
+            Vec::new()
+        });
+        entries.push(entry);
+    }
+}
+
 pub(crate) struct Writer {
     inner: Arc<Inner>,
     next_queue_seq: u64,
+    /// The current group's committed operations, not yet applied to sled.
+    staged: Changes,
 }
 
 impl Writer {
@@ -121,6 +167,7 @@ impl Writer {
         Ok(Self {
             inner,
             next_queue_seq,
+            staged: Changes::new(),
         })
     }
 
@@ -147,7 +194,7 @@ impl Writer {
             if failed {
                 let failure = || StoreError::Corrupt {
                     key: "(store)".into(),
-                    reason: "an earlier flush failed; restart the hub".into(),
+                    reason: "an earlier write failed; restart the hub".into(),
                 };
                 match command {
                     Command::Accept { reply, .. } => drop(reply.send(Err(failure()))),
@@ -170,27 +217,24 @@ impl Writer {
                 }
                 Command::Ack {
                     agency,
-                    queue_seq,
+                    queue_seqs,
                     at_unix_ms,
                     reply,
-                } => Pending::Ack(reply, self.ack(&agency, queue_seq, at_unix_ms, &mut woken)),
-                Command::Move {
-                    document_id,
-                    recipient,
-                    entry,
+                } => Pending::Ack(
                     reply,
-                } => Pending::Move(
-                    reply,
-                    self.move_status(&document_id, &recipient, entry, &mut woken),
+                    self.ack_all(&agency, &queue_seqs, at_unix_ms, &mut woken),
                 ),
+                Command::Move { moves, reply } => {
+                    Pending::Move(reply, Ok(self.move_all(moves, &mut woken)))
+                }
             });
         }
         if pending.is_empty() {
             return;
         }
         let started = std::time::Instant::now();
-        match self.inner.db.flush() {
-            Ok(_) => {
+        match self.write_staged() {
+            Ok(()) => {
                 self.inner
                     .stats
                     .record_flush(pending.len(), started.elapsed());
@@ -202,7 +246,7 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "flush failed; refusing further writes until restart");
+                tracing::error!(%error, "write failed; refusing further writes until restart");
                 self.inner
                     .failed
                     .store(true, std::sync::atomic::Ordering::Release);
@@ -219,6 +263,51 @@ impl Writer {
         }
     }
 
+    /// Applies the group's changes as one atomic batch and flushes them.
+    fn write_staged(&mut self) -> Result<(), sled::Error> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.staged.drain() {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
+        self.inner.main.apply_batch(batch)?;
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    fn begin(&self) -> Op {
+        Op {
+            changes: Changes::new(),
+            seq_before: self.next_queue_seq,
+        }
+    }
+
+    fn commit(&mut self, op: Op) {
+        self.staged.extend(op.changes);
+    }
+
+    fn abandon(&mut self, op: Op) {
+        self.next_queue_seq = op.seq_before;
+    }
+
+    /// The value of `key` as the operation sees it: its own changes, then the
+    /// group's, then sled.
+    fn read(&self, op: &Op, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(value) = op.changes.get(key) {
+            return Ok(value.clone());
+        }
+        if let Some(value) = self.staged.get(key) {
+            return Ok(value.clone());
+        }
+        Ok(self.inner.main.get(key)?.map(|value| value.to_vec()))
+    }
+
     fn take_seq(&mut self) -> u64 {
         let seq = self.next_queue_seq;
         self.next_queue_seq += 1;
@@ -227,7 +316,7 @@ impl Writer {
 
     fn bump_counter(
         &self,
-        batch: &mut sled::Batch,
+        op: &mut Op,
         agency: &str,
         date_key: u32,
         sent: u64,
@@ -235,14 +324,12 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let key = keys::counter(agency, date_key);
         let (old_sent, old_received) = self
-            .inner
-            .main
-            .get(&key)?
+            .read(op, &key)?
             .map(|bytes| decode_counter(&bytes))
             .unwrap_or((0, 0));
-        batch.insert(
+        op.changes.insert(
             key,
-            &encode_counter(old_sent + sent, old_received + received)[..],
+            Some(encode_counter(old_sent + sent, old_received + received).to_vec()),
         );
         Ok(())
     }
@@ -254,11 +341,37 @@ impl Writer {
         woken: &mut BTreeSet<String>,
         orphan_uploads: &mut Vec<([u8; 32], u64)>,
     ) -> Result<AcceptOutcome, StoreError> {
+        let mut op = self.begin();
+        match self.stage_accept(&mut op, &document, blobs, orphan_uploads) {
+            Ok(None) => {
+                self.commit(op);
+                woken.extend(document.recipients.iter().cloned());
+                Ok(AcceptOutcome::Accepted(document))
+            }
+            Ok(Some(original)) => {
+                self.abandon(op);
+                Ok(AcceptOutcome::Duplicate(original))
+            }
+            Err(error) => {
+                self.abandon(op);
+                Err(error)
+            }
+        }
+    }
+
+    /// Stages a new document; returns the original instead if it was accepted before.
+    fn stage_accept(
+        &mut self,
+        op: &mut Op,
+        document: &DocumentRecord,
+        blobs: &[PendingBlob],
+        orphan_uploads: &mut Vec<([u8; 32], u64)>,
+    ) -> Result<Option<DocumentRecord>, StoreError> {
         let document_key = keys::document(&document.document_id);
-        if let Some(bytes) = self.inner.main.get(&document_key)? {
+        if let Some(bytes) = self.read(op, &document_key)? {
             let original: DocumentRecord = decode(&document_key, &bytes)?;
             return if original.content_sha256 == document.content_sha256 {
-                Ok(AcceptOutcome::Duplicate(original))
+                Ok(Some(original))
             } else {
                 Err(StoreError::AlreadyExists {
                     document_id: original.document_id,
@@ -266,21 +379,19 @@ impl Writer {
                 })
             };
         }
-        let seq_before = self.next_queue_seq;
-        let mut batch = sled::Batch::default();
         for blob in blobs {
             let blob_key = keys::blob(&blob.sha256);
-            if self.inner.main.get(&blob_key)?.is_some() {
+            if self.read(op, &blob_key)?.is_some() {
                 // Stored meanwhile by another send: this upload's copy is not needed.
                 orphan_uploads.push((blob.sha256, blob.upload_id));
             } else {
-                batch.insert(
+                op.changes.insert(
                     blob_key,
-                    encode(&BlobRecord {
+                    Some(encode(&BlobRecord {
                         upload_id: blob.upload_id,
                         size_bytes: blob.size_bytes,
                         chunk_count: blob.chunk_count,
-                    }),
+                    })),
                 );
             }
         }
@@ -292,147 +403,198 @@ impl Writer {
                 queue_seq,
                 history: Vec::new(),
             };
-            batch.insert(
+            op.changes.insert(
                 keys::delivery(&document.document_id, recipient),
-                encode(&delivery),
+                Some(encode(&delivery)),
             );
-            batch.insert(
+            op.changes.insert(
                 keys::queue(recipient, queue_seq),
-                encode(&QueueItem::Delivery {
+                Some(encode(&QueueItem::Delivery {
                     document_id: document.document_id.clone(),
                     recipient: recipient.clone(),
-                }),
+                })),
             );
         }
-        if let Err(error) = self.bump_counter(&mut batch, &document.sender, document.date_key, 1, 0)
-        {
-            self.next_queue_seq = seq_before;
-            return Err(error);
-        }
-        batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
-        batch.insert(document_key, encode(&document));
-        if let Err(error) = self.inner.main.apply_batch(batch) {
-            self.next_queue_seq = seq_before;
-            return Err(error.into());
-        }
-        woken.extend(document.recipients.iter().cloned());
-        Ok(AcceptOutcome::Accepted(document))
+        self.bump_counter(op, &document.sender, document.date_key, 1, 0)?;
+        op.changes.insert(document_key, Some(encode(document)));
+        Ok(None)
     }
 
-    fn ack(
+    /// Acknowledges each item on its own: one that fails fails the command,
+    /// but those before it stand, as if they had come in their own messages.
+    fn ack_all(
         &mut self,
+        agency: &str,
+        queue_seqs: &[u64],
+        at_unix_ms: i64,
+        woken: &mut BTreeSet<String>,
+    ) -> Result<Vec<AckOutcome>, StoreError> {
+        let mut notices = Notices::default();
+        let mut outcomes = Vec::with_capacity(queue_seqs.len());
+        let mut failure = None;
+        for &queue_seq in queue_seqs {
+            let mut op = self.begin();
+            match self.stage_ack(&mut op, agency, queue_seq, at_unix_ms, &mut notices) {
+                Ok(outcome) => {
+                    self.commit(op);
+                    outcomes.push(outcome);
+                }
+                Err(error) => {
+                    self.abandon(op);
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        self.queue_notices(notices, woken);
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(outcomes),
+        }
+    }
+
+    fn stage_ack(
+        &mut self,
+        op: &mut Op,
         agency: &str,
         queue_seq: u64,
         at_unix_ms: i64,
-        woken: &mut BTreeSet<String>,
+        notices: &mut Notices,
     ) -> Result<AckOutcome, StoreError> {
         let queue_key = keys::queue(agency, queue_seq);
-        let Some(bytes) = self.inner.main.get(&queue_key)? else {
+        let Some(bytes) = self.read(op, &queue_key)? else {
             return Ok(AckOutcome::AlreadyDone);
         };
         let item: QueueItem = decode(&queue_key, &bytes)?;
-        let mut batch = sled::Batch::default();
-        batch.remove(queue_key);
-        let outcome = match item {
-            QueueItem::Notice { .. } => AckOutcome::NoticeDone,
+        op.changes.insert(queue_key, None);
+        match item {
+            QueueItem::Notice { .. } | QueueItem::Notices { .. } => Ok(AckOutcome::NoticeDone),
             QueueItem::Delivery {
                 document_id,
                 recipient,
             } => {
+                let (delivery_key, mut delivery, sender, date_key) =
+                    self.read_delivery(op, &document_id, &recipient)?;
+                if !delivery.history.is_empty() {
+                    // The recipient's first move already recorded the arrival.
+                    return Ok(AckOutcome::AlreadyDone);
+                }
                 let entry = StatusEntry {
                     code: Status::Arrived.code(),
                     at_unix_ms,
                     actor: agency.to_owned(),
                     reason: String::new(),
                 };
-                let seq_before = self.next_queue_seq;
-                match self.record_entry(&mut batch, &document_id, &recipient, entry, true, woken) {
-                    Ok(entry) => AckOutcome::Arrived(entry),
-                    Err(error) => {
-                        self.next_queue_seq = seq_before;
-                        return Err(error);
+                self.bump_counter(op, &recipient, date_key, 0, 1)?;
+                delivery.history.push(entry.clone());
+                op.changes.insert(delivery_key, Some(encode(&delivery)));
+                notices.add(&sender, &document_id, &recipient, entry.clone());
+                Ok(AckOutcome::Arrived(entry))
+            }
+        }
+    }
+
+    /// Applies each move on its own, in order; a refused move stages nothing.
+    fn move_all(&mut self, moves: Vec<MoveRequest>, woken: &mut BTreeSet<String>) -> MoveResults {
+        let mut notices = Notices::default();
+        let mut results = Vec::with_capacity(moves.len());
+        for request in moves {
+            let mut op = self.begin();
+            let mut entries = Vec::with_capacity(2);
+            match self.stage_move(&mut op, &request, &mut entries) {
+                Ok(sender) => {
+                    self.commit(op);
+                    for entry in entries {
+                        notices.add(&sender, &request.document_id, &request.recipient, entry);
                     }
+                    results.push(Ok(request.entry));
+                }
+                Err(error) => {
+                    self.abandon(op);
+                    results.push(Err(error));
                 }
             }
-        };
-        batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
-        self.inner.main.apply_batch(batch)?;
-        Ok(outcome)
+        }
+        self.queue_notices(notices, woken);
+        results
     }
 
-    fn move_status(
+    /// Stages one move (and the arrival it implies, if the delivery is still
+    /// queued); returns the sender to tell.
+    fn stage_move(
         &mut self,
-        document_id: &str,
-        recipient: &str,
-        entry: StatusEntry,
-        woken: &mut BTreeSet<String>,
-    ) -> Result<StatusEntry, StoreError> {
-        let mut batch = sled::Batch::default();
-        let seq_before = self.next_queue_seq;
-        let result = self.record_entry(&mut batch, document_id, recipient, entry, false, woken);
-        let entry = match result {
-            Ok(entry) => entry,
-            Err(error) => {
-                self.next_queue_seq = seq_before;
-                return Err(error);
-            }
-        };
-        batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
-        self.inner.main.apply_batch(batch)?;
-        Ok(entry)
+        op: &mut Op,
+        request: &MoveRequest,
+        entries: &mut Vec<StatusEntry>,
+    ) -> Result<String, StoreError> {
+        let (delivery_key, mut delivery, sender, date_key) =
+            self.read_delivery(op, &request.document_id, &request.recipient)?;
+        let current = delivery.current_code().map(Status::from_code).transpose()?;
+        let target = Status::from_code(request.entry.code)?;
+        if current.is_none() && request.entry.actor == request.recipient {
+            // A recipient that moves a delivery holds it, even if the
+            // acknowledgement from its node has not been written yet. The
+            // queue item stays: the node still gets the document, and its
+            // acknowledgement then finds the arrival recorded.
+            Status::check_move(Some(Status::Arrived), target, &request.entry.reason)?;
+            let arrival = StatusEntry {
+                code: Status::Arrived.code(),
+                reason: String::new(),
+                ..request.entry.clone()
+            };
+            self.bump_counter(op, &request.recipient, date_key, 0, 1)?;
+            delivery.history.push(arrival.clone());
+            entries.push(arrival);
+        } else {
+            Status::check_move(current, target, &request.entry.reason)?;
+        }
+        delivery.history.push(request.entry.clone());
+        entries.push(request.entry.clone());
+        op.changes.insert(delivery_key, Some(encode(&delivery)));
+        Ok(sender)
     }
 
-    /// Checks and appends one status entry, counts an arrival, and queues a
-    /// notice for the sender, all into `batch`.
-    fn record_entry(
-        &mut self,
-        batch: &mut sled::Batch,
+    /// A delivery with its key, its document's sender and date.
+    fn read_delivery(
+        &self,
+        op: &Op,
         document_id: &str,
         recipient: &str,
-        entry: StatusEntry,
-        arrival: bool,
-        woken: &mut BTreeSet<String>,
-    ) -> Result<StatusEntry, StoreError> {
+    ) -> Result<(Vec<u8>, DeliveryRecord, String, u32), StoreError> {
         let delivery_key = keys::delivery(document_id, recipient);
         let bytes = self
-            .inner
-            .main
-            .get(&delivery_key)?
+            .read(op, &delivery_key)?
             .ok_or_else(|| StoreError::NotFound {
                 what: format!("delivery of {document_id} to {recipient}"),
             })?;
-        let mut delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
-        let current = delivery.current_code().map(Status::from_code).transpose()?;
-        if arrival {
-            if current.is_some() {
-                return Err(StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&delivery_key).into_owned(),
-                    reason: "queued delivery already has a status".into(),
-                });
-            }
-        } else {
-            Status::check_move(current, Status::from_code(entry.code)?, &entry.reason)?;
-        }
+        let delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
         let id: DocumentId = document_id.parse().map_err(|_| StoreError::Corrupt {
             key: String::from_utf8_lossy(&delivery_key).into_owned(),
             reason: "stored document id does not parse".into(),
         })?;
         let sender = id.sender().to_string();
-        if arrival {
-            self.bump_counter(batch, recipient, id.date().ordinal_key(), 0, 1)?;
+        let date_key = id.date().ordinal_key();
+        Ok((delivery_key, delivery, sender, date_key))
+    }
+
+    /// Queues one notice per delivery for its sender, with every entry the
+    /// command recorded on it.
+    fn queue_notices(&mut self, mut notices: Notices, woken: &mut BTreeSet<String>) {
+        for (sender, document_id, recipient) in std::mem::take(&mut notices.order) {
+            let entries = notices
+                .entries
+                .remove(&(document_id.clone(), recipient.clone()))
+                .unwrap_or_default();
+            let seq = self.take_seq();
+            self.staged.insert(
+                keys::queue(&sender, seq),
+                Some(encode(&QueueItem::Notices {
+                    document_id,
+                    recipient,
+                    entries,
+                })),
+            );
+            woken.insert(sender);
         }
-        delivery.history.push(entry.clone());
-        batch.insert(delivery_key, encode(&delivery));
-        let notice_seq = self.take_seq();
-        batch.insert(
-            keys::queue(&sender, notice_seq),
-            encode(&QueueItem::Notice {
-                document_id: document_id.to_owned(),
-                recipient: recipient.to_owned(),
-                entry: entry.clone(),
-            }),
-        );
-        woken.insert(sender);
-        Ok(entry)
     }
 }

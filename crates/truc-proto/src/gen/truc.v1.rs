@@ -158,14 +158,14 @@ pub struct SendResponse {
     pub accepted_at_unix_ms: i64,
 }
 /// Node -> hub on the delivery stream.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct NodeMessage {
     #[prost(oneof = "node_message::Kind", tags = "1, 2")]
     pub kind: ::core::option::Option<node_message::Kind>,
 }
 /// Nested message and enum types in `NodeMessage`.
 pub mod node_message {
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
     pub enum Kind {
         #[prost(message, tag = "1")]
         Hello(super::Hello),
@@ -179,21 +179,23 @@ pub struct Hello {
     #[prost(uint32, tag = "1")]
     pub window: u32,
 }
-/// Acknowledges a queue item. For a delivery this records "arrived" (01).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+/// Acknowledges queue items, as many as the node has ready, in one durable
+/// write. For a delivery this records "arrived" (01). Acknowledging an item
+/// twice is harmless.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Ack {
-    #[prost(uint64, tag = "1")]
-    pub queue_seq: u64,
+    #[prost(uint64, repeated, tag = "1")]
+    pub queue_seqs: ::prost::alloc::vec::Vec<u64>,
 }
 /// Hub -> node on the delivery stream.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct HubMessage {
     #[prost(oneof = "hub_message::Kind", tags = "1, 2")]
     pub kind: ::core::option::Option<hub_message::Kind>,
 }
 /// Nested message and enum types in `HubMessage`.
 pub mod hub_message {
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Kind {
         #[prost(message, tag = "1")]
         Delivery(super::Delivery),
@@ -226,7 +228,9 @@ pub struct Delivery {
     pub inline_attachments: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// A status move on a document the node sent.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+/// Tells a sender what a recipient did with its document: the entries made
+/// together (an arrival and the moves made with it), oldest first.
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct StatusNotice {
     #[prost(uint64, tag = "1")]
     pub queue_seq: u64,
@@ -234,8 +238,8 @@ pub struct StatusNotice {
     pub document_id: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub recipient: ::prost::alloc::string::String,
-    #[prost(message, optional, tag = "4")]
-    pub entry: ::core::option::Option<StatusEntry>,
+    #[prost(message, repeated, tag = "4")]
+    pub entries: ::prost::alloc::vec::Vec<StatusEntry>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct StatusEntry {
@@ -265,6 +269,45 @@ pub struct MoveStatusRequest {
 pub struct MoveStatusResponse {
     #[prost(message, optional, tag = "1")]
     pub entry: ::core::option::Option<StatusEntry>,
+}
+/// Several moves in one call and one durable write. They are applied in
+/// order, each on its own: a refused move changes nothing and does not stop
+/// the others, so "received" then "assigned" of one document may travel
+/// together. At most `moves_per_call_max` (limits) moves per call.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MoveStatusesRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub moves: ::prost::alloc::vec::Vec<MoveStatusRequest>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MoveStatusesResponse {
+    /// One result per move, in the order of the request.
+    #[prost(message, repeated, tag = "1")]
+    pub results: ::prost::alloc::vec::Vec<MoveResult>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MoveResult {
+    #[prost(oneof = "move_result::Outcome", tags = "1, 2")]
+    pub outcome: ::core::option::Option<move_result::Outcome>,
+}
+/// Nested message and enum types in `MoveResult`.
+pub mod move_result {
+    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Outcome {
+        #[prost(message, tag = "1")]
+        Entry(super::StatusEntry),
+        #[prost(message, tag = "2")]
+        Refused(super::MoveRefusal),
+    }
+}
+/// Why one move of a batch was refused: the gRPC code the single-move call
+/// would have answered, and its message (naming the field).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MoveRefusal {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetStatusRequest {
@@ -626,6 +669,29 @@ pub mod axis_client {
             req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "MoveStatus"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn move_statuses(
+            &mut self,
+            request: impl tonic::IntoRequest<super::MoveStatusesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::MoveStatusesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/truc.v1.Axis/MoveStatuses",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "MoveStatuses"));
+            self.inner.unary(req, path, codec).await
+        }
         pub async fn get_status(
             &mut self,
             request: impl tonic::IntoRequest<super::GetStatusRequest>,
@@ -745,6 +811,13 @@ pub mod axis_server {
             request: tonic::Request<super::MoveStatusRequest>,
         ) -> std::result::Result<
             tonic::Response<super::MoveStatusResponse>,
+            tonic::Status,
+        >;
+        async fn move_statuses(
+            &self,
+            request: tonic::Request<super::MoveStatusesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::MoveStatusesResponse>,
             tonic::Status,
         >;
         async fn get_status(
@@ -972,6 +1045,49 @@ pub mod axis_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = MoveStatusSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/MoveStatuses" => {
+                    #[allow(non_camel_case_types)]
+                    struct MoveStatusesSvc<T: Axis>(pub Arc<T>);
+                    impl<T: Axis> tonic::server::UnaryService<super::MoveStatusesRequest>
+                    for MoveStatusesSvc<T> {
+                        type Response = super::MoveStatusesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::MoveStatusesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::move_statuses(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = MoveStatusesSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,127 @@
+//! Status moves by recipients: the wire request checked once into a store
+//! request, for single moves and batches alike.
+
+use truc_domain::{AgencyCode, Status as DocStatus};
+use truc_proto::v1 as pb;
+use truc_store::{MoveRequest, StatusEntry, StoreError};
+
+use crate::error::HubError;
+use crate::{intake, parse_document_id, Hub};
+
+/// Checks one move made by `agency`: the document id, that the delivery is
+/// the caller's own, the status code and the reason's length.
+pub(crate) fn check(
+    hub: &Hub,
+    agency: AgencyCode,
+    request: pb::MoveStatusRequest,
+) -> Result<MoveRequest, HubError> {
+    parse_document_id("document_id", &request.document_id)?;
+    if !request.recipient.is_empty() {
+        let recipient: AgencyCode = request
+            .recipient
+            .parse()
+            .map_err(|error| HubError::invalid("recipient", format!("{error}")))?;
+        if recipient != agency {
+            return Err(HubError::denied(
+                "recipient",
+                format!("{agency} may move only its own deliveries, not {recipient}'s"),
+            ));
+        }
+    }
+    let status = u32::try_from(request.status)
+        .map_err(|_| truc_domain::StatusMoveError::UnknownCode(0))
+        .and_then(DocStatus::from_code)
+        .map_err(|_| {
+            HubError::invalid(
+                "status",
+                format!(
+                    "{} is not a status code (01, 02, 03, 04, 05, 06)",
+                    request.status
+                ),
+            )
+        })?;
+    if request.reason.chars().count() > hub.limits.reason_chars_max {
+        return Err(HubError::TooLarge {
+            field: "reason".into(),
+            reason: format!("longer than {} characters", hub.limits.reason_chars_max),
+        });
+    }
+    let recipient = agency.to_string();
+    Ok(MoveRequest {
+        document_id: request.document_id,
+        entry: StatusEntry {
+            code: status.code(),
+            at_unix_ms: intake::now_unix_ms(),
+            actor: recipient.clone(),
+            reason: request.reason,
+        },
+        recipient,
+    })
+}
+
+/// A refused move, with "not found" said in the caller's terms.
+pub(crate) fn refusal(error: StoreError, document_id: &str, recipient: &str) -> HubError {
+    match error {
+        StoreError::NotFound { .. } => HubError::not_found(
+            "document_id",
+            format!("{document_id} has no delivery to {recipient}"),
+        ),
+        other => other.into(),
+    }
+}
+
+/// Checks and records a batch: every move gets its own result.
+pub(crate) async fn move_all(
+    hub: &Hub,
+    agency: AgencyCode,
+    requests: Vec<pb::MoveStatusRequest>,
+) -> Result<Vec<pb::MoveResult>, HubError> {
+    if requests.len() > hub.limits.moves_per_call_max {
+        return Err(HubError::TooLarge {
+            field: "moves".into(),
+            reason: format!(
+                "{} moves in one call; at most {}",
+                requests.len(),
+                hub.limits.moves_per_call_max
+            ),
+        });
+    }
+    let mut results: Vec<Option<Result<StatusEntry, HubError>>> =
+        Vec::with_capacity(requests.len());
+    let mut checked = Vec::with_capacity(requests.len());
+    let mut positions = Vec::with_capacity(requests.len());
+    for (index, request) in requests.into_iter().enumerate() {
+        match check(hub, agency, request) {
+            Ok(request) => {
+                positions.push(index);
+                checked.push(request);
+                results.push(None);
+            }
+            Err(error) => results.push(Some(Err(error))),
+        }
+    }
+    let keys: Vec<(String, String)> = checked
+        .iter()
+        .map(|r| (r.document_id.clone(), r.recipient.clone()))
+        .collect();
+    let stored = hub.store.move_all(checked).await?;
+    for ((index, outcome), (document_id, recipient)) in positions.into_iter().zip(stored).zip(keys)
+    {
+        results[index] = Some(outcome.map_err(|error| refusal(error, &document_id, &recipient)));
+    }
+    Ok(results
+        .into_iter()
+        .map(|result| pb::MoveResult {
+            outcome: Some(match result.expect("every move has a result") {
+                Ok(entry) => pb::move_result::Outcome::Entry(crate::convert::status_entry(&entry)),
+                Err(error) => {
+                    let status = tonic::Status::from(error);
+                    pb::move_result::Outcome::Refused(pb::MoveRefusal {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    })
+                }
+            }),
+        })
+        .collect())
+}
