@@ -285,6 +285,7 @@ impl pb::axis_server::Axis for AxisService {
             metrics::SendOutcome::Accepted
         };
         metrics::send_finished(&code.to_string(), outcome);
+        tracing::debug!(sender = %code, duplicate = response.duplicate, "send accepted");
         Ok(Response::new(response))
     }
 
@@ -415,6 +416,7 @@ impl pb::axis_server::Axis for AxisService {
                 other => other.into(),
             })?;
         metrics::status_moved(&agency.to_string(), status.name());
+        tracing::debug!(%recipient, status = status.name(), "status moved");
         Ok(Response::new(pb::MoveStatusResponse {
             entry: Some(status_entry(&entry)),
         }))
