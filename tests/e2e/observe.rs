@@ -426,6 +426,27 @@ async fn metrics_count_sends_moves_and_refusals_as_they_happen() {
         after.text
     );
 
+    // No store call site records group commits yet; one recorded by hand
+    // shows the hub's recorder gives the store's names their buckets.
+    truc_store::metrics::group_commit(3, Duration::from_millis(2));
+    let with_commit = scrape(&hub).await;
+    assert!(
+        with_commit
+            .text
+            .contains("# TYPE truc_group_commit_flush_seconds histogram\n"),
+        "{}",
+        with_commit.text
+    );
+    assert!(
+        with_commit
+            .value(
+                "truc_group_commit_flush_seconds_bucket",
+                &[("le", "0.0025")]
+            )
+            .unwrap()
+            >= 1.0
+    );
+
     let (status_line, _) = http_get(hub.metrics_address.unwrap(), "/").await;
     assert_eq!(status_line, "HTTP/1.1 404 Not Found");
 

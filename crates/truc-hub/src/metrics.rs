@@ -7,16 +7,16 @@
 //! port pays almost nothing. The recorder is process-wide: several hubs in
 //! one process (tests, the in-process replay) share one set of series.
 //!
-//! Store-side figures (queue depth and the oldest unacknowledged item per
-//! node, group-commit batch sizes and flush latency) have their names,
-//! descriptions, buckets and helpers here already; their call sites belong
-//! to the delivery loop and the store writer.
+//! Some figures have names, help text, buckets and helpers but no call site
+//! yet: acknowledgements and the oldest unacknowledged item per node (here,
+//! for the delivery loop), queue depth and group commits (in
+//! `truc_store::metrics`, for the store writer, which cannot reach this crate).
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::Unit;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tonic::Code;
 
@@ -36,14 +36,11 @@ pub const DELIVERIES_ACKED_TOTAL: &str = "truc_deliveries_acked_total";
 pub const CONNECTED_NODES: &str = "truc_connected_nodes";
 /// `notAfter` of the hub's own certificate (`identity="hub"`) and of each CA (`identity="ca"`).
 pub const CERTIFICATE_EXPIRY: &str = "truc_certificate_expiry_timestamp_seconds";
-/// Items waiting in a node's durable queue (deliveries and notices).
-pub const QUEUE_DEPTH: &str = "truc_queue_depth";
 /// Age of the oldest item sent to a node and not yet acknowledged.
 pub const QUEUE_OLDEST_UNACKED_AGE: &str = "truc_queue_oldest_unacked_age_seconds";
-/// Commands folded into one group commit.
-pub const GROUP_COMMIT_BATCH_COMMANDS: &str = "truc_group_commit_batch_commands";
-/// Time one group commit took to write its batch and flush it to disk.
-pub const GROUP_COMMIT_FLUSH_SECONDS: &str = "truc_group_commit_flush_seconds";
+pub use truc_store::metrics::{
+    GROUP_COMMIT_BATCH_COMMANDS, GROUP_COMMIT_FLUSH_SECONDS, QUEUE_DEPTH,
+};
 
 /// Buckets for batch sizes: one command alone up to the writer's whole backlog.
 const BATCH_COMMANDS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
@@ -125,7 +122,7 @@ fn describe() {
     describe_histogram!(
         GROUP_COMMIT_FLUSH_SECONDS,
         Unit::Seconds,
-        "Time a group commit took to write and flush its batch."
+        "Time a group commit took to flush its batch to disk."
     );
 }
 
@@ -186,20 +183,9 @@ pub fn certificate_expiry(identity: &'static str, subject: &str, not_after_unix_
         .set(not_after_unix_seconds as f64);
 }
 
-/// For the store or the delivery loop: a node's queue as it stands.
-pub fn queue_depth(agency: &str, items: u64) {
-    gauge!(QUEUE_DEPTH, "agency" => agency.to_owned()).set(items as f64);
-}
-
 /// For the delivery loop: how long the oldest unacknowledged item has waited.
 pub fn queue_oldest_unacked_age(agency: &str, age: Duration) {
     gauge!(QUEUE_OLDEST_UNACKED_AGE, "agency" => agency.to_owned()).set(age.as_secs_f64());
-}
-
-/// For the store writer, once per flushed group.
-pub fn group_commit(commands: usize, flush: Duration) {
-    histogram!(GROUP_COMMIT_BATCH_COMMANDS).record(commands as f64);
-    histogram!(GROUP_COMMIT_FLUSH_SECONDS).record(flush.as_secs_f64());
 }
 
 /// The gRPC code as Prometheus users write it: `invalid_argument`, not `InvalidArgument`.
