@@ -3,6 +3,7 @@
 
 mod delivery;
 mod intake;
+mod observe;
 mod replay;
 mod status;
 

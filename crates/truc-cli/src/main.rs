@@ -26,6 +26,21 @@ use connect::Connection;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines for people, or one JSON object per line for collectors. The level comes from RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TRUC_LOG_FORMAT",
+        default_value_t = LogFormat::Human
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,10 +51,18 @@ enum Command {
         command: CertsCommand,
     },
     /// Runs the hub: gRPC over mutual TLS, sled storage.
-    #[command(after_help = "Example: truc hub --config config/hub.toml")]
+    #[command(after_help = "Example: truc hub --config config/hub.toml\n\
+                      Every key of the file can be overridden by an environment variable, TRUC_HUB__ and\n\
+                      the key's path in capitals (TRUC_HUB__LISTEN, TRUC_HUB__DELIVERY__WINDOW_MAX);\n\
+                      --print-config shows each key with its default and its variable.\n\
+                      gRPC health and server reflection share the hub's port; Prometheus metrics are\n\
+                      served on [observe] metrics_listen. Log level: RUST_LOG (default warn,truc=info).")]
     Hub {
         #[arg(long, default_value = "config/hub.toml")]
         config: PathBuf,
+        /// Print the effective configuration (the file with its TRUC_HUB__* overrides) as commented TOML, and exit.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Runs an agency node: one delivery stream, documents written into an inbox exactly once.
     #[command(after_help = "Example: truc node --as 000.00.00.H41 --inbox data/inbox/H41")]
@@ -169,13 +192,7 @@ struct SendArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,truc=info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -183,7 +200,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.log_format)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -192,10 +209,36 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,truc=info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Human => logs.init(),
+        // The innermost span (e.g. `send` with its document_id) rides on each line.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     match command {
         Command::Certs { command } => certs(command),
-        Command::Hub { config } => hub(config).await,
+        Command::Hub {
+            config,
+            print_config: false,
+        } => hub(config, log_format).await,
+        Command::Hub {
+            config,
+            print_config: true,
+        } => print_hub_config(config),
         Command::Node {
             connection,
             inbox,
@@ -280,26 +323,71 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn hub(config_path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     let config = truc_hub::HubConfig::load(&config_path)?;
     let setup = truc_hub::HubSetup::from_config(&config).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let mut observe = truc_hub::Observe::default();
+    if let Some(address) = config.observe.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {address}"))?;
+        observe.metrics_listener = Some(metrics);
+    }
+    let metrics_listen = config
+        .observe
+        .metrics_listen
+        .map_or_else(|| "off".to_owned(), |address| address.to_string());
     tracing::info!(
         listen = %config.listen,
+        metrics = %metrics_listen,
         data_dir = %config.data_dir.display(),
         agencies = setup.directory.len(),
         "hub serving"
     );
-    eprintln!(
-        "truc hub listening on {} (mutual TLS); Ctrl-C stops it",
-        config.listen
-    );
-    truc_hub::run(listener, setup, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    // Log collectors read stderr line by line as JSON: the banner is for people only.
+    if matches!(log_format, LogFormat::Human) {
+        eprintln!(
+            "truc hub listening on {} (mutual TLS); metrics: {metrics_listen}; Ctrl-C stops it",
+            config.listen
+        );
+    }
+    truc_hub::run_observed(listener, setup, observe, stop_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM as service managers and orchestrators send it: both
+/// stop the hub gracefully (health turns NOT_SERVING, streams end, the store
+/// makes its last flush).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGTERM; only Ctrl-C stops the hub")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_hub_config(config_path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = truc_hub::HubConfig::read_with_env(&config_path, std::env::vars_os())?;
+    print!("{}", config.to_commented_toml());
+    // Printing works before the certificates exist; say what would still stop the hub.
+    if let Err(error) = truc_hub::HubConfig::load(&config_path) {
+        eprintln!("note: the hub would not start with this configuration: {error}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

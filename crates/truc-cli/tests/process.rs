@@ -1,6 +1,8 @@
 //! The `truc` binary as a user runs it: certificates made by `truc certs
-//! init`, the hub as its own process, `truc send` and `truc status`, and a
-//! `kill -9` of the hub after which every acknowledged send is still there.
+//! init`, the hub as its own process, `truc send` and `truc status`, a
+//! `kill -9` of the hub after which every acknowledged send is still there,
+//! and what operators see: the printed configuration with its environment
+//! overrides, JSON logs and the metrics endpoint.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,13 +33,42 @@ struct HubProcess {
 
 impl HubProcess {
     fn start(config: &Path) -> HubProcess {
+        Self::start_with(config, &[], &[], Stdio::null())
+    }
+
+    fn start_with(
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: impl Into<Stdio>,
+    ) -> HubProcess {
         let child = Command::new(TRUC)
             .args(["hub", "--config", config.to_str().expect("utf-8 path")])
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn hub");
         HubProcess { child }
+    }
+
+    /// SIGTERM, as a service manager stops the hub; waits for the exit
+    /// while this test's runtime keeps serving its client connections, which
+    /// the hub's graceful shutdown waits for.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("poll hub") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the hub did not stop within 30 s of SIGTERM");
     }
 
     fn kill_9(&mut self) {
@@ -74,6 +105,15 @@ async fn connect(
     panic!("hub at {address} never became ready");
 }
 
+/// A port free at the moment of asking.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn setup(root: &Path) -> (PathBuf, SocketAddr, PkiPaths) {
     let directory = root.join("agencies.toml");
     let mut text = String::new();
@@ -92,11 +132,7 @@ fn setup(root: &Path) -> (PathBuf, SocketAddr, PkiPaths) {
         "--directory",
         directory.to_str().unwrap(),
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = root.join("hub.toml");
     std::fs::write(
@@ -229,4 +265,100 @@ async fn acknowledged_sends_survive_kill_9_and_the_cli_works_against_a_hub_proce
     assert_eq!(shown["recipients"][0]["recipient"], RECIPIENTS[0]);
     assert_eq!(shown["recipients"][0]["current"], "queued");
     hub.kill_9();
+}
+
+#[test]
+fn print_config_shows_environment_overrides_and_refuses_unknown_variables() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hub.toml");
+    let print = |env: &[(&str, &str)]| {
+        Command::new(TRUC)
+            .args([
+                "hub",
+                "--config",
+                example.to_str().unwrap(),
+                "--print-config",
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run truc")
+    };
+    let printed = print(&[("TRUC_HUB__DELIVERY__WINDOW_MAX", "7")]);
+    assert!(printed.status.success(), "{printed:?}");
+    let text = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        text.contains(
+            "# Default: 1024. Environment: TRUC_HUB__DELIVERY__WINDOW_MAX.\nwindow_max = 7\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\n[observe]\n"), "{text}");
+
+    let refused = print(&[("TRUC_HUB__DELIVERY__WINDOWMAX", "7")]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8(refused.stderr).unwrap();
+    assert!(
+        message.contains("TRUC_HUB__DELIVERY__WINDOWMAX names no configuration key"),
+        "{message}"
+    );
+}
+
+/// The body of `GET /metrics` on a hub process, once it answers.
+async fn scrape(address: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("metrics port accepts");
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    response
+}
+
+#[tokio::test]
+async fn a_hub_process_logs_json_lines_with_document_ids_and_serves_metrics() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, address, pki) = setup(root.path());
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log_path = root.path().join("hub.log");
+    let mut hub = HubProcess::start_with(
+        &config,
+        &["--log-format", "json"],
+        &[
+            ("RUST_LOG", "warn,truc_hub=debug"),
+            ("TRUC_HUB__OBSERVE__METRICS_LISTEN", &metrics.to_string()),
+        ],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let client = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
+    let attachment = Attachment::bytes("vb.pdf", "application/pdf", vec![1; 100]);
+    let sent = client.send(&draft(1), vec![attachment]).await.unwrap();
+
+    // A separate process: its counts are this test's alone.
+    let body = scrape(metrics).await;
+    assert!(
+        body.contains(&format!(
+            "truc_sends_total{{agency=\"{SENDER}\",outcome=\"accepted\"}} 1\n"
+        )),
+        "{body}"
+    );
+    assert!(
+        hub.terminate().await.success(),
+        "SIGTERM stops the hub cleanly"
+    );
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let accepted = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "send accepted")
+        .unwrap_or_else(|| panic!("no \"send accepted\" line in {logs}"));
+    assert_eq!(accepted["level"], "DEBUG");
+    assert_eq!(accepted["span"]["name"], "send");
+    assert_eq!(accepted["span"]["document_id"], sent.document_id.as_str());
 }

@@ -1,14 +1,24 @@
 //! The hub's configuration: one TOML file, every field with a default,
 //! unknown keys refused, paths relative to the file, all checked before any
 //! port is bound.
+//!
+//! Environment overrides: `TRUC_HUB__` followed by the key's path in
+//! capitals, with a double underscore between a section and its key
+//! (`TRUC_HUB__LISTEN`, `TRUC_HUB__DELIVERY__WINDOW_MAX`,
+//! `TRUC_HUB__OBSERVE__METRICS_LISTEN`). A variable replaces the file's
+//! value before the whole is checked, so a variable that names no key, or
+//! whose value does not fit its key, is an error like a bad file.
+//! [`HubConfig::to_commented_toml`] prints the result with every key, what it
+//! is for, and its default; `config/hub.toml` is exactly that output.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use truc_domain::Limits;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
     /// Address the gRPC server listens on. Default 127.0.0.1:7443.
@@ -19,17 +29,19 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// The registered agencies (a TOML file of `[[agency]]` entries).
     pub directory: PathBuf,
+    /// sled's page cache, in MiB. Default 256.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
     pub tls: TlsConfig,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub delivery: DeliveryConfig,
-    /// sled's page cache, in MiB. Default 256.
-    #[serde(default = "default_cache_mib")]
-    pub cache_mib: u64,
+    #[serde(default)]
+    pub observe: ObserveConfig,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The CA that issues agency, operator and hub certificates (PEM).
@@ -40,7 +52,7 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Most unacknowledged items on one node's stream, whatever the node asks.
@@ -62,6 +74,44 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// Operators' tooling. Health and reflection need no settings: they are
+/// always served on `listen`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObserveConfig {
+    /// Where to serve Prometheus metrics over plain HTTP; written `""`
+    /// (the default) for none.
+    #[serde(
+        serialize_with = "address_or_empty",
+        deserialize_with = "empty_or_address"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+fn address_or_empty<S: Serializer>(
+    address: &Option<SocketAddr>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match address {
+        Some(address) => serializer.collect_str(address),
+        None => serializer.serialize_str(""),
+    }
+}
+
+fn empty_or_address<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an address like 127.0.0.1:9464 (or \"\" for none)"
+        ))
+    })
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7443))
 }
@@ -73,6 +123,129 @@ fn default_data_dir() -> PathBuf {
 fn default_cache_mib() -> u64 {
     256
 }
+
+/// Environment variables that override keys start with this.
+pub const ENV_PREFIX: &str = "TRUC_HUB__";
+/// Between a section and its key in a variable's name.
+const ENV_SEPARATOR: &str = "__";
+
+/// Every key, in the order `--print-config` prints it, with what it is for.
+/// A test checks that this lists exactly the keys the structs above accept.
+const KEYS: &[(&str, &str)] = &[
+    (
+        "listen",
+        "Address the gRPC server listens on (mutual TLS 1.3 only).",
+    ),
+    (
+        "data_dir",
+        "sled data directory (created if missing; locked while the hub runs).",
+    ),
+    (
+        "directory",
+        "The registered agencies: a TOML file of [[agency]] entries.",
+    ),
+    ("cache_mib", "sled page cache, in MiB."),
+    (
+        "tls.ca_cert",
+        "The CA that issues hub, agency and operator certificates (PEM).",
+    ),
+    ("tls.cert", "The hub's certificate (PEM)."),
+    (
+        "tls.key",
+        "The hub's private key (PEM, PKCS#8); never committed.",
+    ),
+    (
+        "limits.header_bytes_max",
+        "Largest encoded envelope header, in bytes.",
+    ),
+    ("limits.recipients_max", "Most recipients on one document."),
+    (
+        "limits.attachments_max",
+        "Most attachments on one document.",
+    ),
+    (
+        "limits.document_bytes_max",
+        "Largest total of attachment bytes on one document.",
+    ),
+    (
+        "limits.chunk_bytes_max",
+        "Largest attachment chunk in one stream message, in bytes.",
+    ),
+    (
+        "limits.subject_chars_max",
+        "Longest subject, in characters.",
+    ),
+    (
+        "limits.text_chars_max",
+        "Longest short text field (names, places), in characters.",
+    ),
+    (
+        "limits.references_max",
+        "Most document ids in response_for or business_refs.",
+    ),
+    (
+        "limits.reason_chars_max",
+        "Longest status reason, in characters.",
+    ),
+    (
+        "limits.future_days_max",
+        "How many days past today (Vietnam time) a promulgation date may be.",
+    ),
+    (
+        "limits.moves_per_call_max",
+        "Most status moves in one MoveStatuses call.",
+    ),
+    (
+        "limits.acks_per_message_max",
+        "Most queue items one acknowledgement message may name.",
+    ),
+    (
+        "delivery.window_max",
+        "Most unacknowledged items on one node's stream, whatever the node asks.",
+    ),
+    (
+        "delivery.window_default",
+        "Window used when a node asks for none.",
+    ),
+    (
+        "delivery.inline_attachment_bytes_max",
+        "Documents whose attachments total at most this many bytes travel\n\
+         inline in the delivery instead of being fetched separately.",
+    ),
+    (
+        "observe.metrics_listen",
+        "Where to serve Prometheus metrics (plain HTTP, GET /metrics);\n\
+         \"\" serves none. gRPC health (grpc.health.v1.Health) and server\n\
+         reflection are always on `listen`, under the same mutual TLS.",
+    ),
+];
+
+/// The comment above each section.
+const SECTIONS: &[(&str, &str)] = &[
+    (
+        "tls",
+        "Mutual TLS: every party's certificate comes from this CA.",
+    ),
+    (
+        "limits",
+        "What one envelope may carry; refusals name the limit.",
+    ),
+    ("delivery", "Delivery streams to agency nodes."),
+    ("observe", "Operators' tooling."),
+];
+
+const HEADER: &str = "\
+# truc hub configuration, as `truc hub --print-config` prints it: every key
+# with what it is for and its default. Unknown keys are an error. Relative
+# paths are relative to this file's folder.
+#
+# Every key can be overridden by an environment variable: TRUC_HUB__ and the
+# key's path in capitals, with a double underscore between section and key,
+# e.g. TRUC_HUB__LISTEN or TRUC_HUB__DELIVERY__WINDOW_MAX. A TRUC_HUB__
+# variable that names no key is an error.
+#
+# Make the certificates first: `truc certs init --dir certs/dev`.
+";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -91,17 +264,19 @@ pub enum ConfigError {
 }
 
 impl HubConfig {
-    /// Reads, resolves relative paths against the file's folder, and checks
-    /// everything, reporting every problem at once.
+    /// Reads the file with the process's `TRUC_HUB__*` overrides, resolves
+    /// relative paths against the file's folder, and checks everything,
+    /// reporting every problem at once.
     pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut config: HubConfig = toml::from_str(&text).map_err(|error| ConfigError::Parse {
-            path: path.to_owned(),
-            message: error.to_string(),
-        })?;
+        Self::load_with_env(path, std::env::vars_os())
+    }
+
+    /// [`HubConfig::load`] with the given environment instead of the process's.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<HubConfig, ConfigError> {
+        let mut config = Self::read_with_env(path, env)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for field in [
             &mut config.data_dir,
@@ -123,6 +298,42 @@ impl HubConfig {
                 problems,
             })
         }
+    }
+
+    /// The file with the overrides of `env` applied, paths as written and
+    /// nothing checked beyond types and key names: what `--print-config` shows.
+    pub fn read_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<HubConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        let overrides = env_overrides(env);
+        if overrides.is_empty() {
+            // Straight from the text, so that errors point at a line.
+            return toml::from_str(&text).map_err(|error| parse_error(error.to_string()));
+        }
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|error| parse_error(error.to_string()))?;
+        let problems = apply_overrides(&mut table, overrides);
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            });
+        }
+        toml::Value::Table(table).try_into().map_err(|error| {
+            let message = error.to_string().trim_end().replace('\n', " ");
+            parse_error(format!(
+                "{message} (with the {ENV_PREFIX}* overrides applied)"
+            ))
+        })
     }
 
     /// Everything wrong with the configuration, as sentences.
@@ -147,6 +358,339 @@ impl HubConfig {
         if self.limits.chunk_bytes_max == 0 || self.limits.header_bytes_max == 0 {
             problems.push("limits: chunk_bytes_max and header_bytes_max must be at least 1".into());
         }
+        if self
+            .observe
+            .metrics_listen
+            .is_some_and(|metrics| metrics == self.listen)
+        {
+            problems.push(format!(
+                "observe.metrics_listen: {} is already `listen`; give metrics a port of their own",
+                self.listen
+            ));
+        }
         problems
+    }
+
+    /// This configuration as commented TOML: every key, what it is for, its
+    /// default and its environment variable.
+    pub fn to_commented_toml(&self) -> String {
+        let values = toml::Table::try_from(self).expect("the configuration serializes to TOML");
+        let defaults = defaults();
+        let mut out = String::from(HEADER);
+        let mut section = "";
+        for (key, doc) in KEYS {
+            let (key_section, name) = key.split_once('.').unwrap_or(("", key));
+            if key_section != section {
+                section = key_section;
+                let about = SECTIONS
+                    .iter()
+                    .find(|(name, _)| *name == section)
+                    .map_or("", |(_, about)| about);
+                out.push_str(&format!("\n# {about}\n[{section}]\n"));
+            } else {
+                out.push('\n');
+            }
+            for line in doc.lines() {
+                out.push_str(&format!("# {}\n", line.trim_start()));
+            }
+            let default = match lookup(&defaults, key) {
+                Some(value) => format!("Default: {value}."),
+                None => "Required.".to_owned(),
+            };
+            out.push_str(&format!("# {default} Environment: {}.\n", env_name(key)));
+            let value = lookup(&values, key).expect("every documented key has a value");
+            out.push_str(&format!("{name} = {value}\n"));
+        }
+        out
+    }
+}
+
+/// The value of a dotted key in a table of sections.
+fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    match key.split_once('.') {
+        Some((section, name)) => table.get(section)?.as_table()?.get(name),
+        None => table.get(key),
+    }
+}
+
+/// The defaults, read from the serde defaults themselves so that they
+/// cannot drift; the required keys are left out.
+fn defaults() -> toml::Table {
+    let required_only = "directory = \"\"\n[tls]\nca_cert = \"\"\ncert = \"\"\nkey = \"\"\n";
+    let config: HubConfig =
+        toml::from_str(required_only).expect("the required keys alone make a configuration");
+    let mut table = toml::Table::try_from(config).expect("the defaults serialize to TOML");
+    table.remove("directory");
+    table.remove("tls");
+    table
+}
+
+/// The variable that overrides `key`: `delivery.window_max` → `TRUC_HUB__DELIVERY__WINDOW_MAX`.
+fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', ENV_SEPARATOR).to_ascii_uppercase()
+    )
+}
+
+/// The `TRUC_HUB__*` variables of `env`, sorted by name so that problems
+/// come out in a stable order.
+fn env_overrides(env: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(String, OsString)> {
+    let mut overrides: Vec<(String, OsString)> = env
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.to_string_lossy().into_owned();
+            name.starts_with(ENV_PREFIX).then_some((name, value))
+        })
+        .collect();
+    overrides.sort();
+    overrides
+}
+
+/// Puts each override into `table`, typed like the key's default (text for
+/// keys without one); returns what could not be applied.
+fn apply_overrides(table: &mut toml::Table, overrides: Vec<(String, OsString)>) -> Vec<String> {
+    let defaults = defaults();
+    let mut problems = Vec::new();
+    for (name, value) in overrides {
+        let Some((key, _)) = KEYS.iter().find(|(key, _)| env_name(key) == name) else {
+            problems.push(format!(
+                "{name} names no configuration key; `truc hub --print-config` lists each key's variable"
+            ));
+            continue;
+        };
+        let Some(text) = value.to_str() else {
+            problems.push(format!("{name}: the value is not UTF-8"));
+            continue;
+        };
+        let value = match lookup(&defaults, key) {
+            Some(toml::Value::Integer(_)) => match text.trim().parse::<i64>() {
+                Ok(number) => toml::Value::Integer(number),
+                Err(_) => {
+                    problems.push(format!("{name}: {text:?} is not a whole number"));
+                    continue;
+                }
+            },
+            Some(toml::Value::Boolean(_)) => match text.trim().parse::<bool>() {
+                Ok(flag) => toml::Value::Boolean(flag),
+                Err(_) => {
+                    problems.push(format!("{name}: {text:?} is not true or false"));
+                    continue;
+                }
+            },
+            _ => toml::Value::String(text.to_owned()),
+        };
+        let (section, key_name) = match key.split_once('.') {
+            Some((section_name, key_name)) => {
+                let section = table
+                    .entry(section_name)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match section.as_table_mut() {
+                    Some(section) => (section, key_name),
+                    None => {
+                        problems.push(format!(
+                            "{name}: the file's `{section_name}` is not a section"
+                        ));
+                        continue;
+                    }
+                }
+            }
+            None => (&mut *table, *key),
+        };
+        section.insert(key_name.to_owned(), value);
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect()
+    }
+
+    fn example_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/hub.toml")
+    }
+
+    /// A config file with the required keys, in a temporary folder.
+    fn minimal(extra: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "directory = \"agencies.toml\"\n{extra}\n[tls]\nca_cert = \"ca.crt\"\ncert = \"hub.crt\"\nkey = \"hub.key\"\n"
+            ),
+        )
+        .unwrap();
+        (dir, path)
+    }
+
+    /// Every dotted key a table holds.
+    fn keys_of(table: &toml::Table) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        for (name, value) in table {
+            match value.as_table() {
+                Some(section) => keys.extend(section.keys().map(|key| format!("{name}.{key}"))),
+                None => {
+                    keys.insert(name.clone());
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_documented_keys_are_exactly_the_accepted_ones() {
+        let (_dir, path) = minimal("");
+        let config = HubConfig::read_with_env(&path, env(&[])).unwrap();
+        let accepted = keys_of(&toml::Table::try_from(&config).unwrap());
+        let documented: BTreeSet<String> = KEYS.iter().map(|(key, _)| key.to_string()).collect();
+        assert_eq!(documented, accepted);
+        for (section, _) in SECTIONS {
+            assert!(KEYS
+                .iter()
+                .any(|(key, _)| key.starts_with(&format!("{section}."))));
+        }
+    }
+
+    #[test]
+    fn the_example_file_is_what_print_config_prints_for_it() {
+        let config = HubConfig::read_with_env(&example_path(), env(&[])).unwrap();
+        let printed = config.to_commented_toml();
+        let file = std::fs::read_to_string(example_path()).unwrap();
+        assert_eq!(
+            file, printed,
+            "config/hub.toml is out of step; regenerate it with `truc hub --config config/hub.toml --print-config`"
+        );
+    }
+
+    #[test]
+    fn printed_configuration_reads_back_the_same() {
+        let (_dir, path) = minimal("cache_mib = 7\n[observe]\nmetrics_listen = \"127.0.0.1:9464\"");
+        let config = HubConfig::read_with_env(&path, env(&[])).unwrap();
+        let printed = config.to_commented_toml();
+        assert!(printed.contains("\ncache_mib = 7\n"), "{printed}");
+        assert!(printed.contains("# Default: 256. Environment: TRUC_HUB__CACHE_MIB.\n"));
+        assert!(printed.contains("# Required. Environment: TRUC_HUB__TLS__KEY.\n"));
+        std::fs::write(&path, &printed).unwrap();
+        let again = HubConfig::read_with_env(&path, env(&[])).unwrap();
+        assert_eq!(again.to_commented_toml(), printed);
+        assert_eq!(again.observe.metrics_listen, "127.0.0.1:9464".parse().ok());
+    }
+
+    #[test]
+    fn environment_variables_override_keys_of_every_kind() {
+        let (dir, path) = minimal("[delivery]\nwindow_max = 9");
+        let config = HubConfig::read_with_env(
+            &path,
+            env(&[
+                ("TRUC_HUB__LISTEN", "0.0.0.0:8443"),
+                ("TRUC_HUB__DELIVERY__WINDOW_MAX", "17"),
+                ("TRUC_HUB__LIMITS__RECIPIENTS_MAX", "5"),
+                ("TRUC_HUB__OBSERVE__METRICS_LISTEN", "127.0.0.1:9999"),
+                ("TRUC_HUB__TLS__KEY", "/run/secrets/hub.key"),
+                ("UNRELATED", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(
+            config.delivery.window_max, 17,
+            "the variable beats the file"
+        );
+        assert_eq!(
+            config.delivery.window_default, 64,
+            "untouched keys keep their default"
+        );
+        assert_eq!(config.limits.recipients_max, 5);
+        assert_eq!(config.observe.metrics_listen, "127.0.0.1:9999".parse().ok());
+        assert_eq!(config.tls.key, PathBuf::from("/run/secrets/hub.key"));
+
+        // A relative path from a variable is relative to the file, like the file's own.
+        let loaded = HubConfig::load_with_env(&path, env(&[("TRUC_HUB__DATA_DIR", "elsewhere")]));
+        let Err(ConfigError::Invalid { problems, .. }) = loaded else {
+            panic!("the certificates do not exist, so loading must fail: {loaded:?}");
+        };
+        assert!(
+            problems[0].contains(&dir.path().display().to_string()),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_variables_and_ill_typed_values_are_all_reported() {
+        let (_dir, path) = minimal("");
+        let error = HubConfig::read_with_env(
+            &path,
+            env(&[
+                ("TRUC_HUB__LISTN", "0.0.0.0:1"),
+                ("TRUC_HUB__DELIVERY__WINDOW_MAX", "many"),
+                ("TRUC_HUB__TLS", "x"),
+            ]),
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = error else {
+            panic!("expected the problems listed, got {error}");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0]
+            .starts_with("TRUC_HUB__DELIVERY__WINDOW_MAX: \"many\" is not a whole number"));
+        assert!(problems[1].starts_with("TRUC_HUB__LISTN names no configuration key"));
+        assert!(problems[2].starts_with("TRUC_HUB__TLS names no configuration key"));
+
+        // A value of the right kind that does not fit is refused when the whole is read.
+        let error = HubConfig::read_with_env(&path, env(&[("TRUC_HUB__LISTEN", "not an address")]))
+            .unwrap_err();
+        assert!(matches!(error, ConfigError::Parse { .. }), "{error}");
+        let error = HubConfig::read_with_env(
+            &path,
+            env(&[("TRUC_HUB__OBSERVE__METRICS_LISTEN", "localhost")]),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("\"localhost\" is not an address"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_still_refused() {
+        let (_dir, path) = minimal("[observe]\nmetrics_port = 9464");
+        let error = HubConfig::read_with_env(&path, env(&[])).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `metrics_port`"),
+            "{error}"
+        );
+        // Also when an override sends the text through the other path.
+        let error =
+            HubConfig::read_with_env(&path, env(&[("TRUC_HUB__CACHE_MIB", "1")])).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `metrics_port`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn metrics_on_the_axis_port_is_a_problem() {
+        let (_dir, path) = minimal("");
+        let config = HubConfig::read_with_env(
+            &path,
+            env(&[("TRUC_HUB__OBSERVE__METRICS_LISTEN", "127.0.0.1:7443")]),
+        )
+        .unwrap();
+        assert!(config
+            .problems()
+            .iter()
+            .any(|problem| problem.starts_with("observe.metrics_listen")));
     }
 }

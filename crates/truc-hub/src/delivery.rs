@@ -102,6 +102,13 @@ pub(crate) async fn run_session(
                     let acked_tx = acked_tx.clone();
                     tokio::spawn(async move {
                         let result = store.ack_all(&code, ack.queue_seqs.clone(), now_unix_ms()).await;
+                        if let Ok(outcomes) = &result {
+                            for outcome in outcomes {
+                                if matches!(outcome, truc_store::AckOutcome::Arrived(_)) {
+                                    crate::metrics::delivery_acked(&code);
+                                }
+                            }
+                        }
                         let _ = acked_tx.send(result.map(|_| ack.queue_seqs).map_err(HubError::from)).await;
                     });
                 }

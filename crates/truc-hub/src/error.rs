@@ -1,4 +1,5 @@
-//! The hub's refusals, and the one place they become gRPC statuses.
+//! The hub's refusals, and the one place they become gRPC statuses (and are
+//! counted, per code, in `truc_refusals_total`).
 
 use tonic::{Code, Status};
 use truc_domain::{EnvelopeError, StatusMoveError};
@@ -97,6 +98,7 @@ impl From<HubError> for Status {
         if code == Code::Internal || code == Code::Unavailable {
             tracing::error!(%message, "storage failure");
         }
+        crate::metrics::refused(code);
         Status::new(code, message)
     }
 }

@@ -1,6 +1,7 @@
 //! The hub: gRPC services over mutual TLS, identity from certificates,
 //! intake, routing to recipients' queues, delivery streams and status moves.
-//! Entry point: [`run`] on a pre-bound listener.
+//! Entry point: [`run`] on a pre-bound listener, or [`run_observed`] with a
+//! metrics endpoint; gRPC health and reflection share the Axis port.
 
 pub mod config;
 mod convert;
@@ -9,7 +10,9 @@ pub mod directory;
 mod error;
 mod identity;
 mod intake;
+pub mod metrics;
 mod moves;
+mod observe;
 mod tls;
 
 use std::collections::HashMap;
@@ -30,6 +33,7 @@ pub use config::HubConfig;
 pub use directory::{AgencyEntry, ConnectionMode, Directory};
 pub use error::HubError;
 pub use identity::Caller;
+pub use observe::AXIS_SERVICE;
 
 use convert::{signature_state, status_entry};
 
@@ -94,10 +98,29 @@ struct AxisService(Arc<Hub>);
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// What a hub offers operators' tooling beyond health and reflection,
+/// which are always on.
+#[derive(Default)]
+pub struct Observe {
+    /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); bound
+    /// by the caller so that tests can use port 0. `None` serves no metrics.
+    pub metrics_listener: Option<TcpListener>,
+}
+
 /// Serves the axis on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
     setup: HubSetup,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), HubError> {
+    run_observed(listener, setup, Observe::default(), shutdown).await
+}
+
+/// [`run`], with what `observe` asks for.
+pub async fn run_observed(
+    listener: TcpListener,
+    setup: HubSetup,
+    observe: Observe,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), HubError> {
     let tls = truc_pki::server_tls_config(&setup.trust, &setup.credentials).map_err(|e| {
@@ -106,6 +129,18 @@ pub async fn run(
             reason: e.to_string(),
         }
     })?;
+    let reflection_v1 = observe::reflection_v1()?;
+    let reflection_v1alpha = observe::reflection_v1alpha()?;
+    let metrics_endpoint = match observe.metrics_listener {
+        Some(listener) => {
+            let handle = metrics::install()
+                .map_err(|reason| HubError::invalid("observe.metrics_listen", reason))?;
+            record_certificate_expiry(&setup);
+            Some((listener, handle))
+        }
+        None => None,
+    };
+    let readiness = observe::Readiness::new().await;
     let (stopping, shutdown_seen) = watch::channel(false);
     let hub = Arc::new(Hub {
         store: setup.store,
@@ -121,19 +156,54 @@ pub async fn run(
     let service = pb::axis_server::AxisServer::new(AxisService(hub.clone()))
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
+    let metrics_task = metrics_endpoint.map(|(listener, handle)| {
+        tokio::spawn(observe::serve_metrics(
+            listener,
+            handle,
+            hub.shutdown.clone(),
+        ))
+    });
+    let health = readiness.service(hub.shutdown.clone());
     let incoming = tls::incoming(listener, tls);
+    // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
+    readiness.serving().await;
     let signal = async move {
         shutdown.await;
+        readiness.stopping().await;
         let _ = stopping.send(true);
     };
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(service)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .map_err(|error| HubError::Invalid {
             field: "server".into(),
             reason: error.to_string(),
-        })
+        });
+    // The metrics port is free again once `run_observed` returns, like the Axis port.
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    served
+}
+
+/// Puts the expiry of the hub's certificate and of each CA into the metrics.
+fn record_certificate_expiry(setup: &HubSetup) {
+    let certificates = std::iter::once(("hub", setup.credentials.certificate_der()))
+        .chain(setup.trust.certificates_der().map(|der| ("ca", der)));
+    for (identity, der) in certificates {
+        match truc_pki::certificate_validity(der) {
+            Ok(validity) => metrics::certificate_expiry(
+                identity,
+                &validity.subject,
+                validity.not_after_unix_seconds,
+            ),
+            Err(error) => tracing::warn!(identity, %error, "cannot read a certificate's expiry"),
+        }
+    }
 }
 
 fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
@@ -188,10 +258,12 @@ impl Hub {
 
 #[tonic::async_trait]
 impl pb::axis_server::Axis for AxisService {
+    #[tracing::instrument(skip_all, fields(document_id = tracing::field::Empty))]
     async fn send(
         &self,
         request: Request<Streaming<pb::SendRequest>>,
     ) -> Result<Response<pb::SendResponse>, Status> {
+        metrics::request("send");
         let caller = caller(&request)?;
         let Caller::Agency {
             code,
@@ -203,7 +275,18 @@ impl pb::axis_server::Axis for AxisService {
         };
         let response = intake::send(&self.0, code, certificate, public_key, request.into_inner())
             .await
-            .inspect_err(|error| tracing::info!(sender = %code, %error, "send refused"))?;
+            .inspect_err(|error| {
+                metrics::send_finished(&code.to_string(), metrics::SendOutcome::Refused);
+                tracing::info!(sender = %code, %error, "send refused");
+            })?;
+        tracing::Span::current().record("document_id", response.document_id.as_str());
+        let outcome = if response.duplicate {
+            metrics::SendOutcome::Duplicate
+        } else {
+            metrics::SendOutcome::Accepted
+        };
+        metrics::send_finished(&code.to_string(), outcome);
+        tracing::debug!(sender = %code, duplicate = response.duplicate, "send accepted");
         Ok(Response::new(response))
     }
 
@@ -213,6 +296,7 @@ impl pb::axis_server::Axis for AxisService {
         &self,
         request: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::DeliveriesStream>, Status> {
+        metrics::request("deliveries");
         let agency = caller(&request)?.agency("receive deliveries")?;
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
@@ -245,6 +329,7 @@ impl pb::axis_server::Axis for AxisService {
             older.notify_one();
         }
         tracing::debug!(%agency, window, "node connected");
+        metrics::node_connected();
         let (outbound, receiver) = mpsc::channel(window.max(1));
         tokio::spawn(async move {
             delivery::run_session(hub.clone(), agency, window, inbound, outbound, replaced).await;
@@ -252,17 +337,31 @@ impl pb::axis_server::Axis for AxisService {
             if sessions.get(&agency).is_some_and(|(id, _)| *id == session) {
                 sessions.remove(&agency);
             }
+            metrics::node_disconnected();
             tracing::debug!(%agency, "node disconnected");
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let agency_label = agency.to_string();
+        let outbound = ReceiverStream::new(receiver).map(move |message| {
+            if let Ok(pb::HubMessage {
+                kind: Some(pb::hub_message::Kind::Delivery(_)),
+            }) = &message
+            {
+                metrics::delivery_sent(&agency_label);
+            }
+            message
+        });
+        Ok(Response::new(Box::pin(outbound)))
     }
 
+    #[tracing::instrument(skip_all, fields(document_id = tracing::field::Empty))]
     async fn move_status(
         &self,
         request: Request<pb::MoveStatusRequest>,
     ) -> Result<Response<pb::MoveStatusResponse>, Status> {
+        metrics::request("move_status");
         let agency = caller(&request)?.agency("move statuses")?;
         let request = moves::check(&self.0, agency, request.into_inner())?;
+        tracing::Span::current().record("document_id", request.document_id.as_str());
         let (document_id, recipient) = (request.document_id.clone(), request.recipient.clone());
         let entry = self
             .0
@@ -273,6 +372,7 @@ impl pb::axis_server::Axis for AxisService {
             .pop()
             .ok_or(HubError::Store(truc_store::StoreError::WriterGone))?
             .map_err(|error| moves::refusal(error, &document_id, &recipient))?;
+        moves::record_moved(&recipient, &entry);
         Ok(Response::new(pb::MoveStatusResponse {
             entry: Some(status_entry(&entry)),
         }))
@@ -282,17 +382,21 @@ impl pb::axis_server::Axis for AxisService {
         &self,
         request: Request<pb::MoveStatusesRequest>,
     ) -> Result<Response<pb::MoveStatusesResponse>, Status> {
+        metrics::request("move_statuses");
         let agency = caller(&request)?.agency("move statuses")?;
         let results = moves::move_all(&self.0, agency, request.into_inner().moves).await?;
         Ok(Response::new(pb::MoveStatusesResponse { results }))
     }
 
+    #[tracing::instrument(skip_all, fields(document_id = tracing::field::Empty))]
     async fn get_status(
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        metrics::request("get_status");
         let caller = caller(&request)?;
         let document_id = request.into_inner().document_id;
+        tracing::Span::current().record("document_id", document_id.as_str());
         let (record, only) = self.0.readable_document(&caller, &document_id)?;
         let deliveries = self
             .0
@@ -337,6 +441,7 @@ impl pb::axis_server::Axis for AxisService {
         &self,
         request: Request<pb::FetchAttachmentRequest>,
     ) -> Result<Response<Self::FetchAttachmentStream>, Status> {
+        metrics::request("fetch_attachment");
         let caller = caller(&request)?;
         let request = request.into_inner();
         let (record, _) = self.0.readable_document(&caller, &request.document_id)?;
@@ -381,6 +486,7 @@ impl pb::axis_server::Axis for AxisService {
         &self,
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
+        metrics::request("report");
         if !caller(&request)?.is_operator() {
             return Err(HubError::denied("certificate", "reports are for operators").into());
         }
@@ -413,6 +519,7 @@ impl pb::axis_server::Axis for AxisService {
         &self,
         request: Request<pb::CountsRequest>,
     ) -> Result<Response<pb::CountsResponse>, Status> {
+        metrics::request("counts");
         let caller = caller(&request)?;
         let request = request.into_inner();
         let from = date_key("from_date", &request.from_date, 0)?;

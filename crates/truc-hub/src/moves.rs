@@ -70,6 +70,13 @@ pub(crate) fn refusal(error: StoreError, document_id: &str, recipient: &str) -> 
     }
 }
 
+/// Counts a recorded move and logs it inside the envelope's span.
+pub(crate) fn record_moved(recipient: &str, entry: &StatusEntry) {
+    let status = DocStatus::from_code(entry.code).map_or("unknown", |status| status.name());
+    crate::metrics::status_moved(recipient, status);
+    tracing::debug!(%recipient, status, "status moved");
+}
+
 /// Checks and records a batch: every move gets its own result.
 pub(crate) async fn move_all(
     hub: &Hub,

@@ -37,6 +37,39 @@ impl ClientError {
     }
 }
 
+/// A mutual-TLS channel to the hub, for any service on its port (the Axis,
+/// gRPC health, server reflection).
+pub async fn connect_channel(
+    address: SocketAddr,
+    roots: &TrustRoots,
+    credentials: &Credentials,
+) -> Result<Channel, ClientError> {
+    let tls = truc_pki::client_tls_config(roots, credentials)?;
+    let connector = TlsConnector::from(tls);
+    let server_name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME)
+        .expect("the hub server name is a valid DNS name");
+    Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|error| ClientError::Connect {
+            address,
+            reason: error.to_string(),
+        })?
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            let server_name = server_name.clone();
+            async move {
+                let tcp = TcpStream::connect(address).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|error| ClientError::Connect {
+            address,
+            reason: format!("{error}: {}", source_chain(&error)),
+        })
+}
+
 /// A connection to the hub as one agency or operator.
 #[derive(Clone)]
 pub struct AxisClient {
@@ -50,30 +83,7 @@ impl AxisClient {
         roots: &TrustRoots,
         credentials: Credentials,
     ) -> Result<AxisClient, ClientError> {
-        let tls = truc_pki::client_tls_config(roots, &credentials)?;
-        let connector = TlsConnector::from(tls);
-        let server_name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME)
-            .expect("the hub server name is a valid DNS name");
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|error| ClientError::Connect {
-                address,
-                reason: error.to_string(),
-            })?
-            .connect_with_connector(tower::service_fn(move |_| {
-                let connector = connector.clone();
-                let server_name = server_name.clone();
-                async move {
-                    let tcp = TcpStream::connect(address).await?;
-                    tcp.set_nodelay(true)?;
-                    let tls = connector.connect(server_name, tcp).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(tls))
-                }
-            }))
-            .await
-            .map_err(|error| ClientError::Connect {
-                address,
-                reason: format!("{error}: {}", source_chain(&error)),
-            })?;
+        let channel = connect_channel(address, roots, &credentials).await?;
         Ok(AxisClient {
             inner: pb::axis_client::AxisClient::new(channel)
                 .max_decoding_message_size(4 * 1024 * 1024)

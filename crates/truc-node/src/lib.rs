@@ -9,5 +9,5 @@ pub mod compose;
 pub mod verify;
 
 pub use agent::{ack_message, run_node, NodeConfig, NodeEvent};
-pub use client::{AxisClient, ClientError};
+pub use client::{connect_channel, AxisClient, ClientError};
 pub use compose::{Attachment, Draft};

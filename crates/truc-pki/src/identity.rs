@@ -169,6 +169,24 @@ pub fn ed25519_public_key(cert_der: &[u8]) -> Result<[u8; ED25519_PUBLIC_KEY_BYT
     })
 }
 
+/// When a certificate stops being valid, and whom it names; for expiry alerts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateValidity {
+    /// The certificate's subject, e.g. `CN=truc development CA`.
+    pub subject: String,
+    /// `notAfter` as seconds since the Unix epoch.
+    pub not_after_unix_seconds: i64,
+}
+
+/// Reads the subject and `notAfter` of a DER certificate.
+pub fn certificate_validity(cert_der: &[u8]) -> Result<CertificateValidity, PkiError> {
+    let certificate = parse_certificate(cert_der)?;
+    Ok(CertificateValidity {
+        subject: certificate.subject().to_string(),
+        not_after_unix_seconds: certificate.validity().not_after.timestamp(),
+    })
+}
+
 /// Parses DER, refusing trailing bytes so that one byte string maps to one certificate.
 pub(crate) fn parse_certificate(cert_der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
     let (rest, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|error| {

@@ -28,7 +28,8 @@ pub use dev_pki::{
 };
 pub use error::PkiError;
 pub use identity::{
-    ed25519_public_key, peer_identity, PeerIdentity, PeerRole, ED25519_PUBLIC_KEY_BYTES,
+    certificate_validity, ed25519_public_key, peer_identity, CertificateValidity, PeerIdentity,
+    PeerRole, ED25519_PUBLIC_KEY_BYTES,
 };
 pub use tls::{client_tls_config, server_tls_config, HUB_SERVER_NAME};
 pub use trust::TrustRoots;

@@ -643,3 +643,30 @@ fn tls_client_must_present_a_certificate() {
         "{error:?}"
     );
 }
+
+#[test]
+fn validity_reads_the_issued_expiry_of_the_hub_and_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expected = now + VALIDITY.as_secs() as i64;
+    let hub = certificate_validity(paths.hub_credentials().unwrap().certificate_der()).unwrap();
+    let roots = paths.trust_roots().unwrap();
+    let cas: Vec<CertificateValidity> = roots
+        .certificates_der()
+        .map(|der| certificate_validity(der).unwrap())
+        .collect();
+    assert_eq!(cas.len(), 1);
+    for validity in [&hub, &cas[0]] {
+        // Issued "now" for VALIDITY; a minute covers the time the test takes.
+        assert!(
+            (validity.not_after_unix_seconds - expected).abs() < 60,
+            "{validity:?} should expire near {expected}"
+        );
+    }
+    assert_ne!(hub.subject, cas[0].subject, "{hub:?} vs {:?}", cas[0]);
+    assert!(certificate_validity(b"not a certificate").is_err());
+}

@@ -15,6 +15,9 @@ use crate::PkiError;
 #[derive(Clone, Debug)]
 pub struct TrustRoots {
     root_store: Arc<RootCertStore>,
+    /// The CA certificates as read: a root store keeps only what verification
+    /// needs, and operators also want to know when each CA expires.
+    certificates: Arc<Vec<CertificateDer<'static>>>,
 }
 
 impl TrustRoots {
@@ -43,9 +46,9 @@ impl TrustRoots {
 
     fn from_der_certificates(certificates: Vec<CertificateDer<'static>>) -> Result<Self, PkiError> {
         let mut root_store = RootCertStore::empty();
-        for (index, certificate) in certificates.into_iter().enumerate() {
+        for (index, certificate) in certificates.iter().enumerate() {
             root_store
-                .add(certificate)
+                .add(certificate.clone())
                 .map_err(|error| PkiError::TrustRoots {
                     reason: format!(
                         "certificate #{} is not a usable trust anchor: {error}",
@@ -55,7 +58,15 @@ impl TrustRoots {
         }
         Ok(TrustRoots {
             root_store: Arc::new(root_store),
+            certificates: Arc::new(certificates),
         })
+    }
+
+    /// The CA certificates (DER), in the order they were read.
+    pub fn certificates_der(&self) -> impl Iterator<Item = &[u8]> {
+        self.certificates
+            .iter()
+            .map(|certificate| certificate.as_ref())
     }
 
     /// The shared rustls root store, for building TLS configurations.

@@ -5,6 +5,7 @@
 
 mod error;
 mod keys;
+pub mod metrics;
 pub mod records;
 mod writer;
 

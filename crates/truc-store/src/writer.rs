@@ -238,6 +238,7 @@ impl Writer {
                 self.inner
                     .stats
                     .record_flush(pending.len(), started.elapsed());
+                crate::metrics::group_commit(pending.len(), started.elapsed());
                 for reply in pending {
                     reply.answer();
                 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use truc_domain::Limits;
 use truc_hub::config::DeliveryConfig;
-use truc_hub::{AgencyEntry, ConnectionMode, Directory, HubSetup};
+use truc_hub::{AgencyEntry, ConnectionMode, Directory, HubSetup, Observe};
 use truc_node::{AxisClient, NodeConfig};
 use truc_pki::PkiPaths;
 use truc_store::{Store, StoreOptions};
@@ -26,11 +26,25 @@ pub const AGENCIES: [&str; 5] = [
 /// Registered in the PKI but not in the hub's directory.
 pub const UNREGISTERED: &str = "000.00.00.H01";
 
+/// How a test hub differs from the default one.
+#[derive(Clone, Debug, Default)]
+pub struct TestHubOptions {
+    pub limits: Limits,
+    /// Agencies registered and certified besides [`AGENCIES`]. Metrics are
+    /// process-wide, so a test that counts an agency's traffic exactly gives
+    /// it an agency no other test uses.
+    pub extra_agencies: Vec<String>,
+    /// Serve Prometheus metrics on a port of 127.0.0.1 (see [`TestHub::metrics_address`]).
+    pub metrics: bool,
+}
+
 pub struct TestHub {
     pub root: tempfile::TempDir,
     pub pki: PkiPaths,
     pub address: SocketAddr,
     pub limits: Limits,
+    /// Where the hub serves `GET /metrics`, when started with metrics.
+    pub metrics_address: Option<SocketAddr>,
     registered: Vec<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -43,10 +57,23 @@ impl TestHub {
     }
 
     pub async fn start_with(limits: Limits) -> TestHub {
+        Self::start_with_options(TestHubOptions {
+            limits,
+            ..TestHubOptions::default()
+        })
+        .await
+    }
+
+    pub async fn start_with_options(options: TestHubOptions) -> TestHub {
         let root = tempfile::tempdir().expect("temp dir");
-        let mut certified: Vec<(String, String)> = AGENCIES
+        let registered: Vec<String> = AGENCIES
             .iter()
-            .map(|code| (code.to_string(), format!("Agency {code}")))
+            .map(|code| code.to_string())
+            .chain(options.extra_agencies)
+            .collect();
+        let mut certified: Vec<(String, String)> = registered
+            .iter()
+            .map(|code| (code.clone(), format!("Agency {code}")))
             .collect();
         certified.push((UNREGISTERED.to_string(), "Unregistered".into()));
         let pki = truc_pki::init_dev_pki(
@@ -60,8 +87,11 @@ impl TestHub {
             root,
             pki,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            limits,
-            registered: AGENCIES.iter().map(|c| c.to_string()).collect(),
+            limits: options.limits,
+            metrics_address: options
+                .metrics
+                .then_some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            registered,
             stop: None,
             task: None,
         };
@@ -109,10 +139,16 @@ impl TestHub {
         // Bound before serving, so clients can connect as soon as this returns.
         let listener = TcpListener::bind(self.address).await.expect("bind");
         self.address = listener.local_addr().expect("local address");
+        let mut observe = Observe::default();
+        if let Some(address) = self.metrics_address {
+            let listener = TcpListener::bind(address).await.expect("bind metrics");
+            self.metrics_address = Some(listener.local_addr().expect("metrics address"));
+            observe.metrics_listener = Some(listener);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);
         self.task = Some(tokio::spawn(async move {
-            truc_hub::run(listener, setup, async {
+            truc_hub::run_observed(listener, setup, observe, async {
                 let _ = stopped.await;
             })
             .await
@@ -164,6 +200,20 @@ impl TestHub {
         )
         .await
         .expect("operator connects")
+    }
+
+    /// A raw mutual-TLS channel as `agency`, for services other than the Axis.
+    pub async fn channel(&self, agency: &str) -> tonic::transport::Channel {
+        truc_node::connect_channel(
+            self.address,
+            &self.pki.trust_roots().expect("trust roots"),
+            &self
+                .pki
+                .agency_credentials(agency)
+                .expect("agency credentials"),
+        )
+        .await
+        .expect("channel connects")
     }
 
     pub fn node_config(&self, agency: &str, inbox: Option<PathBuf>) -> NodeConfig {

@@ -1,0 +1,212 @@
+//! The hub's Prometheus metrics: every name in one place, its description,
+//! and one small function per event, so call sites stay one line long.
+//!
+//! Recording goes through the `metrics` facade. Until [`install`] has put
+//! the Prometheus recorder in place (it does so when a hub is given a
+//! metrics listener) every call here is a no-op, so a hub without a metrics
+//! port pays almost nothing. The recorder is process-wide: several hubs in
+//! one process (tests, the in-process replay) share one set of series.
+//!
+//! Some figures have names, help text, buckets and helpers but no call site
+//! yet: acknowledgements and the oldest unacknowledged item per node (here,
+//! for the delivery loop), queue depth and group commits (in
+//! `truc_store::metrics`, for the store writer, which cannot reach this crate).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::Unit;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tonic::Code;
+
+/// Sends finished per sending agency; `outcome` is `accepted`, `duplicate` or `refused`.
+pub const SENDS_TOTAL: &str = "truc_sends_total";
+/// Refusals per gRPC code, counted where a refusal becomes a `Status`.
+pub const REFUSALS_TOTAL: &str = "truc_refusals_total";
+/// Calls per Axis method, refused ones included.
+pub const REQUESTS_TOTAL: &str = "truc_requests_total";
+/// Status moves stored, per recipient agency and the status moved to.
+pub const STATUS_MOVES_TOTAL: &str = "truc_status_moves_total";
+/// Deliveries written onto a node's stream (redeliveries included).
+pub const DELIVERIES_SENT_TOTAL: &str = "truc_deliveries_sent_total";
+/// Deliveries a node acknowledged (status 01 "arrived" stored).
+pub const DELIVERIES_ACKED_TOTAL: &str = "truc_deliveries_acked_total";
+/// Delivery streams open now.
+pub const CONNECTED_NODES: &str = "truc_connected_nodes";
+/// `notAfter` of the hub's own certificate (`identity="hub"`) and of each CA (`identity="ca"`).
+pub const CERTIFICATE_EXPIRY: &str = "truc_certificate_expiry_timestamp_seconds";
+/// Age of the oldest item sent to a node and not yet acknowledged.
+pub const QUEUE_OLDEST_UNACKED_AGE: &str = "truc_queue_oldest_unacked_age_seconds";
+pub use truc_store::metrics::{
+    GROUP_COMMIT_BATCH_COMMANDS, GROUP_COMMIT_FLUSH_SECONDS, QUEUE_DEPTH,
+};
+
+/// Buckets for batch sizes: one command alone up to the writer's whole backlog.
+const BATCH_COMMANDS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// Buckets for flushes: an fsync on a fast disk to a stalled one.
+const FLUSH_SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+
+/// Installs the Prometheus recorder for the whole process, once, and returns
+/// the handle that renders a scrape. Fails if some other recorder was
+/// installed first, since the hub's figures would then go elsewhere.
+pub fn install() -> Result<PrometheusHandle, String> {
+    RECORDER
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(GROUP_COMMIT_BATCH_COMMANDS.into()),
+                    BATCH_COMMANDS_BUCKETS,
+                )
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(GROUP_COMMIT_FLUSH_SECONDS.into()),
+                        FLUSH_SECONDS_BUCKETS,
+                    )
+                })
+                .map_err(|error| error.to_string())?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).map_err(|error| {
+                format!("another metrics recorder is already installed in this process: {error}")
+            })?;
+            describe();
+            Ok(handle)
+        })
+        .clone()
+}
+
+/// Gives every metric its help text and unit, shown in each scrape.
+fn describe() {
+    describe_counter!(
+        SENDS_TOTAL,
+        "Sends finished, per sending agency and outcome (accepted, duplicate, refused)."
+    );
+    describe_counter!(REFUSALS_TOTAL, "Requests refused, per gRPC status code.");
+    describe_counter!(
+        REQUESTS_TOTAL,
+        "Calls per Axis method, refused ones included."
+    );
+    describe_counter!(
+        STATUS_MOVES_TOTAL,
+        "Status moves stored, per recipient agency and status moved to."
+    );
+    describe_counter!(
+        DELIVERIES_SENT_TOTAL,
+        "Deliveries written onto a node's stream, redeliveries included."
+    );
+    describe_counter!(
+        DELIVERIES_ACKED_TOTAL,
+        "Deliveries acknowledged by the recipient node."
+    );
+    describe_gauge!(CONNECTED_NODES, "Delivery streams open now.");
+    describe_gauge!(
+        CERTIFICATE_EXPIRY,
+        Unit::Seconds,
+        "When a certificate the hub relies on expires, as Unix time."
+    );
+    describe_gauge!(QUEUE_DEPTH, "Items waiting in a node's durable queue.");
+    describe_gauge!(
+        QUEUE_OLDEST_UNACKED_AGE,
+        Unit::Seconds,
+        "Age of the oldest item sent to a node and not yet acknowledged."
+    );
+    describe_histogram!(
+        GROUP_COMMIT_BATCH_COMMANDS,
+        "Commands folded into one group commit."
+    );
+    describe_histogram!(
+        GROUP_COMMIT_FLUSH_SECONDS,
+        Unit::Seconds,
+        "Time a group commit took to flush its batch to disk."
+    );
+}
+
+/// How a send ended, as the `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    Accepted,
+    Duplicate,
+    Refused,
+}
+
+impl SendOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            SendOutcome::Accepted => "accepted",
+            SendOutcome::Duplicate => "duplicate",
+            SendOutcome::Refused => "refused",
+        }
+    }
+}
+
+pub fn send_finished(agency: &str, outcome: SendOutcome) {
+    counter!(SENDS_TOTAL, "agency" => agency.to_owned(), "outcome" => outcome.label()).increment(1);
+}
+
+pub fn refused(code: Code) {
+    counter!(REFUSALS_TOTAL, "code" => code_label(code)).increment(1);
+}
+
+pub fn request(method: &'static str) {
+    counter!(REQUESTS_TOTAL, "method" => method).increment(1);
+}
+
+pub fn status_moved(agency: &str, status: &'static str) {
+    counter!(STATUS_MOVES_TOTAL, "agency" => agency.to_owned(), "status" => status).increment(1);
+}
+
+pub fn delivery_sent(agency: &str) {
+    counter!(DELIVERIES_SENT_TOTAL, "agency" => agency.to_owned()).increment(1);
+}
+
+/// For the delivery loop, once an acknowledgement is stored.
+pub fn delivery_acked(agency: &str) {
+    counter!(DELIVERIES_ACKED_TOTAL, "agency" => agency.to_owned()).increment(1);
+}
+
+pub fn node_connected() {
+    gauge!(CONNECTED_NODES).increment(1.0);
+}
+
+pub fn node_disconnected() {
+    gauge!(CONNECTED_NODES).decrement(1.0);
+}
+
+/// `identity` is `hub` or `ca`; `subject` tells several CAs apart.
+pub fn certificate_expiry(identity: &'static str, subject: &str, not_after_unix_seconds: i64) {
+    gauge!(CERTIFICATE_EXPIRY, "identity" => identity, "subject" => subject.to_owned())
+        .set(not_after_unix_seconds as f64);
+}
+
+/// For the delivery loop: how long the oldest unacknowledged item has waited.
+pub fn queue_oldest_unacked_age(agency: &str, age: Duration) {
+    gauge!(QUEUE_OLDEST_UNACKED_AGE, "agency" => agency.to_owned()).set(age.as_secs_f64());
+}
+
+/// The gRPC code as Prometheus users write it: `invalid_argument`, not `InvalidArgument`.
+fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}

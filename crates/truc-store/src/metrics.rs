@@ -1,0 +1,28 @@
+//! The store's metric names and one helper per event, for the writer to call.
+//!
+//! They go through the `metrics` facade: a no-op until the hub installs its
+//! Prometheus recorder, which also gives these names their help text and
+//! histogram buckets (`truc_hub::metrics`). The store cannot depend on the
+//! hub, so the names live here and the hub refers to them.
+
+use std::time::Duration;
+
+use metrics::{gauge, histogram};
+
+/// Items waiting in a node's durable queue (deliveries and notices).
+pub const QUEUE_DEPTH: &str = "truc_queue_depth";
+/// Commands folded into one group commit.
+pub const GROUP_COMMIT_BATCH_COMMANDS: &str = "truc_group_commit_batch_commands";
+/// Time one group commit took to flush its batch to disk.
+pub const GROUP_COMMIT_FLUSH_SECONDS: &str = "truc_group_commit_flush_seconds";
+
+/// A node's queue as it stands after a batch.
+pub fn queue_depth(agency: &str, items: u64) {
+    gauge!(QUEUE_DEPTH, "agency" => agency.to_owned()).set(items as f64);
+}
+
+/// Once per flushed group.
+pub fn group_commit(commands: usize, flush: Duration) {
+    histogram!(GROUP_COMMIT_BATCH_COMMANDS).record(commands as f64);
+    histogram!(GROUP_COMMIT_FLUSH_SECONDS).record(flush.as_secs_f64());
+}
