@@ -421,6 +421,13 @@ impl pb::axis_server::Axis for AxisService {
         let request = request.into_inner();
         let from = date_key("from_date", &request.from_date, 0)?;
         let to = date_key("to_date", &request.to_date, u32::MAX)?;
+        // An ill-formed focus would match no document and report zeros as if true.
+        if !request.focus_recipient.is_empty() {
+            request
+                .focus_recipient
+                .parse::<AgencyCode>()
+                .map_err(|error| HubError::invalid("focus_recipient", format!("{error}")))?;
+        }
         let focus = (!request.focus_recipient.is_empty()).then_some(request.focus_recipient);
         let store = self.0.store.clone();
         // A report reads every stored document: keep it off the runtime's workers.
