@@ -146,7 +146,9 @@ impl EnvelopeError {
     }
 }
 
-fn check_text(
+/// The rule of every free-text field: required or not, at most `chars_max`
+/// characters, and no control characters but newlines and tabs.
+pub(crate) fn check_text(
     field: &str,
     text: &str,
     chars_max: usize,

@@ -291,13 +291,8 @@ impl pb::axis_server::Axis for AxisService {
                     ),
                 )
             })?;
-        if request.reason.chars().count() > self.0.limits.reason_chars_max {
-            return Err(HubError::TooLarge {
-                field: "reason".into(),
-                reason: format!("longer than {} characters", self.0.limits.reason_chars_max),
-            }
-            .into());
-        }
+        truc_domain::check_reason(&request.reason, self.0.limits.reason_chars_max)
+            .map_err(HubError::from)?;
         let entry = StatusEntry {
             code: status.code(),
             at_unix_ms: intake::now_unix_ms(),
