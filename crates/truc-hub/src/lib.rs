@@ -9,6 +9,7 @@ pub mod directory;
 mod error;
 mod identity;
 mod intake;
+mod malformed;
 mod tls;
 
 use std::collections::HashMap;
@@ -126,6 +127,7 @@ pub async fn run(
         let _ = stopping.send(true);
     };
     tonic::transport::Server::builder()
+        .layer(malformed::layer())
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
