@@ -709,4 +709,7 @@ async fn every_bad_input_is_refused_cleanly_and_changes_nothing() {
         table_time.as_secs_f64(),
         table.refused_digests.len()
     );
+    for (family, rows) in &table.families {
+        println!("  {rows:>4}  {family}");
+    }
 }

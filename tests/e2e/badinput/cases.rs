@@ -16,37 +16,67 @@ use super::{Case, Fixtures, Input, Method, Who, G09, G12, G17, G22, H01, H41};
 pub struct Table {
     pub cases: Vec<Case>,
     pub refused_digests: Vec<[u8; 32]>,
+    /// How many rows each family holds, in table order.
+    pub families: Vec<(&'static str, usize)>,
 }
 
-pub fn table(fixtures: &Fixtures) -> Table {
+pub fn table<'a>(fixtures: &'a Fixtures) -> Table {
     let mut builder = Builder {
         fx: fixtures,
         cases: Vec::new(),
         refused_digests: Vec::new(),
         next_number: 1000,
     };
-    builder.agency_codes();
-    builder.recipients();
-    builder.text_fields();
-    builder.header_utf8();
-    builder.header_protobuf();
-    builder.missing_fields();
-    builder.dates();
-    builder.codes_and_references();
-    builder.attachment_headers();
-    builder.attachment_streams();
-    builder.sizes();
-    builder.signatures();
-    builder.spoofing();
-    builder.conflicts();
-    builder.status_moves();
-    builder.reads();
-    builder.deliveries();
-    builder.raw_requests();
-    builder.framing();
+    type Family<'a> = fn(&mut Builder<'a>);
+    let families: [(&str, Family<'a>); 19] = [
+        ("ill-formed agency codes", Builder::agency_codes),
+        (
+            "unknown, self-addressed, duplicated, too many recipients",
+            Builder::recipients,
+        ),
+        (
+            "text fields over their limit, with control characters, blank",
+            Builder::text_fields,
+        ),
+        ("invalid UTF-8 in the signed header", Builder::header_utf8),
+        (
+            "malformed protobuf in the signed header",
+            Builder::header_protobuf,
+        ),
+        ("missing required fields", Builder::missing_fields),
+        ("malformed, future and absurd dates", Builder::dates),
+        (
+            "numbers, notations, business types, references",
+            Builder::codes_and_references,
+        ),
+        ("attachment entries", Builder::attachment_headers),
+        (
+            "attachment streams: digests, sizes, chunk order",
+            Builder::attachment_streams,
+        ),
+        ("oversize headers, messages and chunks", Builder::sizes),
+        ("bad, missing and foreign signatures", Builder::signatures),
+        ("spoofed senders", Builder::spoofing),
+        ("conflicting duplicates", Builder::conflicts),
+        (
+            "status codes, illegal moves, reasons, wrong parties",
+            Builder::status_moves,
+        ),
+        ("reads: unknown, ill-formed, someone else's", Builder::reads),
+        ("delivery stream protocol", Builder::deliveries),
+        ("malformed request messages", Builder::raw_requests),
+        ("gRPC framing", Builder::framing),
+    ];
+    let mut counts = Vec::new();
+    for (family, build) in families {
+        let before = builder.cases.len();
+        build(&mut builder);
+        counts.push((family, builder.cases.len() - before));
+    }
     Table {
         cases: builder.cases,
         refused_digests: builder.refused_digests,
+        families: counts,
     }
 }
 
