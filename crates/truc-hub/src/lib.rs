@@ -27,6 +27,9 @@ use truc_proto::v1 as pb;
 use truc_store::{StatusEntry, Store, StoreOptions};
 
 pub use config::HubConfig;
+/// The wire header as the fields `Header::validate` checks, exactly as intake
+/// reads it; public for the property tests and fuzz targets.
+pub use convert::raw_header;
 pub use directory::{AgencyEntry, ConnectionMode, Directory};
 pub use error::HubError;
 pub use identity::Caller;
