@@ -246,5 +246,36 @@ mod tests {
         fn arbitrary_text_never_panics(text in ".{0,20}") {
             let _ = text.parse::<AgencyCode>();
         }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = String::from_utf8_lossy(&bytes).parse::<AgencyCode>();
+        }
+
+        /// Text made of the code's own alphabet, so that many are near misses:
+        /// whatever is accepted is written back as it came, so a code has one
+        /// spelling and the document ids built from it are stable.
+        #[test]
+        fn accepted_text_is_the_canonical_spelling(text in "[0-9.A-Za-zĐ ]{11,15}") {
+            if let Ok(code) = text.parse::<AgencyCode>() {
+                prop_assert_eq!(code.to_string(), text);
+                prop_assert!(code.level() >= 1 && code.level() <= 4);
+            }
+        }
+
+        #[test]
+        fn one_changed_character_is_refused_or_canonical(
+            code in code_strategy(),
+            at in 0usize..13,
+            replacement in any::<char>(),
+        ) {
+            let mut characters: Vec<char> = code.to_string().chars().collect();
+            characters[at] = replacement;
+            let text: String = characters.into_iter().collect();
+            match text.parse::<AgencyCode>() {
+                Ok(parsed) => prop_assert_eq!(parsed.to_string(), text),
+                Err(error) => prop_assert!(!error.to_string().is_empty()),
+            }
+        }
     }
 }

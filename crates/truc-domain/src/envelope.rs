@@ -146,7 +146,9 @@ impl EnvelopeError {
     }
 }
 
-fn check_text(
+/// The rule of every free-text field: required or not, at most `chars_max`
+/// characters, and no control characters but newlines and tabs.
+pub(crate) fn check_text(
     field: &str,
     text: &str,
     chars_max: usize,
@@ -202,8 +204,9 @@ fn parse_references(
     ids: &[String],
     limits: &Limits,
 ) -> Result<Vec<DocumentId>, EnvelopeError> {
+    // A count limit, like recipients and attachments: RESOURCE_EXHAUSTED.
     if ids.len() > limits.references_max {
-        return Err(EnvelopeError::invalid(
+        return Err(EnvelopeError::too_large(
             field,
             format!("more than {} document ids", limits.references_max),
         ));
@@ -531,6 +534,10 @@ mod tests {
             (|h| h.business_type = 9, "business_type"),
             (|h| h.business_type = 1, "business_refs"),
             (|h| h.response_for = vec!["nope".into()], "response_for[0]"),
+            (
+                |h| h.response_for = vec!["000.00.00.G12,2018/09/01,1/BTC".into(); 101],
+                "response_for",
+            ),
             (|h| h.attachments.clear(), "attachments"),
             (
                 |h| h.attachments[0].sha256 = vec![1; 31],
@@ -555,6 +562,16 @@ mod tests {
             let error = Header::validate(raw, &Limits::default(), today()).unwrap_err();
             assert_eq!(error.field, field, "{error}");
         }
+    }
+
+    #[test]
+    fn count_limits_are_size_limits() {
+        let mut raw = sample();
+        raw.business_type = 2;
+        raw.business_refs = vec!["000.00.00.G12,2018/09/01,1/BTC".into(); 101];
+        let error = Header::validate(raw, &Limits::default(), today()).unwrap_err();
+        assert_eq!(error.field, "business_refs");
+        assert!(error.too_large, "{error}");
     }
 
     #[test]

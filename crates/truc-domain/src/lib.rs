@@ -19,4 +19,4 @@ pub use signature::{
     document_signing_bytes, envelope_signing_bytes, verify_document, verify_envelope,
     SignatureError, SigningKey,
 };
-pub use status::{Status, StatusMoveError};
+pub use status::{check_reason, Status, StatusMoveError};

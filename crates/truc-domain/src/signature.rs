@@ -129,5 +129,34 @@ mod tests {
             let other = super::tests::key();
             prop_assert!(verify_envelope(&other.public_key(), &header, &signature).is_err());
         }
+
+        #[test]
+        fn any_flipped_signature_bit_is_refused(header in proptest::collection::vec(any::<u8>(), 0..300),
+                                                bit in 0usize..512) {
+            let key = key();
+            let mut signature = key.sign_envelope(&header);
+            signature[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(verify_envelope(&key.public_key(), &header, &signature).is_err());
+        }
+
+        #[test]
+        fn a_signature_cut_or_extended_or_a_header_extended_is_refused(
+            header in proptest::collection::vec(any::<u8>(), 0..300),
+            cut in 0usize..64,
+            extra in proptest::collection::vec(any::<u8>(), 1..8),
+        ) {
+            let key = key();
+            let signature = key.sign_envelope(&header);
+            prop_assert!(verify_envelope(&key.public_key(), &header, &signature[..cut]).is_err());
+            let mut longer = signature.clone();
+            longer.extend_from_slice(&extra);
+            prop_assert!(verify_envelope(&key.public_key(), &header, &longer).is_err());
+            let mut extended = header.clone();
+            extended.extend_from_slice(&extra);
+            prop_assert!(verify_envelope(&key.public_key(), &extended, &signature).is_err());
+            // Nor does it pass as the document form over the same bytes.
+            let as_document = String::from_utf8_lossy(&header);
+            prop_assert!(verify_document(&key.public_key(), &as_document, &[], &signature).is_err());
+        }
     }
 }

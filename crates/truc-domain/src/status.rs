@@ -117,6 +117,15 @@ impl Status {
     }
 }
 
+/// Checks the text of a status reason by the rule of the header's text
+/// fields: at most `chars_max` characters, no control characters but
+/// newlines and tabs. Whether a reason is required is the status machine's
+/// part ([`Status::check_move`]); a reason of control characters alone would
+/// otherwise pass for one.
+pub fn check_reason(reason: &str, chars_max: usize) -> Result<(), crate::EnvelopeError> {
+    crate::envelope::check_text("reason", reason, chars_max, false)
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:02} {}", self.code(), self.name())
@@ -158,5 +167,18 @@ mod tests {
         }
         assert!(Status::from_code(0).is_err());
         assert!(Status::from_code(13).is_err());
+    }
+
+    #[test]
+    fn reasons_follow_the_text_rule() {
+        assert!(check_reason("Sai thẩm quyền\nđề nghị gửi lại", 2_000).is_ok());
+        assert!(check_reason("", 2_000).is_ok());
+        for bad in ["\0", "\u{1b}[2J", "Đã nhận\u{7}", "\r"] {
+            let error = check_reason(bad, 2_000).unwrap_err();
+            assert_eq!(error.field, "reason");
+            assert!(!error.too_large);
+        }
+        assert!(check_reason(&"ệ".repeat(2_000), 2_000).is_ok());
+        assert!(check_reason(&"ệ".repeat(2_001), 2_000).is_err());
     }
 }

@@ -59,6 +59,13 @@ pub(crate) async fn send(
                 "the first message of a send must be the envelope",
             ))
         }
+        // Over the message limit is a size limit, as it is for a chunk.
+        Some(Err(status)) if status.code() == tonic::Code::OutOfRange => {
+            return Err(HubError::TooLarge {
+                field: "envelope".into(),
+                reason: status.message().to_owned(),
+            })
+        }
         Some(Err(status)) => {
             return Err(HubError::invalid("envelope", status.message().to_owned()))
         }

@@ -10,6 +10,7 @@ pub mod directory;
 mod error;
 mod identity;
 mod intake;
+mod malformed;
 pub mod metrics;
 mod moves;
 mod observe;
@@ -30,6 +31,9 @@ use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
 
 pub use config::HubConfig;
+/// The wire header as the fields `Header::validate` checks, exactly as intake
+/// reads it; public for the property tests and fuzz targets.
+pub use convert::raw_header;
 pub use directory::{AgencyEntry, ConnectionMode, Directory};
 pub use error::HubError;
 pub use identity::Caller;
@@ -173,6 +177,7 @@ pub async fn run_observed(
         let _ = stopping.send(true);
     };
     let served = tonic::transport::Server::builder()
+        .layer(malformed::layer())
         .add_service(service)
         .add_service(health)
         .add_service(reflection_v1)
@@ -493,6 +498,13 @@ impl pb::axis_server::Axis for AxisService {
         let request = request.into_inner();
         let from = date_key("from_date", &request.from_date, 0)?;
         let to = date_key("to_date", &request.to_date, u32::MAX)?;
+        // An ill-formed focus would match no document and report zeros as if true.
+        if !request.focus_recipient.is_empty() {
+            request
+                .focus_recipient
+                .parse::<AgencyCode>()
+                .map_err(|error| HubError::invalid("focus_recipient", format!("{error}")))?;
+        }
         let focus = (!request.focus_recipient.is_empty()).then_some(request.focus_recipient);
         let store = self.0.store.clone();
         // A report reads every stored document: keep it off the runtime's workers.

@@ -40,12 +40,7 @@ pub(crate) fn check(
                 ),
             )
         })?;
-    if request.reason.chars().count() > hub.limits.reason_chars_max {
-        return Err(HubError::TooLarge {
-            field: "reason".into(),
-            reason: format!("longer than {} characters", hub.limits.reason_chars_max),
-        });
-    }
+    truc_domain::check_reason(&request.reason, hub.limits.reason_chars_max)?;
     let recipient = agency.to_string();
     Ok(MoveRequest {
         document_id: request.document_id,

@@ -532,7 +532,10 @@ impl Writer {
             self.read_delivery(op, &request.document_id, &request.recipient)?;
         let current = delivery.current_code().map(Status::from_code).transpose()?;
         let target = Status::from_code(request.entry.code)?;
-        if current.is_none() && request.entry.actor == request.recipient {
+        if current.is_none()
+            && target != Status::Arrived
+            && request.entry.actor == request.recipient
+        {
             // A recipient that moves a delivery holds it, even if the
             // acknowledgement from its node has not been written yet. The
             // queue item stays: the node still gets the document, and its

@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the check itself is `truc_fuzz::header`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| truc_fuzz::header(data));
