@@ -376,6 +376,20 @@ fn verify_certificate_accepts_this_pki_and_rejects_foreign_expired_and_server_ce
     // The CA itself is not an end entity.
     let ca_der = first_certificate_der(&std::fs::read_to_string(paths.ca_cert()).unwrap());
     rejection(&ca_der, now);
+
+    // What one set of roots remembers as verified means nothing to another.
+    let foreign_roots = foreign.trust_roots().unwrap();
+    assert!(foreign_roots
+        .verify_certificate(agency.certificate_der(), now)
+        .is_err());
+    // A copy with its own memory verifies afresh and agrees.
+    assert_eq!(
+        roots
+            .with_own_cache()
+            .verify_certificate(agency.certificate_der(), now)
+            .unwrap(),
+        identity
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The CA certificates a party trusts, and verification of a lone certificate against them.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -18,6 +19,39 @@ pub struct TrustRoots {
     /// The CA certificates as read: a root store keeps only what verification
     /// needs, and operators also want to know when each CA expires.
     certificates: Arc<Vec<CertificateDer<'static>>>,
+    /// Lone certificates already verified, shared by clones.
+    verified: Arc<VerifiedCache>,
+}
+
+/// Most certificates remembered as verified; past it the memory starts over.
+const VERIFIED_CACHE_MAX: usize = 4_096;
+
+/// Certificates that passed `verify_certificate`, by SHA-256 of their DER, so
+/// that a node checks each sender's chain once rather than on every delivery.
+/// An entry is trusted only within the certificate's own validity.
+#[derive(Debug, Default)]
+struct VerifiedCache {
+    entries: Mutex<HashMap<[u8; 32], PeerIdentity>>,
+}
+
+impl VerifiedCache {
+    fn get(&self, digest: &[u8; 32], now_unix: i64) -> Option<PeerIdentity> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(digest)
+            .filter(|identity| {
+                (identity.not_before_unix..=identity.not_after_unix).contains(&now_unix)
+            })
+            .cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], identity: PeerIdentity) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= VERIFIED_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(digest, identity);
+    }
 }
 
 impl TrustRoots {
@@ -59,7 +93,17 @@ impl TrustRoots {
         Ok(TrustRoots {
             root_store: Arc::new(root_store),
             certificates: Arc::new(certificates),
+            verified: Arc::default(),
         })
+    }
+
+    /// The same roots with a memory of verified certificates of its own, as a
+    /// separate node process would have.
+    pub fn with_own_cache(&self) -> TrustRoots {
+        TrustRoots {
+            verified: Arc::default(),
+            ..self.clone()
+        }
     }
 
     /// The CA certificates (DER), in the order they were read.
@@ -89,6 +133,14 @@ impl TrustRoots {
                 .map_err(|_| PkiError::CertificateRejected {
                     reason: "verification time is before 1970".to_owned(),
                 })?;
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, cert_der)
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        let now_unix = since_epoch.as_secs() as i64;
+        if let Some(identity) = self.verified.get(&digest, now_unix) {
+            return Ok(identity);
+        }
         let certificate = CertificateDer::from(cert_der);
         let end_entity = webpki::EndEntityCert::try_from(&certificate).map_err(|error| {
             PkiError::CertificateRejected {
@@ -110,6 +162,8 @@ impl TrustRoots {
             .map_err(|error| PkiError::CertificateRejected {
                 reason: format!("{error:?}"),
             })?;
-        peer_identity(cert_der)
+        let identity = peer_identity(cert_der)?;
+        self.verified.insert(digest, identity.clone());
+        Ok(identity)
     }
 }

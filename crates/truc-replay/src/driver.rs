@@ -470,12 +470,13 @@ struct Node {
     code: String,
     name: String,
     client: AxisClient,
+    /// The unit's own trust roots, remembering the sender certificates it has verified.
+    roots: TrustRoots,
     moves: &'static [Status],
 }
 
 /// State shared by every task of one replay.
 struct Shared {
-    roots: TrustRoots,
     options: ReplayOptions,
     sent: AtomicU64,
     arrived: AtomicU64,
@@ -548,7 +549,6 @@ pub async fn replay(
 
     let (stop_sender, stop) = watch::channel(false);
     let shared = Arc::new(Shared {
-        roots,
         sent: AtomicU64::new(0),
         arrived: AtomicU64::new(0),
         moved: AtomicU64::new(0),
@@ -692,6 +692,7 @@ async fn connect_nodes(
                 code,
                 name,
                 client,
+                roots: roots.with_own_cache(),
                 moves,
             })
         });
@@ -959,7 +960,7 @@ async fn receive_delivery(
         let _ = acks.send(ack(queue_seq)).await;
         return Ok(());
     }
-    let verified = verify_delivery(&delivery, &shared.roots)
+    let verified = verify_delivery(&delivery, &node.roots)
         .map_err(|error| format!("security: refused: {error}"))?;
     // Small attachments travel inline in the delivery; larger ones are fetched.
     let inline = delivery.inline_attachments.len() == verified.header.attachments.len();
