@@ -450,9 +450,17 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
                 truc_node::NodeEvent::Connected => eprintln!("connected"),
                 truc_node::NodeEvent::Delivered {
                     document_id,
+                    recipient,
                     header,
                     ..
-                } => println!("received {document_id}: {}", header.subject),
+                } => {
+                    // A relay's deliveries for its units say which unit they are for.
+                    if recipient == agency.to_string() {
+                        println!("received {document_id}: {}", header.subject)
+                    } else {
+                        println!("received {document_id} for {recipient}: {}", header.subject)
+                    }
+                }
                 truc_node::NodeEvent::Notice(notice) => {
                     for entry in &notice.entries {
                         println!(
@@ -690,7 +698,7 @@ async fn status(
     }
     for refused in &response.refused {
         println!(
-            "  {:<15} {:<11} {}",
+            "  {:<15} {:<16} {}",
             refused.organ_id, "refused", refused.reason
         );
     }
