@@ -46,6 +46,9 @@ pub enum Method {
     FetchAttachment,
     Counts,
     Report,
+    ExplainRoute,
+    ListDocuments,
+    ListNodes,
 }
 
 impl Method {
@@ -58,6 +61,9 @@ impl Method {
             Method::FetchAttachment => "/truc.v1.Axis/FetchAttachment",
             Method::Counts => "/truc.v1.Axis/Counts",
             Method::Report => "/truc.v1.Axis/Report",
+            Method::ExplainRoute => "/truc.v1.Axis/ExplainRoute",
+            Method::ListDocuments => "/truc.v1.Axis/ListDocuments",
+            Method::ListNodes => "/truc.v1.Axis/ListNodes",
         }
     }
 }

@@ -4,7 +4,10 @@
 mod badinput;
 mod delivery;
 mod intake;
+mod listing;
 mod observe;
+mod recall;
+mod relays;
 mod replay;
 mod status;
 

@@ -117,12 +117,15 @@ async fn reflection_lists_and_describes_the_axis_and_health_says_serving() {
         [
             "Counts",
             "Deliveries",
+            "ExplainRoute",
             "FetchAttachment",
             "GetStatus",
+            "ListDocuments",
+            "ListNodes",
             "MoveStatus",
             "MoveStatuses",
             "Report",
-            "Send"
+            "Send",
         ]
     );
     let send = axis.method.iter().find(|m| m.name() == "Send").unwrap();

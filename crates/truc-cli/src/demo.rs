@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{mpsc, Semaphore};
 use truc_domain::Status;
-use truc_hub::{AgencyEntry, ConnectionMode, Directory, HubSetup};
+use truc_hub::{AgencyEntry, Directory, HubSetup};
 use truc_node::{Attachment, AxisClient, Draft, NodeConfig, NodeEvent};
 
 #[derive(clap::Args, Debug)]
@@ -70,10 +70,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .context("making the development PKI (is --keep pointing at an old demo?)")?;
     let store =
         truc_store::Store::open(&root.join("hub-data"), &truc_store::StoreOptions::default())?;
-    let directory = Directory::new(AGENCIES.iter().map(|(code, name)| AgencyEntry {
-        code: code.parse().expect("demo codes are well formed"),
-        name: name.to_string(),
-        connection: ConnectionMode::Direct,
+    let directory = Directory::new(AGENCIES.iter().map(|(code, name)| {
+        AgencyEntry::direct(code.parse().expect("demo codes are well formed"), *name)
     }));
     let setup = HubSetup {
         store,

@@ -2,6 +2,7 @@
 
 mod connect;
 mod demo;
+mod operator_cmd;
 mod replay_cmd;
 mod report_cmd;
 
@@ -90,9 +91,13 @@ enum Command {
         document_id: String,
         #[command(flatten)]
         connection: Connection,
-        /// Move the caller's delivery to: received, assigned, processing, completed, rejected.
+        /// Move the caller's delivery to: received, assigned, processing, completed, rejected;
+        /// or answer a recall, update or replace: recall-agreed, recall-refused (with --reason).
         #[arg(long)]
         set: Option<String>,
+        /// As an LGSP relay, move the delivery of this unit of its subtree.
+        #[arg(long = "for", requires = "set")]
+        for_unit: Option<String>,
         /// Why (required with `--set rejected`).
         #[arg(long, default_value = "")]
         reason: String,
@@ -100,6 +105,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Where documents to an agency code are delivered, and why (its own node, an LGSP relay, or no route).
+    #[command(
+        after_help = "Examples:\n  truc route 000.00.05.H41 --operator ops\n  truc route 000.00.05.H41 --directory config/agencies.toml\nExit code 1 when the code has no route."
+    )]
+    Route(operator_cmd::RouteArgs),
+    /// Lists documents by sender, recipient, status and period (agencies see only their own).
+    #[command(
+        after_help = "Examples:\n  truc documents --operator ops --recipient 000.00.05.H41 --status arrived\n  truc documents --as 000.00.00.G22 --queued --json"
+    )]
+    Documents(operator_cmd::DocumentsArgs),
+    /// The directory with each node's mode, online state, last seen, queue depth and oldest unacknowledged delivery (operators).
+    #[command(after_help = "Example: truc nodes --operator ops")]
+    Nodes(operator_cmd::NodesArgs),
+    /// Recalls a document the caller sent: withdrawn at once where not yet fetched, otherwise asked of the recipient.
+    #[command(
+        after_help = "Example: truc recall '000.00.00.G22,2026/11/22,7816/VPCP-TTĐT' --as 000.00.00.G22 --number 7817 --notation VPCP-TTĐT"
+    )]
+    Recall(operator_cmd::RecallArgs),
     /// Per-agency sent and received counts for a period (operators see all agencies).
     Counts {
         #[command(flatten)]
@@ -186,6 +209,12 @@ struct SendArgs {
     /// Documents this one answers (repeat).
     #[arg(long = "response-for")]
     response_for: Vec<String>,
+    /// This document updates an earlier one of the same sender (business type 2).
+    #[arg(long, conflicts_with = "replaces")]
+    updates: Option<String>,
+    /// This document replaces an earlier one of the same sender (business type 3).
+    #[arg(long)]
+    replaces: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -249,15 +278,20 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
             document_id,
             connection,
             set,
+            for_unit,
             reason,
             json,
-        } => status(document_id, connection, set, reason, json).await,
+        } => status(document_id, connection, set, for_unit, reason, json).await,
         Command::Counts {
             connection,
             from,
             to,
             json,
         } => counts(connection, from, to, json).await,
+        Command::Route(args) => operator_cmd::route(args).await,
+        Command::Documents(args) => operator_cmd::documents(args).await,
+        Command::Nodes(args) => operator_cmd::nodes(args).await,
+        Command::Recall(args) => operator_cmd::recall(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
@@ -416,9 +450,17 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
                 truc_node::NodeEvent::Connected => eprintln!("connected"),
                 truc_node::NodeEvent::Delivered {
                     document_id,
+                    recipient,
                     header,
                     ..
-                } => println!("received {document_id}: {}", header.subject),
+                } => {
+                    // A relay's deliveries for its units say which unit they are for.
+                    if recipient == agency.to_string() {
+                        println!("received {document_id}: {}", header.subject)
+                    } else {
+                        println!("received {document_id} for {recipient}: {}", header.subject)
+                    }
+                }
                 truc_node::NodeEvent::Notice(notice) => {
                     for entry in &notice.entries {
                         println!(
@@ -449,7 +491,7 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn today_in_vietnam() -> String {
+pub(crate) fn today_in_vietnam() -> String {
     let today = time::OffsetDateTime::now_utc()
         .to_offset(time::UtcOffset::from_hms(7, 0, 0).expect("UTC+7 is valid"))
         .date();
@@ -475,11 +517,22 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         due_date: args.due,
         response_for: args.response_for,
         sign_document: args.sign_document,
+        business_type: match (&args.updates, &args.replaces) {
+            (Some(_), _) => truc_proto::v1::BusinessType::Update as i32,
+            (None, Some(_)) => truc_proto::v1::BusinessType::Replace as i32,
+            (None, None) => truc_proto::v1::BusinessType::New as i32,
+        },
+        business_refs: args.updates.into_iter().chain(args.replaces).collect(),
         ..Draft::default()
     };
     let attachments = args.attach.into_iter().map(Attachment::file).collect();
     let response = client.send(&draft, attachments).await?;
-    if args.json {
+    print_send_response(&response, args.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_send_response(response: &truc_proto::v1::SendResponse, json: bool) {
+    if json {
         let recipients: Vec<_> = response
             .recipients
             .iter()
@@ -504,14 +557,15 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             response.document_id
         );
         for recipient in &response.recipients {
-            if recipient.accepted {
+            if recipient.accepted && recipient.reason.is_empty() {
                 println!("  ✓ {}", recipient.organ_id);
+            } else if recipient.accepted {
+                println!("  ✓ {}  {}", recipient.organ_id, recipient.reason);
             } else {
                 println!("  ✗ {}  {}", recipient.organ_id, recipient.reason);
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn status_name(code: i32) -> &'static str {
@@ -544,6 +598,7 @@ async fn status(
     document_id: String,
     connection: Connection,
     set: Option<String>,
+    for_unit: Option<String>,
     reason: String,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -551,16 +606,20 @@ async fn status(
     if let Some(set) = set {
         let status = Status::from_name(&set).ok_or_else(|| {
             anyhow::anyhow!(
-                "--set: '{set}' is not one of received, assigned, processing, completed, rejected"
+                "--set: '{set}' is not one of received, assigned, processing, completed, rejected, recall-agreed, recall-refused"
             )
         })?;
         let entry = client
-            .move_status(&document_id, None, status, &reason)
+            .move_status(&document_id, for_unit.as_deref(), status, &reason)
             .await?;
         println!(
-            "{document_id}: now {} ({})",
+            "{document_id}{}: now {} ({}, by {})",
+            for_unit
+                .map(|unit| format!(" at {unit}"))
+                .unwrap_or_default(),
             status_name(entry.status),
-            format_time(entry.at_unix_ms)
+            format_time(entry.at_unix_ms),
+            entry.actor
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -588,6 +647,11 @@ async fn status(
                 "subject": response.subject,
                 "accepted_at_unix_ms": response.accepted_at_unix_ms,
                 "recipients": recipients,
+                "business_type": operator_cmd::business_name(response.business_type),
+                "chain": response.chain.iter().map(|l| serde_json::json!({
+                    "earlier": l.earlier, "later": l.later,
+                    "business_type": operator_cmd::business_name(l.business_type),
+                })).collect::<Vec<_>>(),
                 "refused": response.refused.iter().map(|r| serde_json::json!({"organ_id": r.organ_id, "reason": r.reason})).collect::<Vec<_>>(),
             }))?
         );
@@ -600,7 +664,7 @@ async fn status(
         format_time(response.accepted_at_unix_ms)
     );
     println!("  {}", response.subject);
-    println!("  {:<15} {:<11} history", "recipient", "now");
+    println!("  {:<15} {:<16} history", "recipient", "now");
     for recipient in &response.recipients {
         let history: Vec<String> = recipient
             .history
@@ -622,7 +686,7 @@ async fn status(
             })
             .collect();
         println!(
-            "  {:<15} {:<11} {}",
+            "  {:<15} {:<16} {}",
             recipient.recipient,
             status_name(recipient.current),
             if history.is_empty() {
@@ -634,9 +698,33 @@ async fn status(
     }
     for refused in &response.refused {
         println!(
-            "  {:<15} {:<11} {}",
+            "  {:<15} {:<16} {}",
             refused.organ_id, "refused", refused.reason
         );
+    }
+    if !response.chain.is_empty() {
+        println!("  chain:");
+        for link in &response.chain {
+            let verb = match link.business_type {
+                1 => "recalls",
+                2 => "updates",
+                _ => "replaces",
+            };
+            let mark = |id: &str| {
+                if id == response.document_id {
+                    " (this)"
+                } else {
+                    ""
+                }
+            };
+            println!(
+                "    {}{} {verb} {}{}",
+                link.later,
+                mark(&link.later),
+                link.earlier,
+                mark(&link.earlier)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

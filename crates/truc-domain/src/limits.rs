@@ -30,6 +30,8 @@ pub struct Limits {
     pub moves_per_call_max: usize,
     /// Most queue items acknowledged by one `Ack` message.
     pub acks_per_message_max: usize,
+    /// Most documents one `ListDocuments` call returns.
+    pub list_rows_max: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +49,7 @@ impl Default for Limits {
             future_days_max: 1,
             moves_per_call_max: 4_096,
             acks_per_message_max: 4_096,
+            list_rows_max: 1_000,
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The status machine of Decision 28/2018/QD-TTg, art. 10: forward moves only,
 //! skipping allowed, nothing after a terminal state, rejection needs a reason.
+//! A sender's recall, update or replace (13) waits for the recipient's answer:
+//! agreed (15) is final, refused (16, with a reason) returns the delivery to
+//! where it stood before the request.
 
 use std::fmt;
 
@@ -11,6 +14,12 @@ pub enum Status {
     Processing,
     Completed,
     Rejected,
+    /// The sender asked to recall, update or replace the document (13).
+    RecallRequested,
+    /// The recipient agreed (15), or the hub withdrew a delivery not yet fetched.
+    RecallAgreed,
+    /// The recipient refused the request, with a reason (16).
+    RecallRefused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,16 +36,25 @@ pub enum StatusMoveError {
     ReasonRequired,
     #[error("status code {0} is not one a recipient may report")]
     UnknownCode(u32),
+    #[error("13 (recall requested) is recorded by the sender's recall, update or replace, not moved by a recipient")]
+    SenderOnly,
+    #[error("a recall, update or replace is waiting for an answer: 15 (agree) or 16 (refuse), not {next}")]
+    RecallPending { next: Status },
+    #[error("current state is {current}; there is no recall, update or replace to answer")]
+    NoRecallPending { current: Status },
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 9] = [
         Status::Arrived,
         Status::Received,
         Status::Assigned,
         Status::Processing,
         Status::Completed,
         Status::Rejected,
+        Status::RecallRequested,
+        Status::RecallAgreed,
+        Status::RecallRefused,
     ];
 
     /// The edXML status code.
@@ -48,6 +66,9 @@ impl Status {
             Status::Assigned => 4,
             Status::Processing => 5,
             Status::Completed => 6,
+            Status::RecallRequested => 13,
+            Status::RecallAgreed => 15,
+            Status::RecallRefused => 16,
         }
     }
 
@@ -59,11 +80,15 @@ impl Status {
             4 => Status::Assigned,
             5 => Status::Processing,
             6 => Status::Completed,
+            13 => Status::RecallRequested,
+            15 => Status::RecallAgreed,
+            16 => Status::RecallRefused,
             other => return Err(StatusMoveError::UnknownCode(other)),
         })
     }
 
-    /// Position on the forward path; rejection may follow any non-final state.
+    /// Position on the forward path; rejection may follow any non-final
+    /// state. The answers to a request are checked apart and rank last.
     fn rank(self) -> u8 {
         match self {
             Status::Arrived => 1,
@@ -72,11 +97,49 @@ impl Status {
             Status::Processing => 4,
             Status::Completed => 5,
             Status::Rejected => 6,
+            Status::RecallRequested | Status::RecallAgreed | Status::RecallRefused => 7,
         }
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Completed | Status::Rejected)
+        matches!(
+            self,
+            Status::Completed | Status::Rejected | Status::RecallAgreed
+        )
+    }
+
+    /// The state a delivery's next move is checked against, from the codes
+    /// of its history, oldest first: the last one, except that a refused
+    /// request (16) returns to the state before the request (13).
+    pub fn state_of(
+        codes: impl IntoIterator<Item = u32>,
+    ) -> Result<Option<Status>, StatusMoveError> {
+        let mut state = None;
+        let mut before_request = None;
+        for code in codes {
+            match Status::from_code(code)? {
+                Status::RecallRequested => {
+                    before_request = state;
+                    state = Some(Status::RecallRequested);
+                }
+                Status::RecallRefused => state = before_request,
+                other => state = Some(other),
+            }
+        }
+        Ok(state)
+    }
+
+    /// Checks that a sender may ask a recipient that holds the document
+    /// (`current` is its state) to agree to a recall, update or replace.
+    pub fn check_request(current: Status) -> Result<(), StatusMoveError> {
+        match current {
+            Status::RecallRequested => Err(StatusMoveError::RecallPending {
+                next: Status::RecallRequested,
+            }),
+            // A completed document may still be recalled: the recipient answers.
+            Status::Rejected | Status::RecallAgreed => Err(StatusMoveError::Terminal { current }),
+            _ => Ok(()),
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -87,6 +150,9 @@ impl Status {
             Status::Processing => "processing",
             Status::Completed => "completed",
             Status::Rejected => "rejected",
+            Status::RecallRequested => "recall-requested",
+            Status::RecallAgreed => "recall-agreed",
+            Status::RecallRefused => "recall-refused",
         }
     }
 
@@ -101,12 +167,26 @@ impl Status {
         next: Status,
         reason: &str,
     ) -> Result<(), StatusMoveError> {
-        if next == Status::Rejected && reason.trim().is_empty() {
+        if next == Status::RecallRequested {
+            return Err(StatusMoveError::SenderOnly);
+        }
+        if matches!(next, Status::Rejected | Status::RecallRefused) && reason.trim().is_empty() {
             return Err(StatusMoveError::ReasonRequired);
         }
         let Some(current) = current else {
             return Err(StatusMoveError::NotDelivered);
         };
+        let answer = matches!(next, Status::RecallAgreed | Status::RecallRefused);
+        if current == Status::RecallRequested {
+            return if answer {
+                Ok(())
+            } else {
+                Err(StatusMoveError::RecallPending { next })
+            };
+        }
+        if answer {
+            return Err(StatusMoveError::NoRecallPending { current });
+        }
         if current.is_terminal() {
             return Err(StatusMoveError::Terminal { current });
         }
@@ -138,11 +218,18 @@ mod tests {
 
     #[test]
     fn every_pair_of_states_follows_the_rules() {
+        use Status::{RecallAgreed, RecallRefused, RecallRequested};
         for current in std::iter::once(None).chain(Status::ALL.into_iter().map(Some)) {
             for next in Status::ALL {
                 let result = Status::check_move(current, next, "lý do");
+                let answer = matches!(next, RecallAgreed | RecallRefused);
                 let expected_ok = match current {
+                    _ if next == RecallRequested => false,
                     None => false,
+                    Some(RecallRequested) => answer,
+                    _ if answer => false,
+                    // Never a state: `state_of` returns to the one before the request.
+                    Some(RecallRefused) => false,
                     Some(c) if c.is_terminal() => false,
                     Some(c) => next == Status::Rejected || next.rank() > c.rank(),
                 };
@@ -166,7 +253,28 @@ mod tests {
             assert_eq!(Status::from_name(status.name()), Some(status));
         }
         assert!(Status::from_code(0).is_err());
-        assert!(Status::from_code(13).is_err());
+        assert!(Status::from_code(14).is_err());
+        assert_eq!(
+            Status::check_move(Some(Status::RecallRequested), Status::RecallRefused, ""),
+            Err(StatusMoveError::ReasonRequired)
+        );
+    }
+
+    #[test]
+    fn a_refused_request_returns_to_the_state_before_it() {
+        let state = |codes: &[u32]| Status::state_of(codes.iter().copied()).unwrap();
+        assert_eq!(state(&[]), None);
+        assert_eq!(state(&[1, 3]), Some(Status::Received));
+        assert_eq!(state(&[1, 3, 13]), Some(Status::RecallRequested));
+        assert_eq!(state(&[1, 3, 13, 16]), Some(Status::Received));
+        assert_eq!(
+            state(&[1, 3, 13, 16, 5, 13, 15]),
+            Some(Status::RecallAgreed)
+        );
+        assert!(Status::check_request(Status::Completed).is_ok());
+        assert!(Status::check_request(Status::RecallRequested).is_err());
+        assert!(Status::check_request(Status::Rejected).is_err());
+        assert!(Status::check_request(Status::RecallAgreed).is_err());
     }
 
     #[test]

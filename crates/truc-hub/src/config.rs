@@ -200,6 +200,10 @@ const KEYS: &[(&str, &str)] = &[
         "Most queue items one acknowledgement message may name.",
     ),
     (
+        "limits.list_rows_max",
+        "Most documents one ListDocuments call returns.",
+    ),
+    (
         "delivery.window_max",
         "Most unacknowledged items on one node's stream, whatever the node asks.",
     ),

@@ -73,7 +73,8 @@ impl From<HubError> for Status {
                 StoreError::AlreadyExists { .. } => Code::AlreadyExists,
                 StoreError::NotFound { .. } => Code::NotFound,
                 StoreError::IllegalMove(StatusMoveError::ReasonRequired)
-                | StoreError::IllegalMove(StatusMoveError::UnknownCode(_)) => Code::InvalidArgument,
+                | StoreError::IllegalMove(StatusMoveError::UnknownCode(_))
+                | StoreError::IllegalMove(StatusMoveError::SenderOnly) => Code::InvalidArgument,
                 StoreError::IllegalMove(_) => Code::FailedPrecondition,
                 StoreError::Storage(_) | StoreError::WriterGone => Code::Unavailable,
                 StoreError::Corrupt { .. } => Code::Internal,
@@ -87,7 +88,7 @@ impl From<HubError> for Status {
                 "document_id: {document_id} was already accepted at {accepted_at_unix_ms} ms with different content; the original stands"
             ),
             HubError::Store(StoreError::IllegalMove(StatusMoveError::ReasonRequired)) => {
-                "reason: a rejection must say why".to_owned()
+                "reason: a rejection or a refused recall must say why".to_owned()
             }
             HubError::Store(StoreError::IllegalMove(StatusMoveError::UnknownCode(code))) => {
                 format!("status: {code} is not a status a recipient may report")

@@ -4,11 +4,11 @@
 use ring::digest::{Context, SHA256};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
-use truc_domain::{Addressee, AgencyCode, DocumentDate, Header};
+use truc_domain::{Addressee, AgencyCode, BusinessType, DocumentDate, Header};
 use truc_proto::v1 as pb;
 use truc_store::{
-    AcceptOutcome, AttachmentRef, DocumentRecord, DocumentSignatureState, PendingBlob,
-    RefusedRecipient,
+    AcceptOutcome, AcceptPlan, AttachmentRef, BusinessEffect, BusinessOutcome, BusinessRequest,
+    DocumentRecord, DocumentSignatureState, PendingBlob, RefusedRecipient,
 };
 
 use crate::convert::{raw_header, signature_state};
@@ -133,21 +133,32 @@ pub(crate) async fn send(
 
     let mut recipients = Vec::new();
     let mut refused = Vec::new();
+    let mut plan = AcceptPlan::default();
     for addressee in &header.to {
         match addressee {
-            Addressee::Valid(organ) if hub.directory.contains(&organ.code) => {
-                recipients.push(organ.code.to_string())
+            Addressee::Valid(organ) => {
+                let route = hub.directory.route(&organ.code);
+                match (route.node(), route.refusal()) {
+                    (Some(node), _) => {
+                        let code = organ.code.to_string();
+                        if node != organ.code {
+                            plan.queue_owners.insert(code.clone(), node.to_string());
+                        }
+                        recipients.push(code);
+                    }
+                    (None, reason) => refused.push(RefusedRecipient {
+                        organ_id: organ.code.to_string(),
+                        reason: reason.unwrap_or_default(),
+                    }),
+                }
             }
-            Addressee::Valid(organ) => refused.push(RefusedRecipient {
-                organ_id: organ.code.to_string(),
-                reason: "not registered in the directory of the axis".into(),
-            }),
             Addressee::Refused { organ_id, reason } => refused.push(RefusedRecipient {
                 organ_id: organ_id.clone(),
                 reason: reason.clone(),
             }),
         }
     }
+    plan.business = check_business(hub, sender, &header, &mut recipients, &mut refused)?;
     if recipients.is_empty() {
         let reasons: Vec<String> = refused
             .iter()
@@ -200,15 +211,117 @@ pub(crate) async fn send(
             })
             .collect(),
     };
-    let outcome = hub.store.accept(record, uploads.complete.clone()).await?;
+    let (outcome, business) = hub
+        .store
+        .accept_planned(record, uploads.complete.clone(), plan)
+        .await?;
     uploads.committed = true;
     Ok(match outcome {
         AcceptOutcome::Accepted(record) => {
             tracing::debug!(document_id = %record.document_id, recipients = record.recipients.len(), "accepted");
-            response(&record, false)
+            with_business_outcomes(response(&record, false), &business)
         }
         AcceptOutcome::Duplicate(original) => response(&original, true),
     })
+}
+
+/// Checks a recall, update or replace before anything is read or written:
+/// every earlier document it names exists and was sent by this sender. A
+/// recall goes only to recipients of the documents it recalls.
+fn check_business(
+    hub: &Hub,
+    sender: AgencyCode,
+    header: &Header,
+    recipients: &mut Vec<String>,
+    refused: &mut Vec<RefusedRecipient>,
+) -> Result<Option<BusinessRequest>, HubError> {
+    if header.business_type == BusinessType::New {
+        return Ok(None);
+    }
+    let mut earlier_recipients = std::collections::BTreeSet::new();
+    for (index, reference) in header.business_refs.iter().enumerate() {
+        let field = format!("business_refs[{index}]");
+        if reference.sender() != sender {
+            return Err(HubError::denied(
+                field,
+                format!(
+                    "{reference} was sent by {}; only its sender may recall, update or replace it",
+                    reference.sender()
+                ),
+            ));
+        }
+        if *reference == header.document_id {
+            return Err(HubError::invalid(
+                field,
+                "a document cannot recall, update or replace itself",
+            ));
+        }
+        let earlier = hub
+            .store
+            .document(&reference.to_string())?
+            .ok_or_else(|| HubError::not_found(field, format!("{reference} is not on the axis")))?;
+        earlier_recipients.extend(earlier.recipients);
+    }
+    if header.business_type == BusinessType::Revoke {
+        recipients.retain(|recipient| {
+            let known = earlier_recipients.contains(recipient);
+            if !known {
+                refused.push(RefusedRecipient {
+                    organ_id: recipient.clone(),
+                    reason: "not a recipient of the document recalled".into(),
+                });
+            }
+            known
+        });
+    }
+    Ok(Some(BusinessRequest {
+        business_type: header.business_type.code(),
+        references: header
+            .business_refs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }))
+}
+
+/// Says, per recipient, what a recall, update or replace did to its earlier delivery.
+fn with_business_outcomes(
+    mut response: pb::SendResponse,
+    outcomes: &[BusinessOutcome],
+) -> pb::SendResponse {
+    for outcome in outcomes {
+        let said = match &outcome.effect {
+            BusinessEffect::Withdrawn => format!(
+                "{}: withdrawn at once (not yet fetched; nothing was delivered)",
+                outcome.reference
+            ),
+            BusinessEffect::Requested => format!(
+                "{}: held by the recipient, asked to agree (15) or refuse (16)",
+                outcome.reference
+            ),
+            BusinessEffect::Unchanged { reason } => {
+                format!("{}: unchanged ({reason})", outcome.reference)
+            }
+        };
+        match response
+            .recipients
+            .iter_mut()
+            .find(|r| r.accepted && r.organ_id == outcome.recipient)
+        {
+            Some(row) if row.reason.is_empty() => row.reason = said,
+            Some(row) => {
+                row.reason.push_str("; ");
+                row.reason.push_str(&said);
+            }
+            // A recall is not delivered to a recipient it withdrew the document from.
+            None => response.recipients.push(pb::RecipientOutcome {
+                organ_id: outcome.recipient.clone(),
+                accepted: true,
+                reason: said,
+            }),
+        }
+    }
+    response
 }
 
 fn check_document_signature(

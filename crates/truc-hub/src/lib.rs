@@ -14,12 +14,14 @@ mod malformed;
 pub mod metrics;
 mod moves;
 mod observe;
+mod operator;
 mod tls;
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;
@@ -93,6 +95,8 @@ pub(crate) struct Hub {
     /// The live stream of each agency; a newer stream replaces an older one.
     sessions: Mutex<HashMap<AgencyCode, (u64, Arc<Notify>)>>,
     next_session: std::sync::atomic::AtomicU64,
+    /// When each node's delivery stream last opened or ended (Unix ms).
+    last_seen: Mutex<HashMap<AgencyCode, i64>>,
     /// Turns true when the hub stops; streams end so the server can drain.
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -154,6 +158,7 @@ pub async fn run_observed(
         delivery: setup.delivery,
         sessions: Mutex::new(HashMap::new()),
         next_session: std::sync::atomic::AtomicU64::new(1),
+        last_seen: Mutex::new(HashMap::new()),
         shutdown: shutdown_seen,
     });
     let message_bytes_max = hub.limits.header_bytes_max + hub.limits.chunk_bytes_max + 64 * 1024;
@@ -231,33 +236,142 @@ fn parse_document_id(field: &str, text: &str) -> Result<DocumentId, HubError> {
         .map_err(|error| HubError::invalid(field, format!("{error}")))
 }
 
+/// Which recipients' rows of a document a caller sees.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rows {
+    /// The sender and operators see every row.
+    All,
+    /// A recipient sees its own row, and a relay those of the units it
+    /// relays for as well.
+    Of(AgencyCode),
+}
+
+impl Rows {
+    pub(crate) fn shows(&self, directory: &Directory, recipient: &str) -> bool {
+        match self {
+            Rows::All => true,
+            Rows::Of(agency) => recipient.parse::<AgencyCode>().is_ok_and(|recipient| {
+                recipient == *agency || directory.relays_for(agency, &recipient)
+            }),
+        }
+    }
+}
+
 impl Hub {
-    /// The document, if the caller may read it: its sender, a recipient, or an operator.
+    /// Each node seen since the hub started: online now, and when last seen
+    /// (now, for one online).
+    pub(crate) fn presence(&self) -> HashMap<AgencyCode, (bool, i64)> {
+        let now = intake::now_unix_ms();
+        let online: Vec<AgencyCode> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let mut presence: HashMap<AgencyCode, (bool, i64)> = self
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(code, at)| (*code, (false, *at)))
+            .collect();
+        for code in online {
+            presence.insert(code, (true, now));
+        }
+        presence
+    }
+
+    fn seen(&self, agency: AgencyCode) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agency, intake::now_unix_ms());
+    }
+
+    /// Which rows of `record` the caller sees, or `None` if it may not read it.
+    pub(crate) fn visibility(
+        &self,
+        caller: &Caller,
+        record: &truc_store::DocumentRecord,
+    ) -> Option<Rows> {
+        match caller {
+            Caller::Operator { .. } => Some(Rows::All),
+            Caller::Agency { code, .. } => {
+                if record.sender == code.to_string() {
+                    return Some(Rows::All);
+                }
+                let rows = Rows::Of(*code);
+                record
+                    .recipients
+                    .iter()
+                    .any(|recipient| rows.shows(&self.directory, recipient))
+                    .then_some(rows)
+            }
+        }
+    }
+
+    /// The document, if the caller may read it: its sender, a recipient, a
+    /// relay of a recipient, or an operator.
     fn readable_document(
         &self,
         caller: &Caller,
         document_id: &str,
-    ) -> Result<(truc_store::DocumentRecord, Option<String>), HubError> {
+    ) -> Result<(truc_store::DocumentRecord, Rows), HubError> {
         parse_document_id("document_id", document_id)?;
         let record = self.store.document(document_id)?.ok_or_else(|| {
             HubError::not_found("document_id", format!("{document_id} is not on the axis"))
         })?;
-        match caller {
-            Caller::Operator { .. } => Ok((record, None)),
-            Caller::Agency { code, .. } => {
-                let code = code.to_string();
-                if record.sender == code {
-                    Ok((record, None))
-                } else if record.recipients.contains(&code) {
-                    Ok((record, Some(code)))
-                } else {
-                    Err(HubError::denied(
-                        "document_id",
-                        format!("{code} is neither the sender nor a recipient of {document_id}"),
-                    ))
+        match self.visibility(caller, &record) {
+            Some(rows) => Ok((record, rows)),
+            None => Err(HubError::denied(
+                "document_id",
+                format!(
+                    "{} is neither the sender nor a recipient of {document_id}",
+                    caller.name()
+                ),
+            )),
+        }
+    }
+
+    /// Every link of the chain `document_id` belongs to, earliest first,
+    /// following recalls, updates and replaces both ways (at most
+    /// `CHAIN_DOCUMENTS_MAX` documents).
+    fn chain(&self, document_id: &str) -> Result<Vec<truc_store::LinkRecord>, HubError> {
+        const CHAIN_DOCUMENTS_MAX: usize = 64;
+        let mut seen = std::collections::BTreeSet::from([document_id.to_owned()]);
+        let mut pending = vec![document_id.to_owned()];
+        let mut links = std::collections::BTreeSet::new();
+        while let Some(current) = pending.pop() {
+            for link in self.store.links(&current)? {
+                for other in [&link.earlier, &link.later] {
+                    if seen.len() < CHAIN_DOCUMENTS_MAX && seen.insert(other.clone()) {
+                        pending.push(other.clone());
+                    }
                 }
+                links.insert((link.earlier.clone(), link.later.clone(), link.business_type));
             }
         }
+        let mut links: Vec<truc_store::LinkRecord> = links
+            .into_iter()
+            .map(|(earlier, later, business_type)| truc_store::LinkRecord {
+                business_type,
+                earlier,
+                later,
+            })
+            .collect();
+        // Earliest first: a link whose earlier document is no other's later one leads.
+        links.sort_by_key(|link| {
+            let accepted = |id: &str| {
+                self.store
+                    .document(id)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |d| d.accepted_at_unix_ms)
+            };
+            (accepted(&link.later), link.later.clone())
+        });
+        Ok(links)
     }
 }
 
@@ -333,6 +447,7 @@ impl pb::axis_server::Axis for AxisService {
         {
             older.notify_one();
         }
+        hub.seen(agency);
         tracing::debug!(%agency, window, "node connected");
         metrics::node_connected();
         let (outbound, receiver) = mpsc::channel(window.max(1));
@@ -342,6 +457,8 @@ impl pb::axis_server::Axis for AxisService {
             if sessions.get(&agency).is_some_and(|(id, _)| *id == session) {
                 sessions.remove(&agency);
             }
+            drop(sessions);
+            hub.seen(agency);
             metrics::node_disconnected();
             tracing::debug!(%agency, "node disconnected");
         });
@@ -402,15 +519,27 @@ impl pb::axis_server::Axis for AxisService {
         let caller = caller(&request)?;
         let document_id = request.into_inner().document_id;
         tracing::Span::current().record("document_id", document_id.as_str());
-        let (record, only) = self.0.readable_document(&caller, &document_id)?;
+        let (record, rows) = self.0.readable_document(&caller, &document_id)?;
         let deliveries = self
             .0
             .store
             .deliveries(&document_id)
             .map_err(HubError::from)?;
+        let business_type = pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
+            .map_or(0, |header| header.business_type);
+        let chain = self
+            .0
+            .chain(&document_id)?
+            .into_iter()
+            .map(|link| pb::DocumentLink {
+                earlier: link.earlier,
+                later: link.later,
+                business_type: link.business_type,
+            })
+            .collect();
         let recipients = deliveries
             .into_iter()
-            .filter(|d| only.as_ref().is_none_or(|code| *code == d.recipient))
+            .filter(|d| rows.shows(&self.0.directory, &d.recipient))
             .map(|d| pb::RecipientStatus {
                 current: d.current_code().unwrap_or(0) as i32,
                 history: d.history.iter().map(status_entry).collect(),
@@ -424,7 +553,9 @@ impl pb::axis_server::Axis for AxisService {
             accepted_at_unix_ms: record.accepted_at_unix_ms,
             document_signature: signature_state(record.document_signature_state) as i32,
             recipients,
-            refused: if only.is_some() {
+            business_type,
+            chain,
+            refused: if matches!(rows, Rows::Of(_)) {
                 Vec::new()
             } else {
                 record
@@ -555,5 +686,48 @@ impl pb::axis_server::Axis for AxisService {
             total_received: agencies.iter().map(|a| a.received).sum(),
             agencies,
         }))
+    }
+
+    async fn explain_route(
+        &self,
+        request: Request<pb::ExplainRouteRequest>,
+    ) -> Result<Response<pb::ExplainRouteResponse>, Status> {
+        metrics::request("explain_route");
+        caller(&request)?;
+        Ok(Response::new(operator::explain_route(
+            &self.0,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn list_documents(
+        &self,
+        request: Request<pb::ListDocumentsRequest>,
+    ) -> Result<Response<pb::ListDocumentsResponse>, Status> {
+        metrics::request("list_documents");
+        let caller = caller(&request)?;
+        let hub = self.0.clone();
+        let request = request.into_inner();
+        // It reads every stored document: keep it off the runtime's workers.
+        let response =
+            tokio::task::spawn_blocking(move || operator::list_documents(&hub, &caller, request))
+                .await
+                .map_err(|error| Status::internal(error.to_string()))??;
+        Ok(Response::new(response))
+    }
+
+    async fn list_nodes(
+        &self,
+        request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        metrics::request("list_nodes");
+        if !caller(&request)?.is_operator() {
+            return Err(HubError::denied("certificate", "the node list is for operators").into());
+        }
+        let hub = self.0.clone();
+        let response = tokio::task::spawn_blocking(move || operator::list_nodes(&hub))
+            .await
+            .map_err(|error| Status::internal(error.to_string()))??;
+        Ok(Response::new(response))
     }
 }

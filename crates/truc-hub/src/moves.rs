@@ -16,18 +16,23 @@ pub(crate) fn check(
     request: pb::MoveStatusRequest,
 ) -> Result<MoveRequest, HubError> {
     parse_document_id("document_id", &request.document_id)?;
-    if !request.recipient.is_empty() {
+    let recipient = if request.recipient.is_empty() {
+        agency
+    } else {
         let recipient: AgencyCode = request
             .recipient
             .parse()
             .map_err(|error| HubError::invalid("recipient", format!("{error}")))?;
-        if recipient != agency {
-            return Err(HubError::denied(
-                "recipient",
-                format!("{agency} may move only its own deliveries, not {recipient}'s"),
-            ));
+        if recipient != agency && !hub.directory.relays_for(&agency, &recipient) {
+            let reason = if hub.directory.is_relay(&agency) {
+                format!("{agency} relays only for the units of its subtree; {recipient} is not one of them")
+            } else {
+                format!("{agency} may move only its own deliveries, not {recipient}'s")
+            };
+            return Err(HubError::denied("recipient", reason));
         }
-    }
+        recipient
+    };
     let status = u32::try_from(request.status)
         .map_err(|_| truc_domain::StatusMoveError::UnknownCode(0))
         .and_then(DocStatus::from_code)
@@ -35,22 +40,28 @@ pub(crate) fn check(
             HubError::invalid(
                 "status",
                 format!(
-                    "{} is not a status code (01, 02, 03, 04, 05, 06)",
+                    "{} is not a status code (01, 02, 03, 04, 05, 06, 15, 16)",
                     request.status
                 ),
             )
         })?;
+    if status == DocStatus::RecallRequested {
+        return Err(HubError::invalid(
+            "status",
+            "13 (recall requested) is recorded when the sender sends a recall, update or replace; a recipient answers 15 or 16",
+        ));
+    }
     truc_domain::check_reason(&request.reason, hub.limits.reason_chars_max)?;
-    let recipient = agency.to_string();
     Ok(MoveRequest {
         document_id: request.document_id,
         entry: StatusEntry {
             code: status.code(),
             at_unix_ms: intake::now_unix_ms(),
-            actor: recipient.clone(),
+            // A relay's moves are its own acts on the unit's behalf.
+            actor: agency.to_string(),
             reason: request.reason,
         },
-        recipient,
+        recipient: recipient.to_string(),
     })
 }
 

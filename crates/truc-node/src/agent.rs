@@ -172,6 +172,16 @@ async fn receive(
     let key = format!("{}\u{0}{}", verified.document_id, delivery.recipient);
     let new = match &config.inbox {
         Some(inbox) => {
+            // A relay (LGSP) passes each unit's documents down into that
+            // unit's own folder; its own stay at the top.
+            let inbox = &match own_code(config) {
+                Some(own) if own != delivery.recipient => {
+                    let unit = inbox.join(inbox_name(&delivery.recipient));
+                    tokio::fs::create_dir_all(&unit).await?;
+                    unit
+                }
+                _ => inbox.clone(),
+            };
             let folder = inbox.join(inbox_name(&verified.document_id));
             if tokio::fs::try_exists(&folder).await? {
                 false
@@ -214,6 +224,17 @@ async fn receive(
         }
     }
     Ok(true)
+}
+
+/// The agency code of the node's own certificate.
+fn own_code(config: &NodeConfig) -> Option<String> {
+    match truc_pki::peer_identity(config.credentials.certificate_der()) {
+        Ok(truc_pki::PeerIdentity {
+            role: truc_pki::PeerRole::Agency { code },
+            ..
+        }) => Some(code),
+        _ => None,
+    }
 }
 
 /// Reads every attachment (inline in the delivery, or fetched from the hub),

@@ -221,6 +221,44 @@ impl AxisClient {
             .into_inner())
     }
 
+    /// Where documents to `organ_id` are delivered, and why.
+    pub async fn explain_route(
+        &self,
+        organ_id: &str,
+    ) -> Result<pb::ExplainRouteResponse, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .explain_route(pb::ExplainRouteRequest {
+                organ_id: organ_id.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Documents matching a filter (an agency sees only its own).
+    pub async fn list_documents(
+        &self,
+        request: pb::ListDocumentsRequest,
+    ) -> Result<pb::ListDocumentsResponse, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .list_documents(request)
+            .await?
+            .into_inner())
+    }
+
+    /// The directory with each node's state (operators only).
+    pub async fn list_nodes(&self) -> Result<pb::ListNodesResponse, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .list_nodes(pb::ListNodesRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// Streams one attachment's bytes.
     pub async fn fetch_attachment(
         &self,

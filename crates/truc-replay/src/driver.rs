@@ -329,6 +329,9 @@ impl EmbeddedHub {
                 code: line.code,
                 name: line.name,
                 connection: line.connection,
+                // Every replayed unit runs a node of its own.
+                relay: false,
+                own_node: true,
             }));
         let setup = HubSetup {
             store: store.clone(),

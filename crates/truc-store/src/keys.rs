@@ -7,6 +7,7 @@ pub(crate) const DELIVERY: u8 = b'r';
 pub(crate) const QUEUE: u8 = b'q';
 pub(crate) const COUNTER: u8 = b'c';
 pub(crate) const BLOB: u8 = b'b';
+pub(crate) const LINK: u8 = b'k';
 pub(crate) const META_NEXT_SEQ: &[u8] = b"m:next_queue_seq";
 pub(crate) const META_SCHEMA: &[u8] = b"m:schema";
 
@@ -91,5 +92,20 @@ pub(crate) fn chunk_upload_prefix(sha256: &[u8; 32], upload_id: u64) -> [u8; 40]
     let mut key = [0u8; 40];
     key[..32].copy_from_slice(sha256);
     key[32..].copy_from_slice(&upload_id.to_be_bytes());
+    key
+}
+
+/// Links of one document sort together: prefix, id, NUL, the other document's id.
+pub(crate) fn link_prefix(document_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + 2 * document_id.len());
+    key.push(LINK);
+    key.extend_from_slice(document_id.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn link(document_id: &str, other_id: &str) -> Vec<u8> {
+    let mut key = link_prefix(document_id);
+    key.extend_from_slice(other_id.as_bytes());
     key
 }

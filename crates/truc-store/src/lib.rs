@@ -19,10 +19,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use error::StoreError;
 pub use records::{
-    AttachmentRef, BlobRecord, DeliveryRecord, DocumentRecord, DocumentSignatureState, QueueItem,
-    RefusedRecipient, StatusEntry,
+    AttachmentRef, BlobRecord, DeliveryRecord, DocumentRecord, DocumentSignatureState, LinkRecord,
+    QueueItem, RefusedRecipient, StatusEntry,
 };
-pub use writer::{AcceptOutcome, AckOutcome, MoveRequest, PendingBlob};
+pub use writer::{
+    AcceptOutcome, AcceptPlan, AckOutcome, BusinessEffect, BusinessOutcome, BusinessRequest,
+    MoveRequest, PendingBlob,
+};
 
 use records::{decode, decode_counter};
 use writer::{Command, Writer};
@@ -190,6 +193,36 @@ impl Store {
         .await
     }
 
+    /// [`Store::accept`], with the deliveries of relayed recipients queued for
+    /// their relays and a recall, update or replace applied to the earlier
+    /// documents, all in the same atomic write.
+    pub async fn accept_planned(
+        &self,
+        document: DocumentRecord,
+        blobs: Vec<PendingBlob>,
+        plan: AcceptPlan,
+    ) -> Result<(AcceptOutcome, Vec<BusinessOutcome>), StoreError> {
+        self.submit(|reply| Command::AcceptPlanned {
+            document,
+            blobs,
+            plan,
+            reply,
+        })
+        .await
+    }
+
+    /// The recalls, updates and replaces that name `document_id` or that it names.
+    pub fn links(&self, document_id: &str) -> Result<Vec<LinkRecord>, StoreError> {
+        self.inner
+            .main
+            .scan_prefix(keys::link_prefix(document_id))
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&key, &bytes)
+            })
+            .collect()
+    }
+
     /// Acknowledges queue item `queue_seq` of `agency`. For a delivery this
     /// records "arrived"; acknowledging twice is harmless.
     pub async fn ack(
@@ -304,6 +337,26 @@ impl Store {
             .collect()
     }
 
+    /// The first delivery (not notice) waiting in `agency`'s queue: the oldest unacknowledged.
+    pub fn oldest_queued_delivery(&self, agency: &str) -> Result<Option<QueueItem>, StoreError> {
+        for item in self.inner.main.scan_prefix(keys::queue_prefix(agency)) {
+            let (key, bytes) = item?;
+            let item: QueueItem = decode(&key, &bytes)?;
+            if matches!(item, QueueItem::Delivery { .. }) {
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every stored document, in id order.
+    pub fn documents(&self) -> impl Iterator<Item = Result<DocumentRecord, StoreError>> + '_ {
+        self.inner.main.scan_prefix([keys::DOCUMENT]).map(|item| {
+            let (key, bytes) = item?;
+            decode(&key, &bytes)
+        })
+    }
+
     pub fn queue_depth(&self, agency: &str) -> usize {
         self.inner
             .main
@@ -364,7 +417,7 @@ impl Store {
                 .or_default()
                 .0 += 1;
             for delivery in self.deliveries(&document.document_id)? {
-                if !delivery.history.is_empty() {
+                if delivery.arrived() {
                     entries
                         .entry((delivery.recipient.clone(), document.date_key))
                         .or_default()
@@ -402,7 +455,7 @@ impl Store {
             }
             for delivery in self.deliveries(&document.document_id)? {
                 let row = rows.entry(delivery.recipient.clone()).or_default();
-                if !delivery.history.is_empty() {
+                if delivery.arrived() {
                     row.received += 1;
                 }
                 for entry in &delivery.history {

@@ -95,8 +95,23 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
+    /// The code of the last entry, as the recipient's row shows it.
     pub fn current_code(&self) -> Option<u32> {
         self.history.last().map(|entry| entry.code)
+    }
+
+    /// The state the next move is checked against: the last entry, except
+    /// that a refused recall returns to the state before the request.
+    pub fn state(&self) -> Result<Option<truc_domain::Status>, truc_domain::StatusMoveError> {
+        truc_domain::Status::state_of(self.history.iter().map(|entry| entry.code))
+    }
+
+    /// Whether the recipient's node has it (an arrival is on record). A
+    /// delivery withdrawn before it was fetched has entries but never arrived.
+    pub fn arrived(&self) -> bool {
+        self.history
+            .iter()
+            .any(|entry| entry.code == truc_domain::Status::Arrived.code())
     }
 }
 
@@ -119,6 +134,15 @@ pub enum QueueItem {
         recipient: String,
         entries: Vec<StatusEntry>,
     },
+}
+
+/// A recall (1), update (2) or replace (3): `later` names `earlier` in its
+/// business references. Stored under both documents, so either finds the other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    pub business_type: i32,
+    pub earlier: String,
+    pub later: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

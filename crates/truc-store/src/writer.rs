@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
     decode, decode_counter, encode, encode_counter, BlobRecord, DeliveryRecord, DocumentRecord,
-    QueueItem, StatusEntry,
+    LinkRecord, QueueItem, StatusEntry,
 };
 use crate::Inner;
 
@@ -73,6 +73,12 @@ pub(crate) enum Command {
         moves: Vec<MoveRequest>,
         reply: oneshot::Sender<Result<MoveResults, StoreError>>,
     },
+    AcceptPlanned {
+        document: DocumentRecord,
+        blobs: Vec<PendingBlob>,
+        plan: AcceptPlan,
+        reply: oneshot::Sender<PlannedAcceptResult>,
+    },
 }
 
 /// A reply held back until the group it belongs to is flushed.
@@ -90,6 +96,7 @@ enum Pending {
         oneshot::Sender<Result<MoveResults, StoreError>>,
         Result<MoveResults, StoreError>,
     ),
+    AcceptPlanned(oneshot::Sender<PlannedAcceptResult>, PlannedAcceptResult),
 }
 
 impl Pending {
@@ -98,6 +105,7 @@ impl Pending {
             Pending::Accept(reply, _) => drop(reply.send(Err(error()))),
             Pending::Ack(reply, _) => drop(reply.send(Err(error()))),
             Pending::Move(reply, _) => drop(reply.send(Err(error()))),
+            Pending::AcceptPlanned(reply, _) => drop(reply.send(Err(error()))),
         }
     }
 
@@ -106,6 +114,7 @@ impl Pending {
             Pending::Accept(reply, result) => drop(reply.send(result)),
             Pending::Ack(reply, result) => drop(reply.send(result)),
             Pending::Move(reply, result) => drop(reply.send(result)),
+            Pending::AcceptPlanned(reply, result) => drop(reply.send(result)),
         }
     }
 }
@@ -200,6 +209,7 @@ impl Writer {
                     Command::Accept { reply, .. } => drop(reply.send(Err(failure()))),
                     Command::Ack { reply, .. } => drop(reply.send(Err(failure()))),
                     Command::Move { reply, .. } => drop(reply.send(Err(failure()))),
+                    Command::AcceptPlanned { reply, .. } => drop(reply.send(Err(failure()))),
                 }
                 continue;
             }
@@ -226,6 +236,24 @@ impl Writer {
                 ),
                 Command::Move { moves, reply } => {
                     Pending::Move(reply, Ok(self.move_all(moves, &mut woken)))
+                }
+                Command::AcceptPlanned {
+                    document,
+                    blobs,
+                    plan,
+                    reply,
+                } => {
+                    let result = self.accept_planned(
+                        document,
+                        &blobs,
+                        &plan,
+                        &mut woken,
+                        &mut orphan_uploads,
+                    );
+                    if matches!(result, Err(_) | Ok((AcceptOutcome::Duplicate(_), _))) {
+                        orphan_uploads.extend(blobs.iter().map(|b| (b.sha256, b.upload_id)));
+                    }
+                    Pending::AcceptPlanned(reply, result)
                 }
             });
         }
@@ -530,12 +558,11 @@ impl Writer {
     ) -> Result<String, StoreError> {
         let (delivery_key, mut delivery, sender, date_key) =
             self.read_delivery(op, &request.document_id, &request.recipient)?;
-        let current = delivery.current_code().map(Status::from_code).transpose()?;
+        let current = delivery.state()?;
         let target = Status::from_code(request.entry.code)?;
-        if current.is_none()
-            && target != Status::Arrived
-            && request.entry.actor == request.recipient
-        {
+        // The actor is the recipient, or the relay that holds the recipient's
+        // deliveries: either way the one whose node receives it.
+        if current.is_none() && target != Status::Arrived {
             // A recipient that moves a delivery holds it, even if the
             // acknowledgement from its node has not been written yet. The
             // queue item stays: the node still gets the document, and its
@@ -600,5 +627,248 @@ impl Writer {
             );
             woken.insert(sender);
         }
+    }
+}
+
+/// How an accepted document reaches its recipients, and what it asks of
+/// earlier documents of the same sender.
+#[derive(Clone, Debug, Default)]
+pub struct AcceptPlan {
+    /// Recipient → the agency whose queue carries its delivery, for the
+    /// recipients served by a relay (LGSP); the others' own queues carry theirs.
+    pub queue_owners: std::collections::BTreeMap<String, String>,
+    /// A recall, update or replace of earlier documents.
+    pub business: Option<BusinessRequest>,
+}
+
+/// A recall (business type 1), update (2) or replace (3) by the sender of
+/// the documents it names. Only recipients of each earlier document on the
+/// new one's list are affected.
+#[derive(Clone, Debug)]
+pub struct BusinessRequest {
+    pub business_type: i32,
+    pub references: Vec<String>,
+}
+
+/// What a business request did to one recipient's delivery of one earlier document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusinessEffect {
+    /// Not yet fetched: withdrawn at once (13 then 15), its queue item removed.
+    Withdrawn,
+    /// The recipient holds it: 13 recorded, its answer (15 or 16) awaited.
+    Requested,
+    /// Nothing recorded, and why (a final state, or a request already waiting).
+    Unchanged { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusinessOutcome {
+    pub reference: String,
+    pub recipient: String,
+    pub effect: BusinessEffect,
+}
+
+pub(crate) type PlannedAcceptResult = Result<(AcceptOutcome, Vec<BusinessOutcome>), StoreError>;
+
+impl Writer {
+    /// [`Writer::accept`] with routes and a business request, all in one operation.
+    pub(crate) fn accept_planned(
+        &mut self,
+        mut document: DocumentRecord,
+        blobs: &[PendingBlob],
+        plan: &AcceptPlan,
+        woken: &mut BTreeSet<String>,
+        orphan_uploads: &mut Vec<([u8; 32], u64)>,
+    ) -> PlannedAcceptResult {
+        let mut op = self.begin();
+        let mut notices = Notices::default();
+        let mut outcomes = Vec::new();
+        let document_key = keys::document(&document.document_id);
+        // A resend changes nothing: the original's effects already stand.
+        let resend = self.read(&op, &document_key)?.is_some();
+        if !resend {
+            if let Some(business) = &plan.business {
+                if let Err(error) =
+                    self.stage_business(&mut op, &document, business, &mut notices, &mut outcomes)
+                {
+                    self.abandon(op);
+                    return Err(error);
+                }
+                // A recall tells nobody who never had the document.
+                if business.business_type == 1 {
+                    document.recipients.retain(|recipient| {
+                        outcomes.iter().all(|o: &BusinessOutcome| {
+                            o.recipient != *recipient || o.effect != BusinessEffect::Withdrawn
+                        })
+                    });
+                }
+            }
+        }
+        match self.stage_accept(&mut op, &document, blobs, orphan_uploads) {
+            Ok(None) => {
+                if let Err(error) = self.reroute_queue_items(&mut op, &document, plan) {
+                    self.abandon(op);
+                    return Err(error);
+                }
+                self.commit(op);
+                woken.extend(
+                    document
+                        .recipients
+                        .iter()
+                        .map(|r| plan.queue_owners.get(r).unwrap_or(r).clone()),
+                );
+                self.queue_notices(notices, woken);
+                Ok((AcceptOutcome::Accepted(document), outcomes))
+            }
+            Ok(Some(original)) => {
+                self.abandon(op);
+                Ok((AcceptOutcome::Duplicate(original), Vec::new()))
+            }
+            Err(error) => {
+                self.abandon(op);
+                Err(error)
+            }
+        }
+    }
+
+    /// Moves the queue items `stage_accept` put in each recipient's own queue
+    /// into its relay's queue, keeping their sequence numbers.
+    fn reroute_queue_items(
+        &self,
+        op: &mut Op,
+        document: &DocumentRecord,
+        plan: &AcceptPlan,
+    ) -> Result<(), StoreError> {
+        for recipient in &document.recipients {
+            let Some(owner) = plan.queue_owners.get(recipient) else {
+                continue;
+            };
+            if owner == recipient {
+                continue;
+            }
+            let delivery_key = keys::delivery(&document.document_id, recipient);
+            let bytes = self
+                .read(op, &delivery_key)?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("delivery of {} to {recipient}", document.document_id),
+                })?;
+            let delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
+            let item = op
+                .changes
+                .remove(&keys::queue(recipient, delivery.queue_seq))
+                .flatten()
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("queue item of {} to {recipient}", document.document_id),
+                })?;
+            op.changes
+                .insert(keys::queue(owner, delivery.queue_seq), Some(item));
+        }
+        Ok(())
+    }
+
+    /// Records a business request on every earlier delivery it concerns, and
+    /// the links between the documents both ways.
+    fn stage_business(
+        &mut self,
+        op: &mut Op,
+        document: &DocumentRecord,
+        business: &BusinessRequest,
+        notices: &mut Notices,
+        outcomes: &mut Vec<BusinessOutcome>,
+    ) -> Result<(), StoreError> {
+        let at_unix_ms = document.accepted_at_unix_ms;
+        let what = match business.business_type {
+            1 => "recall",
+            2 => "update",
+            _ => "replace",
+        };
+        for reference in &business.references {
+            let link = encode(&LinkRecord {
+                business_type: business.business_type,
+                earlier: reference.clone(),
+                later: document.document_id.clone(),
+            });
+            op.changes.insert(
+                keys::link(reference, &document.document_id),
+                Some(link.clone()),
+            );
+            op.changes
+                .insert(keys::link(&document.document_id, reference), Some(link));
+            for recipient in &document.recipients {
+                let delivery_key = keys::delivery(reference, recipient);
+                let Some(bytes) = self.read(op, &delivery_key)? else {
+                    continue;
+                };
+                let mut delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
+                let request = StatusEntry {
+                    code: Status::RecallRequested.code(),
+                    at_unix_ms,
+                    actor: document.sender.clone(),
+                    reason: format!("{what}: {}", document.document_id),
+                };
+                let effect = match delivery.state()? {
+                    None => {
+                        self.remove_queued_delivery(op, reference, recipient, delivery.queue_seq)?;
+                        let withdrawn = StatusEntry {
+                            code: Status::RecallAgreed.code(),
+                            at_unix_ms,
+                            actor: document.sender.clone(),
+                            reason: "withdrawn before it was fetched; nothing was delivered".into(),
+                        };
+                        for entry in [request, withdrawn] {
+                            delivery.history.push(entry.clone());
+                            notices.add(&document.sender, reference, recipient, entry);
+                        }
+                        BusinessEffect::Withdrawn
+                    }
+                    Some(current) => match Status::check_request(current) {
+                        Ok(()) => {
+                            delivery.history.push(request.clone());
+                            notices.add(&document.sender, reference, recipient, request);
+                            BusinessEffect::Requested
+                        }
+                        Err(error) => BusinessEffect::Unchanged {
+                            reason: error.to_string(),
+                        },
+                    },
+                };
+                if !matches!(effect, BusinessEffect::Unchanged { .. }) {
+                    op.changes.insert(delivery_key, Some(encode(&delivery)));
+                }
+                outcomes.push(BusinessOutcome {
+                    reference: reference.clone(),
+                    recipient: recipient.clone(),
+                    effect,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the queue item of a delivery not yet fetched, from whichever
+    /// queue carries it: the recipient's own, or a relay's above it.
+    fn remove_queued_delivery(
+        &self,
+        op: &mut Op,
+        document_id: &str,
+        recipient: &str,
+        queue_seq: u64,
+    ) -> Result<(), StoreError> {
+        let mut holder = recipient.parse::<truc_domain::AgencyCode>().ok();
+        while let Some(code) = holder {
+            let key = keys::queue(&code.to_string(), queue_seq);
+            if let Some(bytes) = self.read(op, &key)? {
+                let item: QueueItem = decode(&key, &bytes)?;
+                if matches!(&item, QueueItem::Delivery { document_id: d, recipient: r }
+                    if d == document_id && r == recipient)
+                {
+                    op.changes.insert(key, None);
+                    return Ok(());
+                }
+            }
+            holder = code.parent();
+        }
+        // Sequence numbers are unique: an item not found was already taken.
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use truc_domain::Limits;
 use truc_hub::config::DeliveryConfig;
-use truc_hub::{AgencyEntry, ConnectionMode, Directory, HubSetup, Observe};
+use truc_hub::{AgencyEntry, Directory, HubSetup, Observe};
 use truc_node::{AxisClient, NodeConfig};
 use truc_pki::PkiPaths;
 use truc_store::{Store, StoreOptions};
@@ -36,6 +36,10 @@ pub struct TestHubOptions {
     pub extra_agencies: Vec<String>,
     /// Serve Prometheus metrics on a port of 127.0.0.1 (see [`TestHub::metrics_address`]).
     pub metrics: bool,
+    /// Directory entries as given (relays, units without a node of their
+    /// own), registered and certified besides the others; an entry for one
+    /// of [`AGENCIES`] replaces its plain one.
+    pub entries: Vec<AgencyEntry>,
 }
 
 pub struct TestHub {
@@ -46,6 +50,7 @@ pub struct TestHub {
     /// Where the hub serves `GET /metrics`, when started with metrics.
     pub metrics_address: Option<SocketAddr>,
     registered: Vec<String>,
+    entries: Vec<AgencyEntry>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -66,11 +71,17 @@ impl TestHub {
 
     pub async fn start_with_options(options: TestHubOptions) -> TestHub {
         let root = tempfile::tempdir().expect("temp dir");
-        let registered: Vec<String> = AGENCIES
+        let mut registered: Vec<String> = AGENCIES
             .iter()
             .map(|code| code.to_string())
             .chain(options.extra_agencies)
             .collect();
+        for entry in &options.entries {
+            let code = entry.code.to_string();
+            if !registered.contains(&code) {
+                registered.push(code);
+            }
+        }
         let mut certified: Vec<(String, String)> = registered
             .iter()
             .map(|code| (code.clone(), format!("Agency {code}")))
@@ -92,6 +103,7 @@ impl TestHub {
                 .metrics
                 .then_some(SocketAddr::from(([127, 0, 0, 1], 0))),
             registered,
+            entries: options.entries,
             stop: None,
             task: None,
         };
@@ -123,11 +135,17 @@ impl TestHub {
 
     async fn launch(&mut self) {
         let store = self.open_store().await;
-        let directory = Directory::new(self.registered.iter().map(|code| AgencyEntry {
-            code: code.parse().expect("test agency codes are well formed"),
-            name: format!("Agency {code}"),
-            connection: ConnectionMode::Direct,
-        }));
+        let directory = Directory::new(
+            self.registered
+                .iter()
+                .map(|code| {
+                    AgencyEntry::direct(
+                        code.parse().expect("test agency codes are well formed"),
+                        format!("Agency {code}"),
+                    )
+                })
+                .chain(self.entries.iter().cloned()),
+        );
         let setup = HubSetup {
             store,
             directory,

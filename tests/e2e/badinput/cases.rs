@@ -28,7 +28,7 @@ pub fn table<'a>(fixtures: &'a Fixtures) -> Table {
         next_number: 1000,
     };
     type Family<'a> = fn(&mut Builder<'a>);
-    let families: [(&str, Family<'a>); 19] = [
+    let families: [(&str, Family<'a>); 21] = [
         ("ill-formed agency codes", Builder::agency_codes),
         (
             "unknown, self-addressed, duplicated, too many recipients",
@@ -64,6 +64,11 @@ pub fn table<'a>(fixtures: &'a Fixtures) -> Table {
         ),
         ("reads: unknown, ill-formed, someone else's", Builder::reads),
         ("delivery stream protocol", Builder::deliveries),
+        (
+            "recalls, updates, replaces: others' documents, unknown ones, answers with nothing to answer",
+            Builder::business_requests,
+        ),
+        ("routes, document lists, node lists", Builder::operator_views),
         ("malformed request messages", Builder::raw_requests),
         ("gRPC framing", Builder::framing),
     ];
@@ -1748,6 +1753,206 @@ impl Builder<'_> {
 
     /// Every illegal move from every state, bad codes and reasons, and moves
     /// by the wrong party.
+    fn business_requests(&mut self) {
+        let f1 = self.fx.f1.clone();
+        // F1 is G22's: no one else may recall, update or replace it.
+        for (who, business_type) in [(G12, 1), (H41, 1), (G12, 2), (G17, 3)] {
+            let attachments = if business_type == 1 {
+                Vec::new()
+            } else {
+                vec![("v2.pdf".to_string(), self.fresh_bytes(32))]
+            };
+            let doc = self.doc_with(who, &[G09], attachments).edit(|h| {
+                h.business_type = business_type;
+                h.business_refs = vec![f1.clone()];
+            });
+            self.send(
+                format!("{who} sends business type {business_type} on G22's F1"),
+                who,
+                &doc,
+                Code::PermissionDenied,
+                "business_refs[0]",
+            );
+        }
+        // The sender's own id, but no such document on the axis.
+        let unknown = format!("{G22},2020/01/01,404/{NOTATION}");
+        for business_type in [1, 2, 3] {
+            let attachments = if business_type == 1 {
+                Vec::new()
+            } else {
+                vec![("v2.pdf".to_string(), self.fresh_bytes(32))]
+            };
+            let doc = self.doc_with(G22, &[G12], attachments).edit(|h| {
+                h.business_type = business_type;
+                h.business_refs = vec![f1.clone(), unknown.clone()];
+            });
+            self.send(
+                format!("business type {business_type} naming an unknown document second"),
+                G22,
+                &doc,
+                Code::NotFound,
+                "business_refs[1]",
+            );
+        }
+        // A document that names itself.
+        for business_type in [1, 2, 3] {
+            let attachments = if business_type == 1 {
+                Vec::new()
+            } else {
+                vec![("v2.pdf".to_string(), self.fresh_bytes(32))]
+            };
+            let doc = self.doc_with(G22, &[G12], attachments);
+            let own_id = doc.id.clone();
+            let doc = doc.edit(|h| {
+                h.business_type = business_type;
+                h.business_refs = vec![own_id.clone()];
+            });
+            self.send(
+                format!("business type {business_type} naming the document itself"),
+                G22,
+                &doc,
+                Code::InvalidArgument,
+                "business_refs[0]",
+            );
+        }
+        // Answers with no request waiting, on F1's arrived delivery to H41.
+        for (status, reason) in [(15, ""), (16, "Không đồng ý")] {
+            let case = self
+                .move_request(
+                    format!("answer {status} with no recall waiting"),
+                    Who::Agency(H41),
+                    pb::MoveStatusRequest {
+                        document_id: f1.clone(),
+                        recipient: String::new(),
+                        status,
+                        reason: reason.into(),
+                    },
+                    Code::FailedPrecondition,
+                    "status",
+                )
+                .detail("no recall, update or replace to answer");
+            self.push(case);
+        }
+        for reason in ["", "  "] {
+            let case = self.move_request(
+                format!("a refused recall whose reason is {reason:?}"),
+                Who::Agency(H41),
+                pb::MoveStatusRequest {
+                    document_id: f1.clone(),
+                    recipient: String::new(),
+                    status: 16,
+                    reason: reason.into(),
+                },
+                Code::InvalidArgument,
+                "reason",
+            );
+            self.push(case);
+        }
+    }
+
+    fn operator_views(&mut self) {
+        for (why, code) in ill_formed_agency_codes() {
+            self.push(Case::new(
+                format!("route for {why}"),
+                Who::Operator,
+                Input::Request(
+                    Method::ExplainRoute,
+                    pb::ExplainRouteRequest {
+                        organ_id: code.clone(),
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::InvalidArgument,
+                "organ_id",
+            ));
+            // An empty filter means "any".
+            if code.is_empty() {
+                continue;
+            }
+            for (field, request) in [
+                (
+                    "sender",
+                    pb::ListDocumentsRequest {
+                        sender: code.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "recipient",
+                    pb::ListDocumentsRequest {
+                        recipient: code.clone(),
+                        ..Default::default()
+                    },
+                ),
+            ] {
+                self.push(Case::new(
+                    format!("document list {field} is {why}"),
+                    Who::Agency(G12),
+                    Input::Request(Method::ListDocuments, request.encode_to_vec()),
+                    Code::InvalidArgument,
+                    field,
+                ));
+            }
+        }
+        for (why, date) in ill_formed_dates() {
+            self.push(Case::new(
+                format!("document list from_date is {why}"),
+                Who::Operator,
+                Input::Request(
+                    Method::ListDocuments,
+                    pb::ListDocumentsRequest {
+                        from_date: date.into(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::InvalidArgument,
+                "from_date",
+            ));
+        }
+        for status in [7, 14, 99, -1] {
+            self.push(Case::new(
+                format!("document list status {status}"),
+                Who::Operator,
+                Input::Request(
+                    Method::ListDocuments,
+                    pb::ListDocumentsRequest {
+                        status,
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::InvalidArgument,
+                "status",
+            ));
+        }
+        for limit in [1_001, u32::MAX] {
+            self.push(Case::new(
+                format!("document list of {limit} rows"),
+                Who::Operator,
+                Input::Request(
+                    Method::ListDocuments,
+                    pb::ListDocumentsRequest {
+                        limit,
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::ResourceExhausted,
+                "limit",
+            ));
+        }
+        for agency in REGISTERED {
+            self.push(Case::new(
+                format!("{agency} asks for the node list"),
+                Who::Agency(agency),
+                Input::Request(Method::ListNodes, Vec::new()),
+                Code::PermissionDenied,
+                "certificate",
+            ));
+        }
+    }
+
     fn status_moves(&mut self) {
         // Forward ranks of Decision 28/2018 art. 10; rejection is last and final.
         let rank = |state: &str| match state {
@@ -1821,7 +2026,7 @@ impl Builder<'_> {
             status,
             reason: reason.into(),
         };
-        for status in [0, 7, 8, 13, 15, 16, 99, -1, i32::MIN, i32::MAX] {
+        for status in [0, 7, 8, 13, 14, 17, 99, -1, i32::MIN, i32::MAX] {
             let case = self.move_request(
                 format!("status code {status}"),
                 Who::Agency(H41),

@@ -139,7 +139,9 @@ pub struct RecipientOutcome {
     pub organ_id: ::prost::alloc::string::String,
     #[prost(bool, tag = "2")]
     pub accepted: bool,
-    /// Why a recipient was refused; empty when accepted.
+    /// Why a recipient was refused. For an accepted recipient of a recall,
+    /// update or replace, what the request did to its earlier delivery (empty
+    /// for an ordinary accepted recipient).
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
 }
@@ -257,7 +259,8 @@ pub struct StatusEntry {
 pub struct MoveStatusRequest {
     #[prost(string, tag = "1")]
     pub document_id: ::prost::alloc::string::String,
-    /// The recipient whose delivery moves; empty means the caller itself.
+    /// The recipient whose delivery moves; empty means the caller itself. A
+    /// relay (LGSP) names the unit of its subtree it acts for.
     #[prost(string, tag = "2")]
     pub recipient: ::prost::alloc::string::String,
     #[prost(enumeration = "StatusCode", tag = "3")]
@@ -340,6 +343,127 @@ pub struct GetStatusResponse {
     pub recipients: ::prost::alloc::vec::Vec<RecipientStatus>,
     #[prost(message, repeated, tag = "7")]
     pub refused: ::prost::alloc::vec::Vec<RecipientOutcome>,
+    #[prost(enumeration = "BusinessType", tag = "8")]
+    pub business_type: i32,
+    /// Every recall, update and replace linked to this document, directly or
+    /// through others (the chain), earliest first.
+    #[prost(message, repeated, tag = "9")]
+    pub chain: ::prost::alloc::vec::Vec<DocumentLink>,
+}
+/// `later` recalls, updates or replaces `earlier`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DocumentLink {
+    #[prost(string, tag = "1")]
+    pub earlier: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub later: ::prost::alloc::string::String,
+    #[prost(enumeration = "BusinessType", tag = "3")]
+    pub business_type: i32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ExplainRouteRequest {
+    #[prost(string, tag = "1")]
+    pub organ_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ExplainRouteResponse {
+    #[prost(string, tag = "1")]
+    pub organ_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "RouteKind", tag = "2")]
+    pub kind: i32,
+    /// The agency whose node receives the deliveries; empty when there is no route.
+    #[prost(string, tag = "3")]
+    pub node: ::prost::alloc::string::String,
+    /// One line for people, e.g. "000.00.05.H41 → delivered to 000.00.00.H41
+    /// (LGSP relay for its subtree)".
+    #[prost(string, tag = "4")]
+    pub explanation: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListDocumentsRequest {
+    /// Each filter is ignored when empty.
+    #[prost(string, tag = "1")]
+    pub sender: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub recipient: ::prost::alloc::string::String,
+    /// Documents with at least one delivery (to `recipient`, if given) whose
+    /// current status is this one.
+    #[prost(enumeration = "StatusCode", tag = "3")]
+    pub status: i32,
+    /// Documents with at least one delivery not yet arrived (queued).
+    #[prost(bool, tag = "4")]
+    pub queued: bool,
+    /// Inclusive ISO dates yyyy-mm-dd of the documents' dates.
+    #[prost(string, tag = "5")]
+    pub from_date: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub to_date: ::prost::alloc::string::String,
+    /// At most this many documents (0: the hub's default); at most `list_rows_max`.
+    #[prost(uint32, tag = "7")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DocumentSummary {
+    #[prost(string, tag = "1")]
+    pub document_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub sender: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub subject: ::prost::alloc::string::String,
+    #[prost(int64, tag = "4")]
+    pub accepted_at_unix_ms: i64,
+    #[prost(enumeration = "BusinessType", tag = "5")]
+    pub business_type: i32,
+    /// Current status per recipient, without history (GetStatus has it).
+    #[prost(message, repeated, tag = "6")]
+    pub recipients: ::prost::alloc::vec::Vec<RecipientStatus>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListDocumentsResponse {
+    /// Newest first by document date, then by id.
+    #[prost(message, repeated, tag = "1")]
+    pub documents: ::prost::alloc::vec::Vec<DocumentSummary>,
+    /// True when more documents matched than were returned.
+    #[prost(bool, tag = "2")]
+    pub truncated: bool,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListNodesRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeView {
+    #[prost(string, tag = "1")]
+    pub organ_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// "direct" or "lgsp", as the directory says.
+    #[prost(string, tag = "3")]
+    pub connection: ::prost::alloc::string::String,
+    /// This node relays for its subtree (LGSP).
+    #[prost(bool, tag = "4")]
+    pub relay: bool,
+    /// Units without a node of their own are delivered through `via`.
+    #[prost(bool, tag = "5")]
+    pub own_node: bool,
+    #[prost(string, tag = "6")]
+    pub via: ::prost::alloc::string::String,
+    #[prost(bool, tag = "7")]
+    pub online: bool,
+    /// When the node's delivery stream last opened, acknowledged or ended; 0 if never since the hub started.
+    #[prost(int64, tag = "8")]
+    pub last_seen_unix_ms: i64,
+    /// Items (deliveries and notices) waiting in this node's queue.
+    #[prost(uint64, tag = "9")]
+    pub queue_depth: u64,
+    /// The oldest delivery waiting for this node's acknowledgement; empty if none.
+    #[prost(string, tag = "10")]
+    pub oldest_unacked_document_id: ::prost::alloc::string::String,
+    #[prost(int64, tag = "11")]
+    pub oldest_unacked_accepted_at_unix_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListNodesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub nodes: ::prost::alloc::vec::Vec<NodeView>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FetchAttachmentRequest {
@@ -484,6 +608,14 @@ pub enum StatusCode {
     StatusAssigned = 4,
     StatusProcessing = 5,
     StatusCompleted = 6,
+    /// The sender asked to recall, update or replace (recorded by the hub).
+    StatusRecallRequested = 13,
+    /// The recipient agreed; also recorded by the hub when the delivery was
+    /// withdrawn before the recipient fetched it. Final.
+    StatusRecallAgreed = 15,
+    /// The recipient refused, with a reason; the delivery goes on from the
+    /// state it had before the request.
+    StatusRecallRefused = 16,
 }
 impl StatusCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -499,6 +631,9 @@ impl StatusCode {
             Self::StatusAssigned => "STATUS_ASSIGNED",
             Self::StatusProcessing => "STATUS_PROCESSING",
             Self::StatusCompleted => "STATUS_COMPLETED",
+            Self::StatusRecallRequested => "STATUS_RECALL_REQUESTED",
+            Self::StatusRecallAgreed => "STATUS_RECALL_AGREED",
+            Self::StatusRecallRefused => "STATUS_RECALL_REFUSED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -511,6 +646,47 @@ impl StatusCode {
             "STATUS_ASSIGNED" => Some(Self::StatusAssigned),
             "STATUS_PROCESSING" => Some(Self::StatusProcessing),
             "STATUS_COMPLETED" => Some(Self::StatusCompleted),
+            "STATUS_RECALL_REQUESTED" => Some(Self::StatusRecallRequested),
+            "STATUS_RECALL_AGREED" => Some(Self::StatusRecallAgreed),
+            "STATUS_RECALL_REFUSED" => Some(Self::StatusRecallRefused),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum RouteKind {
+    RouteUnspecified = 0,
+    /// The unit's own node receives its deliveries.
+    RouteOwnNode = 1,
+    /// The nearest registered ancestor that relays for it (LGSP) receives them.
+    RouteRelay = 2,
+    /// Registered without a node of its own, and no ancestor relays for it.
+    RouteNone = 3,
+    RouteUnregistered = 4,
+}
+impl RouteKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::RouteUnspecified => "ROUTE_UNSPECIFIED",
+            Self::RouteOwnNode => "ROUTE_OWN_NODE",
+            Self::RouteRelay => "ROUTE_RELAY",
+            Self::RouteNone => "ROUTE_NONE",
+            Self::RouteUnregistered => "ROUTE_UNREGISTERED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "ROUTE_UNSPECIFIED" => Some(Self::RouteUnspecified),
+            "ROUTE_OWN_NODE" => Some(Self::RouteOwnNode),
+            "ROUTE_RELAY" => Some(Self::RouteRelay),
+            "ROUTE_NONE" => Some(Self::RouteNone),
+            "ROUTE_UNREGISTERED" => Some(Self::RouteUnregistered),
             _ => None,
         }
     }
@@ -775,6 +951,78 @@ pub mod axis_client {
             req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "Report"));
             self.inner.unary(req, path, codec).await
         }
+        /// Where documents to a code are delivered, and why.
+        pub async fn explain_route(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExplainRouteRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ExplainRouteResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/truc.v1.Axis/ExplainRoute",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "ExplainRoute"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Documents matching filters (operators: all; agencies: those they sent or
+        /// receive, a relay also those of the units it relays for).
+        pub async fn list_documents(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListDocumentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListDocumentsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/truc.v1.Axis/ListDocuments",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("truc.v1.Axis", "ListDocuments"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The directory with each node's state (operators only).
+        pub async fn list_nodes(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListNodesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListNodesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/truc.v1.Axis/ListNodes");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "ListNodes"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -850,6 +1098,31 @@ pub mod axis_server {
             &self,
             request: tonic::Request<super::ReportRequest>,
         ) -> std::result::Result<tonic::Response<super::ReportResponse>, tonic::Status>;
+        /// Where documents to a code are delivered, and why.
+        async fn explain_route(
+            &self,
+            request: tonic::Request<super::ExplainRouteRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ExplainRouteResponse>,
+            tonic::Status,
+        >;
+        /// Documents matching filters (operators: all; agencies: those they sent or
+        /// receive, a relay also those of the units it relays for).
+        async fn list_documents(
+            &self,
+            request: tonic::Request<super::ListDocumentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListDocumentsResponse>,
+            tonic::Status,
+        >;
+        /// The directory with each node's state (operators only).
+        async fn list_nodes(
+            &self,
+            request: tonic::Request<super::ListNodesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListNodesResponse>,
+            tonic::Status,
+        >;
     }
     /// The axis, as seen by an agency node or an operator.
     #[derive(Debug)]
@@ -1264,6 +1537,137 @@ pub mod axis_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ReportSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/ExplainRoute" => {
+                    #[allow(non_camel_case_types)]
+                    struct ExplainRouteSvc<T: Axis>(pub Arc<T>);
+                    impl<T: Axis> tonic::server::UnaryService<super::ExplainRouteRequest>
+                    for ExplainRouteSvc<T> {
+                        type Response = super::ExplainRouteResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ExplainRouteRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::explain_route(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ExplainRouteSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/ListDocuments" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListDocumentsSvc<T: Axis>(pub Arc<T>);
+                    impl<
+                        T: Axis,
+                    > tonic::server::UnaryService<super::ListDocumentsRequest>
+                    for ListDocumentsSvc<T> {
+                        type Response = super::ListDocumentsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListDocumentsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::list_documents(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListDocumentsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/ListNodes" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListNodesSvc<T: Axis>(pub Arc<T>);
+                    impl<T: Axis> tonic::server::UnaryService<super::ListNodesRequest>
+                    for ListNodesSvc<T> {
+                        type Response = super::ListNodesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListNodesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::list_nodes(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListNodesSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,303 @@
+//! `truc route`, `truc documents`, `truc nodes` and `truc recall`: the
+//! directory's routes, the document list, the node list, and a sender's recall.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use truc_proto::v1 as pb;
+
+use crate::connect::Connection;
+use crate::{format_time, status_name};
+
+#[derive(clap::Args)]
+pub struct RouteArgs {
+    /// The agency code to route, e.g. 000.00.05.H41.
+    code: String,
+    /// Read this directory file instead of asking the running hub.
+    #[arg(long)]
+    directory: Option<PathBuf>,
+    #[command(flatten)]
+    connection: Connection,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn route(args: RouteArgs) -> anyhow::Result<ExitCode> {
+    let (node, explanation) = match &args.directory {
+        Some(path) => {
+            let directory = truc_hub::Directory::load(path).map_err(anyhow::Error::msg)?;
+            let code: truc_domain::AgencyCode = args
+                .code
+                .parse()
+                .map_err(|error| anyhow::anyhow!("code: {error}"))?;
+            let route = directory.route(&code);
+            (
+                route.node().map(|n| n.to_string()).unwrap_or_default(),
+                route.to_string(),
+            )
+        }
+        None => {
+            let client = args.connection.connect().await?;
+            let response = client.explain_route(&args.code).await?;
+            (response.node, response.explanation)
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"code": args.code, "node": node, "explanation": explanation})
+        );
+    } else {
+        println!("{explanation}");
+    }
+    Ok(if node.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(clap::Args)]
+pub struct DocumentsArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Only documents sent by this agency.
+    #[arg(long, default_value = "")]
+    sender: String,
+    /// Only documents to this recipient.
+    #[arg(long, default_value = "")]
+    recipient: String,
+    /// Only documents with a delivery in this status (arrived, received, …, recall-requested).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only documents with a delivery not yet arrived.
+    #[arg(long)]
+    queued: bool,
+    /// First document date, yyyy-mm-dd.
+    #[arg(long, default_value = "")]
+    from: String,
+    /// Last document date, yyyy-mm-dd.
+    #[arg(long, default_value = "")]
+    to: String,
+    /// At most this many documents (default 100).
+    #[arg(long, default_value_t = 0)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
+    let status = match &args.status {
+        None => 0,
+        Some(name) => truc_domain::Status::from_name(name)
+            .map(|s| s.code() as i32)
+            .ok_or_else(|| anyhow::anyhow!("--status: '{name}' is not a status name"))?,
+    };
+    let client = args.connection.connect().await?;
+    let response = client
+        .list_documents(pb::ListDocumentsRequest {
+            sender: args.sender,
+            recipient: args.recipient,
+            status,
+            queued: args.queued,
+            from_date: args.from,
+            to_date: args.to,
+            limit: args.limit,
+        })
+        .await?;
+    if args.json {
+        let documents: Vec<_> = response
+            .documents
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "document_id": d.document_id,
+                    "sender": d.sender,
+                    "subject": d.subject,
+                    "accepted_at_unix_ms": d.accepted_at_unix_ms,
+                    "business_type": business_name(d.business_type),
+                    "recipients": d.recipients.iter().map(|r| serde_json::json!({
+                        "recipient": r.recipient, "current": status_name(r.current),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"documents": documents, "truncated": response.truncated})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<44} {:<8} {:<19} recipients",
+        "document", "kind", "accepted"
+    );
+    for document in &response.documents {
+        let recipients: Vec<String> = document
+            .recipients
+            .iter()
+            .map(|r| format!("{} {}", r.recipient, status_name(r.current)))
+            .collect();
+        println!(
+            "{:<44} {:<8} {:<19} {}",
+            document.document_id,
+            business_name(document.business_type),
+            format_time(document.accepted_at_unix_ms),
+            recipients.join(", ")
+        );
+    }
+    println!(
+        "{} document(s){}",
+        response.documents.len(),
+        if response.truncated {
+            " (more matched; raise --limit or narrow the filters)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn business_name(code: i32) -> &'static str {
+    match code {
+        0 => "new",
+        1 => "recall",
+        2 => "update",
+        3 => "replace",
+        _ => "unknown",
+    }
+}
+
+#[derive(clap::Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connection.connect().await?;
+    let response = client.list_nodes().await?;
+    let mode = |node: &pb::NodeView| {
+        if node.relay {
+            "LGSP relay".to_owned()
+        } else if !node.own_node {
+            if node.via.is_empty() {
+                "no route".to_owned()
+            } else {
+                format!("via {}", node.via)
+            }
+        } else if node.connection == "lgsp" {
+            "via LGSP".to_owned()
+        } else {
+            "direct".to_owned()
+        }
+    };
+    if args.json {
+        let nodes: Vec<_> = response
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "code": n.organ_id, "name": n.name, "connection": n.connection, "mode": mode(n),
+                    "relay": n.relay, "own_node": n.own_node, "via": n.via, "online": n.online,
+                    "last_seen_unix_ms": n.last_seen_unix_ms, "queue_depth": n.queue_depth,
+                    "oldest_unacked_document_id": n.oldest_unacked_document_id,
+                    "oldest_unacked_accepted_at_unix_ms": n.oldest_unacked_accepted_at_unix_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "nodes": nodes }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<15} {:<20} {:<7} {:<19} {:>6}  oldest unacknowledged",
+        "agency", "mode", "online", "last seen", "queue"
+    );
+    for node in &response.nodes {
+        let oldest = if node.oldest_unacked_document_id.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} (accepted {})",
+                node.oldest_unacked_document_id,
+                format_time(node.oldest_unacked_accepted_at_unix_ms)
+            )
+        };
+        println!(
+            "{:<15} {:<20} {:<7} {:<19} {:>6}  {}",
+            node.organ_id,
+            mode(node),
+            if node.online { "yes" } else { "no" },
+            if node.last_seen_unix_ms == 0 {
+                "-".to_owned()
+            } else {
+                format_time(node.last_seen_unix_ms)
+            },
+            if node.own_node {
+                node.queue_depth.to_string()
+            } else {
+                "-".to_owned()
+            },
+            oldest
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct RecallArgs {
+    /// The document to recall, `OrganId,yyyy/MM/dd,Number/Notation`.
+    document_id: String,
+    #[command(flatten)]
+    connection: Connection,
+    /// Number of the recall notice itself (it is a document of its own).
+    #[arg(long)]
+    number: String,
+    #[arg(long)]
+    notation: String,
+    /// Abstract of the recall (default: "Thu hồi văn bản <id>").
+    #[arg(long)]
+    subject: Option<String>,
+    /// Recipients to recall it from (repeat); default: every recipient.
+    #[arg(long = "to")]
+    to: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn recall(args: RecallArgs) -> anyhow::Result<ExitCode> {
+    let from = args.connection.agency_code()?;
+    let client = args.connection.connect().await?;
+    let to = if args.to.is_empty() {
+        client
+            .get_status(&args.document_id)
+            .await
+            .context("reading the document's recipients")?
+            .recipients
+            .into_iter()
+            .map(|r| r.recipient)
+            .collect()
+    } else {
+        args.to
+    };
+    let draft = truc_node::Draft {
+        from: from.to_string(),
+        to,
+        number: args.number,
+        notation: args.notation,
+        place: "Hà Nội".into(),
+        date: crate::today_in_vietnam(),
+        subject: args
+            .subject
+            .unwrap_or_else(|| format!("Thu hồi văn bản {}", args.document_id)),
+        business_type: pb::BusinessType::Revoke as i32,
+        business_refs: vec![args.document_id],
+        ..truc_node::Draft::default()
+    };
+    let response = client.send(&draft, Vec::new()).await?;
+    crate::print_send_response(&response, args.json);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,227 @@
+//! The operator's view: where a code is delivered and why, documents by
+//! filter, and the directory with each node's state. Agencies may ask for
+//! routes and list their own documents; the node list is for operators.
+
+use truc_domain::{AgencyCode, Status};
+use truc_proto::v1 as pb;
+use truc_store::{DocumentRecord, QueueItem};
+
+use crate::directory::{ConnectionMode, Route};
+use crate::error::HubError;
+use crate::{date_key, Caller, Hub, Rows};
+
+/// Documents listed when the request names no limit.
+const LIST_ROWS_DEFAULT: usize = 100;
+
+pub(crate) fn explain_route(
+    hub: &Hub,
+    request: pb::ExplainRouteRequest,
+) -> Result<pb::ExplainRouteResponse, HubError> {
+    let unit: AgencyCode = request
+        .organ_id
+        .parse()
+        .map_err(|error| HubError::invalid("organ_id", format!("{error}")))?;
+    let route = hub.directory.route(&unit);
+    let kind = match route {
+        Route::Own { .. } => pb::RouteKind::RouteOwnNode,
+        Route::Relay { .. } => pb::RouteKind::RouteRelay,
+        Route::NoRoute { .. } => pb::RouteKind::RouteNone,
+        Route::Unregistered { .. } => pb::RouteKind::RouteUnregistered,
+    };
+    Ok(pb::ExplainRouteResponse {
+        organ_id: unit.to_string(),
+        kind: kind as i32,
+        node: route.node().map(|n| n.to_string()).unwrap_or_default(),
+        explanation: route.to_string(),
+    })
+}
+
+/// A document filter, checked once.
+struct Filter {
+    sender: Option<String>,
+    recipient: Option<String>,
+    status: Option<u32>,
+    queued: bool,
+    from: u32,
+    to: u32,
+    limit: usize,
+}
+
+fn agency_field(field: &str, text: &str) -> Result<Option<String>, HubError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<AgencyCode>()
+        .map(|code| Some(code.to_string()))
+        .map_err(|error| HubError::invalid(field, format!("{error}")))
+}
+
+fn filter(hub: &Hub, request: &pb::ListDocumentsRequest) -> Result<Filter, HubError> {
+    let status = match request.status {
+        0 => None,
+        code => Some(
+            u32::try_from(code)
+                .ok()
+                .filter(|code| Status::from_code(*code).is_ok())
+                .ok_or_else(|| {
+                    HubError::invalid("status", format!("{code} is not a status code"))
+                })?,
+        ),
+    };
+    let limit = match request.limit as usize {
+        0 => LIST_ROWS_DEFAULT.min(hub.limits.list_rows_max),
+        asked if asked > hub.limits.list_rows_max => {
+            return Err(HubError::TooLarge {
+                field: "limit".into(),
+                reason: format!(
+                    "{asked} documents in one call; at most {}",
+                    hub.limits.list_rows_max
+                ),
+            })
+        }
+        asked => asked,
+    };
+    Ok(Filter {
+        sender: agency_field("sender", &request.sender)?,
+        recipient: agency_field("recipient", &request.recipient)?,
+        status,
+        queued: request.queued,
+        from: date_key("from_date", &request.from_date, 0)?,
+        to: date_key("to_date", &request.to_date, u32::MAX)?,
+        limit,
+    })
+}
+
+/// Lists documents; synchronous, as it reads every document record.
+pub(crate) fn list_documents(
+    hub: &Hub,
+    caller: &Caller,
+    request: pb::ListDocumentsRequest,
+) -> Result<pb::ListDocumentsResponse, HubError> {
+    let filter = filter(hub, &request)?;
+    let mut matched: Vec<(DocumentRecord, Vec<pb::RecipientStatus>)> = Vec::new();
+    for record in hub.store.documents() {
+        let record = record?;
+        if !(filter.from..=filter.to).contains(&record.date_key)
+            || filter.sender.as_ref().is_some_and(|s| *s != record.sender)
+            || filter
+                .recipient
+                .as_ref()
+                .is_some_and(|r| !record.recipients.contains(r))
+        {
+            continue;
+        }
+        let Some(rows) = hub.visibility(caller, &record) else {
+            continue;
+        };
+        let recipients: Vec<pb::RecipientStatus> = hub
+            .store
+            .deliveries(&record.document_id)?
+            .into_iter()
+            .filter(|d| rows.shows(&hub.directory, &d.recipient))
+            .map(|d| pb::RecipientStatus {
+                current: d.current_code().unwrap_or(0) as i32,
+                history: Vec::new(),
+                recipient: d.recipient,
+            })
+            .collect();
+        // Status filters look at the rows the caller sees, narrowed to the recipient asked for.
+        let considered = || {
+            recipients.iter().filter(|r| {
+                filter
+                    .recipient
+                    .as_ref()
+                    .is_none_or(|wanted| *wanted == r.recipient)
+            })
+        };
+        if filter
+            .status
+            .is_some_and(|code| !considered().any(|r| r.current as u32 == code))
+            || (filter.queued && !considered().any(|r| r.current == 0))
+        {
+            continue;
+        }
+        if matches!(rows, Rows::Of(_)) && recipients.is_empty() {
+            continue;
+        }
+        matched.push((record, recipients));
+    }
+    matched.sort_by(|(a, _), (b, _)| {
+        b.date_key
+            .cmp(&a.date_key)
+            .then_with(|| a.document_id.cmp(&b.document_id))
+    });
+    let truncated = matched.len() > filter.limit;
+    matched.truncate(filter.limit);
+    Ok(pb::ListDocumentsResponse {
+        documents: matched
+            .into_iter()
+            .map(|(record, recipients)| {
+                use prost::Message as _;
+                pb::DocumentSummary {
+                    business_type: pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
+                        .map_or(0, |header| header.business_type),
+                    document_id: record.document_id,
+                    sender: record.sender,
+                    subject: record.subject,
+                    accepted_at_unix_ms: record.accepted_at_unix_ms,
+                    recipients,
+                }
+            })
+            .collect(),
+        truncated,
+    })
+}
+
+/// The directory with each node's state; synchronous, as it reads queues.
+pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
+    let presence = hub.presence();
+    let mut nodes = Vec::with_capacity(hub.directory.len());
+    for entry in hub.directory.entries() {
+        let code = entry.code.to_string();
+        let (online, last_seen_unix_ms) = presence.get(&entry.code).copied().unwrap_or_default();
+        let (depth, oldest) = if entry.own_node {
+            (
+                hub.store.queue_depth(&code) as u64,
+                hub.store.oldest_queued_delivery(&code)?,
+            )
+        } else {
+            (0, None)
+        };
+        let (oldest_id, oldest_at) = match oldest {
+            Some(QueueItem::Delivery { document_id, .. }) => {
+                let accepted = hub
+                    .store
+                    .document(&document_id)?
+                    .map_or(0, |d| d.accepted_at_unix_ms);
+                (document_id, accepted)
+            }
+            _ => (String::new(), 0),
+        };
+        nodes.push(pb::NodeView {
+            organ_id: code,
+            name: entry.name.clone(),
+            connection: match entry.connection {
+                ConnectionMode::Direct => "direct",
+                ConnectionMode::Lgsp => "lgsp",
+            }
+            .into(),
+            relay: entry.relay,
+            own_node: entry.own_node,
+            via: if entry.own_node {
+                String::new()
+            } else {
+                hub.directory
+                    .relay_for(&entry.code)
+                    .map(|relay| relay.to_string())
+                    .unwrap_or_default()
+            },
+            online,
+            last_seen_unix_ms,
+            queue_depth: depth,
+            oldest_unacked_document_id: oldest_id,
+            oldest_unacked_accepted_at_unix_ms: oldest_at,
+        });
+    }
+    Ok(pb::ListNodesResponse { nodes })
+}
