@@ -123,7 +123,8 @@ enum Command {
 enum CertsCommand {
     /// Makes a new CA and credentials for the hub, every agency of a directory, and operators.
     #[command(
-        after_help = "Example: truc certs init --dir certs/dev --directory config/agencies.toml"
+        after_help = "Examples:\n  truc certs init --dir certs/dev --directory config/agencies.toml\n  \
+                      truc certs init --dir certs/p256 --key-algorithm p256   # for gRPC stacks without Ed25519 (Python grpcio)"
     )]
     Init {
         /// Folder to write into (must not hold a CA yet).
@@ -138,8 +139,14 @@ enum CertsCommand {
         /// Validity of every certificate, in days.
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// Key algorithm of every key: the CA, the hub, agencies and operators.
+        #[arg(long, value_enum, default_value_t = KeyAlgorithmArg::Ed25519)]
+        key_algorithm: KeyAlgorithmArg,
     },
     /// Issues credentials for one more agency with an existing CA.
+    #[command(
+        after_help = "Example: truc certs issue --dir certs/dev --agency 000.00.05.H41 --name 'Sở Tài chính' --key-algorithm p256"
+    )]
     Issue {
         #[arg(long, default_value = "certs/dev")]
         dir: PathBuf,
@@ -150,7 +157,29 @@ enum CertsCommand {
         name: String,
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// Key algorithm of the agency's key (default: the CA's). An agency
+        /// may hold a P-256 key under an Ed25519 CA and the other way round.
+        #[arg(long, value_enum)]
+        key_algorithm: Option<KeyAlgorithmArg>,
     },
+}
+
+/// The key algorithms of the development PKI, as spelled on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KeyAlgorithmArg {
+    /// Ed25519: small and fast; rustls, Go and OpenSSL clients handle it.
+    Ed25519,
+    /// ECDSA P-256 with SHA-256: for TLS stacks without Ed25519, such as gRPC's C core (Python, Ruby, C++).
+    P256,
+}
+
+impl From<KeyAlgorithmArg> for truc_pki::KeyAlgorithm {
+    fn from(argument: KeyAlgorithmArg) -> Self {
+        match argument {
+            KeyAlgorithmArg::Ed25519 => truc_pki::KeyAlgorithm::Ed25519,
+            KeyAlgorithmArg::P256 => truc_pki::KeyAlgorithm::EcdsaP256Sha256,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -271,21 +300,24 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             directory,
             operators,
             days,
+            key_algorithm,
         } => {
             let loaded = truc_hub::Directory::load(&directory).map_err(anyhow::Error::msg)?;
             let agencies: Vec<(String, String)> = loaded
                 .entries()
                 .map(|entry| (entry.code.to_string(), entry.name.clone()))
                 .collect();
-            let paths = truc_pki::init_dev_pki(
+            let key_algorithm = truc_pki::KeyAlgorithm::from(key_algorithm);
+            let paths = truc_pki::init_dev_pki_with_key_algorithm(
                 &dir,
                 &agencies,
                 &operators,
                 std::time::Duration::from_secs(days * 86_400),
+                key_algorithm,
             )
             .with_context(|| format!("making a development PKI in {}", dir.display()))?;
             println!(
-                "made a development PKI in {}: CA, hub, {} agencies, {} operators (keys are mode 0600; never commit them)",
+                "made a development PKI in {}: CA, hub, {} agencies, {} operators, {key_algorithm} keys (keys are mode 0600; never commit them)",
                 paths.dir.display(),
                 agencies.len(),
                 operators.len()
@@ -297,6 +329,7 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             agency,
             name,
             days,
+            key_algorithm,
         } => {
             let code: truc_domain::AgencyCode = agency
                 .parse()
@@ -307,12 +340,17 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 name
             };
-            truc_pki::issue_agency(
-                &paths,
-                &code.to_string(),
-                &name,
-                std::time::Duration::from_secs(days * 86_400),
-            )?;
+            let agencies = [(code.to_string(), name)];
+            let validity = std::time::Duration::from_secs(days * 86_400);
+            match key_algorithm {
+                Some(key_algorithm) => truc_pki::issue_agencies_with_key_algorithm(
+                    &paths,
+                    &agencies,
+                    validity,
+                    key_algorithm.into(),
+                )?,
+                None => truc_pki::issue_agencies(&paths, &agencies, validity)?,
+            }
             println!(
                 "issued {} in {}",
                 code,
