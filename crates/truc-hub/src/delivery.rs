@@ -81,6 +81,7 @@ pub(crate) async fn run_session(
                     // Acknowledgements already waiting on the stream join this one:
                     // one durable write for all, and the session goes on sending
                     // while it is flushed.
+                    let mut inbound_ended = false;
                     while ack.queue_seqs.len() < hub.limits.acks_per_message_max {
                         match ready_now(&mut inbound).await {
                             Some(Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(more)) })))
@@ -93,7 +94,12 @@ pub(crate) async fn run_session(
                                 let _ = outbound.send(Err(HubError::invalid("kind", "only acknowledgements may follow the hello, each within the limit").into())).await;
                                 return;
                             }
-                            Some(Some(Err(_)) | None) => return,
+                            // A node that acknowledges and then ends its side
+                            // at once has still acknowledged: record it first.
+                            Some(Some(Err(_)) | None) => {
+                                inbound_ended = true;
+                                break;
+                            }
                             None => break,
                         }
                     }
@@ -111,6 +117,9 @@ pub(crate) async fn run_session(
                         }
                         let _ = acked_tx.send(result.map(|_| ack.queue_seqs).map_err(HubError::from)).await;
                     });
+                    if inbound_ended {
+                        return;
+                    }
                 }
                 Some(Ok(_)) => {
                     let _ = outbound.send(Err(HubError::invalid("kind", "only acknowledgements may follow the hello").into())).await;
