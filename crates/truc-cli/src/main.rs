@@ -367,6 +367,10 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The bound address, so that `listen = "127.0.0.1:0"` reports the port it got.
+    let listen = listener
+        .local_addr()
+        .with_context(|| format!("reading the address bound for {}", config.listen))?;
     let mut observe = truc_hub::Observe::default();
     if let Some(address) = config.observe.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address)
@@ -379,7 +383,7 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
         .metrics_listen
         .map_or_else(|| "off".to_owned(), |address| address.to_string());
     tracing::info!(
-        listen = %config.listen,
+        %listen,
         metrics = %metrics_listen,
         data_dir = %config.data_dir.display(),
         agencies = setup.directory.len(),
@@ -388,8 +392,7 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
     // Log collectors read stderr line by line as JSON: the banner is for people only.
     if matches!(log_format, LogFormat::Human) {
         eprintln!(
-            "truc hub listening on {} (mutual TLS); metrics: {metrics_listen}; Ctrl-C stops it",
-            config.listen
+            "truc hub listening on {listen} (mutual TLS); metrics: {metrics_listen}; Ctrl-C stops it"
         );
     }
     truc_hub::run_observed(listener, setup, observe, stop_signal()).await?;
