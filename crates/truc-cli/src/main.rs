@@ -162,6 +162,20 @@ enum CertsCommand {
         #[arg(long, value_enum)]
         key_algorithm: Option<KeyAlgorithmArg>,
     },
+    /// Issues the hub's credentials again with the existing CA (restart the hub to use them).
+    #[command(
+        after_help = "Example: truc certs hub --dir certs/dev --key-algorithm p256\n\
+                      A P-256 hub under an Ed25519 CA also serves clients whose TLS has no Ed25519 (Python grpcio)."
+    )]
+    Hub {
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// Key algorithm of the hub's key (default: the CA's).
+        #[arg(long, value_enum)]
+        key_algorithm: Option<KeyAlgorithmArg>,
+    },
 }
 
 /// The key algorithms of the development PKI, as spelled on the command line.
@@ -355,6 +369,25 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
                 "issued {} in {}",
                 code,
                 paths.agency_cert(&code.to_string()).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Hub {
+            dir,
+            days,
+            key_algorithm,
+        } => {
+            let paths = truc_pki::PkiPaths::new(dir);
+            let validity = std::time::Duration::from_secs(days * 86_400);
+            match key_algorithm {
+                Some(key_algorithm) => {
+                    truc_pki::issue_hub_with_key_algorithm(&paths, validity, key_algorithm.into())?
+                }
+                None => truc_pki::issue_hub(&paths, validity)?,
+            }
+            println!(
+                "issued the hub's credentials in {}; restart the hub to use them",
+                paths.hub_cert().display()
             );
             Ok(ExitCode::SUCCESS)
         }

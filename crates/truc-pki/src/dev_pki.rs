@@ -699,8 +699,30 @@ pub fn issue_operator(
 /// key of the CA's algorithm.
 pub fn issue_hub(paths: &PkiPaths, validity: std::time::Duration) -> Result<(), PkiError> {
     let ca = LoadedCa::load(paths)?;
+    let key_algorithm = ca.key_algorithm;
+    issue_hub_with(paths, &ca, validity, key_algorithm)
+}
+
+/// [`issue_hub`] with a key of `key_algorithm`. A P-256 hub under an Ed25519
+/// CA serves clients that cannot sign or check Ed25519 in the handshake (gRPC's
+/// C core) beside Ed25519 agencies, without a new CA.
+pub fn issue_hub_with_key_algorithm(
+    paths: &PkiPaths,
+    validity: std::time::Duration,
+    key_algorithm: KeyAlgorithm,
+) -> Result<(), PkiError> {
+    let ca = LoadedCa::load(paths)?;
+    issue_hub_with(paths, &ca, validity, key_algorithm)
+}
+
+fn issue_hub_with(
+    paths: &PkiPaths,
+    ca: &LoadedCa,
+    validity: std::time::Duration,
+    key_algorithm: KeyAlgorithm,
+) -> Result<(), PkiError> {
     let window = ca.window_from_now(validity)?;
-    let issued = issue_hub_pem(&ca.issuer, window, ca.key_algorithm)?;
+    let issued = issue_hub_pem(&ca.issuer, window, key_algorithm)?;
     write_pair(&paths.hub_cert(), &paths.hub_key(), &issued)
 }
 

@@ -26,7 +26,7 @@ pub use credentials::Credentials;
 pub use dev_pki::{
     init_dev_pki, init_dev_pki_with_key_algorithm, issue_agencies,
     issue_agencies_with_key_algorithm, issue_agency, issue_agency_pem_with_window, issue_hub,
-    issue_operator, PkiPaths,
+    issue_hub_with_key_algorithm, issue_operator, PkiPaths,
 };
 pub use error::PkiError;
 pub use identity::{

@@ -425,56 +425,68 @@ fn certificate_public_key_reads_ed25519_and_p256_and_names_what_it_refuses() {
     assert!(error.to_string().contains("not P-256"), "{error}");
 }
 
-/// Each of (CA, agency) key algorithms: the hub (the CA's algorithm) and an
-/// agency complete a mutual TLS 1.3 handshake, the agency's certificate
-/// verifies as a lone certificate, and its key signs what its certificate
-/// verifies.
+/// Each of (CA, hub, agency) key algorithms: the hub and an agency complete
+/// a mutual TLS 1.3 handshake, the agency's certificate verifies as a lone
+/// certificate, and its key signs what its certificate verifies.
 #[test]
 fn ed25519_and_p256_agencies_live_under_either_kind_of_ca() {
     use KeyAlgorithm::{EcdsaP256Sha256, Ed25519};
-    for (ca_algorithm, agency_algorithm) in [
-        (Ed25519, Ed25519),
-        (Ed25519, EcdsaP256Sha256),
-        (EcdsaP256Sha256, EcdsaP256Sha256),
-        (EcdsaP256Sha256, Ed25519),
-    ] {
-        let case = format!("CA {ca_algorithm}, agency {agency_algorithm}");
-        let dir = tempfile::tempdir().unwrap();
-        let paths = init_sample_with(dir.path(), ca_algorithm);
-        issue_agencies_with_key_algorithm(
-            &paths,
-            &[(NGHE_AN.to_owned(), "Nghệ An".to_owned())],
-            VALIDITY,
-            agency_algorithm,
-        )
-        .unwrap();
-        let agency = paths.agency_credentials(NGHE_AN).unwrap();
-        assert_eq!(agency.key_algorithm().unwrap(), agency_algorithm, "{case}");
-
-        let roots = paths.trust_roots().unwrap();
-        let identity = roots
-            .verify_certificate(agency.certificate_der(), SystemTime::now())
-            .unwrap_or_else(|error| panic!("{case}: {error}"));
-        assert_eq!(
-            identity.role,
-            PeerRole::Agency {
-                code: NGHE_AN.to_owned()
-            },
-            "{case}"
-        );
-
-        let server_config = server_tls_config(&roots, &paths.hub_credentials().unwrap()).unwrap();
-        let client_config = client_tls_config(&roots, &agency).unwrap();
-        let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
-        handshake(&mut client, &mut server).unwrap_or_else(|error| panic!("{case}: {error}"));
-        let presented = server.peer_certificates().expect("client certificate");
-        assert_eq!(presented[0].as_ref(), agency.certificate_der(), "{case}");
-
-        let signature = agency.signing_key().unwrap().sign_envelope(b"h").unwrap();
-        let certified = certificate_public_key(agency.certificate_der()).unwrap();
-        truc_domain::verify_envelope(&certified, b"h", &signature)
-            .unwrap_or_else(|error| panic!("{case}: {error}"));
+    for ca_algorithm in [Ed25519, EcdsaP256Sha256] {
+        for hub_algorithm in [Ed25519, EcdsaP256Sha256] {
+            for agency_algorithm in [Ed25519, EcdsaP256Sha256] {
+                check_mixed_pki(ca_algorithm, hub_algorithm, agency_algorithm);
+            }
+        }
     }
+}
+
+fn check_mixed_pki(
+    ca_algorithm: KeyAlgorithm,
+    hub_algorithm: KeyAlgorithm,
+    agency_algorithm: KeyAlgorithm,
+) {
+    let case = format!("CA {ca_algorithm}, hub {hub_algorithm}, agency {agency_algorithm}");
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample_with(dir.path(), ca_algorithm);
+    issue_hub_with_key_algorithm(&paths, VALIDITY, hub_algorithm).unwrap();
+    assert_eq!(
+        paths.hub_credentials().unwrap().key_algorithm().unwrap(),
+        hub_algorithm,
+        "{case}"
+    );
+    issue_agencies_with_key_algorithm(
+        &paths,
+        &[(NGHE_AN.to_owned(), "Nghệ An".to_owned())],
+        VALIDITY,
+        agency_algorithm,
+    )
+    .unwrap();
+    let agency = paths.agency_credentials(NGHE_AN).unwrap();
+    assert_eq!(agency.key_algorithm().unwrap(), agency_algorithm, "{case}");
+
+    let roots = paths.trust_roots().unwrap();
+    let identity = roots
+        .verify_certificate(agency.certificate_der(), SystemTime::now())
+        .unwrap_or_else(|error| panic!("{case}: {error}"));
+    assert_eq!(
+        identity.role,
+        PeerRole::Agency {
+            code: NGHE_AN.to_owned()
+        },
+        "{case}"
+    );
+
+    let server_config = server_tls_config(&roots, &paths.hub_credentials().unwrap()).unwrap();
+    let client_config = client_tls_config(&roots, &agency).unwrap();
+    let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
+    handshake(&mut client, &mut server).unwrap_or_else(|error| panic!("{case}: {error}"));
+    let presented = server.peer_certificates().expect("client certificate");
+    assert_eq!(presented[0].as_ref(), agency.certificate_der(), "{case}");
+
+    let signature = agency.signing_key().unwrap().sign_envelope(b"h").unwrap();
+    let certified = certificate_public_key(agency.certificate_der()).unwrap();
+    truc_domain::verify_envelope(&certified, b"h", &signature)
+        .unwrap_or_else(|error| panic!("{case}: {error}"));
 }
 
 #[test]
