@@ -45,9 +45,15 @@ def send(agency: truc_client.Agency, args) -> None:
     for path in args.attach:
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         with open(path, "rb") as file:
-            attachments.append(truc_client.Attachment(os.path.basename(path), media_type, file.read()))
+            attachments.append(
+                truc_client.Attachment(os.path.basename(path), media_type, file.read())
+            )
     response = agency.send(
-        args.to, args.number, args.notation, args.subject, attachments,
+        args.to,
+        args.number,
+        args.notation,
+        args.subject,
+        attachments,
         sign_document=args.sign_document,
     )
     print(f"accepted: {response.document_id}" + (" (already sent)" if response.duplicate else ""))
@@ -82,7 +88,9 @@ def receive(agency: truc_client.Agency, args) -> None:
                 with open(os.path.join(folder, os.path.basename(info.name)), "wb") as file:
                     file.write(data)
             stream.ack([delivery.queue_seq])
-            print(f"delivered: {delivery.document_id} from {delivery.sender}: {delivery.header.subject}")
+            print(
+                f"delivered: {delivery.document_id} from {delivery.sender}: {delivery.header.subject}"
+            )
             if args.set:
                 agency.move_status(delivery.document_id, STATUSES[args.set], args.reason)
             received += 1
@@ -98,7 +106,9 @@ def status(agency: truc_client.Agency, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hub", default="127.0.0.1:7443")
     parser.add_argument("--certs", default="certs/p256", help="the PKI folder of truc certs init")
     parser.add_argument("--as", dest="agency", required=True, help="this agency's code")
@@ -115,7 +125,9 @@ def main() -> None:
     receive_parser = commands.add_parser("receive")
     receive_parser.add_argument("--inbox", default="inbox")
     receive_parser.add_argument("--count", type=int, default=1_000_000)
-    receive_parser.add_argument("--wait", type=float, default=10.0, help="seconds without a message before stopping")
+    receive_parser.add_argument(
+        "--wait", type=float, default=10.0, help="seconds without a message before stopping"
+    )
     receive_parser.add_argument("--set", choices=sorted(STATUSES))
     receive_parser.add_argument("--reason", default="")
 

@@ -52,7 +52,9 @@ def generate_grpc_code(out_dir: str) -> None:
     proto_dir = os.path.join(REPO, "proto")
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
             f"-I{proto_dir}",
             f"--python_out={out_dir}",
             f"--grpc_python_out={out_dir}",
@@ -96,7 +98,7 @@ class Hub:
             if line is None:
                 raise RuntimeError(f"the hub exited with {self.process.wait()}")
             if line.startswith(BANNER):
-                return line[len(BANNER):].split()[0]
+                return line[len(BANNER) :].split()[0]
 
     def stop(self) -> None:
         self.process.terminate()
@@ -118,15 +120,50 @@ def make_pki(truc: str, root: str, kind: str) -> str:
             file.write(f'[[agency]]\ncode = "{code}"\nname = "{name}"\n\n')
     certs = os.path.join(root, "certs")
     if kind == "p256":
-        run([truc, "certs", "init", "--dir", certs, "--directory", directory,
-             "--key-algorithm", "p256"])
+        run(
+            [
+                truc,
+                "certs",
+                "init",
+                "--dir",
+                certs,
+                "--directory",
+                directory,
+                "--key-algorithm",
+                "p256",
+            ]
+        )
     else:
-        run([truc, "certs", "init", "--dir", certs, "--directory", directory,
-             "--key-algorithm", "ed25519"])
+        run(
+            [
+                truc,
+                "certs",
+                "init",
+                "--dir",
+                certs,
+                "--directory",
+                directory,
+                "--key-algorithm",
+                "ed25519",
+            ]
+        )
         run([truc, "certs", "hub", "--dir", certs, "--key-algorithm", "p256"])
         for code, name in PYTHON_AGENCIES:
-            run([truc, "certs", "issue", "--dir", certs, "--agency", code, "--name", name,
-                 "--key-algorithm", "p256"])
+            run(
+                [
+                    truc,
+                    "certs",
+                    "issue",
+                    "--dir",
+                    certs,
+                    "--agency",
+                    code,
+                    "--name",
+                    name,
+                    "--key-algorithm",
+                    "p256",
+                ]
+            )
     return certs
 
 
@@ -153,11 +190,29 @@ def send_from_ed25519_agency(truc: str, root: str, address: str, certs: str) -> 
     with open(attachment, "wb") as file:
         file.write("%PDF-1.7 gửi từ truc send".encode("utf-8"))
     code = ED25519_AGENCY[0]
-    output = run([
-        truc, "send", "--hub", address, "--certs", certs, "--as", code,
-        "--to", PYTHON_AGENCIES[1][0], "--number", "401", "--notation", "BTC-ED",
-        "--subject", "Ký bằng Ed25519", "--attach", attachment, "--sign-document",
-    ])
+    output = run(
+        [
+            truc,
+            "send",
+            "--hub",
+            address,
+            "--certs",
+            certs,
+            "--as",
+            code,
+            "--to",
+            PYTHON_AGENCIES[1][0],
+            "--number",
+            "401",
+            "--notation",
+            "BTC-ED",
+            "--subject",
+            "Ký bằng Ed25519",
+            "--attach",
+            attachment,
+            "--sign-document",
+        ]
+    )
     if "accepted: " not in output:
         raise RuntimeError(f"truc send did not report an accepted document: {output}")
     return {"TRUC_ED25519_SENDER": code, "TRUC_ED25519_ATTACHMENT": attachment}
@@ -185,8 +240,16 @@ def run_with_pki(truc: str, generated: str, kind: str) -> int:
             )
             print(f"--- {kind} PKI, hub at {address}", file=sys.stderr, flush=True)
             result = subprocess.run(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                 os.path.join(HERE, "test_truc.py"), *sys.argv[1:]],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-p",
+                    "no:cacheprovider",
+                    "-q",
+                    os.path.join(HERE, "test_truc.py"),
+                    *sys.argv[1:],
+                ],
                 env=environment,
                 cwd=root,
             )

@@ -96,7 +96,9 @@ def test_the_signing_forms_reproduce_the_worked_example_of_the_docs():
 
     document_id = truc_client.document_id_of(header)
     assert document_id == values["document_id"]
-    document_message = truc_client.document_signing_bytes(document_id, [hashlib.sha256(data).digest()])
+    document_message = truc_client.document_signing_bytes(
+        document_id, [hashlib.sha256(data).digest()]
+    )
     assert document_message == raw("document_message")
     assert truc_client.sign(ed_key, document_message) == raw("ed25519_document_signature")
 
@@ -175,8 +177,14 @@ def test_a_signed_document_goes_from_one_python_agency_to_another_and_its_status
         assert sender.code == SENDER
         # Over the hub's inline threshold (64 KiB): the recipient fetches it.
         fetched = sender.send(
-            [RECIPIENT], "101", "VPCP-PY", "Gửi từ Python, có tệp lớn", [large],
-            sign_document=True, place="Hà Nội", from_name="Văn phòng Chính phủ",
+            [RECIPIENT],
+            "101",
+            "VPCP-PY",
+            "Gửi từ Python, có tệp lớn",
+            [large],
+            sign_document=True,
+            place="Hà Nội",
+            from_name="Văn phòng Chính phủ",
         )
         # Small enough to travel inside the delivery.
         inline = sender.send([RECIPIENT], "102", "VPCP-PY", "Gửi từ Python, tệp nhỏ", [small])
@@ -222,7 +230,9 @@ def test_a_signed_document_goes_from_one_python_agency_to_another_and_its_status
         assert delivery_status.recipient == RECIPIENT
         assert delivery_status.current == pb.STATUS_COMPLETED
         assert [entry.status for entry in delivery_status.history] == [
-            pb.STATUS_ARRIVED, pb.STATUS_RECEIVED, pb.STATUS_COMPLETED,
+            pb.STATUS_ARRIVED,
+            pb.STATUS_RECEIVED,
+            pb.STATUS_COMPLETED,
         ]
         assert {entry.actor for entry in delivery_status.history} == {RECIPIENT}
 
@@ -240,8 +250,14 @@ def test_a_signed_document_goes_from_one_python_agency_to_another_and_its_status
 
         # The same header sent again is the same document, though ECDSA made a new signature.
         again = sender.send(
-            [RECIPIENT], "101", "VPCP-PY", "Gửi từ Python, có tệp lớn", [large],
-            sign_document=True, place="Hà Nội", from_name="Văn phòng Chính phủ",
+            [RECIPIENT],
+            "101",
+            "VPCP-PY",
+            "Gửi từ Python, có tệp lớn",
+            [large],
+            sign_document=True,
+            place="Hà Nội",
+            from_name="Văn phòng Chính phủ",
         )
         assert again.duplicate and again.accepted_at_unix_ms == fetched.accepted_at_unix_ms
 
@@ -250,13 +266,17 @@ def test_a_signed_document_goes_from_one_python_agency_to_another_and_its_status
 def test_the_hub_refuses_what_the_signature_does_not_cover_naming_the_field():
     attachment = Attachment("a.pdf", "application/pdf", b"%PDF-1.7 refused")
     with agency(SENDER) as sender:
+
         def refusal(prepared) -> grpc.RpcError:
             with pytest.raises(grpc.RpcError) as refused:
                 sender.send_prepared(prepared)
             return refused.value
 
         # One byte of the header changed after signing.
-        prepared = sender.prepare(sender.header([RECIPIENT], "201", "VPCP-PY", "Sửa sau khi ký", [attachment]), [attachment])
+        prepared = sender.prepare(
+            sender.header([RECIPIENT], "201", "VPCP-PY", "Sửa sau khi ký", [attachment]),
+            [attachment],
+        )
         tampered = bytearray(prepared.envelope.header)
         tampered[-1] ^= 0x01
         prepared.envelope.header = bytes(tampered)
@@ -265,7 +285,10 @@ def test_the_hub_refuses_what_the_signature_does_not_cover_naming_the_field():
         assert error.details().startswith("envelope.signature"), error.details()
 
         # A correct signature in the raw r || s form instead of DER.
-        prepared = sender.prepare(sender.header([RECIPIENT], "202", "VPCP-PY", "Chữ ký sai dạng", [attachment]), [attachment])
+        prepared = sender.prepare(
+            sender.header([RECIPIENT], "202", "VPCP-PY", "Chữ ký sai dạng", [attachment]),
+            [attachment],
+        )
         r, s = decode_dss_signature(prepared.envelope.signature)
         prepared.envelope.signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         error = refusal(prepared)
@@ -300,7 +323,9 @@ def self_signed_agency_certificate(code: str) -> bytes:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"urn:truc:agency:{code}")]),
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(f"urn:truc:agency:{code}")]
+            ),
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
@@ -327,7 +352,9 @@ def test_the_recipient_check_catches_a_delivery_changed_in_transit():
 
             def recipients_own_certificate(d: pb.Delivery) -> None:
                 # Genuine and of the same CA, but not the key that signed.
-                d.sender_certificate = recipient.certificate.public_bytes(serialization.Encoding.DER)
+                d.sender_certificate = recipient.certificate.public_bytes(
+                    serialization.Encoding.DER
+                )
 
             def certificate_of_no_axis_ca(d: pb.Delivery) -> None:
                 d.sender_certificate = self_signed_agency_certificate(SENDER)
