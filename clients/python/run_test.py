@@ -119,51 +119,15 @@ def make_pki(truc: str, root: str, kind: str) -> str:
         for code, name in [*PYTHON_AGENCIES, ED25519_AGENCY]:
             file.write(f'[[agency]]\ncode = "{code}"\nname = "{name}"\n\n')
     certs = os.path.join(root, "certs")
-    if kind == "p256":
-        run(
-            [
-                truc,
-                "certs",
-                "init",
-                "--dir",
-                certs,
-                "--directory",
-                directory,
-                "--key-algorithm",
-                "p256",
-            ]
-        )
-    else:
-        run(
-            [
-                truc,
-                "certs",
-                "init",
-                "--dir",
-                certs,
-                "--directory",
-                directory,
-                "--key-algorithm",
-                "ed25519",
-            ]
-        )
+    # The mixed PKI starts Ed25519 and turns the hub and the Python agencies P-256.
+    ca_algorithm = "p256" if kind == "p256" else "ed25519"
+    init = ["certs", "init", "--dir", certs, "--directory", directory]
+    run([truc, *init, "--key-algorithm", ca_algorithm])
+    if kind == "mixed":
         run([truc, "certs", "hub", "--dir", certs, "--key-algorithm", "p256"])
         for code, name in PYTHON_AGENCIES:
-            run(
-                [
-                    truc,
-                    "certs",
-                    "issue",
-                    "--dir",
-                    certs,
-                    "--agency",
-                    code,
-                    "--name",
-                    name,
-                    "--key-algorithm",
-                    "p256",
-                ]
-            )
+            issue = ["certs", "issue", "--dir", certs, "--agency", code, "--name", name]
+            run([truc, *issue, "--key-algorithm", "p256"])
     return certs
 
 
