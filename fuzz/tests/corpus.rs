@@ -164,7 +164,7 @@ fn write_seeds() {
     let key = truc_fuzz::signing_key();
     let header = one.encode_to_vec();
     let signed = pb::SignedEnvelope {
-        signature: key.sign_envelope(&header),
+        signature: key.sign_envelope(&header).expect("Ed25519 signs"),
         header: header.clone(),
         document_signature: None,
     };

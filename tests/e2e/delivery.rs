@@ -143,6 +143,109 @@ async fn unacknowledged_deliveries_come_again_after_reconnect_and_restart() {
     assert!(pending.is_err(), "nothing else is queued: {pending:?}");
 }
 
+/// A node may acknowledge and end its side of the stream in the same breath
+/// (clients that close as soon as they are done do): the hub must record the
+/// acknowledgement before it lets the stream go.
+#[tokio::test]
+async fn acknowledgements_followed_at_once_by_the_end_of_the_stream_are_recorded() {
+    let hub = TestHub::start().await;
+    let sender = hub.client(G22).await;
+    let mut ids = Vec::new();
+    for number in 1..=3 {
+        let response = sender
+            .send(&draft(G22, &[H41], number), vec![pdf("a.pdf", number, 100)])
+            .await
+            .unwrap();
+        ids.push(response.document_id);
+    }
+    let recipient = hub.client(H41).await;
+    let (acks, mut stream) = recipient.deliveries(8).await.unwrap();
+    let mut seqs = Vec::new();
+    for _ in &ids {
+        seqs.push(next_delivery(&mut stream).await.queue_seq);
+    }
+    acks.send(truc_node::ack_message(seqs)).await.unwrap();
+    drop(acks);
+    // The hub ends its side once it has read the end of the node's.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while stream.next().await.is_some() {}
+    })
+    .await
+    .expect("the hub ends the stream");
+    // Recorded without an answer on the stream: GetStatus shows it once durable.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        for id in &ids {
+            while sender.get_status(id).await.unwrap().recipients[0].current != 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+    })
+    .await
+    .expect("every acknowledged delivery arrived");
+}
+
+#[tokio::test]
+async fn acknowledgements_waiting_together_beyond_the_limit_are_written_in_turn() {
+    // Two messages of two each, read together, exceed a limit of three per write.
+    let hub = TestHub::start_with(truc_domain::Limits {
+        acks_per_message_max: 3,
+        ..truc_domain::Limits::default()
+    })
+    .await;
+    let sender = hub.client(G22).await;
+    let mut ids = Vec::new();
+    for number in 1..=4 {
+        let response = sender
+            .send(&draft(G22, &[H41], number), vec![pdf("a.pdf", number, 100)])
+            .await
+            .unwrap();
+        ids.push(response.document_id);
+    }
+    let recipient = hub.client(H41).await;
+    let (acks, mut stream) = recipient.deliveries(8).await.unwrap();
+    let mut seqs = Vec::new();
+    for _ in &ids {
+        seqs.push(next_delivery(&mut stream).await.queue_seq);
+    }
+    acks.send(truc_node::ack_message(seqs[..2].to_vec()))
+        .await
+        .unwrap();
+    acks.send(truc_node::ack_message(seqs[2..].to_vec()))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        for id in &ids {
+            while sender.get_status(id).await.unwrap().recipients[0].current != 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+    })
+    .await
+    .expect("every acknowledged delivery arrived");
+    // The stream is still open and serving: a new document comes on it.
+    let next = sender
+        .send(&draft(G22, &[H41], 5), vec![pdf("a.pdf", 5, 100)])
+        .await
+        .unwrap();
+    assert_eq!(
+        next_delivery(&mut stream).await.document_id,
+        next.document_id
+    );
+    // One message over the limit ends the stream with the field named.
+    acks.send(truc_node::ack_message(vec![1, 2, 3, 4]))
+        .await
+        .unwrap();
+    let refused = loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without saying why"),
+        }
+    };
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(refused.message().starts_with("queue_seqs"), "{refused}");
+}
+
 #[tokio::test]
 async fn queued_documents_survive_restarts_and_reach_the_inbox_exactly_once() {
     let mut hub = TestHub::start().await;

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real hub over loopback with real mutual TLS, real
 //! signatures and sled on disk in temporary directories.
 
+mod algorithms;
 mod badinput;
 mod delivery;
 mod intake;

@@ -146,7 +146,8 @@ enum Command {
 enum CertsCommand {
     /// Makes a new CA and credentials for the hub, every agency of a directory, and operators.
     #[command(
-        after_help = "Example: truc certs init --dir certs/dev --directory config/agencies.toml"
+        after_help = "Examples:\n  truc certs init --dir certs/dev --directory config/agencies.toml\n  \
+                      truc certs init --dir certs/p256 --key-algorithm p256   # for gRPC stacks without Ed25519 (Python grpcio)"
     )]
     Init {
         /// Folder to write into (must not hold a CA yet).
@@ -161,8 +162,14 @@ enum CertsCommand {
         /// Validity of every certificate, in days.
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// Key algorithm of every key: the CA, the hub, agencies and operators.
+        #[arg(long, value_enum, default_value_t = KeyAlgorithmArg::Ed25519)]
+        key_algorithm: KeyAlgorithmArg,
     },
     /// Issues credentials for one more agency with an existing CA.
+    #[command(
+        after_help = "Example: truc certs issue --dir certs/dev --agency 000.00.05.H41 --name 'Sở Tài chính' --key-algorithm p256"
+    )]
     Issue {
         #[arg(long, default_value = "certs/dev")]
         dir: PathBuf,
@@ -173,7 +180,43 @@ enum CertsCommand {
         name: String,
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// Key algorithm of the agency's key (default: the CA's). An agency
+        /// may hold a P-256 key under an Ed25519 CA and the other way round.
+        #[arg(long, value_enum)]
+        key_algorithm: Option<KeyAlgorithmArg>,
     },
+    /// Issues the hub's credentials again with the existing CA (restart the hub to use them).
+    #[command(
+        after_help = "Example: truc certs hub --dir certs/dev --key-algorithm p256\n\
+                      A P-256 hub under an Ed25519 CA also serves clients whose TLS has no Ed25519 (Python grpcio)."
+    )]
+    Hub {
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        /// Key algorithm of the hub's key (default: the CA's).
+        #[arg(long, value_enum)]
+        key_algorithm: Option<KeyAlgorithmArg>,
+    },
+}
+
+/// The key algorithms of the development PKI, as spelled on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KeyAlgorithmArg {
+    /// Ed25519: small and fast; rustls, Go and OpenSSL clients handle it.
+    Ed25519,
+    /// ECDSA P-256 with SHA-256: for TLS stacks without Ed25519, such as gRPC's C core (Python, Ruby, C++).
+    P256,
+}
+
+impl From<KeyAlgorithmArg> for truc_pki::KeyAlgorithm {
+    fn from(argument: KeyAlgorithmArg) -> Self {
+        match argument {
+            KeyAlgorithmArg::Ed25519 => truc_pki::KeyAlgorithm::Ed25519,
+            KeyAlgorithmArg::P256 => truc_pki::KeyAlgorithm::EcdsaP256Sha256,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -305,21 +348,24 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             directory,
             operators,
             days,
+            key_algorithm,
         } => {
             let loaded = truc_hub::Directory::load(&directory).map_err(anyhow::Error::msg)?;
             let agencies: Vec<(String, String)> = loaded
                 .entries()
                 .map(|entry| (entry.code.to_string(), entry.name.clone()))
                 .collect();
-            let paths = truc_pki::init_dev_pki(
+            let key_algorithm = truc_pki::KeyAlgorithm::from(key_algorithm);
+            let paths = truc_pki::init_dev_pki_with_key_algorithm(
                 &dir,
                 &agencies,
                 &operators,
                 std::time::Duration::from_secs(days * 86_400),
+                key_algorithm,
             )
             .with_context(|| format!("making a development PKI in {}", dir.display()))?;
             println!(
-                "made a development PKI in {}: CA, hub, {} agencies, {} operators (keys are mode 0600; never commit them)",
+                "made a development PKI in {}: CA, hub, {} agencies, {} operators, {key_algorithm} keys (keys are mode 0600; never commit them)",
                 paths.dir.display(),
                 agencies.len(),
                 operators.len()
@@ -331,6 +377,7 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             agency,
             name,
             days,
+            key_algorithm,
         } => {
             let code: truc_domain::AgencyCode = agency
                 .parse()
@@ -341,16 +388,40 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 name
             };
-            truc_pki::issue_agency(
-                &paths,
-                &code.to_string(),
-                &name,
-                std::time::Duration::from_secs(days * 86_400),
-            )?;
+            let agencies = [(code.to_string(), name)];
+            let validity = std::time::Duration::from_secs(days * 86_400);
+            match key_algorithm {
+                Some(key_algorithm) => truc_pki::issue_agencies_with_key_algorithm(
+                    &paths,
+                    &agencies,
+                    validity,
+                    key_algorithm.into(),
+                )?,
+                None => truc_pki::issue_agencies(&paths, &agencies, validity)?,
+            }
             println!(
                 "issued {} in {}",
                 code,
                 paths.agency_cert(&code.to_string()).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Hub {
+            dir,
+            days,
+            key_algorithm,
+        } => {
+            let paths = truc_pki::PkiPaths::new(dir);
+            let validity = std::time::Duration::from_secs(days * 86_400);
+            match key_algorithm {
+                Some(key_algorithm) => {
+                    truc_pki::issue_hub_with_key_algorithm(&paths, validity, key_algorithm.into())?
+                }
+                None => truc_pki::issue_hub(&paths, validity)?,
+            }
+            println!(
+                "issued the hub's credentials in {}; restart the hub to use them",
+                paths.hub_cert().display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -363,6 +434,10 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The bound address, so that `listen = "127.0.0.1:0"` reports the port it got.
+    let listen = listener
+        .local_addr()
+        .with_context(|| format!("reading the address bound for {}", config.listen))?;
     let mut observe = truc_hub::Observe::default();
     if let Some(address) = config.observe.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address)
@@ -375,7 +450,7 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
         .metrics_listen
         .map_or_else(|| "off".to_owned(), |address| address.to_string());
     tracing::info!(
-        listen = %config.listen,
+        %listen,
         metrics = %metrics_listen,
         data_dir = %config.data_dir.display(),
         agencies = setup.directory.len(),
@@ -384,8 +459,7 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
     // Log collectors read stderr line by line as JSON: the banner is for people only.
     if matches!(log_format, LogFormat::Human) {
         eprintln!(
-            "truc hub listening on {} (mutual TLS); metrics: {metrics_listen}; Ctrl-C stops it",
-            config.listen
+            "truc hub listening on {listen} (mutual TLS); metrics: {metrics_listen}; Ctrl-C stops it"
         );
     }
     truc_hub::run_observed(listener, setup, observe, stop_signal()).await?;

@@ -2,7 +2,8 @@
 //! init`, the hub as its own process, `truc send` and `truc status`, a
 //! `kill -9` of the hub after which every acknowledged send is still there,
 //! and what operators see: the printed configuration with its environment
-//! overrides, JSON logs and the metrics endpoint.
+//! overrides, JSON logs and the metrics endpoint. With TRUC_PYTHON_TESTS=1,
+//! also the Python client against the hub process.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -361,4 +362,23 @@ async fn a_hub_process_logs_json_lines_with_document_ids_and_serves_metrics() {
     assert_eq!(accepted["level"], "DEBUG");
     assert_eq!(accepted["span"]["name"], "send");
     assert_eq!(accepted["span"]["document_id"], sent.document_id.as_str());
+}
+
+/// The Python client of `clients/python` against this binary as a hub process,
+/// in an all-P-256 PKI and in a mixed one (see `clients/python/run_test.py`).
+/// Opt-in with TRUC_PYTHON_TESTS=1: it needs python3, and its first run
+/// installs grpcio and cryptography from PyPI into `clients/python/.venv`.
+#[test]
+fn python_client_against_a_hub_process() {
+    if std::env::var("TRUC_PYTHON_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipped: set TRUC_PYTHON_TESTS=1 to run the Python client's test");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python/test.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .env("TRUC_BIN", TRUC)
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    assert!(status.success(), "{} failed", script.display());
 }

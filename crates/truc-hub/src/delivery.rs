@@ -66,51 +66,50 @@ pub(crate) async fn run_session(
         }
         tokio::select! {
             message = inbound.next() => match message {
-                Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(mut ack)) })) => {
-                    if ack.queue_seqs.len() > hub.limits.acks_per_message_max {
-                        let _ = outbound.send(Err(HubError::TooLarge {
-                            field: "queue_seqs".into(),
-                            reason: format!(
-                                "{} acknowledgements in one message; at most {}",
-                                ack.queue_seqs.len(),
-                                hub.limits.acks_per_message_max
-                            ),
-                        }.into())).await;
+                Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(ack)) })) => {
+                    let max = hub.limits.acks_per_message_max;
+                    if let Err(error) = check_ack_size(&ack, max) {
+                        let _ = outbound.send(Err(error.into())).await;
                         return;
                     }
-                    // Acknowledgements already waiting on the stream join this one:
-                    // one durable write for all, and the session goes on sending
-                    // while it is flushed.
-                    while ack.queue_seqs.len() < hub.limits.acks_per_message_max {
+                    // Acknowledgements already waiting on the stream join this one,
+                    // up to the limit per write: one durable write for all, and the
+                    // session goes on sending while it is flushed.
+                    let mut batches = vec![ack.queue_seqs];
+                    let mut inbound_ended = false;
+                    while batches.len() < ACK_WRITES_PER_TURN_MAX {
                         match ready_now(&mut inbound).await {
-                            Some(Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(more)) })))
-                                if ack.queue_seqs.len() + more.queue_seqs.len()
-                                    <= hub.limits.acks_per_message_max =>
-                            {
-                                ack.queue_seqs.extend(more.queue_seqs);
+                            Some(Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(more)) }))) => {
+                                if let Err(error) = check_ack_size(&more, max) {
+                                    let _ = outbound.send(Err(error.into())).await;
+                                    return;
+                                }
+                                let last = batches.last_mut().expect("one batch at least");
+                                if last.len() + more.queue_seqs.len() <= max {
+                                    last.extend(more.queue_seqs);
+                                } else {
+                                    batches.push(more.queue_seqs);
+                                }
                             }
                             Some(Some(Ok(_))) => {
-                                let _ = outbound.send(Err(HubError::invalid("kind", "only acknowledgements may follow the hello, each within the limit").into())).await;
+                                let _ = outbound.send(Err(HubError::invalid("kind", "only acknowledgements may follow the hello").into())).await;
                                 return;
                             }
-                            Some(Some(Err(_)) | None) => return,
+                            // A node that acknowledges and then ends its side
+                            // at once has still acknowledged: record it first.
+                            Some(Some(Err(_)) | None) => {
+                                inbound_ended = true;
+                                break;
+                            }
                             None => break,
                         }
                     }
-                    let store = hub.store.clone();
-                    let code = code.clone();
-                    let acked_tx = acked_tx.clone();
-                    tokio::spawn(async move {
-                        let result = store.ack_all(&code, ack.queue_seqs.clone(), now_unix_ms()).await;
-                        if let Ok(outcomes) = &result {
-                            for outcome in outcomes {
-                                if matches!(outcome, truc_store::AckOutcome::Arrived(_)) {
-                                    crate::metrics::delivery_acked(&code);
-                                }
-                            }
-                        }
-                        let _ = acked_tx.send(result.map(|_| ack.queue_seqs).map_err(HubError::from)).await;
-                    });
+                    for seqs in batches {
+                        write_acks(&hub, &code, seqs, acked_tx.clone());
+                    }
+                    if inbound_ended {
+                        return;
+                    }
                 }
                 Some(Ok(_)) => {
                     let _ = outbound.send(Err(HubError::invalid("kind", "only acknowledgements may follow the hello").into())).await;
@@ -135,6 +134,48 @@ pub(crate) async fn run_session(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Most acknowledgement writes started for what one turn of the loop finds
+/// waiting, so that a flood of acknowledgements cannot starve the sending.
+const ACK_WRITES_PER_TURN_MAX: usize = 4;
+
+fn check_ack_size(ack: &pb::Ack, max: usize) -> Result<(), HubError> {
+    if ack.queue_seqs.len() > max {
+        return Err(HubError::TooLarge {
+            field: "queue_seqs".into(),
+            reason: format!(
+                "{} acknowledgements in one message; at most {max}",
+                ack.queue_seqs.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Records acknowledgements in one durable write, off the session's loop;
+/// the result comes back on `acked`.
+fn write_acks(
+    hub: &Hub,
+    code: &str,
+    seqs: Vec<u64>,
+    acked: mpsc::Sender<Result<Vec<u64>, HubError>>,
+) {
+    let store = hub.store.clone();
+    let code = code.to_owned();
+    tokio::spawn(async move {
+        let result = store.ack_all(&code, seqs.clone(), now_unix_ms()).await;
+        if let Ok(outcomes) = &result {
+            for outcome in outcomes {
+                if matches!(outcome, truc_store::AckOutcome::Arrived(_)) {
+                    crate::metrics::delivery_acked(&code);
+                }
+            }
+        }
+        let _ = acked
+            .send(result.map(|_| seqs).map_err(HubError::from))
+            .await;
+    });
 }
 
 /// The next message if one is ready now, without waiting: `None` if not.

@@ -2,7 +2,7 @@
 //! never from the request.
 
 use tonic::Request;
-use truc_domain::AgencyCode;
+use truc_domain::{AgencyCode, PublicKey};
 use truc_pki::PeerRole;
 
 use crate::error::HubError;
@@ -12,7 +12,8 @@ pub enum Caller {
     Agency {
         code: AgencyCode,
         certificate: Vec<u8>,
-        public_key: [u8; 32],
+        /// The certificate's key (Ed25519 or ECDSA P-256), which must have signed every envelope sent on this connection.
+        public_key: PublicKey,
     },
     Operator {
         name: String,
@@ -38,7 +39,7 @@ impl Caller {
                 let code: AgencyCode = code.parse().map_err(|error| {
                     unauthenticated(&format!("certificate agency code is ill-formed: {error}"))
                 })?;
-                let public_key = truc_pki::ed25519_public_key(leaf)
+                let public_key = truc_pki::certificate_public_key(leaf)
                     .map_err(|error| unauthenticated(&error.to_string()))?;
                 Ok(Caller::Agency {
                     code,

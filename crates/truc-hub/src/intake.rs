@@ -46,7 +46,7 @@ pub(crate) async fn send(
     hub: &Hub,
     sender: AgencyCode,
     sender_certificate: Vec<u8>,
-    public_key: [u8; 32],
+    public_key: truc_domain::PublicKey,
     mut stream: Streaming<pb::SendRequest>,
 ) -> Result<pb::SendResponse, HubError> {
     let envelope = match stream.next().await {
@@ -334,7 +334,7 @@ fn check_document_signature(
         .trust
         .verify_certificate(&signature.signer_certificate, std::time::SystemTime::now())
         .ok()
-        .and_then(|_| truc_pki::ed25519_public_key(&signature.signer_certificate).ok())
+        .and_then(|_| truc_pki::certificate_public_key(&signature.signer_certificate).ok())
         .is_some_and(|key| {
             truc_domain::verify_document(
                 &key,

@@ -197,12 +197,20 @@ impl Prepared {
         let header_bytes = header.encode_to_vec();
         let key = SigningKey::from_pkcs8(&credentials.key_pkcs8_der)
             .map_err(|error| ClientError::Draft(error.to_string()))?;
-        let signature = key.sign_envelope(&header_bytes);
+        let signature = key
+            .sign_envelope(&header_bytes)
+            .map_err(|error| ClientError::Draft(error.to_string()))?;
         let document_id = draft.document_id();
-        let document_signature = draft.sign_document.then(|| pb::DocumentSignature {
-            signer_certificate: credentials.certificate_der().to_vec(),
-            signature: key.sign_document(&document_id, &digests),
-        });
+        let document_signature = if draft.sign_document {
+            Some(pb::DocumentSignature {
+                signer_certificate: credentials.certificate_der().to_vec(),
+                signature: key
+                    .sign_document(&document_id, &digests)
+                    .map_err(|error| ClientError::Draft(error.to_string()))?,
+            })
+        } else {
+            None
+        };
         Ok(Prepared {
             envelope: pb::SignedEnvelope {
                 header: header_bytes,

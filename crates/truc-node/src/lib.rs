@@ -8,6 +8,9 @@ pub mod client;
 pub mod compose;
 pub mod verify;
 
+#[cfg(test)]
+mod signing_example;
+
 pub use agent::{ack_message, run_node, NodeConfig, NodeEvent};
 pub use client::{connect_channel, AxisClient, ClientError};
 pub use compose::{Attachment, Draft};

@@ -40,7 +40,8 @@ pub fn verify_delivery(
     let PeerRole::Agency { code } = identity.role else {
         return Err(VerifyError::Certificate("not an agency certificate".into()));
     };
-    let key = truc_pki::ed25519_public_key(&delivery.sender_certificate)
+    // The certificate's key type (Ed25519 or ECDSA P-256) decides how the signature is checked.
+    let key = truc_pki::certificate_public_key(&delivery.sender_certificate)
         .map_err(|error| VerifyError::Certificate(error.to_string()))?;
     truc_domain::verify_envelope(&key, &envelope.header, &envelope.signature)
         .map_err(|_| VerifyError::Signature)?;
@@ -89,17 +90,20 @@ mod tests {
     use super::*;
     use crate::compose::{Attachment, Draft, Prepared};
 
-    async fn signed_delivery() -> (pb::Delivery, TrustRoots, tempfile::TempDir) {
+    async fn signed_delivery(
+        key_algorithm: truc_pki::KeyAlgorithm,
+    ) -> (pb::Delivery, TrustRoots, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let agencies = vec![
             ("000.00.00.G22".to_string(), "VPCP".to_string()),
             ("000.00.00.H41".to_string(), "Nghệ An".to_string()),
         ];
-        let pki = truc_pki::init_dev_pki(
+        let pki = truc_pki::init_dev_pki_with_key_algorithm(
             &dir.path().join("pki"),
             &agencies,
             &[],
             std::time::Duration::from_secs(3600),
+            key_algorithm,
         )
         .unwrap();
         let draft = Draft {
@@ -131,7 +135,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_genuine_delivery_verifies_and_any_tampering_is_caught() {
-        let (delivery, roots, dir) = signed_delivery().await;
+        for key_algorithm in [
+            truc_pki::KeyAlgorithm::Ed25519,
+            truc_pki::KeyAlgorithm::EcdsaP256Sha256,
+        ] {
+            genuine_and_tampered(key_algorithm).await;
+        }
+    }
+
+    async fn genuine_and_tampered(key_algorithm: truc_pki::KeyAlgorithm) {
+        let (delivery, roots, dir) = signed_delivery(key_algorithm).await;
         assert_eq!(
             verify_delivery(&delivery, &roots).unwrap().document_id,
             "000.00.00.G22,2024/01/02,1/VPCP"

@@ -1,24 +1,24 @@
-//! A party's own certificate chain and Ed25519 private key, loaded from PEM files.
+//! A party's own certificate chain and private key (Ed25519 or ECDSA P-256), loaded from PEM files.
 
 use std::fmt;
 use std::path::Path;
 
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use rustls::pki_types::CertificateDer;
+use truc_domain::{KeyAlgorithm, SigningKey};
 
-use crate::identity::ed25519_public_key;
+use crate::identity::certificate_public_key;
 use crate::PkiError;
 
 /// A certificate chain (end-entity first) and its PKCS#8 private key.
 #[derive(Clone)]
 pub struct Credentials {
     pub cert_chain_der: Vec<Vec<u8>>,
-    /// Raw PKCS#8 DER of the Ed25519 key; the same key signs envelopes.
+    /// Raw PKCS#8 DER of the key (Ed25519 or ECDSA P-256); the same key signs envelopes.
     pub key_pkcs8_der: Vec<u8>,
 }
 
 impl Credentials {
-    /// Loads a PEM certificate chain and a PEM PKCS#8 Ed25519 key, and checks
+    /// Loads a PEM certificate chain and a PEM PKCS#8 key, and checks
     /// that the key belongs to the first certificate so a mismatched pair is
     /// reported here, naming both files, rather than as a handshake failure.
     pub fn load(cert_pem_path: &Path, key_pem_path: &Path) -> Result<Self, PkiError> {
@@ -38,19 +38,17 @@ impl Credentials {
             reason,
         })?;
 
-        let key_pair =
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&key_pkcs8_der).map_err(|error| {
-                PkiError::PrivateKey {
-                    path: key_pem_path.to_owned(),
-                    reason: error.to_string(),
-                }
+        let signing_key =
+            SigningKey::from_pkcs8(&key_pkcs8_der).map_err(|error| PkiError::PrivateKey {
+                path: key_pem_path.to_owned(),
+                reason: error.to_string(),
             })?;
         let certificate_key =
-            ed25519_public_key(&cert_chain[0]).map_err(|error| PkiError::Pem {
+            certificate_public_key(&cert_chain[0]).map_err(|error| PkiError::Pem {
                 path: cert_pem_path.to_owned(),
                 reason: error.to_string(),
             })?;
-        if key_pair.public_key().as_ref() != certificate_key.as_slice() {
+        if signing_key.public_key() != certificate_key {
             return Err(PkiError::KeyMismatch {
                 cert_path: cert_pem_path.to_owned(),
                 key_path: key_pem_path.to_owned(),
@@ -73,14 +71,17 @@ impl Credentials {
         &self.cert_chain_der[0]
     }
 
-    /// The Ed25519 key pair, for signing envelopes.
-    pub fn signing_key_pair(&self) -> Result<Ed25519KeyPair, PkiError> {
-        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.key_pkcs8_der).map_err(|error| {
-            PkiError::PrivateKey {
-                path: "<in memory>".into(),
-                reason: error.to_string(),
-            }
+    /// The key that signs envelopes and documents: the certificate's own.
+    pub fn signing_key(&self) -> Result<SigningKey, PkiError> {
+        SigningKey::from_pkcs8(&self.key_pkcs8_der).map_err(|error| PkiError::PrivateKey {
+            path: "<in memory>".into(),
+            reason: error.to_string(),
         })
+    }
+
+    /// The algorithm of the certificate's key, which every signature by it uses.
+    pub fn key_algorithm(&self) -> Result<KeyAlgorithm, PkiError> {
+        Ok(certificate_public_key(self.certificate_der())?.algorithm())
     }
 }
 

@@ -1,4 +1,9 @@
-//! The development PKI: one Ed25519 CA in a folder, issuing hub, agency and operator credentials as PEM files.
+//! The development PKI: one CA in a folder, issuing hub, agency and operator credentials as PEM files.
+//!
+//! Keys are Ed25519 unless a PKI is made with ECDSA P-256
+//! ([`init_dev_pki_with_key_algorithm`]), which systems whose TLS stack has no
+//! Ed25519 need (gRPC's C core, for one). One agency may also be issued a key
+//! of the other algorithm than its CA's, so both kinds live under one CA.
 //!
 //! Layout of a PKI folder:
 //! ```text
@@ -16,10 +21,12 @@ use std::path::{Path, PathBuf};
 use rcgen::string::Ia5String;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber, PKCS_ED25519,
+    KeyUsagePurpose, SanType, SerialNumber, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
+    PKCS_ED25519,
 };
 use ring::rand::SecureRandom;
 use time::OffsetDateTime;
+use truc_domain::{KeyAlgorithm, SigningKey};
 
 use crate::credentials::read_file;
 use crate::identity::{hex_lower, parse_certificate, PeerRole};
@@ -166,11 +173,45 @@ const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
 ];
 const ED25519_SEED_BYTES: usize = 32;
 
+/// rcgen's name for the algorithm a key of `key_algorithm` signs certificates with.
+fn rcgen_algorithm(key_algorithm: KeyAlgorithm) -> &'static SignatureAlgorithm {
+    match key_algorithm {
+        KeyAlgorithm::Ed25519 => &PKCS_ED25519,
+        KeyAlgorithm::EcdsaP256Sha256 => &PKCS_ECDSA_P256_SHA256,
+    }
+}
+
+/// Generates a key of `key_algorithm`, written as PKCS#8 v1.
+fn generate_key(what: &str, key_algorithm: KeyAlgorithm) -> Result<KeyPair, PkiError> {
+    match key_algorithm {
+        KeyAlgorithm::Ed25519 => generate_ed25519_key(what),
+        KeyAlgorithm::EcdsaP256Sha256 => generate_p256_key(what),
+    }
+}
+
+/// A P-256 key as ring writes it: PKCS#8 v1 whose ECPrivateKey carries the
+/// public key, which OpenSSL, Go, Python's `cryptography` and ring all read.
+fn generate_p256_key(what: &str) -> Result<KeyPair, PkiError> {
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|_| PkiError::Random {
+        what: format!("a key for {what}"),
+    })?;
+    KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_ref().into(), &PKCS_ECDSA_P256_SHA256).map_err(
+        |source| PkiError::Generate {
+            what: format!("ECDSA P-256 key for {what}"),
+            source,
+        },
+    )
+}
+
 /// Generates an Ed25519 key written as PKCS#8 v1. ring would produce v2 (with
 /// the public key appended), which OpenSSL 3.0 and Go refuse to load; v1 is
 /// read by those and by ring's `from_pkcs8_maybe_unchecked`, which is what
 /// rustls and the envelope signer use.
-fn generate_key(what: &str) -> Result<KeyPair, PkiError> {
+fn generate_ed25519_key(what: &str) -> Result<KeyPair, PkiError> {
     let mut pkcs8 = Vec::with_capacity(ED25519_PKCS8_V1_PREFIX.len() + ED25519_SEED_BYTES);
     pkcs8.extend_from_slice(&ED25519_PKCS8_V1_PREFIX);
     pkcs8.resize(ED25519_PKCS8_V1_PREFIX.len() + ED25519_SEED_BYTES, 0);
@@ -233,7 +274,7 @@ fn end_entity_params(
     params.serial_number = Some(random_serial()?);
     params.is_ca = IsCa::ExplicitNoCa;
     // digitalSignature covers both the TLS handshake and envelope signatures,
-    // which use the same Ed25519 key.
+    // which use the same key.
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![extended_key_usage];
     params.use_authority_key_identifier_extension = true;
@@ -250,8 +291,9 @@ fn sign_end_entity(
     what: &str,
     params: CertificateParams,
     ca: &Issuer<'_, KeyPair>,
+    key_algorithm: KeyAlgorithm,
 ) -> Result<IssuedPem, PkiError> {
-    let key = generate_key(what)?;
+    let key = generate_key(what, key_algorithm)?;
     let cert = params
         .signed_by(&key, ca)
         .map_err(|source| PkiError::Generate {
@@ -268,9 +310,10 @@ fn issue_agency_pem(
     ca: &Issuer<'_, KeyPair>,
     code: &str,
     name: &str,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
+    window: (OffsetDateTime, OffsetDateTime),
+    key_algorithm: KeyAlgorithm,
 ) -> Result<IssuedPem, PkiError> {
+    let (not_before, not_after) = window;
     let common_name = if name.trim().is_empty() { code } else { name };
     let mut params = end_entity_params(
         common_name,
@@ -284,15 +327,16 @@ fn issue_agency_pem(
         }
         .uri(),
     )?];
-    sign_end_entity(&format!("agency {code}"), params, ca)
+    sign_end_entity(&format!("agency {code}"), params, ca, key_algorithm)
 }
 
 fn issue_operator_pem(
     ca: &Issuer<'_, KeyPair>,
     name: &str,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
+    window: (OffsetDateTime, OffsetDateTime),
+    key_algorithm: KeyAlgorithm,
 ) -> Result<IssuedPem, PkiError> {
+    let (not_before, not_after) = window;
     let mut params = end_entity_params(
         name,
         not_before,
@@ -305,14 +349,15 @@ fn issue_operator_pem(
         }
         .uri(),
     )?];
-    sign_end_entity(&format!("operator {name}"), params, ca)
+    sign_end_entity(&format!("operator {name}"), params, ca, key_algorithm)
 }
 
 fn issue_hub_pem(
     ca: &Issuer<'_, KeyPair>,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
+    window: (OffsetDateTime, OffsetDateTime),
+    key_algorithm: KeyAlgorithm,
 ) -> Result<IssuedPem, PkiError> {
+    let (not_before, not_after) = window;
     let mut params = end_entity_params(
         HUB_SERVER_NAME,
         not_before,
@@ -334,7 +379,7 @@ fn issue_hub_pem(
         SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
         uri_san(PeerRole::Hub.uri())?,
     ];
-    sign_end_entity("the hub", params, ca)
+    sign_end_entity("the hub", params, ca, key_algorithm)
 }
 
 /// Writes through a temporary file and a rename so that a reader never sees
@@ -398,6 +443,8 @@ fn write_pair(cert_path: &Path, key_path: &Path, issued: &IssuedPem) -> Result<(
 struct LoadedCa {
     issuer: Issuer<'static, KeyPair>,
     not_after: OffsetDateTime,
+    /// What the CA's own key is; certificates it issues use the same unless told otherwise.
+    key_algorithm: KeyAlgorithm,
 }
 
 impl LoadedCa {
@@ -417,18 +464,25 @@ impl LoadedCa {
                 path: key_path.clone(),
                 reason,
             })?;
-        let key = KeyPair::from_pkcs8_der_and_sign_algo(&key_der.as_slice().into(), &PKCS_ED25519)
-            .map_err(|error| PkiError::PrivateKey {
-                path: key_path.clone(),
-                reason: error.to_string(),
-            })?;
+        let private_key_error = |reason: String| PkiError::PrivateKey {
+            path: key_path.clone(),
+            reason,
+        };
+        let signing_key = SigningKey::from_pkcs8(&key_der)
+            .map_err(|error| private_key_error(error.to_string()))?;
+        let key_algorithm = signing_key.algorithm();
+        let key = KeyPair::from_pkcs8_der_and_sign_algo(
+            &key_der.as_slice().into(),
+            rcgen_algorithm(key_algorithm),
+        )
+        .map_err(|error| private_key_error(error.to_string()))?;
         let pem_error = |reason: String| PkiError::Pem {
             path: cert_path.clone(),
             reason,
         };
-        let ca_public_key = crate::identity::ed25519_public_key(&cert_der)
+        let ca_public_key = crate::identity::certificate_public_key(&cert_der)
             .map_err(|error| pem_error(error.to_string()))?;
-        if key.public_key_raw() != ca_public_key.as_slice() {
+        if signing_key.public_key() != ca_public_key {
             return Err(PkiError::KeyMismatch {
                 cert_path: cert_path.clone(),
                 key_path,
@@ -443,7 +497,11 @@ impl LoadedCa {
             .map_err(|error| pem_error(format!("CA notAfter out of range: {error}")))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)
             .map_err(|error| pem_error(format!("not usable as an issuer: {error}")))?;
-        Ok(LoadedCa { issuer, not_after })
+        Ok(LoadedCa {
+            issuer,
+            not_after,
+            key_algorithm,
+        })
     }
 
     /// A window from now for `validity`, cut at the CA's own expiry: a
@@ -461,7 +519,7 @@ impl LoadedCa {
 /// IP SANs 127.0.0.1 and ::1, URI `urn:truc:hub`), and credentials for each
 /// agency `(code, display name)` and operator, writing PEM files into `dir`
 /// (created if missing). The CA is valid for `validity`, like everything it
-/// issues here.
+/// issues here. Every key is Ed25519.
 ///
 /// Refuses if `dir` already holds `ca.key` or `ca.crt`: a CA is never
 /// overwritten silently, since every credential issued by it would stop working.
@@ -470,6 +528,20 @@ pub fn init_dev_pki(
     agencies: &[(String, String)],
     operators: &[String],
     validity: std::time::Duration,
+) -> Result<PkiPaths, PkiError> {
+    init_dev_pki_with_key_algorithm(dir, agencies, operators, validity, KeyAlgorithm::Ed25519)
+}
+
+/// [`init_dev_pki`] with every key (CA, hub, agencies, operators) of
+/// `key_algorithm`. A TLS client that cannot use Ed25519 must both check the
+/// hub's chain and its handshake signature, so P-256 there means P-256 for
+/// the CA and the hub too.
+pub fn init_dev_pki_with_key_algorithm(
+    dir: &Path,
+    agencies: &[(String, String)],
+    operators: &[String],
+    validity: std::time::Duration,
+    key_algorithm: KeyAlgorithm,
 ) -> Result<PkiPaths, PkiError> {
     for (code, _name) in agencies {
         check_file_name("agency code", code)?;
@@ -483,9 +555,10 @@ pub fn init_dev_pki(
             return Err(PkiError::CaAlreadyExists { path: existing });
         }
     }
-    let (not_before, not_after) = window_from_now(validity)?;
+    let window = window_from_now(validity)?;
+    let (not_before, not_after) = window;
 
-    let ca_key = generate_key("the CA")?;
+    let ca_key = generate_key("the CA", key_algorithm)?;
     let mut ca_params = CertificateParams::default();
     // A random suffix keeps two development CAs apart: certificate paths are
     // built by matching issuer names, so two CAs with one name would make a
@@ -526,21 +599,21 @@ pub fn init_dev_pki(
     )?;
     let ca = Issuer::new(ca_params, ca_key);
 
-    let hub = issue_hub_pem(&ca, not_before, not_after)?;
+    let hub = issue_hub_pem(&ca, window, key_algorithm)?;
     write_pair(&paths.hub_cert(), &paths.hub_key(), &hub)?;
 
     if !agencies.is_empty() {
         create_dir(&paths.agencies_dir())?;
     }
     for (code, name) in agencies {
-        let issued = issue_agency_pem(&ca, code, name, not_before, not_after)?;
+        let issued = issue_agency_pem(&ca, code, name, window, key_algorithm)?;
         write_pair(&paths.agency_cert(code), &paths.agency_key(code), &issued)?;
     }
     if !operators.is_empty() {
         create_dir(&paths.operators_dir())?;
     }
     for name in operators {
-        let issued = issue_operator_pem(&ca, name, not_before, not_after)?;
+        let issued = issue_operator_pem(&ca, name, window, key_algorithm)?;
         write_pair(
             &paths.operator_cert(name),
             &paths.operator_key(name),
@@ -551,7 +624,8 @@ pub fn init_dev_pki(
 }
 
 /// Issues (or re-issues, replacing the files) one agency's credentials with
-/// the CA already in the folder. The certificate ends no later than the CA.
+/// the CA already in the folder, with a key of the CA's algorithm. The
+/// certificate ends no later than the CA.
 pub fn issue_agency(
     paths: &PkiPaths,
     code: &str,
@@ -561,27 +635,49 @@ pub fn issue_agency(
     issue_agencies(paths, &[(code.to_owned(), name.to_owned())], validity)
 }
 
-/// Issues many agencies' credentials, loading the CA once. All codes are
-/// checked before any file is written.
+/// Issues many agencies' credentials with keys of the CA's algorithm,
+/// loading the CA once. All codes are checked before any file is written.
 pub fn issue_agencies(
     paths: &PkiPaths,
     agencies: &[(String, String)],
     validity: std::time::Duration,
 ) -> Result<(), PkiError> {
+    issue_agencies_inner(paths, agencies, validity, None)
+}
+
+/// [`issue_agencies`] with keys of `key_algorithm`, whatever the CA's: an
+/// ECDSA P-256 agency under an Ed25519 CA, or the other way round.
+pub fn issue_agencies_with_key_algorithm(
+    paths: &PkiPaths,
+    agencies: &[(String, String)],
+    validity: std::time::Duration,
+    key_algorithm: KeyAlgorithm,
+) -> Result<(), PkiError> {
+    issue_agencies_inner(paths, agencies, validity, Some(key_algorithm))
+}
+
+fn issue_agencies_inner(
+    paths: &PkiPaths,
+    agencies: &[(String, String)],
+    validity: std::time::Duration,
+    key_algorithm: Option<KeyAlgorithm>,
+) -> Result<(), PkiError> {
     for (code, _name) in agencies {
         check_file_name("agency code", code)?;
     }
     let ca = LoadedCa::load(paths)?;
-    let (not_before, not_after) = ca.window_from_now(validity)?;
+    let key_algorithm = key_algorithm.unwrap_or(ca.key_algorithm);
+    let window = ca.window_from_now(validity)?;
     create_dir(&paths.agencies_dir())?;
     for (code, name) in agencies {
-        let issued = issue_agency_pem(&ca.issuer, code, name, not_before, not_after)?;
+        let issued = issue_agency_pem(&ca.issuer, code, name, window, key_algorithm)?;
         write_pair(&paths.agency_cert(code), &paths.agency_key(code), &issued)?;
     }
     Ok(())
 }
 
-/// Issues (or re-issues) one operator's credentials with the CA already in the folder.
+/// Issues (or re-issues) one operator's credentials with the CA already in
+/// the folder, with a key of the CA's algorithm.
 pub fn issue_operator(
     paths: &PkiPaths,
     name: &str,
@@ -589,9 +685,9 @@ pub fn issue_operator(
 ) -> Result<(), PkiError> {
     check_file_name("operator name", name)?;
     let ca = LoadedCa::load(paths)?;
-    let (not_before, not_after) = ca.window_from_now(validity)?;
+    let window = ca.window_from_now(validity)?;
     create_dir(&paths.operators_dir())?;
-    let issued = issue_operator_pem(&ca.issuer, name, not_before, not_after)?;
+    let issued = issue_operator_pem(&ca.issuer, name, window, ca.key_algorithm)?;
     write_pair(
         &paths.operator_cert(name),
         &paths.operator_key(name),
@@ -599,11 +695,34 @@ pub fn issue_operator(
     )
 }
 
-/// Re-issues the hub's credentials with the CA already in the folder.
+/// Re-issues the hub's credentials with the CA already in the folder, with a
+/// key of the CA's algorithm.
 pub fn issue_hub(paths: &PkiPaths, validity: std::time::Duration) -> Result<(), PkiError> {
     let ca = LoadedCa::load(paths)?;
-    let (not_before, not_after) = ca.window_from_now(validity)?;
-    let issued = issue_hub_pem(&ca.issuer, not_before, not_after)?;
+    let key_algorithm = ca.key_algorithm;
+    issue_hub_with(paths, &ca, validity, key_algorithm)
+}
+
+/// [`issue_hub`] with a key of `key_algorithm`. A P-256 hub under an Ed25519
+/// CA serves clients that cannot sign or check Ed25519 in the handshake (gRPC's
+/// C core) beside Ed25519 agencies, without a new CA.
+pub fn issue_hub_with_key_algorithm(
+    paths: &PkiPaths,
+    validity: std::time::Duration,
+    key_algorithm: KeyAlgorithm,
+) -> Result<(), PkiError> {
+    let ca = LoadedCa::load(paths)?;
+    issue_hub_with(paths, &ca, validity, key_algorithm)
+}
+
+fn issue_hub_with(
+    paths: &PkiPaths,
+    ca: &LoadedCa,
+    validity: std::time::Duration,
+    key_algorithm: KeyAlgorithm,
+) -> Result<(), PkiError> {
+    let window = ca.window_from_now(validity)?;
+    let issued = issue_hub_pem(&ca.issuer, window, key_algorithm)?;
     write_pair(&paths.hub_cert(), &paths.hub_key(), &issued)
 }
 
@@ -618,6 +737,12 @@ pub fn issue_agency_pem_with_window(
 ) -> Result<(String, String), PkiError> {
     check_file_name("agency code", code)?;
     let ca = LoadedCa::load(paths)?;
-    let issued = issue_agency_pem(&ca.issuer, code, code, not_before, not_after)?;
+    let issued = issue_agency_pem(
+        &ca.issuer,
+        code,
+        code,
+        (not_before, not_after),
+        ca.key_algorithm,
+    )?;
     Ok((issued.cert_pem, issued.key_pem))
 }

@@ -38,7 +38,7 @@ pub enum PkiError {
         key_path: PathBuf,
     },
 
-    #[error("private key in {path} is not a usable Ed25519 PKCS#8 key: {reason}")]
+    #[error("private key in {path} is not a usable Ed25519 or ECDSA P-256 PKCS#8 key: {reason}")]
     PrivateKey { path: PathBuf, reason: String },
 
     #[error("{field} {value:?} is unsafe as a file name: {reason}")]

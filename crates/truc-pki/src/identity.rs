@@ -1,10 +1,11 @@
-//! Who a certificate speaks for: the role in its `urn:truc:` SAN URI, and its raw Ed25519 key.
+//! Who a certificate speaks for: the role in its `urn:truc:` SAN URI, and its certified public key.
 
 use std::fmt;
 
+use truc_domain::PublicKey;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
-use x509_parser::oid_registry::OID_SIG_ED25519;
+use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ED25519};
 
 use crate::PkiError;
 
@@ -13,9 +14,6 @@ const TRUC_URI_PREFIX: &str = "urn:truc:";
 const AGENCY_URI_PREFIX: &str = "urn:truc:agency:";
 const OPERATOR_URI_PREFIX: &str = "urn:truc:operator:";
 const HUB_URI: &str = "urn:truc:hub";
-
-/// Length of a raw Ed25519 public key (RFC 8032).
-pub const ED25519_PUBLIC_KEY_BYTES: usize = 32;
 
 /// The role a certificate grants its holder.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -142,30 +140,55 @@ pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity, PkiError> {
     })
 }
 
-/// The raw 32-byte Ed25519 public key of a certificate (algorithm OID
-/// 1.3.101.112); any other key type is an error.
-pub fn ed25519_public_key(cert_der: &[u8]) -> Result<[u8; ED25519_PUBLIC_KEY_BYTES], PkiError> {
+/// The certified public key of a certificate: Ed25519 (OID 1.3.101.112) or
+/// ECDSA P-256 (id-ecPublicKey 1.2.840.10045.2.1 with the named curve
+/// prime256v1 1.2.840.10045.3.1.7). Any other key type or curve is an error
+/// naming it, so that a certificate whose key cannot sign envelopes is
+/// refused before anything is signed or verified with it.
+pub fn certificate_public_key(cert_der: &[u8]) -> Result<PublicKey, PkiError> {
     let cert = parse_certificate(cert_der)?;
     let spki = cert.public_key();
-    if spki.algorithm.algorithm != OID_SIG_ED25519 {
-        return Err(PkiError::PublicKey {
-            reason: format!(
-                "algorithm is {}, not Ed25519 ({OID_SIG_ED25519})",
-                spki.algorithm.algorithm
-            ),
-        });
-    }
     if spki.subject_public_key.unused_bits != 0 {
         return Err(PkiError::PublicKey {
-            reason: "Ed25519 key bit string has unused bits".to_owned(),
+            reason: "key bit string has unused bits".to_owned(),
         });
     }
     let key_bytes: &[u8] = &spki.subject_public_key.data;
-    key_bytes.try_into().map_err(|_| PkiError::PublicKey {
-        reason: format!(
-            "Ed25519 key is {} bytes, expected {ED25519_PUBLIC_KEY_BYTES}",
-            key_bytes.len()
-        ),
+    let algorithm = &spki.algorithm.algorithm;
+    let parsed = if *algorithm == OID_SIG_ED25519 {
+        PublicKey::ed25519(key_bytes)
+    } else if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|parameters| parameters.as_oid().ok());
+        match curve {
+            Some(curve) if curve == OID_EC_P256 => PublicKey::ecdsa_p256(key_bytes),
+            Some(curve) => {
+                return Err(PkiError::PublicKey {
+                    reason: format!(
+                        "elliptic curve is {curve}, not P-256 ({OID_EC_P256}); \
+                         truc accepts Ed25519 and ECDSA P-256 keys"
+                    ),
+                })
+            }
+            None => {
+                return Err(PkiError::PublicKey {
+                    reason: "elliptic-curve key does not name its curve".to_owned(),
+                })
+            }
+        }
+    } else {
+        return Err(PkiError::PublicKey {
+            reason: format!(
+                "algorithm is {algorithm}, not Ed25519 ({OID_SIG_ED25519}) or ECDSA \
+                 ({OID_KEY_TYPE_EC_PUBLIC_KEY}) on P-256"
+            ),
+        });
+    };
+    parsed.map_err(|error| PkiError::PublicKey {
+        reason: error.to_string(),
     })
 }
 

@@ -1,8 +1,9 @@
 //! truc's development PKI, certificate identities and rustls configurations.
 //!
-//! Every key is Ed25519. A certificate's role lives in exactly one SAN URI
-//! (`urn:truc:agency:<code>`, `urn:truc:operator:<name>`, `urn:truc:hub`);
-//! [`peer_identity`] reads it back. The hub requires client certificates over
+//! Keys are Ed25519, or ECDSA P-256 for systems whose TLS stack lacks
+//! Ed25519; both may live under one CA. A certificate's role lives in exactly
+//! one SAN URI (`urn:truc:agency:<code>`, `urn:truc:operator:<name>`,
+//! `urn:truc:hub`); [`peer_identity`] reads it back. The hub requires client certificates over
 //! TLS 1.3 ([`server_tls_config`]); agencies and operators present theirs
 //! ([`client_tls_config`]). The agency's certificate key also signs
 //! envelopes, so [`TrustRoots::verify_certificate`] checks a certificate that
@@ -23,13 +24,16 @@ mod tests;
 
 pub use credentials::Credentials;
 pub use dev_pki::{
-    init_dev_pki, issue_agencies, issue_agency, issue_agency_pem_with_window, issue_hub,
-    issue_operator, PkiPaths,
+    init_dev_pki, init_dev_pki_with_key_algorithm, issue_agencies,
+    issue_agencies_with_key_algorithm, issue_agency, issue_agency_pem_with_window, issue_hub,
+    issue_hub_with_key_algorithm, issue_operator, PkiPaths,
 };
 pub use error::PkiError;
 pub use identity::{
-    certificate_validity, ed25519_public_key, peer_identity, CertificateValidity, PeerIdentity,
-    PeerRole, ED25519_PUBLIC_KEY_BYTES,
+    certificate_public_key, certificate_validity, peer_identity, CertificateValidity, PeerIdentity,
+    PeerRole,
 };
 pub use tls::{client_tls_config, server_tls_config, HUB_SERVER_NAME};
+/// The key types, re-exported so that callers naming an algorithm need not depend on the domain crate.
+pub use truc_domain::{KeyAlgorithm, PublicKey};
 pub use trust::TrustRoots;

@@ -35,6 +35,17 @@ fn init_sample(dir: &Path) -> PkiPaths {
     init_dev_pki(dir, &sample_agencies(), &["admin".to_owned()], VALIDITY).expect("init dev PKI")
 }
 
+fn init_sample_with(dir: &Path, key_algorithm: KeyAlgorithm) -> PkiPaths {
+    init_dev_pki_with_key_algorithm(
+        dir,
+        &sample_agencies(),
+        &["admin".to_owned()],
+        VALIDITY,
+        key_algorithm,
+    )
+    .expect("init dev PKI")
+}
+
 fn first_certificate_der(pem: &str) -> Vec<u8> {
     read_pem_certificates(pem.as_bytes()).expect("PEM certificate")[0].to_vec()
 }
@@ -285,8 +296,12 @@ fn agency_key_signs_and_the_certificate_key_verifies_with_ring() {
     assert_eq!(&key_der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
     let key_pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&key_der).unwrap();
 
-    let public_key = ed25519_public_key(agency.certificate_der()).unwrap();
+    let PublicKey::Ed25519(public_key) = certificate_public_key(agency.certificate_der()).unwrap()
+    else {
+        panic!("an Ed25519 PKI issues Ed25519 keys");
+    };
     assert_eq!(key_pair.public_key().as_ref(), public_key.as_slice());
+    assert_eq!(agency.key_algorithm().unwrap(), KeyAlgorithm::Ed25519);
 
     let message = b"envelope header bytes";
     let signature = key_pair.sign(message);
@@ -298,21 +313,180 @@ fn agency_key_signs_and_the_certificate_key_verifies_with_ring() {
 
     // Another agency's key must not verify under this certificate.
     let other = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
-    let other_signature = other.signing_key_pair().unwrap().sign(message);
-    assert!(verifier.verify(message, other_signature.as_ref()).is_err());
+    let other_key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&other.key_pkcs8_der).unwrap();
+    assert!(verifier
+        .verify(message, other_key.sign(message).as_ref())
+        .is_err());
 }
 
 #[test]
-fn ed25519_public_key_rejects_other_key_types() {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let der = CertificateParams::default()
-        .self_signed(&key)
+fn a_p256_pki_writes_pkcs8_keys_whose_signatures_the_certificates_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample_with(dir.path(), KeyAlgorithm::EcdsaP256Sha256);
+    let agency = paths.agency_credentials(NGHE_AN).unwrap();
+    for credentials in [
+        paths.hub_credentials().unwrap(),
+        paths.operator_credentials("admin").unwrap(),
+        agency.clone(),
+    ] {
+        assert_eq!(
+            credentials.key_algorithm().unwrap(),
+            KeyAlgorithm::EcdsaP256Sha256
+        );
+    }
+    let ca_der = first_certificate_der(&std::fs::read_to_string(paths.ca_cert()).unwrap());
+    assert_eq!(
+        certificate_public_key(&ca_der).unwrap().algorithm(),
+        KeyAlgorithm::EcdsaP256Sha256
+    );
+    // The CA signs with ECDSA P-256 SHA-256 (1.2.840.10045.4.3.2), which
+    // TLS stacks without Ed25519 can check.
+    let agency_certificate = crate::identity::parse_certificate(agency.certificate_der()).unwrap();
+    assert_eq!(
+        agency_certificate
+            .signature_algorithm
+            .algorithm
+            .to_id_string(),
+        "1.2.840.10045.4.3.2"
+    );
+
+    // PKCS#8 v1 (a SEQUENCE of 135 bytes, version 0) with the
+    // id-ecPublicKey algorithm and the P-256 curve.
+    let key_der = &agency.key_pkcs8_der;
+    assert_eq!(
+        &key_der[..6],
+        &[0x30, 0x81, 0x87, 0x02, 0x01, 0x00],
+        "{key_der:02x?}"
+    );
+    let ec_public_key_and_p256 = [
+        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+        0x3d, 0x03, 0x01, 0x07,
+    ];
+    assert!(
+        key_der
+            .windows(ec_public_key_and_p256.len())
+            .any(|window| window == ec_public_key_and_p256),
+        "{key_der:02x?}"
+    );
+
+    let signing_key = agency.signing_key().unwrap();
+    let certified = certificate_public_key(agency.certificate_der()).unwrap();
+    assert_eq!(signing_key.public_key(), certified);
+    let signature = signing_key.sign_envelope(b"header").unwrap();
+    truc_domain::verify_envelope(&certified, b"header", &signature).unwrap();
+    let other = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let other_signature = other
+        .signing_key()
         .unwrap()
-        .der()
-        .to_vec();
-    let error = ed25519_public_key(&der).unwrap_err();
+        .sign_envelope(b"header")
+        .unwrap();
+    assert!(truc_domain::verify_envelope(&certified, b"header", &other_signature).is_err());
+
+    // Re-issuing under this CA keeps its algorithm.
+    issue_agency(&paths, NGHE_AN, "Nghệ An", VALIDITY).unwrap();
+    issue_hub(&paths, VALIDITY).unwrap();
+    for credentials in [
+        paths.agency_credentials(NGHE_AN).unwrap(),
+        paths.hub_credentials().unwrap(),
+    ] {
+        assert_eq!(
+            credentials.key_algorithm().unwrap(),
+            KeyAlgorithm::EcdsaP256Sha256
+        );
+    }
+}
+
+#[test]
+fn certificate_public_key_reads_ed25519_and_p256_and_names_what_it_refuses() {
+    let self_signed = |algorithm: &'static rcgen::SignatureAlgorithm| {
+        let key = KeyPair::generate_for(algorithm).unwrap();
+        let der = CertificateParams::default()
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .to_vec();
+        (key, der)
+    };
+    let (key, der) = self_signed(&rcgen::PKCS_ED25519);
+    assert_eq!(
+        certificate_public_key(&der).unwrap(),
+        PublicKey::Ed25519(key.public_key_raw().try_into().unwrap())
+    );
+    let (key, der) = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+    assert_eq!(
+        certificate_public_key(&der).unwrap(),
+        PublicKey::EcdsaP256(key.public_key_raw().try_into().unwrap())
+    );
+    // An elliptic-curve key on another curve is refused by name.
+    let (_, der) = self_signed(&rcgen::PKCS_ECDSA_P384_SHA384);
+    let error = certificate_public_key(&der).unwrap_err();
     assert!(matches!(error, PkiError::PublicKey { .. }), "{error}");
-    assert!(error.to_string().contains("not Ed25519"), "{error}");
+    assert!(error.to_string().contains("1.3.132.0.34"), "{error}");
+    assert!(error.to_string().contains("not P-256"), "{error}");
+}
+
+/// Each of (CA, hub, agency) key algorithms: the hub and an agency complete
+/// a mutual TLS 1.3 handshake, the agency's certificate verifies as a lone
+/// certificate, and its key signs what its certificate verifies.
+#[test]
+fn ed25519_and_p256_agencies_live_under_either_kind_of_ca() {
+    use KeyAlgorithm::{EcdsaP256Sha256, Ed25519};
+    for ca_algorithm in [Ed25519, EcdsaP256Sha256] {
+        for hub_algorithm in [Ed25519, EcdsaP256Sha256] {
+            for agency_algorithm in [Ed25519, EcdsaP256Sha256] {
+                check_mixed_pki(ca_algorithm, hub_algorithm, agency_algorithm);
+            }
+        }
+    }
+}
+
+fn check_mixed_pki(
+    ca_algorithm: KeyAlgorithm,
+    hub_algorithm: KeyAlgorithm,
+    agency_algorithm: KeyAlgorithm,
+) {
+    let case = format!("CA {ca_algorithm}, hub {hub_algorithm}, agency {agency_algorithm}");
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample_with(dir.path(), ca_algorithm);
+    issue_hub_with_key_algorithm(&paths, VALIDITY, hub_algorithm).unwrap();
+    assert_eq!(
+        paths.hub_credentials().unwrap().key_algorithm().unwrap(),
+        hub_algorithm,
+        "{case}"
+    );
+    issue_agencies_with_key_algorithm(
+        &paths,
+        &[(NGHE_AN.to_owned(), "Nghệ An".to_owned())],
+        VALIDITY,
+        agency_algorithm,
+    )
+    .unwrap();
+    let agency = paths.agency_credentials(NGHE_AN).unwrap();
+    assert_eq!(agency.key_algorithm().unwrap(), agency_algorithm, "{case}");
+
+    let roots = paths.trust_roots().unwrap();
+    let identity = roots
+        .verify_certificate(agency.certificate_der(), SystemTime::now())
+        .unwrap_or_else(|error| panic!("{case}: {error}"));
+    assert_eq!(
+        identity.role,
+        PeerRole::Agency {
+            code: NGHE_AN.to_owned()
+        },
+        "{case}"
+    );
+
+    let server_config = server_tls_config(&roots, &paths.hub_credentials().unwrap()).unwrap();
+    let client_config = client_tls_config(&roots, &agency).unwrap();
+    let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
+    handshake(&mut client, &mut server).unwrap_or_else(|error| panic!("{case}: {error}"));
+    let presented = server.peer_certificates().expect("client certificate");
+    assert_eq!(presented[0].as_ref(), agency.certificate_der(), "{case}");
+
+    let signature = agency.signing_key().unwrap().sign_envelope(b"h").unwrap();
+    let certified = certificate_public_key(agency.certificate_der()).unwrap();
+    truc_domain::verify_envelope(&certified, b"h", &signature)
+        .unwrap_or_else(|error| panic!("{case}: {error}"));
 }
 
 #[test]

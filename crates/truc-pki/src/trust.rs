@@ -147,11 +147,12 @@ impl TrustRoots {
                 reason: format!("not a parsable end-entity certificate: {error}"),
             }
         })?;
-        // Only Ed25519 is accepted: this PKI issues nothing else, and a
-        // narrower list leaves less to go wrong.
+        // Only the CA signatures this PKI can make are accepted (Ed25519, and
+        // ECDSA P-256 with SHA-256 for CAs made for systems that lack
+        // Ed25519); a narrower list leaves less to go wrong.
         end_entity
             .verify_for_usage(
-                &[webpki::ring::ED25519],
+                &[webpki::ring::ED25519, webpki::ring::ECDSA_P256_SHA256],
                 &self.root_store.roots,
                 &[],
                 UnixTime::since_unix_epoch(since_epoch),

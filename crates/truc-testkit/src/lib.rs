@@ -11,7 +11,7 @@ use truc_domain::Limits;
 use truc_hub::config::DeliveryConfig;
 use truc_hub::{AgencyEntry, Directory, HubSetup, Observe};
 use truc_node::{AxisClient, NodeConfig};
-use truc_pki::PkiPaths;
+use truc_pki::{KeyAlgorithm, PkiPaths};
 use truc_store::{Store, StoreOptions};
 
 pub const OPERATOR: &str = "ops";
@@ -40,6 +40,12 @@ pub struct TestHubOptions {
     /// own), registered and certified besides the others; an entry for one
     /// of [`AGENCIES`] replaces its plain one.
     pub entries: Vec<AgencyEntry>,
+    /// The key algorithm of the CA, the hub, the operator and every agency
+    /// not named in `agency_key_algorithms`.
+    pub key_algorithm: KeyAlgorithm,
+    /// Agencies whose keys use another algorithm than the CA's, for PKIs
+    /// that mix Ed25519 and ECDSA P-256 agencies.
+    pub agency_key_algorithms: Vec<(String, KeyAlgorithm)>,
 }
 
 pub struct TestHub {
@@ -87,13 +93,24 @@ impl TestHub {
             .map(|code| (code.clone(), format!("Agency {code}")))
             .collect();
         certified.push((UNREGISTERED.to_string(), "Unregistered".into()));
-        let pki = truc_pki::init_dev_pki(
+        let validity = Duration::from_secs(86_400);
+        let pki = truc_pki::init_dev_pki_with_key_algorithm(
             &root.path().join("pki"),
             &certified,
             &[OPERATOR.to_string()],
-            Duration::from_secs(86_400),
+            validity,
+            options.key_algorithm,
         )
         .expect("development PKI");
+        for (code, key_algorithm) in &options.agency_key_algorithms {
+            truc_pki::issue_agencies_with_key_algorithm(
+                &pki,
+                &[(code.clone(), format!("Agency {code}"))],
+                validity,
+                *key_algorithm,
+            )
+            .expect("agency credentials of another algorithm");
+        }
         let mut hub = TestHub {
             root,
             pki,

@@ -288,6 +288,7 @@ fn sign(key: &[u8], header: &[u8]) -> Vec<u8> {
     SigningKey::from_pkcs8(key)
         .expect("an Ed25519 key")
         .sign_envelope(header)
+        .expect("signs")
 }
 
 /// A document as a sender would make it: a header and its attachments' bytes.
@@ -1637,7 +1638,8 @@ impl Builder<'_> {
             let key = SigningKey::from_pkcs8(b.key(G22)).expect("key");
             (
                 h.to_vec(),
-                key.sign_document("000.00.00.G22,2024/01/02,1/A", &[]),
+                key.sign_document("000.00.00.G22,2024/01/02,1/A", &[])
+                    .expect("signs"),
             )
         });
         self.signed("the header bytes in its place".into(), |_, h| {

@@ -96,13 +96,18 @@ pub struct DocumentSignature {
     /// DER certificate of the signer, issued by the axis CA.
     #[prost(bytes = "vec", tag = "1")]
     pub signer_certificate: ::prost::alloc::vec::Vec<u8>,
+    /// Over "truc.document.v1\n" || document_id || "\n" || digests, with the
+    /// signer certificate's key: Ed25519 (64 bytes) or ECDSA P-256 SHA-256 (DER).
     #[prost(bytes = "vec", tag = "2")]
     pub signature: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SignedEnvelope {
+    /// An encoded EnvelopeHeader: exactly the bytes that were signed.
     #[prost(bytes = "vec", tag = "1")]
     pub header: ::prost::alloc::vec::Vec<u8>,
+    /// Over "truc.envelope.v1\n" || header, with the key of the sender's
+    /// certificate: Ed25519 (64 bytes) or ECDSA P-256 SHA-256 (ASN.1 DER).
     #[prost(bytes = "vec", tag = "2")]
     pub signature: ::prost::alloc::vec::Vec<u8>,
     #[prost(message, optional, tag = "3")]
@@ -213,7 +218,9 @@ pub struct Delivery {
     pub document_id: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "3")]
     pub envelope: ::core::option::Option<SignedEnvelope>,
-    /// The sender's certificate (DER), so the recipient can verify the signature.
+    /// The sender's certificate (DER), so the recipient can verify the signature:
+    /// it must chain to the axis CA and name the header's `from` agency, and its
+    /// key type says how the signature is checked.
     #[prost(bytes = "vec", tag = "4")]
     pub sender_certificate: ::prost::alloc::vec::Vec<u8>,
     #[prost(enumeration = "DocumentSignatureState", tag = "5")]
