@@ -12,11 +12,16 @@
 //! Two modes. *Page cache*: the default server configuration, where a
 //! publish is acknowledged once the message is written to the stream's file,
 //! which is fsynced only every `sync_interval` (2 minutes by default).
-//! *Synchronous*: `sync_interval: always` (nats-server 2.10 and later), an
-//! fsync on every write before the acknowledgement. A server that does not
-//! know `sync_interval` (Debian bookworm ships 2.9.10) gets the closest
-//! equivalent: its store on a file system mounted with `-o sync`, where every
-//! write returns only once on disk; `bench/compare-nats.sh` makes one.
+//! *Synchronous*: `sync_interval: always`, an fsync on every write before the
+//! acknowledgement, when the server knows the setting (its own `-t`
+//! configuration check decides). Debian bookworm's 2.9.10 refuses it; it gets
+//! the closest equivalent: its store on a file system mounted with `-o sync`,
+//! where every write returns only once on disk; `bench/compare-nats.sh` makes
+//! one.
+//!
+//! The publishes cycle through a pool of signed documents (their bytes; each
+//! publish has its own message id), since JetStream may accept far more
+//! documents a second than it is worth signing ahead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,7 +85,9 @@ fn mapping(options: &BenchOptions) -> String {
          unacknowledged like the hub's window); a document's subject has one token per agency, 1 for \
          its recipients (e.g. {}), and agency j's consumer filters on 1 at position j, so each \
          message is stored once and delivered to its {} recipients' consumers ({} on average); \
-         Nats-Msg-Id is the document id (the stream's duplicate check, as the hub checks resends)",
+         payloads are the hub's signed envelopes and attachments byte for byte (publishes cycle \
+         through {TEMPLATES_MAX} of them at most), each publish with its own Nats-Msg-Id (the \
+         stream's duplicate check, as the hub checks resends)",
         options.agencies,
         options.window,
         subject_for(&[1, 2, 3], options.agencies),
@@ -217,7 +224,7 @@ pub async fn compare(
     } else {
         match &nats.sync_dir {
             None => Err(format!(
-                "nats-server {version} does not know sync_interval (added in 2.10) and no \
+                "nats-server {version} refuses sync_interval in its configuration check, and no \
                  --nats-sync-dir on a file system mounted with -o sync was given; \
                  bench/compare-nats.sh makes one"
             )),
@@ -269,10 +276,11 @@ pub async fn compare(
         Ok(SyncHow::SyncMount(dir)) => Ok(Mode {
             name: "JetStream, synchronous (store on a file system mounted -o sync)".to_owned(),
             durability: format!(
-                "nats-server {version} has no sync_interval: its store is on a file system mounted \
-                 with -o sync, where every write(2) returns only once the data is on disk, and the \
-                 server writes each message to its file before acknowledging the publish; the \
-                 closest this server version comes to an fsync per message; no signature is checked"
+                "nats-server {version} has no sync_interval: its store is on ext4 mounted with \
+                 -o sync (an image file on a loop device), where every write(2) returns only once \
+                 the data is on disk, and the server writes each message to its file before \
+                 acknowledging the publish: the closest this server version comes to an fsync per \
+                 message; no signature is checked"
             ),
             store_dir: dir.join(format!("truc-bench-{}", std::process::id())),
             sync_always: false,
@@ -328,8 +336,9 @@ pub async fn compare(
             tag: maker.tag.clone(),
         };
         let mut result = run_mode(options, nats, &mode, scratch.path(), &workload).await?;
+        // Paced, both sides deliver what they are given: a ratio would say nothing.
         result.hub_over_jetstream = hub_rate
-            .filter(|_| result.deliveries_per_second > 0.0)
+            .filter(|_| pace.is_none() && result.deliveries_per_second > 0.0)
             .map(|hub| hub / result.deliveries_per_second);
         progress(&format!(
             "{}: {:.0} deliveries/s",
