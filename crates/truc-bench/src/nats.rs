@@ -40,7 +40,7 @@ use crate::hub_process::{free_loopback_address, log_tail, HubTarget};
 use crate::nodes::{NodeCounters, PhaseTracker};
 use crate::options::{BenchOptions, NatsOptions};
 use crate::report::{group, NatsComparison, NatsModeFigures};
-use crate::resources::{disk_bytes, peak_rss_bytes};
+use crate::resources::{disk_bytes, peak_rss_bytes, CpuMeter};
 use crate::scenarios::{dispatch, wait_until};
 
 const STREAM: &str = "TRUC_BENCH";
@@ -552,6 +552,7 @@ async fn run_mode(
         template: (index % count) as usize,
     });
     let publish_tag = tag.clone();
+    let cpu = CpuMeter::start(Some(server.child.id()));
     let outcome = dispatch(
         items,
         pace,
@@ -591,6 +592,7 @@ async fn run_mode(
         phase.delivered_count() >= expected
     })
     .await;
+    let (server_cores, bench_cores) = cpu.cores();
     let _ = stop.send(true);
     for consumer in consumers {
         let _ = consumer.await;
@@ -636,6 +638,8 @@ async fn run_mode(
         failures,
         first_failure,
         pool_exhausted: outcome.pool_exhausted,
+        server_cores,
+        bench_cores,
     };
     drop(server);
     Ok(figures)

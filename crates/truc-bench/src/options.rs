@@ -115,7 +115,7 @@ pub struct BenchOptions {
 /// Documents per second the pre-signed pool is sized for when unpaced: a
 /// margin above what a 2-core machine accepts; a run that empties the pool
 /// early says so.
-pub const PRESIGN_RATE_PLANNED: f64 = 3000.0;
+pub const PRESIGN_RATE_PLANNED: f64 = 6000.0;
 /// Status moves per second the prepared deliveries are sized for.
 pub const MOVES_RATE_PLANNED: f64 = 4000.0;
 /// Most envelopes signed for one phase (memory: about 2.5 KB each by default).
@@ -233,7 +233,7 @@ mod tests {
             duration: Duration::from_secs(10),
             ..BenchOptions::default()
         };
-        assert_eq!(options.pool_size(None), 30_000);
+        assert_eq!(options.pool_size(None), 60_000);
         assert_eq!(options.pool_size(Some(200.0)), 2_200);
         // 4000 moves/s × 10 s / 4 moves per delivery / 3.63 recipients.
         assert_eq!(options.moves_pool_size(), 2_755);

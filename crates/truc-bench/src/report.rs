@@ -93,6 +93,10 @@ pub struct SendFigures {
     pub send_to_ack: LatencySummary,
     pub failures: u64,
     pub pool_exhausted: bool,
+    /// Cores the hub process used on average over the phase.
+    pub hub_cores: Option<f64>,
+    /// Cores the bench process (clients, TLS, nodes) used over the phase.
+    pub bench_cores: Option<f64>,
 }
 
 /// Sending with every recipient's node connected and acknowledging.
@@ -130,6 +134,8 @@ pub struct MovesFigures {
     pub move_notices_received: u64,
     pub failures: u64,
     pub exhausted: bool,
+    pub hub_cores: Option<f64>,
+    pub bench_cores: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -176,6 +182,9 @@ pub struct NatsModeFigures {
     pub hub_over_jetstream: Option<f64>,
     pub failures: u64,
     pub first_failure: Option<String>,
+    /// Cores the nats-server process and the bench used over the phase.
+    pub server_cores: Option<f64>,
+    pub bench_cores: Option<f64>,
     /// The planned publishes ran out before the end (raise nothing: a bug).
     pub pool_exhausted: bool,
 }
@@ -209,6 +218,20 @@ fn latency_line(out: &mut String, what: &str, latency: &LatencySummary) {
         latency.p999_ms,
         latency.max_ms,
         group(latency.count)
+    );
+}
+
+fn cores_line(out: &mut String, server: &str, server_cores: Option<f64>, bench_cores: Option<f64>) {
+    let show = |cores: Option<f64>| {
+        cores
+            .map(|c| format!("{c:.2}"))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let _ = writeln!(
+        out,
+        "    CPU: {server} {} cores, bench {} cores (on average over the phase)",
+        show(server_cores),
+        show(bench_cores)
     );
 }
 
@@ -276,6 +299,7 @@ impl BenchReport {
                 },
             );
             latency_line(&mut out, "send → ack", &figures.send_to_ack);
+            cores_line(&mut out, "hub", figures.hub_cores, figures.bench_cores);
         }
         for figures in &self.fanout {
             let _ = writeln!(
@@ -297,6 +321,12 @@ impl BenchReport {
             );
             latency_line(&mut out, "send → ack", &figures.send.send_to_ack);
             latency_line(&mut out, "send → delivery", &figures.send_to_delivery);
+            cores_line(
+                &mut out,
+                "hub",
+                figures.send.hub_cores,
+                figures.send.bench_cores,
+            );
             let _ = writeln!(
                 out,
                 "    arrivals recorded by the hub {}, arrival notices acknowledged by senders {}: {}",
@@ -324,6 +354,7 @@ impl BenchReport {
                 },
             );
             latency_line(&mut out, "move call", &moves.move_call);
+            cores_line(&mut out, "hub", moves.hub_cores, moves.bench_cores);
         }
         if !self.resources.is_empty() {
             let _ = writeln!(out, "\nhub process");
@@ -375,6 +406,7 @@ impl BenchReport {
                 );
                 latency_line(&mut out, "publish → ack", &mode.publish_to_ack);
                 latency_line(&mut out, "publish → delivery", &mode.publish_to_delivery);
+                cores_line(&mut out, "nats-server", mode.server_cores, mode.bench_cores);
                 let _ = writeln!(
                     out,
                     "    server peak RSS {}, store {} per document",

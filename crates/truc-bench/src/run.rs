@@ -17,7 +17,7 @@ use crate::report::{
     group, BenchReport, FanoutFigures, HubDescription, Machine, MovesFigures, ResourceSample,
     SendFigures, Settings, HUB_DURABILITY,
 };
-use crate::resources::{disk_bytes, peak_rss_bytes};
+use crate::resources::{disk_bytes, peak_rss_bytes, CpuMeter};
 use crate::scenarios::{move_statuses, send_to_hub, wait_until, DispatchOutcome};
 
 /// Longest wait for the hub's counters to show arrivals it was sent: an
@@ -208,6 +208,7 @@ impl Bench<'_> {
                 next_index..next_index + count as u64,
                 false,
             ));
+            let cpu = CpuMeter::start(self.target.pid);
             let outcome = send_to_hub(
                 &fleet.clients,
                 documents,
@@ -218,9 +219,10 @@ impl Bench<'_> {
                 self.options.drain_timeout,
             )
             .await;
+            let cores = cpu.cores();
             next_index += count as u64;
             self.record_dispatch_failures(&label, &outcome);
-            let figures = send_figures(pace, count, presign_s, &outcome);
+            let figures = send_figures(pace, count, presign_s, &outcome, cores);
             (self.progress)(&format!(
                 "{label}: {:.0} documents/s",
                 figures.documents_per_second
@@ -269,6 +271,7 @@ impl Bench<'_> {
                 false,
             ));
             fleet.context.set_phase(Some(phase.clone()));
+            let cpu = CpuMeter::start(self.target.pid);
             let outcome = send_to_hub(
                 &fleet.clients,
                 documents,
@@ -286,6 +289,7 @@ impl Bench<'_> {
                 phase.delivered_count() >= expected
             })
             .await;
+            let cores = cpu.cores();
             let received = phase.delivered_count();
             if !drained {
                 self.report.failures.push(format!(
@@ -314,7 +318,7 @@ impl Bench<'_> {
                 ));
             }
             let until_last = phase.until_last_delivery();
-            let send = send_figures(pace, count, presign_s, &outcome);
+            let send = send_figures(pace, count, presign_s, &outcome, cores);
             let figures = FanoutFigures {
                 deliveries_expected: expected,
                 deliveries_received: received,
@@ -424,6 +428,7 @@ impl Bench<'_> {
             "{label}: recipients move their deliveries for {:.0} s",
             self.options.duration.as_secs_f64()
         ));
+        let cpu = CpuMeter::start(self.target.pid);
         let moved = move_statuses(
             &fleet.clients,
             deliveries,
@@ -432,6 +437,7 @@ impl Bench<'_> {
             self.options.drain_timeout,
         )
         .await;
+        let (hub_cores, bench_cores) = cpu.cores();
         if moved.failures > 0 {
             self.report.failures.push(format!(
                 "{label}: {} moves failed; the first: {}",
@@ -453,6 +459,8 @@ impl Bench<'_> {
                 - notices_before,
             failures: moved.failures,
             exhausted: moved.exhausted,
+            hub_cores,
+            bench_cores,
         };
         (self.progress)(&format!("{label}: {:.0} moves/s", figures.moves_per_second));
         self.report.moves = Some(figures);
@@ -503,6 +511,7 @@ fn send_figures(
     presigned: usize,
     presign_s: f64,
     outcome: &DispatchOutcome,
+    (hub_cores, bench_cores): (Option<f64>, Option<f64>),
 ) -> SendFigures {
     SendFigures {
         rate: pace,
@@ -516,5 +525,7 @@ fn send_figures(
         send_to_ack: outcome.latency.clone(),
         failures: outcome.failures,
         pool_exhausted: outcome.pool_exhausted,
+        hub_cores,
+        bench_cores,
     }
 }
