@@ -20,6 +20,8 @@ pub const DEFAULT_OPERATOR: &str = "ops";
 const CERTIFICATE_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
 /// Longest wait for a spawned hub to answer.
 const READY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Longest wait for the operator's connection (TCP and TLS handshake).
+const OPERATOR_CONNECT_MAX: Duration = Duration::from_secs(30);
 /// Lines of the hub's log shown when it fails to start.
 const LOG_TAIL_LINES: usize = 20;
 
@@ -40,12 +42,22 @@ pub struct HubTarget {
 
 impl HubTarget {
     pub async fn operator_client(&self) -> Result<AxisClient, BenchError> {
-        Ok(AxisClient::connect(
+        let roots = self.pki.trust_roots()?;
+        let connecting = AxisClient::connect(
             self.address,
-            &self.pki.trust_roots()?,
+            &roots,
             self.pki.operator_credentials(&self.operator)?,
-        )
-        .await?)
+        );
+        tokio::time::timeout(OPERATOR_CONNECT_MAX, connecting)
+            .await
+            .map_err(|_| {
+                BenchError::Setup(format!(
+                    "the hub at {} did not accept a connection within {} s",
+                    self.address,
+                    OPERATOR_CONNECT_MAX.as_secs()
+                ))
+            })?
+            .map_err(BenchError::from)
     }
 
     /// Names what the certificate folder lacks for `codes` and the operator.

@@ -20,6 +20,31 @@ use crate::error::BenchError;
 use crate::hub_process::HubTarget;
 use crate::latency::LatencyRecorder;
 
+/// Longest wait for one connection (TCP and the TLS handshake) or for a node's
+/// delivery stream to open.
+const CONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Connects as one agency, within [`CONNECT_MAX`].
+async fn connect(
+    target: &HubTarget,
+    roots: &TrustRoots,
+    code: &str,
+) -> Result<AxisClient, BenchError> {
+    let credentials = target.pki.agency_credentials(code)?;
+    tokio::time::timeout(
+        CONNECT_MAX,
+        AxisClient::connect(target.address, roots, credentials),
+    )
+    .await
+    .map_err(|_| {
+        BenchError::Setup(format!(
+            "{code}: the hub did not accept a connection within {} s",
+            CONNECT_MAX.as_secs()
+        ))
+    })?
+    .map_err(BenchError::from)
+}
+
 /// One timed phase's documents: when each was sent, and what arrived.
 pub struct PhaseTracker {
     /// Document indices of this phase.
@@ -171,16 +196,14 @@ impl Fleet {
         });
         let mut clients = Vec::with_capacity(agencies.len());
         for agency in &agencies {
-            let credentials = target.pki.agency_credentials(&agency.code)?;
-            clients.push(AxisClient::connect(target.address, &roots, credentials).await?);
+            clients.push(connect(target, &roots, &agency.code).await?);
         }
         let (stop, stopped) = watch::channel(false);
         let mut nodes = Vec::new();
         if let Some(window) = window {
             let mut ready = Vec::new();
             for (me, agency) in agencies.iter().enumerate() {
-                let credentials = target.pki.agency_credentials(&agency.code)?;
-                let client = AxisClient::connect(target.address, &roots, credentials).await?;
+                let client = connect(target, &roots, &agency.code).await?;
                 let (opened, opened_receiver) = oneshot::channel();
                 nodes.push(tokio::spawn(run_node(
                     client,
@@ -194,8 +217,15 @@ impl Fleet {
                 ready.push(opened_receiver);
             }
             for (agency, opened) in agencies.iter().zip(ready) {
-                opened
+                tokio::time::timeout(CONNECT_MAX, opened)
                     .await
+                    .map_err(|_| {
+                        BenchError::Setup(format!(
+                            "{}: the delivery stream did not open within {} s",
+                            agency.code,
+                            CONNECT_MAX.as_secs()
+                        ))
+                    })?
                     .map_err(|_| BenchError::Setup(format!("the node of {} stopped", agency.code)))?
                     .map_err(|error| {
                         BenchError::Setup(format!(

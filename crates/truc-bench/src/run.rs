@@ -25,6 +25,11 @@ use crate::scenarios::{move_statuses, send_to_hub, wait_until, DispatchOutcome};
 const COUNTS_WAIT_MAX: Duration = Duration::from_secs(30);
 /// A preparation phase is bounded by the drain timeout, not by a duration.
 const UNBOUNDED_PHASE: Duration = Duration::from_secs(24 * 3600);
+/// Longest wait for one `Counts` call: a hub that cannot answer a read for
+/// this long is reported, not waited for.
+const COUNTS_CALL_MAX: Duration = Duration::from_secs(30);
+/// How often a long wait for deliveries says how far it has got.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs the scenarios `options` selects against the hub at `target`, telling
 /// `progress` what it is doing.
@@ -256,7 +261,7 @@ impl Bench<'_> {
             let count = self.options.pool_size(pace);
             let label = format!("fan-out ({})", pace_name(pace));
             let (documents, presign_s) = self.presign(&maker, next_index, count, &label).await?;
-            let arrivals_before = self.operator.counts("", "").await?.total_received;
+            let arrivals_before = self.counts().await?.total_received;
             let notices_before = fleet
                 .context
                 .counters
@@ -285,10 +290,7 @@ impl Bench<'_> {
             next_index += count as u64;
             self.record_dispatch_failures(&label, &outcome);
             let expected = outcome.units;
-            let drained = wait_until(&fleet.context.counters, self.options.drain_timeout, || {
-                phase.delivered_count() >= expected
-            })
-            .await;
+            let drained = self.drain(&label, &fleet, &phase, expected).await;
             let cores = cpu.cores();
             let received = phase.delivered_count();
             if !drained {
@@ -349,17 +351,50 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// The hub's live counters, or an error if it cannot answer in time.
+    async fn counts(&self) -> Result<truc_proto::v1::CountsResponse, BenchError> {
+        tokio::time::timeout(COUNTS_CALL_MAX, self.operator.counts("", ""))
+            .await
+            .map_err(|_| {
+                BenchError::Setup(format!(
+                    "the hub did not answer Counts within {} s",
+                    COUNTS_CALL_MAX.as_secs()
+                ))
+            })?
+            .map_err(BenchError::from)
+    }
+
+    /// Waits up to the drain timeout for `expected` deliveries of `phase`,
+    /// saying every few seconds how far it has got, so that a slow hub is
+    /// told from a stuck bench.
+    async fn drain(&self, label: &str, fleet: &Fleet, phase: &PhaseTracker, expected: u64) -> bool {
+        let deadline = Instant::now() + self.options.drain_timeout;
+        loop {
+            let slice = DRAIN_REPORT_EVERY.min(deadline.saturating_duration_since(Instant::now()));
+            let done = wait_until(&fleet.context.counters, slice, || {
+                phase.delivered_count() >= expected
+            })
+            .await;
+            if done
+                || Instant::now() >= deadline
+                || fleet.context.counters.failures.load(Ordering::Acquire) > 0
+            {
+                return done;
+            }
+            (self.progress)(&format!(
+                "{label}: waiting for deliveries: {} of {} so far",
+                group(phase.delivered_count()),
+                group(expected)
+            ));
+        }
+    }
+
     /// Waits until the hub counts `expected` more arrivals than `before`;
     /// returns how many it counts.
     async fn wait_for_arrivals(&self, before: u64, expected: u64) -> Result<u64, BenchError> {
         let deadline = Instant::now() + COUNTS_WAIT_MAX;
         loop {
-            let counted = self
-                .operator
-                .counts("", "")
-                .await?
-                .total_received
-                .saturating_sub(before);
+            let counted = self.counts().await?.total_received.saturating_sub(before);
             if counted >= expected || Instant::now() >= deadline {
                 return Ok(counted);
             }
@@ -386,7 +421,7 @@ impl Bench<'_> {
             group(count as u64)
         ));
         let preparation = Instant::now();
-        let arrivals_before = self.operator.counts("", "").await?.total_received;
+        let arrivals_before = self.counts().await?.total_received;
         let phase = Arc::new(PhaseTracker::new(0..count as u64, true));
         fleet.context.set_phase(Some(phase.clone()));
         let outcome = send_to_hub(
@@ -401,10 +436,7 @@ impl Bench<'_> {
         .await;
         self.record_dispatch_failures(label, &outcome);
         let expected = outcome.units;
-        let drained = wait_until(&fleet.context.counters, self.options.drain_timeout, || {
-            phase.delivered_count() >= expected
-        })
-        .await;
+        let drained = self.drain(label, &fleet, &phase, expected).await;
         // A move before the hub has recorded "arrived" is refused: wait for it.
         let recorded = self.wait_for_arrivals(arrivals_before, expected).await?;
         fleet.context.set_phase(None);
@@ -473,7 +505,7 @@ impl Bench<'_> {
 
     /// The hub's peak memory and bytes on disk per stored document, so far.
     async fn sample(&mut self, after: &str) {
-        let documents_stored = match self.operator.counts("", "").await {
+        let documents_stored = match self.counts().await {
             Ok(counts) => counts.total_sent,
             Err(error) => {
                 self.report
