@@ -1,5 +1,6 @@
 //! The `truc` binary: thin subcommands over the library crates.
 
+mod bench_cmd;
 mod connect;
 mod demo;
 mod operator_cmd;
@@ -140,6 +141,14 @@ enum Command {
     Replay(replay_cmd::ReplayArgs),
     /// The report of a running hub, or of a stopped hub's data directory.
     Report(report_cmd::ReportArgs),
+    /// Load generator: durable intake, deliveries at a fan-out, status moves and latencies of a
+    /// hub in its own process, optionally beside NATS JetStream.
+    #[command(
+        after_help = "Examples:\n  truc bench --duration 30 --json bench.json\n  truc bench --scenario fanout --rate half\n  \
+                      truc bench --scenario fanout --compare-nats   (see bench/compare-nats.sh)\n  \
+                      truc bench --hub 127.0.0.1:7443 --certs certs/bench --hub-pid 1234 --data-dir data/hub"
+    )]
+    Bench(bench_cmd::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -338,6 +347,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
+        Command::Bench(args) => bench_cmd::run(args).await,
     }
 }
 

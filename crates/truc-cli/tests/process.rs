@@ -3,7 +3,8 @@
 //! `kill -9` of the hub after which every acknowledged send is still there,
 //! and what operators see: the printed configuration with its environment
 //! overrides, JSON logs and the metrics endpoint. With TRUC_PYTHON_TESTS=1,
-//! also the Python client against the hub process.
+//! also the Python client against the hub process. And `truc bench` against the
+//! hub process it starts, whose figures must add up.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -381,4 +382,98 @@ fn python_client_against_a_hub_process() {
         .status()
         .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
     assert!(status.success(), "{} failed", script.display());
+}
+
+/// Recipients of the first `documents` documents under the 3.63 mix: three
+/// each, plus one for ⌊n × 0.63⌋ of them.
+fn deliveries_of(documents: u64) -> u64 {
+    3 * documents + documents * 63 / 100
+}
+
+#[test]
+fn a_short_bench_against_a_hub_process_adds_up() {
+    let root = tempfile::tempdir().unwrap();
+    let json = root.path().join("bench.json");
+    let output = Command::new(TRUC)
+        .args([
+            "bench",
+            "--duration",
+            "2",
+            "--agencies",
+            "6",
+            "--concurrency",
+            "16",
+            "--presign",
+            "1500",
+            "--moves-documents",
+            "40",
+            "--drain-timeout",
+            "30",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run truc bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "truc bench failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("pre-signing"),
+        "says it pre-signs: {stderr}"
+    );
+    assert!(stdout.contains("no failures"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("{value}"));
+    assert_eq!(report["failures"].as_array().unwrap().len(), 0);
+    assert_eq!(report["hub"]["spawned"], true);
+
+    // Intake: every document started was acknowledged with all its recipients;
+    // documents go out in index order, so the recipients follow the mix exactly.
+    let intake = &report["intake"][0];
+    let sent = number(&intake["documents_sent"]);
+    assert!(sent > 0);
+    assert_eq!(number(&intake["documents_acknowledged"]), sent);
+    assert_eq!(number(&intake["deliveries_queued"]), deliveries_of(sent));
+    assert_eq!(number(&intake["send_to_ack"]["count"]), sent);
+
+    // Fan-out: deliveries counted = documents × recipients acknowledged, and
+    // the hub's own counters and the senders' notices say the same.
+    let fanout = &report["fanout"][0];
+    let documents = number(&fanout["send"]["documents_acknowledged"]);
+    let delivered = number(&fanout["deliveries_received"]);
+    assert!(documents > 0);
+    assert_eq!(
+        number(&fanout["deliveries_expected"]),
+        deliveries_of(documents)
+    );
+    assert_eq!(delivered, deliveries_of(documents));
+    assert_eq!(number(&fanout["hub_arrivals_recorded"]), delivered);
+    assert_eq!(number(&fanout["arrived_notices"]), delivered);
+    assert_eq!(number(&fanout["send_to_delivery"]["count"]), delivered);
+    assert_eq!(fanout["consistent"], true);
+    let rate = fanout["deliveries_per_second"].as_f64().unwrap();
+    let seconds = fanout["seconds_until_last_delivery"].as_f64().unwrap();
+    assert!(
+        (rate * seconds - delivered as f64).abs() < 1.0,
+        "{rate} × {seconds}"
+    );
+
+    // Moves: whole paths only, four moves each, one latency sample per call.
+    let moves = &report["moves"];
+    assert_eq!(number(&moves["prepared_deliveries"]), deliveries_of(40));
+    let moved = number(&moves["moves"]);
+    assert!(moved > 0);
+    assert_eq!(moved, 4 * number(&moves["deliveries_completed"]));
+    assert_eq!(number(&moves["move_call"]["count"]), moved);
+
+    // The hub stored exactly what the three scenarios sent, and it was measured.
+    let resources = report["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 3);
+    let last = &resources[2];
+    assert_eq!(number(&last["documents_stored"]), sent + documents + 40);
+    assert!(number(&last["hub_peak_rss_bytes"]) > 1024 * 1024);
+    assert!(last["bytes_per_document"].as_f64().unwrap() > 2048.0);
 }

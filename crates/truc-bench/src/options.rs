@@ -1,0 +1,259 @@
+//! What one bench run does, with the defaults of `truc bench`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::agencies::ScenarioKind;
+use crate::fanout::FanoutMix;
+
+/// Which scenarios run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Intake,
+    Fanout,
+    Moves,
+    All,
+}
+
+impl Scenario {
+    pub fn includes(self, kind: ScenarioKind) -> bool {
+        match self {
+            Scenario::All => true,
+            Scenario::Intake => kind == ScenarioKind::Intake,
+            Scenario::Fanout => kind == ScenarioKind::Fanout,
+            Scenario::Moves => kind == ScenarioKind::Moves,
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "intake" => Ok(Scenario::Intake),
+            "fanout" => Ok(Scenario::Fanout),
+            "moves" => Ok(Scenario::Moves),
+            "all" => Ok(Scenario::All),
+            other => Err(format!(
+                "'{other}' is not a scenario: intake, fanout, moves or all"
+            )),
+        }
+    }
+}
+
+/// How fast documents are sent in the intake and fan-out scenarios.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RateSpec {
+    /// As fast as the hub acknowledges, `concurrency` sends in flight.
+    Unpaced,
+    /// Documents started at this fixed rate (open loop: a late send does not
+    /// delay the next one, and latency counts from the planned start).
+    PerSecond(f64),
+    /// Unpaced first, then again paced at half the rate just measured.
+    HalfOfMeasured,
+}
+
+impl FromStr for RateSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "half" {
+            return Ok(RateSpec::HalfOfMeasured);
+        }
+        match text.parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(RateSpec::PerSecond(rate)),
+            _ => Err(format!(
+                "'{text}' is not a rate: documents per second (e.g. 400) or 'half'"
+            )),
+        }
+    }
+}
+
+/// The NATS JetStream comparison.
+#[derive(Clone, Debug)]
+pub struct NatsOptions {
+    /// The `nats-server` executable.
+    pub program: PathBuf,
+    /// A folder on a file system mounted with `-o sync`, for the synchronous
+    /// mode when the server has no `sync_interval` (see `nats`).
+    pub sync_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub scenario: Scenario,
+    /// Length of each timed phase.
+    pub duration: Duration,
+    /// Sends (or status-move chains) in flight at once.
+    pub concurrency: usize,
+    /// Bytes of the one attachment each document carries.
+    pub attachment_bytes: usize,
+    pub fanout: FanoutMix,
+    pub rate: RateSpec,
+    /// Agencies per scenario; each sends and receives.
+    pub agencies: usize,
+    /// Unacknowledged items each node's delivery stream accepts.
+    pub window: u32,
+    /// Envelopes signed before each timed send phase; `None` sizes the pool
+    /// from the duration and [`PRESIGN_RATE_PLANNED`].
+    pub presign: Option<usize>,
+    /// Documents delivered before the timed status moves; `None` sizes them
+    /// from the duration and [`MOVES_RATE_PLANNED`].
+    pub moves_documents: Option<usize>,
+    /// Recipients verify the sender's certificate and signature of every
+    /// delivery, as a node does (client CPU on the same machine).
+    pub verify_deliveries: bool,
+    /// Documents also carry the document's own signature (verified by the hub).
+    pub sign_documents: bool,
+    /// Longest wait for the deliveries of the documents sent to arrive.
+    pub drain_timeout: Duration,
+    pub nats: Option<NatsOptions>,
+}
+
+/// Documents per second the pre-signed pool is sized for when unpaced: a
+/// margin above what a 2-core machine accepts; a run that empties the pool
+/// early says so.
+pub const PRESIGN_RATE_PLANNED: f64 = 6000.0;
+/// Status moves per second the prepared deliveries are sized for.
+pub const MOVES_RATE_PLANNED: f64 = 4000.0;
+/// Most envelopes signed for one phase (memory: about 2.5 KB each by default).
+pub const PRESIGN_MAX: usize = 2_000_000;
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            scenario: Scenario::All,
+            duration: Duration::from_secs(30),
+            concurrency: 64,
+            attachment_bytes: 2048,
+            fanout: FanoutMix::from_hundredths(363).expect("3.63 is in range"),
+            rate: RateSpec::Unpaced,
+            agencies: 8,
+            window: 256,
+            presign: None,
+            moves_documents: None,
+            verify_deliveries: false,
+            sign_documents: false,
+            drain_timeout: Duration::from_secs(120),
+            nats: None,
+        }
+    }
+}
+
+impl BenchOptions {
+    /// Everything wrong with the options, as sentences.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.duration.is_zero() {
+            problems.push("--duration must be at least 1 second".to_owned());
+        }
+        if self.concurrency == 0 {
+            problems.push("--concurrency must be at least 1".to_owned());
+        }
+        if !(2..=crate::agencies::AGENCIES_MAX).contains(&self.agencies) {
+            problems.push(format!(
+                "--agencies must be between 2 and {}",
+                crate::agencies::AGENCIES_MAX
+            ));
+        } else if self.fanout.max_recipients() >= self.agencies {
+            problems.push(format!(
+                "a fan-out of {} needs at least {} agencies (nobody addresses itself); raise --agencies",
+                self.fanout,
+                self.fanout.max_recipients() + 1
+            ));
+        }
+        if self.window == 0 {
+            problems.push("--window must be at least 1".to_owned());
+        }
+        if self.presign == Some(0) || self.moves_documents == Some(0) {
+            problems.push("--presign and --moves-documents must be at least 1".to_owned());
+        }
+        if self.nats.is_some() && !self.scenario.includes(ScenarioKind::Fanout) {
+            problems.push(
+                "--compare-nats compares fan-out deliveries: use --scenario fanout or all"
+                    .to_owned(),
+            );
+        }
+        problems
+    }
+
+    /// Envelopes to sign for one send phase at `rate` (`None`: unpaced).
+    pub fn pool_size(&self, rate: Option<f64>) -> usize {
+        if let Some(count) = self.presign {
+            return count;
+        }
+        let per_second = rate.unwrap_or(PRESIGN_RATE_PLANNED);
+        // A paced run needs exactly rate × duration; one more second of margin.
+        let seconds = self.duration.as_secs_f64() + if rate.is_some() { 1.0 } else { 0.0 };
+        ((per_second * seconds).ceil() as usize).clamp(1, PRESIGN_MAX)
+    }
+
+    /// Documents to deliver before the timed status moves.
+    pub fn moves_pool_size(&self) -> usize {
+        if let Some(count) = self.moves_documents {
+            return count;
+        }
+        let deliveries =
+            MOVES_RATE_PLANNED * self.duration.as_secs_f64() / MOVES_PER_DELIVERY as f64;
+        ((deliveries / self.fanout.mean()).ceil() as usize).clamp(1, PRESIGN_MAX)
+    }
+}
+
+/// received → assigned → processing → completed.
+pub const MOVES_PER_DELIVERY: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_consistent_and_contradictions_are_all_named() {
+        assert!(BenchOptions::default().problems().is_empty());
+        let options = BenchOptions {
+            duration: Duration::ZERO,
+            concurrency: 0,
+            agencies: 4,
+            scenario: Scenario::Intake,
+            nats: Some(NatsOptions {
+                program: "nats-server".into(),
+                sync_dir: None,
+            }),
+            ..BenchOptions::default()
+        };
+        let problems = options.problems();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("at least 5 agencies")));
+    }
+
+    #[test]
+    fn pools_are_sized_from_the_duration_and_rate() {
+        let options = BenchOptions {
+            duration: Duration::from_secs(10),
+            ..BenchOptions::default()
+        };
+        assert_eq!(options.pool_size(None), 60_000);
+        assert_eq!(options.pool_size(Some(200.0)), 2_200);
+        // 4000 moves/s × 10 s / 4 moves per delivery / 3.63 recipients.
+        assert_eq!(options.moves_pool_size(), 2_755);
+        assert_eq!(
+            BenchOptions {
+                presign: Some(7),
+                ..options
+            }
+            .pool_size(Some(1e6)),
+            7
+        );
+    }
+
+    #[test]
+    fn rates_and_scenarios_parse() {
+        assert_eq!("half".parse::<RateSpec>(), Ok(RateSpec::HalfOfMeasured));
+        assert_eq!("250".parse::<RateSpec>(), Ok(RateSpec::PerSecond(250.0)));
+        assert!("0".parse::<RateSpec>().is_err());
+        assert!("fast".parse::<RateSpec>().is_err());
+        assert_eq!("moves".parse::<Scenario>(), Ok(Scenario::Moves));
+        assert!("everything".parse::<Scenario>().is_err());
+    }
+}

@@ -1,0 +1,470 @@
+//! What a bench run found: every figure with the settings that produced it,
+//! as JSON (`serde`) and as a table a person reads.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::latency::LatencySummary;
+
+/// What the hub's acknowledgements mean, printed beside its figures. sled
+/// 0.34's flush writes the log and waits for the range to reach the device
+/// with `sync_file_range` (see its `iobuf.rs`); its flusher thread fsyncs the
+/// file every 500 ms.
+pub const HUB_DURABILITY: &str = "the hub verifies every envelope signature (and the document's own \
+     signature when present) and flushes every accepted document, arrival and status move before it \
+     answers (sled group commit: the log is written and waited for on the device with \
+     sync_file_range; sled fsyncs the file, its metadata and the device cache every 500 ms)";
+
+#[derive(Debug, Default, Serialize)]
+pub struct BenchReport {
+    pub started_at_unix_ms: i64,
+    /// The command line, filled in by the caller.
+    pub command: String,
+    pub machine: Machine,
+    pub hub: HubDescription,
+    pub settings: Settings,
+    pub intake: Vec<SendFigures>,
+    pub fanout: Vec<FanoutFigures>,
+    pub moves: Option<MovesFigures>,
+    pub resources: Vec<ResourceSample>,
+    pub nats: Option<NatsComparison>,
+    /// Everything that went wrong; a run with failures is not a measurement.
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this_one() -> Self {
+        Self {
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct HubDescription {
+    pub spawned: bool,
+    pub address: String,
+    pub pid: Option<u32>,
+    pub durability: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Settings {
+    pub duration_s: f64,
+    pub concurrency: usize,
+    pub attachment_bytes: usize,
+    pub recipients_mean: f64,
+    pub agencies_per_scenario: usize,
+    pub window: u32,
+    pub rate: String,
+    /// Envelopes are signed before each timed phase; signing is never timed.
+    pub presigned: bool,
+    pub verify_deliveries: bool,
+    pub sign_documents: bool,
+    /// Encoded signed envelope plus attachment, averaged over the first pool.
+    pub payload_bytes_mean: f64,
+}
+
+/// A send phase: durable intake alone (no node connected).
+#[derive(Debug, Default, Serialize)]
+pub struct SendFigures {
+    /// Planned documents per second; `None` when unpaced.
+    pub rate: Option<f64>,
+    pub presigned: usize,
+    pub presign_s: f64,
+    /// Sends started inside the window.
+    pub documents_sent: u64,
+    pub documents_acknowledged: u64,
+    /// Deliveries the hub queued for those documents.
+    pub deliveries_queued: u64,
+    /// From the first send to the last acknowledgement.
+    pub seconds: f64,
+    pub documents_per_second: f64,
+    /// From the send (planned start when paced) to the acknowledgement.
+    pub send_to_ack: LatencySummary,
+    pub failures: u64,
+    pub pool_exhausted: bool,
+    /// Cores the hub process used on average over the phase.
+    pub hub_cores: Option<f64>,
+    /// Cores the bench process (clients, TLS, nodes) used over the phase.
+    pub bench_cores: Option<f64>,
+}
+
+/// Sending with every recipient's node connected and acknowledging.
+#[derive(Debug, Default, Serialize)]
+pub struct FanoutFigures {
+    pub send: SendFigures,
+    /// Recipients the hub accepted over the acknowledged documents.
+    pub deliveries_expected: u64,
+    pub deliveries_received: u64,
+    /// From the first send to the last delivery received.
+    pub seconds_until_last_delivery: f64,
+    pub deliveries_per_second: f64,
+    pub send_to_delivery: LatencySummary,
+    /// "Arrived" notices the senders received and acknowledged.
+    pub arrived_notices: u64,
+    /// Arrivals the hub's own counters gained during the phase.
+    pub hub_arrivals_recorded: u64,
+    /// Received = expected = the hub's arrivals = the notices.
+    pub consistent: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct MovesFigures {
+    pub prepared_documents: usize,
+    pub prepared_deliveries: usize,
+    pub preparation_s: f64,
+    pub moves: u64,
+    pub deliveries_completed: u64,
+    /// From the first move to the last.
+    pub seconds: f64,
+    pub moves_per_second: f64,
+    /// One `MoveStatus` call, flushed before it is answered.
+    pub move_call: LatencySummary,
+    /// Notices of these moves the senders received while the phase ran.
+    pub move_notices_received: u64,
+    pub failures: u64,
+    pub exhausted: bool,
+    pub hub_cores: Option<f64>,
+    pub bench_cores: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ResourceSample {
+    pub after: String,
+    /// `VmHWM` of the hub process: its peak since it started.
+    pub hub_peak_rss_bytes: Option<u64>,
+    pub data_dir_bytes: Option<u64>,
+    /// Documents the hub has stored (its operator counts).
+    pub documents_stored: u64,
+    pub bytes_per_document: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct NatsComparison {
+    pub server_version: String,
+    pub client: String,
+    /// How the hub's recipients map onto JetStream.
+    pub mapping: String,
+    pub transport: String,
+    pub modes: Vec<NatsModeFigures>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct NatsModeFigures {
+    pub mode: String,
+    /// What an acknowledgement means in this mode.
+    pub durability: String,
+    pub server_config: String,
+    pub measured: bool,
+    pub skipped_because: Option<String>,
+    pub rate: Option<f64>,
+    pub documents_acknowledged: u64,
+    pub deliveries_expected: u64,
+    pub deliveries_received: u64,
+    pub seconds_until_last_delivery: f64,
+    pub deliveries_per_second: f64,
+    pub documents_per_second: f64,
+    pub publish_to_ack: LatencySummary,
+    pub publish_to_delivery: LatencySummary,
+    pub server_peak_rss_bytes: Option<u64>,
+    pub store_bytes_per_document: Option<f64>,
+    /// The hub's deliveries/s (same fan-out, same bytes) over this mode's.
+    pub hub_over_jetstream: Option<f64>,
+    pub failures: u64,
+    pub first_failure: Option<String>,
+    /// Cores the nats-server process and the bench used over the phase.
+    pub server_cores: Option<f64>,
+    pub bench_cores: Option<f64>,
+    /// The planned publishes ran out before the end (raise nothing: a bug).
+    pub pool_exhausted: bool,
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (position, digit) in digits.chars().enumerate() {
+        if position > 0 && (digits.len() - position).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn latency_line(out: &mut String, what: &str, latency: &LatencySummary) {
+    if latency.count == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "    {what:<18} p50 {:>8.2} ms   p99 {:>8.2} ms   p99.9 {:>8.2} ms   max {:>8.2} ms   ({} samples)",
+        latency.p50_ms,
+        latency.p99_ms,
+        latency.p999_ms,
+        latency.max_ms,
+        group(latency.count)
+    );
+}
+
+fn cores_line(out: &mut String, server: &str, server_cores: Option<f64>, bench_cores: Option<f64>) {
+    let show = |cores: Option<f64>| {
+        cores
+            .map(|c| format!("{c:.2}"))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let _ = writeln!(
+        out,
+        "    CPU: {server} {} cores, bench {} cores (on average over the phase)",
+        show(server_cores),
+        show(bench_cores)
+    );
+}
+
+fn pace(rate: Option<f64>) -> String {
+    match rate {
+        None => "unpaced".to_owned(),
+        Some(rate) => format!("paced at {rate:.0} documents/s"),
+    }
+}
+
+impl BenchReport {
+    /// The headline figures and every latency, for a terminal.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let s = &self.settings;
+        let _ = writeln!(
+            out,
+            "truc bench on {} cores (Linux {}); hub {} on {}{}",
+            self.machine.cores,
+            self.machine.kernel,
+            if self.hub.spawned {
+                "started by the bench as its own process"
+            } else {
+                "already running"
+            },
+            self.hub.address,
+            self.hub
+                .pid
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default(),
+        );
+        let _ = writeln!(
+            out,
+            "{:.0} s per phase, {} in flight, one attachment of {} B ({} B with the signed envelope), \
+             {} recipients per document on average, {} agencies per scenario, window {}{}{}",
+            s.duration_s,
+            s.concurrency,
+            group(s.attachment_bytes as u64),
+            group(s.payload_bytes_mean.round() as u64),
+            s.recipients_mean,
+            s.agencies_per_scenario,
+            s.window,
+            if s.verify_deliveries { ", recipients verify every delivery" } else { "" },
+            if s.sign_documents { ", documents carry their own signature" } else { "" },
+        );
+        let _ = writeln!(
+            out,
+            "envelopes are signed before each timed phase (the generator's signing is not measured)"
+        );
+        let _ = writeln!(out, "durability: {}", self.hub.durability);
+        for figures in &self.intake {
+            let _ = writeln!(
+                out,
+                "\nintake, {} (no node connected): {} documents acknowledged in {:.1} s = {:.0} documents/s \
+                 ({} deliveries queued){}",
+                pace(figures.rate),
+                group(figures.documents_acknowledged),
+                figures.seconds,
+                figures.documents_per_second,
+                group(figures.deliveries_queued),
+                if figures.pool_exhausted {
+                    format!("; the {} pre-signed documents ran out before the end: raise --presign", group(figures.presigned as u64))
+                } else {
+                    String::new()
+                },
+            );
+            latency_line(&mut out, "send → ack", &figures.send_to_ack);
+            cores_line(&mut out, "hub", figures.hub_cores, figures.bench_cores);
+        }
+        for figures in &self.fanout {
+            let _ = writeln!(
+                out,
+                "\nfan-out, {}: {} documents, {} of {} deliveries received in {:.1} s = {:.0} deliveries/s \
+                 ({:.0} documents/s acknowledged){}",
+                pace(figures.send.rate),
+                group(figures.send.documents_acknowledged),
+                group(figures.deliveries_received),
+                group(figures.deliveries_expected),
+                figures.seconds_until_last_delivery,
+                figures.deliveries_per_second,
+                figures.send.documents_per_second,
+                if figures.send.pool_exhausted {
+                    "; the pre-signed documents ran out before the end: raise --presign"
+                } else {
+                    ""
+                },
+            );
+            latency_line(&mut out, "send → ack", &figures.send.send_to_ack);
+            latency_line(&mut out, "send → delivery", &figures.send_to_delivery);
+            cores_line(
+                &mut out,
+                "hub",
+                figures.send.hub_cores,
+                figures.send.bench_cores,
+            );
+            let _ = writeln!(
+                out,
+                "    arrivals recorded by the hub {}, arrival notices acknowledged by senders {}: {}",
+                group(figures.hub_arrivals_recorded),
+                group(figures.arrived_notices),
+                if figures.consistent { "consistent" } else { "INCONSISTENT" }
+            );
+        }
+        if let Some(moves) = &self.moves {
+            let _ = writeln!(
+                out,
+                "\nstatus moves (received → assigned → processing → completed): {} moves in {:.1} s = {:.0} moves/s \
+                 ({} deliveries completed; {} documents, {} deliveries prepared in {:.1} s){}",
+                group(moves.moves),
+                moves.seconds,
+                moves.moves_per_second,
+                group(moves.deliveries_completed),
+                group(moves.prepared_documents as u64),
+                group(moves.prepared_deliveries as u64),
+                moves.preparation_s,
+                if moves.exhausted {
+                    "; the prepared deliveries ran out before the end: raise --moves-documents"
+                } else {
+                    ""
+                },
+            );
+            latency_line(&mut out, "move call", &moves.move_call);
+            cores_line(&mut out, "hub", moves.hub_cores, moves.bench_cores);
+        }
+        if !self.resources.is_empty() {
+            let _ = writeln!(out, "\nhub process");
+            for sample in &self.resources {
+                let _ = writeln!(
+                    out,
+                    "    after {:<8} peak RSS {:>10}   data {:>10} for {} documents = {} per document",
+                    sample.after,
+                    sample.hub_peak_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
+                    sample.data_dir_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
+                    group(sample.documents_stored),
+                    sample
+                        .bytes_per_document
+                        .map(|b| format!("{} B", group(b.round() as u64)))
+                        .unwrap_or_else(|| "unknown".into()),
+                );
+            }
+        }
+        if let Some(nats) = &self.nats {
+            let _ = writeln!(
+                out,
+                "\nNATS JetStream {} side by side (client {}; {})",
+                nats.server_version, nats.client, nats.transport
+            );
+            let _ = writeln!(out, "    mapping: {}", nats.mapping);
+            for mode in &nats.modes {
+                let _ = writeln!(out, "  {}: {}", mode.mode, mode.durability);
+                if !mode.measured {
+                    let _ = writeln!(
+                        out,
+                        "    not measured: {}",
+                        mode.skipped_because.as_deref().unwrap_or("")
+                    );
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "    {}: {} documents, {} of {} deliveries in {:.1} s = {:.0} deliveries/s; \
+                     hub / JetStream = {}",
+                    pace(mode.rate),
+                    group(mode.documents_acknowledged),
+                    group(mode.deliveries_received),
+                    group(mode.deliveries_expected),
+                    mode.seconds_until_last_delivery,
+                    mode.deliveries_per_second,
+                    mode.hub_over_jetstream
+                        .map(|r| format!("{r:.2}"))
+                        .unwrap_or_else(|| "n/a".into()),
+                );
+                latency_line(&mut out, "publish → ack", &mode.publish_to_ack);
+                latency_line(&mut out, "publish → delivery", &mode.publish_to_delivery);
+                cores_line(&mut out, "nats-server", mode.server_cores, mode.bench_cores);
+                let _ = writeln!(
+                    out,
+                    "    server peak RSS {}, store {} per document",
+                    mode.server_peak_rss_bytes
+                        .map(mib)
+                        .unwrap_or_else(|| "unknown".into()),
+                    mode.store_bytes_per_document
+                        .map(|b| format!("{} B", group(b.round() as u64)))
+                        .unwrap_or_else(|| "unknown".into()),
+                );
+            }
+        }
+        if self.failures.is_empty() {
+            let _ = writeln!(out, "\nno failures");
+        } else {
+            let _ = writeln!(
+                out,
+                "\n{} FAILURES (these figures are not a measurement):",
+                self.failures.len()
+            );
+            for failure in &self.failures {
+                let _ = writeln!(out, "    {failure}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn the_table_names_failures_and_inconsistencies() {
+        let report = BenchReport {
+            fanout: vec![FanoutFigures {
+                deliveries_expected: 10,
+                deliveries_received: 9,
+                consistent: false,
+                ..FanoutFigures::default()
+            }],
+            failures: vec!["the hub refused".into()],
+            ..BenchReport::default()
+        };
+        let table = report.table();
+        assert!(table.contains("INCONSISTENT"), "{table}");
+        assert!(table.contains("1 FAILURES"), "{table}");
+        assert!(table.contains("9 of 10 deliveries"), "{table}");
+    }
+}

@@ -1,0 +1,469 @@
+//! The timed phases: sending pre-signed documents (paced or not) and waiting
+//! for their deliveries, and the recipients' status moves.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use truc_domain::Status;
+use truc_node::AxisClient;
+
+use crate::documents::SignedDocument;
+use crate::latency::{LatencyRecorder, LatencySummary};
+use crate::nodes::{NodeCounters, PhaseTracker};
+
+/// How one send phase went.
+#[derive(Debug)]
+pub struct DispatchOutcome {
+    /// Sends started.
+    pub started: u64,
+    /// Sends the server acknowledged as asked.
+    pub acknowledged: u64,
+    /// Sum over acknowledged sends of what each returned (the recipients the
+    /// hub accepted, i.e. deliveries it owes).
+    pub units: u64,
+    pub failures: u64,
+    pub first_failure: Option<String>,
+    /// Every document of the pool went out before the duration was over.
+    pub pool_exhausted: bool,
+    /// From the start of the phase until the last acknowledgement.
+    pub until_last_ack: Duration,
+    /// Send (or planned start, when paced) to acknowledgement.
+    pub latency: LatencySummary,
+}
+
+impl DispatchOutcome {
+    pub fn rate(&self) -> f64 {
+        self.acknowledged as f64 / self.until_last_ack.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Starts `send(item, start)` for the items in order (taken lazily) until `duration` has
+/// passed since `origin`, at most `concurrency` at once; with `pace`, item n
+/// is planned for `origin + n / pace` and its latency counts from then even
+/// when it could only start later (no coordinated omission). Waits up to
+/// `answer_timeout` for the sends still in flight; those without an answer
+/// by then are failures.
+pub async fn dispatch<T, F, Fut>(
+    items: impl IntoIterator<Item = T>,
+    pace: Option<f64>,
+    duration: Duration,
+    concurrency: usize,
+    origin: Instant,
+    answer_timeout: Duration,
+    send: F,
+) -> DispatchOutcome
+where
+    T: Send + 'static,
+    F: Fn(T, Instant) -> Fut,
+    Fut: Future<Output = Result<u64, String>> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let latency = Arc::new(LatencyRecorder::new());
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let units = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let first_failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let last_ack_micros = Arc::new(AtomicU64::new(0));
+    let mut items = items.into_iter();
+    let mut pool_exhausted = false;
+    let mut started = 0u64;
+    let mut tasks = JoinSet::new();
+    for position in 0u64.. {
+        let planned = pace.map(|rate| origin + Duration::from_secs_f64(position as f64 / rate));
+        if let Some(planned) = planned {
+            if planned.duration_since(origin) >= duration {
+                break;
+            }
+        }
+        let Some(item) = items.next() else {
+            pool_exhausted = true;
+            break;
+        };
+        if let Some(planned) = planned {
+            tokio::time::sleep_until(planned.into()).await;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        // Unpaced, the window closes on the clock; paced, a send planned inside
+        // the window still goes out when it is late (its latency shows it).
+        if planned.is_none() && origin.elapsed() >= duration {
+            break;
+        }
+        let start = planned.unwrap_or_else(Instant::now);
+        let future = send(item, start);
+        started += 1;
+        let (latency, acknowledged, units, failures, first_failure, last_ack_micros) = (
+            latency.clone(),
+            acknowledged.clone(),
+            units.clone(),
+            failures.clone(),
+            first_failure.clone(),
+            last_ack_micros.clone(),
+        );
+        tasks.spawn(async move {
+            let result = future.await;
+            let done = Instant::now();
+            drop(slot);
+            match result {
+                Ok(count) => {
+                    latency.record(done.saturating_duration_since(start));
+                    acknowledged.fetch_add(1, Ordering::AcqRel);
+                    units.fetch_add(count, Ordering::AcqRel);
+                    let micros = done.saturating_duration_since(origin).as_micros() as u64;
+                    last_ack_micros.fetch_max(micros, Ordering::AcqRel);
+                }
+                Err(error) => {
+                    failures.fetch_add(1, Ordering::AcqRel);
+                    first_failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(error);
+                }
+            }
+        });
+        // Finished tasks are reaped as we go so the set stays the size of the window.
+        while tasks.try_join_next().is_some() {}
+    }
+    if !join_within(&mut tasks, answer_timeout).await {
+        let stuck = tasks.len() as u64;
+        tasks.abort_all();
+        failures.fetch_add(stuck, Ordering::AcqRel);
+        first_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(format!(
+                "{stuck} sends had no answer {} s after the last was started",
+                answer_timeout.as_secs()
+            ));
+    }
+    let first_failure = first_failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    DispatchOutcome {
+        started,
+        acknowledged: acknowledged.load(Ordering::Acquire),
+        units: units.load(Ordering::Acquire),
+        failures: failures.load(Ordering::Acquire),
+        first_failure,
+        pool_exhausted,
+        until_last_ack: Duration::from_micros(last_ack_micros.load(Ordering::Acquire)),
+        latency: latency.summary(),
+    }
+}
+
+/// Waits for every task of `tasks`; false if some were still running after `timeout`.
+async fn join_within(tasks: &mut JoinSet<()>, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Sends pre-signed documents to the hub, each by its sender's connection.
+/// A send counts when every recipient was accepted and the hub did not take
+/// it for a resend.
+pub async fn send_to_hub(
+    clients: &[AxisClient],
+    documents: Vec<SignedDocument>,
+    phase: Arc<PhaseTracker>,
+    pace: Option<f64>,
+    duration: Duration,
+    concurrency: usize,
+    answer_timeout: Duration,
+) -> DispatchOutcome {
+    let clients: Arc<Vec<AxisClient>> = Arc::new(clients.to_vec());
+    let origin = phase.origin;
+    dispatch(
+        documents,
+        pace,
+        duration,
+        concurrency,
+        origin,
+        answer_timeout,
+        move |document: SignedDocument, start| {
+            let client = clients[document.sender].clone();
+            let phase = phase.clone();
+            async move {
+                // Marked before sending: a recipient can be handed the document
+                // before its sender hears the acknowledgement.
+                phase.mark_sent(document.index, start);
+                let expected = document.recipients.len();
+                let document_id = document.prepared.document_id.clone();
+                let response = client
+                    .send_prepared(document.prepared)
+                    .await
+                    .map_err(|error| format!("sending {document_id}: {error}"))?;
+                if response.duplicate {
+                    return Err(format!("the hub took {document_id} for a resend"));
+                }
+                if let Some(refused) = response.recipients.iter().find(|r| !r.accepted) {
+                    return Err(format!(
+                        "the hub refused recipient {} of {document_id}: {}",
+                        refused.organ_id, refused.reason
+                    ));
+                }
+                if response.recipients.len() != expected {
+                    return Err(format!(
+                        "{document_id}: {} recipients accepted of {expected}",
+                        response.recipients.len()
+                    ));
+                }
+                Ok(expected as u64)
+            }
+        },
+    )
+    .await
+}
+
+/// Polls until `done()` holds, a node fails, or `timeout` passes. Returns
+/// whether `done()` held.
+pub async fn wait_until(
+    counters: &NodeCounters,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if counters.failures.load(Ordering::Acquire) > 0 || Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How the timed status moves went.
+#[derive(Debug)]
+pub struct MovesOutcome {
+    pub moves: u64,
+    /// Deliveries moved all the way to "completed".
+    pub completed: u64,
+    pub failures: u64,
+    pub first_failure: Option<String>,
+    /// Every prepared delivery was taken before the duration was over.
+    pub exhausted: bool,
+    pub until_last_move: Duration,
+    pub latency: LatencySummary,
+}
+
+/// The path each recipient walks after "arrived".
+pub const MOVE_PATH: [Status; crate::options::MOVES_PER_DELIVERY] = [
+    Status::Received,
+    Status::Assigned,
+    Status::Processing,
+    Status::Completed,
+];
+
+/// Recipients move delivered documents along [`MOVE_PATH`], one unary call
+/// per move, `concurrency` deliveries at a time, until `duration` has passed;
+/// moves still unanswered `answer_timeout` later are failures.
+pub async fn move_statuses(
+    clients: &[AxisClient],
+    deliveries: Vec<(String, usize)>,
+    duration: Duration,
+    concurrency: usize,
+    answer_timeout: Duration,
+) -> MovesOutcome {
+    let origin = Instant::now();
+    let deliveries = Arc::new(deliveries);
+    let clients: Arc<Vec<AxisClient>> = Arc::new(clients.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let moves = Arc::new(AtomicU64::new(0));
+    let completed = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let first_failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let last_move_micros = Arc::new(AtomicU64::new(0));
+    let latency = Arc::new(LatencyRecorder::new());
+    let mut workers = JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (deliveries, clients, next, moves, completed, failures, first_failure, last, latency) = (
+            deliveries.clone(),
+            clients.clone(),
+            next.clone(),
+            moves.clone(),
+            completed.clone(),
+            failures.clone(),
+            first_failure.clone(),
+            last_move_micros.clone(),
+            latency.clone(),
+        );
+        workers.spawn(async move {
+            while origin.elapsed() < duration {
+                let position = next.fetch_add(1, Ordering::AcqRel);
+                let Some((document_id, recipient)) = deliveries.get(position) else {
+                    return;
+                };
+                let client = &clients[*recipient];
+                let mut whole_path = true;
+                for status in MOVE_PATH {
+                    let started = Instant::now();
+                    match client.move_status(document_id, None, status, "").await {
+                        Ok(_) => {
+                            let done = Instant::now();
+                            latency.record(done - started);
+                            moves.fetch_add(1, Ordering::AcqRel);
+                            let micros = done.saturating_duration_since(origin).as_micros() as u64;
+                            last.fetch_max(micros, Ordering::AcqRel);
+                        }
+                        Err(error) => {
+                            failures.fetch_add(1, Ordering::AcqRel);
+                            first_failure
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(format!(
+                                    "moving {document_id} to {}: {error}",
+                                    status.name()
+                                ));
+                            whole_path = false;
+                            break;
+                        }
+                    }
+                }
+                if whole_path {
+                    completed.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        });
+    }
+    if !join_within(&mut workers, duration + answer_timeout).await {
+        let stuck = workers.len() as u64;
+        workers.abort_all();
+        failures.fetch_add(stuck, Ordering::AcqRel);
+        first_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(format!(
+                "{stuck} moves had no answer {} s after the phase",
+                answer_timeout.as_secs()
+            ));
+    }
+    let exhausted = next.load(Ordering::Acquire) >= deliveries.len() && origin.elapsed() < duration;
+    let first_failure = first_failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    MovesOutcome {
+        moves: moves.load(Ordering::Acquire),
+        completed: completed.load(Ordering::Acquire),
+        failures: failures.load(Ordering::Acquire),
+        first_failure,
+        exhausted,
+        until_last_move: Duration::from_micros(last_move_micros.load(Ordering::Acquire)),
+        latency: latency.summary(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unpaced_dispatch_stops_at_the_duration_and_counts_what_was_acknowledged() {
+        let items: Vec<u64> = (0..1_000_000).collect();
+        let outcome = dispatch(
+            items,
+            None,
+            Duration::from_millis(200),
+            4,
+            Instant::now(),
+            Duration::from_secs(10),
+            |item, _| async move {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if item % 10 == 9 {
+                    Err(format!("item {item} refused"))
+                } else {
+                    Ok(3)
+                }
+            },
+        )
+        .await;
+        assert!(!outcome.pool_exhausted);
+        assert_eq!(outcome.started, outcome.acknowledged + outcome.failures);
+        assert_eq!(outcome.units, outcome.acknowledged * 3);
+        assert_eq!(outcome.first_failure.as_deref(), Some("item 9 refused"));
+        // At most 4 in flight, each at least 2 ms: no more than 4 × 100 in 200 ms (and a last wave).
+        assert!(outcome.started <= 4 * 101 + 4, "{outcome:?}");
+        assert!(outcome.acknowledged > 20, "{outcome:?}");
+        assert!(outcome.latency.p50_ms >= 2.0, "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_paced_dispatch_starts_items_on_schedule_and_says_when_the_pool_ran_out() {
+        let origin = Instant::now();
+        let starts: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let recorded = starts.clone();
+        let outcome = dispatch(
+            0..10u32,
+            Some(100.0),
+            Duration::from_secs(5),
+            8,
+            origin,
+            Duration::from_secs(10),
+            move |_, start| {
+                recorded.lock().unwrap().push(start - origin);
+                async { Ok(1) }
+            },
+        )
+        .await;
+        assert!(outcome.pool_exhausted);
+        assert_eq!(outcome.acknowledged, 10);
+        let starts = starts.lock().unwrap();
+        // Planned starts are exactly n / rate.
+        for (n, start) in starts.iter().enumerate() {
+            assert_eq!(*start, Duration::from_millis(10 * n as u64));
+        }
+        // The real wall time followed the plan.
+        assert!(origin.elapsed() >= Duration::from_millis(90));
+    }
+
+    #[tokio::test]
+    async fn sends_that_never_answer_are_failures_after_the_answer_timeout() {
+        let outcome = dispatch(
+            (0..3u32).collect::<Vec<_>>(),
+            None,
+            Duration::from_secs(5),
+            8,
+            Instant::now(),
+            Duration::from_millis(100),
+            |item, _| async move {
+                if item == 1 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(1)
+            },
+        )
+        .await;
+        assert_eq!(outcome.acknowledged, 2);
+        assert_eq!(outcome.failures, 1);
+        assert!(outcome.first_failure.unwrap().contains("no answer"));
+    }
+
+    #[tokio::test]
+    async fn a_paced_dispatch_stops_planning_at_the_duration() {
+        let outcome = dispatch(
+            0..1000u32,
+            Some(50.0),
+            Duration::from_millis(300),
+            8,
+            Instant::now(),
+            Duration::from_secs(10),
+            |_, _| async { Ok(1) },
+        )
+        .await;
+        // 0, 20, …, 280 ms: 15 planned starts inside 300 ms.
+        assert_eq!(outcome.started, 15);
+        assert!(!outcome.pool_exhausted);
+    }
+}

@@ -1,0 +1,176 @@
+//! `truc bench`: the load generator against a hub in its own process (this
+//! executable started as `truc hub`, or one already running), optionally
+//! beside NATS JetStream. The logic lives in `truc-bench`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use truc_bench::{
+    bench_agencies, BenchOptions, FanoutMix, HubTarget, NatsOptions, RateSpec, Scenario,
+    ScenarioKind, SpawnedHub,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Which scenarios: intake, fanout, moves or all.
+    #[arg(long, default_value = "all", value_parser = parse_scenario)]
+    scenario: Scenario,
+    /// Seconds of each timed phase.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Sends, or status-move chains, in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Bytes of the one attachment each document carries.
+    #[arg(long, default_value_t = 2048)]
+    attachment_bytes: usize,
+    /// Mean recipients per document (3.63: a fixed mix of 3 and 4).
+    #[arg(long, default_value = "3.63", value_parser = parse_fanout)]
+    recipients: FanoutMix,
+    /// Documents per second to pace sends at, or `half` for a second run at
+    /// half the rate the unpaced run reached. Unpaced when absent.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<RateSpec>,
+    /// Agencies per scenario; each sends and receives.
+    #[arg(long, default_value_t = 8)]
+    agencies: usize,
+    /// Unacknowledged items each node's delivery stream accepts.
+    #[arg(long, default_value_t = 256)]
+    window: u32,
+    /// Envelopes to pre-sign per send phase (default: enough for 6,000 documents/s).
+    #[arg(long)]
+    presign: Option<usize>,
+    /// Documents to deliver before the timed status moves (default: enough for 4,000 moves/s).
+    #[arg(long)]
+    moves_documents: Option<usize>,
+    /// Recipients verify every delivery's certificate and signature, as a node does.
+    #[arg(long)]
+    verify_deliveries: bool,
+    /// Documents also carry the document's own signature.
+    #[arg(long)]
+    sign_documents: bool,
+    /// Seconds to wait for the deliveries of what was sent.
+    #[arg(long, default_value_t = 120)]
+    drain_timeout: u64,
+    /// Also write every figure to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Drive a hub that is already running at this address instead of starting one.
+    #[arg(long, requires = "certs")]
+    hub: Option<SocketAddr>,
+    /// With --hub: the PKI folder holding the bench agencies' credentials.
+    #[arg(long, requires = "hub")]
+    certs: Option<PathBuf>,
+    /// With --hub: the operator whose certificate reads the hub's counts.
+    #[arg(long, default_value = truc_bench::DEFAULT_OPERATOR)]
+    operator: String,
+    /// With --hub: its process id, for its peak memory.
+    #[arg(long, requires = "hub")]
+    hub_pid: Option<u32>,
+    /// With --hub: its data directory, for bytes on disk per document.
+    #[arg(long, requires = "hub")]
+    data_dir: Option<PathBuf>,
+    /// Start the hub in this (empty) folder and keep it afterwards.
+    #[arg(long, conflicts_with = "hub")]
+    keep: Option<PathBuf>,
+    /// Print the bench agencies' directory file (for a hub started elsewhere) and exit.
+    #[arg(long)]
+    print_directory: bool,
+    /// Run the fan-out through NATS JetStream too (page cache and synchronous modes).
+    #[arg(long)]
+    compare_nats: bool,
+    /// The nats-server executable.
+    #[arg(long, default_value = "nats-server")]
+    nats_server: PathBuf,
+    /// A folder on a file system mounted with -o sync, for the synchronous
+    /// mode of a nats-server without sync_interval (bench/compare-nats.sh makes one).
+    #[arg(long)]
+    nats_sync_dir: Option<PathBuf>,
+}
+
+fn parse_scenario(text: &str) -> Result<Scenario, String> {
+    text.parse()
+}
+
+fn parse_fanout(text: &str) -> Result<FanoutMix, String> {
+    text.parse()
+}
+
+fn parse_rate(text: &str) -> Result<RateSpec, String> {
+    text.parse()
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.print_directory {
+        print!("{}", truc_bench::directory_toml(args.agencies));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = BenchOptions {
+        scenario: args.scenario,
+        duration: Duration::from_secs(args.duration),
+        concurrency: args.concurrency,
+        attachment_bytes: args.attachment_bytes,
+        fanout: args.recipients,
+        rate: args.rate.unwrap_or(RateSpec::Unpaced),
+        agencies: args.agencies,
+        window: args.window,
+        presign: args.presign,
+        moves_documents: args.moves_documents,
+        verify_deliveries: args.verify_deliveries,
+        sign_documents: args.sign_documents,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        nats: args.compare_nats.then(|| NatsOptions {
+            program: args.nats_server.clone(),
+            sync_dir: args.nats_sync_dir.clone(),
+        }),
+    };
+    let problems = options.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
+    let progress = |line: &str| eprintln!("bench: {line}");
+    let spawned;
+    let target = match (args.hub, &args.certs) {
+        (Some(address), Some(certs)) => HubTarget {
+            address,
+            pki: truc_pki::PkiPaths::new(certs),
+            operator: args.operator.clone(),
+            pid: args.hub_pid,
+            data_dir: args.data_dir.clone(),
+            spawned: false,
+        },
+        _ => {
+            let program = std::env::current_exe()
+                .context("finding this executable to start `truc hub` from")?;
+            let agencies: Vec<_> = ScenarioKind::ALL
+                .into_iter()
+                .flat_map(|kind| bench_agencies(kind, args.agencies))
+                .collect();
+            progress("making a development PKI and starting `truc hub` as its own process");
+            spawned = SpawnedHub::start(&program, &agencies, args.keep.as_deref()).await?;
+            progress(&format!(
+                "hub pid {} on {} (log {})",
+                spawned.target.pid.unwrap_or(0),
+                spawned.target.address,
+                spawned.log_path.display()
+            ));
+            spawned.target.clone()
+        }
+    };
+    let mut report = truc_bench::run(&options, &target, &progress).await?;
+    report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: figures written to {}", path.display());
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
