@@ -11,13 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut};
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_stream::StreamExt;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use truc_domain::Status as DocStatus;
 use truc_proto::v1 as pb;
@@ -192,24 +189,7 @@ async fn connect(hub: &TestHub, who: Who) -> Channel {
     }
     .expect("credentials");
     let roots = hub.pki.trust_roots().expect("trust roots");
-    let connector = TlsConnector::from(
-        truc_pki::client_tls_config(&roots, &credentials).expect("client TLS config"),
-    );
-    let server_name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME)
-        .expect("the hub's server name");
-    let address = hub.address;
-    Endpoint::from_shared(format!("http://{address}"))
-        .expect("endpoint")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let connector = connector.clone();
-            let server_name = server_name.clone();
-            async move {
-                let tcp = TcpStream::connect(address).await?;
-                tcp.set_nodelay(true)?;
-                let tls = connector.connect(server_name, tcp).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            }
-        }))
+    truc_node::connect_channel(hub.address, &roots, &credentials)
         .await
         .expect("connects over mutual TLS")
 }

@@ -251,10 +251,6 @@ impl Fleet {
     }
 }
 
-fn ack(queue_seq: u64) -> pb::NodeMessage {
-    truc_node::ack_message(vec![queue_seq])
-}
-
 /// One agency's delivery stream until `stop`. A stream that breaks is a
 /// failure of the run, not something to retry quietly.
 async fn run_node(
@@ -355,7 +351,11 @@ async fn run_node(
             }
             None => continue,
         };
-        if acks.send(ack(queue_seq)).await.is_err() {
+        if acks
+            .send(truc_node::ack_message(vec![queue_seq]))
+            .await
+            .is_err()
+        {
             if !*stop.borrow() {
                 counters.fail(format!("{code}: the delivery stream closed"));
             }

@@ -897,7 +897,11 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
             };
             match kind {
                 Some(pb::hub_message::Kind::Notice(notice)) => {
-                    if acks.send(ack(notice.queue_seq)).await.is_err() {
+                    if acks
+                        .send(truc_node::ack_message(vec![notice.queue_seq]))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     shared.notices.fetch_add(1, Ordering::Relaxed);
@@ -933,10 +937,6 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
     }
 }
 
-fn ack(queue_seq: u64) -> pb::NodeMessage {
-    truc_node::ack_message(vec![queue_seq])
-}
-
 /// Documents whose planned moves a unit is to make.
 type Mover = mpsc::UnboundedSender<String>;
 
@@ -960,7 +960,7 @@ async fn receive_delivery(
         .insert(delivery.document_id.clone());
     if !first_time {
         // Sent again after a broken stream: already checked and moved.
-        let _ = acks.send(ack(queue_seq)).await;
+        let _ = acks.send(truc_node::ack_message(vec![queue_seq])).await;
         return Ok(());
     }
     let verified = verify_delivery(&delivery, &node.roots)
@@ -997,7 +997,7 @@ async fn receive_delivery(
             }
         }
     }
-    acks.send(ack(queue_seq))
+    acks.send(truc_node::ack_message(vec![queue_seq]))
         .await
         .map_err(|_| "the delivery stream closed before the acknowledgement".to_string())?;
     shared.arrived.fetch_add(1, Ordering::Relaxed);
