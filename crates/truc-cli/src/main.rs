@@ -1,6 +1,7 @@
 //! The `truc` binary: thin subcommands over the library crates.
 
 mod connect;
+mod crashtest;
 mod demo;
 mod operator_cmd;
 mod replay_cmd;
@@ -140,6 +141,12 @@ enum Command {
     Replay(replay_cmd::ReplayArgs),
     /// The report of a running hub, or of a stopped hub's data directory.
     Report(report_cmd::ReportArgs),
+    /// Kills the hub and node agent processes with SIGKILL under load, restarts them, and
+    /// checks that nothing acknowledged was lost or seen twice.
+    #[command(
+        after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7"
+    )]
+    Crashtest(crashtest::CrashtestArgs),
 }
 
 #[derive(Subcommand)]
@@ -295,6 +302,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
+        Command::Crashtest(args) => crashtest::run(args).await,
     }
 }
 
