@@ -14,7 +14,6 @@ use truc_store::QueueItem;
 
 use crate::convert::{signature_state, status_entry};
 use crate::error::HubError;
-use crate::intake::now_unix_ms;
 use crate::Hub;
 
 pub(crate) type Outbound = mpsc::Sender<Result<pb::HubMessage, Status>>;
@@ -100,8 +99,10 @@ pub(crate) async fn run_session(
                     let store = hub.store.clone();
                     let code = code.clone();
                     let acked_tx = acked_tx.clone();
+                    let now = hub.watch.clock.now_unix_ms();
+                    let received_deadline = hub.watch.received_deadline(now);
                     tokio::spawn(async move {
-                        let result = store.ack_all(&code, ack.queue_seqs.clone(), now_unix_ms()).await;
+                        let result = store.ack_watched(&code, ack.queue_seqs.clone(), now, received_deadline).await;
                         if let Ok(outcomes) = &result {
                             for outcome in outcomes {
                                 if matches!(outcome, truc_store::AckOutcome::Arrived(_)) {
