@@ -13,8 +13,8 @@ pub struct OverdueArgs {
     #[command(flatten)]
     connection: Connection,
     /// Only deliveries to (or sent by) this agency.
-    #[arg(long, default_value = "")]
-    agency: String,
+    #[arg(long = "agency", default_value = "")]
+    of_agency: String,
     /// At most this many rows (0: the hub's default).
     #[arg(long, default_value_t = 0)]
     limit: u32,
@@ -37,7 +37,7 @@ pub async fn overdue(args: OverdueArgs) -> anyhow::Result<ExitCode> {
     let client = args.connection.connect().await?;
     let response = client
         .list_overdue(pb::ListOverdueRequest {
-            agency: args.agency,
+            agency: args.of_agency,
             limit: args.limit,
         })
         .await?;
@@ -100,8 +100,8 @@ pub struct DeadLettersArgs {
     #[command(flatten)]
     connection: Connection,
     /// Only dead letters to (or sent by) this agency.
-    #[arg(long, default_value = "")]
-    agency: String,
+    #[arg(long = "agency", default_value = "")]
+    of_agency: String,
     /// Also those already resent or cancelled.
     #[arg(long)]
     all: bool,
@@ -204,7 +204,7 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
             let client = args.connection.connect().await?;
             let response = client
                 .list_dead_letters(pb::ListDeadLettersRequest {
-                    agency: args.agency,
+                    agency: args.of_agency,
                     include_resolved: args.all,
                     limit: args.limit,
                 })

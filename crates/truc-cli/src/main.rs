@@ -776,3 +776,14 @@ async fn counts(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks argument names only when a command is parsed; this
+    /// checks every subcommand at once (two flags with one id panic).
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
