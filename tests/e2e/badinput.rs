@@ -46,6 +46,10 @@ pub enum Method {
     ExplainRoute,
     ListDocuments,
     ListNodes,
+    ListOverdue,
+    ListDeadLetters,
+    ResendDeadLetter,
+    CancelDeadLetter,
 }
 
 impl Method {
@@ -61,6 +65,10 @@ impl Method {
             Method::ExplainRoute => "/truc.v1.Axis/ExplainRoute",
             Method::ListDocuments => "/truc.v1.Axis/ListDocuments",
             Method::ListNodes => "/truc.v1.Axis/ListNodes",
+            Method::ListOverdue => "/truc.v1.Axis/ListOverdue",
+            Method::ListDeadLetters => "/truc.v1.Axis/ListDeadLetters",
+            Method::ResendDeadLetter => "/truc.v1.Axis/ResendDeadLetter",
+            Method::CancelDeadLetter => "/truc.v1.Axis/CancelDeadLetter",
         }
     }
 }

@@ -7,6 +7,7 @@ mod delivery;
 mod intake;
 mod listing;
 mod observe;
+mod overdue;
 mod recall;
 mod relays;
 mod replay;

@@ -115,16 +115,20 @@ async fn reflection_lists_and_describes_the_axis_and_health_says_serving() {
     assert_eq!(
         methods,
         [
+            "CancelDeadLetter",
             "Counts",
             "Deliveries",
             "ExplainRoute",
             "FetchAttachment",
             "GetStatus",
+            "ListDeadLetters",
             "ListDocuments",
             "ListNodes",
+            "ListOverdue",
             "MoveStatus",
             "MoveStatuses",
             "Report",
+            "ResendDeadLetter",
             "Send",
         ]
     );

@@ -589,6 +589,9 @@ fn deliveries_in_flight(layout: &Layout, documents: &[PlannedDocument], load: &L
         .count() as u64
 }
 
+/// How long a kill waits for the kind of work it aims at before it falls anyway.
+const AIM_WAIT_MAX: Duration = Duration::from_secs(3);
+
 pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let temporary;
@@ -674,11 +677,25 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         } else {
             tokio::time::sleep(wait).await;
         }
-        let in_flight = (
-            load.sends_in_flight.load(Ordering::SeqCst),
-            load.moves_in_flight.load(Ordering::SeqCst),
-        );
-        let pending = deliveries_in_flight(&layout, &documents, &load);
+        // Kills take turns aiming at a send, a delivery and a status move under way, so that
+        // each kind is cut even on a slow machine; after a short wait any moment will do.
+        let aim = Instant::now() + AIM_WAIT_MAX;
+        let (in_flight, pending) = loop {
+            let in_flight = (
+                load.sends_in_flight.load(Ordering::SeqCst),
+                load.moves_in_flight.load(Ordering::SeqCst),
+            );
+            let pending = deliveries_in_flight(&layout, &documents, &load);
+            let hit = match round % 3 {
+                0 => in_flight.0 > 0,
+                1 => pending > 0,
+                _ => in_flight.1 > 0,
+            };
+            if hit || Instant::now() >= aim {
+                break (in_flight, pending);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
         let at = started.elapsed();
         hub.kill_9();
         let killed = Instant::now();

@@ -4,6 +4,7 @@ mod bench_cmd;
 mod connect;
 mod crashtest;
 mod demo;
+mod feedback_cmd;
 mod operator_cmd;
 mod replay_cmd;
 mod report_cmd;
@@ -120,6 +121,15 @@ enum Command {
     /// The directory with each node's mode, online state, last seen, queue depth and oldest unacknowledged delivery (operators).
     #[command(after_help = "Example: truc nodes --operator ops")]
     Nodes(operator_cmd::NodesArgs),
+    /// Deliveries past a feedback deadline, per recipient, with how late (agencies see their own).
+    #[command(after_help = "Example: truc overdue --operator ops --agency 000.00.00.G12")]
+    Overdue(feedback_cmd::OverdueArgs),
+    /// Deliveries that expired unacknowledged; operators resend or cancel them.
+    #[command(
+        name = "dead-letters",
+        after_help = "Examples:\n  truc dead-letters --operator ops\n  truc dead-letters resend '<id>' 000.00.00.G12 --operator ops\n  truc dead-letters cancel '<id>' 000.00.00.G12 --reason 'Đã gửi bản giấy' --operator ops"
+    )]
+    DeadLetters(feedback_cmd::DeadLettersArgs),
     /// Recalls a document the caller sent: withdrawn at once where not yet fetched, otherwise asked of the recipient.
     #[command(
         after_help = "Example: truc recall '000.00.00.G22,2026/11/22,7816/VPCP-TTĐT' --as 000.00.00.G22 --number 7817 --notation VPCP-TTĐT"
@@ -351,6 +361,8 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Documents(args) => operator_cmd::documents(args).await,
         Command::Nodes(args) => operator_cmd::nodes(args).await,
         Command::Recall(args) => operator_cmd::recall(args).await,
+        Command::Overdue(args) => feedback_cmd::overdue(args).await,
+        Command::DeadLetters(args) => feedback_cmd::dead_letters(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Replay(args) => replay_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
@@ -855,4 +867,15 @@ async fn counts(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks argument names only when a command is parsed; this
+    /// checks every subcommand at once (two flags with one id panic).
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

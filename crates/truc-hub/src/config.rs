@@ -39,6 +39,112 @@ pub struct HubConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub observe: ObserveConfig,
+    #[serde(default)]
+    pub deadlines: DeadlinesConfig,
+    #[serde(default)]
+    pub calendar: CalendarConfig,
+    #[serde(default)]
+    pub expiry: ExpiryConfig,
+    #[serde(default)]
+    pub quotas: QuotasConfig,
+}
+
+/// Feedback deadlines the hub watches; 0 turns one off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadlinesConfig {
+    /// Minutes (wall-clock) from acceptance to "arrived" (01).
+    pub arrived_within_minutes: u64,
+    /// Working minutes from arrival to "received" (03) or any later status.
+    pub received_within_working_minutes: u64,
+    /// Watch the header's due date: completed (or otherwise final) by the
+    /// end of that working day.
+    pub due_date: bool,
+    /// How often the watcher looks for deadlines that passed.
+    pub watch_interval_seconds: u64,
+}
+
+impl Default for DeadlinesConfig {
+    fn default() -> Self {
+        Self {
+            arrived_within_minutes: 15,
+            received_within_working_minutes: 540,
+            due_date: true,
+            watch_interval_seconds: 30,
+        }
+    }
+}
+
+/// Working days and hours in local time; working-time deadlines count only these.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalendarConfig {
+    /// Local time's offset from UTC (Vietnam: +420, no daylight saving).
+    pub utc_offset_minutes: i64,
+    pub working_days: String,
+    pub working_hours: String,
+    /// ISO dates, comma-separated.
+    pub holidays: String,
+}
+
+impl Default for CalendarConfig {
+    fn default() -> Self {
+        Self {
+            utc_offset_minutes: 420,
+            working_days: "Mon,Tue,Wed,Thu,Fri".into(),
+            working_hours: "07:30-16:30".into(),
+            holidays: String::new(),
+        }
+    }
+}
+
+impl CalendarConfig {
+    pub fn calendar(&self) -> Result<crate::calendar::WorkingCalendar, String> {
+        crate::calendar::WorkingCalendar::parse(
+            self.utc_offset_minutes,
+            &self.working_days,
+            &self.working_hours,
+            &self.holidays,
+        )
+    }
+}
+
+/// How long a delivery may wait unacknowledged before it is a dead letter.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpiryConfig {
+    /// Minutes from acceptance (or an operator's resend); 0: never expires.
+    pub ttl_minutes: u64,
+}
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        Self {
+            ttl_minutes: 3 * 24 * 60,
+        }
+    }
+}
+
+/// Per-agency limits, so that one agency cannot starve the others.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasConfig {
+    /// Most sends one agency may have in progress at once.
+    pub sends_in_flight_max: u32,
+    /// Most deliveries of one sender's documents waiting unacknowledged in queues.
+    pub queued_deliveries_max: u64,
+    /// The wait a refusal suggests (the `retry-after` metadata), in seconds.
+    pub retry_after_seconds: u64,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        Self {
+            sends_in_flight_max: 16,
+            queued_deliveries_max: 200_000,
+            retry_after_seconds: 30,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -222,6 +328,60 @@ const KEYS: &[(&str, &str)] = &[
          \"\" serves none. gRPC health (grpc.health.v1.Health) and server\n\
          reflection are always on `listen`, under the same mutual TLS.",
     ),
+    (
+        "deadlines.arrived_within_minutes",
+        "Minutes from acceptance by which a recipient's node must acknowledge\n\
+         (status 01, arrived); 0: not watched.",
+    ),
+    (
+        "deadlines.received_within_working_minutes",
+        "Working minutes (see [calendar]) from arrival by which the recipient\n\
+         must report \"received\" (03) or a later status; 0: not watched.",
+    ),
+    (
+        "deadlines.due_date",
+        "Watch the header's due date: completed (06) or otherwise final by the\n\
+         end of that working day.",
+    ),
+    (
+        "deadlines.watch_interval_seconds",
+        "How often the watcher looks for deadlines that passed.",
+    ),
+    (
+        "calendar.utc_offset_minutes",
+        "Local time's offset from UTC in minutes (Vietnam: 420, no daylight saving).",
+    ),
+    (
+        "calendar.working_days",
+        "Working days, comma-separated: Mon, Tue, Wed, Thu, Fri, Sat, Sun.",
+    ),
+    (
+        "calendar.working_hours",
+        "Working hours in local time, start-end.",
+    ),
+    (
+        "calendar.holidays",
+        "Days not worked, as ISO dates, comma-separated (e.g. \"2025-09-01,2025-09-02\").",
+    ),
+    (
+        "expiry.ttl_minutes",
+        "Minutes a delivery may wait unacknowledged (from acceptance or a\n\
+         resend) before it expires into a dead letter; 0: never.",
+    ),
+    (
+        "quotas.sends_in_flight_max",
+        "Most sends one agency may have in progress at once; more are\n\
+         refused with RESOURCE_EXHAUSTED and a retry-after hint.",
+    ),
+    (
+        "quotas.queued_deliveries_max",
+        "Most deliveries of one sender's documents waiting unacknowledged;\n\
+         a send beyond it is refused with RESOURCE_EXHAUSTED.",
+    ),
+    (
+        "quotas.retry_after_seconds",
+        "The wait suggested by those refusals (`retry-after` metadata).",
+    ),
 ];
 
 /// The comment above each section.
@@ -236,6 +396,16 @@ const SECTIONS: &[(&str, &str)] = &[
     ),
     ("delivery", "Delivery streams to agency nodes."),
     ("observe", "Operators' tooling."),
+    ("deadlines", "Status feedback deadlines the hub watches."),
+    ("calendar", "Working time, for working-time deadlines."),
+    (
+        "expiry",
+        "Deliveries no node acknowledges in time become dead letters.",
+    ),
+    (
+        "quotas",
+        "Per-agency limits, so that one agency cannot starve the others.",
+    ),
 ];
 
 const HEADER: &str = "\
@@ -361,6 +531,17 @@ impl HubConfig {
         }
         if self.limits.chunk_bytes_max == 0 || self.limits.header_bytes_max == 0 {
             problems.push("limits: chunk_bytes_max and header_bytes_max must be at least 1".into());
+        }
+        if let Err(problem) = self.calendar.calendar() {
+            problems.push(problem);
+        }
+        if self.deadlines.watch_interval_seconds == 0 {
+            problems.push("deadlines.watch_interval_seconds: must be at least 1".into());
+        }
+        if self.quotas.sends_in_flight_max == 0 || self.quotas.queued_deliveries_max == 0 {
+            problems.push(
+                "quotas: sends_in_flight_max and queued_deliveries_max must be at least 1".into(),
+            );
         }
         if self
             .observe

@@ -14,7 +14,6 @@ use truc_store::QueueItem;
 
 use crate::convert::{signature_state, status_entry};
 use crate::error::HubError;
-use crate::intake::now_unix_ms;
 use crate::Hub;
 
 pub(crate) type Outbound = mpsc::Sender<Result<pb::HubMessage, Status>>;
@@ -163,8 +162,12 @@ fn write_acks(
 ) {
     let store = hub.store.clone();
     let code = code.to_owned();
+    let now = hub.watch.clock.now_unix_ms();
+    let received_deadline = hub.watch.received_deadline(now);
     tokio::spawn(async move {
-        let result = store.ack_all(&code, seqs.clone(), now_unix_ms()).await;
+        let result = store
+            .ack_watched(&code, seqs.clone(), now, received_deadline)
+            .await;
         if let Ok(outcomes) = &result {
             for outcome in outcomes {
                 if matches!(outcome, truc_store::AckOutcome::Arrived(_)) {

@@ -17,6 +17,13 @@ pub enum HubError {
     PermissionDenied { field: String, reason: String },
     #[error("{field}: {reason}")]
     NotFound { field: String, reason: String },
+    /// A per-agency quota is used up; the caller may try again later.
+    #[error("{field}: {reason}; retry after {retry_after_seconds} s")]
+    Exhausted {
+        field: String,
+        reason: String,
+        retry_after_seconds: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,6 +76,7 @@ impl From<HubError> for Status {
             HubError::Unauthenticated { .. } => Code::Unauthenticated,
             HubError::PermissionDenied { .. } => Code::PermissionDenied,
             HubError::NotFound { .. } => Code::NotFound,
+            HubError::Exhausted { .. } => Code::ResourceExhausted,
             HubError::Store(store) => match store {
                 StoreError::AlreadyExists { .. } => Code::AlreadyExists,
                 StoreError::NotFound { .. } => Code::NotFound,
@@ -78,6 +86,7 @@ impl From<HubError> for Status {
                 StoreError::IllegalMove(_) => Code::FailedPrecondition,
                 StoreError::Storage(_) | StoreError::WriterGone => Code::Unavailable,
                 StoreError::Corrupt { .. } => Code::Internal,
+                StoreError::Closed { .. } => Code::FailedPrecondition,
             },
         };
         let message = match &error {
@@ -94,12 +103,24 @@ impl From<HubError> for Status {
                 format!("status: {code} is not a status a recipient may report")
             }
             HubError::Store(StoreError::IllegalMove(other)) => format!("status: {other}"),
+            HubError::Store(StoreError::Closed { what }) => format!("state: {what}"),
             other => other.to_string(),
         };
         if code == Code::Internal || code == Code::Unavailable {
             tracing::error!(%message, "storage failure");
         }
         crate::metrics::refused(code);
-        Status::new(code, message)
+        let mut status = Status::new(code, message);
+        if let HubError::Exhausted {
+            retry_after_seconds,
+            ..
+        } = &error
+        {
+            // The HTTP header's name and meaning: whole seconds to wait.
+            if let Ok(value) = retry_after_seconds.to_string().parse() {
+                status.metadata_mut().insert("retry-after", value);
+            }
+        }
+        status
     }
 }

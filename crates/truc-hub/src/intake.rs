@@ -103,7 +103,7 @@ pub(crate) async fn send(
         .map_err(|error| {
             HubError::invalid("envelope.header", format!("not an EnvelopeHeader: {error}"))
         })?;
-    let today = DocumentDate::vietnam_date_of_unix_ms(now_unix_ms())
+    let today = DocumentDate::vietnam_date_of_unix_ms(hub.watch.clock.now_unix_ms())
         .ok_or_else(|| HubError::invalid("clock", "the hub's clock is out of range"))?;
     let header = Header::validate(raw_header(wire_header), limits, today)?;
     if header.from.code != sender {
@@ -185,6 +185,7 @@ pub(crate) async fn send(
         committed: false,
     };
     receive_attachments(hub, &header, &mut stream, &mut uploads).await?;
+    check_queued_quota(hub, sender)?;
 
     let record = DocumentRecord {
         document_id: document_id.clone(),
@@ -199,7 +200,7 @@ pub(crate) async fn send(
             .map(|s| (s.signer_certificate, s.signature)),
         document_signature_state,
         content_sha256,
-        accepted_at_unix_ms: now_unix_ms(),
+        accepted_at_unix_ms: hub.watch.clock.now_unix_ms(),
         recipients,
         refused,
         attachments: header
@@ -211,9 +212,13 @@ pub(crate) async fn send(
             })
             .collect(),
     };
+    let due_date = header.due_date.map(|date| date.iso());
+    let deadlines = hub
+        .watch
+        .accept_deadlines(record.accepted_at_unix_ms, due_date.as_deref());
     let (outcome, business) = hub
         .store
-        .accept_planned(record, uploads.complete.clone(), plan)
+        .accept_watched(record, uploads.complete.clone(), plan, deadlines)
         .await?;
     uploads.committed = true;
     Ok(match outcome {
@@ -223,6 +228,24 @@ pub(crate) async fn send(
         }
         AcceptOutcome::Duplicate(original) => response(&original, true),
     })
+}
+
+/// Refuses a send while the sender's deliveries already waiting in queues
+/// reach `quotas.queued_deliveries_max`, so that one agency's backlog cannot
+/// crowd out the others'.
+fn check_queued_quota(hub: &Hub, sender: AgencyCode) -> Result<(), HubError> {
+    let max = hub.watch.quotas.queued_deliveries_max as usize;
+    let queued = hub.store.pending_sends(&sender.to_string(), max)?;
+    if queued >= max {
+        return Err(HubError::Exhausted {
+            field: "sender".into(),
+            reason: format!(
+                "{sender} has {queued} deliveries waiting unacknowledged; at most {max}"
+            ),
+            retry_after_seconds: hub.watch.quotas.retry_after_seconds,
+        });
+    }
+    Ok(())
 }
 
 /// Checks a recall, update or replace before anything is read or written:

@@ -3,11 +3,14 @@
 //! Entry point: [`run`] on a pre-bound listener, or [`run_observed`] with a
 //! metrics endpoint; gRPC health and reflection share the Axis port.
 
+pub mod calendar;
+pub mod clock;
 pub mod config;
 mod convert;
 mod delivery;
 pub mod directory;
 mod error;
+mod feedback;
 mod identity;
 mod intake;
 mod malformed;
@@ -16,6 +19,7 @@ mod moves;
 mod observe;
 mod operator;
 mod tls;
+mod watcher;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -32,6 +36,8 @@ use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
 
+pub use calendar::WorkingCalendar;
+pub use clock::Clock;
 pub use config::HubConfig;
 /// The wire header as the fields `Header::validate` checks, exactly as intake
 /// reads it; public for the property tests and fuzz targets.
@@ -51,6 +57,66 @@ pub struct HubSetup {
     pub credentials: Credentials,
     pub limits: Limits,
     pub delivery: config::DeliveryConfig,
+    pub watch: WatchSetup,
+}
+
+/// Feedback deadlines, expiry, per-agency quotas, and the clock they read.
+#[derive(Clone, Debug)]
+pub struct WatchSetup {
+    pub deadlines: config::DeadlinesConfig,
+    pub calendar: WorkingCalendar,
+    pub expiry: config::ExpiryConfig,
+    pub quotas: config::QuotasConfig,
+    pub clock: Clock,
+}
+
+impl Default for WatchSetup {
+    fn default() -> Self {
+        Self {
+            deadlines: config::DeadlinesConfig::default(),
+            calendar: config::CalendarConfig::default()
+                .calendar()
+                .expect("the default calendar parses"),
+            expiry: config::ExpiryConfig::default(),
+            quotas: config::QuotasConfig::default(),
+            clock: Clock::system(),
+        }
+    }
+}
+
+impl WatchSetup {
+    /// The watch configuration of a config file, on the system clock.
+    pub fn from_config(config: &HubConfig) -> Result<WatchSetup, String> {
+        Ok(WatchSetup {
+            deadlines: config.deadlines.clone(),
+            calendar: config.calendar.calendar()?,
+            expiry: config.expiry.clone(),
+            quotas: config.quotas.clone(),
+            clock: Clock::system(),
+        })
+    }
+
+    /// The deadlines of a delivery accepted (or resent) at `at_unix_ms`.
+    pub(crate) fn accept_deadlines(
+        &self,
+        at_unix_ms: i64,
+        due_date: Option<&str>,
+    ) -> truc_store::AcceptDeadlines {
+        let minutes = |m: u64| (m > 0).then(|| at_unix_ms + m as i64 * 60_000);
+        truc_store::AcceptDeadlines {
+            arrived_unix_ms: minutes(self.deadlines.arrived_within_minutes),
+            due_date_unix_ms: due_date
+                .filter(|_| self.deadlines.due_date)
+                .and_then(|date| self.calendar.end_of_day(date)),
+            expiry_unix_ms: minutes(self.expiry.ttl_minutes),
+        }
+    }
+
+    /// The "received" deadline of a delivery that arrived at `at_unix_ms`.
+    pub(crate) fn received_deadline(&self, at_unix_ms: i64) -> Option<i64> {
+        let minutes = self.deadlines.received_within_working_minutes;
+        (minutes > 0).then(|| self.calendar.add_working_minutes(at_unix_ms, minutes))
+    }
 }
 
 impl HubSetup {
@@ -82,6 +148,7 @@ impl HubSetup {
             credentials,
             limits: config.limits.clone(),
             delivery: config.delivery.clone(),
+            watch: WatchSetup::from_config(config)?,
         })
     }
 }
@@ -92,6 +159,9 @@ pub(crate) struct Hub {
     pub(crate) trust: TrustRoots,
     pub(crate) limits: Limits,
     pub(crate) delivery: config::DeliveryConfig,
+    pub(crate) watch: WatchSetup,
+    /// Sends in progress per agency, for `quotas.sends_in_flight_max`.
+    sends_in_flight: Mutex<HashMap<AgencyCode, u32>>,
     /// The live stream of each agency; a newer stream replaces an older one.
     sessions: Mutex<HashMap<AgencyCode, (u64, Arc<Notify>)>>,
     next_session: std::sync::atomic::AtomicU64,
@@ -103,6 +173,28 @@ pub(crate) struct Hub {
 
 #[derive(Clone)]
 struct AxisService(Arc<Hub>);
+
+/// One in-flight send of an agency (see [`Hub::send_slot`]).
+struct SendSlot<'a> {
+    hub: &'a Hub,
+    agency: AgencyCode,
+}
+
+impl Drop for SendSlot<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .hub
+            .sends_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = in_flight.get_mut(&self.agency) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(&self.agency);
+            }
+        }
+    }
+}
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -156,6 +248,8 @@ pub async fn run_observed(
         trust: setup.trust,
         limits: setup.limits,
         delivery: setup.delivery,
+        watch: setup.watch,
+        sends_in_flight: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
         next_session: std::sync::atomic::AtomicU64::new(1),
         last_seen: Mutex::new(HashMap::new()),
@@ -172,6 +266,7 @@ pub async fn run_observed(
             hub.shutdown.clone(),
         ))
     });
+    let watcher_task = tokio::spawn(watcher::run(hub.clone()));
     let health = readiness.service(hub.shutdown.clone());
     let incoming = tls::incoming(listener, tls);
     // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
@@ -193,11 +288,21 @@ pub async fn run_observed(
             field: "server".into(),
             reason: error.to_string(),
         });
+    // The watcher holds the store: it must let go before `run_observed` returns.
+    let _ = stop_watcher(&hub, watcher_task).await;
     // The metrics port is free again once `run_observed` returns, like the Axis port.
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
     served
+}
+
+/// Ends the watcher, also when serving failed before the stop signal.
+async fn stop_watcher(hub: &Hub, task: tokio::task::JoinHandle<()>) {
+    if !*hub.shutdown.borrow() {
+        task.abort();
+    }
+    let _ = task.await;
 }
 
 /// Puts the expiry of the hub's certificate and of each CA into the metrics.
@@ -280,6 +385,25 @@ impl Hub {
             presence.insert(code, (true, now));
         }
         presence
+    }
+
+    /// Takes one of the agency's in-flight send slots, released when dropped.
+    fn send_slot(&self, agency: AgencyCode) -> Result<SendSlot<'_>, HubError> {
+        let max = self.watch.quotas.sends_in_flight_max;
+        let mut in_flight = self
+            .sends_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let count = in_flight.entry(agency).or_default();
+        if *count >= max {
+            return Err(HubError::Exhausted {
+                field: "sender".into(),
+                reason: format!("{agency} already has {count} sends in progress; at most {max}"),
+                retry_after_seconds: self.watch.quotas.retry_after_seconds,
+            });
+        }
+        *count += 1;
+        Ok(SendSlot { hub: self, agency })
     }
 
     fn seen(&self, agency: AgencyCode) {
@@ -392,12 +516,15 @@ impl pb::axis_server::Axis for AxisService {
         else {
             return Err(caller.agency("send").map(|_| ()).unwrap_err().into());
         };
-        let response = intake::send(&self.0, code, certificate, public_key, request.into_inner())
-            .await
-            .inspect_err(|error| {
-                metrics::send_finished(&code.to_string(), metrics::SendOutcome::Refused);
-                tracing::info!(sender = %code, %error, "send refused");
-            })?;
+        let response = async {
+            let _slot = self.0.send_slot(code)?;
+            intake::send(&self.0, code, certificate, public_key, request.into_inner()).await
+        }
+        .await
+        .inspect_err(|error| {
+            metrics::send_finished(&code.to_string(), metrics::SendOutcome::Refused);
+            tracing::info!(sender = %code, %error, "send refused");
+        })?;
         tracing::Span::current().record("document_id", response.document_id.as_str());
         let outcome = if response.duplicate {
             metrics::SendOutcome::Duplicate
@@ -653,6 +780,7 @@ impl pb::axis_server::Axis for AxisService {
                     statuses_reported: row.status_codes(),
                     sent_to_focus: row.sent_to_focus,
                     sent_to_focus_signed: row.sent_to_focus_signed,
+                    overdue: row.overdue,
                 })
                 .collect(),
         }))
@@ -729,5 +857,58 @@ impl pb::axis_server::Axis for AxisService {
             .await
             .map_err(|error| Status::internal(error.to_string()))??;
         Ok(Response::new(response))
+    }
+
+    async fn list_overdue(
+        &self,
+        request: Request<pb::ListOverdueRequest>,
+    ) -> Result<Response<pb::ListOverdueResponse>, Status> {
+        metrics::request("list_overdue");
+        let caller = caller(&request)?;
+        let hub = self.0.clone();
+        let request = request.into_inner();
+        let response =
+            tokio::task::spawn_blocking(move || feedback::list_overdue(&hub, &caller, request))
+                .await
+                .map_err(|error| Status::internal(error.to_string()))??;
+        Ok(Response::new(response))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        metrics::request("list_dead_letters");
+        let caller = caller(&request)?;
+        let hub = self.0.clone();
+        let request = request.into_inner();
+        let response = tokio::task::spawn_blocking(move || {
+            feedback::list_dead_letters(&hub, &caller, request)
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))??;
+        Ok(Response::new(response))
+    }
+
+    async fn resend_dead_letter(
+        &self,
+        request: Request<pb::ResendDeadLetterRequest>,
+    ) -> Result<Response<pb::DeadLetter>, Status> {
+        metrics::request("resend_dead_letter");
+        let caller = caller(&request)?;
+        Ok(Response::new(
+            feedback::resend(&self.0, &caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn cancel_dead_letter(
+        &self,
+        request: Request<pb::CancelDeadLetterRequest>,
+    ) -> Result<Response<pb::DeadLetter>, Status> {
+        metrics::request("cancel_dead_letter");
+        let caller = caller(&request)?;
+        Ok(Response::new(
+            feedback::cancel(&self.0, &caller, request.into_inner()).await?,
+        ))
     }
 }

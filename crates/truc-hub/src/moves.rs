@@ -6,7 +6,7 @@ use truc_proto::v1 as pb;
 use truc_store::{MoveRequest, StatusEntry, StoreError};
 
 use crate::error::HubError;
-use crate::{intake, parse_document_id, Hub};
+use crate::{parse_document_id, Hub};
 
 /// Checks one move made by `agency`: the document id, that the delivery is
 /// the caller's own, the status code and the reason's length.
@@ -56,7 +56,7 @@ pub(crate) fn check(
         document_id: request.document_id,
         entry: StatusEntry {
             code: status.code(),
-            at_unix_ms: intake::now_unix_ms(),
+            at_unix_ms: hub.watch.clock.now_unix_ms(),
             // A relay's moves are its own acts on the unit's behalf.
             actor: agency.to_string(),
             reason: request.reason,

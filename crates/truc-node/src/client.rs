@@ -259,6 +259,63 @@ impl AxisClient {
             .into_inner())
     }
 
+    /// Deliveries past a feedback deadline and still unanswered.
+    pub async fn list_overdue(
+        &self,
+        request: pb::ListOverdueRequest,
+    ) -> Result<pb::ListOverdueResponse, ClientError> {
+        Ok(self.inner.clone().list_overdue(request).await?.into_inner())
+    }
+
+    /// Deliveries that expired unacknowledged.
+    pub async fn list_dead_letters(
+        &self,
+        request: pb::ListDeadLettersRequest,
+    ) -> Result<pb::ListDeadLettersResponse, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .list_dead_letters(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Queues a dead letter again (operators only).
+    pub async fn resend_dead_letter(
+        &self,
+        document_id: &str,
+        recipient: &str,
+    ) -> Result<pb::DeadLetter, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .resend_dead_letter(pb::ResendDeadLetterRequest {
+                document_id: document_id.into(),
+                recipient: recipient.into(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Closes a dead letter for good (operators only).
+    pub async fn cancel_dead_letter(
+        &self,
+        document_id: &str,
+        recipient: &str,
+        reason: &str,
+    ) -> Result<pb::DeadLetter, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .cancel_dead_letter(pb::CancelDeadLetterRequest {
+                document_id: document_id.into(),
+                recipient: recipient.into(),
+                reason: reason.into(),
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Streams one attachment's bytes.
     pub async fn fetch_attachment(
         &self,

@@ -340,6 +340,7 @@ impl EmbeddedHub {
             credentials: pki.hub_credentials()?,
             limits: Limits::default(),
             delivery: DeliveryConfig::default(),
+            watch: replay_watch(),
         };
         // Bound before serving, so the nodes can connect as soon as this returns.
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
@@ -1109,6 +1110,20 @@ async fn move_batch(
             Err(error) => return Err(format!("moving statuses: {error}")),
         }
     }
+}
+
+/// A replay compresses months into minutes on the system clock: feedback
+/// deadlines and expiry would measure the replay's speed, not the agencies',
+/// and every replayed unit may send as fast as the driver can.
+fn replay_watch() -> truc_hub::WatchSetup {
+    let mut watch = truc_hub::WatchSetup::default();
+    watch.deadlines.arrived_within_minutes = 0;
+    watch.deadlines.received_within_working_minutes = 0;
+    watch.deadlines.due_date = false;
+    watch.expiry.ttl_minutes = 0;
+    watch.quotas.sends_in_flight_max = u32::MAX;
+    watch.quotas.queued_deliveries_max = u64::MAX;
+    watch
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub struct AgencyFigures {
     /// document signature.
     pub sent_to_focus: u64,
     pub sent_to_focus_signed: u64,
+    /// Deliveries to the agency that passed a feedback deadline unanswered
+    /// (no published figure to compare with).
+    pub overdue: u64,
 }
 
 /// What the hub holds for a period, from its operator API or its data directory.
@@ -85,6 +88,8 @@ pub struct AgencyRow {
     pub sent: u64,
     pub received: u64,
     pub statuses_reported: Vec<u32>,
+    /// Deliveries to it that passed a feedback deadline; not compared.
+    pub overdue: u64,
     /// `None` where the table prints nothing.
     pub published_sent: Option<u64>,
     pub published_received: Option<u64>,
@@ -221,6 +226,7 @@ impl Report {
                     sent: measured.sent,
                     received: measured.received,
                     statuses_reported: measured.statuses_reported.iter().copied().collect(),
+                    overdue: measured.overdue,
                     published_sent: known.and_then(|a| a.published_sent),
                     published_received: known.and_then(|a| a.published_received),
                     // A body outside a per-agency table must not exchange at all.
@@ -448,6 +454,7 @@ impl Report {
                 "published_sent": optional(row.published_sent),
                 "published_received": optional(row.published_received),
                 "statuses_reported": row.statuses_reported,
+                "overdue": row.overdue,
                 "matches": row.matches(),
             })).collect::<Vec<_>>(),
             "focus_recipient": self.focus.to_string(),
@@ -491,7 +498,7 @@ impl Report {
     /// The agency rows as CSV (header row, RFC 4180 quoting).
     pub fn agencies_csv(&self) -> String {
         let mut out = String::from(
-            "code,name,level,sent,received,published_sent,published_received,statuses_reported,matches\n",
+            "code,name,level,sent,received,published_sent,published_received,statuses_reported,overdue,matches\n",
         );
         let optional = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_default();
         for row in &self.agencies {
@@ -509,6 +516,7 @@ impl Report {
                 optional(row.published_sent),
                 optional(row.published_received),
                 statuses.join(" "),
+                row.overdue.to_string(),
                 row.matches().map(|m| m.to_string()).unwrap_or_default(),
             ];
             let line: Vec<String> = fields.iter().map(|field| csv_field(field)).collect();
@@ -592,13 +600,14 @@ impl Report {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "{:<16} {:<44} {:>10} {:>10}   {:>10} {:>10}",
+                "{:<16} {:<44} {:>10} {:>10}   {:>10} {:>10}   {:>8}",
                 "AGENCY",
                 "",
                 "sent",
                 "received",
                 if compared { "published" } else { "" },
-                if compared { "published" } else { "" }
+                if compared { "published" } else { "" },
+                "overdue"
             );
             for row in &self.agencies {
                 let published = |value: Option<u64>| match (row.compared, value) {
@@ -608,14 +617,15 @@ impl Report {
                 };
                 let _ = writeln!(
                     out,
-                    "{} {:<14} {:<44} {:>10} {:>10}   {:>10} {:>10}",
+                    "{} {:<14} {:<44} {:>10} {:>10}   {:>10} {:>10}   {:>8}",
                     mark(row.matches()),
                     row.code.to_string(),
                     truncate(&row.name, 44),
                     group(row.sent),
                     group(row.received),
                     published(row.published_sent),
-                    published(row.published_received)
+                    published(row.published_received),
+                    group(row.overdue)
                 );
             }
         } else if !self.agencies.is_empty() {

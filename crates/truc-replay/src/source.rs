@@ -65,6 +65,7 @@ fn from_report_rows(report: pb::ReportResponse) -> Result<HubFigures, SourceErro
                 statuses_reported: row.statuses_reported.into_iter().collect(),
                 sent_to_focus: row.sent_to_focus,
                 sent_to_focus_signed: row.sent_to_focus_signed,
+                overdue: row.overdue,
             },
         );
     }
@@ -131,6 +132,7 @@ pub fn figures_from_data_dir(
                 statuses_reported: row.status_codes().into_iter().collect(),
                 sent_to_focus: row.sent_to_focus,
                 sent_to_focus_signed: row.sent_to_focus_signed,
+                overdue: row.overdue,
             },
         );
     }

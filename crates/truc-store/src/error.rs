@@ -15,6 +15,9 @@ pub enum StoreError {
     Storage(#[from] sled::Error),
     #[error("stored record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The record exists but its state no longer allows the change.
+    #[error("{what}")]
+    Closed { what: String },
     #[error("the storage writer has stopped")]
     WriterGone,
 }

@@ -109,3 +109,76 @@ pub(crate) fn link(document_id: &str, other_id: &str) -> Vec<u8> {
     key.extend_from_slice(other_id.as_bytes());
     key
 }
+
+pub(crate) const WATCH: u8 = b'w';
+pub(crate) const OVERDUE: u8 = b'o';
+pub(crate) const DEAD_LETTER: u8 = b'x';
+pub(crate) const PENDING: u8 = b'p';
+
+/// Watched deadlines sort by time, so the watcher reads only those due:
+/// prefix, deadline (ms, big-endian), kind, document id, NUL, recipient.
+pub(crate) fn watch(
+    deadline_unix_ms: i64,
+    kind: u8,
+    document_id: &str,
+    recipient: &str,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(11 + document_id.len() + AGENCY_BYTES);
+    key.push(WATCH);
+    key.extend_from_slice(&(deadline_unix_ms.max(0) as u64).to_be_bytes());
+    key.push(kind);
+    key.extend_from_slice(document_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(recipient.as_bytes());
+    key
+}
+
+/// Every watch key with a deadline at or before `unix_ms`.
+pub(crate) fn watch_until(unix_ms: i64) -> Vec<u8> {
+    let mut key = vec![WATCH];
+    key.extend_from_slice(&(unix_ms.max(0) as u64).to_be_bytes());
+    key.push(u8::MAX);
+    key
+}
+
+/// Overdue deliveries sort by recipient: prefix, recipient, document id, NUL, kind.
+pub(crate) fn overdue_prefix(recipient: &str) -> Vec<u8> {
+    let mut key = vec![OVERDUE];
+    key.extend_from_slice(recipient.as_bytes());
+    key
+}
+
+pub(crate) fn overdue(recipient: &str, document_id: &str, kind: u8) -> Vec<u8> {
+    let mut key = overdue_prefix(recipient);
+    key.extend_from_slice(document_id.as_bytes());
+    key.push(0);
+    key.push(kind);
+    key
+}
+
+/// Dead letters: prefix, recipient, document id.
+pub(crate) fn dead_letter_prefix(recipient: &str) -> Vec<u8> {
+    let mut key = vec![DEAD_LETTER];
+    key.extend_from_slice(recipient.as_bytes());
+    key
+}
+
+pub(crate) fn dead_letter(recipient: &str, document_id: &str) -> Vec<u8> {
+    let mut key = dead_letter_prefix(recipient);
+    key.extend_from_slice(document_id.as_bytes());
+    key
+}
+
+/// A sender's deliveries not yet acknowledged: prefix, sender, queue owner, seq.
+pub(crate) fn pending_prefix(sender: &str) -> Vec<u8> {
+    let mut key = vec![PENDING];
+    key.extend_from_slice(sender.as_bytes());
+    key
+}
+
+pub(crate) fn pending(sender: &str, queue_owner: &str, seq: u64) -> Vec<u8> {
+    let mut key = pending_prefix(sender);
+    key.extend_from_slice(queue_owner.as_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}

@@ -19,16 +19,17 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use error::StoreError;
 pub use records::{
-    AttachmentRef, BlobRecord, DeliveryRecord, DocumentRecord, DocumentSignatureState, LinkRecord,
-    QueueItem, RefusedRecipient, StatusEntry,
+    AttachmentRef, BlobRecord, DeadLetterAction, DeadLetterRecord, DeadLetterState, DeadlineKind,
+    DeliveryRecord, DocumentRecord, DocumentSignatureState, LinkRecord, OverdueRecord, QueueItem,
+    RefusedRecipient, StatusEntry, WatchRecord,
 };
 pub use writer::{
-    AcceptOutcome, AcceptPlan, AckOutcome, BusinessEffect, BusinessOutcome, BusinessRequest,
-    MoveRequest, PendingBlob,
+    AcceptDeadlines, AcceptOutcome, AcceptPlan, AckOutcome, BusinessEffect, BusinessOutcome,
+    BusinessRequest, LapseOutcome, MoveRequest, PendingBlob, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE,
 };
 
 use records::{decode, decode_counter};
-use writer::{Command, Writer};
+use writer::{Command, WatchCommand, Writer};
 
 /// Sent and received counts keyed by (agency, `yyyymmdd`).
 pub type CounterMap = BTreeMap<(String, u32), (u64, u64)>;
@@ -61,6 +62,8 @@ pub struct ReportRow {
     pub statuses_reported: u32,
     pub sent_to_focus: u64,
     pub sent_to_focus_signed: u64,
+    /// Deliveries to the agency that passed a feedback deadline unanswered.
+    pub overdue: u64,
 }
 
 impl ReportRow {
@@ -463,7 +466,201 @@ impl Store {
                 }
             }
         }
+        for record in self.overdue_records(None) {
+            let record = record?;
+            let date_key = record
+                .document_id
+                .parse::<truc_domain::DocumentId>()
+                .map_or(0, |id| id.date().ordinal_key());
+            if (from_date_key..=to_date_key).contains(&date_key) {
+                rows.entry(record.recipient).or_default().overdue += 1;
+            }
+        }
         Ok(rows)
+    }
+
+    /// [`Store::accept_planned`], with each delivery's deadlines written into
+    /// the watch index in the same atomic write.
+    pub async fn accept_watched(
+        &self,
+        document: DocumentRecord,
+        blobs: Vec<PendingBlob>,
+        plan: AcceptPlan,
+        deadlines: AcceptDeadlines,
+    ) -> Result<(AcceptOutcome, Vec<BusinessOutcome>), StoreError> {
+        self.submit(|reply| {
+            Command::Watch(WatchCommand::Accept {
+                document,
+                blobs,
+                plan,
+                deadlines,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// [`Store::ack_all`], with the "received" deadline of each arrival
+    /// written in the same atomic write.
+    pub async fn ack_watched(
+        &self,
+        agency: &str,
+        queue_seqs: Vec<u64>,
+        at_unix_ms: i64,
+        received_deadline_unix_ms: Option<i64>,
+    ) -> Result<Vec<AckOutcome>, StoreError> {
+        self.submit(|reply| {
+            Command::Watch(WatchCommand::Ack {
+                agency: agency.to_owned(),
+                queue_seqs,
+                at_unix_ms,
+                received_deadline_unix_ms,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` watched deadlines at or before `unix_ms`, earliest first.
+    pub fn due_watches(&self, unix_ms: i64, limit: usize) -> Result<Vec<WatchRecord>, StoreError> {
+        self.inner
+            .main
+            .range(vec![keys::WATCH]..keys::watch_until(unix_ms))
+            .take(limit)
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&key, &bytes)
+            })
+            .collect()
+    }
+
+    /// Settles due deadlines: met ones are dropped, unmet ones recorded as
+    /// overdue (expiries as dead letters) and their senders told, in one write.
+    pub async fn lapse(
+        &self,
+        watches: Vec<WatchRecord>,
+        at_unix_ms: i64,
+        expiry_reason: String,
+    ) -> Result<LapseOutcome, StoreError> {
+        self.submit(|reply| {
+            Command::Watch(WatchCommand::Lapse {
+                watches,
+                at_unix_ms,
+                expiry_reason,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Overdue records of one recipient, or of all.
+    pub fn overdue_records(
+        &self,
+        recipient: Option<&str>,
+    ) -> impl Iterator<Item = Result<OverdueRecord, StoreError>> + '_ {
+        let prefix = recipient.map_or(vec![keys::OVERDUE], keys::overdue_prefix);
+        self.inner.main.scan_prefix(prefix).map(|item| {
+            let (key, bytes) = item?;
+            decode(&key, &bytes)
+        })
+    }
+
+    /// Dead letters of one recipient, or of all.
+    pub fn dead_letters(
+        &self,
+        recipient: Option<&str>,
+    ) -> impl Iterator<Item = Result<DeadLetterRecord, StoreError>> + '_ {
+        let prefix = recipient.map_or(vec![keys::DEAD_LETTER], keys::dead_letter_prefix);
+        self.inner.main.scan_prefix(prefix).map(|item| {
+            let (key, bytes) = item?;
+            decode(&key, &bytes)
+        })
+    }
+
+    pub fn dead_letter(
+        &self,
+        document_id: &str,
+        recipient: &str,
+    ) -> Result<Option<DeadLetterRecord>, StoreError> {
+        let key = keys::dead_letter(recipient, document_id);
+        self.inner
+            .main
+            .get(&key)?
+            .map(|bytes| decode(&key, &bytes))
+            .transpose()
+    }
+
+    /// Queues an open dead letter again with new deadlines, recording the operator.
+    pub async fn resend_dead_letter(
+        &self,
+        document_id: &str,
+        recipient: &str,
+        operator: &str,
+        at_unix_ms: i64,
+        deadlines: AcceptDeadlines,
+    ) -> Result<DeadLetterRecord, StoreError> {
+        self.submit(|reply| {
+            Command::Watch(WatchCommand::Resend {
+                document_id: document_id.to_owned(),
+                recipient: recipient.to_owned(),
+                operator: operator.to_owned(),
+                at_unix_ms,
+                deadlines,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Closes an open dead letter for good, recording the operator and why.
+    pub async fn cancel_dead_letter(
+        &self,
+        document_id: &str,
+        recipient: &str,
+        operator: &str,
+        at_unix_ms: i64,
+        reason: &str,
+    ) -> Result<DeadLetterRecord, StoreError> {
+        self.submit(|reply| {
+            Command::Watch(WatchCommand::Cancel {
+                document_id: document_id.to_owned(),
+                recipient: recipient.to_owned(),
+                operator: operator.to_owned(),
+                at_unix_ms,
+                reason: reason.to_owned(),
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// How many of `sender`'s deliveries wait unacknowledged in some queue,
+    /// counting at most `max` (enough to enforce a limit of `max`).
+    pub fn pending_sends(&self, sender: &str, max: usize) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self
+            .inner
+            .main
+            .scan_prefix(keys::pending_prefix(sender))
+            .keys()
+        {
+            let key = key?;
+            if count >= max {
+                break;
+            }
+            // Entries of a delivery withdrawn by a recall outlive its queue
+            // item; only live items count.
+            let tail = &key[1 + keys::AGENCY_BYTES..];
+            if tail.len() != keys::AGENCY_BYTES + 8 {
+                continue;
+            }
+            let owner = String::from_utf8_lossy(&tail[..keys::AGENCY_BYTES]);
+            let seq = u64::from_be_bytes(tail[keys::AGENCY_BYTES..].try_into().expect("8 bytes"));
+            if self.inner.main.contains_key(keys::queue(&owner, seq))? {
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     /// Every stored document id (for operators and checks).

@@ -169,3 +169,115 @@ pub(crate) fn encode_counter(sent: u64, received: u64) -> [u8; 16] {
     bytes[8..].copy_from_slice(&received.to_be_bytes());
     bytes
 }
+
+/// A deadline the hub watches on one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DeadlineKind {
+    /// Acknowledged by the recipient's node (01) within minutes of acceptance.
+    Arrived,
+    /// Moved past "arrived" (received, or a later or final status) within working time.
+    Received,
+    /// Completed (or otherwise final) by the end of the header's due date.
+    DueDate,
+    /// Acknowledged at all within the time to live; else a dead letter.
+    Expiry,
+}
+
+impl DeadlineKind {
+    pub(crate) fn byte(self) -> u8 {
+        match self {
+            DeadlineKind::Arrived => 1,
+            DeadlineKind::Received => 2,
+            DeadlineKind::DueDate => 3,
+            DeadlineKind::Expiry => 4,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeadlineKind::Arrived => "arrived",
+            DeadlineKind::Received => "received",
+            DeadlineKind::DueDate => "due_date",
+            DeadlineKind::Expiry => "expiry",
+        }
+    }
+
+    /// Whether the delivery's history already meets this deadline.
+    pub fn met_by(self, delivery: &DeliveryRecord) -> bool {
+        use truc_domain::Status;
+        match self {
+            // A withdrawn delivery has entries but never arrived: nothing is owed.
+            DeadlineKind::Arrived | DeadlineKind::Expiry => !delivery.history.is_empty(),
+            DeadlineKind::Received => delivery
+                .history
+                .iter()
+                .any(|entry| entry.code != Status::Arrived.code()),
+            DeadlineKind::DueDate => delivery.history.iter().any(|entry| {
+                Status::from_code(entry.code).is_ok_and(|status| status.is_terminal())
+            }),
+        }
+    }
+}
+
+/// One watched deadline, stored under its time so the watcher finds it
+/// without reading anything else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRecord {
+    pub kind: DeadlineKind,
+    pub deadline_unix_ms: i64,
+    pub document_id: String,
+    pub recipient: String,
+    pub sender: String,
+}
+
+/// A delivery that passed a deadline unanswered. Kept after a late answer,
+/// so reports count it; lists show only those still unanswered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverdueRecord {
+    pub kind: DeadlineKind,
+    pub deadline_unix_ms: i64,
+    pub detected_at_unix_ms: i64,
+    pub document_id: String,
+    pub recipient: String,
+    pub sender: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeadLetterState {
+    Open,
+    Resent,
+    Cancelled,
+}
+
+impl DeadLetterState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeadLetterState::Open => "open",
+            DeadLetterState::Resent => "resent",
+            DeadLetterState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What an operator did to a dead letter, and who.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterAction {
+    pub action: DeadLetterState,
+    pub operator: String,
+    pub at_unix_ms: i64,
+    pub reason: String,
+}
+
+/// A delivery no node acknowledged within its time to live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    pub document_id: String,
+    pub recipient: String,
+    pub sender: String,
+    /// The node whose queue held it, where a resend queues it again.
+    pub queue_owner: String,
+    pub expired_at_unix_ms: i64,
+    pub reason: String,
+    pub state: DeadLetterState,
+    pub actions: Vec<DeadLetterAction>,
+}

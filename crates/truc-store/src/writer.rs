@@ -18,6 +18,10 @@ use crate::records::{
 };
 use crate::Inner;
 
+mod watch;
+pub(crate) use watch::WatchCommand;
+pub use watch::{AcceptDeadlines, LapseOutcome, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE};
+
 /// Blob chunks uploaded by one send, to be made visible when it is accepted.
 #[derive(Clone, Debug)]
 pub struct PendingBlob {
@@ -79,6 +83,8 @@ pub(crate) enum Command {
         plan: AcceptPlan,
         reply: oneshot::Sender<PlannedAcceptResult>,
     },
+    /// Deadlines, expiry and dead letters (`writer/watch.rs`).
+    Watch(WatchCommand),
 }
 
 /// A reply held back until the group it belongs to is flushed.
@@ -97,6 +103,7 @@ enum Pending {
         Result<MoveResults, StoreError>,
     ),
     AcceptPlanned(oneshot::Sender<PlannedAcceptResult>, PlannedAcceptResult),
+    Watch(watch::WatchPending),
 }
 
 impl Pending {
@@ -106,6 +113,7 @@ impl Pending {
             Pending::Ack(reply, _) => drop(reply.send(Err(error()))),
             Pending::Move(reply, _) => drop(reply.send(Err(error()))),
             Pending::AcceptPlanned(reply, _) => drop(reply.send(Err(error()))),
+            Pending::Watch(finish) => finish(Some(error().to_string())),
         }
     }
 
@@ -115,6 +123,7 @@ impl Pending {
             Pending::Ack(reply, result) => drop(reply.send(result)),
             Pending::Move(reply, result) => drop(reply.send(result)),
             Pending::AcceptPlanned(reply, result) => drop(reply.send(result)),
+            Pending::Watch(finish) => finish(None),
         }
     }
 }
@@ -210,6 +219,7 @@ impl Writer {
                     Command::Ack { reply, .. } => drop(reply.send(Err(failure()))),
                     Command::Move { reply, .. } => drop(reply.send(Err(failure()))),
                     Command::AcceptPlanned { reply, .. } => drop(reply.send(Err(failure()))),
+                    Command::Watch(command) => command.refuse(failure()),
                 }
                 continue;
             }
@@ -254,6 +264,9 @@ impl Writer {
                         orphan_uploads.extend(blobs.iter().map(|b| (b.sha256, b.upload_id)));
                     }
                     Pending::AcceptPlanned(reply, result)
+                }
+                Command::Watch(command) => {
+                    Pending::Watch(self.watch_command(command, &mut woken, &mut orphan_uploads))
                 }
             });
         }

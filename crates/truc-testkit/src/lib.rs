@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use truc_domain::Limits;
 use truc_hub::config::DeliveryConfig;
-use truc_hub::{AgencyEntry, Directory, HubSetup, Observe};
+use truc_hub::{AgencyEntry, Clock, Directory, HubSetup, Observe, WatchSetup};
 use truc_node::{AxisClient, NodeConfig};
 use truc_pki::{KeyAlgorithm, PkiPaths};
 use truc_store::{Store, StoreOptions};
@@ -46,6 +46,9 @@ pub struct TestHubOptions {
     /// Agencies whose keys use another algorithm than the CA's, for PKIs
     /// that mix Ed25519 and ECDSA P-256 agencies.
     pub agency_key_algorithms: Vec<(String, KeyAlgorithm)>,
+    /// Deadlines, expiry, quotas and the clock (`Clock::manual_now()` lets
+    /// a test advance time; the clock survives restarts).
+    pub watch: WatchSetup,
 }
 
 pub struct TestHub {
@@ -57,6 +60,7 @@ pub struct TestHub {
     pub metrics_address: Option<SocketAddr>,
     registered: Vec<String>,
     entries: Vec<AgencyEntry>,
+    watch: WatchSetup,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -121,11 +125,17 @@ impl TestHub {
                 .then_some(SocketAddr::from(([127, 0, 0, 1], 0))),
             registered,
             entries: options.entries,
+            watch: options.watch,
             stop: None,
             task: None,
         };
         hub.launch().await;
         hub
+    }
+
+    /// The hub's clock: advance it when it is manual.
+    pub fn clock(&self) -> &Clock {
+        &self.watch.clock
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -170,6 +180,7 @@ impl TestHub {
             credentials: self.pki.hub_credentials().expect("hub credentials"),
             limits: self.limits.clone(),
             delivery: DeliveryConfig::default(),
+            watch: self.watch.clone(),
         };
         // Bound before serving, so clients can connect as soon as this returns.
         let listener = TcpListener::bind(self.address).await.expect("bind");

@@ -1953,6 +1953,156 @@ impl Builder<'_> {
                 "certificate",
             ));
         }
+        self.feedback();
+    }
+
+    /// Overdue lists and dead letters: ill-formed filters, oversized lists,
+    /// agencies acting as operators, and operators naming nothing.
+    fn feedback(&mut self) {
+        const NO_LETTER: &str = "000.00.00.G22,2024/01/02,1/VPCP-TTĐT";
+        for code in ["G22", "000.00.00.g22", "000.00.00.G22 "] {
+            self.push(Case::new(
+                format!("overdue list for agency {code:?}"),
+                Who::Operator,
+                Input::Request(
+                    Method::ListOverdue,
+                    pb::ListOverdueRequest {
+                        agency: code.into(),
+                        limit: 0,
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::InvalidArgument,
+                "agency",
+            ));
+            self.push(Case::new(
+                format!("dead letters of agency {code:?}"),
+                Who::Agency(G12),
+                Input::Request(
+                    Method::ListDeadLetters,
+                    pb::ListDeadLettersRequest {
+                        agency: code.into(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::InvalidArgument,
+                "agency",
+            ));
+        }
+        self.push(Case::new(
+            "overdue list of 1001 rows".to_string(),
+            Who::Operator,
+            Input::Request(
+                Method::ListOverdue,
+                pb::ListOverdueRequest {
+                    agency: String::new(),
+                    limit: 1_001,
+                }
+                .encode_to_vec(),
+            ),
+            Code::ResourceExhausted,
+            "limit",
+        ));
+        for agency in [G22, G12] {
+            self.push(Case::new(
+                format!("{agency} resends a dead letter"),
+                Who::Agency(agency),
+                Input::Request(
+                    Method::ResendDeadLetter,
+                    pb::ResendDeadLetterRequest {
+                        document_id: NO_LETTER.into(),
+                        recipient: G12.into(),
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::PermissionDenied,
+                "certificate",
+            ));
+            self.push(Case::new(
+                format!("{agency} cancels a dead letter"),
+                Who::Agency(agency),
+                Input::Request(
+                    Method::CancelDeadLetter,
+                    pb::CancelDeadLetterRequest {
+                        document_id: NO_LETTER.into(),
+                        recipient: G12.into(),
+                        reason: "không cần".into(),
+                    }
+                    .encode_to_vec(),
+                ),
+                Code::PermissionDenied,
+                "certificate",
+            ));
+        }
+        for (label, document_id, recipient, code, field) in [
+            (
+                "ill-formed id",
+                "not-an-id",
+                G12,
+                Code::InvalidArgument,
+                "document_id",
+            ),
+            (
+                "ill-formed recipient",
+                NO_LETTER,
+                "G12",
+                Code::InvalidArgument,
+                "recipient",
+            ),
+            (
+                "no such dead letter",
+                NO_LETTER,
+                G12,
+                Code::NotFound,
+                "document_id",
+            ),
+        ] {
+            self.push(Case::new(
+                format!("resend: {label}"),
+                Who::Operator,
+                Input::Request(
+                    Method::ResendDeadLetter,
+                    pb::ResendDeadLetterRequest {
+                        document_id: document_id.into(),
+                        recipient: recipient.into(),
+                    }
+                    .encode_to_vec(),
+                ),
+                code,
+                field,
+            ));
+            self.push(Case::new(
+                format!("cancel: {label}"),
+                Who::Operator,
+                Input::Request(
+                    Method::CancelDeadLetter,
+                    pb::CancelDeadLetterRequest {
+                        document_id: document_id.into(),
+                        recipient: recipient.into(),
+                        reason: "Đã gửi bản giấy".into(),
+                    }
+                    .encode_to_vec(),
+                ),
+                code,
+                field,
+            ));
+        }
+        self.push(Case::new(
+            "cancel without a reason".to_string(),
+            Who::Operator,
+            Input::Request(
+                Method::CancelDeadLetter,
+                pb::CancelDeadLetterRequest {
+                    document_id: NO_LETTER.into(),
+                    recipient: G12.into(),
+                    reason: " ".into(),
+                }
+                .encode_to_vec(),
+            ),
+            Code::InvalidArgument,
+            "reason",
+        ));
     }
 
     fn status_moves(&mut self) {

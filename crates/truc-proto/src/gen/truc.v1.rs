@@ -537,11 +537,121 @@ pub struct ReportRow {
     /// Of those, documents whose own digital signature verified.
     #[prost(uint64, tag = "6")]
     pub sent_to_focus_signed: u64,
+    /// Deliveries to this agency that passed a feedback deadline (arrived,
+    /// received, due date) unanswered, counted once per delivery and deadline.
+    #[prost(uint64, tag = "7")]
+    pub overdue: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ReportResponse {
     #[prost(message, repeated, tag = "1")]
     pub rows: ::prost::alloc::vec::Vec<ReportRow>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListOverdueRequest {
+    /// Only deliveries to this agency (or sent by it); empty: every one the
+    /// caller may see.
+    #[prost(string, tag = "1")]
+    pub agency: ::prost::alloc::string::String,
+    /// At most this many rows (0: the hub's default); at most `list_rows_max`.
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct OverdueDelivery {
+    #[prost(string, tag = "1")]
+    pub document_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub sender: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub recipient: ::prost::alloc::string::String,
+    /// Which deadline: "arrived", "received" or "due_date".
+    #[prost(string, tag = "4")]
+    pub deadline: ::prost::alloc::string::String,
+    #[prost(int64, tag = "5")]
+    pub deadline_unix_ms: i64,
+    /// How late, as of the hub's clock when it answered.
+    #[prost(int64, tag = "6")]
+    pub late_ms: i64,
+    #[prost(string, tag = "7")]
+    pub subject: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListOverdueResponse {
+    /// Per recipient, then most late first.
+    #[prost(message, repeated, tag = "1")]
+    pub deliveries: ::prost::alloc::vec::Vec<OverdueDelivery>,
+    #[prost(bool, tag = "2")]
+    pub truncated: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListDeadLettersRequest {
+    /// Only dead letters to this agency (or sent by it); empty: all the caller may see.
+    #[prost(string, tag = "1")]
+    pub agency: ::prost::alloc::string::String,
+    /// Also those already resent or cancelled.
+    #[prost(bool, tag = "2")]
+    pub include_resolved: bool,
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeadLetterAction {
+    /// "resent" or "cancelled".
+    #[prost(string, tag = "1")]
+    pub action: ::prost::alloc::string::String,
+    /// The operator whose certificate asked for it.
+    #[prost(string, tag = "2")]
+    pub operator: ::prost::alloc::string::String,
+    #[prost(int64, tag = "3")]
+    pub at_unix_ms: i64,
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DeadLetter {
+    #[prost(string, tag = "1")]
+    pub document_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub sender: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub recipient: ::prost::alloc::string::String,
+    /// The node whose queue held it (the recipient's, or its relay's).
+    #[prost(string, tag = "4")]
+    pub queue_owner: ::prost::alloc::string::String,
+    #[prost(int64, tag = "5")]
+    pub expired_at_unix_ms: i64,
+    #[prost(string, tag = "6")]
+    pub reason: ::prost::alloc::string::String,
+    /// "open", "resent" or "cancelled".
+    #[prost(string, tag = "7")]
+    pub state: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "8")]
+    pub actions: ::prost::alloc::vec::Vec<DeadLetterAction>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListDeadLettersResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub dead_letters: ::prost::alloc::vec::Vec<DeadLetter>,
+    #[prost(bool, tag = "2")]
+    pub truncated: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResendDeadLetterRequest {
+    #[prost(string, tag = "1")]
+    pub document_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub recipient: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CancelDeadLetterRequest {
+    #[prost(string, tag = "1")]
+    pub document_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub recipient: ::prost::alloc::string::String,
+    /// Why; recorded with the operator's name.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -623,6 +733,12 @@ pub enum StatusCode {
     /// The recipient refused, with a reason; the delivery goes on from the
     /// state it had before the request.
     StatusRecallRefused = 16,
+    /// Recorded by the hub, never by a recipient, and only in notices to the
+    /// sender: a feedback deadline passed (the reason names it and how late).
+    StatusOverdue = 20,
+    /// Recorded by the hub: no node acknowledged the delivery within its time
+    /// to live; it is a dead letter until an operator resends or cancels it.
+    StatusExpired = 21,
 }
 impl StatusCode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -641,6 +757,8 @@ impl StatusCode {
             Self::StatusRecallRequested => "STATUS_RECALL_REQUESTED",
             Self::StatusRecallAgreed => "STATUS_RECALL_AGREED",
             Self::StatusRecallRefused => "STATUS_RECALL_REFUSED",
+            Self::StatusOverdue => "STATUS_OVERDUE",
+            Self::StatusExpired => "STATUS_EXPIRED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -656,6 +774,8 @@ impl StatusCode {
             "STATUS_RECALL_REQUESTED" => Some(Self::StatusRecallRequested),
             "STATUS_RECALL_AGREED" => Some(Self::StatusRecallAgreed),
             "STATUS_RECALL_REFUSED" => Some(Self::StatusRecallRefused),
+            "STATUS_OVERDUE" => Some(Self::StatusOverdue),
+            "STATUS_EXPIRED" => Some(Self::StatusExpired),
             _ => None,
         }
     }
@@ -1030,6 +1150,98 @@ pub mod axis_client {
             req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "ListNodes"));
             self.inner.unary(req, path, codec).await
         }
+        /// Deliveries past a feedback deadline and still unanswered (operators:
+        /// all; agencies: those they sent or receive).
+        pub async fn list_overdue(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListOverdueRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListOverdueResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/truc.v1.Axis/ListOverdue");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "ListOverdue"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Deliveries that expired unacknowledged (operators: all; agencies: their own).
+        pub async fn list_dead_letters(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListDeadLettersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListDeadLettersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/truc.v1.Axis/ListDeadLetters",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("truc.v1.Axis", "ListDeadLetters"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Queues an open dead letter again, with a new time to live (operators only).
+        pub async fn resend_dead_letter(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ResendDeadLetterRequest>,
+        ) -> std::result::Result<tonic::Response<super::DeadLetter>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/truc.v1.Axis/ResendDeadLetter",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("truc.v1.Axis", "ResendDeadLetter"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Closes an open dead letter for good (operators only).
+        pub async fn cancel_dead_letter(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CancelDeadLetterRequest>,
+        ) -> std::result::Result<tonic::Response<super::DeadLetter>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/truc.v1.Axis/CancelDeadLetter",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("truc.v1.Axis", "CancelDeadLetter"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1130,6 +1342,33 @@ pub mod axis_server {
             tonic::Response<super::ListNodesResponse>,
             tonic::Status,
         >;
+        /// Deliveries past a feedback deadline and still unanswered (operators:
+        /// all; agencies: those they sent or receive).
+        async fn list_overdue(
+            &self,
+            request: tonic::Request<super::ListOverdueRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListOverdueResponse>,
+            tonic::Status,
+        >;
+        /// Deliveries that expired unacknowledged (operators: all; agencies: their own).
+        async fn list_dead_letters(
+            &self,
+            request: tonic::Request<super::ListDeadLettersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListDeadLettersResponse>,
+            tonic::Status,
+        >;
+        /// Queues an open dead letter again, with a new time to live (operators only).
+        async fn resend_dead_letter(
+            &self,
+            request: tonic::Request<super::ResendDeadLetterRequest>,
+        ) -> std::result::Result<tonic::Response<super::DeadLetter>, tonic::Status>;
+        /// Closes an open dead letter for good (operators only).
+        async fn cancel_dead_letter(
+            &self,
+            request: tonic::Request<super::CancelDeadLetterRequest>,
+        ) -> std::result::Result<tonic::Response<super::DeadLetter>, tonic::Status>;
     }
     /// The axis, as seen by an agency node or an operator.
     #[derive(Debug)]
@@ -1675,6 +1914,184 @@ pub mod axis_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListNodesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/ListOverdue" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListOverdueSvc<T: Axis>(pub Arc<T>);
+                    impl<T: Axis> tonic::server::UnaryService<super::ListOverdueRequest>
+                    for ListOverdueSvc<T> {
+                        type Response = super::ListOverdueResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListOverdueRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::list_overdue(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListOverdueSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/ListDeadLetters" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListDeadLettersSvc<T: Axis>(pub Arc<T>);
+                    impl<
+                        T: Axis,
+                    > tonic::server::UnaryService<super::ListDeadLettersRequest>
+                    for ListDeadLettersSvc<T> {
+                        type Response = super::ListDeadLettersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListDeadLettersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::list_dead_letters(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListDeadLettersSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/ResendDeadLetter" => {
+                    #[allow(non_camel_case_types)]
+                    struct ResendDeadLetterSvc<T: Axis>(pub Arc<T>);
+                    impl<
+                        T: Axis,
+                    > tonic::server::UnaryService<super::ResendDeadLetterRequest>
+                    for ResendDeadLetterSvc<T> {
+                        type Response = super::DeadLetter;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ResendDeadLetterRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::resend_dead_letter(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ResendDeadLetterSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/CancelDeadLetter" => {
+                    #[allow(non_camel_case_types)]
+                    struct CancelDeadLetterSvc<T: Axis>(pub Arc<T>);
+                    impl<
+                        T: Axis,
+                    > tonic::server::UnaryService<super::CancelDeadLetterRequest>
+                    for CancelDeadLetterSvc<T> {
+                        type Response = super::DeadLetter;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CancelDeadLetterRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::cancel_dead_letter(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CancelDeadLetterSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
