@@ -191,6 +191,31 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
     );
     let told = notice(&hub, G22, &document_id, G12, pb::StatusCode::StatusExpired).await;
     assert!(told.reason.contains("time to live"));
+    // The sender's status view says where each delivery stands.
+    let standing = |client: truc_node::AxisClient| {
+        let document_id = document_id.clone();
+        async move {
+            client
+                .get_status(&document_id)
+                .await
+                .unwrap()
+                .recipients
+                .into_iter()
+                .map(|r| {
+                    let letter = r.dead_letter.map(|l| l.state).unwrap_or_default();
+                    (r.recipient, r.current, letter)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let expired = pb::StatusCode::StatusExpired as i32;
+    assert_eq!(
+        standing(g22.clone()).await,
+        vec![
+            (G12.to_owned(), expired, "open".to_owned()),
+            (G17.to_owned(), expired, "open".to_owned())
+        ]
+    );
     // An agency lists its own, and may not resend or cancel.
     let g12 = hub.client(G12).await;
     let own = list(g12.clone(), false).await;
@@ -246,6 +271,17 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
     }
     assert!(list(operator.clone(), false).await.is_empty());
     assert_eq!(list(operator.clone(), true).await.len(), 2);
+    assert_eq!(
+        standing(g22.clone()).await,
+        vec![
+            (
+                G12.to_owned(),
+                pb::StatusCode::StatusArrived as i32,
+                "resent".to_owned()
+            ),
+            (G17.to_owned(), expired, "cancelled".to_owned())
+        ]
+    );
     // The record survives a restart: it is stored, not held in memory.
     let mut hub = hub;
     hub.restart().await;

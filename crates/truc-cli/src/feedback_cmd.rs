@@ -22,8 +22,11 @@ pub struct OverdueArgs {
     json: bool,
 }
 
-/// Minutes as `2 d 3 h 4 min`, for people.
+/// How late, for people: seconds under a minute, else `2 d 3 h 4 min`.
 fn lateness(ms: i64) -> String {
+    if ms < 60_000 {
+        return format!("{} s", ms.max(0) / 1000);
+    }
     let minutes = ms / 60_000;
     let (days, hours, minutes) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
     match (days, hours) {
@@ -237,4 +240,18 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
         print_letter(&letter);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lateness;
+
+    #[test]
+    fn lateness_reads_in_the_largest_units_that_fit() {
+        assert_eq!(lateness(5_046), "5 s");
+        assert_eq!(lateness(-3), "0 s");
+        assert_eq!(lateness(61_000), "1 min");
+        assert_eq!(lateness(2 * 3_600_000 + 5 * 60_000), "2 h 5 min");
+        assert_eq!(lateness(3 * 86_400_000 + 3_600_000), "3 d 1 h 0 min");
+    }
 }

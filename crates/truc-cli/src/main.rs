@@ -673,11 +673,16 @@ pub(crate) fn print_send_response(response: &truc_proto::v1::SendResponse, json:
 }
 
 pub fn status_name(code: i32) -> &'static str {
-    u32::try_from(code)
-        .ok()
-        .and_then(|code| Status::from_code(code).ok())
-        .map(Status::name)
-        .unwrap_or("queued")
+    match truc_proto::v1::StatusCode::try_from(code) {
+        // The hub's own codes, never moves of a recipient.
+        Ok(truc_proto::v1::StatusCode::StatusOverdue) => "overdue",
+        Ok(truc_proto::v1::StatusCode::StatusExpired) => "expired",
+        _ => u32::try_from(code)
+            .ok()
+            .and_then(|code| Status::from_code(code).ok())
+            .map(Status::name)
+            .unwrap_or("queued"),
+    }
 }
 
 pub fn format_time(unix_ms: i64) -> String {
@@ -793,7 +798,19 @@ async fn status(
             "  {:<15} {:<16} {}",
             recipient.recipient,
             status_name(recipient.current),
-            if history.is_empty() {
+            if let Some(letter) = &recipient.dead_letter {
+                let mut text = history.join("; ");
+                if !text.is_empty() {
+                    text.push_str("; ");
+                }
+                text.push_str(&format!(
+                    "expired unacknowledged {}: {} (dead letter {})",
+                    format_time(letter.expired_at_unix_ms),
+                    letter.reason,
+                    letter.state
+                ));
+                text
+            } else if history.is_empty() {
                 "(queued, not yet delivered)".to_owned()
             } else {
                 history.join("; ")

@@ -106,7 +106,7 @@ pub(crate) fn list_overdue(
     })
 }
 
-fn dead_letter(letter: DeadLetterRecord) -> pb::DeadLetter {
+pub(crate) fn dead_letter(letter: DeadLetterRecord) -> pb::DeadLetter {
     pb::DeadLetter {
         document_id: letter.document_id,
         sender: letter.sender,

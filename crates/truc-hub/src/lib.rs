@@ -667,12 +667,8 @@ impl pb::axis_server::Axis for AxisService {
         let recipients = deliveries
             .into_iter()
             .filter(|d| rows.shows(&self.0.directory, &d.recipient))
-            .map(|d| pb::RecipientStatus {
-                current: d.current_code().unwrap_or(0) as i32,
-                history: d.history.iter().map(status_entry).collect(),
-                recipient: d.recipient,
-            })
-            .collect();
+            .map(|d| operator::recipient_status(&self.0, d, true))
+            .collect::<Result<_, HubError>>()?;
         Ok(Response::new(pb::GetStatusResponse {
             document_id: record.document_id,
             sender: record.sender,

@@ -4,7 +4,7 @@
 
 use truc_domain::{AgencyCode, Status};
 use truc_proto::v1 as pb;
-use truc_store::{DocumentRecord, QueueItem};
+use truc_store::{DeadLetterState, DeliveryRecord, DocumentRecord, QueueItem};
 
 use crate::directory::{ConnectionMode, Route};
 use crate::error::HubError;
@@ -119,12 +119,8 @@ pub(crate) fn list_documents(
             .deliveries(&record.document_id)?
             .into_iter()
             .filter(|d| rows.shows(&hub.directory, &d.recipient))
-            .map(|d| pb::RecipientStatus {
-                current: d.current_code().unwrap_or(0) as i32,
-                history: Vec::new(),
-                recipient: d.recipient,
-            })
-            .collect();
+            .map(|d| recipient_status(hub, d, false))
+            .collect::<Result<_, HubError>>()?;
         // Status filters look at the rows the caller sees, narrowed to the recipient asked for.
         let considered = || {
             recipients.iter().filter(|r| {
@@ -224,4 +220,37 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
         });
     }
     Ok(pb::ListNodesResponse { nodes })
+}
+
+/// One recipient's row of a document's status, with its dead letter if it
+/// expired: a delivery never acknowledged and not resent stands expired.
+pub(crate) fn recipient_status(
+    hub: &Hub,
+    delivery: DeliveryRecord,
+    with_history: bool,
+) -> Result<pb::RecipientStatus, HubError> {
+    let dead_letter = hub
+        .store
+        .dead_letter(&delivery.document_id, &delivery.recipient)?;
+    let current = match (delivery.current_code(), &dead_letter) {
+        (Some(code), _) => code as i32,
+        (None, Some(letter)) if letter.state != DeadLetterState::Resent => {
+            pb::StatusCode::StatusExpired as i32
+        }
+        (None, _) => 0,
+    };
+    Ok(pb::RecipientStatus {
+        current,
+        history: if with_history {
+            delivery
+                .history
+                .iter()
+                .map(crate::convert::status_entry)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        recipient: delivery.recipient,
+        dead_letter: dead_letter.map(crate::feedback::dead_letter),
+    })
 }

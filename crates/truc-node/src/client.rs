@@ -20,12 +20,20 @@ pub enum ClientError {
     Pki(#[from] truc_pki::PkiError),
     #[error("cannot reach the hub at {address}: {reason}")]
     Connect { address: SocketAddr, reason: String },
+    // Not `#[from]`: that would make the status a source too, and error
+    // chains would print its message twice.
     #[error("the hub refused: {} ({:?})", .0.message(), .0.code())]
-    Refused(#[from] tonic::Status),
+    Refused(tonic::Status),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Draft(String),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Refused(status)
+    }
 }
 
 impl ClientError {

@@ -748,10 +748,10 @@ impl Report {
             out,
             "{} {:<70} {:>8} {:>11}",
             mark(arrived_matches),
-            format!(
-                "only \"arrived\" ({})",
-                codes_text(&feedback.arrived_only_codes).join(", ")
-            ),
+            match codes_text(&feedback.arrived_only_codes).join(", ") {
+                codes if codes.is_empty() => "only \"arrived\"".to_owned(),
+                codes => format!("only \"arrived\" ({codes})"),
+            },
             feedback.arrived_only,
             expected
                 .map(|e| format!("{}", e.arrived_only_codes.len()))

@@ -328,11 +328,15 @@ pub struct GetStatusRequest {
 pub struct RecipientStatus {
     #[prost(string, tag = "1")]
     pub recipient: ::prost::alloc::string::String,
-    /// The current status; STATUS_UNSPECIFIED while queued, not yet acknowledged.
+    /// The current status; STATUS_UNSPECIFIED while queued, not yet
+    /// acknowledged; STATUS_EXPIRED while it is an open or cancelled dead letter.
     #[prost(enumeration = "StatusCode", tag = "2")]
     pub current: i32,
     #[prost(message, repeated, tag = "3")]
     pub history: ::prost::alloc::vec::Vec<StatusEntry>,
+    /// Set when the delivery expired unacknowledged, with what operators did.
+    #[prost(message, optional, tag = "4")]
+    pub dead_letter: ::core::option::Option<DeadLetter>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GetStatusResponse {
