@@ -477,3 +477,125 @@ fn a_short_bench_against_a_hub_process_adds_up() {
     assert!(number(&last["hub_peak_rss_bytes"]) > 1024 * 1024);
     assert!(last["bytes_per_document"].as_f64().unwrap() > 2048.0);
 }
+
+/// The documents `truc report --data-dir` counts, or its error output.
+fn offline_sent(data_dir: &Path) -> Result<u64, String> {
+    let json = data_dir.with_extension("report.json");
+    let output = Command::new(TRUC)
+        .args(["report", "--data-dir", data_dir.to_str().unwrap(), "--json"])
+        .arg(&json)
+        .output()
+        .expect("run truc report");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    Ok(report["totals"]["sent"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn a_hub_refuses_to_start_on_data_files_that_lost_acknowledged_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, address, pki) = setup(root.path());
+    let mut hub = HubProcess::start(&config);
+    let client = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
+    const SENT: u64 = 60;
+    for number in 1..=SENT as u32 {
+        let attachment = Attachment::bytes("vb.pdf", "application/pdf", vec![7; 1500]);
+        client.send(&draft(number), vec![attachment]).await.unwrap();
+    }
+    hub.kill_9();
+    let data = root.path().join("data");
+    let db_bytes = std::fs::metadata(data.join("db")).unwrap().len();
+
+    // Each damage on its own copy of the directory.
+    let copy = |name: &str| {
+        let to = root.path().join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+        to
+    };
+    let damaged = [
+        ("truncated", {
+            let dir = copy("truncated");
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("db"))
+                .unwrap();
+            file.set_len(db_bytes / 2).unwrap();
+            dir
+        }),
+        ("head zeroed", {
+            let dir = copy("zeroed");
+            let mut bytes = std::fs::read(dir.join("db")).unwrap();
+            let head = 4096.min(bytes.len());
+            bytes[..head].fill(0);
+            std::fs::write(dir.join("db"), bytes).unwrap();
+            dir
+        }),
+        ("data file removed", {
+            let dir = copy("removed");
+            std::fs::remove_file(dir.join("db")).unwrap();
+            dir
+        }),
+    ];
+    for (what, dir) in &damaged {
+        let error = offline_sent(dir).expect_err(what);
+        assert!(error.contains("cannot be trusted"), "{what}: {error}");
+        eprintln!("{what}: {}", error.trim());
+    }
+    // A hub on the truncated copy exits at once, saying why and what to do.
+    let truncated = root.path().join("truncated.toml");
+    std::fs::write(
+        &truncated,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("data_dir = \"data\"", "data_dir = \"truncated\""),
+    )
+    .unwrap();
+    let mut child = Command::new(TRUC)
+        .args(["hub", "--config", truncated.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("the hub started on a truncated data file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot be trusted") && stderr.contains("backup"),
+        "{stderr}"
+    );
+
+    // A flipped byte is refused, or found harmless: never fewer documents.
+    let flipped = copy("flipped");
+    let mut bytes = std::fs::read(flipped.join("db")).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0xff;
+    std::fs::write(flipped.join("db"), bytes).unwrap();
+    match offline_sent(&flipped) {
+        Ok(sent) => assert_eq!(sent, SENT, "a flipped byte lost documents silently"),
+        Err(error) => assert!(error.contains("cannot be trusted"), "{error}"),
+    }
+    // The sound directory, and a restored backup whose operator removed the
+    // marker on purpose, open with everything.
+    assert_eq!(offline_sent(&data), Ok(SENT));
+    let restored = copy("restored");
+    std::fs::remove_file(restored.join(truc_store::MARKER_FILE)).unwrap();
+    assert_eq!(offline_sent(&restored), Ok(SENT));
+}

@@ -85,7 +85,7 @@ impl From<HubError> for Status {
                 | StoreError::IllegalMove(StatusMoveError::SenderOnly) => Code::InvalidArgument,
                 StoreError::IllegalMove(_) => Code::FailedPrecondition,
                 StoreError::Storage(_) | StoreError::WriterGone => Code::Unavailable,
-                StoreError::Corrupt { .. } => Code::Internal,
+                StoreError::Corrupt { .. } | StoreError::DataLost { .. } => Code::Internal,
                 StoreError::Closed { .. } => Code::FailedPrecondition,
             },
         };

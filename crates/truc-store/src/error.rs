@@ -18,6 +18,10 @@ pub enum StoreError {
     /// The record exists but its state no longer allows the change.
     #[error("{what}")]
     Closed { what: String },
+    /// The data directory lost acknowledged writes or cannot be trusted:
+    /// the hub must not start on it.
+    #[error("the data files cannot be trusted: {reason}")]
+    DataLost { dir: String, reason: String },
     #[error("the storage writer has stopped")]
     WriterGone,
 }

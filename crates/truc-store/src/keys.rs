@@ -10,6 +10,8 @@ pub(crate) const BLOB: u8 = b'b';
 pub(crate) const LINK: u8 = b'k';
 pub(crate) const META_NEXT_SEQ: &[u8] = b"m:next_queue_seq";
 pub(crate) const META_SCHEMA: &[u8] = b"m:schema";
+/// How many groups were written; the commit marker must not be ahead of it.
+pub(crate) const META_COMMIT_SEQ: &[u8] = b"m:commit_seq";
 
 /// Agency codes are 13 ASCII bytes (`AAA.BB.CC.Xnn`).
 pub(crate) const AGENCY_BYTES: usize = 13;

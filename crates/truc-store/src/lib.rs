@@ -5,6 +5,7 @@
 
 mod error;
 mod keys;
+mod marker;
 pub mod metrics;
 pub mod records;
 mod writer;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use error::StoreError;
+pub use marker::MARKER_FILE;
 pub use records::{
     AttachmentRef, BlobRecord, DeadLetterAction, DeadLetterRecord, DeadLetterState, DeadlineKind,
     DeliveryRecord, DocumentRecord, DocumentSignatureState, LinkRecord, OverdueRecord, QueueItem,
@@ -128,12 +130,38 @@ impl Store {
     /// Opens (or creates) the store in `path`. Refuses a directory written by
     /// another schema version or one sled cannot read.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let damaged = |error: sled::Error| match error {
+            sled::Error::Corruption { .. } => StoreError::DataLost {
+                dir: path.display().to_string(),
+                reason: format!(
+                    "sled found its files damaged ({error}); restore the directory from a backup"
+                ),
+            },
+            other => StoreError::Storage(other),
+        };
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
-            .open()?;
-        let main = db.open_tree("main")?;
-        let chunks = db.open_tree("chunks")?;
+            .open()
+            .map_err(damaged)?;
+        let main = db.open_tree("main").map_err(damaged)?;
+        let chunks = db.open_tree("chunks").map_err(damaged)?;
+        // Before anything is written: a directory that lost acknowledged
+        // commits would otherwise look like a fresh or older one.
+        let (mut marker, recorded) = marker::CommitMarker::open(path)?;
+        let recovered = writer::read_u64(&main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
+        match recorded {
+            Some(recorded) if recovered < recorded => {
+                return Err(marker::lost_commits(path, recovered, recorded));
+            }
+            Some(_) => {}
+            None => {
+                marker
+                    .record(recovered)
+                    .and_then(|()| marker.sync())
+                    .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            }
+        }
         match main.get(keys::META_SCHEMA)? {
             None => {
                 main.insert(keys::META_SCHEMA, &[SCHEMA_VERSION])?;
@@ -158,7 +186,7 @@ impl Store {
             failed: AtomicBool::new(false),
             stats: FlushStats::default(),
         });
-        let store_writer = Writer::new(inner.clone())?;
+        let store_writer = Writer::new(inner.clone(), marker)?;
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
         std::thread::Builder::new()
             .name("truc-store-writer".into())

@@ -12,6 +12,7 @@ use truc_domain::{DocumentId, Status};
 
 use crate::error::StoreError;
 use crate::keys;
+use crate::marker::CommitMarker;
 use crate::records::{
     decode, decode_counter, encode, encode_counter, BlobRecord, DeliveryRecord, DocumentRecord,
     LinkRecord, QueueItem, StatusEntry,
@@ -169,22 +170,34 @@ pub(crate) struct Writer {
     next_queue_seq: u64,
     /// The current group's committed operations, not yet applied to sled.
     staged: Changes,
+    /// Groups written so far, stored with each group and then in the marker.
+    commit_seq: u64,
+    marker: CommitMarker,
+}
+
+/// A big-endian `u64` meta value, if present.
+pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    tree.get(key)?
+        .map(|bytes| {
+            <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: "not 8 bytes".into(),
+                })
+        })
+        .transpose()
 }
 
 impl Writer {
-    pub(crate) fn new(inner: Arc<Inner>) -> Result<Self, StoreError> {
-        let next_queue_seq = match inner.main.get(keys::META_NEXT_SEQ)? {
-            Some(bytes) => {
-                u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: "m:next_queue_seq".into(),
-                    reason: "not 8 bytes".into(),
-                })?)
-            }
-            None => 1,
-        };
+    pub(crate) fn new(inner: Arc<Inner>, marker: CommitMarker) -> Result<Self, StoreError> {
+        let next_queue_seq = read_u64(&inner.main, keys::META_NEXT_SEQ)?.unwrap_or(1);
+        let commit_seq = read_u64(&inner.main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
         Ok(Self {
             inner,
             next_queue_seq,
+            commit_seq,
+            marker,
             staged: Changes::new(),
         })
     }
@@ -318,8 +331,12 @@ impl Writer {
             }
         }
         batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
+        let commit_seq = self.commit_seq + 1;
+        batch.insert(keys::META_COMMIT_SEQ, &commit_seq.to_be_bytes()[..]);
         self.inner.main.apply_batch(batch)?;
         self.inner.db.flush()?;
+        self.commit_seq = commit_seq;
+        self.marker.record(commit_seq).map_err(sled::Error::Io)?;
         Ok(())
     }
 
