@@ -18,6 +18,7 @@ pub struct OverdueArgs {
     /// At most this many rows (0: the hub's default).
     #[arg(long, default_value_t = 0)]
     limit: u32,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -110,6 +111,7 @@ pub struct DeadLettersArgs {
     all: bool,
     #[arg(long, default_value_t = 0)]
     limit: u32,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -122,6 +124,7 @@ enum DeadLetterAction {
         recipient: String,
         #[command(flatten)]
         connection: Connection,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -129,10 +132,12 @@ enum DeadLetterAction {
     Cancel {
         document_id: String,
         recipient: String,
+        /// Why it is cancelled; recorded with the operator's name.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         connection: Connection,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

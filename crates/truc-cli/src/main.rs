@@ -50,6 +50,11 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Development PKI: a CA, the hub's certificate, agency and operator credentials.
+    #[command(
+        after_help = "Examples:\n  truc certs init --dir certs/dev --directory config/agencies.toml\n  \
+                      truc certs issue --dir certs/dev --agency 000.00.07.H41\n  \
+                      truc certs hub --dir certs/dev --key-algorithm p256"
+    )]
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
@@ -136,17 +141,25 @@ enum Command {
     )]
     Recall(operator_cmd::RecallArgs),
     /// Per-agency sent and received counts for a period (operators see all agencies).
+    #[command(
+        after_help = "Examples:\n  truc counts --operator ops --from 2026-01-01 --to 2026-06-30\n  \
+                      truc counts --as 000.00.00.H41 --json"
+    )]
     Counts {
         #[command(flatten)]
         connection: Connection,
+        /// First document date counted, YYYY-MM-DD (default: the beginning).
         #[arg(long, default_value = "")]
         from: String,
+        /// Last document date counted, YYYY-MM-DD (default: today and after).
         #[arg(long, default_value = "")]
         to: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Everything in one process on a temporary directory: hub, agency nodes, documents, statuses.
+    #[command(after_help = "Example: truc demo")]
     Demo(demo::DemoArgs),
     /// Replays a published period through the hub and compares its counts with the reports.
     Replay(replay_cmd::ReplayArgs),
@@ -197,13 +210,16 @@ enum CertsCommand {
         after_help = "Example: truc certs issue --dir certs/dev --agency 000.00.05.H41 --name 'Sở Tài chính' --key-algorithm p256"
     )]
     Issue {
+        /// The PKI folder made by `truc certs init` (its CA signs).
         #[arg(long, default_value = "certs/dev")]
         dir: PathBuf,
         /// Agency code, e.g. 000.00.05.H41.
         #[arg(long)]
         agency: String,
+        /// The agency's name, for the certificate's subject.
         #[arg(long, default_value = "")]
         name: String,
+        /// Validity of the certificate, in days.
         #[arg(long, default_value_t = 365)]
         days: u64,
         /// Key algorithm of the agency's key (default: the CA's). An agency
@@ -217,8 +233,10 @@ enum CertsCommand {
                       A P-256 hub under an Ed25519 CA also serves clients whose TLS has no Ed25519 (Python grpcio)."
     )]
     Hub {
+        /// The PKI folder made by `truc certs init` (its CA signs).
         #[arg(long, default_value = "certs/dev")]
         dir: PathBuf,
+        /// Validity of the certificate, in days.
         #[arg(long, default_value_t = 365)]
         days: u64,
         /// Key algorithm of the hub's key (default: the CA's).
@@ -264,6 +282,7 @@ struct SendArgs {
     /// Promulgation date, yyyy-mm-dd (default: today in Vietnam).
     #[arg(long)]
     date: Option<String>,
+    /// Place of promulgation.
     #[arg(long, default_value = "Hà Nội")]
     place: String,
     /// Due date, yyyy-mm-dd.
@@ -284,6 +303,7 @@ struct SendArgs {
     /// This document replaces an earlier one of the same sender (business type 3).
     #[arg(long)]
     replaces: Option<String>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }

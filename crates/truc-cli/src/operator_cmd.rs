@@ -19,6 +19,7 @@ pub struct RouteArgs {
     directory: Option<PathBuf>,
     #[command(flatten)]
     connection: Connection,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -83,6 +84,7 @@ pub struct DocumentsArgs {
     /// At most this many documents (default 100).
     #[arg(long, default_value_t = 0)]
     limit: u32,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -173,6 +175,7 @@ pub fn business_name(code: i32) -> &'static str {
 pub struct NodesArgs {
     #[command(flatten)]
     connection: Connection,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -256,6 +259,7 @@ pub struct RecallArgs {
     /// Number of the recall notice itself (it is a document of its own).
     #[arg(long)]
     number: String,
+    /// Notation of the recall notice, e.g. VPCP-TTĐT.
     #[arg(long)]
     notation: String,
     /// Abstract of the recall (default: "Thu hồi văn bản <id>").
@@ -264,6 +268,7 @@ pub struct RecallArgs {
     /// Recipients to recall it from (repeat); default: every recipient.
     #[arg(long = "to")]
     to: Vec<String>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
