@@ -599,3 +599,102 @@ async fn a_hub_refuses_to_start_on_data_files_that_lost_acknowledged_writes() {
     std::fs::remove_file(restored.join(truc_store::MARKER_FILE)).unwrap();
     assert_eq!(offline_sent(&restored), Ok(SENT));
 }
+
+/// A line of `/proc/<pid>/status` in bytes: `VmRSS` now, `VmHWM` the peak.
+fn memory_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kib: u64 = line[field.len() + 1..]
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn a_stalled_consumer_keeps_the_hub_memory_bounded_while_its_queue_grows() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, address, pki) = setup(root.path());
+    // A small page cache, so that what the hub holds for the stalled node
+    // would show above it.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace("listen =", "cache_mib = 16\nlisten =");
+    std::fs::write(&config, text).unwrap();
+    let mut hub = HubProcess::start(&config);
+    let pid = hub.child.id();
+    let sender = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
+    let stalled = connect(
+        address,
+        &pki,
+        pki.agency_credentials(RECIPIENTS[0]).unwrap(),
+    )
+    .await;
+    // Attachments just under the inline limit: each delivery message carries one.
+    const ATTACHMENT_BYTES: usize = 60 * 1024;
+    let send_range = |numbers: std::ops::Range<u32>| {
+        let sender = sender.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for number in numbers {
+                let sender = sender.clone();
+                tasks.spawn(async move {
+                    let attachment = Attachment::bytes(
+                        "vb.pdf",
+                        "application/pdf",
+                        vec![number as u8; ATTACHMENT_BYTES],
+                    );
+                    sender.send(&draft(number), vec![attachment]).await.unwrap();
+                });
+                while tasks.len() >= 16 {
+                    tasks.join_next().await.unwrap().unwrap();
+                }
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
+            }
+        }
+    };
+    send_range(1..200).await;
+    let settled = memory_bytes(pid, "VmRSS:");
+
+    // The recipient opens its stream with the largest window and reads nothing.
+    let (_acks, _stream) = stalled.deliveries(1024).await.unwrap();
+    const QUEUED: u32 = 1_600;
+    send_range(200..200 + QUEUED).await;
+    let peak = memory_bytes(pid, "VmHWM:");
+    let payload = u64::from(QUEUED) * ATTACHMENT_BYTES as u64;
+    eprintln!(
+        "stalled consumer: {QUEUED} documents ({} MiB) queued behind it; hub RSS {} MiB before, peak {} MiB",
+        payload >> 20,
+        settled >> 20,
+        peak >> 20
+    );
+    // The stream's byte budget (`delivery.window_bytes_max`, 8 MiB; 1,024
+    // such messages would be 60 MiB) bounds what the hub holds for the node;
+    // the queue itself stays on disk.
+    let window_bytes = (8 << 20) + ATTACHMENT_BYTES as u64;
+    assert!(
+        peak < settled + window_bytes + (32 << 20),
+        "the hub grew from {} to {} MiB behind a stalled consumer",
+        settled >> 20,
+        peak >> 20
+    );
+    assert!(payload > 2 * window_bytes, "the queue outgrows the window");
+    // And the queue is all there: the operator sees its depth.
+    let operator = connect(address, &pki, pki.operator_credentials("ops").unwrap()).await;
+    let depth = operator
+        .list_nodes()
+        .await
+        .unwrap()
+        .nodes
+        .into_iter()
+        .find(|node| node.organ_id == RECIPIENTS[0])
+        .unwrap()
+        .queue_depth;
+    assert_eq!(depth, 199 + u64::from(QUEUED));
+    hub.kill_9();
+}

@@ -165,6 +165,9 @@ pub struct DeliveryConfig {
     pub window_max: u32,
     /// Window used when the node asks for none.
     pub window_default: u32,
+    /// Most bytes of unacknowledged messages on one node's stream: a node
+    /// that stops reading costs the hub at most this much memory.
+    pub window_bytes_max: u64,
     /// Documents whose attachments total at most this many bytes travel
     /// inline in the delivery, saving the node one fetch per attachment.
     pub inline_attachment_bytes_max: u64,
@@ -175,6 +178,7 @@ impl Default for DeliveryConfig {
         Self {
             window_max: 1024,
             window_default: 64,
+            window_bytes_max: 8 * 1024 * 1024,
             inline_attachment_bytes_max: 64 * 1024,
         }
     }
@@ -316,6 +320,12 @@ const KEYS: &[(&str, &str)] = &[
     (
         "delivery.window_default",
         "Window used when a node asks for none.",
+    ),
+    (
+        "delivery.window_bytes_max",
+        "Most bytes of unacknowledged messages on one node's stream: a node\n\
+         that stops reading costs the hub at most this much memory (at least\n\
+         one message is always sent, however large).",
     ),
     (
         "delivery.inline_attachment_bytes_max",
@@ -526,8 +536,14 @@ impl HubConfig {
                 ));
             }
         }
-        if self.delivery.window_max == 0 || self.delivery.window_default == 0 {
-            problems.push("delivery: window_max and window_default must be at least 1".into());
+        if self.delivery.window_max == 0
+            || self.delivery.window_default == 0
+            || self.delivery.window_bytes_max == 0
+        {
+            problems.push(
+                "delivery: window_max, window_default and window_bytes_max must be at least 1"
+                    .into(),
+            );
         }
         if self.limits.chunk_bytes_max == 0 || self.limits.header_bytes_max == 0 {
             problems.push("limits: chunk_bytes_max and header_bytes_max must be at least 1".into());

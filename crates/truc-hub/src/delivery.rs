@@ -2,9 +2,10 @@
 //! sequence order within a window of unacknowledged items; what is not
 //! acknowledged when the stream ends is sent again on the next one.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prost::Message as _;
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
@@ -31,7 +32,10 @@ pub(crate) async fn run_session(
     let code = agency.to_string();
     let notifier = hub.store.notifier(&code);
     let mut cursor = 0u64;
-    let mut in_flight: BTreeSet<u64> = BTreeSet::new();
+    // Sent and not yet acknowledged: queue seq → message bytes.
+    let mut in_flight: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut in_flight_bytes = 0usize;
+    let window_bytes = usize::try_from(hub.delivery.window_bytes_max).unwrap_or(usize::MAX);
     let (acked_tx, mut acked_rx) = mpsc::channel::<Result<Vec<u64>, HubError>>(window.max(1));
     let mut shutdown = hub.shutdown.clone();
     loop {
@@ -39,7 +43,7 @@ pub(crate) async fn run_session(
             return;
         }
         // Fill the window from the durable queue.
-        if in_flight.len() < window {
+        if in_flight.len() < window && in_flight_bytes < window_bytes {
             let room = window - in_flight.len();
             let items = match hub.store.queue_after(&code, cursor, room) {
                 Ok(items) => items,
@@ -57,10 +61,16 @@ pub(crate) async fn run_session(
                         return;
                     }
                 };
+                let bytes = message.encoded_len();
                 if outbound.send(Ok(message)).await.is_err() {
                     return;
                 }
-                in_flight.insert(seq);
+                in_flight.insert(seq, bytes);
+                in_flight_bytes += bytes;
+                // The rest is read again from the queue when room is made.
+                if in_flight_bytes >= window_bytes {
+                    break;
+                }
             }
         }
         tokio::select! {
@@ -119,7 +129,9 @@ pub(crate) async fn run_session(
             acked = acked_rx.recv() => match acked {
                 Some(Ok(seqs)) => {
                     for seq in seqs {
-                        in_flight.remove(&seq);
+                        if let Some(bytes) = in_flight.remove(&seq) {
+                            in_flight_bytes -= bytes;
+                        }
                     }
                 }
                 Some(Err(error)) => {
@@ -128,7 +140,7 @@ pub(crate) async fn run_session(
                 }
                 None => return,
             },
-            _ = notifier.notified(), if in_flight.len() < window => {}
+            _ = notifier.notified(), if in_flight.len() < window && in_flight_bytes < window_bytes => {}
             _ = replaced.notified() => return,
             _ = shutdown.changed() => return,
         }
