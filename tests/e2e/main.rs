@@ -4,6 +4,7 @@
 mod algorithms;
 mod badinput;
 mod delivery;
+mod faults;
 mod intake;
 mod listing;
 mod observe;

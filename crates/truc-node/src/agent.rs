@@ -61,34 +61,81 @@ pub fn inbox_name(document_id: &str) -> String {
     document_id.replace('%', "%25").replace('/', "%2F")
 }
 
+/// First wait before reconnecting; it doubles up to `backoff_max` while
+/// attempts fail, and starts again after a stream that opened.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+
 /// Runs the node until `shutdown` resolves.
 pub async fn run_node(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut seen: HashSet<String> = HashSet::new();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = BACKOFF_FIRST;
+    let mut jitter = Jitter::new(
+        config
+            .credentials
+            .cert_chain_der
+            .first()
+            .map_or(&[][..], Vec::as_slice),
+    );
     loop {
-        let session = session(&config, &mut seen);
+        let mut opened = false;
+        let session = session(&config, &mut seen, &mut opened);
         tokio::select! {
             _ = &mut shutdown => return,
             outcome = session => match outcome {
-                Ok(()) => {
-                    tracing::info!("delivery stream ended; reconnecting");
-                    backoff = Duration::from_millis(100);
-                }
-                Err(error) => tracing::warn!(%error, "node session failed; reconnecting in {backoff:?}"),
+                Ok(()) => tracing::info!("delivery stream ended; reconnecting"),
+                Err(error) => tracing::warn!(%error, "node session failed; reconnecting"),
             },
         }
+        // A hub that restarts ends every stream at once: a stream that had
+        // opened starts the backoff again, and the wait is spread over its
+        // second half so that the nodes do not all come back together.
+        if opened {
+            backoff = BACKOFF_FIRST;
+        }
+        let wait = backoff / 2 + backoff.mul_f64(jitter.next_unit() / 2.0);
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         backoff = (backoff * 2).min(config.backoff_max);
     }
 }
 
-async fn session(config: &NodeConfig, seen: &mut HashSet<String>) -> Result<(), ClientError> {
+/// A small generator for reconnection jitter, seeded per node and process.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(certificate: &[u8]) -> Self {
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        for &byte in certificate.iter().rev().take(32) {
+            seed = (seed ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+        Jitter(seed)
+    }
+
+    /// SplitMix64, as a fraction in [0, 1).
+    fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+async fn session(
+    config: &NodeConfig,
+    seen: &mut HashSet<String>,
+    opened: &mut bool,
+) -> Result<(), ClientError> {
     let client = AxisClient::connect(config.hub, &config.roots, config.credentials.clone()).await?;
     let (acks, mut stream) = client.deliveries(config.window).await?;
+    *opened = true;
     if let Some(events) = &config.events {
         let _ = events.send(NodeEvent::Connected).await;
     }
