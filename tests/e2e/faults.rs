@@ -1,10 +1,13 @@
-//! Faults around the hub: every node reconnecting at once after a restart.
+//! Faults around the hub: every node reconnecting at once after a restart,
+//! and nodes whose clocks disagree with the hub's.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use truc_hub::{AgencyEntry, ConnectionMode};
+use tonic::Code;
+use truc_domain::Status;
+use truc_hub::{AgencyEntry, Clock, ConnectionMode, WatchSetup};
 use truc_node::NodeEvent;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
@@ -138,4 +141,68 @@ fn collect(delivered: &mut HashMap<(String, String), usize>, event: NodeEvent) {
     {
         *delivered.entry((recipient, document_id)).or_default() += 1;
     }
+}
+
+#[tokio::test]
+async fn the_hub_clock_alone_dates_events_whatever_the_nodes_clocks_say() {
+    // 23:30 in Hà Nội on 10 March 2026 (16:30 UTC).
+    const HUB_NOW_MS: i64 = 1_773_160_200_000;
+    let clock = Clock::manual(HUB_NOW_MS);
+    let hub = TestHub::start_with_options(TestHubOptions {
+        watch: WatchSetup {
+            clock: clock.clone(),
+            ..WatchSetup::default()
+        },
+        ..TestHubOptions::default()
+    })
+    .await;
+    let recipient = AGENCIES[1];
+    let sender = hub.client(G22).await;
+    let dated = |number: u32, date: &str| {
+        let mut draft = draft(G22, &[recipient], number);
+        draft.date = date.to_owned();
+        draft
+    };
+    // A sender whose clock runs an hour ahead is already on the 11th: within
+    // the day of slack, accepted.
+    let ahead = sender
+        .send(&dated(1, "2026-03-11"), vec![pdf("a.pdf", 1, 300)])
+        .await
+        .unwrap();
+    assert_eq!(ahead.accepted_at_unix_ms, HUB_NOW_MS);
+    // One a week ahead is refused, naming the field and the hub's today.
+    let refused = sender
+        .send(&dated(2, "2026-03-17"), vec![pdf("b.pdf", 2, 300)])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(Code::InvalidArgument));
+    let message = refused.to_string();
+    assert!(
+        message.contains("promulgation.date: 2026-03-17 is in the future (today is 2026-03-10)"),
+        "{message}"
+    );
+    // One far behind sends an old document: dates in the past are normal.
+    sender
+        .send(&dated(3, "2025-12-30"), vec![pdf("c.pdf", 3, 300)])
+        .await
+        .unwrap();
+    // Moves are timed by the hub, in the order it records them.
+    clock.advance(Duration::from_secs(90));
+    let node = hub.client(recipient).await;
+    let received = node
+        .move_status(&ahead.document_id, None, Status::Received, "")
+        .await
+        .unwrap();
+    assert_eq!(received.at_unix_ms, HUB_NOW_MS + 90_000);
+    let history = sender
+        .get_status(&ahead.document_id)
+        .await
+        .unwrap()
+        .recipients[0]
+        .history
+        .iter()
+        .map(|entry| entry.at_unix_ms)
+        .collect::<Vec<_>>();
+    // "Arrived" is implied by the first move, at the same hub time.
+    assert_eq!(history, vec![HUB_NOW_MS + 90_000, HUB_NOW_MS + 90_000]);
 }
