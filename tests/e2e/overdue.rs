@@ -123,6 +123,38 @@ async fn overdue_feedback_is_found_listed_per_agency_counted_and_told_to_the_sen
     assert_eq!(overdue(&hub.client(G17).await, "").await.len(), 1);
     assert_eq!(overdue(&g22, "").await.len(), 1, "the sender sees it");
     assert!(overdue(&hub.client(G09).await, "").await.is_empty());
+    // The document list filters on the same: by recipient, and for agencies.
+    let listed = |client: truc_node::AxisClient, recipient: &str| {
+        let recipient = recipient.to_owned();
+        async move {
+            client
+                .list_documents(pb::ListDocumentsRequest {
+                    overdue: true,
+                    recipient,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .documents
+                .into_iter()
+                .map(|d| d.document_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(operator.clone(), "").await,
+        vec![document_id.clone()]
+    );
+    assert_eq!(
+        listed(operator.clone(), G17).await,
+        vec![document_id.clone()]
+    );
+    assert!(listed(operator.clone(), G12).await.is_empty());
+    assert_eq!(listed(g22.clone(), "").await, vec![document_id.clone()]);
+    assert!(
+        listed(hub.client(G12).await, "").await.is_empty(),
+        "G12 owes nothing"
+    );
 
     let told = notice(&hub, G22, &document_id, G17, pb::StatusCode::StatusOverdue).await;
     assert_eq!(told.actor, "hub");
@@ -140,6 +172,7 @@ async fn overdue_feedback_is_found_listed_per_agency_counted_and_told_to_the_sen
         .await
         .unwrap();
     assert!(overdue(&operator, G12).await.is_empty());
+    assert!(listed(operator.clone(), G12).await.is_empty());
     let report = operator.report("", "", "").await.unwrap();
     let overdue_of = |code: &str| {
         report

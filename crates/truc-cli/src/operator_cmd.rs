@@ -75,6 +75,9 @@ pub struct DocumentsArgs {
     /// Only documents with a delivery not yet arrived.
     #[arg(long)]
     queued: bool,
+    /// Only documents with a delivery past a feedback deadline and still unanswered.
+    #[arg(long)]
+    overdue: bool,
     /// First document date, yyyy-mm-dd.
     #[arg(long, default_value = "")]
     from: String,
@@ -103,6 +106,7 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
             recipient: args.recipient,
             status,
             queued: args.queued,
+            overdue: args.overdue,
             from_date: args.from,
             to_date: args.to,
             limit: args.limit,

@@ -4,7 +4,7 @@
 
 use truc_domain::AgencyCode;
 use truc_proto::v1 as pb;
-use truc_store::{DeadLetterRecord, DeadLetterState};
+use truc_store::{DeadLetterRecord, DeadLetterState, OverdueRecord};
 
 use crate::error::HubError;
 use crate::{parse_document_id, Caller, Hub, Rows};
@@ -43,6 +43,32 @@ fn sees(hub: &Hub, caller: &Caller, sender: &str, recipient: &str) -> bool {
     }
 }
 
+/// Overdue records still owed: the feedback has not come since, and the
+/// delivery is not a dead letter (those are listed as such until resent).
+pub(crate) fn owed(hub: &Hub) -> impl Iterator<Item = Result<OverdueRecord, HubError>> + '_ {
+    hub.store.overdue_records(None).filter_map(move |record| {
+        let owed = || -> Result<Option<OverdueRecord>, HubError> {
+            let record = record?;
+            let Some(delivery) = hub.store.delivery(&record.document_id, &record.recipient)? else {
+                return Ok(None);
+            };
+            // Answered late: counted in reports, no longer owed.
+            if record.kind.met_by(&delivery) {
+                return Ok(None);
+            }
+            if hub
+                .store
+                .dead_letter(&record.document_id, &record.recipient)?
+                .is_some_and(|letter| letter.state != DeadLetterState::Resent)
+            {
+                return Ok(None);
+            }
+            Ok(Some(record))
+        };
+        owed().transpose()
+    })
+}
+
 pub(crate) fn list_overdue(
     hub: &Hub,
     caller: &Caller,
@@ -52,27 +78,12 @@ pub(crate) fn list_overdue(
     let limit = limit(hub, request.limit)?;
     let now = hub.watch.clock.now_unix_ms();
     let mut rows = Vec::new();
-    for record in hub.store.overdue_records(None) {
+    for record in owed(hub) {
         let record = record?;
         if agency
             .as_ref()
             .is_some_and(|a| *a != record.recipient && *a != record.sender)
             || !sees(hub, caller, &record.sender, &record.recipient)
-        {
-            continue;
-        }
-        // Answered late: counted in reports, no longer owed.
-        let Some(delivery) = hub.store.delivery(&record.document_id, &record.recipient)? else {
-            continue;
-        };
-        if record.kind.met_by(&delivery) {
-            continue;
-        }
-        // An expired delivery is listed as a dead letter until resent.
-        if hub
-            .store
-            .dead_letter(&record.document_id, &record.recipient)?
-            .is_some_and(|letter| letter.state != DeadLetterState::Resent)
         {
             continue;
         }

@@ -2,6 +2,8 @@
 //! filter, and the directory with each node's state. Agencies may ask for
 //! routes and list their own documents; the node list is for operators.
 
+use std::collections::HashSet;
+
 use truc_domain::{AgencyCode, Status};
 use truc_proto::v1 as pb;
 use truc_store::{DeadLetterState, DeliveryRecord, DocumentRecord, QueueItem};
@@ -42,6 +44,8 @@ struct Filter {
     recipient: Option<String>,
     status: Option<u32>,
     queued: bool,
+    /// Deliveries owed after a deadline, (document id, recipient), if asked.
+    overdue: Option<HashSet<(String, String)>>,
     from: u32,
     to: u32,
     limit: usize,
@@ -86,6 +90,15 @@ fn filter(hub: &Hub, request: &pb::ListDocumentsRequest) -> Result<Filter, HubEr
         recipient: agency_field("recipient", &request.recipient)?,
         status,
         queued: request.queued,
+        overdue: if request.overdue {
+            Some(
+                crate::feedback::owed(hub)
+                    .map(|record| record.map(|r| (r.document_id, r.recipient)))
+                    .collect::<Result<_, HubError>>()?,
+            )
+        } else {
+            None
+        },
         from: date_key("from_date", &request.from_date, 0)?,
         to: date_key("to_date", &request.to_date, u32::MAX)?,
         limit,
@@ -134,6 +147,10 @@ pub(crate) fn list_documents(
             .status
             .is_some_and(|code| !considered().any(|r| r.current as u32 == code))
             || (filter.queued && !considered().any(|r| r.current == 0))
+            || filter.overdue.as_ref().is_some_and(|owed| {
+                !considered()
+                    .any(|r| owed.contains(&(record.document_id.clone(), r.recipient.clone())))
+            })
         {
             continue;
         }

@@ -412,6 +412,10 @@ pub struct ListDocumentsRequest {
     /// At most this many documents (0: the hub's default); at most `list_rows_max`.
     #[prost(uint32, tag = "7")]
     pub limit: u32,
+    /// Documents with at least one delivery (to `recipient`, if given) past a
+    /// feedback deadline and still unanswered, as ListOverdue lists them.
+    #[prost(bool, tag = "8")]
+    pub overdue: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DocumentSummary {
