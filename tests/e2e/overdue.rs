@@ -242,6 +242,16 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
         }
     };
     let expired = pb::StatusCode::StatusExpired as i32;
+    let expired_documents = operator
+        .list_documents(pb::ListDocumentsRequest {
+            status: expired,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .documents;
+    assert_eq!(expired_documents.len(), 1);
+    assert_eq!(expired_documents[0].document_id, document_id);
     assert_eq!(
         standing(g22.clone()).await,
         vec![

@@ -69,7 +69,7 @@ pub struct DocumentsArgs {
     /// Only documents to this recipient.
     #[arg(long, default_value = "")]
     recipient: String,
-    /// Only documents with a delivery in this status (arrived, received, …, recall-requested).
+    /// Only documents with a delivery in this status (arrived, received, …, recall-requested, expired).
     #[arg(long)]
     status: Option<String>,
     /// Only documents with a delivery not yet arrived.
@@ -95,6 +95,7 @@ pub struct DocumentsArgs {
 pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
     let status = match &args.status {
         None => 0,
+        Some(name) if name == "expired" => pb::StatusCode::StatusExpired as i32,
         Some(name) => truc_domain::Status::from_name(name)
             .map(|s| s.code() as i32)
             .ok_or_else(|| anyhow::anyhow!("--status: '{name}' is not a status name"))?,

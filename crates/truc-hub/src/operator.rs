@@ -66,7 +66,11 @@ fn filter(hub: &Hub, request: &pb::ListDocumentsRequest) -> Result<Filter, HubEr
         code => Some(
             u32::try_from(code)
                 .ok()
-                .filter(|code| Status::from_code(*code).is_ok())
+                // A recipient's status, or expired (a dead letter).
+                .filter(|code| {
+                    Status::from_code(*code).is_ok()
+                        || *code == pb::StatusCode::StatusExpired as u32
+                })
                 .ok_or_else(|| {
                     HubError::invalid("status", format!("{code} is not a status code"))
                 })?,
