@@ -171,3 +171,37 @@ async fn a_scaled_2019_replay_reproduces_levels_the_office_table_and_status_feed
     );
     assert_eq!(report.to_government_office.len(), 94);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_waits_out_the_hubs_per_agency_quota_and_still_matches() {
+    let scale = (1, 2000);
+    let plan = Arc::new(Dataset::Y2021.plan(5, Some(scale)).unwrap());
+    // Two sends in progress per agency at most, far below the driver's concurrency.
+    let mut watch = driver::replay_watch();
+    watch.quotas.sends_in_flight_max = 2;
+    let hub = EmbeddedHub::start_watched(&plan, None, watch)
+        .await
+        .unwrap();
+    let outcome = driver::replay(
+        plan.clone(),
+        &hub.target,
+        ReplayOptions {
+            send_concurrency: 32,
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("{}", outcome.summary());
+    assert!(outcome.send_retries > 0, "the quota never refused a send");
+    let (documents, deliveries) = plan.totals();
+    assert_eq!(
+        (outcome.documents, outcome.deliveries),
+        (documents, deliveries)
+    );
+    assert_eq!(
+        outcome.figures.counter_totals,
+        Some((documents, deliveries))
+    );
+    hub.stop().await.unwrap();
+}

@@ -23,6 +23,7 @@ Against a hub running elsewhere (every unit needs a certificate):
   truc certs init --dir certs/replay-2019 --directory config/replay-2019.toml
   (point the hub's `directory` and `tls` at those files, start `truc hub --config ...`)
   truc replay 2019 --hub 127.0.0.1:7443 --certs certs/replay-2019 --rate 500
+  (a send the hub's [quotas] refuse waits as its retry-after says, at most 30 s)
 
 Exit code 0 when every published (or scaled) figure is reproduced, 1 otherwise.")]
 pub struct ReplayArgs {

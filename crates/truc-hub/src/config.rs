@@ -133,7 +133,8 @@ pub struct QuotasConfig {
     pub sends_in_flight_max: u32,
     /// Most deliveries of one sender's documents waiting unacknowledged in queues.
     pub queued_deliveries_max: u64,
-    /// The wait a refusal suggests (the `retry-after` metadata), in seconds.
+    /// The wait a queued-deliveries refusal suggests (the `retry-after`
+    /// metadata), in seconds; sends-in-progress refusals suggest 1 s.
     pub retry_after_seconds: u64,
 }
 
@@ -390,7 +391,9 @@ const KEYS: &[(&str, &str)] = &[
     ),
     (
         "quotas.retry_after_seconds",
-        "The wait suggested by those refusals (`retry-after` metadata).",
+        "The wait suggested (`retry-after` metadata) when a sender's queued\n\
+         deliveries are over quota; a refusal for sends in progress, which\n\
+         end within moments, suggests 1 second.",
     ),
 ];
 

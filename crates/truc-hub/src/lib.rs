@@ -399,7 +399,8 @@ impl Hub {
             return Err(HubError::Exhausted {
                 field: "sender".into(),
                 reason: format!("{agency} already has {count} sends in progress; at most {max}"),
-                retry_after_seconds: self.watch.quotas.retry_after_seconds,
+                // Sends in progress end within moments.
+                retry_after_seconds: 1,
             });
         }
         *count += 1;

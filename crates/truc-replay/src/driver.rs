@@ -291,6 +291,16 @@ pub struct EmbeddedHub {
 
 impl EmbeddedHub {
     pub async fn start(plan: &Plan, data_dir: Option<&Path>) -> Result<EmbeddedHub, DriverError> {
+        Self::start_watched(plan, data_dir, replay_watch()).await
+    }
+
+    /// [`EmbeddedHub::start`] with the given deadlines, expiry and quotas
+    /// instead of the replay's (none), to see the replay ride them out.
+    pub async fn start_watched(
+        plan: &Plan,
+        data_dir: Option<&Path>,
+        watch: truc_hub::WatchSetup,
+    ) -> Result<EmbeddedHub, DriverError> {
         let root = tempfile::Builder::new().prefix("truc-replay-").tempdir()?;
         let data_dir = match data_dir {
             Some(path) => {
@@ -340,7 +350,7 @@ impl EmbeddedHub {
             credentials: pki.hub_credentials()?,
             limits: Limits::default(),
             delivery: DeliveryConfig::default(),
-            watch: replay_watch(),
+            watch,
         };
         // Bound before serving, so the nodes can connect as soon as this returns.
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
@@ -805,6 +815,29 @@ fn is_transient(error: &ClientError) -> bool {
     ) || matches!(error, ClientError::Connect { .. } | ClientError::Io(_))
 }
 
+/// The wait a RESOURCE_EXHAUSTED refusal asks for in its `retry-after`
+/// metadata (a hub's per-agency quotas), if it carries one.
+fn quota_wait(error: &ClientError) -> Option<Duration> {
+    let ClientError::Refused(status) = error else {
+        return None;
+    };
+    if status.code() != tonic::Code::ResourceExhausted {
+        return None;
+    }
+    let seconds: u64 = status
+        .metadata()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(QUOTA_WAIT_MAX_SECONDS)))
+}
+
+/// A hub's quota hint longer than this is taken as this: a replay that
+/// waits minutes for one agency measures nothing.
+const QUOTA_WAIT_MAX_SECONDS: u64 = 30;
+
 fn retry_delay(attempt: u32) -> Duration {
     (Duration::from_millis(1) * 2u32.saturating_pow(attempt.min(10))).min(RETRY_DELAY_MAX)
 }
@@ -826,6 +859,11 @@ async fn send_document(
     let response = loop {
         match node.client.send(&draft, vec![attachment.clone()]).await {
             Ok(response) => break response,
+            // A quota refusal is not a failure: the hub says when to come back.
+            Err(error) if quota_wait(&error).is_some() => {
+                shared.send_retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(quota_wait(&error).unwrap_or_default()).await;
+            }
             Err(error) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
                 shared.send_retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(retry_delay(attempt)).await;
@@ -1115,7 +1153,7 @@ async fn move_batch(
 /// A replay compresses months into minutes on the system clock: feedback
 /// deadlines and expiry would measure the replay's speed, not the agencies',
 /// and every replayed unit may send as fast as the driver can.
-fn replay_watch() -> truc_hub::WatchSetup {
+pub fn replay_watch() -> truc_hub::WatchSetup {
     let mut watch = truc_hub::WatchSetup::default();
     watch.deadlines.arrived_within_minutes = 0;
     watch.deadlines.received_within_working_minutes = 0;
