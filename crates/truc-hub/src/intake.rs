@@ -185,7 +185,7 @@ pub(crate) async fn send(
         committed: false,
     };
     receive_attachments(hub, &header, &mut stream, &mut uploads).await?;
-    check_queued_quota(hub, sender)?;
+    check_queued_quota(hub, sender).await?;
 
     let record = DocumentRecord {
         document_id: document_id.clone(),
@@ -224,6 +224,7 @@ pub(crate) async fn send(
     Ok(match outcome {
         AcceptOutcome::Accepted(record) => {
             tracing::debug!(document_id = %record.document_id, recipients = record.recipients.len(), "accepted");
+            note_queued(hub, sender, record.recipients.len());
             with_business_outcomes(response(&record, false), &business)
         }
         AcceptOutcome::Duplicate(original) => response(&original, true),
@@ -233,9 +234,42 @@ pub(crate) async fn send(
 /// Refuses a send while the sender's deliveries already waiting in queues
 /// reach `quotas.queued_deliveries_max`, so that one agency's backlog cannot
 /// crowd out the others'.
-fn check_queued_quota(hub: &Hub, sender: AgencyCode) -> Result<(), HubError> {
-    let max = hub.watch.quotas.queued_deliveries_max as usize;
-    let queued = hub.store.pending_sends(&sender.to_string(), max)?;
+///
+/// Counting reads every waiting entry of the sender, so a count is reused
+/// for `QUEUED_COUNT_FRESH` and made off the async threads: a sender with a
+/// large backlog would otherwise pay for it on every send. Sends are added
+/// to the count as they are accepted and acknowledgements are seen at the
+/// next count, so a refusal may outlast the backlog by at most that time.
+async fn check_queued_quota(hub: &Hub, sender: AgencyCode) -> Result<(), HubError> {
+    let max = hub.watch.quotas.queued_deliveries_max;
+    if max == u64::MAX {
+        return Ok(());
+    }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let cached = hub
+        .queued_counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&sender)
+        .filter(|(at, _)| at.elapsed() < QUEUED_COUNT_FRESH)
+        .map(|(_, count)| *count);
+    let queued = match cached {
+        Some(count) => count,
+        None => {
+            let store = hub.store.clone();
+            let count =
+                tokio::task::spawn_blocking(move || store.pending_sends(&sender.to_string(), max))
+                    .await
+                    .map_err(|error| {
+                        HubError::invalid("sender", format!("counting failed: {error}"))
+                    })??;
+            hub.queued_counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(sender, (std::time::Instant::now(), count));
+            count
+        }
+    };
     if queued >= max {
         return Err(HubError::Exhausted {
             field: "sender".into(),
@@ -247,6 +281,23 @@ fn check_queued_quota(hub: &Hub, sender: AgencyCode) -> Result<(), HubError> {
     }
     Ok(())
 }
+
+/// Adds what a send just queued to the sender's reused count, so that the
+/// count can only be high between recounts (acknowledgements are not seen):
+/// the quota refuses early rather than late.
+fn note_queued(hub: &Hub, sender: AgencyCode, deliveries: usize) {
+    if let Some((_, count)) = hub
+        .queued_counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(&sender)
+    {
+        *count += deliveries;
+    }
+}
+
+/// How long a sender's count of waiting deliveries is reused.
+const QUEUED_COUNT_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Checks a recall, update or replace before anything is read or written:
 /// every earlier document it names exists and was sent by this sender. A

@@ -162,6 +162,9 @@ pub(crate) struct Hub {
     pub(crate) watch: WatchSetup,
     /// Sends in progress per agency, for `quotas.sends_in_flight_max`.
     sends_in_flight: Mutex<HashMap<AgencyCode, u32>>,
+    /// Each sender's deliveries waiting unacknowledged, as last counted, and
+    /// when (see `intake::check_queued_quota`).
+    pub(crate) queued_counts: Mutex<HashMap<AgencyCode, (std::time::Instant, usize)>>,
     /// The live stream of each agency; a newer stream replaces an older one.
     sessions: Mutex<HashMap<AgencyCode, (u64, Arc<Notify>)>>,
     next_session: std::sync::atomic::AtomicU64,
@@ -250,6 +253,7 @@ pub async fn run_observed(
         delivery: setup.delivery,
         watch: setup.watch,
         sends_in_flight: Mutex::new(HashMap::new()),
+        queued_counts: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
         next_session: std::sync::atomic::AtomicU64::new(1),
         last_seen: Mutex::new(HashMap::new()),
