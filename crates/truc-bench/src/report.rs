@@ -146,6 +146,8 @@ pub struct ResourceSample {
     pub after: String,
     /// `VmHWM` of the hub process: its peak since it started.
     pub hub_peak_rss_bytes: Option<u64>,
+    /// `VmRSS` of the hub process when sampled.
+    pub hub_rss_bytes: Option<u64>,
     pub data_dir_bytes: Option<u64>,
     /// Documents the hub has stored (its operator counts).
     pub documents_stored: u64,
@@ -364,8 +366,9 @@ impl BenchReport {
             for sample in &self.resources {
                 let _ = writeln!(
                     out,
-                    "    after {:<8} peak RSS {:>10}   data {:>10} for {} documents = {} per document",
+                    "    after {:<8} RSS {:>10}   peak RSS {:>10}   data {:>10} for {} documents = {} per document",
                     sample.after,
+                    sample.hub_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
                     sample.hub_peak_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
                     sample.data_dir_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
                     group(sample.documents_stored),

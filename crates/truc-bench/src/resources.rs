@@ -1,4 +1,4 @@
-//! What a server process costs: its peak resident memory (`VmHWM` in
+//! What a server process costs: its resident memory now and at its peak (`VmRSS`, `VmHWM` in
 //! `/proc/<pid>/status`), the CPU time it used (`/proc/<pid>/stat`), and the
 //! bytes its data directory takes on disk.
 
@@ -10,10 +10,20 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     vm_hwm_bytes(&status)
 }
 
+/// The resident set size of a process now, in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_kib_field(&status, "VmRSS:")
+}
+
 /// `VmHWM:   123456 kB` → bytes.
 fn vm_hwm_bytes(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let mut parts = line["VmHWM:".len()..].split_whitespace();
+    status_kib_field(status, "VmHWM:")
+}
+
+fn status_kib_field(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    let mut parts = line[field.len()..].split_whitespace();
     let kilobytes: u64 = parts.next()?.parse().ok()?;
     (parts.next()? == "kB").then_some(kilobytes * 1024)
 }
@@ -102,6 +112,8 @@ mod tests {
         assert_eq!(vm_hwm_bytes("VmHWM:\t12 MB\n"), None);
         // This very process has a peak.
         assert!(peak_rss_bytes(std::process::id()).unwrap() > 1024 * 1024);
+        let now = rss_bytes(std::process::id()).unwrap();
+        assert!(now > 1024 * 1024 && now <= peak_rss_bytes(std::process::id()).unwrap());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::report::{
     group, BenchReport, FanoutFigures, HubDescription, Machine, MovesFigures, ResourceSample,
     SendFigures, Settings, HUB_DURABILITY,
 };
-use crate::resources::{disk_bytes, peak_rss_bytes, CpuMeter};
+use crate::resources::{disk_bytes, peak_rss_bytes, rss_bytes, CpuMeter};
 use crate::scenarios::{move_statuses, send_to_hub, wait_until, DispatchOutcome};
 
 /// Longest wait for the hub's counters to show arrivals it was sent: an
@@ -89,6 +89,8 @@ pub async fn run(
         progress,
         report: &mut report,
     };
+    // Memory at the start, to compare with the end of a long (soak) run.
+    bench.sample("start").await;
     if options.scenario.includes(ScenarioKind::Intake) {
         bench.intake().await?;
         bench.sample("intake").await;
@@ -503,7 +505,7 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// The hub's peak memory and bytes on disk per stored document, so far.
+    /// The hub's memory now and at its peak, and bytes on disk per stored document, so far.
     async fn sample(&mut self, after: &str) {
         let documents_stored = match self.counts().await {
             Ok(counts) => counts.total_sent,
@@ -522,6 +524,7 @@ impl Bench<'_> {
         self.report.resources.push(ResourceSample {
             after: after.to_owned(),
             hub_peak_rss_bytes: self.target.pid.and_then(peak_rss_bytes),
+            hub_rss_bytes: self.target.pid.and_then(rss_bytes),
             data_dir_bytes,
             documents_stored,
             bytes_per_document: data_dir_bytes

@@ -471,10 +471,13 @@ fn a_short_bench_against_a_hub_process_adds_up() {
 
     // The hub stored exactly what the three scenarios sent, and it was measured.
     let resources = report["resources"].as_array().unwrap();
-    assert_eq!(resources.len(), 3);
-    let last = &resources[2];
+    assert_eq!(resources.len(), 4, "at the start and after each scenario");
+    assert_eq!(number(&resources[0]["documents_stored"]), 0);
+    let last = &resources[3];
     assert_eq!(number(&last["documents_stored"]), sent + documents + 40);
     assert!(number(&last["hub_peak_rss_bytes"]) > 1024 * 1024);
+    assert!(number(&last["hub_rss_bytes"]) <= number(&last["hub_peak_rss_bytes"]));
+    assert!(number(&resources[0]["hub_rss_bytes"]) > 1024 * 1024);
     assert!(last["bytes_per_document"].as_f64().unwrap() > 2048.0);
 }
 
