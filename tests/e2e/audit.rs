@@ -20,7 +20,10 @@ const H41: &str = AGENCIES[2];
 /// The export of `[from, to]` from the running hub, as the operator gets it.
 async fn export(hub: &TestHub, from_unix_ms: i64, to_unix_ms: i64) -> Vec<String> {
     let operator = hub.operator().await;
-    let mut chunks = operator.export_audit(from_unix_ms, to_unix_ms).await.unwrap();
+    let mut chunks = operator
+        .export_audit(from_unix_ms, to_unix_ms)
+        .await
+        .unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = chunks.message().await.unwrap() {
         bytes.extend_from_slice(&chunk.data);
@@ -235,8 +238,16 @@ async fn the_chain_carries_on_across_a_restart_and_a_period_checks_on_its_own() 
     let store = hub.stopped_store().await;
     let mut offline = Vec::new();
     let trust = hub.pki.trust_roots().unwrap();
-    let summary =
-        audit::write_export(&store, &trust, None, 0, 0, clock.now_unix_ms(), &mut offline).unwrap();
+    let summary = audit::write_export(
+        &store,
+        &trust,
+        None,
+        0,
+        0,
+        clock.now_unix_ms(),
+        &mut offline,
+    )
+    .unwrap();
     assert_eq!((summary.entries, summary.signed), (11, false));
     let offline = audit::verify(Cursor::new(offline), Some(&trust)).unwrap();
     assert_eq!(offline.problem, None);
@@ -255,7 +266,10 @@ async fn an_expired_agency_certificate_is_refused_at_the_handshake() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("expired.crt"), dir.path().join("expired.key"));
+    let (cert, key) = (
+        dir.path().join("expired.crt"),
+        dir.path().join("expired.key"),
+    );
     std::fs::write(&cert, cert_pem).unwrap();
     std::fs::write(&key, key_pem).unwrap();
     let credentials = truc_pki::Credentials::load(&cert, &key).unwrap();

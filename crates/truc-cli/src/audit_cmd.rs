@@ -123,7 +123,10 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                     key,
                 }),
                 _ => {
-                    eprintln!("no hub key in {}: the export is not signed", args.connection.certs.display());
+                    eprintln!(
+                        "no hub key in {}: the export is not signed",
+                        args.connection.certs.display()
+                    );
                     None
                 }
             };

@@ -17,7 +17,6 @@ pub use envelope::{
 pub use limits::Limits;
 pub use signature::{
     document_signing_bytes, envelope_signing_bytes, verify_audit_export, verify_document,
-    verify_envelope, KeyAlgorithm,
-    PublicKey, SignatureError, SigningKey,
+    verify_envelope, KeyAlgorithm, PublicKey, SignatureError, SigningKey,
 };
 pub use status::{check_reason, Status, StatusMoveError};

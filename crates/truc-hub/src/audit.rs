@@ -24,10 +24,7 @@ pub const EXPORT_FORMAT: &str = "truc.audit.export.v1";
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
     Header(ExportHeader),
-    Certificate {
-        sha256: String,
-        der: String,
-    },
+    Certificate { sha256: String, der: String },
     Entry(ExportEntry),
     End(ExportEnd),
 }
@@ -347,7 +344,9 @@ impl Checker {
                 let ders = header
                     .ca_certificates
                     .iter()
-                    .map(|text| hex::decode(text).map_err(|_| problem("a CA certificate is not hex".into())))
+                    .map(|text| {
+                        hex::decode(text).map_err(|_| problem("a CA certificate is not hex".into()))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 if ders.is_empty() {
                     return Err(problem("the header carries no CA certificate".into()));
@@ -356,8 +355,8 @@ impl Checker {
             }
         });
         self.expected_seq = header.first_seq;
-        self.expected_previous = digest_from_hex("previous_sha256", &header.previous_sha256)
-            .map_err(problem)?;
+        self.expected_previous =
+            digest_from_hex("previous_sha256", &header.previous_sha256).map_err(problem)?;
         self.header = Some(header);
         Ok(())
     }
@@ -380,7 +379,11 @@ impl Checker {
             };
             return Err(at(
                 self.expected_seq,
-                format!("{which}: entry {} follows entry {}", exported.seq, self.expected_seq.saturating_sub(1)),
+                format!(
+                    "{which}: entry {} follows entry {}",
+                    exported.seq,
+                    self.expected_seq.saturating_sub(1)
+                ),
             ));
         }
         if exported.seq < self.expected_seq {
@@ -576,7 +579,10 @@ pub fn verify(
                 line: line_number,
                 what: "a second header".into(),
             }),
-            Ok(ExportLine::Certificate { sha256: digest, der }) => hex::decode(&der)
+            Ok(ExportLine::Certificate {
+                sha256: digest,
+                der,
+            }) => hex::decode(&der)
                 .ok()
                 .filter(|der| hex::encode(sha256(der)) == digest)
                 .map(|der| {

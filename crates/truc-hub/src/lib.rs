@@ -243,11 +243,9 @@ pub async fn run_observed(
         &setup.credentials,
         Some(std::sync::Arc::new(certificates::refused_client)),
     )
-    .map_err(|e| {
-        HubError::Unauthenticated {
-            field: "tls".into(),
-            reason: e.to_string(),
-        }
+    .map_err(|e| HubError::Unauthenticated {
+        field: "tls".into(),
+        reason: e.to_string(),
     })?;
     let reflection_v1 = observe::reflection_v1()?;
     let reflection_v1alpha = observe::reflection_v1alpha()?;

@@ -366,10 +366,7 @@ mod store_tests {
             );
             assert_eq!(entries[0].signed_sha256, Some(first.content_sha256));
             assert_eq!(entries[0].signature, first.signature);
-            assert_eq!(
-                entries[0].certificate_sha256,
-                Some(sha256(b"certificate"))
-            );
+            assert_eq!(entries[0].certificate_sha256, Some(sha256(b"certificate")));
             let head = store.audit_head().unwrap();
             assert_eq!((head.seq, head.sha256), (3, entries[2].sha256));
         }
