@@ -348,6 +348,7 @@ impl Writer {
             }
         }
         batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
+        batch.insert(keys::META_AUDIT_HEAD, &self.audit_head.encode()[..]);
         self.inner.main.apply_batch(batch)?;
         self.inner.db.flush()?;
         Ok(())
@@ -368,8 +369,8 @@ impl Writer {
         }
     }
 
-    /// Chains one entry after the head, staged with the new head so both
-    /// land in the group's one batch.
+    /// Chains one entry after the head; `write_staged` writes the head with
+    /// the group's batch.
     pub(super) fn append_audit(&mut self, event: AuditEvent) {
         let entry = AuditEntry::chain(event, self.audit_head.seq + 1, self.audit_head.sha256);
         self.audit_head = AuditHead {
@@ -378,10 +379,6 @@ impl Writer {
         };
         self.staged
             .insert(keys::audit(entry.seq).to_vec(), Some(encode(&entry)));
-        self.staged.insert(
-            keys::META_AUDIT_HEAD.to_vec(),
-            Some(self.audit_head.encode().to_vec()),
-        );
     }
 
     fn abandon(&mut self, op: Op) {
