@@ -2,6 +2,7 @@
 //! signatures and sled on disk in temporary directories.
 
 mod algorithms;
+mod audit;
 mod badinput;
 mod delivery;
 mod faults;

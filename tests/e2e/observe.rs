@@ -119,6 +119,7 @@ async fn reflection_lists_and_describes_the_axis_and_health_says_serving() {
             "Counts",
             "Deliveries",
             "ExplainRoute",
+            "ExportAudit",
             "FetchAttachment",
             "GetStatus",
             "ListDeadLetters",

@@ -1,5 +1,6 @@
 //! The `truc` binary: thin subcommands over the library crates.
 
+mod audit_cmd;
 mod bench_cmd;
 mod connect;
 mod crashtest;
@@ -179,6 +180,11 @@ enum Command {
         after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7"
     )]
     Crashtest(crashtest::CrashtestArgs),
+    /// The tamper-evident audit log: export a period with its certificates, verify an export offline.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -388,6 +394,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Report(args) => report_cmd::run(args).await,
         Command::Bench(args) => bench_cmd::run(args).await,
         Command::Crashtest(args) => crashtest::run(args).await,
+        Command::Audit { command } => audit_cmd::run(command).await,
     }
 }
 
@@ -488,7 +495,10 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
     let listen = listener
         .local_addr()
         .with_context(|| format!("reading the address bound for {}", config.listen))?;
-    let mut observe = truc_hub::Observe::default();
+    let mut observe = truc_hub::Observe {
+        certificate_warning_days: config.observe.certificate_warning_days,
+        ..truc_hub::Observe::default()
+    };
     if let Some(address) = config.observe.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address)
             .await

@@ -16,7 +16,7 @@ pub use envelope::{
 };
 pub use limits::Limits;
 pub use signature::{
-    document_signing_bytes, envelope_signing_bytes, verify_document, verify_envelope, KeyAlgorithm,
-    PublicKey, SignatureError, SigningKey,
+    document_signing_bytes, envelope_signing_bytes, verify_audit_export, verify_document,
+    verify_envelope, KeyAlgorithm, PublicKey, SignatureError, SigningKey,
 };
 pub use status::{check_reason, Status, StatusMoveError};

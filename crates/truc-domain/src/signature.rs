@@ -13,6 +13,9 @@ use ring::signature::{
 pub const ENVELOPE_CONTEXT: &[u8] = b"truc.envelope.v1\n";
 /// Prefix of the document-level signature (the document's own ky so).
 pub const DOCUMENT_CONTEXT: &[u8] = b"truc.document.v1\n";
+/// Prefix of what the hub signs at the end of an audit export (its first and
+/// last entries), so the signature cannot be taken for an envelope's.
+pub const AUDIT_EXPORT_CONTEXT: &[u8] = b"truc.audit.export.v1\n";
 
 /// Length of a raw Ed25519 public key (RFC 8032).
 pub const ED25519_PUBLIC_KEY_BYTES: usize = 32;
@@ -209,6 +212,11 @@ impl SigningKey {
         self.sign(&envelope_signing_bytes(header_bytes))
     }
 
+    /// Signs `AUDIT_EXPORT_CONTEXT || summary` (the hub, at the end of an audit export).
+    pub fn sign_audit_export(&self, summary: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        self.sign(&[AUDIT_EXPORT_CONTEXT, summary].concat())
+    }
+
     pub fn sign_document(
         &self,
         document_id: &str,
@@ -233,6 +241,14 @@ pub fn verify_envelope(
     signature: &[u8],
 ) -> Result<(), SignatureError> {
     public_key.verify(&envelope_signing_bytes(header_bytes), signature)
+}
+
+pub fn verify_audit_export(
+    public_key: &PublicKey,
+    summary: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    public_key.verify(&[AUDIT_EXPORT_CONTEXT, summary].concat(), signature)
 }
 
 pub fn verify_document(

@@ -187,7 +187,7 @@ impl Default for DeliveryConfig {
 
 /// Operators' tooling. Health and reflection need no settings: they are
 /// always served on `listen`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObserveConfig {
     /// Where to serve Prometheus metrics over plain HTTP; written `""`
@@ -197,6 +197,17 @@ pub struct ObserveConfig {
         deserialize_with = "empty_or_address"
     )]
     pub metrics_listen: Option<SocketAddr>,
+    /// Days ahead of the hub's or the CA's certificate expiry to start warning.
+    pub certificate_warning_days: u64,
+}
+
+impl Default for ObserveConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: None,
+            certificate_warning_days: 30,
+        }
+    }
 }
 
 fn address_or_empty<S: Serializer>(
@@ -338,6 +349,11 @@ const KEYS: &[(&str, &str)] = &[
         "Where to serve Prometheus metrics (plain HTTP, GET /metrics);\n\
          \"\" serves none. gRPC health (grpc.health.v1.Health) and server\n\
          reflection are always on `listen`, under the same mutual TLS.",
+    ),
+    (
+        "observe.certificate_warning_days",
+        "Days before the hub's or the CA's certificate expires from which the\n\
+         hub warns (at start and twice a day); an expired one is logged as an error.",
     ),
     (
         "deadlines.arrived_within_minutes",

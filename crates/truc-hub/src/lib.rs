@@ -3,7 +3,9 @@
 //! Entry point: [`run`] on a pre-bound listener, or [`run_observed`] with a
 //! metrics endpoint; gRPC health and reflection share the Axis port.
 
+pub mod audit;
 pub mod calendar;
+mod certificates;
 pub mod clock;
 pub mod config;
 mod convert;
@@ -172,6 +174,9 @@ pub(crate) struct Hub {
     last_seen: Mutex<HashMap<AgencyCode, i64>>,
     /// Turns true when the hub stops; streams end so the server can drain.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The hub's certificate (DER) and key, which sign audit exports; no key
+    /// when the certificate's key type cannot sign (exports go unsigned).
+    audit_signer: (Vec<u8>, Option<truc_domain::SigningKey>),
 }
 
 #[derive(Clone)]
@@ -203,11 +208,21 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// What a hub offers operators' tooling beyond health and reflection,
 /// which are always on.
-#[derive(Default)]
 pub struct Observe {
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); bound
     /// by the caller so that tests can use port 0. `None` serves no metrics.
     pub metrics_listener: Option<TcpListener>,
+    /// Warn this many days before the hub's or the CA's certificate expires.
+    pub certificate_warning_days: u64,
+}
+
+impl Default for Observe {
+    fn default() -> Self {
+        Observe {
+            metrics_listener: None,
+            certificate_warning_days: config::ObserveConfig::default().certificate_warning_days,
+        }
+    }
 }
 
 /// Serves the axis on `listener` until `shutdown` resolves.
@@ -226,11 +241,14 @@ pub async fn run_observed(
     observe: Observe,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), HubError> {
-    let tls = truc_pki::server_tls_config(&setup.trust, &setup.credentials).map_err(|e| {
-        HubError::Unauthenticated {
-            field: "tls".into(),
-            reason: e.to_string(),
-        }
+    let tls = truc_pki::server_tls_config_reporting(
+        &setup.trust,
+        &setup.credentials,
+        Some(std::sync::Arc::new(certificates::refused_client)),
+    )
+    .map_err(|e| HubError::Unauthenticated {
+        field: "tls".into(),
+        reason: e.to_string(),
     })?;
     let reflection_v1 = observe::reflection_v1()?;
     let reflection_v1alpha = observe::reflection_v1alpha()?;
@@ -243,8 +261,21 @@ pub async fn run_observed(
         }
         None => None,
     };
+    certificates::check_own(
+        setup.credentials.certificate_der(),
+        &setup.trust,
+        observe.certificate_warning_days,
+    );
     let readiness = observe::Readiness::new().await;
     let (stopping, shutdown_seen) = watch::channel(false);
+    let audit_signer = (
+        setup.credentials.certificate_der().to_vec(),
+        setup
+            .credentials
+            .signing_key()
+            .inspect_err(|error| tracing::warn!(%error, "audit exports will not be signed"))
+            .ok(),
+    );
     let hub = Arc::new(Hub {
         store: setup.store,
         directory: setup.directory,
@@ -258,6 +289,7 @@ pub async fn run_observed(
         next_session: std::sync::atomic::AtomicU64::new(1),
         last_seen: Mutex::new(HashMap::new()),
         shutdown: shutdown_seen,
+        audit_signer,
     });
     let message_bytes_max = hub.limits.header_bytes_max + hub.limits.chunk_bytes_max + 64 * 1024;
     let service = pb::axis_server::AxisServer::new(AxisService(hub.clone()))
@@ -271,6 +303,12 @@ pub async fn run_observed(
         ))
     });
     let watcher_task = tokio::spawn(watcher::run(hub.clone()));
+    tokio::spawn(certificates::watch_own(
+        hub.audit_signer.0.clone(),
+        hub.trust.clone(),
+        observe.certificate_warning_days,
+        hub.shutdown.clone(),
+    ));
     let health = readiness.service(hub.shutdown.clone());
     let incoming = tls::incoming(listener, tls);
     // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
@@ -321,6 +359,54 @@ fn record_certificate_expiry(setup: &HubSetup) {
                 validity.not_after_unix_seconds,
             ),
             Err(error) => tracing::warn!(identity, %error, "cannot read a certificate's expiry"),
+        }
+    }
+}
+
+mod audit_stream {
+    //! The export as a stream of chunks.
+    use tokio::sync::mpsc;
+    use tonic::Status;
+    use truc_proto::v1 as pb;
+
+    /// Bytes per chunk of an export on the wire.
+    const CHUNK_BYTES: usize = 64 * 1024;
+
+    pub(crate) struct ChunkWriter {
+        buffer: Vec<u8>,
+        sender: mpsc::Sender<Result<pb::AuditExportChunk, Status>>,
+    }
+
+    impl ChunkWriter {
+        pub(crate) fn new(sender: mpsc::Sender<Result<pb::AuditExportChunk, Status>>) -> Self {
+            ChunkWriter {
+                buffer: Vec::with_capacity(CHUNK_BYTES),
+                sender,
+            }
+        }
+
+        fn send(&mut self) -> std::io::Result<()> {
+            if self.buffer.is_empty() {
+                return Ok(());
+            }
+            let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+            self.sender
+                .blocking_send(Ok(pb::AuditExportChunk { data }))
+                .map_err(|_| std::io::Error::other("the client went away"))
+        }
+    }
+
+    impl std::io::Write for ChunkWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.buffer.extend_from_slice(bytes);
+            if self.buffer.len() >= CHUNK_BYTES {
+                self.send()?;
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.send()
         }
     }
 }
@@ -900,6 +986,46 @@ impl pb::axis_server::Axis for AxisService {
         Ok(Response::new(
             feedback::resend(&self.0, &caller, request.into_inner()).await?,
         ))
+    }
+
+    type ExportAuditStream = BoxStream<pb::AuditExportChunk>;
+
+    async fn export_audit(
+        &self,
+        request: Request<pb::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        metrics::request("export_audit");
+        if !caller(&request)?.is_operator() {
+            return Err(HubError::denied("certificate", "the audit log is for operators").into());
+        }
+        let request = request.into_inner();
+        let hub = self.0.clone();
+        let (sender, receiver) = mpsc::channel(4);
+        let made_at_unix_ms = hub.watch.clock.now_unix_ms();
+        // The export reads the whole log: a blocking thread writes it in
+        // pieces into a bounded channel, at the pace the client reads.
+        tokio::task::spawn_blocking(move || {
+            let mut out = audit_stream::ChunkWriter::new(sender.clone());
+            let (certificate_der, key) = &hub.audit_signer;
+            let signer = key.as_ref().map(|key| audit::ExportSigner {
+                certificate_der,
+                key,
+            });
+            let result = audit::write_export(
+                &hub.store,
+                &hub.trust,
+                signer,
+                request.from_unix_ms,
+                request.to_unix_ms,
+                made_at_unix_ms,
+                &mut out,
+            );
+            if let Err(error) = result {
+                tracing::error!(%error, "audit export failed");
+                let _ = sender.blocking_send(Err(Status::internal(error.to_string())));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     async fn cancel_dead_letter(

@@ -324,6 +324,23 @@ impl AxisClient {
             .into_inner())
     }
 
+    /// Streams the audit export of a period (operators only), as the file's bytes in order.
+    pub async fn export_audit(
+        &self,
+        from_unix_ms: i64,
+        to_unix_ms: i64,
+    ) -> Result<tonic::Streaming<pb::AuditExportChunk>, ClientError> {
+        Ok(self
+            .inner
+            .clone()
+            .export_audit(pb::ExportAuditRequest {
+                from_unix_ms,
+                to_unix_ms,
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Streams one attachment's bytes.
     pub async fn fetch_attachment(
         &self,

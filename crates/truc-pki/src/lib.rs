@@ -33,7 +33,10 @@ pub use identity::{
     certificate_public_key, certificate_validity, peer_identity, CertificateValidity, PeerIdentity,
     PeerRole,
 };
-pub use tls::{client_tls_config, server_tls_config, HUB_SERVER_NAME};
+pub use tls::{
+    client_tls_config, server_tls_config, server_tls_config_reporting, RefusedClientCertificate,
+    HUB_SERVER_NAME,
+};
 /// The key types, re-exported so that callers naming an algorithm need not depend on the domain crate.
 pub use truc_domain::{KeyAlgorithm, PublicKey};
 pub use trust::TrustRoots;

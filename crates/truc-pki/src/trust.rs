@@ -78,6 +78,16 @@ impl TrustRoots {
         })
     }
 
+    /// Trusts DER certificates given as bytes (an audit export carries its CA this way).
+    pub fn from_der(certificates: &[Vec<u8>]) -> Result<Self, PkiError> {
+        Self::from_der_certificates(
+            certificates
+                .iter()
+                .map(|der| CertificateDer::from(der.clone()))
+                .collect(),
+        )
+    }
+
     fn from_der_certificates(certificates: Vec<CertificateDer<'static>>) -> Result<Self, PkiError> {
         let mut root_store = RootCertStore::empty();
         for (index, certificate) in certificates.iter().enumerate() {
@@ -128,6 +138,27 @@ impl TrustRoots {
         cert_der: &[u8],
         now: SystemTime,
     ) -> Result<PeerIdentity, PkiError> {
+        self.verify_for(cert_der, now, webpki::KeyUsage::client_auth(), true)
+    }
+
+    /// [`TrustRoots::verify_certificate`] for the hub's own (server)
+    /// certificate, as an offline check of what the hub signed needs.
+    pub fn verify_hub_certificate(
+        &self,
+        cert_der: &[u8],
+        now: SystemTime,
+    ) -> Result<PeerIdentity, PkiError> {
+        // Not cached: the cache vouches for client use only.
+        self.verify_for(cert_der, now, webpki::KeyUsage::server_auth(), false)
+    }
+
+    fn verify_for(
+        &self,
+        cert_der: &[u8],
+        now: SystemTime,
+        usage: webpki::KeyUsage,
+        cached: bool,
+    ) -> Result<PeerIdentity, PkiError> {
         let since_epoch =
             now.duration_since(UNIX_EPOCH)
                 .map_err(|_| PkiError::CertificateRejected {
@@ -138,8 +169,10 @@ impl TrustRoots {
             .try_into()
             .expect("SHA-256 is 32 bytes");
         let now_unix = since_epoch.as_secs() as i64;
-        if let Some(identity) = self.verified.get(&digest, now_unix) {
-            return Ok(identity);
+        if cached {
+            if let Some(identity) = self.verified.get(&digest, now_unix) {
+                return Ok(identity);
+            }
         }
         let certificate = CertificateDer::from(cert_der);
         let end_entity = webpki::EndEntityCert::try_from(&certificate).map_err(|error| {
@@ -156,7 +189,7 @@ impl TrustRoots {
                 &self.root_store.roots,
                 &[],
                 UnixTime::since_unix_epoch(since_epoch),
-                webpki::KeyUsage::client_auth(),
+                usage,
                 None,
                 None,
             )
@@ -164,7 +197,9 @@ impl TrustRoots {
                 reason: format!("{error:?}"),
             })?;
         let identity = peer_identity(cert_der)?;
-        self.verified.insert(digest, identity.clone());
+        if cached {
+            self.verified.insert(digest, identity.clone());
+        }
         Ok(identity)
     }
 }

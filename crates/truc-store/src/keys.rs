@@ -12,6 +12,9 @@ pub(crate) const META_NEXT_SEQ: &[u8] = b"m:next_queue_seq";
 pub(crate) const META_SCHEMA: &[u8] = b"m:schema";
 /// How many groups were written; the commit marker must not be ahead of it.
 pub(crate) const META_COMMIT_SEQ: &[u8] = b"m:commit_seq";
+/// The audit chain's head: last sequence number (u64 BE) and its entry's SHA-256.
+pub(crate) const META_AUDIT_HEAD: &[u8] = b"m:audit_head";
+pub(crate) const AUDIT: u8 = b'a';
 
 /// Agency codes are 13 ASCII bytes (`AAA.BB.CC.Xnn`).
 pub(crate) const AGENCY_BYTES: usize = 13;
@@ -182,5 +185,12 @@ pub(crate) fn pending(sender: &str, queue_owner: &str, seq: u64) -> Vec<u8> {
     let mut key = pending_prefix(sender);
     key.extend_from_slice(queue_owner.as_bytes());
     key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Audit entries sort by sequence number: prefix, seq (u64 BE).
+pub(crate) fn audit(seq: u64) -> [u8; 9] {
+    let mut key = [AUDIT; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
     key
 }

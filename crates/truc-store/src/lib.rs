@@ -3,6 +3,7 @@
 //! changes go through one writer thread that shares flushes among concurrent
 //! callers (group commit). Nothing is answered before it is flushed.
 
+pub mod audit;
 mod error;
 mod keys;
 mod marker;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+pub use audit::{AuditEntry, AuditHead, AuditKind};
 pub use error::StoreError;
 pub use marker::MARKER_FILE;
 pub use records::{
@@ -775,6 +777,32 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The audit chain's last written entry (sequence 0 and the genesis
+    /// hash before the first).
+    pub fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        match self.inner.main.get(keys::META_AUDIT_HEAD)? {
+            Some(bytes) => AuditHead::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
+                key: "m:audit_head".into(),
+                reason: "not 40 bytes".into(),
+            }),
+            None => Ok(AuditHead::default()),
+        }
+    }
+
+    /// Audit entries from sequence number `from_seq` on, in order.
+    pub fn audit_entries(
+        &self,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
+        self.inner
+            .main
+            .range(keys::audit(from_seq)..=keys::audit(u64::MAX))
+            .map(|item| {
+                let (key, bytes) = item?;
+                decode(&key, &bytes)
+            })
     }
 
     pub fn flush_stats(&self) -> &FlushStats {

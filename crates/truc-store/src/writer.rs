@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use truc_domain::{DocumentId, Status};
 
+use crate::audit::{sha256, AuditEntry, AuditEvent, AuditHead, AuditKind};
 use crate::error::StoreError;
 use crate::keys;
 use crate::marker::CommitMarker;
@@ -141,6 +142,25 @@ struct Op {
     changes: Changes,
     /// The queue sequence number to return to if the operation fails.
     seq_before: u64,
+    /// What the operation adds to the audit log; chained only on commit, so
+    /// a refused operation leaves no entry and no gap.
+    audit: Vec<AuditEvent>,
+}
+
+/// The audit event of a status entry recorded on a delivery.
+fn status_event(document_id: &str, recipient: &str, entry: &StatusEntry) -> AuditEvent {
+    AuditEvent {
+        kind: AuditKind::Status,
+        at_unix_ms: entry.at_unix_ms,
+        actor: entry.actor.clone(),
+        document_id: document_id.to_owned(),
+        recipient: recipient.to_owned(),
+        status: entry.code,
+        reason: entry.reason.clone(),
+        signed_sha256: None,
+        signature: Vec::new(),
+        certificate_sha256: None,
+    }
 }
 
 /// Entries a sender will be told about, one notice per delivery per command.
@@ -168,6 +188,8 @@ impl Notices {
 pub(crate) struct Writer {
     inner: Arc<Inner>,
     next_queue_seq: u64,
+    /// The audit chain's last entry, staged or written.
+    audit_head: AuditHead,
     /// The current group's committed operations, not yet applied to sled.
     staged: Changes,
     /// Groups written so far, stored with each group and then in the marker.
@@ -193,11 +215,19 @@ impl Writer {
     pub(crate) fn new(inner: Arc<Inner>, marker: CommitMarker) -> Result<Self, StoreError> {
         let next_queue_seq = read_u64(&inner.main, keys::META_NEXT_SEQ)?.unwrap_or(1);
         let commit_seq = read_u64(&inner.main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
+        let audit_head = match inner.main.get(keys::META_AUDIT_HEAD)? {
+            Some(bytes) => AuditHead::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
+                key: "m:audit_head".into(),
+                reason: "not 40 bytes".into(),
+            })?,
+            None => AuditHead::default(),
+        };
         Ok(Self {
             inner,
             next_queue_seq,
             commit_seq,
             marker,
+            audit_head,
             staged: Changes::new(),
         })
     }
@@ -333,6 +363,7 @@ impl Writer {
         batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
         let commit_seq = self.commit_seq + 1;
         batch.insert(keys::META_COMMIT_SEQ, &commit_seq.to_be_bytes()[..]);
+        batch.insert(keys::META_AUDIT_HEAD, &self.audit_head.encode()[..]);
         self.inner.main.apply_batch(batch)?;
         self.inner.db.flush()?;
         self.commit_seq = commit_seq;
@@ -344,11 +375,27 @@ impl Writer {
         Op {
             changes: Changes::new(),
             seq_before: self.next_queue_seq,
+            audit: Vec::new(),
         }
     }
 
     fn commit(&mut self, op: Op) {
         self.staged.extend(op.changes);
+        for event in op.audit {
+            self.append_audit(event);
+        }
+    }
+
+    /// Chains one entry after the head; `write_staged` writes the head with
+    /// the group's batch.
+    pub(super) fn append_audit(&mut self, event: AuditEvent) {
+        let entry = AuditEntry::chain(event, self.audit_head.seq + 1, self.audit_head.sha256);
+        self.audit_head = AuditHead {
+            seq: entry.seq,
+            sha256: entry.sha256,
+        };
+        self.staged
+            .insert(keys::audit(entry.seq).to_vec(), Some(encode(&entry)));
     }
 
     fn abandon(&mut self, op: Op) {
@@ -476,6 +523,23 @@ impl Writer {
         }
         self.bump_counter(op, &document.sender, document.date_key, 1, 0)?;
         op.changes.insert(document_key, Some(encode(document)));
+        // The send comes before what it did to earlier documents (a recall's
+        // entries, staged first).
+        op.audit.insert(
+            0,
+            AuditEvent {
+                kind: AuditKind::Send,
+                at_unix_ms: document.accepted_at_unix_ms,
+                actor: document.sender.clone(),
+                document_id: document.document_id.clone(),
+                recipient: document.recipients.join(","),
+                status: 0,
+                reason: String::new(),
+                signed_sha256: Some(document.content_sha256),
+                signature: document.signature.clone(),
+                certificate_sha256: Some(sha256(&document.sender_certificate)),
+            },
+        );
         Ok(None)
     }
 
@@ -547,6 +611,8 @@ impl Writer {
                 self.bump_counter(op, &recipient, date_key, 0, 1)?;
                 delivery.history.push(entry.clone());
                 op.changes.insert(delivery_key, Some(encode(&delivery)));
+                op.audit
+                    .push(status_event(&document_id, &recipient, &entry));
                 notices.add(&sender, &document_id, &recipient, entry.clone());
                 Ok(AckOutcome::Arrived(entry))
             }
@@ -605,11 +671,21 @@ impl Writer {
             };
             self.bump_counter(op, &request.recipient, date_key, 0, 1)?;
             delivery.history.push(arrival.clone());
+            op.audit.push(status_event(
+                &request.document_id,
+                &request.recipient,
+                &arrival,
+            ));
             entries.push(arrival);
         } else {
             Status::check_move(current, target, &request.entry.reason)?;
         }
         delivery.history.push(request.entry.clone());
+        op.audit.push(status_event(
+            &request.document_id,
+            &request.recipient,
+            &request.entry,
+        ));
         entries.push(request.entry.clone());
         op.changes.insert(delivery_key, Some(encode(&delivery)));
         Ok(sender)
@@ -847,6 +923,7 @@ impl Writer {
                         };
                         for entry in [request, withdrawn] {
                             delivery.history.push(entry.clone());
+                            op.audit.push(status_event(reference, recipient, &entry));
                             notices.add(&document.sender, reference, recipient, entry);
                         }
                         BusinessEffect::Withdrawn
@@ -854,6 +931,7 @@ impl Writer {
                     Some(current) => match Status::check_request(current) {
                         Ok(()) => {
                             delivery.history.push(request.clone());
+                            op.audit.push(status_event(reference, recipient, &request));
                             notices.add(&document.sender, reference, recipient, request);
                             BusinessEffect::Requested
                         }

@@ -661,6 +661,25 @@ pub struct CancelDeadLetterRequest {
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ExportAuditRequest {
+    /// The period, inclusive: entries recorded from `from_unix_ms` to `to_unix_ms`
+    /// (0: unbounded). The export is the contiguous run of entries from the
+    /// first recorded at or after `from_unix_ms` to the last before the first
+    /// recorded after `to_unix_ms`.
+    #[prost(int64, tag = "1")]
+    pub from_unix_ms: i64,
+    #[prost(int64, tag = "2")]
+    pub to_unix_ms: i64,
+}
+/// A piece of the export file, exactly as `truc audit export` writes it: JSON
+/// lines (header, certificates, entries, end signed by the hub; the format is
+/// in RELIABILITY.md). Concatenated in order, the pieces are the file.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditExportChunk {
+    #[prost(bytes = "vec", tag = "1")]
+    pub data: ::prost::alloc::vec::Vec<u8>,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum BusinessType {
@@ -1250,6 +1269,29 @@ pub mod axis_client {
                 .insert(GrpcMethod::new("truc.v1.Axis", "CancelDeadLetter"));
             self.inner.unary(req, path, codec).await
         }
+        /// A period of the tamper-evident audit log with the certificates needed to
+        /// check it, signed by the hub (operators only).
+        pub async fn export_audit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExportAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::AuditExportChunk>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/truc.v1.Axis/ExportAudit");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("truc.v1.Axis", "ExportAudit"));
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1377,6 +1419,21 @@ pub mod axis_server {
             &self,
             request: tonic::Request<super::CancelDeadLetterRequest>,
         ) -> std::result::Result<tonic::Response<super::DeadLetter>, tonic::Status>;
+        /// Server streaming response type for the ExportAudit method.
+        type ExportAuditStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::AuditExportChunk, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// A period of the tamper-evident audit log with the certificates needed to
+        /// check it, signed by the hub (operators only).
+        async fn export_audit(
+            &self,
+            request: tonic::Request<super::ExportAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::ExportAuditStream>,
+            tonic::Status,
+        >;
     }
     /// The axis, as seen by an agency node or an operator.
     #[derive(Debug)]
@@ -2111,6 +2168,52 @@ pub mod axis_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/truc.v1.Axis/ExportAudit" => {
+                    #[allow(non_camel_case_types)]
+                    struct ExportAuditSvc<T: Axis>(pub Arc<T>);
+                    impl<
+                        T: Axis,
+                    > tonic::server::ServerStreamingService<super::ExportAuditRequest>
+                    for ExportAuditSvc<T> {
+                        type Response = super::AuditExportChunk;
+                        type ResponseStream = T::ExportAuditStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ExportAuditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Axis>::export_audit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ExportAuditSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

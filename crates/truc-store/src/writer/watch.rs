@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::{
     AcceptOutcome, AcceptPlan, AckOutcome, Notices, Op, PendingBlob, PlannedAcceptResult, Writer,
 };
+use crate::audit::{AuditEvent, AuditKind};
 use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
@@ -115,6 +116,29 @@ impl WatchCommand {
                 drop(reply.send(Err(error)))
             }
         }
+    }
+}
+
+/// The audit event of an operator's action on a dead letter.
+fn operator_event(
+    kind: AuditKind,
+    document_id: &str,
+    recipient: &str,
+    operator: &str,
+    at_unix_ms: i64,
+    reason: &str,
+) -> AuditEvent {
+    AuditEvent {
+        kind,
+        at_unix_ms,
+        actor: operator.to_owned(),
+        document_id: document_id.to_owned(),
+        recipient: recipient.to_owned(),
+        status: 0,
+        reason: reason.to_owned(),
+        signed_sha256: None,
+        signature: Vec::new(),
+        certificate_sha256: None,
     }
 }
 
@@ -429,6 +453,18 @@ impl Writer {
                 actions: Vec::new(),
             };
             op.changes.insert(letter_key, Some(encode(&letter)));
+            op.audit.push(AuditEvent {
+                kind: AuditKind::Expired,
+                at_unix_ms,
+                actor: HUB_ACTOR.into(),
+                document_id: watch.document_id.clone(),
+                recipient: watch.recipient.clone(),
+                status: EXPIRED_CODE,
+                reason: expiry_reason.to_owned(),
+                signed_sha256: None,
+                signature: Vec::new(),
+                certificate_sha256: None,
+            });
             notices.add(
                 &watch.sender,
                 &watch.document_id,
@@ -567,6 +603,14 @@ impl Writer {
                 );
             }
         }
+        op.audit.push(operator_event(
+            AuditKind::DeadLetterResend,
+            document_id,
+            recipient,
+            operator,
+            at_unix_ms,
+            "",
+        ));
         letter.state = DeadLetterState::Resent;
         letter.actions.push(DeadLetterAction {
             action: DeadLetterState::Resent,
@@ -588,6 +632,14 @@ impl Writer {
         reason: &str,
     ) -> Result<DeadLetterRecord, StoreError> {
         let (letter_key, mut letter) = self.open_letter(op, document_id, recipient)?;
+        op.audit.push(operator_event(
+            AuditKind::DeadLetterCancel,
+            document_id,
+            recipient,
+            operator,
+            at_unix_ms,
+            reason,
+        ));
         letter.state = DeadLetterState::Cancelled;
         letter.actions.push(DeadLetterAction {
             action: DeadLetterState::Cancelled,
