@@ -3,6 +3,7 @@
 
 mod algorithms;
 mod badinput;
+mod dashboard;
 mod delivery;
 mod intake;
 mod listing;

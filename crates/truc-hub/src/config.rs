@@ -192,6 +192,17 @@ pub struct ObserveConfig {
         deserialize_with = "empty_or_address"
     )]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the operator dashboard over plain HTTP; a loopback
+    /// address only, as the token would otherwise cross a network in clear.
+    /// `""` (the default) for none.
+    #[serde(
+        serialize_with = "address_or_empty",
+        deserialize_with = "empty_or_address"
+    )]
+    pub dashboard_listen: Option<SocketAddr>,
+    /// The file holding the dashboard's token (`truc certs dashboard-token`
+    /// makes one); required with `dashboard_listen`.
+    pub dashboard_token_file: PathBuf,
 }
 
 fn address_or_empty<S: Serializer>(
@@ -329,6 +340,19 @@ const KEYS: &[(&str, &str)] = &[
          reflection are always on `listen`, under the same mutual TLS.",
     ),
     (
+        "observe.dashboard_listen",
+        "Where to serve the operator dashboard (plain HTTP, a read-only web page\n\
+         with live counters, nodes, overdue deliveries and document lookup);\n\
+         \"\" serves none. Loopback addresses only: reach it from elsewhere\n\
+         through an SSH tunnel or a TLS proxy.",
+    ),
+    (
+        "observe.dashboard_token_file",
+        "The file holding the dashboard's secret token (`truc certs\n\
+         dashboard-token` writes one, readable by its owner only); browsers\n\
+         sign in with any user name and the token as password. Never committed.",
+    ),
+    (
         "deadlines.arrived_within_minutes",
         "Minutes from acceptance by which a recipient's node must acknowledge\n\
          (status 01, arrived); 0: not watched.",
@@ -458,8 +482,10 @@ impl HubConfig {
             &mut config.tls.ca_cert,
             &mut config.tls.cert,
             &mut config.tls.key,
+            &mut config.observe.dashboard_token_file,
         ] {
-            if field.is_relative() {
+            // An empty path means "none", not this folder.
+            if field.is_relative() && !field.as_os_str().is_empty() {
                 *field = base.join(&*field);
             }
         }
@@ -552,6 +578,24 @@ impl HubConfig {
                 "observe.metrics_listen: {} is already `listen`; give metrics a port of their own",
                 self.listen
             ));
+        }
+        if let Some(dashboard) = self.observe.dashboard_listen {
+            if !dashboard.ip().is_loopback() {
+                problems.push(format!(
+                    "observe.dashboard_listen: {dashboard} is not a loopback address; the dashboard is plain HTTP, so serve it on 127.0.0.1 and reach it through an SSH tunnel or a TLS proxy"
+                ));
+            }
+            if dashboard == self.listen || Some(dashboard) == self.observe.metrics_listen {
+                problems.push(format!(
+                    "observe.dashboard_listen: {dashboard} is already taken by `listen` or `metrics_listen`; give the dashboard a port of its own"
+                ));
+            }
+            let token = &self.observe.dashboard_token_file;
+            if token.as_os_str().is_empty() {
+                problems.push("observe.dashboard_token_file: required with dashboard_listen (make one with `truc certs dashboard-token`)".into());
+            } else if let Err(problem) = crate::dashboard::DashboardToken::load(token) {
+                problems.push(format!("observe.dashboard_token_file: {problem}"));
+            }
         }
         problems
     }
