@@ -910,6 +910,44 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboard_needs_a_loopback_address_and_a_token() {
+        let (dir, path) = minimal("[observe]\ndashboard_listen = \"0.0.0.0:8080\"");
+        let config = HubConfig::read_with_env(&path, env(&[])).unwrap();
+        let problems = config.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("is not a loopback address")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("observe.dashboard_token_file: required")),
+            "{problems:?}"
+        );
+
+        let token = dir.path().join("dashboard.token");
+        crate::dashboard::DashboardToken::write_new(&token).unwrap();
+        let config = HubConfig::read_with_env(
+            &path,
+            env(&[
+                ("TRUC_HUB__OBSERVE__DASHBOARD_LISTEN", "127.0.0.1:8080"),
+                (
+                    "TRUC_HUB__OBSERVE__DASHBOARD_TOKEN_FILE",
+                    token.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            !config.problems().iter().any(|p| p.starts_with("observe.")),
+            "{:?}",
+            config.problems()
+        );
+    }
+
+    #[test]
     fn metrics_on_the_axis_port_is_a_problem() {
         let (_dir, path) = minimal("");
         let config = HubConfig::read_with_env(

@@ -15,6 +15,10 @@ function esc(value) {
     ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 const $ = (id) => document.getElementById(id);
+// Absolute URLs from the origin: a page opened as http://user:token@host/ has a
+// base URL with credentials, from which fetch refuses to build requests; the
+// browser still sends the credentials it signed in with.
+const api = (path) => location.origin + path;
 const number = (n) => (n == null ? "–" : Number(n).toLocaleString("en-US"));
 const rate = (n) => (n == null ? "–" : n < 10 ? n.toFixed(1) : Math.round(n).toLocaleString("en-US"));
 
@@ -38,11 +42,12 @@ function barChart(container, rows, labelOf, tickEvery) {
     container.innerHTML = '<div class="empty">no documents yet</div>';
     return;
   }
-  const width = 800, height = 200, left = 44, bottom = 22, top = 8;
+  // Drawn at the container's own width, so that the labels are not stretched.
+  const width = Math.max(240, container.clientWidth || 800), height = 200, left = 44, bottom = 22, top = 8;
   const max = Math.max(1, ...rows.map((r) => Math.max(r.sent, r.received)));
   const slot = (width - left) / rows.length;
   const y = (v) => top + (height - top - bottom) * (1 - v / max);
-  let svg = `<svg viewBox="0 0 ${width} ${height}" preserveAspectRatio="none" role="img">`;
+  let svg = `<svg viewBox="0 0 ${width} ${height}" role="img">`;
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
     svg += `<line class="grid-line" x1="${left}" x2="${width}" y1="${y(v)}" y2="${y(v)}"/>`;
@@ -152,7 +157,7 @@ function setLive(state, text) {
 
 async function poll() {
   try {
-    const response = await fetch("/api/overview", { cache: "no-store" });
+    const response = await fetch(api("/api/overview"), { cache: "no-store" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const data = await response.json();
     draw(data);
@@ -169,7 +174,7 @@ async function lookUp(id) {
   $("lookup-id").value = id;
   box.innerHTML = '<div class="empty">looking up…</div>';
   try {
-    const response = await fetch("/api/document?id=" + encodeURIComponent(id), { cache: "no-store" });
+    const response = await fetch(api("/api/document?id=" + encodeURIComponent(id)), { cache: "no-store" });
     const data = await response.json();
     if (!response.ok) {
       box.innerHTML = `<div class="error">${esc(data.error || "HTTP " + response.status)}</div>`;

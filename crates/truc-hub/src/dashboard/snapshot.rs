@@ -45,6 +45,9 @@ const FUNNEL: [Status; 5] = [
     Status::Completed,
 ];
 
+/// Per-agency (sent, received) totals at one moment, for the rates.
+type Sample = (Instant, BTreeMap<String, (u64, u64)>);
+
 #[derive(Default)]
 pub(super) struct Snapshots {
     cache: tokio::sync::Mutex<Cache>,
@@ -54,7 +57,7 @@ pub(super) struct Snapshots {
 struct Cache {
     latest: Option<(Instant, Duration, Bytes)>,
     /// Per-agency (sent, received) totals at earlier snapshots, oldest first.
-    samples: VecDeque<(Instant, BTreeMap<String, (u64, u64)>)>,
+    samples: VecDeque<Sample>,
 }
 
 impl Snapshots {
@@ -114,10 +117,7 @@ fn per_minute(now: u64, then: u64, elapsed: Duration) -> Value {
     json!((now.saturating_sub(then) as f64) * 60.0 / elapsed.as_secs_f64())
 }
 
-fn overview(
-    hub: &Hub,
-    samples: &mut VecDeque<(Instant, BTreeMap<String, (u64, u64)>)>,
-) -> Result<Value, HubError> {
+fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError> {
     let started = Instant::now();
 
     // Counters: per agency, per day and per month, exact at every moment.
@@ -228,7 +228,7 @@ fn overview(
                     "accepted_at_unix_ms": accepted,
                 }),
             ));
-            recent.sort_by(|a, b| b.0.cmp(&a.0));
+            recent.sort_by_key(|(accepted, _)| std::cmp::Reverse(*accepted));
             recent.truncate(RECENT_DOCUMENTS_MAX);
         }
     }
