@@ -4,6 +4,7 @@
 mod algorithms;
 mod audit;
 mod badinput;
+mod dashboard;
 mod delivery;
 mod faults;
 mod intake;

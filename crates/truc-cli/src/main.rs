@@ -66,7 +66,8 @@ enum Command {
                       the key's path in capitals (TRUC_HUB__LISTEN, TRUC_HUB__DELIVERY__WINDOW_MAX);\n\
                       --print-config shows each key with its default and its variable.\n\
                       gRPC health and server reflection share the hub's port; Prometheus metrics are\n\
-                      served on [observe] metrics_listen. Log level: RUST_LOG (default warn,truc=info).")]
+                      served on [observe] metrics_listen, the operator dashboard on [observe] dashboard_listen\n\
+                      (sign in with any user name and the token of dashboard_token_file). Log level: RUST_LOG (default warn,truc=info).")]
     Hub {
         #[arg(long, default_value = "config/hub.toml")]
         config: PathBuf,
@@ -249,6 +250,17 @@ enum CertsCommand {
         #[arg(long, value_enum)]
         key_algorithm: Option<KeyAlgorithmArg>,
     },
+    /// Writes a new random token for the operator dashboard (mode 0600), for `[observe] dashboard_token_file`.
+    #[command(
+        name = "dashboard-token",
+        after_help = "Example: truc certs dashboard-token --dir certs/dev   # writes certs/dev/dashboard.token\n\
+                      A browser signs in with any user name and the token as password; scripts send\n\
+                      `Authorization: Bearer <token>`. An existing file is never overwritten."
+    )]
+    DashboardToken {
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+    },
 }
 
 /// The key algorithms of the development PKI, as spelled on the command line.
@@ -400,6 +412,19 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
 
 fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
     match command {
+        CertsCommand::DashboardToken { dir } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let path = dir.join("dashboard.token");
+            truc_hub::dashboard::DashboardToken::write_new(&path).map_err(|error| {
+                anyhow::anyhow!("{error} (remove the old token first to replace it)")
+            })?;
+            println!(
+                "wrote a dashboard token to {} (mode 0600; never commit it); set [observe] dashboard_token_file to it",
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         CertsCommand::Init {
             dir,
             directory,
@@ -505,6 +530,21 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
             .with_context(|| format!("cannot listen for metrics on {address}"))?;
         observe.metrics_listener = Some(metrics);
     }
+    if let Some(address) = config.observe.dashboard_listen {
+        let token = truc_hub::dashboard::DashboardToken::load(&config.observe.dashboard_token_file)
+            .map_err(anyhow::Error::msg)?;
+        let dashboard = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for the dashboard on {address}"))?;
+        observe.dashboard = Some(truc_hub::dashboard::DashboardSetup {
+            listener: dashboard,
+            token,
+        });
+    }
+    let dashboard_listen = config
+        .observe
+        .dashboard_listen
+        .map_or_else(|| "off".to_owned(), |address| format!("http://{address}/"));
     let metrics_listen = config
         .observe
         .metrics_listen
@@ -512,6 +552,7 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
     tracing::info!(
         %listen,
         metrics = %metrics_listen,
+        dashboard = %dashboard_listen,
         data_dir = %config.data_dir.display(),
         agencies = setup.directory.len(),
         "hub serving"
@@ -519,7 +560,7 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
     // Log collectors read stderr line by line as JSON: the banner is for people only.
     if matches!(log_format, LogFormat::Human) {
         eprintln!(
-            "truc hub listening on {listen} (mutual TLS); metrics: {metrics_listen}; Ctrl-C stops it"
+            "truc hub listening on {listen} (mutual TLS); metrics: {metrics_listen}; dashboard: {dashboard_listen}; Ctrl-C stops it"
         );
     }
     truc_hub::run_observed(listener, setup, observe, stop_signal()).await?;
@@ -529,7 +570,7 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
 /// Ctrl-C, or SIGTERM as service managers and orchestrators send it: both
 /// stop the hub gracefully (health turns NOT_SERVING, streams end, the store
 /// makes its last flush).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -17,6 +17,8 @@ use truc_replay::report::{FigureSource, Report};
 #[command(after_help = "Examples:
   truc replay 2019                      embedded hub, full period, report beside seed 002
   truc replay 2021 --scale 1/100 --json report.json --csv agencies.csv
+  truc replay 2021 --scale 1/100 --dashboard 127.0.0.1:8080 --hold
+                                        watch it on the operator dashboard, kept up after the report
 
 Against a hub running elsewhere (every unit needs a certificate):
   truc replay 2019 --print-directory config/replay-2019.toml
@@ -73,6 +75,13 @@ pub struct ReplayArgs {
     /// Progress lines instead of a bar, even on a terminal.
     #[arg(long)]
     pub progress_lines: bool,
+    /// Serve the embedded hub's operator dashboard on this loopback address; the token is
+    /// written into the replay's temporary folder (the path is printed).
+    #[arg(long, value_name = "ADDR", conflicts_with = "hub")]
+    pub dashboard: Option<SocketAddr>,
+    /// After the report, keep the embedded hub (and its dashboard) up until Ctrl-C or SIGTERM.
+    #[arg(long, conflicts_with = "hub")]
+    pub hold: bool,
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -124,6 +133,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
 
     let plan = Arc::new(plan);
+    // With --hold, the embedded hub (and the folder of its dashboard token) outlive the report.
+    let mut held = None;
     let (outcome, source, embedded) = match (&args.hub, &args.certs) {
         (Some(hub), Some(certs)) => {
             let target = Target {
@@ -140,13 +151,20 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             (outcome, source, None)
         }
         _ => {
-            let hub = EmbeddedHub::start(&plan, args.data_dir.as_deref()).await?;
+            let (observe, token_dir) = dashboard(args.dashboard).await?;
+            let hub = EmbeddedHub::start_observed(&plan, args.data_dir.as_deref(), observe).await?;
             eprintln!(
                 "embedded hub on {} with {} units, data in {}",
                 hub.target.address,
                 plan.units.len(),
                 hub.data_dir.display()
             );
+            if let (Some(address), Some(dir)) = (args.dashboard, &token_dir) {
+                eprintln!(
+                    "dashboard on http://{address}/ (sign in with any user name and the token in {})",
+                    dir.path().join("dashboard.token").display()
+                );
+            }
             let outcome = driver::replay(plan.clone(), &hub.target, options).await;
             let source = FigureSource::Hub {
                 address: hub.target.address.to_string(),
@@ -154,8 +172,13 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             };
             let data_dir = hub.data_dir.clone();
             eprintln!("{}", hub.flush_summary());
-            hub.stop().await?;
-            (outcome?, source, Some(data_dir))
+            let outcome = outcome?;
+            if args.hold {
+                held = Some((hub, token_dir));
+            } else {
+                hub.stop().await?;
+            }
+            (outcome, source, Some(data_dir))
         }
     };
     eprintln!("{}", outcome.summary());
@@ -176,11 +199,44 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             plan.dataset
         );
     }
+    if let Some((hub, _token_dir)) = held {
+        eprintln!("holding the embedded hub and its dashboard; Ctrl-C or SIGTERM stops it");
+        crate::stop_signal().await;
+        hub.stop().await?;
+    }
     Ok(if report.matches_published() == Some(true) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The dashboard of `--dashboard`: its listener, and a fresh token in a
+/// temporary folder of its own (removed with it).
+async fn dashboard(
+    address: Option<SocketAddr>,
+) -> anyhow::Result<(truc_hub::Observe, Option<tempfile::TempDir>)> {
+    let mut observe = truc_hub::Observe::default();
+    let Some(address) = address else {
+        return Ok((observe, None));
+    };
+    anyhow::ensure!(
+        address.ip().is_loopback(),
+        "--dashboard {address}: the dashboard is plain HTTP; serve it on a loopback address"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("truc-dashboard-")
+        .tempdir()?;
+    let token = truc_hub::dashboard::DashboardToken::write_new(&dir.path().join("dashboard.token"))
+        .map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for the dashboard on {address}"))?;
+    observe.dashboard = Some(truc_hub::dashboard::DashboardSetup {
+        listener,
+        token: truc_hub::dashboard::DashboardToken::new(&token).map_err(anyhow::Error::msg)?,
+    });
+    Ok((observe, Some(dir)))
 }
 
 /// `host:port`, resolved to the first address.

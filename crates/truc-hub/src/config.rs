@@ -197,6 +197,17 @@ pub struct ObserveConfig {
         deserialize_with = "empty_or_address"
     )]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the operator dashboard over plain HTTP; a loopback
+    /// address only, as the token would otherwise cross a network in clear.
+    /// `""` (the default) for none.
+    #[serde(
+        serialize_with = "address_or_empty",
+        deserialize_with = "empty_or_address"
+    )]
+    pub dashboard_listen: Option<SocketAddr>,
+    /// The file holding the dashboard's token (`truc certs dashboard-token`
+    /// makes one); required with `dashboard_listen`.
+    pub dashboard_token_file: PathBuf,
     /// Days ahead of the hub's or the CA's certificate expiry to start warning.
     pub certificate_warning_days: u64,
 }
@@ -205,6 +216,8 @@ impl Default for ObserveConfig {
     fn default() -> Self {
         Self {
             metrics_listen: None,
+            dashboard_listen: None,
+            dashboard_token_file: PathBuf::new(),
             certificate_warning_days: 30,
         }
     }
@@ -351,6 +364,19 @@ const KEYS: &[(&str, &str)] = &[
          reflection are always on `listen`, under the same mutual TLS.",
     ),
     (
+        "observe.dashboard_listen",
+        "Where to serve the operator dashboard (plain HTTP, a read-only web page\n\
+         with live counters, nodes, overdue deliveries and document lookup);\n\
+         \"\" serves none. Loopback addresses only: reach it from elsewhere\n\
+         through an SSH tunnel or a TLS proxy.",
+    ),
+    (
+        "observe.dashboard_token_file",
+        "The file holding the dashboard's secret token (`truc certs\n\
+         dashboard-token` writes one, readable by its owner only); browsers\n\
+         sign in with any user name and the token as password. Never committed.",
+    ),
+    (
         "observe.certificate_warning_days",
         "Days before the hub's or the CA's certificate expires from which the\n\
          hub warns (at start and twice a day); an expired one is logged as an error.",
@@ -487,8 +513,10 @@ impl HubConfig {
             &mut config.tls.ca_cert,
             &mut config.tls.cert,
             &mut config.tls.key,
+            &mut config.observe.dashboard_token_file,
         ] {
-            if field.is_relative() {
+            // An empty path means "none", not this folder.
+            if field.is_relative() && !field.as_os_str().is_empty() {
                 *field = base.join(&*field);
             }
         }
@@ -587,6 +615,24 @@ impl HubConfig {
                 "observe.metrics_listen: {} is already `listen`; give metrics a port of their own",
                 self.listen
             ));
+        }
+        if let Some(dashboard) = self.observe.dashboard_listen {
+            if !dashboard.ip().is_loopback() {
+                problems.push(format!(
+                    "observe.dashboard_listen: {dashboard} is not a loopback address; the dashboard is plain HTTP, so serve it on 127.0.0.1 and reach it through an SSH tunnel or a TLS proxy"
+                ));
+            }
+            if dashboard == self.listen || Some(dashboard) == self.observe.metrics_listen {
+                problems.push(format!(
+                    "observe.dashboard_listen: {dashboard} is already taken by `listen` or `metrics_listen`; give the dashboard a port of its own"
+                ));
+            }
+            let token = &self.observe.dashboard_token_file;
+            if token.as_os_str().is_empty() {
+                problems.push("observe.dashboard_token_file: required with dashboard_listen (make one with `truc certs dashboard-token`)".into());
+            } else if let Err(problem) = crate::dashboard::DashboardToken::load(token) {
+                problems.push(format!("observe.dashboard_token_file: {problem}"));
+            }
         }
         problems
     }
@@ -897,6 +943,44 @@ mod tests {
         assert!(
             error.to_string().contains("unknown field `metrics_port`"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_dashboard_needs_a_loopback_address_and_a_token() {
+        let (dir, path) = minimal("[observe]\ndashboard_listen = \"0.0.0.0:8080\"");
+        let config = HubConfig::read_with_env(&path, env(&[])).unwrap();
+        let problems = config.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("is not a loopback address")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("observe.dashboard_token_file: required")),
+            "{problems:?}"
+        );
+
+        let token = dir.path().join("dashboard.token");
+        crate::dashboard::DashboardToken::write_new(&token).unwrap();
+        let config = HubConfig::read_with_env(
+            &path,
+            env(&[
+                ("TRUC_HUB__OBSERVE__DASHBOARD_LISTEN", "127.0.0.1:8080"),
+                (
+                    "TRUC_HUB__OBSERVE__DASHBOARD_TOKEN_FILE",
+                    token.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            !config.problems().iter().any(|p| p.starts_with("observe.")),
+            "{:?}",
+            config.problems()
         );
     }
 

@@ -1,7 +1,8 @@
 //! The hub: gRPC services over mutual TLS, identity from certificates,
 //! intake, routing to recipients' queues, delivery streams and status moves.
 //! Entry point: [`run`] on a pre-bound listener, or [`run_observed`] with a
-//! metrics endpoint; gRPC health and reflection share the Axis port.
+//! metrics endpoint and the operator dashboard; gRPC health and reflection
+//! share the Axis port.
 
 pub mod audit;
 pub mod calendar;
@@ -9,6 +10,7 @@ mod certificates;
 pub mod clock;
 pub mod config;
 mod convert;
+pub mod dashboard;
 mod delivery;
 pub mod directory;
 mod error;
@@ -212,6 +214,9 @@ pub struct Observe {
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); bound
     /// by the caller so that tests can use port 0. `None` serves no metrics.
     pub metrics_listener: Option<TcpListener>,
+    /// Where and with which token to serve the operator dashboard (plain
+    /// HTTP on its own port); `None` serves none.
+    pub dashboard: Option<dashboard::DashboardSetup>,
     /// Warn this many days before the hub's or the CA's certificate expires.
     pub certificate_warning_days: u64,
 }
@@ -220,6 +225,7 @@ impl Default for Observe {
     fn default() -> Self {
         Observe {
             metrics_listener: None,
+            dashboard: None,
             certificate_warning_days: config::ObserveConfig::default().certificate_warning_days,
         }
     }
@@ -302,6 +308,9 @@ pub async fn run_observed(
             hub.shutdown.clone(),
         ))
     });
+    let dashboard_task = observe
+        .dashboard
+        .map(|setup| tokio::spawn(dashboard::serve(hub.clone(), setup, hub.shutdown.clone())));
     let watcher_task = tokio::spawn(watcher::run(hub.clone()));
     tokio::spawn(certificates::watch_own(
         hub.audit_signer.0.clone(),
@@ -334,6 +343,13 @@ pub async fn run_observed(
     let _ = stop_watcher(&hub, watcher_task).await;
     // The metrics port is free again once `run_observed` returns, like the Axis port.
     if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    // So is the dashboard's; it also holds the hub, and with it the store.
+    if let Some(task) = dashboard_task {
+        if !*hub.shutdown.borrow() {
+            task.abort();
+        }
         let _ = task.await;
     }
     served
@@ -549,6 +565,56 @@ impl Hub {
         }
     }
 
+    /// A document's status per recipient as `caller` may see it: the one
+    /// answer behind `GetStatus` and the dashboard's lookup.
+    pub(crate) fn status_of(
+        &self,
+        caller: &Caller,
+        document_id: &str,
+    ) -> Result<pb::GetStatusResponse, HubError> {
+        let (record, rows) = self.readable_document(caller, document_id)?;
+        let deliveries = self.store.deliveries(document_id)?;
+        let business_type = pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
+            .map_or(0, |header| header.business_type);
+        let chain = self
+            .chain(document_id)?
+            .into_iter()
+            .map(|link| pb::DocumentLink {
+                earlier: link.earlier,
+                later: link.later,
+                business_type: link.business_type,
+            })
+            .collect();
+        let recipients = deliveries
+            .into_iter()
+            .filter(|d| rows.shows(&self.directory, &d.recipient))
+            .map(|d| operator::recipient_status(self, d, true))
+            .collect::<Result<_, HubError>>()?;
+        Ok(pb::GetStatusResponse {
+            document_id: record.document_id,
+            sender: record.sender,
+            subject: record.subject,
+            accepted_at_unix_ms: record.accepted_at_unix_ms,
+            document_signature: signature_state(record.document_signature_state) as i32,
+            recipients,
+            business_type,
+            chain,
+            refused: if matches!(rows, Rows::Of(_)) {
+                Vec::new()
+            } else {
+                record
+                    .refused
+                    .into_iter()
+                    .map(|r| pb::RecipientOutcome {
+                        organ_id: r.organ_id,
+                        accepted: false,
+                        reason: r.reason,
+                    })
+                    .collect()
+            },
+        })
+    }
+
     /// Every link of the chain `document_id` belongs to, earliest first,
     /// following recalls, updates and replaces both ways (at most
     /// `CHAIN_DOCUMENTS_MAX` documents).
@@ -737,52 +803,7 @@ impl pb::axis_server::Axis for AxisService {
         let caller = caller(&request)?;
         let document_id = request.into_inner().document_id;
         tracing::Span::current().record("document_id", document_id.as_str());
-        let (record, rows) = self.0.readable_document(&caller, &document_id)?;
-        let deliveries = self
-            .0
-            .store
-            .deliveries(&document_id)
-            .map_err(HubError::from)?;
-        let business_type = pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
-            .map_or(0, |header| header.business_type);
-        let chain = self
-            .0
-            .chain(&document_id)?
-            .into_iter()
-            .map(|link| pb::DocumentLink {
-                earlier: link.earlier,
-                later: link.later,
-                business_type: link.business_type,
-            })
-            .collect();
-        let recipients = deliveries
-            .into_iter()
-            .filter(|d| rows.shows(&self.0.directory, &d.recipient))
-            .map(|d| operator::recipient_status(&self.0, d, true))
-            .collect::<Result<_, HubError>>()?;
-        Ok(Response::new(pb::GetStatusResponse {
-            document_id: record.document_id,
-            sender: record.sender,
-            subject: record.subject,
-            accepted_at_unix_ms: record.accepted_at_unix_ms,
-            document_signature: signature_state(record.document_signature_state) as i32,
-            recipients,
-            business_type,
-            chain,
-            refused: if matches!(rows, Rows::Of(_)) {
-                Vec::new()
-            } else {
-                record
-                    .refused
-                    .into_iter()
-                    .map(|r| pb::RecipientOutcome {
-                        organ_id: r.organ_id,
-                        accepted: false,
-                        reason: r.reason,
-                    })
-                    .collect()
-            },
-        }))
+        Ok(Response::new(self.0.status_of(&caller, &document_id)?))
     }
 
     type FetchAttachmentStream = BoxStream<pb::FetchAttachmentChunk>;

@@ -165,7 +165,7 @@ fn reflection_error(error: tonic_reflection::server::Error) -> HubError {
 }
 
 /// Resolves once the hub is stopping.
-async fn stopped(stopping: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
     // An error means the hub is gone altogether, which is stopping too.
     let _ = stopping.wait_for(|stopping| *stopping).await;
 }

@@ -291,7 +291,7 @@ pub struct EmbeddedHub {
 
 impl EmbeddedHub {
     pub async fn start(plan: &Plan, data_dir: Option<&Path>) -> Result<EmbeddedHub, DriverError> {
-        Self::start_watched(plan, data_dir, replay_watch()).await
+        Self::start_with(plan, data_dir, replay_watch(), truc_hub::Observe::default()).await
     }
 
     /// [`EmbeddedHub::start`] with the given deadlines, expiry and quotas
@@ -300,6 +300,25 @@ impl EmbeddedHub {
         plan: &Plan,
         data_dir: Option<&Path>,
         watch: truc_hub::WatchSetup,
+    ) -> Result<EmbeddedHub, DriverError> {
+        Self::start_with(plan, data_dir, watch, truc_hub::Observe::default()).await
+    }
+
+    /// [`EmbeddedHub::start`], serving what `observe` asks for (the operator
+    /// dashboard, metrics) beside the Axis.
+    pub async fn start_observed(
+        plan: &Plan,
+        data_dir: Option<&Path>,
+        observe: truc_hub::Observe,
+    ) -> Result<EmbeddedHub, DriverError> {
+        Self::start_with(plan, data_dir, replay_watch(), observe).await
+    }
+
+    async fn start_with(
+        plan: &Plan,
+        data_dir: Option<&Path>,
+        watch: truc_hub::WatchSetup,
+        observe: truc_hub::Observe,
     ) -> Result<EmbeddedHub, DriverError> {
         let root = tempfile::Builder::new().prefix("truc-replay-").tempdir()?;
         let data_dir = match data_dir {
@@ -356,7 +375,7 @@ impl EmbeddedHub {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(truc_hub::run(listener, setup, async {
+        let task = tokio::spawn(truc_hub::run_observed(listener, setup, observe, async {
             let _ = stopped.await;
         }));
         Ok(EmbeddedHub {

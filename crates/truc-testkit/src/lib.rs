@@ -36,6 +36,9 @@ pub struct TestHubOptions {
     pub extra_agencies: Vec<String>,
     /// Serve Prometheus metrics on a port of 127.0.0.1 (see [`TestHub::metrics_address`]).
     pub metrics: bool,
+    /// Serve the operator dashboard on a port of 127.0.0.1 (see
+    /// [`TestHub::dashboard_address`] and [`TestHub::dashboard_token`]).
+    pub dashboard: bool,
     /// Directory entries as given (relays, units without a node of their
     /// own), registered and certified besides the others; an entry for one
     /// of [`AGENCIES`] replaces its plain one.
@@ -58,6 +61,10 @@ pub struct TestHub {
     pub limits: Limits,
     /// Where the hub serves `GET /metrics`, when started with metrics.
     pub metrics_address: Option<SocketAddr>,
+    /// Where the hub serves its dashboard, when started with one.
+    pub dashboard_address: Option<SocketAddr>,
+    /// The dashboard's token (in `pki/dashboard.token`), when started with one.
+    pub dashboard_token: Option<String>,
     registered: Vec<String>,
     entries: Vec<AgencyEntry>,
     watch: WatchSetup,
@@ -123,12 +130,22 @@ impl TestHub {
             metrics_address: options
                 .metrics
                 .then_some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            dashboard_address: options
+                .dashboard
+                .then_some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            dashboard_token: None,
             registered,
             entries: options.entries,
             watch: options.watch,
             stop: None,
             task: None,
         };
+        if options.dashboard {
+            let path = hub.root.path().join("pki").join("dashboard.token");
+            hub.dashboard_token = Some(
+                truc_hub::dashboard::DashboardToken::write_new(&path).expect("dashboard token"),
+            );
+        }
         hub.launch().await;
         hub
     }
@@ -190,6 +207,14 @@ impl TestHub {
             let listener = TcpListener::bind(address).await.expect("bind metrics");
             self.metrics_address = Some(listener.local_addr().expect("metrics address"));
             observe.metrics_listener = Some(listener);
+        }
+        if let (Some(address), Some(token)) = (self.dashboard_address, &self.dashboard_token) {
+            let listener = TcpListener::bind(address).await.expect("bind dashboard");
+            self.dashboard_address = Some(listener.local_addr().expect("dashboard address"));
+            observe.dashboard = Some(truc_hub::dashboard::DashboardSetup {
+                listener,
+                token: truc_hub::dashboard::DashboardToken::new(token).expect("dashboard token"),
+            });
         }
         let (stop, stopped) = oneshot::channel::<()>();
         self.stop = Some(stop);

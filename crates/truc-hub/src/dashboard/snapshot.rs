@@ -1,0 +1,423 @@
+//! What the dashboard shows, read through the same store queries and hub
+//! functions as the operator's gRPC calls, bounded, and cached so that any
+//! number of open pages costs one computation per refresh.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use truc_domain::{AgencyCode, Status};
+use truc_proto::v1 as pb;
+
+use crate::error::HubError;
+use crate::{feedback, intake, operator, Caller, Hub};
+
+/// A snapshot younger than this is served again.
+const REFRESH_MIN: Duration = Duration::from_secs(2);
+/// A snapshot is also reused for this many times what it took to compute,
+/// so that watching a large store costs it at most a fifth of one core.
+const REFRESH_COST_FACTOR: u32 = 4;
+/// Rates are the change of the counters over about this long.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Counter samples kept for the rates.
+const RATE_SAMPLES_MAX: usize = 64;
+/// Rows of the per-agency table (busiest first).
+const AGENCY_ROWS_MAX: usize = 40;
+/// Rows of the node table (deepest queue first).
+const NODE_ROWS_MAX: usize = 40;
+/// Rows of the overdue table.
+const OVERDUE_ROWS_MAX: u32 = 25;
+/// Days of the daily chart (the latest ones).
+const DAYS_MAX: usize = 400;
+/// Months of the monthly chart (the latest ones).
+const MONTHS_MAX: usize = 48;
+/// Latest accepted documents listed for lookup.
+const RECENT_DOCUMENTS_MAX: usize = 8;
+
+/// The forward statuses of the funnel, in order.
+const FUNNEL: [Status; 5] = [
+    Status::Arrived,
+    Status::Received,
+    Status::Assigned,
+    Status::Processing,
+    Status::Completed,
+];
+
+/// Per-agency (sent, received) totals at one moment, for the rates.
+type Sample = (Instant, BTreeMap<String, (u64, u64)>);
+
+#[derive(Default)]
+pub(super) struct Snapshots {
+    cache: tokio::sync::Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    latest: Option<(Instant, Duration, Bytes)>,
+    /// Per-agency (sent, received) totals at earlier snapshots, oldest first.
+    samples: VecDeque<Sample>,
+}
+
+impl Snapshots {
+    /// The overview as JSON: the cached one while fresh, else a new one.
+    /// Callers wait on the lock while one is computed, so it is computed once.
+    pub(super) async fn overview(&self, hub: &Arc<Hub>) -> Result<Bytes, String> {
+        let mut cache = self.cache.lock().await;
+        if let Some((at, took, json)) = &cache.latest {
+            if at.elapsed() < REFRESH_MIN.max(*took * REFRESH_COST_FACTOR) {
+                return Ok(json.clone());
+            }
+        }
+        let hub = hub.clone();
+        let samples = std::mem::take(&mut cache.samples);
+        let started = Instant::now();
+        // It reads every stored document: keep it off the runtime's workers.
+        let (json, samples) = tokio::task::spawn_blocking(move || {
+            let mut samples = samples;
+            let json = overview(&hub, &mut samples);
+            (json, samples)
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+        cache.samples = samples;
+        let json = Bytes::from(json.map_err(|error| error.to_string())?.to_string());
+        cache.latest = Some((Instant::now(), started.elapsed(), json.clone()));
+        Ok(json)
+    }
+}
+
+fn name_of(hub: &Hub, code: &str) -> String {
+    code.parse::<AgencyCode>()
+        .ok()
+        .and_then(|code| hub.directory.get(&code).map(|entry| entry.name.clone()))
+        .unwrap_or_default()
+}
+
+fn status_name(code: u32) -> &'static str {
+    Status::from_code(code).map_or("queued", Status::name)
+}
+
+/// `yyyymmdd` as `yyyy-mm-dd`.
+fn iso_date(key: u32) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        key / 10_000,
+        (key / 100) % 100,
+        key % 100
+    )
+}
+
+/// Per minute, from a change over `elapsed`; none until there is a span to measure.
+fn per_minute(now: u64, then: u64, elapsed: Duration) -> Value {
+    if elapsed < Duration::from_secs(1) {
+        return Value::Null;
+    }
+    json!((now.saturating_sub(then) as f64) * 60.0 / elapsed.as_secs_f64())
+}
+
+fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError> {
+    let started = Instant::now();
+
+    // Counters: per agency, per day and per month, exact at every moment.
+    let counters = hub.store.counter_entries()?;
+    let mut agencies: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut days: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for ((agency, date), (sent, received)) in &counters {
+        let total = agencies.entry(agency.clone()).or_default();
+        total.0 += sent;
+        total.1 += received;
+        let day = days.entry(*date).or_default();
+        day.0 += sent;
+        day.1 += received;
+    }
+    let mut months: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for (date, (sent, received)) in &days {
+        let month = months.entry(date / 100).or_default();
+        month.0 += sent;
+        month.1 += received;
+    }
+
+    // Rates: the change since the oldest sample within the window.
+    let now = Instant::now();
+    while samples.len() > 1
+        && samples
+            .get(1)
+            .is_some_and(|(at, _)| now.duration_since(*at) >= RATE_WINDOW)
+    {
+        samples.pop_front();
+    }
+    let empty = BTreeMap::new();
+    let (elapsed, earlier) = samples
+        .front()
+        .map_or((Duration::ZERO, &empty), |(at, totals)| {
+            (now.duration_since(*at), totals)
+        });
+    let total = |map: &BTreeMap<String, (u64, u64)>| {
+        map.values()
+            .fold((0u64, 0u64), |acc, (s, r)| (acc.0 + s, acc.1 + r))
+    };
+    let (sent_total, received_total) = total(&agencies);
+    let (sent_before, received_before) = total(earlier);
+    let mut busiest: Vec<(&String, &(u64, u64))> = agencies.iter().collect();
+    busiest.sort_by(|a, b| (b.1 .0 + b.1 .1).cmp(&(a.1 .0 + a.1 .1)).then(a.0.cmp(b.0)));
+    let agency_rows: Vec<Value> = busiest
+        .iter()
+        .take(AGENCY_ROWS_MAX)
+        .map(|(code, (sent, received))| {
+            let (sent_then, received_then) = earlier.get(*code).copied().unwrap_or_default();
+            json!({
+                "code": code,
+                "name": name_of(hub, code),
+                "sent": sent,
+                "received": received,
+                "sent_per_minute": per_minute(*sent, sent_then, elapsed),
+                "received_per_minute": per_minute(*received, received_then, elapsed),
+            })
+        })
+        .collect();
+    let rates = json!({
+        "window_seconds": elapsed.as_secs_f64(),
+        "sent_per_minute": per_minute(sent_total, sent_before, elapsed),
+        "received_per_minute": per_minute(received_total, received_before, elapsed),
+    });
+    samples.push_back((now, agencies.clone()));
+    while samples.len() > RATE_SAMPLES_MAX {
+        samples.pop_front();
+    }
+
+    // The funnel and the latest documents: one pass over the stored documents.
+    let mut reached = [0u64; FUNNEL.len()];
+    let (mut deliveries, mut queued, mut rejected, mut recalled) = (0u64, 0u64, 0u64, 0u64);
+    let mut recent: Vec<(i64, Value)> = Vec::with_capacity(RECENT_DOCUMENTS_MAX + 1);
+    for record in hub.store.documents() {
+        let record = record?;
+        for delivery in hub.store.deliveries(&record.document_id)? {
+            deliveries += 1;
+            if !delivery.arrived() {
+                queued += 1;
+            }
+            // Units may skip steps: a later status counts for the earlier ones.
+            let furthest = delivery
+                .history
+                .iter()
+                .filter_map(|entry| FUNNEL.iter().position(|s| s.code() == entry.code))
+                .max();
+            if let Some(furthest) = furthest {
+                for count in &mut reached[..=furthest] {
+                    *count += 1;
+                }
+            }
+            match delivery.current_code() {
+                Some(code) if code == Status::Rejected.code() => rejected += 1,
+                Some(code) if code == Status::RecallAgreed.code() => recalled += 1,
+                _ => {}
+            }
+        }
+        let accepted = record.accepted_at_unix_ms;
+        if recent.len() < RECENT_DOCUMENTS_MAX
+            || recent.last().is_some_and(|(at, _)| *at < accepted)
+        {
+            recent.push((
+                accepted,
+                json!({
+                    "document_id": record.document_id,
+                    "sender": record.sender,
+                    "subject": record.subject,
+                    "accepted_at_unix_ms": accepted,
+                }),
+            ));
+            recent.sort_by_key(|(accepted, _)| std::cmp::Reverse(*accepted));
+            recent.truncate(RECENT_DOCUMENTS_MAX);
+        }
+    }
+    let stages: Vec<Value> = FUNNEL
+        .iter()
+        .zip(reached)
+        .map(
+            |(status, count)| json!({"code": status.code(), "name": status.name(), "count": count}),
+        )
+        .collect();
+
+    // Nodes: the directory with each node's state, as `ListNodes` gives it.
+    let nodes = operator::list_nodes(hub)?.nodes;
+    let now_ms = intake::now_unix_ms();
+    let with_node: Vec<&pb::NodeView> = nodes.iter().filter(|n| n.own_node).collect();
+    let online = with_node.iter().filter(|n| n.online).count();
+    let queue_depth_total: u64 = with_node.iter().map(|n| n.queue_depth).sum();
+    let mut deepest = with_node.clone();
+    deepest.sort_by(|a, b| {
+        b.queue_depth
+            .cmp(&a.queue_depth)
+            .then(b.online.cmp(&a.online))
+            .then(a.organ_id.cmp(&b.organ_id))
+    });
+    let node_rows: Vec<Value> = deepest
+        .iter()
+        .take(NODE_ROWS_MAX)
+        .map(|node| {
+            json!({
+                "code": node.organ_id,
+                "name": node.name,
+                "online": node.online,
+                "last_seen_unix_ms": node.last_seen_unix_ms,
+                "queue_depth": node.queue_depth,
+                "oldest_unacked_document_id": node.oldest_unacked_document_id,
+                "oldest_unacked_age_ms": if node.oldest_unacked_accepted_at_unix_ms > 0 {
+                    json!((now_ms - node.oldest_unacked_accepted_at_unix_ms).max(0))
+                } else {
+                    Value::Null
+                },
+            })
+        })
+        .collect();
+
+    // Overdue deliveries still owed, as `ListOverdue` gives them to an operator.
+    let overdue = feedback::list_overdue(
+        hub,
+        &Caller::Operator {
+            name: "dashboard".into(),
+        },
+        pb::ListOverdueRequest {
+            agency: String::new(),
+            limit: OVERDUE_ROWS_MAX.min(hub.limits.list_rows_max as u32),
+        },
+    )?;
+    let overdue_rows: Vec<Value> = overdue
+        .deliveries
+        .iter()
+        .map(|row| {
+            json!({
+                "document_id": row.document_id,
+                "sender": row.sender,
+                "recipient": row.recipient,
+                "recipient_name": name_of(hub, &row.recipient),
+                "deadline": row.deadline,
+                "deadline_unix_ms": row.deadline_unix_ms,
+                "late_ms": row.late_ms,
+            })
+        })
+        .collect();
+
+    let day_rows: Vec<Value> = days
+        .iter()
+        .rev()
+        .take(DAYS_MAX)
+        .rev()
+        .map(|(date, (sent, received))| json!({"date": iso_date(*date), "sent": sent, "received": received}))
+        .collect();
+    let month_rows: Vec<Value> = months
+        .iter()
+        .rev()
+        .take(MONTHS_MAX)
+        .rev()
+        .map(|(month, (sent, received))| {
+            json!({"month": format!("{:04}-{:02}", month / 100, month % 100), "sent": sent, "received": received})
+        })
+        .collect();
+
+    Ok(json!({
+        "generated_at_unix_ms": now_ms,
+        "compute_ms": started.elapsed().as_millis() as u64,
+        "totals": {
+            "documents_sent": sent_total,
+            "deliveries_received": received_total,
+            "agencies_with_traffic": agencies.len(),
+            "agencies_registered": hub.directory.len(),
+        },
+        "rates": rates,
+        "agencies": {"rows": agency_rows, "truncated": agencies.len() > AGENCY_ROWS_MAX},
+        "days": {"rows": day_rows, "truncated": days.len() > DAYS_MAX},
+        "months": {"rows": month_rows, "truncated": months.len() > MONTHS_MAX},
+        "funnel": {
+            "deliveries": deliveries,
+            "queued": queued,
+            "stages": stages,
+            "rejected": rejected,
+            "recalled": recalled,
+        },
+        "nodes": {
+            "with_node": with_node.len(),
+            "online": online,
+            "queue_depth_total": queue_depth_total,
+            "rows": node_rows,
+            "truncated": with_node.len() > NODE_ROWS_MAX,
+        },
+        "overdue": {"rows": overdue_rows, "truncated": overdue.truncated},
+        "recent": recent.into_iter().map(|(_, row)| row).collect::<Vec<_>>(),
+    }))
+}
+
+/// One document as the lookup shows it: each recipient's route and status
+/// history, and every event in time order.
+pub(super) fn document(hub: &Hub, operator: &str, document_id: &str) -> Result<Value, HubError> {
+    let status = hub.status_of(
+        &Caller::Operator {
+            name: operator.to_owned(),
+        },
+        document_id.trim(),
+    )?;
+    let mut timeline = vec![json!({
+        "at_unix_ms": status.accepted_at_unix_ms,
+        "event": "accepted",
+        "recipient": "",
+        "actor": status.sender,
+        "reason": "",
+    })];
+    let recipients: Vec<Value> = status
+        .recipients
+        .iter()
+        .map(|recipient| {
+            let route = recipient
+                .recipient
+                .parse::<AgencyCode>()
+                .map(|code| hub.directory.route(&code).to_string())
+                .unwrap_or_default();
+            let history: Vec<Value> = recipient
+                .history
+                .iter()
+                .map(|entry| {
+                    let code = entry.status as u32;
+                    timeline.push(json!({
+                        "at_unix_ms": entry.at_unix_ms,
+                        "event": status_name(code),
+                        "recipient": recipient.recipient,
+                        "actor": entry.actor,
+                        "reason": entry.reason,
+                    }));
+                    json!({
+                        "code": code,
+                        "name": status_name(code),
+                        "at_unix_ms": entry.at_unix_ms,
+                        "actor": entry.actor,
+                        "reason": entry.reason,
+                    })
+                })
+                .collect();
+            json!({
+                "recipient": recipient.recipient,
+                "name": name_of(hub, &recipient.recipient),
+                "current": status_name(recipient.current as u32),
+                "route": route,
+                "history": history,
+            })
+        })
+        .collect();
+    timeline.sort_by_key(|event| event["at_unix_ms"].as_i64().unwrap_or_default());
+    Ok(json!({
+        "document_id": status.document_id,
+        "sender": status.sender,
+        "sender_name": name_of(hub, &status.sender),
+        "subject": status.subject,
+        "accepted_at_unix_ms": status.accepted_at_unix_ms,
+        "business_type": pb::BusinessType::try_from(status.business_type)
+            .map_or("unknown", |kind| kind.as_str_name()),
+        "document_signature": pb::DocumentSignatureState::try_from(status.document_signature)
+            .map_or("unknown", |state| state.as_str_name()),
+        "recipients": recipients,
+        "refused": status.refused.iter().map(|r| json!({"organ_id": r.organ_id, "reason": r.reason})).collect::<Vec<_>>(),
+        "chain": status.chain.iter().map(|l| json!({"earlier": l.earlier, "later": l.later})).collect::<Vec<_>>(),
+        "timeline": timeline,
+    }))
+}
