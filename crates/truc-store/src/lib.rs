@@ -10,7 +10,7 @@ pub mod records;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +41,11 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Commands waiting for the writer before callers wait for room.
     pub write_queue_max: usize,
+    /// New documents are refused while the data directory's file system has
+    /// less free space than this, so that sled itself never meets a full disk
+    /// (after one ENOSPC it writes nothing more in that process) and the space
+    /// left serves acknowledgements and status moves. 0 turns the check off.
+    pub free_bytes_min: u64,
 }
 
 impl Default for StoreOptions {
@@ -48,6 +53,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: 256 * 1024 * 1024,
             write_queue_max: 4096,
+            free_bytes_min: 0,
         }
     }
 }
@@ -97,14 +103,52 @@ pub(crate) struct Inner {
     main: sled::Tree,
     chunks: sled::Tree,
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Set when a write failed: sled refuses every later write in this process.
     failed: AtomicBool,
+    /// Set with `failed` when the failure was a full disk.
+    failed_full: AtomicBool,
     stats: FlushStats,
+    /// The data directory, whose file system's free space is checked.
+    path: PathBuf,
+    free_bytes_min: u64,
 }
 
 impl Inner {
     fn notifier(&self, agency: &str) -> Arc<Notify> {
         let mut notifiers = self.notifiers.lock().unwrap_or_else(|p| p.into_inner());
         notifiers.entry(agency.to_owned()).or_default().clone()
+    }
+
+    /// Refuses with `StorageFull` when a new document should not be taken:
+    /// the free space is under the reserve, or an earlier write met a full disk.
+    fn check_room(&self) -> Result<(), StoreError> {
+        if self.failed_full.load(Ordering::Acquire) {
+            return Err(StoreError::StorageFull {
+                reason: "an earlier write met a full disk and sled writes nothing more in this \
+                         process; free space on the data directory's disk and restart the hub"
+                    .into(),
+            });
+        }
+        if self.free_bytes_min == 0 {
+            return Ok(());
+        }
+        let free_bytes = fs2::available_space(&self.path).map_err(|error| {
+            StoreError::Storage(sled::Error::Io(std::io::Error::new(
+                error.kind(),
+                format!("cannot read the free space of {}: {error}", self.path.display()),
+            )))
+        })?;
+        if free_bytes < self.free_bytes_min {
+            return Err(StoreError::StorageFull {
+                reason: format!(
+                    "{free_bytes} bytes free on the disk of {}, under the {} kept for \
+                     acknowledgements and status moves (free_space_mib_min)",
+                    self.path.display(),
+                    self.free_bytes_min
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn discard_upload(&self, sha256: &[u8; 32], upload_id: u64) {
@@ -156,7 +200,10 @@ impl Store {
             chunks,
             notifiers: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
+            failed_full: AtomicBool::new(false),
             stats: FlushStats::default(),
+            path: path.to_owned(),
+            free_bytes_min: options.free_bytes_min,
         });
         let store_writer = Writer::new(inner.clone())?;
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
@@ -679,6 +726,13 @@ impl Store {
             .get(&key)?
             .map(|bytes| decode(&key, &bytes))
             .transpose()
+    }
+
+    /// `StorageFull` when new documents are refused for want of disk space
+    /// (see [`StoreOptions::free_bytes_min`]); intake asks before taking any
+    /// attachment bytes, and the writer again before storing the document.
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        self.inner.check_room()
     }
 
     /// A fresh id for one upload of attachment bytes.
