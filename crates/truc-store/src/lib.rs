@@ -119,6 +119,17 @@ impl Inner {
         notifiers.entry(agency.to_owned()).or_default().clone()
     }
 
+    /// A failed sled write outside the writer. A full disk leaves sled failed
+    /// for the rest of the process (and a later write there was seen to
+    /// hang), so from now on sends are refused before they reach sled.
+    fn failure(&self, error: sled::Error) -> StoreError {
+        if error::is_storage_full(&error) {
+            self.failed_full.store(true, Ordering::Release);
+            self.failed.store(true, Ordering::Release);
+        }
+        StoreError::from(error)
+    }
+
     /// Refuses with `StorageFull` when a new document should not be taken:
     /// the free space is under the reserve, or an earlier write met a full disk.
     fn check_room(&self) -> Result<(), StoreError> {
@@ -737,7 +748,10 @@ impl Store {
 
     /// A fresh id for one upload of attachment bytes.
     pub fn begin_upload(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.generate_id()?)
+        self.inner
+            .db
+            .generate_id()
+            .map_err(|error| self.inner.failure(error))
     }
 
     /// Writes one chunk of an upload. It becomes visible only when the
@@ -751,7 +765,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.inner
             .chunks
-            .insert(keys::chunk(sha256, upload_id, chunk), data)?;
+            .insert(keys::chunk(sha256, upload_id, chunk), data)
+            .map_err(|error| self.inner.failure(error))?;
         Ok(())
     }
 
