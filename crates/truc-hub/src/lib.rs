@@ -18,6 +18,7 @@ pub mod metrics;
 mod moves;
 mod observe;
 mod operator;
+mod security;
 mod tls;
 mod watcher;
 
@@ -46,6 +47,7 @@ pub use directory::{AgencyEntry, ConnectionMode, Directory};
 pub use error::HubError;
 pub use identity::Caller;
 pub use observe::AXIS_SERVICE;
+pub use security::{CrlSetup, SecuritySetup};
 
 use convert::{signature_state, status_entry};
 
@@ -58,6 +60,8 @@ pub struct HubSetup {
     pub limits: Limits,
     pub delivery: config::DeliveryConfig,
     pub watch: WatchSetup,
+    /// Revocation list and per-identity connection limits.
+    pub security: SecuritySetup,
 }
 
 /// Feedback deadlines, expiry, per-agency quotas, and the clock they read.
@@ -132,6 +136,7 @@ impl HubSetup {
             &config.data_dir,
             &StoreOptions {
                 cache_bytes: config.cache_mib * 1024 * 1024,
+                free_bytes_min: config.free_space_mib_min * 1024 * 1024,
                 ..StoreOptions::default()
             },
         )
@@ -149,6 +154,13 @@ impl HubSetup {
             limits: config.limits.clone(),
             delivery: config.delivery.clone(),
             watch: WatchSetup::from_config(config)?,
+            security: SecuritySetup {
+                crl: (!config.tls.crl.as_os_str().is_empty()).then(|| CrlSetup {
+                    path: config.tls.crl.clone(),
+                    reload_interval: std::time::Duration::from_secs(config.tls.crl_reload_seconds),
+                }),
+                connections: config.connections.clone(),
+            },
         })
     }
 }
@@ -207,6 +219,10 @@ pub struct Observe {
     pub metrics_listener: Option<TcpListener>,
 }
 
+/// How often the hub pings an idle connection, and how long it waits for the answer.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves the axis on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
@@ -223,12 +239,16 @@ pub async fn run_observed(
     observe: Observe,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), HubError> {
-    let tls = truc_pki::server_tls_config(&setup.trust, &setup.credentials).map_err(|e| {
-        HubError::Unauthenticated {
+    let verifier = security::RevocableVerifier::new(setup.trust.clone(), setup.security.crl.as_ref())
+        .map_err(|reason| HubError::Unauthenticated {
+            field: "tls".into(),
+            reason,
+        })?;
+    let tls = truc_pki::server_tls_config_with_verifier(&setup.credentials, verifier.clone())
+        .map_err(|e| HubError::Unauthenticated {
             field: "tls".into(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     let reflection_v1 = observe::reflection_v1()?;
     let reflection_v1alpha = observe::reflection_v1alpha()?;
     let metrics_endpoint = match observe.metrics_listener {
@@ -267,8 +287,16 @@ pub async fn run_observed(
         ))
     });
     let watcher_task = tokio::spawn(watcher::run(hub.clone()));
+    let crl_task = setup.security.crl.clone().map(|crl| {
+        tokio::spawn(security::watch_crl(
+            verifier.clone(),
+            crl,
+            hub.shutdown.clone(),
+        ))
+    });
     let health = readiness.service(hub.shutdown.clone());
-    let incoming = tls::incoming(listener, tls);
+    let connections = &setup.security.connections;
+    let incoming = tls::incoming(listener, tls, connections.per_identity_max);
     // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
     readiness.serving().await;
     let signal = async move {
@@ -277,6 +305,12 @@ pub async fn run_observed(
         let _ = stopping.send(true);
     };
     let served = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(connections.streams_per_connection_max))
+        // A client gone without closing (a dead link) would keep one of its
+        // identity's connection slots for ever; unanswered pings free it.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(security::SecurityLayer { verifier })
         .layer(malformed::layer())
         .add_service(service)
         .add_service(health)
@@ -290,6 +324,9 @@ pub async fn run_observed(
         });
     // The watcher holds the store: it must let go before `run_observed` returns.
     let _ = stop_watcher(&hub, watcher_task).await;
+    if let Some(task) = crl_task {
+        stop_watcher(&hub, task).await;
+    }
     // The metrics port is free again once `run_observed` returns, like the Axis port.
     if let Some(task) = metrics_task {
         let _ = task.await;
