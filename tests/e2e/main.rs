@@ -2,8 +2,10 @@
 //! signatures and sled on disk in temporary directories.
 
 mod algorithms;
+mod attacks;
 mod badinput;
 mod delivery;
+mod full_disk;
 mod intake;
 mod listing;
 mod observe;
