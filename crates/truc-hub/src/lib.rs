@@ -239,11 +239,12 @@ pub async fn run_observed(
     observe: Observe,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), HubError> {
-    let verifier = security::RevocableVerifier::new(setup.trust.clone(), setup.security.crl.as_ref())
-        .map_err(|reason| HubError::Unauthenticated {
-            field: "tls".into(),
-            reason,
-        })?;
+    let verifier =
+        security::RevocableVerifier::new(setup.trust.clone(), setup.security.crl.as_ref())
+            .map_err(|reason| HubError::Unauthenticated {
+                field: "tls".into(),
+                reason,
+            })?;
     let tls = truc_pki::server_tls_config_with_verifier(&setup.credentials, verifier.clone())
         .map_err(|e| HubError::Unauthenticated {
             field: "tls".into(),

@@ -115,7 +115,10 @@ fn take_slot(
         .and_then(|certificates| certificates.first())
         .map(|certificate| match truc_pki::peer_identity(certificate) {
             Ok(identity) => identity.role.uri(),
-            Err(_) => format!("certificate {}", hex::encode(crate::intake::sha256(certificate))),
+            Err(_) => format!(
+                "certificate {}",
+                hex::encode(crate::intake::sha256(certificate))
+            ),
         })
         .unwrap_or_else(|| "no certificate".into());
     let mut counts = open.lock().unwrap_or_else(|p| p.into_inner());

@@ -34,11 +34,11 @@ pub use identity::{
     certificate_public_key, certificate_validity, peer_identity, CertificateValidity, PeerIdentity,
     PeerRole,
 };
+pub use revocation::RevokedCertificates;
 pub use tls::{
     client_tls_config, client_verifier, read_crls, server_tls_config,
     server_tls_config_with_verifier, HUB_SERVER_NAME,
 };
 /// The key types, re-exported so that callers naming an algorithm need not depend on the domain crate.
 pub use truc_domain::{KeyAlgorithm, PublicKey};
-pub use revocation::RevokedCertificates;
 pub use trust::TrustRoots;

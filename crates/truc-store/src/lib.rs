@@ -146,7 +146,10 @@ impl Inner {
         let free_bytes = fs2::available_space(&self.path).map_err(|error| {
             StoreError::Storage(sled::Error::Io(std::io::Error::new(
                 error.kind(),
-                format!("cannot read the free space of {}: {error}", self.path.display()),
+                format!(
+                    "cannot read the free space of {}: {error}",
+                    self.path.display()
+                ),
             )))
         })?;
         if free_bytes < self.free_bytes_min {

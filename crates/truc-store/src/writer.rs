@@ -345,7 +345,9 @@ impl Writer {
                 Ok(())
             }
         });
-        answer.clone().map_err(|reason| StoreError::StorageFull { reason })
+        answer
+            .clone()
+            .map_err(|reason| StoreError::StorageFull { reason })
     }
 
     /// Applies the group's changes as one atomic batch and flushes them.
