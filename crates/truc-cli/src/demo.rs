@@ -81,6 +81,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         limits: truc_domain::Limits::default(),
         delivery: truc_hub::config::DeliveryConfig::default(),
         watch: truc_hub::WatchSetup::default(),
+        security: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;

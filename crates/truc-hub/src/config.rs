@@ -32,6 +32,10 @@ pub struct HubConfig {
     /// sled's page cache, in MiB. Default 256.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
+    /// New documents are refused (RESOURCE_EXHAUSTED) while the data
+    /// directory's file system has less free space than this, in MiB. Default 256.
+    #[serde(default = "default_free_space_mib_min")]
+    pub free_space_mib_min: u64,
     pub tls: TlsConfig,
     #[serde(default)]
     pub limits: Limits,
@@ -47,6 +51,27 @@ pub struct HubConfig {
     pub expiry: ExpiryConfig,
     #[serde(default)]
     pub quotas: QuotasConfig,
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
+}
+
+/// Bounds on what one certificate may hold open at once.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Most TLS connections open at once under one certificate identity.
+    pub per_identity_max: u32,
+    /// Most concurrent gRPC calls (HTTP/2 streams) on one connection.
+    pub streams_per_connection_max: u32,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            per_identity_max: 8,
+            streams_per_connection_max: 64,
+        }
+    }
 }
 
 /// Feedback deadlines the hub watches; 0 turns one off.
@@ -157,6 +182,21 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// The hub's private key (PEM, PKCS#8), kept outside the repository.
     pub key: PathBuf,
+    /// A certificate revocation list of the CA (PEM or DER); empty for none.
+    #[serde(default)]
+    pub crl: PathBuf,
+    /// How often the hub looks at the CRL file and, when it changed, reloads
+    /// it for new connections.
+    #[serde(default = "default_crl_reload_seconds")]
+    pub crl_reload_seconds: u64,
+}
+
+fn default_crl_reload_seconds() -> u64 {
+    10
+}
+
+fn default_free_space_mib_min() -> u64 {
+    256
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -281,6 +321,12 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("cache_mib", "sled page cache, in MiB."),
     (
+        "free_space_mib_min",
+        "Below this much free space (MiB) on the data directory's file system,\n\
+         new documents are refused with RESOURCE_EXHAUSTED; reads, deliveries,\n\
+         acknowledgements and status moves go on in the space left. 0: no check.",
+    ),
+    (
         "tls.ca_cert",
         "The CA that issues hub, agency and operator certificates (PEM).",
     ),
@@ -288,6 +334,16 @@ const KEYS: &[(&str, &str)] = &[
     (
         "tls.key",
         "The hub's private key (PEM, PKCS#8); never committed.",
+    ),
+    (
+        "tls.crl",
+        "The CA's certificate revocation list (PEM or DER); \"\" for none.\n\
+         A revoked client certificate fails the handshake.",
+    ),
+    (
+        "tls.crl_reload_seconds",
+        "How often the CRL file is checked; a changed file applies to new\n\
+         connections and calls without a restart.",
     ),
     (
         "limits.header_bytes_max",
@@ -437,6 +493,15 @@ const KEYS: &[(&str, &str)] = &[
          deliveries are over quota; a refusal for sends in progress, which\n\
          end within moments, suggests 1 second.",
     ),
+    (
+        "connections.per_identity_max",
+        "Most TLS connections one certificate identity may hold open; a\n\
+         connection beyond it is closed after the handshake.",
+    ),
+    (
+        "connections.streams_per_connection_max",
+        "Most concurrent gRPC calls on one connection (HTTP/2 streams).",
+    ),
 ];
 
 /// The comment above each section.
@@ -460,6 +525,10 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "quotas",
         "Per-agency limits, so that one agency cannot starve the others.",
+    ),
+    (
+        "connections",
+        "Per-identity connection limits, so that one client cannot exhaust the hub.",
     ),
 ];
 
@@ -514,6 +583,7 @@ impl HubConfig {
             &mut config.tls.cert,
             &mut config.tls.key,
             &mut config.observe.dashboard_token_file,
+            &mut config.tls.crl,
         ] {
             // An empty path means "none", not this folder.
             if field.is_relative() && !field.as_os_str().is_empty() {
@@ -582,6 +652,23 @@ impl HubConfig {
                     file.display()
                 ));
             }
+        }
+        if !self.tls.crl.as_os_str().is_empty() && !self.tls.crl.is_file() {
+            problems.push(format!(
+                "tls.crl: {} does not exist (\"\" for no revocation list)",
+                self.tls.crl.display()
+            ));
+        }
+        if self.tls.crl_reload_seconds == 0 {
+            problems.push("tls.crl_reload_seconds: must be at least 1".into());
+        }
+        if self.connections.per_identity_max == 0
+            || self.connections.streams_per_connection_max == 0
+        {
+            problems.push(
+                "connections: per_identity_max and streams_per_connection_max must be at least 1"
+                    .into(),
+            );
         }
         if self.delivery.window_max == 0
             || self.delivery.window_default == 0
@@ -687,7 +774,11 @@ fn defaults() -> toml::Table {
         toml::from_str(required_only).expect("the required keys alone make a configuration");
     let mut table = toml::Table::try_from(config).expect("the defaults serialize to TOML");
     table.remove("directory");
-    table.remove("tls");
+    if let Some(tls) = table.get_mut("tls").and_then(toml::Value::as_table_mut) {
+        for required in ["ca_cert", "cert", "key"] {
+            tls.remove(required);
+        }
+    }
     table
 }
 

@@ -84,6 +84,9 @@ impl From<HubError> for Status {
                 | StoreError::IllegalMove(StatusMoveError::UnknownCode(_))
                 | StoreError::IllegalMove(StatusMoveError::SenderOnly) => Code::InvalidArgument,
                 StoreError::IllegalMove(_) => Code::FailedPrecondition,
+                // A full disk is a limit the hub must carry, like an oversize
+                // message: the caller may retry once space is freed.
+                StoreError::StorageFull { .. } => Code::ResourceExhausted,
                 StoreError::Storage(_) | StoreError::WriterGone => Code::Unavailable,
                 StoreError::Corrupt { .. } | StoreError::DataLost { .. } => Code::Internal,
                 StoreError::Closed { .. } => Code::FailedPrecondition,
@@ -108,6 +111,9 @@ impl From<HubError> for Status {
         };
         if code == Code::Internal || code == Code::Unavailable {
             tracing::error!(%message, "storage failure");
+        }
+        if matches!(error, HubError::Store(StoreError::StorageFull { .. })) {
+            tracing::warn!(%message, "storage full: send refused");
         }
         crate::metrics::refused(code);
         let mut status = Status::new(code, message);

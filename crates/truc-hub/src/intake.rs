@@ -178,6 +178,14 @@ pub(crate) async fn send(
         Some(signature) => check_document_signature(hub, &document_id, &header, signature),
     };
 
+    // Before any attachment byte is taken, so that a full disk refuses the
+    // send whole; the writer asks again before storing it.
+    match hub.store.check_room() {
+        Err(error @ truc_store::StoreError::StorageFull { .. }) => return Err(error.into()),
+        Err(error) => tracing::warn!(%error, "cannot check the free space"),
+        Ok(()) => {}
+    }
+
     let mut uploads = Uploads {
         hub,
         started: Vec::new(),

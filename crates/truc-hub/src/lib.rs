@@ -22,6 +22,7 @@ pub mod metrics;
 mod moves;
 mod observe;
 mod operator;
+mod security;
 mod tls;
 mod watcher;
 
@@ -50,6 +51,7 @@ pub use directory::{AgencyEntry, ConnectionMode, Directory};
 pub use error::HubError;
 pub use identity::Caller;
 pub use observe::AXIS_SERVICE;
+pub use security::{CrlSetup, SecuritySetup};
 
 use convert::{signature_state, status_entry};
 
@@ -62,6 +64,8 @@ pub struct HubSetup {
     pub limits: Limits,
     pub delivery: config::DeliveryConfig,
     pub watch: WatchSetup,
+    /// Revocation list and per-identity connection limits.
+    pub security: SecuritySetup,
 }
 
 /// Feedback deadlines, expiry, per-agency quotas, and the clock they read.
@@ -136,6 +140,7 @@ impl HubSetup {
             &config.data_dir,
             &StoreOptions {
                 cache_bytes: config.cache_mib * 1024 * 1024,
+                free_bytes_min: config.free_space_mib_min * 1024 * 1024,
                 ..StoreOptions::default()
             },
         )
@@ -153,6 +158,13 @@ impl HubSetup {
             limits: config.limits.clone(),
             delivery: config.delivery.clone(),
             watch: WatchSetup::from_config(config)?,
+            security: SecuritySetup {
+                crl: (!config.tls.crl.as_os_str().is_empty()).then(|| CrlSetup {
+                    path: config.tls.crl.clone(),
+                    reload_interval: std::time::Duration::from_secs(config.tls.crl_reload_seconds),
+                }),
+                connections: config.connections.clone(),
+            },
         })
     }
 }
@@ -231,6 +243,10 @@ impl Default for Observe {
     }
 }
 
+/// How often the hub pings an idle connection, and how long it waits for the answer.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves the axis on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
@@ -247,15 +263,17 @@ pub async fn run_observed(
     observe: Observe,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), HubError> {
-    let tls = truc_pki::server_tls_config_reporting(
-        &setup.trust,
-        &setup.credentials,
-        Some(std::sync::Arc::new(certificates::refused_client)),
-    )
-    .map_err(|e| HubError::Unauthenticated {
-        field: "tls".into(),
-        reason: e.to_string(),
-    })?;
+    let verifier =
+        security::RevocableVerifier::new(setup.trust.clone(), setup.security.crl.as_ref())
+            .map_err(|reason| HubError::Unauthenticated {
+                field: "tls".into(),
+                reason,
+            })?;
+    let tls = truc_pki::server_tls_config_with_verifier(&setup.credentials, verifier.clone())
+        .map_err(|e| HubError::Unauthenticated {
+            field: "tls".into(),
+            reason: e.to_string(),
+        })?;
     let reflection_v1 = observe::reflection_v1()?;
     let reflection_v1alpha = observe::reflection_v1alpha()?;
     let metrics_endpoint = match observe.metrics_listener {
@@ -318,8 +336,16 @@ pub async fn run_observed(
         observe.certificate_warning_days,
         hub.shutdown.clone(),
     ));
+    let crl_task = setup.security.crl.clone().map(|crl| {
+        tokio::spawn(security::watch_crl(
+            verifier.clone(),
+            crl,
+            hub.shutdown.clone(),
+        ))
+    });
     let health = readiness.service(hub.shutdown.clone());
-    let incoming = tls::incoming(listener, tls);
+    let connections = &setup.security.connections;
+    let incoming = tls::incoming(listener, tls, connections.per_identity_max);
     // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
     readiness.serving().await;
     let signal = async move {
@@ -328,6 +354,12 @@ pub async fn run_observed(
         let _ = stopping.send(true);
     };
     let served = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(connections.streams_per_connection_max))
+        // A client gone without closing (a dead link) would keep one of its
+        // identity's connection slots for ever; unanswered pings free it.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(security::SecurityLayer { verifier })
         .layer(malformed::layer())
         .add_service(service)
         .add_service(health)
@@ -341,6 +373,9 @@ pub async fn run_observed(
         });
     // The watcher holds the store: it must let go before `run_observed` returns.
     let _ = stop_watcher(&hub, watcher_task).await;
+    if let Some(task) = crl_task {
+        stop_watcher(&hub, task).await;
+    }
     // The metrics port is free again once `run_observed` returns, like the Axis port.
     if let Some(task) = metrics_task {
         let _ = task.await;

@@ -36,6 +36,8 @@ pub const DELIVERIES_ACKED_TOTAL: &str = "truc_deliveries_acked_total";
 pub const CONNECTED_NODES: &str = "truc_connected_nodes";
 /// `notAfter` of the hub's own certificate (`identity="hub"`) and of each CA (`identity="ca"`).
 pub const CERTIFICATE_EXPIRY: &str = "truc_certificate_expiry_timestamp_seconds";
+/// Security events (refused handshakes and calls, limits hit), per `kind`.
+pub const SECURITY_EVENTS_TOTAL: &str = "truc_security_events_total";
 /// Age of the oldest item sent to a node and not yet acknowledged.
 pub const QUEUE_OLDEST_UNACKED_AGE: &str = "truc_queue_oldest_unacked_age_seconds";
 pub use truc_store::metrics::{
@@ -104,6 +106,10 @@ fn describe() {
         "Deliveries acknowledged by the recipient node."
     );
     describe_gauge!(CONNECTED_NODES, "Delivery streams open now.");
+    describe_counter!(
+        SECURITY_EVENTS_TOTAL,
+        "Security events: refused handshakes and calls, per-identity limits hit, per kind."
+    );
     describe_gauge!(
         CERTIFICATE_EXPIRY,
         Unit::Seconds,
@@ -167,6 +173,11 @@ pub fn delivery_sent(agency: &str) {
 /// For the delivery loop, once an acknowledgement is stored.
 pub fn delivery_acked(agency: &str) {
     counter!(DELIVERIES_ACKED_TOTAL, "agency" => agency.to_owned()).increment(1);
+}
+
+/// `kind` is one of a fixed set (`certificate_revoked`, `permission_denied`, …), never free text.
+pub fn security_event(kind: &'static str) {
+    counter!(SECURITY_EVENTS_TOTAL, "kind" => kind).increment(1);
 }
 
 pub fn node_connected() {

@@ -7,7 +7,7 @@
 //!
 //! Layout of a PKI folder:
 //! ```text
-//! ca.crt  ca.key  hub.crt  hub.key
+//! ca.crt  ca.key  hub.crt  hub.key  ca.crl (once something is revoked)
 //! agencies/<code>.crt  agencies/<code>.key
 //! operators/<name>.crt operators/<name>.key
 //! ```
@@ -77,6 +77,11 @@ impl PkiPaths {
 
     pub fn hub_key(&self) -> PathBuf {
         self.dir.join("hub.key")
+    }
+
+    /// The CA's revocation list, once [`write_crl`] has made one.
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("ca.crl")
     }
 
     pub fn agencies_dir(&self) -> PathBuf {
@@ -745,4 +750,49 @@ pub fn issue_agency_pem_with_window(
         ca.key_algorithm,
     )?;
     Ok((issued.cert_pem, issued.key_pem))
+}
+
+/// Writes a certificate revocation list signed by the folder's CA, listing
+/// the given certificates (PEM or DER, each the certificate itself), to
+/// `paths.crl()`, replacing any earlier list in one rename. `crl_number`
+/// must grow with every list the CA publishes. The list is valid for a day
+/// from now: a development CA re-issues it whenever it changes.
+pub fn write_crl(
+    paths: &PkiPaths,
+    revoked_certificates_der: &[Vec<u8>],
+    crl_number: u64,
+) -> Result<PathBuf, PkiError> {
+    let ca = LoadedCa::load(paths)?;
+    let now = OffsetDateTime::now_utc();
+    let mut revoked_certs = Vec::with_capacity(revoked_certificates_der.len());
+    for der in revoked_certificates_der {
+        let certificate = parse_certificate(der)?;
+        revoked_certs.push(rcgen::RevokedCertParams {
+            serial_number: SerialNumber::from_slice(certificate.raw_serial()),
+            revocation_time: now - CLOCK_SKEW_ALLOWANCE,
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - CLOCK_SKEW_ALLOWANCE,
+        next_update: now + time::Duration::days(1),
+        crl_number: SerialNumber::from(crl_number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params
+        .signed_by(&ca.issuer)
+        .map_err(|source| PkiError::Generate {
+            what: "certificate revocation list".to_owned(),
+            source,
+        })?;
+    let pem = crl.pem().map_err(|source| PkiError::Generate {
+        what: "certificate revocation list PEM".to_owned(),
+        source,
+    })?;
+    let path = paths.crl();
+    write_pem_file(&path, &pem, false)?;
+    Ok(path)
 }

@@ -16,6 +16,7 @@ mod credentials;
 mod dev_pki;
 mod error;
 mod identity;
+mod revocation;
 mod tls;
 mod trust;
 
@@ -26,16 +27,17 @@ pub use credentials::Credentials;
 pub use dev_pki::{
     init_dev_pki, init_dev_pki_with_key_algorithm, issue_agencies,
     issue_agencies_with_key_algorithm, issue_agency, issue_agency_pem_with_window, issue_hub,
-    issue_hub_with_key_algorithm, issue_operator, PkiPaths,
+    issue_hub_with_key_algorithm, issue_operator, write_crl, PkiPaths,
 };
 pub use error::PkiError;
 pub use identity::{
     certificate_public_key, certificate_validity, peer_identity, CertificateValidity, PeerIdentity,
     PeerRole,
 };
+pub use revocation::RevokedCertificates;
 pub use tls::{
-    client_tls_config, server_tls_config, server_tls_config_reporting, RefusedClientCertificate,
-    HUB_SERVER_NAME,
+    client_tls_config, client_verifier, read_crls, server_tls_config,
+    server_tls_config_with_verifier, HUB_SERVER_NAME,
 };
 /// The key types, re-exported so that callers naming an algorithm need not depend on the domain crate.
 pub use truc_domain::{KeyAlgorithm, PublicKey};

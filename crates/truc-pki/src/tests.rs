@@ -858,3 +858,35 @@ fn validity_reads_the_issued_expiry_of_the_hub_and_its_ca() {
     assert_ne!(hub.subject, cas[0].subject, "{hub:?} vs {:?}", cas[0]);
     assert!(certificate_validity(b"not a certificate").is_err());
 }
+
+#[test]
+fn a_revoked_client_certificate_fails_the_handshake_and_others_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = init_sample(dir.path());
+    let roots = paths.trust_roots().unwrap();
+    let revoked = paths.agency_credentials(GOVERNMENT_OFFICE).unwrap();
+    let kept = paths.agency_credentials(NGHE_AN).unwrap();
+    let crl_path = write_crl(&paths, &[revoked.certificate_der().to_vec()], 7).unwrap();
+    let crls = read_crls(&crl_path).unwrap();
+    let listed = RevokedCertificates::from_crls(&crls).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed.contains(revoked.certificate_der()));
+    assert!(!listed.contains(kept.certificate_der()));
+
+    let verifier = client_verifier(&roots, crls).unwrap();
+    let server_config =
+        server_tls_config_with_verifier(&paths.hub_credentials().unwrap(), verifier).unwrap();
+    let client_config = client_tls_config(&roots, &revoked).unwrap();
+    let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
+    let error = handshake(&mut client, &mut server).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+        ),
+        "{error:?}"
+    );
+    let client_config = client_tls_config(&roots, &kept).unwrap();
+    let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
+    handshake(&mut client, &mut server).unwrap();
+}

@@ -1,16 +1,19 @@
-//! rustls configurations for the hub (server, client certificates required) and for its clients.
+//! rustls configurations for the hub (server, client certificates required,
+//! optionally checked against revocation lists) and for its clients.
 
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::UnixTime;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use std::path::Path;
+
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
+};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ServerConfig};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use crate::credentials::read_file;
 use crate::{Credentials, PkiError, TrustRoots};
 
 /// The server name clients use for the hub; the hub certificate carries it as a DNS SAN.
@@ -35,8 +38,16 @@ fn chain_and_key(creds: &Credentials) -> (Vec<CertificateDer<'static>>, PrivateK
     (chain, key)
 }
 
-/// Told of every client certificate the handshake refuses: its DER and why.
-pub type RefusedClientCertificate = Arc<dyn Fn(&[u8], &rustls::Error) + Send + Sync>;
+/// The hub's provider: ring with only the TLS 1.3 suites (AES-256-GCM,
+/// AES-128-GCM, ChaCha20-Poly1305, all AEAD with forward secrecy), so that
+/// nothing weaker could be negotiated even if a TLS 1.2 version were enabled.
+fn tls13_only_provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|suite| suite.version() == &rustls::version::TLS13);
+    Arc::new(provider)
+}
 
 /// Hub side: TLS 1.3 only, client certificates required and verified against
 /// `roots`, presents `hub`, ALPN `h2`.
@@ -44,29 +55,57 @@ pub fn server_tls_config(
     roots: &TrustRoots,
     hub: &Credentials,
 ) -> Result<Arc<ServerConfig>, PkiError> {
-    server_tls_config_reporting(roots, hub, None)
+    server_tls_config_with_verifier(hub, client_verifier(roots, Vec::new())?)
 }
 
-/// [`server_tls_config`], calling `refused` with each client certificate the
-/// handshake refuses (expired, another CA, …): the client only sees a TLS
-/// alert, so the hub's log is where the certificate gets named.
-pub fn server_tls_config_reporting(
+/// Verifies client certificates against `roots` and refuses those a list of
+/// `crls` revokes. A certificate whose issuer has no list here is accepted on
+/// its chain alone, so that a list for one of several CAs does not lock out
+/// the others.
+pub fn client_verifier(
     roots: &TrustRoots,
-    hub: &Credentials,
-    refused: Option<RefusedClientCertificate>,
-) -> Result<Arc<ServerConfig>, PkiError> {
-    let provider = ring_provider();
-    let webpki_verifier =
-        WebPkiClientVerifier::builder_with_provider(roots.root_store(), Arc::clone(&provider))
-            .build()
-            .map_err(|source| PkiError::ClientVerifier { source })?;
-    let client_verifier: Arc<dyn ClientCertVerifier> = match refused {
-        Some(refused) => Arc::new(ReportingVerifier {
-            inner: webpki_verifier,
-            refused,
-        }),
-        None => webpki_verifier,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn ClientCertVerifier>, PkiError> {
+    let builder = WebPkiClientVerifier::builder_with_provider(roots.root_store(), ring_provider());
+    let builder = if crls.is_empty() {
+        builder
+    } else {
+        builder.with_crls(crls).allow_unknown_revocation_status()
     };
+    builder
+        .build()
+        .map_err(|source| PkiError::ClientVerifier { source })
+}
+
+/// Every CRL in a file, PEM (`X509 CRL` blocks) or a single DER list.
+pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, PkiError> {
+    let bytes = read_file(path)?;
+    if bytes.first() == Some(&0x30) {
+        // A DER SEQUENCE: the file is one binary list.
+        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+    }
+    let crls = rustls_pemfile::crls(&mut &bytes[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| PkiError::Pem {
+            path: path.to_owned(),
+            reason: format!("malformed PEM: {error}"),
+        })?;
+    if crls.is_empty() {
+        return Err(PkiError::Pem {
+            path: path.to_owned(),
+            reason: "no X509 CRL block found".to_owned(),
+        });
+    }
+    Ok(crls)
+}
+
+/// [`server_tls_config`] with a client verifier of the caller's, e.g. one
+/// that swaps in a new revocation list while the hub runs.
+pub fn server_tls_config_with_verifier(
+    hub: &Credentials,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, PkiError> {
+    let provider = tls13_only_provider();
     let (chain, key) = chain_and_key(hub);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -81,6 +120,11 @@ pub fn server_tls_config_reporting(
             source,
         })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // No resumption: a resumed session skips the client certificate check, so
+    // a certificate revoked or expired since the first handshake would get in
+    // again. Connections are long-lived; a full handshake each costs little.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -106,63 +150,4 @@ pub fn client_tls_config(
         })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
-}
-
-/// The WebPKI client verifier, telling `refused` of each certificate it refuses.
-struct ReportingVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    refused: RefusedClientCertificate,
-}
-
-impl std::fmt::Debug for ReportingVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReportingVerifier").finish_non_exhaustive()
-    }
-}
-
-impl ClientCertVerifier for ReportingVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
-            .inspect_err(|error| (self.refused)(end_entity.as_ref(), error))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }

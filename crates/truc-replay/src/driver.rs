@@ -370,6 +370,7 @@ impl EmbeddedHub {
             limits: Limits::default(),
             delivery: DeliveryConfig::default(),
             watch,
+            security: Default::default(),
         };
         // Bound before serving, so the nodes can connect as soon as this returns.
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;

@@ -11,8 +11,12 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("status: {0}")]
     IllegalMove(#[from] truc_domain::StatusMoveError),
-    #[error("storage is full or failing: {0}")]
-    Storage(#[from] sled::Error),
+    #[error("storage is failing: {0}")]
+    Storage(sled::Error),
+    /// The data directory's file system is (nearly) full. New documents are
+    /// refused; reads, deliveries, acknowledgements and moves go on.
+    #[error("storage full: {reason}; retry when space is freed")]
+    StorageFull { reason: String },
     #[error("stored record {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     /// The record exists but its state no longer allows the change.
@@ -24,4 +28,34 @@ pub enum StoreError {
     DataLost { dir: String, reason: String },
     #[error("the storage writer has stopped")]
     WriterGone,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        if is_storage_full(&error) {
+            StoreError::StorageFull {
+                reason: format!(
+                    "the disk filled up during a write ({error}); sled writes nothing more in \
+                     this process, so free space on the data directory's disk and restart the hub \
+                     (everything acknowledged is on disk)"
+                ),
+            }
+        } else {
+            StoreError::Storage(error)
+        }
+    }
+}
+
+/// ENOSPC, however sled wraps it: its own I/O errors carry the kind, and
+/// errors it re-raises after a failed flush keep it only in the text.
+pub(crate) fn is_storage_full(error: &sled::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    match error {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::StorageFull
+                || io.raw_os_error() == Some(ENOSPC)
+                || io.to_string().contains("No space left on device")
+        }
+        _ => false,
+    }
 }

@@ -12,7 +12,7 @@ pub mod records;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +45,11 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Commands waiting for the writer before callers wait for room.
     pub write_queue_max: usize,
+    /// New documents are refused while the data directory's file system has
+    /// less free space than this, so that sled itself never meets a full disk
+    /// (after one ENOSPC it writes nothing more in that process) and the space
+    /// left serves acknowledgements and status moves. 0 turns the check off.
+    pub free_bytes_min: u64,
 }
 
 impl Default for StoreOptions {
@@ -52,6 +57,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: 256 * 1024 * 1024,
             write_queue_max: 4096,
+            free_bytes_min: 0,
         }
     }
 }
@@ -101,14 +107,66 @@ pub(crate) struct Inner {
     main: sled::Tree,
     chunks: sled::Tree,
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Set when a write failed: sled refuses every later write in this process.
     failed: AtomicBool,
+    /// Set with `failed` when the failure was a full disk.
+    failed_full: AtomicBool,
     stats: FlushStats,
+    /// The data directory, whose file system's free space is checked.
+    path: PathBuf,
+    free_bytes_min: u64,
 }
 
 impl Inner {
     fn notifier(&self, agency: &str) -> Arc<Notify> {
         let mut notifiers = self.notifiers.lock().unwrap_or_else(|p| p.into_inner());
         notifiers.entry(agency.to_owned()).or_default().clone()
+    }
+
+    /// A failed sled write outside the writer. A full disk leaves sled failed
+    /// for the rest of the process (and a later write there was seen to
+    /// hang), so from now on sends are refused before they reach sled.
+    fn failure(&self, error: sled::Error) -> StoreError {
+        if error::is_storage_full(&error) {
+            self.failed_full.store(true, Ordering::Release);
+            self.failed.store(true, Ordering::Release);
+        }
+        StoreError::from(error)
+    }
+
+    /// Refuses with `StorageFull` when a new document should not be taken:
+    /// the free space is under the reserve, or an earlier write met a full disk.
+    fn check_room(&self) -> Result<(), StoreError> {
+        if self.failed_full.load(Ordering::Acquire) {
+            return Err(StoreError::StorageFull {
+                reason: "an earlier write met a full disk and sled writes nothing more in this \
+                         process; free space on the data directory's disk and restart the hub"
+                    .into(),
+            });
+        }
+        if self.free_bytes_min == 0 {
+            return Ok(());
+        }
+        let free_bytes = fs2::available_space(&self.path).map_err(|error| {
+            StoreError::Storage(sled::Error::Io(std::io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot read the free space of {}: {error}",
+                    self.path.display()
+                ),
+            )))
+        })?;
+        if free_bytes < self.free_bytes_min {
+            return Err(StoreError::StorageFull {
+                reason: format!(
+                    "{free_bytes} bytes free on the disk of {}, under the {} kept for \
+                     acknowledgements and status moves (free_space_mib_min)",
+                    self.path.display(),
+                    self.free_bytes_min
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn discard_upload(&self, sha256: &[u8; 32], upload_id: u64) {
@@ -186,7 +244,10 @@ impl Store {
             chunks,
             notifiers: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
+            failed_full: AtomicBool::new(false),
             stats: FlushStats::default(),
+            path: path.to_owned(),
+            free_bytes_min: options.free_bytes_min,
         });
         let store_writer = Writer::new(inner.clone(), marker)?;
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
@@ -711,9 +772,19 @@ impl Store {
             .transpose()
     }
 
+    /// `StorageFull` when new documents are refused for want of disk space
+    /// (see [`StoreOptions::free_bytes_min`]); intake asks before taking any
+    /// attachment bytes, and the writer again before storing the document.
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        self.inner.check_room()
+    }
+
     /// A fresh id for one upload of attachment bytes.
     pub fn begin_upload(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.generate_id()?)
+        self.inner
+            .db
+            .generate_id()
+            .map_err(|error| self.inner.failure(error))
     }
 
     /// Writes one chunk of an upload. It becomes visible only when the
@@ -727,7 +798,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.inner
             .chunks
-            .insert(keys::chunk(sha256, upload_id, chunk), data)?;
+            .insert(keys::chunk(sha256, upload_id, chunk), data)
+            .map_err(|error| self.inner.failure(error))?;
         Ok(())
     }
 

@@ -195,6 +195,8 @@ pub(crate) struct Writer {
     /// Groups written so far, stored with each group and then in the marker.
     commit_seq: u64,
     marker: CommitMarker,
+    /// Whether the current group may store new documents (see `room_for_documents`).
+    room: Option<Result<(), String>>,
 }
 
 /// A big-endian `u64` meta value, if present.
@@ -229,6 +231,7 @@ impl Writer {
             marker,
             audit_head,
             staged: Changes::new(),
+            room: None,
         })
     }
 
@@ -251,11 +254,20 @@ impl Writer {
         let mut woken = BTreeSet::new();
         let mut orphan_uploads = Vec::new();
         let failed = self.inner.failed.load(std::sync::atomic::Ordering::Acquire);
+        let failed_full = self
+            .inner
+            .failed_full
+            .load(std::sync::atomic::Ordering::Acquire);
+        // Asked once per group: a new document waits for room, the rest use the reserve.
+        self.room = None;
         for command in group.drain(..) {
             if failed {
-                let failure = || StoreError::Corrupt {
-                    key: "(store)".into(),
-                    reason: "an earlier write failed; restart the hub".into(),
+                let failure = || match self.inner.check_room() {
+                    Err(full) if failed_full => full,
+                    _ => StoreError::Corrupt {
+                        key: "(store)".into(),
+                        reason: "an earlier write failed; restart the hub".into(),
+                    },
                 };
                 match command {
                     Command::Accept { reply, .. } => drop(reply.send(Err(failure()))),
@@ -332,13 +344,28 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, "write failed; refusing further writes until restart");
+                // sled keeps the error and fails every later write of this process.
+                if crate::error::is_storage_full(&error) {
+                    self.inner
+                        .failed_full
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
                 self.inner
                     .failed
                     .store(true, std::sync::atomic::Ordering::Release);
                 let message = error.to_string();
+                let full = crate::error::is_storage_full(&error);
                 for reply in pending {
                     reply.fail(|| {
-                        StoreError::Storage(sled::Error::Io(std::io::Error::other(message.clone())))
+                        let io = std::io::Error::new(
+                            if full {
+                                std::io::ErrorKind::StorageFull
+                            } else {
+                                std::io::ErrorKind::Other
+                            },
+                            message.clone(),
+                        );
+                        StoreError::from(sled::Error::Io(io))
                     });
                 }
             }
@@ -346,6 +373,24 @@ impl Writer {
         for (sha256, upload_id) in orphan_uploads {
             self.inner.discard_upload(&sha256, upload_id);
         }
+    }
+
+    /// Whether a new document may be stored now, asked once per group.
+    fn room_for_documents(&mut self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let answer = self.room.get_or_insert_with(|| match inner.check_room() {
+            Ok(()) => Ok(()),
+            Err(StoreError::StorageFull { reason }) => Err(reason),
+            // Not knowing the free space is no reason to refuse: sled's own
+            // error, if the disk is full, still says so.
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the free space");
+                Ok(())
+            }
+        });
+        answer
+            .clone()
+            .map_err(|reason| StoreError::StorageFull { reason })
     }
 
     /// Applies the group's changes as one atomic batch and flushes them.
@@ -485,6 +530,8 @@ impl Writer {
                 })
             };
         }
+        // Only now: a resend of a stored document needs no room.
+        self.room_for_documents()?;
         for blob in blobs {
             let blob_key = keys::blob(&blob.sha256);
             if self.read(op, &blob_key)?.is_some() {

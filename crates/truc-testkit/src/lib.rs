@@ -8,8 +8,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use truc_domain::Limits;
-use truc_hub::config::DeliveryConfig;
-use truc_hub::{AgencyEntry, Clock, Directory, HubSetup, Observe, WatchSetup};
+use truc_hub::config::{ConnectionsConfig, DeliveryConfig};
+use truc_hub::{
+    AgencyEntry, Clock, CrlSetup, Directory, HubSetup, Observe, SecuritySetup, WatchSetup,
+};
 use truc_node::{AxisClient, NodeConfig};
 use truc_pki::{KeyAlgorithm, PkiPaths};
 use truc_store::{Store, StoreOptions};
@@ -52,7 +54,21 @@ pub struct TestHubOptions {
     /// Deadlines, expiry, quotas and the clock (`Clock::manual_now()` lets
     /// a test advance time; the clock survives restarts).
     pub watch: WatchSetup,
+    /// Connection limits; `None` keeps the hub's defaults except a limit per
+    /// identity far above what tests open (they drop and open clients faster
+    /// than the hub sees connections close).
+    pub connections: Option<ConnectionsConfig>,
+    /// Starts the hub with an empty revocation list at `pki.crl()`, looked at
+    /// this often; a test revokes with `truc_pki::write_crl`.
+    pub crl_reload: Option<Duration>,
+    /// Where sled lives instead of the temporary folder (a small file system).
+    pub data_dir: Option<PathBuf>,
+    /// The store's free-space reserve (`StoreOptions::free_bytes_min`).
+    pub free_bytes_min: u64,
 }
+
+/// Connections per identity when a test sets no limit of its own.
+const TEST_CONNECTIONS_PER_IDENTITY_MAX: u32 = 10_000;
 
 pub struct TestHub {
     pub root: tempfile::TempDir,
@@ -68,6 +84,9 @@ pub struct TestHub {
     registered: Vec<String>,
     entries: Vec<AgencyEntry>,
     watch: WatchSetup,
+    security: SecuritySetup,
+    data_dir: Option<PathBuf>,
+    free_bytes_min: u64,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -122,6 +141,19 @@ impl TestHub {
             )
             .expect("agency credentials of another algorithm");
         }
+        let security = SecuritySetup {
+            crl: options.crl_reload.map(|reload_interval| CrlSetup {
+                path: pki.crl(),
+                reload_interval,
+            }),
+            connections: options.connections.unwrap_or(ConnectionsConfig {
+                per_identity_max: TEST_CONNECTIONS_PER_IDENTITY_MAX,
+                ..ConnectionsConfig::default()
+            }),
+        };
+        if options.crl_reload.is_some() {
+            truc_pki::write_crl(&pki, &[], 1).expect("an empty revocation list");
+        }
         let mut hub = TestHub {
             root,
             pki,
@@ -137,6 +169,9 @@ impl TestHub {
             registered,
             entries: options.entries,
             watch: options.watch,
+            security,
+            data_dir: options.data_dir,
+            free_bytes_min: options.free_bytes_min,
             stop: None,
             task: None,
         };
@@ -156,7 +191,9 @@ impl TestHub {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.root.path().join("data"))
     }
 
     /// Opens the store, retrying while a just-stopped hub still holds its
@@ -165,8 +202,12 @@ impl TestHub {
     /// runtime, since those tasks may need this very thread to finish.
     async fn open_store(&self) -> Store {
         let mut last_error = None;
+        let options = StoreOptions {
+            free_bytes_min: self.free_bytes_min,
+            ..StoreOptions::default()
+        };
         for _ in 0..1200 {
-            match Store::open(&self.data_dir(), &StoreOptions::default()) {
+            match Store::open(&self.data_dir(), &options) {
                 Ok(store) => return store,
                 Err(error) => {
                     last_error = Some(error);
@@ -198,6 +239,7 @@ impl TestHub {
             limits: self.limits.clone(),
             delivery: DeliveryConfig::default(),
             watch: self.watch.clone(),
+            security: self.security.clone(),
         };
         // Bound before serving, so clients can connect as soon as this returns.
         let listener = TcpListener::bind(self.address).await.expect("bind");

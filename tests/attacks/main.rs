@@ -1,0 +1,784 @@
+//! The attack suite: one row per attack on a real hub over loopback with
+//! real mutual TLS, each stating how the hub must answer (the handshake
+//! refused, or a gRPC code naming the field), and checked to be logged as a
+//! security event (`truc::security`) naming the identity and counted in
+//! `truc_security_events_total{kind}`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+use truc_domain::Status;
+use truc_hub::config::ConnectionsConfig;
+use truc_node::compose::Prepared;
+use truc_node::AxisClient;
+use truc_pki::{Credentials, TrustRoots};
+use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES, OPERATOR};
+
+const G22: &str = AGENCIES[0];
+const G12: &str = AGENCIES[1];
+const H41: &str = AGENCIES[2];
+/// Revoked while the hub runs.
+const REVOKED: &str = "000.00.00.G40";
+/// Opens more connections than its identity may hold.
+const FLOODER: &str = "000.00.00.G41";
+/// Connections one identity may hold in this suite.
+const CONNECTIONS_PER_IDENTITY_MAX: u32 = 3;
+/// A bound on each wait, so that a broken hub fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// What the hub must do with an attack.
+#[derive(Clone, Debug)]
+enum Expected {
+    /// The TLS handshake fails; logged and counted as `kind`.
+    HandshakeRefused { kind: &'static str },
+    /// A gRPC refusal whose message starts with `field`; logged as `kind`.
+    Refused {
+        code: Code,
+        field: &'static str,
+        kind: &'static str,
+    },
+    /// Answered with the original acknowledgement, nothing stored again.
+    OriginalAnswer,
+    /// Not refused, and nothing changed.
+    NoEffect,
+}
+
+/// How the hub answered.
+#[derive(Debug)]
+enum Outcome {
+    HandshakeRefused(String),
+    Refused(tonic::Status),
+    /// Anything else, described (the description is for failure messages).
+    Answered(#[allow(dead_code)] String),
+    Duplicate {
+        accepted_at_unix_ms: i64,
+    },
+    NoEffect,
+}
+
+/// The attacks. Each names who attacks, so that the log can be checked for
+/// that identity.
+#[derive(Clone, Debug)]
+enum Attack {
+    /// A certificate for a registered code, issued by another CA.
+    AnotherCa,
+    Expired,
+    NotYetValid,
+    /// A certificate on the revocation list, on a new connection.
+    RevokedNewConnection,
+    /// The same certificate on a connection opened before it was revoked.
+    RevokedOpenConnection,
+    /// A client that offers only TLS 1.2 (a downgrade).
+    Tls12Only,
+    /// A client with no certificate at all.
+    NoCertificate,
+    /// A valid G12 certificate, an envelope claiming G22.
+    ClaimsAnotherCode,
+    /// G22's envelope signed with G12's key.
+    SignedByAnotherKey,
+    /// G22's captured envelope sent again by G12.
+    ReplayByAnotherAgency,
+    /// G22's captured envelope sent again by G22.
+    ReplayBySender,
+    /// G12 reads the status of a document between G22 and H41.
+    ReadsAnothersStatus,
+    /// G12 fetches its attachment.
+    FetchesAnothersAttachment,
+    /// G12 moves H41's delivery.
+    MovesAnothersDelivery,
+    /// G12 opens a delivery stream and acknowledges H41's queue item.
+    AcknowledgesAnothersQueue,
+    /// An agency asks for the operators' report, node list and dead-letter actions.
+    AgencyReport,
+    AgencyListNodes,
+    AgencyResendsDeadLetter,
+    AgencyCancelsDeadLetter,
+    /// An operator's certificate sends a document.
+    OperatorSends,
+    /// One identity opens one connection more than it may.
+    ConnectionFlood,
+}
+
+fn table() -> Vec<(Attack, Expected, &'static str)> {
+    use Attack::*;
+    use Expected::*;
+    let refused = |code, field, kind| Refused { code, field, kind };
+    vec![
+        (
+            AnotherCa,
+            HandshakeRefused {
+                kind: "certificate_unknown_issuer",
+            },
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            Expired,
+            HandshakeRefused {
+                kind: "certificate_expired",
+            },
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            NotYetValid,
+            HandshakeRefused {
+                kind: "certificate_not_yet_valid",
+            },
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            RevokedNewConnection,
+            HandshakeRefused {
+                kind: "certificate_revoked",
+            },
+            "urn:truc:agency:000.00.00.G40",
+        ),
+        (
+            RevokedOpenConnection,
+            refused(Code::Unauthenticated, "certificate", "certificate_revoked"),
+            "urn:truc:agency:000.00.00.G40",
+        ),
+        (
+            Tls12Only,
+            HandshakeRefused {
+                kind: "tls_incompatible",
+            },
+            "peer 127.0.0.1",
+        ),
+        (
+            NoCertificate,
+            HandshakeRefused {
+                kind: "certificate_missing",
+            },
+            "peer 127.0.0.1",
+        ),
+        (
+            ClaimsAnotherCode,
+            refused(Code::PermissionDenied, "from.organ_id", "permission_denied"),
+            "urn:truc:agency:000.00.00.G12",
+        ),
+        (
+            SignedByAnotherKey,
+            refused(
+                Code::Unauthenticated,
+                "envelope.signature",
+                "unauthenticated",
+            ),
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            ReplayByAnotherAgency,
+            refused(
+                Code::Unauthenticated,
+                "envelope.signature",
+                "unauthenticated",
+            ),
+            "urn:truc:agency:000.00.00.G12",
+        ),
+        (ReplayBySender, OriginalAnswer, ""),
+        (
+            ReadsAnothersStatus,
+            refused(Code::PermissionDenied, "document_id", "permission_denied"),
+            "urn:truc:agency:000.00.00.G12",
+        ),
+        (
+            FetchesAnothersAttachment,
+            refused(Code::PermissionDenied, "document_id", "permission_denied"),
+            "urn:truc:agency:000.00.00.G12",
+        ),
+        (
+            MovesAnothersDelivery,
+            refused(Code::PermissionDenied, "recipient", "permission_denied"),
+            "urn:truc:agency:000.00.00.G12",
+        ),
+        (
+            AgencyReport,
+            refused(Code::PermissionDenied, "certificate", "permission_denied"),
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            AgencyListNodes,
+            refused(Code::PermissionDenied, "certificate", "permission_denied"),
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            AgencyResendsDeadLetter,
+            refused(Code::PermissionDenied, "certificate", "permission_denied"),
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            AgencyCancelsDeadLetter,
+            refused(Code::PermissionDenied, "certificate", "permission_denied"),
+            "urn:truc:agency:000.00.00.G22",
+        ),
+        (
+            OperatorSends,
+            refused(Code::PermissionDenied, "certificate", "permission_denied"),
+            "urn:truc:operator:ops",
+        ),
+        (
+            ConnectionFlood,
+            HandshakeRefused {
+                kind: "connection_limit",
+            },
+            "urn:truc:agency:000.00.00.G41",
+        ),
+        // Acknowledging someone else's queue item is not refused: an agency's
+        // acknowledgements name items of its own queue only, so the attempt
+        // finds nothing and changes nothing (checked in the row itself).
+        (AcknowledgesAnothersQueue, NoEffect, ""),
+    ]
+}
+
+/// Everything the rows share: the hub, one client per party, a document
+/// between G22 and H41 with its signed envelope, and captured logs.
+struct Context {
+    hub: TestHub,
+    roots: TrustRoots,
+    g22: AxisClient,
+    g12: AxisClient,
+    operator: AxisClient,
+    /// Connected before [`REVOKED`] is revoked.
+    revoked_early: AxisClient,
+    /// The fixture document's signed envelope, as a network observer would capture it.
+    captured: Prepared,
+    document_id: String,
+    accepted_at_unix_ms: i64,
+    /// H41's queue item for the fixture document.
+    h41_queue_seq: u64,
+    foreign_pki: tempfile::TempDir,
+}
+
+/// A plain TLS connection with `config`, then the HTTP/2 preface: the hub
+/// answers a good connection with its SETTINGS; a refused handshake ends in
+/// an alert or a closed connection. TLS 1.3 lets a client finish its side of
+/// the handshake before the server has checked its certificate, so the
+/// refusal shows on the first read.
+async fn probe(address: SocketAddr, config: rustls::ClientConfig) -> Outcome {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME).unwrap();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut tls = match connector.connect(name, tcp).await {
+        Ok(tls) => tls,
+        Err(error) => return Outcome::HandshakeRefused(error.to_string()),
+    };
+    if let Err(error) = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await {
+        return Outcome::HandshakeRefused(error.to_string());
+    }
+    let mut buffer = [0u8; 64];
+    match tokio::time::timeout(PATIENCE, tls.read(&mut buffer)).await {
+        Err(_) => Outcome::Answered("nothing, for 30 s".into()),
+        Ok(Ok(0)) => Outcome::HandshakeRefused("closed".into()),
+        Ok(Ok(read)) => Outcome::Answered(format!("{read} bytes of HTTP/2")),
+        Ok(Err(error)) => Outcome::HandshakeRefused(error.to_string()),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration like a node's, with the given versions and certificate.
+fn client_config(
+    roots: &TrustRoots,
+    credentials: Option<&Credentials>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots.root_store());
+    let mut config = match credentials {
+        Some(credentials) => builder
+            .with_client_auth_cert(
+                credentials
+                    .cert_chain_der
+                    .iter()
+                    .map(|der| der.clone().into())
+                    .collect(),
+                rustls::pki_types::PrivateKeyDer::Pkcs8(credentials.key_pkcs8_der.clone().into()),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config
+}
+
+/// Credentials for `code` with a validity window of the hub's CA, from files.
+fn windowed(
+    hub: &TestHub,
+    code: &str,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+    folder: &Path,
+) -> Credentials {
+    let (cert, key) =
+        truc_pki::issue_agency_pem_with_window(&hub.pki, code, not_before, not_after).unwrap();
+    std::fs::create_dir_all(folder).unwrap();
+    let (cert_path, key_path) = (folder.join("agency.crt"), folder.join("agency.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    Credentials::load(&cert_path, &key_path).unwrap()
+}
+
+fn refusal<T: std::fmt::Debug>(result: Result<T, truc_node::ClientError>) -> Outcome {
+    match result {
+        Ok(answer) => Outcome::Answered(format!("{answer:?}")),
+        Err(truc_node::ClientError::Refused(status)) => Outcome::Refused(status),
+        Err(other) => Outcome::Answered(format!("an error that is not a refusal: {other}")),
+    }
+}
+
+async fn run(attack: &Attack, context: &Context) -> Outcome {
+    let hub = &context.hub;
+    let now = time::OffsetDateTime::now_utc();
+    match attack {
+        Attack::AnotherCa => {
+            let foreign = truc_pki::init_dev_pki(
+                context.foreign_pki.path(),
+                &[(G22.to_string(), "Impostor".to_string())],
+                &[],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+            let impostor = foreign.agency_credentials(G22).unwrap();
+            let config = client_config(&context.roots, Some(&impostor), &[&rustls::version::TLS13]);
+            probe(hub.address, config).await
+        }
+        Attack::Expired | Attack::NotYetValid => {
+            let (not_before, not_after, folder) = match attack {
+                Attack::Expired => (
+                    now - time::Duration::days(10),
+                    now - time::Duration::days(1),
+                    "expired",
+                ),
+                _ => (
+                    now + time::Duration::days(1),
+                    now + time::Duration::days(10),
+                    "future",
+                ),
+            };
+            let credentials = windowed(
+                hub,
+                G22,
+                not_before,
+                not_after,
+                &hub.root.path().join(folder),
+            );
+            let config = client_config(
+                &context.roots,
+                Some(&credentials),
+                &[&rustls::version::TLS13],
+            );
+            probe(hub.address, config).await
+        }
+        Attack::RevokedNewConnection => {
+            let credentials = hub.pki.agency_credentials(REVOKED).unwrap();
+            let config = client_config(
+                &context.roots,
+                Some(&credentials),
+                &[&rustls::version::TLS13],
+            );
+            probe(hub.address, config).await
+        }
+        Attack::RevokedOpenConnection => refusal(context.revoked_early.counts("", "").await),
+        Attack::Tls12Only => {
+            let credentials = hub.pki.agency_credentials(G22).unwrap();
+            let config = client_config(
+                &context.roots,
+                Some(&credentials),
+                &[&rustls::version::TLS12],
+            );
+            probe(hub.address, config).await
+        }
+        Attack::NoCertificate => {
+            let config = client_config(&context.roots, None, &[&rustls::version::TLS13]);
+            probe(hub.address, config).await
+        }
+        Attack::ClaimsAnotherCode => refusal(
+            context
+                .g12
+                .send(&draft(G22, &[H41], 101), vec![pdf("a.pdf", 1, 10)])
+                .await,
+        ),
+        Attack::SignedByAnotherKey => {
+            let forged = Prepared::new(
+                &draft(G22, &[H41], 102),
+                vec![pdf("a.pdf", 1, 10)],
+                context.g12.credentials(),
+            )
+            .await
+            .unwrap();
+            refusal(context.g22.send_prepared(forged).await)
+        }
+        Attack::ReplayByAnotherAgency => {
+            refusal(context.g12.send_prepared(context.captured.clone()).await)
+        }
+        Attack::ReplayBySender => match context.g22.send_prepared(context.captured.clone()).await {
+            Ok(response) if response.duplicate => Outcome::Duplicate {
+                accepted_at_unix_ms: response.accepted_at_unix_ms,
+            },
+            other => refusal(other),
+        },
+        Attack::ReadsAnothersStatus => refusal(context.g12.get_status(&context.document_id).await),
+        Attack::FetchesAnothersAttachment => refusal(
+            context
+                .g12
+                .fetch_attachment(&context.document_id, 0)
+                .await
+                .map(|_| "an attachment stream"),
+        ),
+        Attack::MovesAnothersDelivery => refusal(
+            context
+                .g12
+                .move_status(&context.document_id, Some(H41), Status::Received, "")
+                .await,
+        ),
+        Attack::AcknowledgesAnothersQueue => {
+            let (acks, stream) = context.g12.deliveries(8).await.unwrap();
+            acks.send(truc_node::ack_message(vec![context.h41_queue_seq]))
+                .await
+                .unwrap();
+            drop(acks);
+            drop(stream);
+            // Whatever G12 acknowledged, H41's delivery is still waiting.
+            let status = context
+                .operator
+                .get_status(&context.document_id)
+                .await
+                .unwrap();
+            let h41 = status.recipients.iter().find(|r| r.recipient == H41);
+            match h41 {
+                Some(row) if row.history.is_empty() => Outcome::NoEffect,
+                other => Outcome::Answered(format!("H41's delivery changed: {other:?}")),
+            }
+        }
+        Attack::AgencyReport => refusal(context.g22.report("", "", "").await),
+        Attack::AgencyListNodes => refusal(context.g22.list_nodes().await),
+        Attack::AgencyResendsDeadLetter => refusal(
+            context
+                .g22
+                .resend_dead_letter(&context.document_id, H41)
+                .await,
+        ),
+        Attack::AgencyCancelsDeadLetter => refusal(
+            context
+                .g22
+                .cancel_dead_letter(&context.document_id, H41, "không cần")
+                .await,
+        ),
+        Attack::OperatorSends => refusal(
+            context
+                .operator
+                .send(&draft(G22, &[H41], 103), vec![pdf("a.pdf", 1, 10)])
+                .await,
+        ),
+        Attack::ConnectionFlood => {
+            let credentials = hub.pki.agency_credentials(FLOODER).unwrap();
+            let mut held = Vec::new();
+            for _ in 0..CONNECTIONS_PER_IDENTITY_MAX {
+                let client = AxisClient::connect(hub.address, &context.roots, credentials.clone())
+                    .await
+                    .unwrap();
+                client.counts("", "").await.expect("within the limit");
+                held.push(client);
+            }
+            let config = client_config(
+                &context.roots,
+                Some(&credentials),
+                &[&rustls::version::TLS13],
+            );
+            let outcome = probe(hub.address, config.clone()).await;
+            // Others are not affected, and a slot given back is usable again.
+            context.g12.counts("", "").await.expect("another identity");
+            drop(held.pop());
+            eventually_answered(hub.address, config).await;
+            outcome
+        }
+    }
+}
+
+/// Waits until a connection with `config` is served (a slot was freed).
+async fn eventually_answered(address: SocketAddr, config: rustls::ClientConfig) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Outcome::Answered(_) = probe(address, config.clone()).await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a freed connection slot was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until new connections with `config` are refused as revoked (the
+/// list reloaded), not merely closed for some other reason.
+async fn eventually_revoked(address: SocketAddr, config: rustls::ClientConfig, log: &Captured) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let outcome = probe(address, config.clone()).await;
+        if let Outcome::HandshakeRefused(reason) = &outcome {
+            if reason.contains("Revoked") {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the revocation list was never reloaded: {outcome:?}; log:\n{}",
+            log.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The lines the hub logged, shared with a writer the subscriber uses.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `truc_security_events_total` per kind, from the hub's metrics endpoint.
+async fn security_events(hub: &TestHub) -> BTreeMap<String, f64> {
+    let address = hub.metrics_address.expect("metrics are on");
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tcp.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, tcp.read_to_string(&mut response))
+        .await
+        .expect("the metrics endpoint answers")
+        .unwrap();
+    response
+        .lines()
+        .filter_map(|line| line.strip_prefix("truc_security_events_total{kind=\""))
+        .filter_map(|rest| {
+            let (kind, value) = rest.split_once("\"} ")?;
+            Some((kind.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Every attack of the table, each answered as the row says, logged with the
+/// identity and counted; then the same hub still serves a good document.
+#[tokio::test]
+async fn every_attack_is_refused_logged_and_counted() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // This test's runtime runs on this thread only, hub tasks included, so a
+    // subscriber for this thread sees every event the hub logs here.
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let hub = TestHub::start_with_options(TestHubOptions {
+        extra_agencies: vec![REVOKED.into(), FLOODER.into()],
+        metrics: true,
+        connections: Some(ConnectionsConfig {
+            per_identity_max: CONNECTIONS_PER_IDENTITY_MAX,
+            ..ConnectionsConfig::default()
+        }),
+        crl_reload: Some(Duration::from_millis(100)),
+        ..TestHubOptions::default()
+    })
+    .await;
+    let roots = hub.pki.trust_roots().unwrap();
+    let g22 = hub.client(G22).await;
+    let h41 = hub.client(H41).await;
+    let captured_envelope = Prepared::new(
+        &draft(G22, &[H41], 1),
+        vec![pdf("a.pdf", 1, 1000)],
+        g22.credentials(),
+    )
+    .await
+    .unwrap();
+    let accepted = g22.send_prepared(captured_envelope.clone()).await.unwrap();
+    let (_h41_acks, mut h41_stream) = h41.deliveries(8).await.unwrap();
+    let h41_queue_seq = loop {
+        let message = tokio::time::timeout(PATIENCE, h41_stream.message())
+            .await
+            .expect("H41 gets its delivery")
+            .unwrap()
+            .unwrap();
+        if let Some(truc_proto::v1::hub_message::Kind::Delivery(delivery)) = message.kind {
+            break delivery.queue_seq;
+        }
+    };
+    // H41 keeps the delivery unacknowledged, so its queue item stays.
+    drop(h41_stream);
+
+    // Revoke while the hub runs, with a connection already open.
+    let revoked_early = hub.client(REVOKED).await;
+    revoked_early
+        .counts("", "")
+        .await
+        .expect("served before the revocation");
+    let revoked_credentials = hub.pki.agency_credentials(REVOKED).unwrap();
+    truc_pki::write_crl(
+        &hub.pki,
+        &[revoked_credentials.certificate_der().to_vec()],
+        2,
+    )
+    .unwrap();
+    eventually_revoked(
+        hub.address,
+        client_config(
+            &roots,
+            Some(&revoked_credentials),
+            &[&rustls::version::TLS13],
+        ),
+        &captured,
+    )
+    .await;
+
+    let context = Context {
+        g12: hub.client(G12).await,
+        operator: AxisClient::connect(
+            hub.address,
+            &roots,
+            hub.pki.operator_credentials(OPERATOR).unwrap(),
+        )
+        .await
+        .unwrap(),
+        roots,
+        g22,
+        revoked_early,
+        captured: captured_envelope,
+        document_id: accepted.document_id.clone(),
+        accepted_at_unix_ms: accepted.accepted_at_unix_ms,
+        h41_queue_seq,
+        foreign_pki: tempfile::tempdir().unwrap(),
+        hub,
+    };
+    let counts_before = context.operator.counts("", "").await.unwrap();
+
+    let mut failures = Vec::new();
+    let rows = table();
+    for (attack, expected, identity) in &rows {
+        captured.clear();
+        let before = security_events(&context.hub).await;
+        let outcome = run(attack, &context).await;
+        let kind = match (expected, &outcome) {
+            (Expected::HandshakeRefused { kind }, Outcome::HandshakeRefused(_)) => Some(*kind),
+            (Expected::Refused { code, field, kind }, Outcome::Refused(status))
+                if status.code() == *code && status.message().starts_with(field) =>
+            {
+                Some(*kind)
+            }
+            (
+                Expected::OriginalAnswer,
+                Outcome::Duplicate {
+                    accepted_at_unix_ms,
+                },
+            ) if *accepted_at_unix_ms == context.accepted_at_unix_ms => None,
+            (Expected::NoEffect, Outcome::NoEffect) => None,
+            _ => {
+                failures.push(format!(
+                    "{attack:?}: expected {expected:?}, got {outcome:?}"
+                ));
+                continue;
+            }
+        };
+        let Some(kind) = kind else { continue };
+        // The counter and the log line may trail the answer by a moment
+        // (the hub reports a handshake after the client has seen it fail).
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let after = security_events(&context.hub).await;
+            let counted =
+                after.get(kind).copied().unwrap_or(0.0) > before.get(kind).copied().unwrap_or(0.0);
+            let text = captured.text();
+            let logged = text.lines().any(|line| {
+                line.contains("truc::security") && line.contains(kind) && line.contains(identity)
+            });
+            if counted && logged {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                failures.push(format!(
+                    "{attack:?}: counted {counted}, logged {logged} as {kind} for {identity}; log:\n{text}"
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} attacks not handled as expected:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+
+    // Nothing the attacks did was stored, and the hub still serves.
+    let counts_after = context.operator.counts("", "").await.unwrap();
+    assert_eq!(counts_before, counts_after);
+    let good = context
+        .g22
+        .send(&draft(G22, &[G12], 2), vec![pdf("b.pdf", 2, 100)])
+        .await
+        .unwrap();
+    assert!(!good.duplicate);
+    eprintln!("{} attacks tried, all handled as expected", rows.len());
+}
+
+/// The hub's TLS configuration holds only TLS 1.3's AEAD suites.
+#[test]
+fn the_hub_offers_only_tls_1_3_with_strong_suites() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = truc_pki::init_dev_pki(dir.path(), &[], &[], Duration::from_secs(3600)).unwrap();
+    let config =
+        truc_pki::server_tls_config(&pki.trust_roots().unwrap(), &pki.hub_credentials().unwrap())
+            .unwrap();
+    // The versions are not readable from a built configuration; the table's
+    // TLS 1.2 client shows the hub refuses it, and no TLS 1.2 suite is left.
+    let suites: Vec<String> = config
+        .crypto_provider()
+        .cipher_suites
+        .iter()
+        .map(|suite| format!("{:?}", suite.suite()))
+        .collect();
+    assert_eq!(
+        suites,
+        [
+            "TLS13_AES_256_GCM_SHA384",
+            "TLS13_AES_128_GCM_SHA256",
+            "TLS13_CHACHA20_POLY1305_SHA256"
+        ],
+        "only TLS 1.3's AEAD suites"
+    );
+    // A resumed session would skip the certificate check (and so revocation).
+    assert_eq!(config.send_tls13_tickets, 0);
+}
