@@ -344,6 +344,25 @@ async fn metrics_count_sends_moves_and_refusals_as_they_happen() {
         .expect_err("a send in another agency's name is refused");
     assert_eq!(refusal.code(), Some(Code::PermissionDenied), "{refusal}");
 
+    // Both wait in the recipient's queue, published within the gauges' period.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let scraped = scrape(&hub).await;
+        let depth = scraped.value("truc_queue_depth", &[("agency", METERED_RECIPIENT)]);
+        let age = scraped.value(
+            "truc_queue_oldest_unacked_age_seconds",
+            &[("agency", METERED_RECIPIENT)],
+        );
+        if depth == Some(2.0) && age.is_some_and(|age| age >= 0.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue gauges never showed the two deliveries: depth {depth:?}, age {age:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The recipient takes one delivery, acknowledges it and reports "received".
     let recipient = hub.client(METERED_RECIPIENT).await;
     let (acks, mut deliveries) = recipient.deliveries(8).await.unwrap();

@@ -320,6 +320,7 @@ pub async fn run_observed(
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
     let metrics_task = metrics_endpoint.map(|(listener, handle)| {
+        tokio::spawn(operator::publish_queue_gauges(hub.clone()));
         tokio::spawn(observe::serve_metrics(
             listener,
             handle,

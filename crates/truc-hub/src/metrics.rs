@@ -194,7 +194,7 @@ pub fn certificate_expiry(identity: &'static str, subject: &str, not_after_unix_
         .set(not_after_unix_seconds as f64);
 }
 
-/// For the delivery loop: how long the oldest unacknowledged item has waited.
+/// How long the oldest delivery waiting in a node's queue has waited.
 pub fn queue_oldest_unacked_age(agency: &str, age: Duration) {
     gauge!(QUEUE_OLDEST_UNACKED_AGE, "agency" => agency.to_owned()).set(age.as_secs_f64());
 }

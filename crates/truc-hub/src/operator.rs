@@ -275,3 +275,43 @@ pub(crate) fn recipient_status(
         dead_letter: dead_letter.map(crate::feedback::dead_letter),
     })
 }
+
+/// How often each node's queue depth and oldest unacknowledged delivery are
+/// published as metrics.
+const QUEUE_GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publishes `truc_queue_depth` and `truc_queue_oldest_unacked_age_seconds`
+/// per node from what `ListNodes` shows, off the async threads, until the hub
+/// stops. Only while the metrics endpoint is served.
+pub(crate) async fn publish_queue_gauges(hub: std::sync::Arc<Hub>) {
+    let mut shutdown = hub.shutdown.clone();
+    loop {
+        let reading = hub.clone();
+        let now_ms = hub.watch.clock.now_unix_ms();
+        match tokio::task::spawn_blocking(move || list_nodes(&reading)).await {
+            Ok(Ok(nodes)) => {
+                for node in nodes.nodes.iter().filter(|node| node.own_node) {
+                    truc_store::metrics::queue_depth(&node.organ_id, node.queue_depth);
+                    let age_ms = if node.oldest_unacked_document_id.is_empty() {
+                        0
+                    } else {
+                        (now_ms - node.oldest_unacked_accepted_at_unix_ms).max(0)
+                    };
+                    crate::metrics::queue_oldest_unacked_age(
+                        &node.organ_id,
+                        std::time::Duration::from_millis(age_ms as u64),
+                    );
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "reading the queues for their metrics"),
+            Err(error) => tracing::warn!(%error, "reading the queues for their metrics"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(QUEUE_GAUGES_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}

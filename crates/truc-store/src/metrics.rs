@@ -16,7 +16,7 @@ pub const GROUP_COMMIT_BATCH_COMMANDS: &str = "truc_group_commit_batch_commands"
 /// Time one group commit took to flush its batch to disk.
 pub const GROUP_COMMIT_FLUSH_SECONDS: &str = "truc_group_commit_flush_seconds";
 
-/// A node's queue as it stands after a batch.
+/// A node's queue depth, as last read.
 pub fn queue_depth(agency: &str, items: u64) {
     gauge!(QUEUE_DEPTH, "agency" => agency.to_owned()).set(items as f64);
 }
