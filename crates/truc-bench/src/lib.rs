@@ -19,7 +19,7 @@ pub mod nats;
 mod nodes;
 mod options;
 mod report;
-mod resources;
+pub mod resources;
 mod run;
 mod scenarios;
 

@@ -603,21 +603,6 @@ async fn a_hub_refuses_to_start_on_data_files_that_lost_acknowledged_writes() {
     assert_eq!(offline_sent(&restored), Ok(SENT));
 }
 
-/// A line of `/proc/<pid>/status` in bytes: `VmRSS` now, `VmHWM` the peak.
-fn memory_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    let kib: u64 = line[field.len() + 1..]
-        .trim()
-        .trim_end_matches(" kB")
-        .parse()
-        .unwrap();
-    kib * 1024
-}
-
 #[tokio::test]
 async fn a_stalled_consumer_keeps_the_hub_memory_bounded_while_its_queue_grows() {
     let root = tempfile::tempdir().unwrap();
@@ -662,13 +647,13 @@ async fn a_stalled_consumer_keeps_the_hub_memory_bounded_while_its_queue_grows()
         }
     };
     send_range(1..200).await;
-    let settled = memory_bytes(pid, "VmRSS:");
+    let settled = truc_bench::resources::rss_bytes(pid).expect("the hub's RSS");
 
     // The recipient opens its stream with the largest window and reads nothing.
     let (_acks, _stream) = stalled.deliveries(1024).await.unwrap();
     const QUEUED: u32 = 1_600;
     send_range(200..200 + QUEUED).await;
-    let peak = memory_bytes(pid, "VmHWM:");
+    let peak = truc_bench::resources::peak_rss_bytes(pid).expect("the hub's peak RSS");
     let payload = u64::from(QUEUED) * ATTACHMENT_BYTES as u64;
     eprintln!(
         "stalled consumer: {QUEUED} documents ({} MiB) queued behind it; hub RSS {} MiB before, peak {} MiB",
