@@ -185,6 +185,10 @@ impl Notices {
     }
 }
 
+/// One acknowledged queue item: its outcome, and the delivery (document id,
+/// recipient) it was, if it was one.
+pub(super) type Acked = (AckOutcome, Option<(String, String)>);
+
 pub(crate) struct Writer {
     inner: Arc<Inner>,
     next_queue_seq: u64,
@@ -599,15 +603,28 @@ impl Writer {
         at_unix_ms: i64,
         woken: &mut BTreeSet<String>,
     ) -> Result<Vec<AckOutcome>, StoreError> {
+        let acked = self.ack_items(agency, queue_seqs, at_unix_ms, woken)?;
+        Ok(acked.into_iter().map(|(outcome, _)| outcome).collect())
+    }
+
+    /// [`Writer::ack_all`], each outcome with the delivery (document id,
+    /// recipient) the item was, if it was one.
+    pub(super) fn ack_items(
+        &mut self,
+        agency: &str,
+        queue_seqs: &[u64],
+        at_unix_ms: i64,
+        woken: &mut BTreeSet<String>,
+    ) -> Result<Vec<Acked>, StoreError> {
         let mut notices = Notices::default();
         let mut outcomes = Vec::with_capacity(queue_seqs.len());
         let mut failure = None;
         for &queue_seq in queue_seqs {
             let mut op = self.begin();
             match self.stage_ack(&mut op, agency, queue_seq, at_unix_ms, &mut notices) {
-                Ok(outcome) => {
+                Ok(acked) => {
                     self.commit(op);
-                    outcomes.push(outcome);
+                    outcomes.push(acked);
                 }
                 Err(error) => {
                     self.abandon(op);
@@ -630,15 +647,17 @@ impl Writer {
         queue_seq: u64,
         at_unix_ms: i64,
         notices: &mut Notices,
-    ) -> Result<AckOutcome, StoreError> {
+    ) -> Result<Acked, StoreError> {
         let queue_key = keys::queue(agency, queue_seq);
         let Some(bytes) = self.read(op, &queue_key)? else {
-            return Ok(AckOutcome::AlreadyDone);
+            return Ok((AckOutcome::AlreadyDone, None));
         };
         let item: QueueItem = decode(&queue_key, &bytes)?;
         op.changes.insert(queue_key, None);
         match item {
-            QueueItem::Notice { .. } | QueueItem::Notices { .. } => Ok(AckOutcome::NoticeDone),
+            QueueItem::Notice { .. } | QueueItem::Notices { .. } => {
+                Ok((AckOutcome::NoticeDone, None))
+            }
             QueueItem::Delivery {
                 document_id,
                 recipient,
@@ -647,7 +666,7 @@ impl Writer {
                     self.read_delivery(op, &document_id, &recipient)?;
                 if !delivery.history.is_empty() {
                     // The recipient's first move already recorded the arrival.
-                    return Ok(AckOutcome::AlreadyDone);
+                    return Ok((AckOutcome::AlreadyDone, Some((document_id, recipient))));
                 }
                 let entry = StatusEntry {
                     code: Status::Arrived.code(),
@@ -661,7 +680,7 @@ impl Writer {
                 op.audit
                     .push(status_event(&document_id, &recipient, &entry));
                 notices.add(&sender, &document_id, &recipient, entry.clone());
-                Ok(AckOutcome::Arrived(entry))
+                Ok((AckOutcome::Arrived(entry), Some((document_id, recipient))))
             }
         }
     }

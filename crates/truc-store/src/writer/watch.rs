@@ -316,8 +316,9 @@ impl Writer {
         Ok(())
     }
 
-    /// [`Writer::ack_all`], then for each arrival the "received" deadline and
-    /// the end of the sender's pending entry, in the same group.
+    /// [`Writer::ack_all`], then for each delivery the end of the sender's
+    /// pending entry and, if it arrived now, its "received" deadline, in the
+    /// same group; the queue items are read once, by the acknowledgement.
     fn ack_watched(
         &mut self,
         agency: &str,
@@ -326,40 +327,26 @@ impl Writer {
         received_deadline_unix_ms: Option<i64>,
         woken: &mut BTreeSet<String>,
     ) -> Result<Vec<AckOutcome>, StoreError> {
-        let probe = self.begin();
-        let mut items = Vec::with_capacity(queue_seqs.len());
-        for &seq in queue_seqs {
-            let key = keys::queue(agency, seq);
-            items.push(match self.read(&probe, &key)? {
-                Some(bytes) => match decode(&key, &bytes)? {
-                    QueueItem::Delivery {
+        let acked = self.ack_items(agency, queue_seqs, at_unix_ms, woken)?;
+        let mut outcomes = Vec::with_capacity(acked.len());
+        for ((outcome, delivery), &seq) in acked.into_iter().zip(queue_seqs) {
+            if let Some((document_id, recipient)) = delivery {
+                let sender = document_id.split(',').next().unwrap_or_default().to_owned();
+                self.staged
+                    .insert(keys::pending(&sender, agency, seq), None);
+                if let (AckOutcome::Arrived(_), Some(deadline_unix_ms)) =
+                    (&outcome, received_deadline_unix_ms)
+                {
+                    self.put_watch(&WatchRecord {
+                        kind: DeadlineKind::Received,
+                        deadline_unix_ms,
                         document_id,
                         recipient,
-                    } => Some((document_id, recipient)),
-                    _ => None,
-                },
-                None => None,
-            });
-        }
-        let outcomes = self.ack_all(agency, queue_seqs, at_unix_ms, woken)?;
-        for ((outcome, item), &seq) in outcomes.iter().zip(&items).zip(queue_seqs) {
-            let Some((document_id, recipient)) = item else {
-                continue;
-            };
-            let sender = document_id.split(',').next().unwrap_or_default().to_owned();
-            self.staged
-                .insert(keys::pending(&sender, agency, seq), None);
-            if let (AckOutcome::Arrived(_), Some(deadline_unix_ms)) =
-                (outcome, received_deadline_unix_ms)
-            {
-                self.put_watch(&WatchRecord {
-                    kind: DeadlineKind::Received,
-                    deadline_unix_ms,
-                    document_id: document_id.clone(),
-                    recipient: recipient.clone(),
-                    sender,
-                });
+                        sender,
+                    });
+                }
             }
+            outcomes.push(outcome);
         }
         Ok(outcomes)
     }
