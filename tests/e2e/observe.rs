@@ -21,10 +21,11 @@ use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 const G22: &str = AGENCIES[0];
 const H41: &str = AGENCIES[2];
-/// Only the metrics test registers these: the recorder is shared by every
-/// hub in the test process, so their series count this test's traffic alone.
-const METERED_SENDER: &str = "000.00.00.G30";
-const METERED_RECIPIENT: &str = "000.00.00.G31";
+/// Only the metrics test uses these, and they are in no published directory
+/// that a replay test loads: the recorder is shared by every hub in the test
+/// process, so their series count this test's traffic alone.
+const METERED_SENDER: &str = "000.00.00.G98";
+const METERED_RECIPIENT: &str = "000.00.00.G99";
 
 /// A bound on each wait, so that a broken hub fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(30);
