@@ -478,6 +478,21 @@ fn date_key(field: &str, text: &str, default: u32) -> Result<u32, HubError> {
     }
 }
 
+/// A period of `from_date` and `to_date`, either open; one that ends before it
+/// begins is refused rather than answered with nothing, which would read as
+/// a period without traffic.
+fn date_range(from_date: &str, to_date: &str) -> Result<(u32, u32), HubError> {
+    let from = date_key("from_date", from_date, 0)?;
+    let to = date_key("to_date", to_date, u32::MAX)?;
+    if to < from {
+        return Err(HubError::invalid(
+            "to_date",
+            format!("{to_date} is before from_date {from_date}"),
+        ));
+    }
+    Ok((from, to))
+}
+
 fn parse_document_id(field: &str, text: &str) -> Result<DocumentId, HubError> {
     text.parse()
         .map_err(|error| HubError::invalid(field, format!("{error}")))
@@ -898,8 +913,7 @@ impl pb::axis_server::Axis for AxisService {
             return Err(HubError::denied("certificate", "reports are for operators").into());
         }
         let request = request.into_inner();
-        let from = date_key("from_date", &request.from_date, 0)?;
-        let to = date_key("to_date", &request.to_date, u32::MAX)?;
+        let (from, to) = date_range(&request.from_date, &request.to_date)?;
         // An ill-formed focus would match no document and report zeros as if true.
         if !request.focus_recipient.is_empty() {
             request
@@ -937,8 +951,7 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("counts");
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let from = date_key("from_date", &request.from_date, 0)?;
-        let to = date_key("to_date", &request.to_date, u32::MAX)?;
+        let (from, to) = date_range(&request.from_date, &request.to_date)?;
         let counts = self.0.store.counts(from, to).map_err(HubError::from)?;
         let own = match &caller {
             Caller::Operator { .. } => None,

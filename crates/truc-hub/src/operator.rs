@@ -10,7 +10,7 @@ use truc_store::{DeadLetterState, DeliveryRecord, DocumentRecord, QueueItem};
 
 use crate::directory::{ConnectionMode, Route};
 use crate::error::HubError;
-use crate::{date_key, Caller, Hub, Rows};
+use crate::{date_range, Caller, Hub, Rows};
 
 /// Documents listed when the request names no limit.
 const LIST_ROWS_DEFAULT: usize = 100;
@@ -89,6 +89,7 @@ fn filter(hub: &Hub, request: &pb::ListDocumentsRequest) -> Result<Filter, HubEr
         }
         asked => asked,
     };
+    let (from, to) = date_range(&request.from_date, &request.to_date)?;
     Ok(Filter {
         sender: agency_field("sender", &request.sender)?,
         recipient: agency_field("recipient", &request.recipient)?,
@@ -103,8 +104,8 @@ fn filter(hub: &Hub, request: &pb::ListDocumentsRequest) -> Result<Filter, HubEr
         } else {
             None
         },
-        from: date_key("from_date", &request.from_date, 0)?,
-        to: date_key("to_date", &request.to_date, u32::MAX)?,
+        from,
+        to,
         limit,
     })
 }

@@ -1912,6 +1912,56 @@ impl Builder<'_> {
                 "from_date",
             ));
         }
+        // A period that ends before it begins: refused, not answered with nothing.
+        let (late, early) = ("2019-09-30".to_string(), "2019-03-12".to_string());
+        for (what, who, input) in [
+            (
+                "counts",
+                Who::Agency(G12),
+                Input::Request(
+                    Method::Counts,
+                    pb::CountsRequest {
+                        from_date: late.clone(),
+                        to_date: early.clone(),
+                    }
+                    .encode_to_vec(),
+                ),
+            ),
+            (
+                "report",
+                Who::Operator,
+                Input::Request(
+                    Method::Report,
+                    pb::ReportRequest {
+                        from_date: late.clone(),
+                        to_date: early.clone(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+            ),
+            (
+                "document list",
+                Who::Operator,
+                Input::Request(
+                    Method::ListDocuments,
+                    pb::ListDocumentsRequest {
+                        from_date: late.clone(),
+                        to_date: early.clone(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+            ),
+        ] {
+            self.push(Case::new(
+                format!("{what} to_date before from_date"),
+                who,
+                input,
+                Code::InvalidArgument,
+                "to_date",
+            ));
+        }
         for status in [7, 14, 99, -1] {
             self.push(Case::new(
                 format!("document list status {status}"),
