@@ -379,7 +379,10 @@ impl AxisClient {
         let stream = self
             .inner
             .clone()
-            .deliveries(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .deliveries(MergedAcks {
+                receiver,
+                held: None,
+            })
             .await?
             .into_inner();
         Ok((sender, stream))
@@ -408,4 +411,101 @@ fn source_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     parts.join(": ")
+}
+
+/// Most queue items one merged acknowledgement names: well under the hub's
+/// default `limits.acks_per_message_max`, so merging never makes a message
+/// the hub would refuse where the application's own would pass.
+const MERGED_ACK_SEQS_MAX: usize = 256;
+
+/// The outbound side of a delivery stream. Acknowledgements queued while an
+/// earlier message was being written go out as one message: a busy node
+/// sends one TLS record and one frame for many deliveries instead of one
+/// each. Order is kept; anything other than an acknowledgement is passed as is.
+struct MergedAcks {
+    receiver: tokio::sync::mpsc::Receiver<pb::NodeMessage>,
+    /// A message taken while merging that could not join the acknowledgement.
+    held: Option<pb::NodeMessage>,
+}
+
+impl tokio_stream::Stream for MergedAcks {
+    type Item = pb::NodeMessage;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<pb::NodeMessage>> {
+        use pb::node_message::Kind;
+        let first = match self.held.take() {
+            Some(message) => message,
+            None => match self.receiver.poll_recv(cx) {
+                std::task::Poll::Ready(Some(message)) => message,
+                other => return other,
+            },
+        };
+        let Some(Kind::Ack(mut ack)) = first.kind else {
+            return std::task::Poll::Ready(Some(first));
+        };
+        while ack.queue_seqs.len() < MERGED_ACK_SEQS_MAX {
+            match self.receiver.try_recv() {
+                Ok(pb::NodeMessage {
+                    kind: Some(Kind::Ack(more)),
+                }) if ack.queue_seqs.len() + more.queue_seqs.len() <= MERGED_ACK_SEQS_MAX => {
+                    ack.queue_seqs.extend(more.queue_seqs);
+                }
+                Ok(other) => {
+                    self.held = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        std::task::Poll::Ready(Some(pb::NodeMessage {
+            kind: Some(Kind::Ack(ack)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::ack_message;
+
+    fn seqs(message: &pb::NodeMessage) -> Option<&[u64]> {
+        match &message.kind {
+            Some(pb::node_message::Kind::Ack(ack)) => Some(&ack.queue_seqs),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_acknowledgements_merge_in_order_up_to_the_bound() {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1024);
+        let mut merged = MergedAcks {
+            receiver,
+            held: None,
+        };
+        sender.send(ack_message(vec![1])).await.unwrap();
+        sender.send(ack_message(vec![2, 3])).await.unwrap();
+        let hello = pb::NodeMessage {
+            kind: Some(pb::node_message::Kind::Hello(pb::Hello { window: 4 })),
+        };
+        sender.send(hello.clone()).await.unwrap();
+        sender.send(ack_message(vec![4])).await.unwrap();
+        for seq in 5..(5 + MERGED_ACK_SEQS_MAX as u64) {
+            sender.send(ack_message(vec![seq])).await.unwrap();
+        }
+        drop(sender);
+
+        let first = merged.next().await.unwrap();
+        assert_eq!(seqs(&first), Some(&[1, 2, 3][..]));
+        assert_eq!(merged.next().await.unwrap(), hello, "kept in its place");
+        let bounded = merged.next().await.unwrap();
+        let bounded = seqs(&bounded).unwrap();
+        assert_eq!(bounded.len(), MERGED_ACK_SEQS_MAX);
+        assert_eq!(bounded[0], 4);
+        let rest = merged.next().await.unwrap();
+        assert_eq!(seqs(&rest), Some(&[4 + MERGED_ACK_SEQS_MAX as u64][..]));
+        assert_eq!(merged.next().await, None);
+    }
 }
