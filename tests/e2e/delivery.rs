@@ -202,7 +202,7 @@ async fn acknowledgements_waiting_together_beyond_the_limit_are_written_in_turn(
         ids.push(response.document_id);
     }
     let recipient = hub.client(H41).await;
-    let (acks, mut stream) = recipient.deliveries(8).await.unwrap();
+    let (acks, mut stream) = recipient.deliveries_as_sent(8).await.unwrap();
     let mut seqs = Vec::new();
     for _ in &ids {
         seqs.push(next_delivery(&mut stream).await.queue_seq);

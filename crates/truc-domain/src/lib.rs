@@ -14,7 +14,7 @@ pub use envelope::{
     Addressee, AttachmentMeta, BusinessType, EnvelopeError, Header, Organ, RawAttachment,
     RawHeader, RawOrgan,
 };
-pub use limits::Limits;
+pub use limits::{Limits, MERGED_ACKS_MAX};
 pub use signature::{
     document_signing_bytes, envelope_signing_bytes, verify_audit_export, verify_document,
     verify_envelope, KeyAlgorithm, PublicKey, SignatureError, SigningKey,

@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Most queue items a node merges into one acknowledgement message (acks
+/// queued while an earlier message was being written). The hub's
+/// `acks_per_message_max` may not be set below it.
+pub const MERGED_ACKS_MAX: usize = 256;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {

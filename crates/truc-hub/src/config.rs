@@ -388,7 +388,7 @@ const KEYS: &[(&str, &str)] = &[
     ),
     (
         "limits.acks_per_message_max",
-        "Most queue items one acknowledgement message may name.",
+        "Most queue items one acknowledgement message may name (at least 256: nodes merge waiting acknowledgements up to that).",
     ),
     (
         "limits.list_rows_max",
@@ -678,6 +678,12 @@ impl HubConfig {
                 "delivery: window_max, window_default and window_bytes_max must be at least 1"
                     .into(),
             );
+        }
+        if self.limits.acks_per_message_max < truc_domain::MERGED_ACKS_MAX {
+            problems.push(format!(
+                "limits.acks_per_message_max: must be at least {}, the most a node merges into one acknowledgement",
+                truc_domain::MERGED_ACKS_MAX
+            ));
         }
         if self.limits.chunk_bytes_max == 0 || self.limits.header_bytes_max == 0 {
             problems.push("limits: chunk_bytes_max and header_bytes_max must be at least 1".into());
@@ -978,6 +984,21 @@ mod tests {
         };
         assert!(
             problems[0].contains(&dir.path().display().to_string()),
+            "{problems:?}"
+        );
+
+        // Below what nodes merge into one acknowledgement, merged ones would be refused.
+        let loaded = HubConfig::load_with_env(
+            &path,
+            env(&[("TRUC_HUB__LIMITS__ACKS_PER_MESSAGE_MAX", "100")]),
+        );
+        let Err(ConfigError::Invalid { problems, .. }) = loaded else {
+            panic!("{loaded:?}");
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("limits.acks_per_message_max: must be at least 256")),
             "{problems:?}"
         );
     }

@@ -358,10 +358,42 @@ impl AxisClient {
             .into_inner())
     }
 
-    /// Opens the delivery stream with the given window.
+    /// Opens the delivery stream with a window of `window` unacknowledged
+    /// items. Acknowledgements queued while an earlier message is being
+    /// written go out as one message of at most [`truc_domain::MERGED_ACKS_MAX`] queue
+    /// items, so a busy node costs the hub one message for many deliveries.
     pub async fn deliveries(
         &self,
         window: u32,
+    ) -> Result<
+        (
+            tokio::sync::mpsc::Sender<pb::NodeMessage>,
+            tonic::Streaming<pb::HubMessage>,
+        ),
+        ClientError,
+    > {
+        self.open_deliveries(window, true).await
+    }
+
+    /// [`AxisClient::deliveries`], but every message goes out as it was
+    /// queued (for checking how the hub treats each one).
+    pub async fn deliveries_as_sent(
+        &self,
+        window: u32,
+    ) -> Result<
+        (
+            tokio::sync::mpsc::Sender<pb::NodeMessage>,
+            tonic::Streaming<pb::HubMessage>,
+        ),
+        ClientError,
+    > {
+        self.open_deliveries(window, false).await
+    }
+
+    async fn open_deliveries(
+        &self,
+        window: u32,
+        merge: bool,
     ) -> Result<
         (
             tokio::sync::mpsc::Sender<pb::NodeMessage>,
@@ -382,6 +414,7 @@ impl AxisClient {
             .deliveries(MergedAcks {
                 receiver,
                 held: None,
+                seqs_max: if merge { MERGED_ACK_SEQS_MAX } else { 0 },
             })
             .await?
             .into_inner();
@@ -413,10 +446,9 @@ fn source_chain(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Most queue items one merged acknowledgement names: well under the hub's
-/// default `limits.acks_per_message_max`, so merging never makes a message
-/// the hub would refuse where the application's own would pass.
-const MERGED_ACK_SEQS_MAX: usize = 256;
+/// Merging never makes a message the hub would refuse where the
+/// application's own pass: the hub's limit may not be set below this.
+use truc_domain::MERGED_ACKS_MAX as MERGED_ACK_SEQS_MAX;
 
 /// The outbound side of a delivery stream. Acknowledgements queued while an
 /// earlier message was being written go out as one message: a busy node
@@ -426,6 +458,8 @@ struct MergedAcks {
     receiver: tokio::sync::mpsc::Receiver<pb::NodeMessage>,
     /// A message taken while merging that could not join the acknowledgement.
     held: Option<pb::NodeMessage>,
+    /// Most queue items a merged acknowledgement names; 0 merges nothing.
+    seqs_max: usize,
 }
 
 impl tokio_stream::Stream for MergedAcks {
@@ -446,11 +480,11 @@ impl tokio_stream::Stream for MergedAcks {
         let Some(Kind::Ack(mut ack)) = first.kind else {
             return std::task::Poll::Ready(Some(first));
         };
-        while ack.queue_seqs.len() < MERGED_ACK_SEQS_MAX {
+        while ack.queue_seqs.len() < self.seqs_max {
             match self.receiver.try_recv() {
                 Ok(pb::NodeMessage {
                     kind: Some(Kind::Ack(more)),
-                }) if ack.queue_seqs.len() + more.queue_seqs.len() <= MERGED_ACK_SEQS_MAX => {
+                }) if ack.queue_seqs.len() + more.queue_seqs.len() <= self.seqs_max => {
                     ack.queue_seqs.extend(more.queue_seqs);
                 }
                 Ok(other) => {
@@ -484,6 +518,7 @@ mod tests {
         let mut merged = MergedAcks {
             receiver,
             held: None,
+            seqs_max: MERGED_ACK_SEQS_MAX,
         };
         sender.send(ack_message(vec![1])).await.unwrap();
         sender.send(ack_message(vec![2, 3])).await.unwrap();
@@ -507,5 +542,21 @@ mod tests {
         let rest = merged.next().await.unwrap();
         assert_eq!(seqs(&rest), Some(&[4 + MERGED_ACK_SEQS_MAX as u64][..]));
         assert_eq!(merged.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn without_merging_each_acknowledgement_goes_as_queued() {
+        let (sender, receiver) = tokio::sync::mpsc::channel(8);
+        let mut as_sent = MergedAcks {
+            receiver,
+            held: None,
+            seqs_max: 0,
+        };
+        sender.send(ack_message(vec![1])).await.unwrap();
+        sender.send(ack_message(vec![2])).await.unwrap();
+        drop(sender);
+        assert_eq!(seqs(&as_sent.next().await.unwrap()), Some(&[1][..]));
+        assert_eq!(seqs(&as_sent.next().await.unwrap()), Some(&[2][..]));
+        assert_eq!(as_sent.next().await, None);
     }
 }
