@@ -10,7 +10,7 @@ use truc_node::ClientError;
 use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions};
 
-use crate::recall::fetch;
+use crate::recall::{business, fetch};
 
 const G22: &str = truc_testkit::AGENCIES[0];
 const G12: &str = truc_testkit::AGENCIES[1];
@@ -388,17 +388,51 @@ async fn a_sender_over_its_queued_deliveries_quota_is_told_when_to_retry() {
     // The hub recounts a sender's backlog at most once a second: the refusal
     // lifts within that.
     let acknowledged = std::time::Instant::now();
-    loop {
+    let second = loop {
         match g22
             .send(&draft(G22, &[G12], 4), vec![pdf("d.pdf", 4, 10)])
             .await
         {
-            Ok(_) => break,
+            Ok(accepted) => break accepted.document_id,
             Err(error) if acknowledged.elapsed() < std::time::Duration::from_secs(3) => {
                 assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error}");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             Err(error) => panic!("still refused 3 s after the acknowledgement: {error}"),
         }
-    }
+    };
+
+    // A recall withdraws the delivery G17 never fetched: it leaves G22's
+    // backlog, while the request to G12, which holds the document, joins it.
+    fetch(&hub, G12, &second).await;
+    // The hub recounts at most once a second: each send waits out the stale count.
+    let send_when_room = |draft: truc_node::Draft, attachments: Vec<truc_node::Attachment>| {
+        let g22 = &g22;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                match g22.send(&draft, attachments.clone()).await {
+                    Ok(_) => return,
+                    Err(error) if started.elapsed() < std::time::Duration::from_secs(3) => {
+                        assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(error) => panic!("still refused after 3 s: {error}"),
+                }
+            }
+        }
+    };
+    // Backlog 1 (G17's copy of the first): the recall may be sent.
+    send_when_room(
+        business(G22, &[G12, G17], 5, pb::BusinessType::Revoke, &first),
+        vec![],
+    )
+    .await;
+    // Backlog 1 (the request to G12): one more send fits, the next does not.
+    send_when_room(draft(G22, &[G12], 6), vec![pdf("f.pdf", 6, 10)]).await;
+    let refused = g22
+        .send(&draft(G22, &[G12], 7), vec![pdf("g.pdf", 7, 10)])
+        .await
+        .expect_err("the backlog is full again");
+    assert_eq!(refused.code(), Some(Code::ResourceExhausted), "{refused}");
 }

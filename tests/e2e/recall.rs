@@ -44,7 +44,7 @@ pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
     }
 }
 
-fn business(from: &str, to: &[&str], number: u32, kind: pb::BusinessType, of: &str) -> Draft {
+pub fn business(from: &str, to: &[&str], number: u32, kind: pb::BusinessType, of: &str) -> Draft {
     Draft {
         business_type: kind as i32,
         business_refs: vec![of.to_owned()],

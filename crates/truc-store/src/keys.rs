@@ -188,6 +188,18 @@ pub(crate) fn pending(sender: &str, queue_owner: &str, seq: u64) -> Vec<u8> {
     key
 }
 
+/// A pending-index key's sender (code bytes), queue owner and seq.
+pub(crate) fn parse_pending(key: &[u8]) -> Option<(&[u8], &str, u64)> {
+    let rest = key.strip_prefix(&[PENDING])?;
+    if rest.len() != 2 * AGENCY_BYTES + 8 {
+        return None;
+    }
+    let (sender, rest) = rest.split_at(AGENCY_BYTES);
+    let (owner, seq) = rest.split_at(AGENCY_BYTES);
+    let owner = std::str::from_utf8(owner).ok()?;
+    Some((sender, owner, u64::from_be_bytes(seq.try_into().ok()?)))
+}
+
 /// Audit entries sort by sequence number: prefix, seq (u64 BE).
 pub(crate) fn audit(seq: u64) -> [u8; 9] {
     let mut key = [AUDIT; 9];

@@ -115,6 +115,11 @@ pub(crate) struct Inner {
     /// The data directory, whose file system's free space is checked.
     path: PathBuf,
     free_bytes_min: u64,
+    /// Each sender's live pending-index entries (deliveries waiting in some
+    /// queue), by the sender's code bytes: counted once at open, then kept by
+    /// the writer after each successful write, so a quota check reads a
+    /// number instead of walking the backlog.
+    backlog: Mutex<HashMap<Vec<u8>, u64>>,
 }
 
 impl Inner {
@@ -186,6 +191,24 @@ pub struct Store {
 
 const SCHEMA_VERSION: u8 = 1;
 
+/// Each sender's pending-index entries whose queue item is still there.
+/// Entries that outlived their item (a recall before it removed them too)
+/// are not counted, and the writer never counts them later either: it only
+/// counts entries it adds or removes itself.
+fn count_backlog(main: &sled::Tree) -> Result<HashMap<Vec<u8>, u64>, StoreError> {
+    let mut counts = HashMap::new();
+    for key in main.scan_prefix([keys::PENDING]).keys() {
+        let key = key?;
+        let Some((sender, owner, seq)) = keys::parse_pending(&key) else {
+            continue;
+        };
+        if main.contains_key(keys::queue(owner, seq))? {
+            *counts.entry(sender.to_vec()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}
+
 impl Store {
     /// Opens (or creates) the store in `path`. Refuses a directory written by
     /// another schema version or one sled cannot read.
@@ -238,6 +261,7 @@ impl Store {
                 })
             }
         }
+        let backlog = count_backlog(&main)?;
         let inner = Arc::new(Inner {
             db,
             main,
@@ -248,6 +272,7 @@ impl Store {
             stats: FlushStats::default(),
             path: path.to_owned(),
             free_bytes_min: options.free_bytes_min,
+            backlog: Mutex::new(backlog),
         });
         let store_writer = Writer::new(inner.clone(), marker)?;
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
@@ -728,30 +753,9 @@ impl Store {
     /// How many of `sender`'s deliveries wait unacknowledged in some queue,
     /// counting at most `max` (enough to enforce a limit of `max`).
     pub fn pending_sends(&self, sender: &str, max: usize) -> Result<usize, StoreError> {
-        let mut count = 0;
-        for key in self
-            .inner
-            .main
-            .scan_prefix(keys::pending_prefix(sender))
-            .keys()
-        {
-            let key = key?;
-            if count >= max {
-                break;
-            }
-            // Entries of a delivery withdrawn by a recall outlive its queue
-            // item; only live items count.
-            let tail = &key[1 + keys::AGENCY_BYTES..];
-            if tail.len() != keys::AGENCY_BYTES + 8 {
-                continue;
-            }
-            let owner = String::from_utf8_lossy(&tail[..keys::AGENCY_BYTES]);
-            let seq = u64::from_be_bytes(tail[keys::AGENCY_BYTES..].try_into().expect("8 bytes"));
-            if self.inner.main.contains_key(keys::queue(&owner, seq))? {
-                count += 1;
-            }
-        }
-        Ok(count)
+        let backlog = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let count = backlog.get(sender.as_bytes()).copied().unwrap_or(0);
+        Ok(usize::try_from(count).unwrap_or(usize::MAX).min(max))
     }
 
     /// Every stored document id (for operators and checks).

@@ -402,6 +402,20 @@ impl Writer {
         if self.staged.is_empty() {
             return Ok(());
         }
+        // What this group does to each sender's backlog, applied once it is written.
+        let mut backlog: HashMap<Vec<u8>, i64> = HashMap::new();
+        for (key, value) in &self.staged {
+            let Some((sender, _, _)) = keys::parse_pending(key) else {
+                continue;
+            };
+            let existed = self.inner.main.contains_key(key)?;
+            let change = match (value.is_some(), existed) {
+                (true, false) => 1,
+                (false, true) => -1,
+                _ => continue,
+            };
+            *backlog.entry(sender.to_vec()).or_insert(0) += change;
+        }
         let mut batch = sled::Batch::default();
         for (key, value) in self.staged.drain() {
             match value {
@@ -415,6 +429,13 @@ impl Writer {
         batch.insert(keys::META_AUDIT_HEAD, &self.audit_head.encode()[..]);
         self.inner.main.apply_batch(batch)?;
         self.inner.db.flush()?;
+        if !backlog.is_empty() {
+            let mut counts = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
+            for (sender, change) in backlog {
+                let count = counts.entry(sender).or_insert(0);
+                *count = count.saturating_add_signed(change);
+            }
+        }
         self.commit_seq = commit_seq;
         self.marker.record(commit_seq).map_err(sled::Error::Io)?;
         Ok(())
@@ -1037,6 +1058,10 @@ impl Writer {
                     if d == document_id && r == recipient)
                 {
                     op.changes.insert(key, None);
+                    // The sender's backlog loses it with the item.
+                    let sender = document_id.split(',').next().unwrap_or_default();
+                    op.changes
+                        .insert(keys::pending(sender, &code.to_string(), queue_seq), None);
                     return Ok(());
                 }
             }
