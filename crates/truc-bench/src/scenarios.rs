@@ -182,6 +182,15 @@ pub async fn send_to_hub(
     answer_timeout: Duration,
 ) -> DispatchOutcome {
     let clients: Arc<Vec<AxisClient>> = Arc::new(clients.to_vec());
+    // The window is shared evenly among the senders, as agencies would each
+    // keep their own: the hub's per-agency limit on sends in progress
+    // (`quotas.sends_in_flight_max`, 16 by default) then holds as shipped.
+    let per_sender = concurrency.max(1).div_ceil(clients.len().max(1));
+    let sender_slots: Arc<Vec<Arc<Semaphore>>> = Arc::new(
+        (0..clients.len())
+            .map(|_| Arc::new(Semaphore::new(per_sender)))
+            .collect(),
+    );
     let origin = phase.origin;
     dispatch(
         documents,
@@ -192,8 +201,13 @@ pub async fn send_to_hub(
         answer_timeout,
         move |document: SignedDocument, start| {
             let client = clients[document.sender].clone();
+            let sender_slot = sender_slots[document.sender].clone();
             let phase = phase.clone();
             async move {
+                let _sender_slot = sender_slot
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| "the sender's slots closed".to_string())?;
                 // Marked before sending: a recipient can be handed the document
                 // before its sender hears the acknowledgement.
                 phase.mark_sent(document.index, start);
