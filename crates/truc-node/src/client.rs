@@ -362,31 +362,13 @@ impl AxisClient {
     /// items. Acknowledgements queued while an earlier message is being
     /// written go out as one message of at most [`truc_domain::MERGED_ACKS_MAX`] queue
     /// items, so a busy node costs the hub one message for many deliveries.
-    pub async fn deliveries(
-        &self,
-        window: u32,
-    ) -> Result<
-        (
-            tokio::sync::mpsc::Sender<pb::NodeMessage>,
-            tonic::Streaming<pb::HubMessage>,
-        ),
-        ClientError,
-    > {
+    pub async fn deliveries(&self, window: u32) -> Result<DeliveryStream, ClientError> {
         self.open_deliveries(window, true).await
     }
 
     /// [`AxisClient::deliveries`], but every message goes out as it was
     /// queued (for checking how the hub treats each one).
-    pub async fn deliveries_as_sent(
-        &self,
-        window: u32,
-    ) -> Result<
-        (
-            tokio::sync::mpsc::Sender<pb::NodeMessage>,
-            tonic::Streaming<pb::HubMessage>,
-        ),
-        ClientError,
-    > {
+    pub async fn deliveries_as_sent(&self, window: u32) -> Result<DeliveryStream, ClientError> {
         self.open_deliveries(window, false).await
     }
 
@@ -394,13 +376,7 @@ impl AxisClient {
         &self,
         window: u32,
         merge: bool,
-    ) -> Result<
-        (
-            tokio::sync::mpsc::Sender<pb::NodeMessage>,
-            tonic::Streaming<pb::HubMessage>,
-        ),
-        ClientError,
-    > {
+    ) -> Result<DeliveryStream, ClientError> {
         let (sender, receiver) = tokio::sync::mpsc::channel(window.max(16) as usize);
         sender
             .send(pb::NodeMessage {
@@ -445,6 +421,13 @@ fn source_chain(error: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// A delivery stream: where the node's messages go (the hello is already
+/// sent), and what the hub sends.
+pub type DeliveryStream = (
+    tokio::sync::mpsc::Sender<pb::NodeMessage>,
+    tonic::Streaming<pb::HubMessage>,
+);
 
 /// Merging never makes a message the hub would refuse where the
 /// application's own pass: the hub's limit may not be set below this.
