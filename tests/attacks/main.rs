@@ -565,20 +565,9 @@ impl std::io::Write for Captured {
 
 /// `truc_security_events_total` per kind, from the hub's metrics endpoint.
 async fn security_events(hub: &TestHub) -> BTreeMap<String, f64> {
-    let address = hub.metrics_address.expect("metrics are on");
-    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    tcp.write_all(
-        format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, tcp.read_to_string(&mut response))
-        .await
-        .expect("the metrics endpoint answers")
-        .unwrap();
-    response
-        .lines()
+    let (_, body) =
+        truc_testkit::http_get(hub.metrics_address.expect("metrics are on"), "/metrics").await;
+    body.lines()
         .filter_map(|line| line.strip_prefix("truc_security_events_total{kind=\""))
         .filter_map(|rest| {
             let (kind, value) = rest.split_once("\"} ")?;

@@ -3,11 +3,9 @@
 //! counting real traffic.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -17,7 +15,7 @@ use tonic_reflection::pb::v1 as reflection;
 use tonic_reflection::pb::v1alpha as reflection_alpha;
 use truc_domain::Status;
 use truc_proto::v1 as pb;
-use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
+use truc_testkit::{draft, http_get, pdf, TestHub, TestHubOptions, AGENCIES};
 
 const G22: &str = AGENCIES[0];
 const H41: &str = AGENCIES[2];
@@ -231,28 +229,6 @@ impl Scrape {
         );
         matching.first().copied()
     }
-}
-
-/// GET over a plain TCP connection, the way Prometheus asks: status line and body.
-async fn http_get(address: SocketAddr, path: &str) -> (String, String) {
-    let mut tcp = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("metrics port accepts");
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, tcp.read_to_string(&mut response))
-        .await
-        .expect("the metrics endpoint answers")
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
 }
 
 async fn scrape(hub: &TestHub) -> Scrape {

@@ -374,3 +374,28 @@ pub fn pdf(name: &str, seed: u32, bytes: usize) -> truc_node::Attachment {
         .collect();
     truc_node::Attachment::bytes(name, "application/pdf", data)
 }
+
+/// GET over a plain TCP connection, the way Prometheus scrapes the metrics
+/// endpoint: the status line and the body.
+pub async fn http_get(address: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("the metrics port accepts");
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("the request is written");
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(30), tcp.read_to_string(&mut response))
+        .await
+        .expect("the metrics endpoint answers")
+        .expect("the response is read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
