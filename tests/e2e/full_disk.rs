@@ -28,6 +28,17 @@ struct Mounted {
 }
 
 impl Mounted {
+    /// A hub keeping its data on this small disk, refusing new documents
+    /// below `free_bytes_min` free.
+    async fn hub(&self, free_bytes_min: u64) -> TestHub {
+        TestHub::start_with_options(TestHubOptions {
+            data_dir: Some(self.path.join("data")),
+            free_bytes_min,
+            ..TestHubOptions::default()
+        })
+        .await
+    }
+
     fn new() -> Mounted {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("fs");
@@ -150,12 +161,7 @@ async fn arrived(hub: &TestHub, document_id: &str, recipient: &str) {
 #[ignore = "needs root to mount a tmpfs; see RELIABILITY.md"]
 async fn full_disk_refuses_sends_serves_the_rest_and_recovers() {
     let disk = Mounted::new();
-    let mut hub = TestHub::start_with_options(TestHubOptions {
-        data_dir: Some(disk.path.join("data")),
-        free_bytes_min: RESERVE_BYTES,
-        ..TestHubOptions::default()
-    })
-    .await;
+    let mut hub = disk.hub(RESERVE_BYTES).await;
     let g22 = hub.client(G22).await;
     let first = g22
         .send(&draft(G22, &[H41], 1), vec![pdf("a.pdf", 1, 200_000)])
@@ -223,12 +229,7 @@ async fn full_disk_refuses_sends_serves_the_rest_and_recovers() {
 #[ignore = "needs root to mount a tmpfs; see RELIABILITY.md"]
 async fn disk_full_inside_sled_is_refused_cleanly_and_a_restart_recovers() {
     let disk = Mounted::new();
-    let mut hub = TestHub::start_with_options(TestHubOptions {
-        data_dir: Some(disk.path.join("data")),
-        free_bytes_min: 0,
-        ..TestHubOptions::default()
-    })
-    .await;
+    let mut hub = disk.hub(0).await;
     let g22 = hub.client(G22).await;
     let first = g22
         .send(&draft(G22, &[H41], 1), vec![pdf("a.pdf", 1, 200_000)])
