@@ -503,24 +503,54 @@ async fn a_hub_refuses_to_start_on_data_files_that_lost_acknowledged_writes() {
     let mut hub = HubProcess::start(&config);
     let client = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
     const SENT: u64 = 60;
-    for number in 1..=SENT as u32 {
+    for number in 1..=SENT as u32 - 1 {
         let attachment = Attachment::bytes("vb.pdf", "application/pdf", vec![7; 1500]);
         client.send(&draft(number), vec![attachment]).await.unwrap();
     }
-    hub.kill_9();
+    // A graceful stop writes everything into sled's tree and empties the
+    // journal: damage to the tree is then the loss of acknowledged writes.
+    assert!(hub.terminate().await.success());
     let data = root.path().join("data");
+    let journal_bytes = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir.join(truc_store::JOURNAL_DIR))
+            .unwrap()
+            .map(|entry| entry.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    assert_eq!(
+        journal_bytes(&data),
+        0,
+        "the journal is empty after a graceful stop"
+    );
+    // The last document after a restart, and then a crash: it is in the
+    // journal only.
+    let mut hub = HubProcess::start(&config);
+    let client = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
+    let attachment = Attachment::bytes("vb.pdf", "application/pdf", vec![7; 1500]);
+    client
+        .send(&draft(SENT as u32), vec![attachment])
+        .await
+        .unwrap();
+    hub.kill_9();
+    assert!(journal_bytes(&data) > 0);
     let db_bytes = std::fs::metadata(data.join("db")).unwrap().len();
 
     // Each damage on its own copy of the directory.
-    let copy = |name: &str| {
-        let to = root.path().join(name);
-        std::fs::create_dir_all(&to).unwrap();
-        for entry in std::fs::read_dir(&data).unwrap() {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
             let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_file() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_file() {
                 std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            } else if kind.is_dir() {
+                copy_dir(&entry.path(), &to.join(entry.file_name()));
             }
         }
+    }
+    let copy = |name: &str| {
+        let to = root.path().join(name);
+        copy_dir(&data, &to);
         to
     };
     let damaged = [
@@ -544,6 +574,11 @@ async fn a_hub_refuses_to_start_on_data_files_that_lost_acknowledged_writes() {
         ("data file removed", {
             let dir = copy("removed");
             std::fs::remove_file(dir.join("db")).unwrap();
+            dir
+        }),
+        ("journal removed", {
+            let dir = copy("journal-removed");
+            std::fs::remove_dir_all(dir.join(truc_store::JOURNAL_DIR)).unwrap();
             dir
         }),
     ];

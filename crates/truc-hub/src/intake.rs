@@ -22,24 +22,11 @@ pub(crate) fn now_unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Attachments uploaded so far, forgotten if the send fails.
-struct Uploads<'a> {
-    hub: &'a Hub,
-    /// Every upload begun, so that a failed send leaves no chunks behind.
-    started: Vec<([u8; 32], u64)>,
+/// Attachments uploaded so far. Their bytes are in the payload log as they
+/// arrive; if the send fails nothing ever names them.
+struct Uploads {
     /// Uploads whose size and digest checked out.
     complete: Vec<PendingBlob>,
-    committed: bool,
-}
-
-impl Drop for Uploads<'_> {
-    fn drop(&mut self) {
-        if !self.committed {
-            for (sha256, upload_id) in &self.started {
-                self.hub.store.discard_upload(sha256, *upload_id);
-            }
-        }
-    }
 }
 
 pub(crate) async fn send(
@@ -187,10 +174,7 @@ pub(crate) async fn send(
     }
 
     let mut uploads = Uploads {
-        hub,
-        started: Vec::new(),
         complete: Vec::new(),
-        committed: false,
     };
     receive_attachments(hub, &header, &mut stream, &mut uploads).await?;
     check_queued_quota(hub, sender).await?;
@@ -226,9 +210,8 @@ pub(crate) async fn send(
         .accept_deadlines(record.accepted_at_unix_ms, due_date.as_deref());
     let (outcome, business) = hub
         .store
-        .accept_watched(record, uploads.complete.clone(), plan, deadlines)
+        .accept_watched(record, uploads.complete, plan, deadlines)
         .await?;
-    uploads.committed = true;
     Ok(match outcome {
         AcceptOutcome::Accepted(record) => {
             tracing::debug!(document_id = %record.document_id, recipients = record.recipients.len(), "accepted");
@@ -439,7 +422,7 @@ async fn receive_attachments(
     hub: &Hub,
     header: &Header,
     stream: &mut Streaming<pb::SendRequest>,
-    uploads: &mut Uploads<'_>,
+    uploads: &mut Uploads,
 ) -> Result<(), HubError> {
     let limits = &hub.limits;
     let mut current: Option<AttachmentInProgress> = None;
@@ -508,19 +491,11 @@ async fn receive_attachments(
             }
             let meta = &header.attachments[next_index];
             let already_stored = hub.store.blob(&meta.sha256)?.is_some();
-            let upload_id = if already_stored {
-                None
-            } else {
-                let upload_id = hub.store.begin_upload()?;
-                uploads.started.push((meta.sha256, upload_id));
-                Some(upload_id)
-            };
             current = Some(AttachmentInProgress {
                 index: next_index,
                 digest: Context::new(&SHA256),
                 bytes: 0,
-                chunks: 0,
-                upload_id,
+                extents: (!already_stored).then(Vec::new),
             });
             next_index += 1;
         }
@@ -535,11 +510,9 @@ async fn receive_attachments(
             ));
         }
         open.digest.update(&chunk.data);
-        if let Some(upload_id) = open.upload_id {
-            hub.store
-                .put_chunk(&meta.sha256, upload_id, open.chunks, &chunk.data)?;
+        if let Some(extents) = &mut open.extents {
+            extents.push(hub.store.put_chunk(&chunk.data)?);
         }
-        open.chunks += 1;
     }
     if next_index != header.attachments.len() {
         let field = format!("attachments[{next_index}]");
@@ -555,8 +528,8 @@ struct AttachmentInProgress {
     index: usize,
     digest: Context,
     bytes: u64,
-    chunks: u32,
-    upload_id: Option<u64>,
+    /// Where its chunks went; `None` when the same bytes are stored already.
+    extents: Option<Vec<truc_store::Extent>>,
 }
 
 impl AttachmentInProgress {
@@ -574,11 +547,10 @@ impl AttachmentInProgress {
                 "the bytes do not match the declared digest",
             ));
         }
-        Ok(self.upload_id.map(|upload_id| PendingBlob {
+        Ok(self.extents.map(|extents| PendingBlob {
             sha256: meta.sha256,
-            upload_id,
             size_bytes: self.bytes,
-            chunk_count: self.chunks,
+            extents,
         }))
     }
 }

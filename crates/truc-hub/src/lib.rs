@@ -374,6 +374,11 @@ pub async fn run_observed(
         });
     // The watcher holds the store: it must let go before `run_observed` returns.
     let _ = stop_watcher(&hub, watcher_task).await;
+    // A graceful stop leaves the tree holding everything and the journal
+    // empty, so the next start reads nothing back.
+    if let Err(error) = hub.store.checkpoint().await {
+        tracing::warn!(%error, "last checkpoint failed; the next start reads the journal back");
+    }
     if let Some(task) = crl_task {
         stop_watcher(&hub, task).await;
     }

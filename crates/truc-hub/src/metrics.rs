@@ -41,15 +41,19 @@ pub const SECURITY_EVENTS_TOTAL: &str = "truc_security_events_total";
 /// Age of the oldest item sent to a node and not yet acknowledged.
 pub const QUEUE_OLDEST_UNACKED_AGE: &str = "truc_queue_oldest_unacked_age_seconds";
 pub use truc_store::metrics::{
-    GROUP_COMMIT_BATCH_COMMANDS, GROUP_COMMIT_FLUSH_SECONDS, QUEUE_DEPTH,
+    CHECKPOINT_KEYS, CHECKPOINT_SECONDS, GROUP_COMMIT_BATCH_COMMANDS, GROUP_COMMIT_FLUSH_SECONDS,
+    QUEUE_DEPTH,
 };
 
 /// Buckets for batch sizes: one command alone up to the writer's whole backlog.
 const BATCH_COMMANDS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 /// Buckets for flushes: an fsync on a fast disk to a stalled one.
 const FLUSH_SECONDS_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+/// Buckets for checkpoints: a few keys to a whole layer of changes.
+const CHECKPOINT_KEYS_BUCKETS: &[f64] = &[10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+const CHECKPOINT_SECONDS_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -68,6 +72,18 @@ pub fn install() -> Result<PrometheusHandle, String> {
                     builder.set_buckets_for_metric(
                         Matcher::Full(GROUP_COMMIT_FLUSH_SECONDS.into()),
                         FLUSH_SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(CHECKPOINT_KEYS.into()),
+                        CHECKPOINT_KEYS_BUCKETS,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(CHECKPOINT_SECONDS.into()),
+                        CHECKPOINT_SECONDS_BUCKETS,
                     )
                 })
                 .map_err(|error| error.to_string())?
@@ -128,7 +144,16 @@ fn describe() {
     describe_histogram!(
         GROUP_COMMIT_FLUSH_SECONDS,
         Unit::Seconds,
-        "Time a group commit took to flush its batch to disk."
+        "Time a group commit took to make its changes durable: the journal's write and sync."
+    );
+    describe_histogram!(
+        CHECKPOINT_KEYS,
+        "Keys one checkpoint wrote from memory into the tree."
+    );
+    describe_histogram!(
+        CHECKPOINT_SECONDS,
+        Unit::Seconds,
+        "Time one checkpoint took to write its keys into the tree and flush it."
     );
 }
 

@@ -84,22 +84,6 @@ pub(crate) fn blob(sha256: &[u8; 32]) -> Vec<u8> {
     key
 }
 
-/// Chunk keys live in their own tree: digest, upload id, chunk number.
-pub(crate) fn chunk(sha256: &[u8; 32], upload_id: u64, chunk: u32) -> [u8; 44] {
-    let mut key = [0u8; 44];
-    key[..32].copy_from_slice(sha256);
-    key[32..40].copy_from_slice(&upload_id.to_be_bytes());
-    key[40..].copy_from_slice(&chunk.to_be_bytes());
-    key
-}
-
-pub(crate) fn chunk_upload_prefix(sha256: &[u8; 32], upload_id: u64) -> [u8; 40] {
-    let mut key = [0u8; 40];
-    key[..32].copy_from_slice(sha256);
-    key[32..].copy_from_slice(&upload_id.to_be_bytes());
-    key
-}
-
 /// Links of one document sort together: prefix, id, NUL, the other document's id.
 pub(crate) fn link_prefix(document_id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(2 + 2 * document_id.len());

@@ -1,17 +1,25 @@
 //! sled behind a typed API. Documents, deliveries, queues, status histories
-//! and counters live in one tree so that each event is one atomic batch; all
-//! changes go through one writer thread that shares flushes among concurrent
-//! callers (group commit). Nothing is answered before it is flushed.
+//! and counters live in one tree so that each event is one atomic change;
+//! all changes go through one writer thread that shares one journal write
+//! and sync among concurrent callers (group commit). Nothing is answered
+//! before it is durable. The tree is brought up to date from memory in the
+//! background (checkpoints); attachment bytes live in an append-only
+//! payload log beside it.
 
 pub mod audit;
+mod checkpoint;
 mod error;
+mod journal;
 mod keys;
+mod layers;
 mod marker;
 pub mod metrics;
+mod payload;
 pub mod records;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +29,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use audit::{AuditEntry, AuditHead, AuditKind};
 pub use error::StoreError;
+pub use journal::JOURNAL_DIR;
 pub use marker::MARKER_FILE;
+pub use payload::{Extent, PAYLOAD_DIR};
 pub use records::{
     AttachmentRef, BlobRecord, DeadLetterAction, DeadLetterRecord, DeadLetterState, DeadlineKind,
     DeliveryRecord, DocumentRecord, DocumentSignatureState, LinkRecord, OverdueRecord, QueueItem,
@@ -50,6 +60,11 @@ pub struct StoreOptions {
     /// (after one ENOSPC it writes nothing more in that process) and the space
     /// left serves acknowledgements and status moves. 0 turns the check off.
     pub free_bytes_min: u64,
+    /// Changes held in memory (and in the journal) before a checkpoint
+    /// writes them into the tree; the writer waits at four times this.
+    pub checkpoint_bytes: usize,
+    /// A checkpoint runs at least this often while there are changes.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -58,6 +73,8 @@ impl Default for StoreOptions {
             cache_bytes: 256 * 1024 * 1024,
             write_queue_max: 4096,
             free_bytes_min: 0,
+            checkpoint_bytes: 64 * 1024 * 1024,
+            checkpoint_interval: Duration::from_secs(5),
         }
     }
 }
@@ -105,7 +122,10 @@ impl FlushStats {
 pub(crate) struct Inner {
     db: sled::Db,
     main: sled::Tree,
-    chunks: sled::Tree,
+    /// Durable changes the tree does not hold yet, read before it.
+    layers: layers::Layers,
+    payload: payload::PayloadLog,
+    checkpoints: checkpoint::Checkpoints,
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Set when a write failed: sled refuses every later write in this process.
     failed: AtomicBool,
@@ -126,17 +146,6 @@ impl Inner {
     fn notifier(&self, agency: &str) -> Arc<Notify> {
         let mut notifiers = self.notifiers.lock().unwrap_or_else(|p| p.into_inner());
         notifiers.entry(agency.to_owned()).or_default().clone()
-    }
-
-    /// A failed sled write outside the writer. A full disk leaves sled failed
-    /// for the rest of the process (and a later write there was seen to
-    /// hang), so from now on sends are refused before they reach sled.
-    fn failure(&self, error: sled::Error) -> StoreError {
-        if error::is_storage_full(&error) {
-            self.failed_full.store(true, Ordering::Release);
-            self.failed.store(true, Ordering::Release);
-        }
-        StoreError::from(error)
     }
 
     /// Refuses with `StorageFull` when a new document should not be taken:
@@ -174,11 +183,17 @@ impl Inner {
         Ok(())
     }
 
-    fn discard_upload(&self, sha256: &[u8; 32], upload_id: u64) {
-        let prefix = keys::chunk_upload_prefix(sha256, upload_id);
-        for key in self.chunks.scan_prefix(prefix).keys().flatten() {
-            let _ = self.chunks.remove(key);
-        }
+    /// The newest durable value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, sled::Error> {
+        self.layers.get(&self.main, key)
+    }
+
+    fn contains_key(&self, key: &[u8]) -> Result<bool, sled::Error> {
+        self.layers.contains_key(&self.main, key)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> layers::Merged {
+        self.layers.scan_prefix(&self.main, prefix)
     }
 }
 
@@ -189,20 +204,25 @@ pub struct Store {
     commands: mpsc::Sender<Command>,
 }
 
-const SCHEMA_VERSION: u8 = 1;
+/// 2: the journal, the payload log and extents in blob records (1 kept
+/// attachment chunks in a tree of their own).
+const SCHEMA_VERSION: u8 = 2;
 
 /// Each sender's pending-index entries whose queue item is still there.
 /// Entries that outlived their item (a recall before it removed them too)
 /// are not counted, and the writer never counts them later either: it only
 /// counts entries it adds or removes itself.
-fn count_backlog(main: &sled::Tree) -> Result<HashMap<Vec<u8>, u64>, StoreError> {
+fn count_backlog(
+    main: &sled::Tree,
+    layers: &layers::Layers,
+) -> Result<HashMap<Vec<u8>, u64>, StoreError> {
     let mut counts = HashMap::new();
-    for key in main.scan_prefix([keys::PENDING]).keys() {
+    for key in layers.scan_prefix(main, &[keys::PENDING]).keys() {
         let key = key?;
         let Some((sender, owner, seq)) = keys::parse_pending(&key) else {
             continue;
         };
-        if main.contains_key(keys::queue(owner, seq))? {
+        if layers.contains_key(main, &keys::queue(owner, seq))? {
             *counts.entry(sender.to_vec()).or_insert(0) += 1;
         }
     }
@@ -228,27 +248,18 @@ impl Store {
             .open()
             .map_err(damaged)?;
         let main = db.open_tree("main").map_err(damaged)?;
-        let chunks = db.open_tree("chunks").map_err(damaged)?;
-        // Before anything is written: a directory that lost acknowledged
-        // commits would otherwise look like a fresh or older one.
-        let (mut marker, recorded) = marker::CommitMarker::open(path)?;
-        let recovered = writer::read_u64(&main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
-        match recorded {
-            Some(recorded) if recovered < recorded => {
-                return Err(marker::lost_commits(path, recovered, recorded));
-            }
-            Some(_) => {}
-            None => {
-                marker
-                    .record(recovered)
-                    .and_then(|()| marker.sync())
-                    .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
-            }
-        }
+        // Before anything else is created: a directory of another version
+        // is left exactly as it was.
         match main.get(keys::META_SCHEMA)? {
-            None => {
+            None if main.is_empty() => {
                 main.insert(keys::META_SCHEMA, &[SCHEMA_VERSION])?;
                 db.flush()?;
+            }
+            None => {
+                return Err(StoreError::Corrupt {
+                    key: "m:schema".into(),
+                    reason: "missing from a tree that holds records".into(),
+                })
             }
             Some(version) if version.as_ref() == [SCHEMA_VERSION] => {}
             Some(version) => {
@@ -261,11 +272,38 @@ impl Store {
                 })
             }
         }
-        let backlog = count_backlog(&main)?;
+        // Before anything is written: a directory that lost acknowledged
+        // commits would otherwise look like a fresh or older one.
+        let (mut marker, recorded) = marker::CommitMarker::open(path)?;
+        let checkpointed = writer::read_u64(&main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
+        let (journal, groups) = journal::Journal::open(path, checkpointed)?;
+        let layers = layers::Layers::default();
+        let mut recovered = checkpointed;
+        for group in groups {
+            recovered = group.seq;
+            layers.merge(group.changes.into_iter(), group.seq);
+        }
+        match recorded {
+            Some(recorded) if recovered < recorded => {
+                return Err(marker::lost_commits(path, recovered, recorded));
+            }
+            Some(_) => {}
+            None => {
+                marker
+                    .record(recovered)
+                    .and_then(|()| marker.sync())
+                    .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            }
+        }
+        let payload = payload::PayloadLog::open(path)
+            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+        let backlog = count_backlog(&main, &layers)?;
         let inner = Arc::new(Inner {
             db,
             main,
-            chunks,
+            layers,
+            payload,
+            checkpoints: checkpoint::Checkpoints::new(checkpointed),
             notifiers: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
             failed_full: AtomicBool::new(false),
@@ -274,15 +312,25 @@ impl Store {
             free_bytes_min: options.free_bytes_min,
             backlog: Mutex::new(backlog),
         });
-        let store_writer = Writer::new(inner.clone(), marker)?;
+        let policy = checkpoint::Policy {
+            start_bytes: options.checkpoint_bytes,
+            hold_bytes: options.checkpoint_bytes.saturating_mul(4),
+            interval: options.checkpoint_interval,
+        };
+        let checkpointer = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("truc-store-checkpoint".into())
+                .spawn(move || checkpoint::run(inner, policy))
+                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+        };
+        let store_writer = Writer::new(inner.clone(), marker, journal, policy, checkpointer)?;
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
         std::thread::Builder::new()
             .name("truc-store-writer".into())
             .spawn(move || store_writer.run(receiver))
             .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
-        let store = Store { inner, commands };
-        store.sweep_orphan_chunks()?;
-        Ok(store)
+        Ok(Store { inner, commands })
     }
 
     async fn submit<T>(
@@ -330,11 +378,17 @@ impl Store {
         .await
     }
 
+    /// Writes everything acknowledged so far into the tree and empties the
+    /// journal, so that the next open has nothing to read back (a graceful
+    /// stop does this; a crash leaves it to the next open).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.submit(|reply| Command::Checkpoint { reply }).await
+    }
+
     /// The recalls, updates and replaces that name `document_id` or that it names.
     pub fn links(&self, document_id: &str) -> Result<Vec<LinkRecord>, StoreError> {
         self.inner
-            .main
-            .scan_prefix(keys::link_prefix(document_id))
+            .scan_prefix(&keys::link_prefix(document_id))
             .map(|item| {
                 let (key, bytes) = item?;
                 decode(&key, &bytes)
@@ -402,7 +456,6 @@ impl Store {
     pub fn document(&self, document_id: &str) -> Result<Option<DocumentRecord>, StoreError> {
         let key = keys::document(document_id);
         self.inner
-            .main
             .get(&key)?
             .map(|bytes| decode(&key, &bytes))
             .transpose()
@@ -410,8 +463,7 @@ impl Store {
 
     pub fn deliveries(&self, document_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.inner
-            .main
-            .scan_prefix(keys::delivery_prefix(document_id))
+            .scan_prefix(&keys::delivery_prefix(document_id))
             .map(|item| {
                 let (key, bytes) = item?;
                 decode(&key, &bytes)
@@ -426,7 +478,6 @@ impl Store {
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let key = keys::delivery(document_id, recipient);
         self.inner
-            .main
             .get(&key)?
             .map(|bytes| decode(&key, &bytes))
             .transpose()
@@ -442,8 +493,13 @@ impl Store {
         let start = keys::queue(agency, after.saturating_add(1));
         let end = keys::queue(agency, u64::MAX);
         self.inner
-            .main
-            .range(start..=end)
+            .layers
+            .range_limited(
+                &self.inner.main,
+                Bound::Included(start),
+                Bound::Included(end),
+                limit,
+            )
             .take(limit)
             .map(|item| {
                 let (key, bytes) = item?;
@@ -458,7 +514,7 @@ impl Store {
 
     /// The first delivery (not notice) waiting in `agency`'s queue: the oldest unacknowledged.
     pub fn oldest_queued_delivery(&self, agency: &str) -> Result<Option<QueueItem>, StoreError> {
-        for item in self.inner.main.scan_prefix(keys::queue_prefix(agency)) {
+        for item in self.inner.scan_prefix(&keys::queue_prefix(agency)) {
             let (key, bytes) = item?;
             let item: QueueItem = decode(&key, &bytes)?;
             if matches!(item, QueueItem::Delivery { .. }) {
@@ -470,17 +526,14 @@ impl Store {
 
     /// Every stored document, in id order.
     pub fn documents(&self) -> impl Iterator<Item = Result<DocumentRecord, StoreError>> + '_ {
-        self.inner.main.scan_prefix([keys::DOCUMENT]).map(|item| {
+        self.inner.scan_prefix(&[keys::DOCUMENT]).map(|item| {
             let (key, bytes) = item?;
             decode(&key, &bytes)
         })
     }
 
     pub fn queue_depth(&self, agency: &str) -> usize {
-        self.inner
-            .main
-            .scan_prefix(keys::queue_prefix(agency))
-            .count()
+        self.inner.scan_prefix(&keys::queue_prefix(agency)).count()
     }
 
     /// Woken after a flush that queued something for `agency`.
@@ -495,7 +548,7 @@ impl Store {
         to_date_key: u32,
     ) -> Result<BTreeMap<String, (u64, u64)>, StoreError> {
         let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for item in self.inner.main.scan_prefix([keys::COUNTER]) {
+        for item in self.inner.scan_prefix(&[keys::COUNTER]) {
             let (key, bytes) = item?;
             let (agency, date) = keys::parse_counter(&key).ok_or_else(|| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&key).into_owned(),
@@ -514,7 +567,7 @@ impl Store {
     /// Every counter, keyed by (agency, `yyyymmdd`).
     pub fn counter_entries(&self) -> Result<CounterMap, StoreError> {
         let mut entries = BTreeMap::new();
-        for item in self.inner.main.scan_prefix([keys::COUNTER]) {
+        for item in self.inner.scan_prefix(&[keys::COUNTER]) {
             let (key, bytes) = item?;
             if let Some((agency, date)) = keys::parse_counter(&key) {
                 entries.insert((agency.to_owned(), date), decode_counter(&bytes));
@@ -528,7 +581,7 @@ impl Store {
     /// for each recipient whose delivery has arrived.
     pub fn rebuild_counters(&self) -> Result<CounterMap, StoreError> {
         let mut entries = CounterMap::new();
-        for item in self.inner.main.scan_prefix([keys::DOCUMENT]) {
+        for item in self.inner.scan_prefix(&[keys::DOCUMENT]) {
             let (key, bytes) = item?;
             let document: DocumentRecord = decode(&key, &bytes)?;
             entries
@@ -558,7 +611,7 @@ impl Store {
         focus: Option<&str>,
     ) -> Result<BTreeMap<String, ReportRow>, StoreError> {
         let mut rows: BTreeMap<String, ReportRow> = BTreeMap::new();
-        for item in self.inner.main.scan_prefix([keys::DOCUMENT]) {
+        for item in self.inner.scan_prefix(&[keys::DOCUMENT]) {
             let (key, bytes) = item?;
             let document: DocumentRecord = decode(&key, &bytes)?;
             if !(from_date_key..=to_date_key).contains(&document.date_key) {
@@ -640,8 +693,13 @@ impl Store {
     /// Up to `limit` watched deadlines at or before `unix_ms`, earliest first.
     pub fn due_watches(&self, unix_ms: i64, limit: usize) -> Result<Vec<WatchRecord>, StoreError> {
         self.inner
-            .main
-            .range(vec![keys::WATCH]..keys::watch_until(unix_ms))
+            .layers
+            .range_limited(
+                &self.inner.main,
+                Bound::Included(vec![keys::WATCH]),
+                Bound::Excluded(keys::watch_until(unix_ms)),
+                limit,
+            )
             .take(limit)
             .map(|item| {
                 let (key, bytes) = item?;
@@ -675,7 +733,7 @@ impl Store {
         recipient: Option<&str>,
     ) -> impl Iterator<Item = Result<OverdueRecord, StoreError>> + '_ {
         let prefix = recipient.map_or(vec![keys::OVERDUE], keys::overdue_prefix);
-        self.inner.main.scan_prefix(prefix).map(|item| {
+        self.inner.scan_prefix(&prefix).map(|item| {
             let (key, bytes) = item?;
             decode(&key, &bytes)
         })
@@ -687,7 +745,7 @@ impl Store {
         recipient: Option<&str>,
     ) -> impl Iterator<Item = Result<DeadLetterRecord, StoreError>> + '_ {
         let prefix = recipient.map_or(vec![keys::DEAD_LETTER], keys::dead_letter_prefix);
-        self.inner.main.scan_prefix(prefix).map(|item| {
+        self.inner.scan_prefix(&prefix).map(|item| {
             let (key, bytes) = item?;
             decode(&key, &bytes)
         })
@@ -700,7 +758,6 @@ impl Store {
     ) -> Result<Option<DeadLetterRecord>, StoreError> {
         let key = keys::dead_letter(recipient, document_id);
         self.inner
-            .main
             .get(&key)?
             .map(|bytes| decode(&key, &bytes))
             .transpose()
@@ -761,8 +818,7 @@ impl Store {
     /// Every stored document id (for operators and checks).
     pub fn document_ids(&self) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
         self.inner
-            .main
-            .scan_prefix([keys::DOCUMENT])
+            .scan_prefix(&[keys::DOCUMENT])
             .keys()
             .map(|key| Ok(String::from_utf8_lossy(&key?[1..]).into_owned()))
     }
@@ -770,7 +826,6 @@ impl Store {
     pub fn blob(&self, sha256: &[u8; 32]) -> Result<Option<BlobRecord>, StoreError> {
         let key = keys::blob(sha256);
         self.inner
-            .main
             .get(&key)?
             .map(|bytes| decode(&key, &bytes))
             .transpose()
@@ -783,36 +838,18 @@ impl Store {
         self.inner.check_room()
     }
 
-    /// A fresh id for one upload of attachment bytes.
-    pub fn begin_upload(&self) -> Result<u64, StoreError> {
+    /// Appends attachment bytes to the payload log. They are named by a
+    /// document only when it is accepted (and synced before that is
+    /// acknowledged); bytes of a send that fails stay as unused space.
+    pub fn put_chunk(&self, data: &[u8]) -> Result<Extent, StoreError> {
+        // A full disk refuses this send; nothing else is harmed.
         self.inner
-            .db
-            .generate_id()
-            .map_err(|error| self.inner.failure(error))
+            .payload
+            .append(data)
+            .map_err(|error| StoreError::from(sled::Error::Io(error)))
     }
 
-    /// Writes one chunk of an upload. It becomes visible only when the
-    /// document that carries it is accepted.
-    pub fn put_chunk(
-        &self,
-        sha256: &[u8; 32],
-        upload_id: u64,
-        chunk: u32,
-        data: &[u8],
-    ) -> Result<(), StoreError> {
-        self.inner
-            .chunks
-            .insert(keys::chunk(sha256, upload_id, chunk), data)
-            .map_err(|error| self.inner.failure(error))?;
-        Ok(())
-    }
-
-    /// Forgets an upload that was refused or not needed.
-    pub fn discard_upload(&self, sha256: &[u8; 32], upload_id: u64) {
-        self.inner.discard_upload(sha256, upload_id);
-    }
-
-    /// The stored chunks of a blob, in order.
+    /// The stored bytes of a blob, one piece per extent, in order.
     pub fn blob_chunks(
         &self,
         sha256: &[u8; 32],
@@ -820,45 +857,18 @@ impl Store {
         let record = self.blob(sha256)?.ok_or_else(|| StoreError::NotFound {
             what: format!("attachment {}", hex::encode(sha256)),
         })?;
-        Ok(self
-            .inner
-            .chunks
-            .scan_prefix(keys::chunk_upload_prefix(sha256, record.upload_id))
-            .values()
-            .map(|value| Ok(value?.to_vec())))
-    }
-
-    /// Removes chunks of uploads that never became a blob (a crash mid-send).
-    fn sweep_orphan_chunks(&self) -> Result<(), StoreError> {
-        let mut current: Option<([u8; 32], u64, bool)> = None;
-        for key in self.inner.chunks.iter().keys() {
-            let key = key?;
-            if key.len() != 44 {
-                continue;
-            }
-            let sha256: [u8; 32] = key[..32].try_into().expect("32 bytes");
-            let upload_id = u64::from_be_bytes(key[32..40].try_into().expect("8 bytes"));
-            let keep = match current {
-                Some((digest, upload, keep)) if digest == sha256 && upload == upload_id => keep,
-                _ => {
-                    let keep = self
-                        .blob(&sha256)?
-                        .is_some_and(|b| b.upload_id == upload_id);
-                    current = Some((sha256, upload_id, keep));
-                    keep
-                }
-            };
-            if !keep {
-                self.inner.chunks.remove(key)?;
-            }
-        }
-        Ok(())
+        Ok(record.extents.into_iter().map(|extent| {
+            self.inner
+                .payload
+                .read(&extent)
+                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))
+        }))
     }
 
     /// The audit chain's last written entry (sequence 0 and the genesis
     /// hash before the first).
     pub fn audit_head(&self) -> Result<AuditHead, StoreError> {
-        match self.inner.main.get(keys::META_AUDIT_HEAD)? {
+        match self.inner.get(keys::META_AUDIT_HEAD)? {
             Some(bytes) => AuditHead::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
                 key: "m:audit_head".into(),
                 reason: "not 40 bytes".into(),
@@ -873,8 +883,12 @@ impl Store {
         from_seq: u64,
     ) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
         self.inner
-            .main
-            .range(keys::audit(from_seq)..=keys::audit(u64::MAX))
+            .layers
+            .range(
+                &self.inner.main,
+                Bound::Included(keys::audit(from_seq).to_vec()),
+                Bound::Included(keys::audit(u64::MAX).to_vec()),
+            )
             .map(|item| {
                 let (key, bytes) = item?;
                 decode(&key, &bytes)
@@ -885,8 +899,21 @@ impl Store {
         &self.inner.stats
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store occupies on disk: the tree, the journal and the payload log.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
+        let files = |dir: &Path| -> u64 {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|entry| entry.metadata().ok())
+                        .map(|metadata| metadata.len())
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        Ok(self.inner.db.size_on_disk()?
+            + files(&self.inner.path.join(JOURNAL_DIR))
+            + files(self.inner.payload.dir()))
     }
 }

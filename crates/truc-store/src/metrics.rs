@@ -13,8 +13,12 @@ use metrics::{gauge, histogram};
 pub const QUEUE_DEPTH: &str = "truc_queue_depth";
 /// Commands folded into one group commit.
 pub const GROUP_COMMIT_BATCH_COMMANDS: &str = "truc_group_commit_batch_commands";
-/// Time one group commit took to flush its batch to disk.
+/// Time one group commit took to make its changes durable (journal write and sync).
 pub const GROUP_COMMIT_FLUSH_SECONDS: &str = "truc_group_commit_flush_seconds";
+/// Keys one checkpoint wrote into the tree.
+pub const CHECKPOINT_KEYS: &str = "truc_checkpoint_keys";
+/// Time one checkpoint took to write and flush the tree.
+pub const CHECKPOINT_SECONDS: &str = "truc_checkpoint_seconds";
 
 /// A node's queue depth, as last read.
 pub fn queue_depth(agency: &str, items: u64) {
@@ -25,4 +29,10 @@ pub fn queue_depth(agency: &str, items: u64) {
 pub fn group_commit(commands: usize, flush: Duration) {
     histogram!(GROUP_COMMIT_BATCH_COMMANDS).record(commands as f64);
     histogram!(GROUP_COMMIT_FLUSH_SECONDS).record(flush.as_secs_f64());
+}
+
+/// Once per checkpoint.
+pub fn checkpoint(keys: usize, took: Duration) {
+    histogram!(CHECKPOINT_KEYS).record(keys as f64);
+    histogram!(CHECKPOINT_SECONDS).record(took.as_secs_f64());
 }

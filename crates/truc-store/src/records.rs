@@ -147,10 +147,9 @@ pub struct LinkRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
-    /// The upload whose chunks are the blob's bytes.
-    pub upload_id: u64,
     pub size_bytes: u64,
-    pub chunk_count: u32,
+    /// Where the bytes are in the payload log, in order.
+    pub extents: Vec<crate::Extent>,
 }
 
 pub(crate) fn decode_counter(bytes: &[u8]) -> (u64, u64) {

@@ -1,8 +1,9 @@
 //! The single writer: every change to the main tree goes through one thread.
 //! A group of commands is staged in memory (later commands read what earlier
-//! ones staged), written as one atomic sled batch, and made durable with one
-//! flush before anyone is answered (group commit). A command that fails
-//! stages nothing, so no half of it is ever written.
+//! ones staged), appended to the journal as one record and made durable with
+//! one sync before anyone is answered (group commit); the tree takes it later,
+//! in a checkpoint. A command that fails stages nothing, so no half of it is
+//! ever written.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use truc_domain::{DocumentId, Status};
 
 use crate::audit::{sha256, AuditEntry, AuditEvent, AuditHead, AuditKind};
+use crate::checkpoint::Policy;
 use crate::error::StoreError;
+use crate::journal::Journal;
 use crate::keys;
 use crate::marker::CommitMarker;
 use crate::records::{
@@ -24,13 +27,13 @@ mod watch;
 pub(crate) use watch::WatchCommand;
 pub use watch::{AcceptDeadlines, LapseOutcome, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE};
 
-/// Blob chunks uploaded by one send, to be made visible when it is accepted.
+/// Attachment bytes appended by one send, to be named when it is accepted.
 #[derive(Clone, Debug)]
 pub struct PendingBlob {
     pub sha256: [u8; 32],
-    pub upload_id: u64,
     pub size_bytes: u64,
-    pub chunk_count: u32,
+    /// Where its bytes are, in order.
+    pub extents: Vec<crate::Extent>,
 }
 
 #[derive(Debug)]
@@ -87,6 +90,10 @@ pub(crate) enum Command {
     },
     /// Deadlines, expiry and dead letters (`writer/watch.rs`).
     Watch(WatchCommand),
+    /// Everything written so far into the tree, and the journal emptied.
+    Checkpoint {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// A reply held back until the group it belongs to is flushed.
@@ -199,6 +206,12 @@ pub(crate) struct Writer {
     /// Groups written so far, stored with each group and then in the marker.
     commit_seq: u64,
     marker: CommitMarker,
+    journal: Journal,
+    policy: Policy,
+    /// The checkpoint thread, joined after its last checkpoint when the writer ends.
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+    /// The last group whose journal segments were let go.
+    discarded_through: u64,
     /// Whether the current group may store new documents (see `room_for_documents`).
     room: Option<Result<(), String>>,
 }
@@ -218,10 +231,30 @@ pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, Sto
 }
 
 impl Writer {
-    pub(crate) fn new(inner: Arc<Inner>, marker: CommitMarker) -> Result<Self, StoreError> {
-        let next_queue_seq = read_u64(&inner.main, keys::META_NEXT_SEQ)?.unwrap_or(1);
-        let commit_seq = read_u64(&inner.main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
-        let audit_head = match inner.main.get(keys::META_AUDIT_HEAD)? {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        marker: CommitMarker,
+        journal: Journal,
+        policy: Policy,
+        checkpointer: std::thread::JoinHandle<()>,
+    ) -> Result<Self, StoreError> {
+        let meta_u64 = |key: &[u8]| -> Result<Option<u64>, StoreError> {
+            inner
+                .get(key)?
+                .map(|bytes| {
+                    <[u8; 8]>::try_from(bytes.as_ref())
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| StoreError::Corrupt {
+                            key: String::from_utf8_lossy(key).into_owned(),
+                            reason: "not 8 bytes".into(),
+                        })
+                })
+                .transpose()
+        };
+        let next_queue_seq = meta_u64(keys::META_NEXT_SEQ)?.unwrap_or(1);
+        let commit_seq = meta_u64(keys::META_COMMIT_SEQ)?.unwrap_or(0);
+        let discarded_through = inner.checkpoints.through();
+        let audit_head = match inner.get(keys::META_AUDIT_HEAD)? {
             Some(bytes) => AuditHead::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
                 key: "m:audit_head".into(),
                 reason: "not 40 bytes".into(),
@@ -233,6 +266,10 @@ impl Writer {
             next_queue_seq,
             commit_seq,
             marker,
+            journal,
+            policy,
+            checkpointer: Some(checkpointer),
+            discarded_through,
             audit_head,
             staged: Changes::new(),
             room: None,
@@ -251,12 +288,43 @@ impl Writer {
             }
             self.commit_group(&mut group);
         }
+        // Every store handle is gone: a last checkpoint, so that the tree
+        // holds everything and the next open has nothing to read back.
+        self.inner.checkpoints.stop();
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.join();
+        }
+        self.discard_journal();
+    }
+
+    /// Waits for a checkpoint of every group written, then starts a fresh
+    /// journal segment and removes the others: the tree holds everything.
+    fn checkpoint_all(&mut self) -> Result<(), StoreError> {
+        let through = self
+            .inner
+            .checkpoints
+            .wait_through(&self.inner, self.commit_seq)?;
+        debug_assert!(through >= self.commit_seq);
+        self.journal
+            .rotate(self.commit_seq + 1)
+            .map_err(|error| StoreError::from(sled::Error::Io(error)))?;
+        self.discard_journal();
+        Ok(())
+    }
+
+    /// Lets go of the journal segments the tree now holds.
+    fn discard_journal(&mut self) {
+        let through = self.inner.checkpoints.through();
+        if through > self.discarded_through {
+            self.journal.discard_through(through);
+            self.discarded_through = through;
+        }
     }
 
     fn commit_group(&mut self, group: &mut Vec<Command>) {
         let mut pending = Vec::with_capacity(group.len());
+        let mut checkpoints = Vec::new();
         let mut woken = BTreeSet::new();
-        let mut orphan_uploads = Vec::new();
         let failed = self.inner.failed.load(std::sync::atomic::Ordering::Acquire);
         let failed_full = self
             .inner
@@ -279,19 +347,22 @@ impl Writer {
                     Command::Move { reply, .. } => drop(reply.send(Err(failure()))),
                     Command::AcceptPlanned { reply, .. } => drop(reply.send(Err(failure()))),
                     Command::Watch(command) => command.refuse(failure()),
+                    Command::Checkpoint { reply } => drop(reply.send(Err(failure()))),
                 }
                 continue;
             }
             pending.push(match command {
+                Command::Checkpoint { reply } => {
+                    // Once the group is written, so that it covers the group too.
+                    checkpoints.push(reply);
+                    continue;
+                }
                 Command::Accept {
                     document,
                     blobs,
                     reply,
                 } => {
-                    let result = self.accept(document, &blobs, &mut woken, &mut orphan_uploads);
-                    if result.is_err() || matches!(result, Ok(AcceptOutcome::Duplicate(_))) {
-                        orphan_uploads.extend(blobs.iter().map(|b| (b.sha256, b.upload_id)));
-                    }
+                    let result = self.accept(document, &blobs, &mut woken);
                     Pending::Accept(reply, result)
                 }
                 Command::Ack {
@@ -312,38 +383,41 @@ impl Writer {
                     plan,
                     reply,
                 } => {
-                    let result = self.accept_planned(
-                        document,
-                        &blobs,
-                        &plan,
-                        &mut woken,
-                        &mut orphan_uploads,
-                    );
-                    if matches!(result, Err(_) | Ok((AcceptOutcome::Duplicate(_), _))) {
-                        orphan_uploads.extend(blobs.iter().map(|b| (b.sha256, b.upload_id)));
-                    }
+                    let result = self.accept_planned(document, &blobs, &plan, &mut woken);
                     Pending::AcceptPlanned(reply, result)
                 }
-                Command::Watch(command) => {
-                    Pending::Watch(self.watch_command(command, &mut woken, &mut orphan_uploads))
-                }
+                Command::Watch(command) => Pending::Watch(self.watch_command(command, &mut woken)),
             });
         }
-        if pending.is_empty() {
+        if pending.is_empty() && checkpoints.is_empty() {
             return;
         }
         let started = std::time::Instant::now();
         match self.write_staged() {
             Ok(()) => {
-                self.inner
-                    .stats
-                    .record_flush(pending.len(), started.elapsed());
-                crate::metrics::group_commit(pending.len(), started.elapsed());
+                if !pending.is_empty() {
+                    self.inner
+                        .stats
+                        .record_flush(pending.len(), started.elapsed());
+                    crate::metrics::group_commit(pending.len(), started.elapsed());
+                }
                 for reply in pending {
                     reply.answer();
                 }
                 for agency in woken {
                     self.inner.notifier(&agency).notify_one();
+                }
+                if !checkpoints.is_empty() {
+                    let result = self.checkpoint_all();
+                    for reply in checkpoints {
+                        let _ = reply.send(match &result {
+                            Ok(()) => Ok(()),
+                            Err(error) => Err(StoreError::Corrupt {
+                                key: "(checkpoint)".into(),
+                                reason: error.to_string(),
+                            }),
+                        });
+                    }
                 }
             }
             Err(error) => {
@@ -372,10 +446,13 @@ impl Writer {
                         StoreError::from(sled::Error::Io(io))
                     });
                 }
+                for reply in checkpoints {
+                    let _ = reply.send(Err(StoreError::Corrupt {
+                        key: "(checkpoint)".into(),
+                        reason: message.clone(),
+                    }));
+                }
             }
-        }
-        for (sha256, upload_id) in orphan_uploads {
-            self.inner.discard_upload(&sha256, upload_id);
         }
     }
 
@@ -397,18 +474,23 @@ impl Writer {
             .map_err(|reason| StoreError::StorageFull { reason })
     }
 
-    /// Applies the group's changes as one atomic batch and flushes them.
+    /// Makes the group's changes durable (the attachments they name, then
+    /// one journal record) and lays them over the tree for readers.
     fn write_staged(&mut self) -> Result<(), sled::Error> {
         if self.staged.is_empty() {
             return Ok(());
         }
+        self.discard_journal();
+        self.inner
+            .checkpoints
+            .wait_for_room(&self.inner, &self.policy);
         // What this group does to each sender's backlog, applied once it is written.
         let mut backlog: HashMap<Vec<u8>, i64> = HashMap::new();
         for (key, value) in &self.staged {
             let Some((sender, _, _)) = keys::parse_pending(key) else {
                 continue;
             };
-            let existed = self.inner.main.contains_key(key)?;
+            let existed = self.inner.contains_key(key)?;
             let change = match (value.is_some(), existed) {
                 (true, false) => 1,
                 (false, true) => -1,
@@ -416,19 +498,29 @@ impl Writer {
             };
             *backlog.entry(sender.to_vec()).or_insert(0) += change;
         }
-        let mut batch = sled::Batch::default();
-        for (key, value) in self.staged.drain() {
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
-            }
-        }
-        batch.insert(keys::META_NEXT_SEQ, &self.next_queue_seq.to_be_bytes()[..]);
         let commit_seq = self.commit_seq + 1;
-        batch.insert(keys::META_COMMIT_SEQ, &commit_seq.to_be_bytes()[..]);
-        batch.insert(keys::META_AUDIT_HEAD, &self.audit_head.encode()[..]);
-        self.inner.main.apply_batch(batch)?;
-        self.inner.db.flush()?;
+        self.staged.insert(
+            keys::META_NEXT_SEQ.to_vec(),
+            Some(self.next_queue_seq.to_be_bytes().to_vec()),
+        );
+        self.staged.insert(
+            keys::META_COMMIT_SEQ.to_vec(),
+            Some(commit_seq.to_be_bytes().to_vec()),
+        );
+        self.staged.insert(
+            keys::META_AUDIT_HEAD.to_vec(),
+            Some(self.audit_head.encode().to_vec()),
+        );
+        self.inner.payload.sync().map_err(sled::Error::Io)?;
+        self.journal
+            .append(
+                commit_seq,
+                self.staged
+                    .iter()
+                    .map(|(key, value)| (key.as_slice(), value.as_deref())),
+            )
+            .map_err(sled::Error::Io)?;
+        self.inner.layers.merge(self.staged.drain(), commit_seq);
         if !backlog.is_empty() {
             let mut counts = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
             for (sender, change) in backlog {
@@ -438,6 +530,9 @@ impl Writer {
         }
         self.commit_seq = commit_seq;
         self.marker.record(commit_seq).map_err(sled::Error::Io)?;
+        if self.inner.layers.live_bytes() >= self.policy.start_bytes {
+            self.inner.checkpoints.request();
+        }
         Ok(())
     }
 
@@ -481,7 +576,7 @@ impl Writer {
         if let Some(value) = self.staged.get(key) {
             return Ok(value.clone());
         }
-        Ok(self.inner.main.get(key)?.map(|value| value.to_vec()))
+        Ok(self.inner.get(key)?.map(|value| value.to_vec()))
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -515,10 +610,9 @@ impl Writer {
         document: DocumentRecord,
         blobs: &[PendingBlob],
         woken: &mut BTreeSet<String>,
-        orphan_uploads: &mut Vec<([u8; 32], u64)>,
     ) -> Result<AcceptOutcome, StoreError> {
         let mut op = self.begin();
-        match self.stage_accept(&mut op, &document, blobs, orphan_uploads) {
+        match self.stage_accept(&mut op, &document, blobs) {
             Ok(None) => {
                 self.commit(op);
                 woken.extend(document.recipients.iter().cloned());
@@ -541,7 +635,6 @@ impl Writer {
         op: &mut Op,
         document: &DocumentRecord,
         blobs: &[PendingBlob],
-        orphan_uploads: &mut Vec<([u8; 32], u64)>,
     ) -> Result<Option<DocumentRecord>, StoreError> {
         let document_key = keys::document(&document.document_id);
         if let Some(bytes) = self.read(op, &document_key)? {
@@ -559,16 +652,13 @@ impl Writer {
         self.room_for_documents()?;
         for blob in blobs {
             let blob_key = keys::blob(&blob.sha256);
-            if self.read(op, &blob_key)?.is_some() {
-                // Stored meanwhile by another send: this upload's copy is not needed.
-                orphan_uploads.push((blob.sha256, blob.upload_id));
-            } else {
+            // Stored meanwhile by another send: this upload's copy stays unused.
+            if self.read(op, &blob_key)?.is_none() {
                 op.changes.insert(
                     blob_key,
                     Some(encode(&BlobRecord {
-                        upload_id: blob.upload_id,
                         size_bytes: blob.size_bytes,
-                        chunk_count: blob.chunk_count,
+                        extents: blob.extents.clone(),
                     })),
                 );
             }
@@ -871,7 +961,6 @@ impl Writer {
         blobs: &[PendingBlob],
         plan: &AcceptPlan,
         woken: &mut BTreeSet<String>,
-        orphan_uploads: &mut Vec<([u8; 32], u64)>,
     ) -> PlannedAcceptResult {
         let mut op = self.begin();
         let mut notices = Notices::default();
@@ -897,7 +986,7 @@ impl Writer {
                 }
             }
         }
-        match self.stage_accept(&mut op, &document, blobs, orphan_uploads) {
+        match self.stage_accept(&mut op, &document, blobs) {
             Ok(None) => {
                 if let Err(error) = self.reroute_queue_items(&mut op, &document, plan) {
                     self.abandon(op);

@@ -147,7 +147,6 @@ impl Writer {
         &mut self,
         command: WatchCommand,
         woken: &mut BTreeSet<String>,
-        orphan_uploads: &mut Vec<([u8; 32], u64)>,
     ) -> WatchPending {
         match command {
             WatchCommand::Accept {
@@ -157,10 +156,7 @@ impl Writer {
                 deadlines,
                 reply,
             } => {
-                let result = self.accept_planned(document, &blobs, &plan, woken, orphan_uploads);
-                if matches!(result, Err(_) | Ok((AcceptOutcome::Duplicate(_), _))) {
-                    orphan_uploads.extend(blobs.iter().map(|b| (b.sha256, b.upload_id)));
-                }
+                let result = self.accept_planned(document, &blobs, &plan, woken);
                 let result = match result {
                     Ok((AcceptOutcome::Accepted(record), outcomes)) => self
                         .stage_accept_watches(&record, &plan, deadlines)

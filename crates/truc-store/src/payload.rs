@@ -1,0 +1,195 @@
+//! Attachment bytes, appended once to segment files and never rewritten;
+//! the tree keeps only where they are (`Extent`s in the blob record).
+//!
+//! Sends append their chunks as they arrive, from any task; the writer makes
+//! them durable (`sync`) before the journal records the document that names
+//! them, so an acknowledged document's bytes are on the device. Bytes of a
+//! send that was refused or crashed are never named by anything and stay as
+//! unused space.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::sync_dir;
+
+/// The payload's folder in the data directory.
+pub const PAYLOAD_DIR: &str = "payload";
+
+/// A segment takes no more appends once it holds this much.
+const SEGMENT_BYTES_MAX: u64 = 256 << 20;
+
+/// Where some bytes are: segment number, offset and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extent {
+    pub segment: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+struct Appender {
+    segment: u32,
+    file: Arc<File>,
+    len: u64,
+    /// Segments written since the last sync.
+    dirty: BTreeSet<u32>,
+}
+
+pub(crate) struct PayloadLog {
+    dir: PathBuf,
+    appender: Mutex<Appender>,
+    files: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+fn segment_path(dir: &Path, segment: u32) -> PathBuf {
+    dir.join(format!("{segment:010}.dat"))
+}
+
+fn open_segment(dir: &Path, segment: u32) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(segment_path(dir, segment))
+}
+
+impl PayloadLog {
+    pub(crate) fn open(data_dir: &Path) -> std::io::Result<PayloadLog> {
+        let dir = data_dir.join(PAYLOAD_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let mut last = 1;
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            if let Some(segment) = name
+                .to_str()
+                .and_then(|name| name.strip_suffix(".dat"))
+                .and_then(|stem| stem.parse::<u32>().ok())
+            {
+                last = last.max(segment);
+            }
+        }
+        let file = Arc::new(open_segment(&dir, last)?);
+        sync_dir(&dir)?;
+        sync_dir(data_dir)?;
+        let len = file.metadata()?.len();
+        let files = RwLock::new(HashMap::from([(last, file.clone())]));
+        Ok(PayloadLog {
+            dir,
+            appender: Mutex::new(Appender {
+                segment: last,
+                file,
+                len,
+                dirty: BTreeSet::new(),
+            }),
+            files,
+        })
+    }
+
+    fn appender(&self) -> std::sync::MutexGuard<'_, Appender> {
+        self.appender.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `bytes` at the end of the current segment (not yet synced).
+    pub(crate) fn append(&self, bytes: &[u8]) -> std::io::Result<Extent> {
+        let len = u32::try_from(bytes.len()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "one append over 4 GiB")
+        })?;
+        let (file, extent) = {
+            let mut appender = self.appender();
+            if appender.len > 0 && appender.len + u64::from(len) > SEGMENT_BYTES_MAX {
+                let segment = appender.segment + 1;
+                let file = Arc::new(open_segment(&self.dir, segment)?);
+                sync_dir(&self.dir)?;
+                self.files
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(segment, file.clone());
+                *appender = Appender {
+                    segment,
+                    file,
+                    len: 0,
+                    dirty: std::mem::take(&mut appender.dirty),
+                };
+            }
+            let extent = Extent {
+                segment: appender.segment,
+                offset: appender.len,
+                len,
+            };
+            appender.len += u64::from(len);
+            (appender.file.clone(), extent)
+        };
+        file.write_all_at(bytes, extent.offset)?;
+        // Marked only once written: a sync that starts later covers it.
+        self.appender().dirty.insert(extent.segment);
+        Ok(extent)
+    }
+
+    /// Makes every append that returned before this call durable.
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        let dirty = std::mem::take(&mut self.appender().dirty);
+        for segment in dirty {
+            if let Err(error) = self.file(segment).and_then(|file| file.sync_data()) {
+                // Still to be synced by the next call.
+                self.appender().dirty.insert(segment);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&self, segment: u32) -> std::io::Result<Arc<File>> {
+        if let Some(file) = self
+            .files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&segment)
+        {
+            return Ok(file.clone());
+        }
+        let path = segment_path(&self.dir, segment);
+        let file = Arc::new(OpenOptions::new().read(true).open(&path)?);
+        self.files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(segment, file.clone());
+        Ok(file)
+    }
+
+    pub(crate) fn read(&self, extent: &Extent) -> std::io::Result<Vec<u8>> {
+        let mut bytes = vec![0; extent.len as usize];
+        self.file(extent.segment)?
+            .read_exact_at(&mut bytes, extent.offset)?;
+        Ok(bytes)
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_bytes_read_back_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PayloadLog::open(dir.path()).unwrap();
+        let first = log.append(b"first").unwrap();
+        let second = log.append(&[7; 1000]).unwrap();
+        log.sync().unwrap();
+        assert_eq!(log.read(&first).unwrap(), b"first");
+        assert_eq!(second.offset, 5);
+        drop(log);
+        let log = PayloadLog::open(dir.path()).unwrap();
+        assert_eq!(log.read(&second).unwrap(), vec![7; 1000]);
+        let third = log.append(b"third").unwrap();
+        assert_eq!((third.segment, third.offset), (1, 1005));
+    }
+}
