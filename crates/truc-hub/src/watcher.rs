@@ -42,8 +42,8 @@ async fn settle_due(hub: &Hub, expiry_reason: &str) {
                 return;
             }
         };
-        let count = due.len();
-        if count == 0 {
+        let count = due.watches.len();
+        if due.is_empty() {
             return;
         }
         match hub.store.lapse(due, now, expiry_reason.to_owned()).await {

@@ -388,5 +388,50 @@ mod store_tests {
         assert_eq!(entries.len(), 4);
         assert_chained(&entries);
         assert_eq!(store.audit_entries(4).count(), 1);
+        // Sends at once share groups, so blocks hold several entries: every
+        // starting point still reads exactly the entries from it on.
+        let sends: Vec<_> = (3..40)
+            .map(|number| store.accept(document(number), Vec::new()))
+            .collect();
+        for sent in futures_join(sends).await {
+            sent.unwrap();
+        }
+        let entries = chain_of(&store);
+        assert_eq!(entries.len(), 41);
+        assert_chained(&entries);
+        for from in 1..=42 {
+            let seqs: Vec<u64> = store
+                .audit_entries(from)
+                .map(|entry| entry.unwrap().seq)
+                .collect();
+            assert_eq!(seqs, (from..=41).collect::<Vec<_>>(), "from {from}");
+        }
+    }
+
+    /// Polls every future together, so that their commands reach the writer at once.
+    async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+        let mut set = Vec::new();
+        for future in futures {
+            set.push(Box::pin(future));
+        }
+        let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+        std::future::poll_fn(|context| {
+            let mut pending = false;
+            for (future, output) in set.iter_mut().zip(outputs.iter_mut()) {
+                if output.is_none() {
+                    match future.as_mut().poll(context) {
+                        std::task::Poll::Ready(value) => *output = Some(value),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        outputs.into_iter().map(Option::unwrap).collect()
     }
 }

@@ -102,23 +102,16 @@ pub(crate) fn link(document_id: &str, other_id: &str) -> Vec<u8> {
 pub(crate) const WATCH: u8 = b'w';
 pub(crate) const OVERDUE: u8 = b'o';
 pub(crate) const DEAD_LETTER: u8 = b'x';
-pub(crate) const PENDING: u8 = b'p';
 
-/// Watched deadlines sort by time, so the watcher reads only those due:
-/// prefix, deadline (ms, big-endian), kind, document id, NUL, recipient.
-pub(crate) fn watch(
-    deadline_unix_ms: i64,
-    kind: u8,
-    document_id: &str,
-    recipient: &str,
-) -> Vec<u8> {
-    let mut key = Vec::with_capacity(11 + document_id.len() + AGENCY_BYTES);
+/// Watched deadlines sort by time, so the watcher reads only those due: one
+/// block per group and second, under the latest deadline it holds: prefix,
+/// deadline (ms, big-endian), the group's commit number, the block's index.
+pub(crate) fn watch_block(deadline_unix_ms: i64, commit_seq: u64, index: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(21);
     key.push(WATCH);
     key.extend_from_slice(&(deadline_unix_ms.max(0) as u64).to_be_bytes());
-    key.push(kind);
-    key.extend_from_slice(document_id.as_bytes());
-    key.push(0);
-    key.extend_from_slice(recipient.as_bytes());
+    key.extend_from_slice(&commit_seq.to_be_bytes());
+    key.extend_from_slice(&index.to_be_bytes());
     key
 }
 
@@ -158,33 +151,9 @@ pub(crate) fn dead_letter(recipient: &str, document_id: &str) -> Vec<u8> {
     key
 }
 
-/// A sender's deliveries not yet acknowledged: prefix, sender, queue owner, seq.
-pub(crate) fn pending_prefix(sender: &str) -> Vec<u8> {
-    let mut key = vec![PENDING];
-    key.extend_from_slice(sender.as_bytes());
-    key
-}
-
-pub(crate) fn pending(sender: &str, queue_owner: &str, seq: u64) -> Vec<u8> {
-    let mut key = pending_prefix(sender);
-    key.extend_from_slice(queue_owner.as_bytes());
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// A pending-index key's sender (code bytes), queue owner and seq.
-pub(crate) fn parse_pending(key: &[u8]) -> Option<(&[u8], &str, u64)> {
-    let rest = key.strip_prefix(&[PENDING])?;
-    if rest.len() != 2 * AGENCY_BYTES + 8 {
-        return None;
-    }
-    let (sender, rest) = rest.split_at(AGENCY_BYTES);
-    let (owner, seq) = rest.split_at(AGENCY_BYTES);
-    let owner = std::str::from_utf8(owner).ok()?;
-    Some((sender, owner, u64::from_be_bytes(seq.try_into().ok()?)))
-}
-
-/// Audit entries sort by sequence number: prefix, seq (u64 BE).
+/// Audit entries are stored a group at a time, under the sequence number of
+/// the block's last entry: prefix, seq (u64 BE). The block holding entry n is
+/// the first at or after `audit(n)`.
 pub(crate) fn audit(seq: u64) -> [u8; 9] {
     let mut key = [AUDIT; 9];
     key[1..].copy_from_slice(&seq.to_be_bytes());

@@ -74,10 +74,6 @@ impl Layers {
         }
     }
 
-    pub(crate) fn contains_key(&self, tree: &sled::Tree, key: &[u8]) -> Result<bool, sled::Error> {
-        Ok(self.get(tree, key)?.is_some())
-    }
-
     /// Every key in the range with its newest value, in key order.
     pub(crate) fn range(
         &self,
@@ -307,6 +303,54 @@ mod tests {
                 (b"b1".to_vec(), b"tree".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn a_limited_range_reads_the_first_keys_of_both_layers_and_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        for key in [b"q2", b"q4", b"q6"] {
+            tree.insert(key, &b"tree"[..]).unwrap();
+        }
+        let layers = Layers::default();
+        layers.merge(
+            vec![
+                (b"q1".to_vec(), Some(b"frozen".to_vec())),
+                (b"q3".to_vec(), Some(b"frozen".to_vec())),
+            ]
+            .into_iter(),
+            1,
+        );
+        layers.freeze().unwrap();
+        layers.merge(
+            vec![
+                (b"q2".to_vec(), None),
+                (b"q5".to_vec(), Some(b"live".to_vec())),
+                (b"q7".to_vec(), Some(b"live".to_vec())),
+            ]
+            .into_iter(),
+            2,
+        );
+        let keys = |limit| -> Vec<Vec<u8>> {
+            layers
+                .range_limited(
+                    &tree,
+                    Bound::Included(b"q".to_vec()),
+                    prefix_end(b"q"),
+                    limit,
+                )
+                .take(limit)
+                .map(|item| item.unwrap().0.to_vec())
+                .collect()
+        };
+        let all: Vec<Vec<u8>> = [b"q1", b"q3", b"q4", b"q5", b"q6", b"q7"]
+            .iter()
+            .map(|k| k.to_vec())
+            .collect();
+        for limit in 1..=8 {
+            assert_eq!(keys(limit), all[..limit.min(all.len())], "limit {limit}");
+        }
     }
 
     #[test]

@@ -45,6 +45,19 @@ pub use writer::{
 use records::{decode, decode_counter};
 use writer::{Command, WatchCommand, Writer};
 
+/// Deadlines found due, with the blocks that hold them.
+#[derive(Debug, Default)]
+pub struct DueWatches {
+    blocks: Vec<Vec<u8>>,
+    pub watches: Vec<WatchRecord>,
+}
+
+impl DueWatches {
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+}
+
 /// Sent and received counts keyed by (agency, `yyyymmdd`).
 pub type CounterMap = BTreeMap<(String, u32), (u64, u64)>;
 
@@ -188,10 +201,6 @@ impl Inner {
         self.layers.get(&self.main, key)
     }
 
-    fn contains_key(&self, key: &[u8]) -> Result<bool, sled::Error> {
-        self.layers.contains_key(&self.main, key)
-    }
-
     fn scan_prefix(&self, prefix: &[u8]) -> layers::Merged {
         self.layers.scan_prefix(&self.main, prefix)
     }
@@ -208,22 +217,18 @@ pub struct Store {
 /// attachment chunks in a tree of their own).
 const SCHEMA_VERSION: u8 = 2;
 
-/// Each sender's pending-index entries whose queue item is still there.
-/// Entries that outlived their item (a recall before it removed them too)
-/// are not counted, and the writer never counts them later either: it only
-/// counts entries it adds or removes itself.
+/// Each sender's deliveries waiting in some queue, by the sender's code
+/// bytes, counted from the queue items themselves.
 fn count_backlog(
     main: &sled::Tree,
     layers: &layers::Layers,
 ) -> Result<HashMap<Vec<u8>, u64>, StoreError> {
     let mut counts = HashMap::new();
-    for key in layers.scan_prefix(main, &[keys::PENDING]).keys() {
-        let key = key?;
-        let Some((sender, owner, seq)) = keys::parse_pending(&key) else {
-            continue;
-        };
-        if layers.contains_key(main, &keys::queue(owner, seq))? {
-            *counts.entry(sender.to_vec()).or_insert(0) += 1;
+    for item in layers.scan_prefix(main, &[keys::QUEUE]) {
+        let (key, bytes) = item?;
+        if let QueueItem::Delivery { document_id, .. } = decode(&key, &bytes)? {
+            let sender = document_id.split(',').next().unwrap_or_default();
+            *counts.entry(sender.as_bytes().to_vec()).or_insert(0) += 1;
         }
     }
     Ok(counts)
@@ -690,35 +695,38 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` watched deadlines at or before `unix_ms`, earliest first.
-    pub fn due_watches(&self, unix_ms: i64, limit: usize) -> Result<Vec<WatchRecord>, StoreError> {
-        self.inner
-            .layers
-            .range_limited(
-                &self.inner.main,
-                Bound::Included(vec![keys::WATCH]),
-                Bound::Excluded(keys::watch_until(unix_ms)),
-                limit,
-            )
-            .take(limit)
-            .map(|item| {
-                let (key, bytes) = item?;
-                decode(&key, &bytes)
-            })
-            .collect()
+    /// Watched deadlines at or before `unix_ms`, earliest first, in whole
+    /// blocks: at least `limit` of them if there are that many.
+    pub fn due_watches(&self, unix_ms: i64, limit: usize) -> Result<DueWatches, StoreError> {
+        let mut due = DueWatches::default();
+        let blocks = self.inner.layers.range(
+            &self.inner.main,
+            Bound::Included(vec![keys::WATCH]),
+            Bound::Excluded(keys::watch_until(unix_ms)),
+        );
+        for item in blocks {
+            if due.watches.len() >= limit {
+                break;
+            }
+            let (key, bytes) = item?;
+            let watches: Vec<WatchRecord> = decode(&key, &bytes)?;
+            due.watches.extend(watches);
+            due.blocks.push(key.to_vec());
+        }
+        Ok(due)
     }
 
     /// Settles due deadlines: met ones are dropped, unmet ones recorded as
     /// overdue (expiries as dead letters) and their senders told, in one write.
     pub async fn lapse(
         &self,
-        watches: Vec<WatchRecord>,
+        due: DueWatches,
         at_unix_ms: i64,
         expiry_reason: String,
     ) -> Result<LapseOutcome, StoreError> {
         self.submit(|reply| {
             Command::Watch(WatchCommand::Lapse {
-                watches,
+                blocks: due.blocks,
                 at_unix_ms,
                 expiry_reason,
                 reply,
@@ -889,9 +897,18 @@ impl Store {
                 Bound::Included(keys::audit(from_seq).to_vec()),
                 Bound::Included(keys::audit(u64::MAX).to_vec()),
             )
-            .map(|item| {
-                let (key, bytes) = item?;
-                decode(&key, &bytes)
+            .flat_map(move |item| {
+                let block: Result<Vec<AuditEntry>, StoreError> = item
+                    .map_err(StoreError::from)
+                    .and_then(|(key, bytes)| decode(&key, &bytes));
+                match block {
+                    Ok(entries) => entries
+                        .into_iter()
+                        .filter(|entry| entry.seq >= from_seq)
+                        .map(Ok)
+                        .collect::<Vec<_>>(),
+                    Err(error) => vec![Err(error)],
+                }
             })
     }
 

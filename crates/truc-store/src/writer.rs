@@ -19,7 +19,7 @@ use crate::keys;
 use crate::marker::CommitMarker;
 use crate::records::{
     decode, decode_counter, encode, encode_counter, BlobRecord, DeliveryRecord, DocumentRecord,
-    LinkRecord, QueueItem, StatusEntry,
+    LinkRecord, QueueItem, StatusEntry, WatchRecord,
 };
 use crate::Inner;
 
@@ -152,6 +152,19 @@ struct Op {
     /// What the operation adds to the audit log; chained only on commit, so
     /// a refused operation leaves no entry and no gap.
     audit: Vec<AuditEvent>,
+    /// Deadlines it sets, written with the group's watch blocks.
+    watches: Vec<WatchRecord>,
+    /// What it does to senders' backlogs: +1 per delivery queued, −1 per
+    /// delivery item taken from a queue.
+    backlog: Vec<(String, i64)>,
+}
+
+impl Op {
+    /// A delivery of `document_id` queued (+1) or taken from its queue (−1).
+    fn backlog(&mut self, document_id: &str, change: i64) {
+        let sender = document_id.split(',').next().unwrap_or_default();
+        self.backlog.push((sender.to_owned(), change));
+    }
 }
 
 /// The audit event of a status entry recorded on a delivery.
@@ -212,6 +225,12 @@ pub(crate) struct Writer {
     checkpointer: Option<std::thread::JoinHandle<()>>,
     /// The last group whose journal segments were let go.
     discarded_through: u64,
+    /// The current group's audit entries, written as one block.
+    group_audit: Vec<AuditEntry>,
+    /// The current group's deadlines, written as blocks by second.
+    group_watches: Vec<WatchRecord>,
+    /// What the current group does to each sender's backlog.
+    group_backlog: HashMap<String, i64>,
     /// Whether the current group may store new documents (see `room_for_documents`).
     room: Option<Result<(), String>>,
 }
@@ -270,6 +289,9 @@ impl Writer {
             policy,
             checkpointer: Some(checkpointer),
             discarded_through,
+            group_audit: Vec::new(),
+            group_watches: Vec::new(),
+            group_backlog: HashMap::new(),
             audit_head,
             staged: Changes::new(),
             room: None,
@@ -477,28 +499,20 @@ impl Writer {
     /// Makes the group's changes durable (the attachments they name, then
     /// one journal record) and lays them over the tree for readers.
     fn write_staged(&mut self) -> Result<(), sled::Error> {
-        if self.staged.is_empty() {
+        if self.staged.is_empty() && self.group_audit.is_empty() && self.group_watches.is_empty() {
             return Ok(());
         }
         self.discard_journal();
         self.inner
             .checkpoints
             .wait_for_room(&self.inner, &self.policy);
-        // What this group does to each sender's backlog, applied once it is written.
-        let mut backlog: HashMap<Vec<u8>, i64> = HashMap::new();
-        for (key, value) in &self.staged {
-            let Some((sender, _, _)) = keys::parse_pending(key) else {
-                continue;
-            };
-            let existed = self.inner.contains_key(key)?;
-            let change = match (value.is_some(), existed) {
-                (true, false) => 1,
-                (false, true) => -1,
-                _ => continue,
-            };
-            *backlog.entry(sender.to_vec()).or_insert(0) += change;
-        }
         let commit_seq = self.commit_seq + 1;
+        if let Some(last) = self.group_audit.last() {
+            let key = keys::audit(last.seq).to_vec();
+            self.staged.insert(key, Some(encode(&self.group_audit)));
+            self.group_audit.clear();
+        }
+        self.stage_watch_blocks(commit_seq);
         self.staged.insert(
             keys::META_NEXT_SEQ.to_vec(),
             Some(self.next_queue_seq.to_be_bytes().to_vec()),
@@ -521,10 +535,10 @@ impl Writer {
             )
             .map_err(sled::Error::Io)?;
         self.inner.layers.merge(self.staged.drain(), commit_seq);
-        if !backlog.is_empty() {
+        if !self.group_backlog.is_empty() {
             let mut counts = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
-            for (sender, change) in backlog {
-                let count = counts.entry(sender).or_insert(0);
+            for (sender, change) in self.group_backlog.drain() {
+                let count = counts.entry(sender.into_bytes()).or_insert(0);
                 *count = count.saturating_add_signed(change);
             }
         }
@@ -536,11 +550,37 @@ impl Writer {
         Ok(())
     }
 
+    /// The group's deadlines as blocks, one per second of deadline, each
+    /// under its latest deadline (so none is read before it is due).
+    fn stage_watch_blocks(&mut self, commit_seq: u64) {
+        if self.group_watches.is_empty() {
+            return;
+        }
+        let mut blocks: std::collections::BTreeMap<i64, Vec<WatchRecord>> = Default::default();
+        for watch in self.group_watches.drain(..) {
+            let second = watch.deadline_unix_ms.div_euclid(1000);
+            blocks.entry(second).or_default().push(watch);
+        }
+        for (index, watches) in blocks.into_values().enumerate() {
+            let latest = watches
+                .iter()
+                .map(|w| w.deadline_unix_ms)
+                .max()
+                .unwrap_or(0);
+            self.staged.insert(
+                keys::watch_block(latest, commit_seq, index as u32),
+                Some(encode(&watches)),
+            );
+        }
+    }
+
     fn begin(&self) -> Op {
         Op {
             changes: Changes::new(),
             seq_before: self.next_queue_seq,
             audit: Vec::new(),
+            watches: Vec::new(),
+            backlog: Vec::new(),
         }
     }
 
@@ -548,6 +588,10 @@ impl Writer {
         self.staged.extend(op.changes);
         for event in op.audit {
             self.append_audit(event);
+        }
+        self.group_watches.extend(op.watches);
+        for (sender, change) in op.backlog {
+            *self.group_backlog.entry(sender).or_insert(0) += change;
         }
     }
 
@@ -559,8 +603,7 @@ impl Writer {
             seq: entry.seq,
             sha256: entry.sha256,
         };
-        self.staged
-            .insert(keys::audit(entry.seq).to_vec(), Some(encode(&entry)));
+        self.group_audit.push(entry);
     }
 
     fn abandon(&mut self, op: Op) {
@@ -682,6 +725,7 @@ impl Writer {
                     recipient: recipient.clone(),
                 })),
             );
+            op.backlog(&document.document_id, 1);
         }
         self.bump_counter(op, &document.sender, document.date_key, 1, 0)?;
         op.changes.insert(document_key, Some(encode(document)));
@@ -773,6 +817,7 @@ impl Writer {
                 document_id,
                 recipient,
             } => {
+                op.backlog(&document_id, -1);
                 let (delivery_key, mut delivery, sender, date_key) =
                     self.read_delivery(op, &document_id, &recipient)?;
                 if !delivery.history.is_empty() {
@@ -1148,9 +1193,7 @@ impl Writer {
                 {
                     op.changes.insert(key, None);
                     // The sender's backlog loses it with the item.
-                    let sender = document_id.split(',').next().unwrap_or_default();
-                    op.changes
-                        .insert(keys::pending(sender, &code.to_string(), queue_seq), None);
+                    op.backlog(document_id, -1);
                     return Ok(());
                 }
             }

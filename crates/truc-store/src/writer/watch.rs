@@ -64,7 +64,8 @@ pub(crate) enum WatchCommand {
         reply: Reply<Vec<AckOutcome>>,
     },
     Lapse {
-        watches: Vec<WatchRecord>,
+        /// Keys of due watch blocks; the writer reads them again.
+        blocks: Vec<Vec<u8>>,
         at_unix_ms: i64,
         /// Why an expired delivery expired, for its dead letter and the sender.
         expiry_reason: String,
@@ -159,7 +160,7 @@ impl Writer {
                 let result = self.accept_planned(document, &blobs, &plan, woken);
                 let result = match result {
                     Ok((AcceptOutcome::Accepted(record), outcomes)) => self
-                        .stage_accept_watches(&record, &plan, deadlines)
+                        .stage_accept_watches(&record, deadlines)
                         .map(|()| (AcceptOutcome::Accepted(record), outcomes)),
                     other => other,
                 };
@@ -182,12 +183,12 @@ impl Writer {
                 hold(reply, result)
             }
             WatchCommand::Lapse {
-                watches,
+                blocks,
                 at_unix_ms,
                 expiry_reason,
                 reply,
             } => {
-                let result = self.lapse(watches, at_unix_ms, &expiry_reason, woken);
+                let result = self.lapse(blocks, at_unix_ms, &expiry_reason, woken);
                 hold(reply, result)
             }
             WatchCommand::Resend {
@@ -263,23 +264,10 @@ impl Writer {
         }
     }
 
-    fn put_watch(&mut self, record: &WatchRecord) {
-        self.staged.insert(
-            keys::watch(
-                record.deadline_unix_ms,
-                record.kind.byte(),
-                &record.document_id,
-                &record.recipient,
-            ),
-            Some(encode(record)),
-        );
-    }
-
-    /// The deadlines and pending-send entries of each delivery just accepted.
+    /// The deadlines of each delivery just accepted.
     fn stage_accept_watches(
         &mut self,
         document: &DocumentRecord,
-        plan: &AcceptPlan,
         deadlines: AcceptDeadlines,
     ) -> Result<(), StoreError> {
         for recipient in &document.recipients {
@@ -287,19 +275,16 @@ impl Writer {
             let Some(bytes) = self.staged.get(&delivery_key).cloned().flatten() else {
                 continue;
             };
-            let delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
-            let owner = plan.queue_owners.get(recipient).unwrap_or(recipient);
-            self.staged.insert(
-                keys::pending(&document.sender, owner, delivery.queue_seq),
-                Some(Vec::new()),
-            );
+            if bytes.is_empty() {
+                continue;
+            }
             for (kind, deadline) in [
                 (DeadlineKind::Arrived, deadlines.arrived_unix_ms),
                 (DeadlineKind::DueDate, deadlines.due_date_unix_ms),
                 (DeadlineKind::Expiry, deadlines.expiry_unix_ms),
             ] {
                 if let Some(deadline_unix_ms) = deadline {
-                    self.put_watch(&WatchRecord {
+                    self.group_watches.push(WatchRecord {
                         kind,
                         deadline_unix_ms,
                         document_id: document.document_id.clone(),
@@ -312,9 +297,9 @@ impl Writer {
         Ok(())
     }
 
-    /// [`Writer::ack_all`], then for each delivery the end of the sender's
-    /// pending entry and, if it arrived now, its "received" deadline, in the
-    /// same group; the queue items are read once, by the acknowledgement.
+    /// [`Writer::ack_all`], then for each delivery that arrived now its
+    /// "received" deadline, in the same group; the queue items are read
+    /// once, by the acknowledgement.
     fn ack_watched(
         &mut self,
         agency: &str,
@@ -325,15 +310,13 @@ impl Writer {
     ) -> Result<Vec<AckOutcome>, StoreError> {
         let acked = self.ack_items(agency, queue_seqs, at_unix_ms, woken)?;
         let mut outcomes = Vec::with_capacity(acked.len());
-        for ((outcome, delivery), &seq) in acked.into_iter().zip(queue_seqs) {
+        for (outcome, delivery) in acked {
             if let Some((document_id, recipient)) = delivery {
                 let sender = document_id.split(',').next().unwrap_or_default().to_owned();
-                self.staged
-                    .insert(keys::pending(&sender, agency, seq), None);
                 if let (AckOutcome::Arrived(_), Some(deadline_unix_ms)) =
                     (&outcome, received_deadline_unix_ms)
                 {
-                    self.put_watch(&WatchRecord {
+                    self.group_watches.push(WatchRecord {
                         kind: DeadlineKind::Received,
                         deadline_unix_ms,
                         document_id,
@@ -347,34 +330,45 @@ impl Writer {
         Ok(outcomes)
     }
 
-    /// Handles deadlines the watcher found due: met ones are dropped, unmet
-    /// ones become overdue records (the sender told), unmet expiries dead letters.
+    /// Handles the blocks of deadlines the watcher found due: met ones are
+    /// dropped, unmet ones become overdue records (the sender told), unmet
+    /// expiries dead letters. A block goes once all of its deadlines are handled.
     fn lapse(
         &mut self,
-        watches: Vec<WatchRecord>,
+        blocks: Vec<Vec<u8>>,
         at_unix_ms: i64,
         expiry_reason: &str,
         woken: &mut BTreeSet<String>,
     ) -> Result<LapseOutcome, StoreError> {
         let mut outcome = LapseOutcome::default();
         let mut notices = Notices::default();
-        for watch in watches {
+        for block in blocks {
             let mut op = self.begin();
-            match self.stage_lapse(
-                &mut op,
-                &watch,
-                at_unix_ms,
-                expiry_reason,
-                &mut notices,
-                &mut outcome,
-            ) {
-                Ok(()) => self.commit(op),
-                Err(error) => {
-                    self.abandon(op);
-                    self.queue_notices(notices, woken);
-                    return Err(error);
+            let Some(bytes) = self.read(&op, &block)? else {
+                // Handled by an earlier pass.
+                continue;
+            };
+            let watches: Vec<WatchRecord> = decode(&block, &bytes)?;
+            for watch in &watches {
+                let mut watch_op = self.begin();
+                match self.stage_lapse(
+                    &mut watch_op,
+                    watch,
+                    at_unix_ms,
+                    expiry_reason,
+                    &mut notices,
+                    &mut outcome,
+                ) {
+                    Ok(()) => self.commit(watch_op),
+                    Err(error) => {
+                        self.abandon(watch_op);
+                        self.queue_notices(notices, woken);
+                        return Err(error);
+                    }
                 }
             }
+            op.changes.insert(block, None);
+            self.commit(op);
         }
         self.queue_notices(notices, woken);
         Ok(outcome)
@@ -389,17 +383,6 @@ impl Writer {
         notices: &mut Notices,
         outcome: &mut LapseOutcome,
     ) -> Result<(), StoreError> {
-        let watch_key = keys::watch(
-            watch.deadline_unix_ms,
-            watch.kind.byte(),
-            &watch.document_id,
-            &watch.recipient,
-        );
-        if self.read(op, &watch_key)?.is_none() {
-            // Handled by an earlier pass.
-            return Ok(());
-        }
-        op.changes.insert(watch_key, None);
         let delivery_key = keys::delivery(&watch.document_id, &watch.recipient);
         let Some(bytes) = self.read(op, &delivery_key)? else {
             outcome.met += 1;
@@ -421,10 +404,7 @@ impl Writer {
                 outcome.met += 1;
                 return Ok(());
             };
-            op.changes.insert(
-                keys::pending(&watch.sender, &queue_owner, delivery.queue_seq),
-                None,
-            );
+            op.backlog(&watch.document_id, -1);
             let letter = DeadLetterRecord {
                 document_id: watch.document_id.clone(),
                 recipient: watch.recipient.clone(),
@@ -564,26 +544,19 @@ impl Writer {
                 recipient: recipient.to_owned(),
             })),
         );
-        op.changes.insert(
-            keys::pending(&letter.sender, &letter.queue_owner, seq),
-            Some(Vec::new()),
-        );
+        op.backlog(document_id, 1);
         for (kind, deadline) in [
             (DeadlineKind::Arrived, deadlines.arrived_unix_ms),
             (DeadlineKind::Expiry, deadlines.expiry_unix_ms),
         ] {
             if let Some(deadline_unix_ms) = deadline {
-                let record = WatchRecord {
+                op.watches.push(WatchRecord {
                     kind,
                     deadline_unix_ms,
                     document_id: document_id.to_owned(),
                     recipient: recipient.to_owned(),
                     sender: letter.sender.clone(),
-                };
-                op.changes.insert(
-                    keys::watch(deadline_unix_ms, kind.byte(), document_id, recipient),
-                    Some(encode(&record)),
-                );
+                });
             }
         }
         op.audit.push(operator_event(
