@@ -491,11 +491,18 @@ async fn receive_attachments(
             }
             let meta = &header.attachments[next_index];
             let already_stored = hub.store.blob(&meta.sha256)?.is_some();
+            let kept = if already_stored {
+                Kept::Nothing
+            } else if meta.size_bytes <= truc_store::CARRIED_ATTACHMENT_BYTES_MAX {
+                Kept::Inline(Vec::with_capacity(meta.size_bytes as usize))
+            } else {
+                Kept::Extents(Vec::new())
+            };
             current = Some(AttachmentInProgress {
                 index: next_index,
                 digest: Context::new(&SHA256),
                 bytes: 0,
-                extents: (!already_stored).then(Vec::new),
+                kept,
             });
             next_index += 1;
         }
@@ -510,8 +517,10 @@ async fn receive_attachments(
             ));
         }
         open.digest.update(&chunk.data);
-        if let Some(extents) = &mut open.extents {
-            extents.push(hub.store.put_chunk(&chunk.data)?);
+        match &mut open.kept {
+            Kept::Nothing => {}
+            Kept::Inline(bytes) => bytes.extend_from_slice(&chunk.data),
+            Kept::Extents(extents) => extents.push(hub.store.put_chunk(&chunk.data)?),
         }
     }
     if next_index != header.attachments.len() {
@@ -528,8 +537,17 @@ struct AttachmentInProgress {
     index: usize,
     digest: Context,
     bytes: u64,
-    /// Where its chunks went; `None` when the same bytes are stored already.
-    extents: Option<Vec<truc_store::Extent>>,
+    kept: Kept,
+}
+
+/// What a send keeps of an attachment's bytes.
+enum Kept {
+    /// The same bytes are stored already.
+    Nothing,
+    /// Small: held for the writer, which carries them in the journal.
+    Inline(Vec<u8>),
+    /// Large: streamed into the payload log as they arrive.
+    Extents(Vec<truc_store::Extent>),
 }
 
 impl AttachmentInProgress {
@@ -547,10 +565,16 @@ impl AttachmentInProgress {
                 "the bytes do not match the declared digest",
             ));
         }
-        Ok(self.extents.map(|extents| PendingBlob {
+        let (extents, inline) = match self.kept {
+            Kept::Nothing => return Ok(None),
+            Kept::Inline(bytes) => (Vec::new(), Some(bytes)),
+            Kept::Extents(extents) => (extents, None),
+        };
+        Ok(Some(PendingBlob {
             sha256: meta.sha256,
             size_bytes: self.bytes,
             extents,
+            inline,
         }))
     }
 }

@@ -157,6 +157,9 @@ fn checkpoint(inner: &Inner) -> Result<(), sled::Error> {
         return Ok(());
     };
     let started = std::time::Instant::now();
+    // The journal records about to be let go carry payload bytes: they must
+    // be on the device in the payload log first.
+    inner.payload.sync_carried().map_err(sled::Error::Io)?;
     let mut batch = sled::Batch::default();
     let mut in_batch = 0;
     let mut commit_seq = None;

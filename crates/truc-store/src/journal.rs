@@ -8,11 +8,18 @@
 //! two checkpoints (a queue item added and removed, a delivery moved four
 //! times) reaches the tree once, or not at all.
 //!
+//! A group also carries the small payload bytes it appended (documents'
+//! signed envelopes, small attachments), so that one sync makes them durable
+//! too; the payload log itself is synced by the checkpoint, and at open the
+//! groups read back write their bytes into it again.
+//!
 //! A record is `length (u32 LE) | crc32 (u32 LE) | seq (u64 LE) | body`,
 //! the CRC over seq and body; the body is the count of changes and each
 //! change as `tag (1 put, 0 remove) | key length (u32) | key | value length
-//! (u32) | value`. Segments are named by the first group they hold, and a
-//! segment is removed once a checkpoint covers all of its groups.
+//! (u32) | value`, then the count of payload pieces and each as `segment
+//! (u32) | offset (u64) | length (u32) | bytes`. Segments are named by the
+//! first group they hold, and a segment is removed once a checkpoint covers
+//! all of its groups.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -20,6 +27,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
+use crate::payload::Extent;
 
 /// The journal's folder in the data directory.
 pub const JOURNAL_DIR: &str = "journal";
@@ -32,10 +40,12 @@ const HEADER_BYTES: usize = 16;
 /// One change: the key and its new value, `None` for a removal.
 pub(crate) type Change = (Vec<u8>, Option<Vec<u8>>);
 
-/// A group read back at open: its sequence number and its changes in order.
+/// A group read back at open: its sequence number, its changes in order and
+/// the payload bytes it carried.
 pub(crate) struct Group {
     pub seq: u64,
     pub changes: Vec<Change>,
+    pub payload: Vec<(Extent, Vec<u8>)>,
 }
 
 pub(crate) struct Journal {
@@ -155,14 +165,16 @@ impl Journal {
                     ));
                 }
                 last_seq = record.seq;
+                let (changes, payload) = decode_body(record.body).ok_or_else(|| {
+                    damaged(
+                        &dir,
+                        format!("group {} passes its check but does not decode", record.seq),
+                    )
+                })?;
                 groups.push(Group {
                     seq: record.seq,
-                    changes: decode_body(record.body).ok_or_else(|| {
-                        damaged(
-                            &dir,
-                            format!("group {} passes its check but does not decode", record.seq),
-                        )
-                    })?,
+                    changes,
+                    payload,
                 });
             }
         }
@@ -196,6 +208,7 @@ impl Journal {
         &mut self,
         seq: u64,
         changes: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        payload: &[(Extent, Vec<u8>)],
     ) -> std::io::Result<()> {
         if self.segment_bytes >= SEGMENT_BYTES_MAX {
             self.rotate(seq)?;
@@ -214,6 +227,14 @@ impl Journal {
                     .extend_from_slice(&(value.len() as u32).to_le_bytes());
                 self.buffer.extend_from_slice(value);
             }
+        }
+        self.buffer
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        for (extent, bytes) in payload {
+            self.buffer.extend_from_slice(&extent.segment.to_le_bytes());
+            self.buffer.extend_from_slice(&extent.offset.to_le_bytes());
+            self.buffer.extend_from_slice(&extent.len.to_le_bytes());
+            self.buffer.extend_from_slice(bytes);
         }
         self.buffer[8..16].copy_from_slice(&seq.to_le_bytes());
         let length = u32::try_from(self.buffer.len() - 8).map_err(|_| {
@@ -295,7 +316,9 @@ fn parse_records(bytes: &[u8]) -> (Vec<Record<'_>>, usize) {
     (records, at)
 }
 
-fn decode_body(body: &[u8]) -> Option<Vec<Change>> {
+type Body = (Vec<Change>, Vec<(Extent, Vec<u8>)>);
+
+fn decode_body(body: &[u8]) -> Option<Body> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Option<&[u8]> {
         let slice = body.get(at..at.checked_add(n)?)?;
@@ -318,7 +341,23 @@ fn decode_body(body: &[u8]) -> Option<Vec<Change>> {
         };
         changes.push((key, value));
     }
-    (at == body.len()).then_some(changes)
+    let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let mut payload = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        let segment = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let offset = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let bytes = take(len as usize)?.to_vec();
+        payload.push((
+            Extent {
+                segment,
+                offset,
+                len,
+            },
+            bytes,
+        ));
+    }
+    (at == body.len()).then_some((changes, payload))
 }
 
 #[cfg(test)]
@@ -332,6 +371,17 @@ mod tests {
         ]
     }
 
+    fn payload(n: u8) -> Vec<(Extent, Vec<u8>)> {
+        vec![(
+            Extent {
+                segment: 1,
+                offset: u64::from(n) * 100,
+                len: 3,
+            },
+            vec![n; 3],
+        )]
+    }
+
     fn append(journal: &mut Journal, seq: u64, group: &[Change]) {
         journal
             .append(
@@ -339,6 +389,7 @@ mod tests {
                 group
                     .iter()
                     .map(|(key, value)| (key.as_slice(), value.as_deref())),
+                &payload(seq as u8),
             )
             .unwrap();
     }
@@ -355,6 +406,7 @@ mod tests {
         let (_, groups) = Journal::open(dir.path(), 2).unwrap();
         assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [3, 4, 5]);
         assert_eq!(groups[0].changes, changes(3));
+        assert_eq!(groups[0].payload, payload(3));
         // Reopened twice: the second open made a new (empty) segment at 6.
         let (mut journal, groups) = Journal::open(dir.path(), 0).unwrap();
         assert_eq!(groups.len(), 5);

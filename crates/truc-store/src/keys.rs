@@ -77,6 +77,16 @@ pub(crate) fn parse_counter(key: &[u8]) -> Option<(&str, u32)> {
     Some((agency, u32::from_be_bytes(date)))
 }
 
+pub(crate) const CERTIFICATE: u8 = b'C';
+
+/// Where a sender certificate's bytes are: prefix, its SHA-256.
+pub(crate) fn certificate(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(33);
+    key.push(CERTIFICATE);
+    key.extend_from_slice(sha256);
+    key
+}
+
 pub(crate) fn blob(sha256: &[u8; 32]) -> Vec<u8> {
     let mut key = Vec::with_capacity(33);
     key.push(BLOB);

@@ -42,8 +42,13 @@ pub use writer::{
     BusinessRequest, LapseOutcome, MoveRequest, PendingBlob, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE,
 };
 
-use records::{decode, decode_counter};
+use records::{decode, decode_counter, StoredDocument};
 use writer::{Command, WatchCommand, Writer};
+
+/// Attachments up to this size are held in memory by their send and
+/// carried in the journal with the document (one sync for both); larger
+/// ones are streamed into the payload log as they arrive.
+pub const CARRIED_ATTACHMENT_BYTES_MAX: u64 = 64 * 1024;
 
 /// Deadlines found due, with the blocks that hold them.
 #[derive(Debug, Default)]
@@ -196,6 +201,31 @@ impl Inner {
         Ok(())
     }
 
+    /// A stored document with its envelope and certificate.
+    fn load_document(&self, key: &[u8], bytes: &[u8]) -> Result<DocumentRecord, StoreError> {
+        let stored: StoredDocument = decode(key, bytes)?;
+        let certificate_key = keys::certificate(&stored.certificate_sha256);
+        let extent: Extent = decode(
+            &certificate_key,
+            &self.get(&certificate_key)?.ok_or_else(|| StoreError::NotFound {
+                what: format!("certificate of {}", stored.document_id),
+            })?,
+        )?;
+        self.document_with(stored, extent)
+    }
+
+    /// A stored document, given where its sender's certificate is.
+    fn document_with(
+        &self,
+        stored: StoredDocument,
+        certificate: Extent,
+    ) -> Result<DocumentRecord, StoreError> {
+        let io = |error| StoreError::Storage(sled::Error::Io(error));
+        let envelope = self.payload.read(&stored.envelope).map_err(io)?;
+        let certificate = self.payload.read(&certificate).map_err(io)?;
+        stored.into_record(&envelope, certificate)
+    }
+
     /// The newest durable value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, sled::Error> {
         self.layers.get(&self.main, key)
@@ -282,10 +312,17 @@ impl Store {
         let (mut marker, recorded) = marker::CommitMarker::open(path)?;
         let checkpointed = writer::read_u64(&main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
         let (journal, groups) = journal::Journal::open(path, checkpointed)?;
+        let payload = payload::PayloadLog::open(path)
+            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
         let layers = layers::Layers::default();
         let mut recovered = checkpointed;
         for group in groups {
             recovered = group.seq;
+            for (extent, bytes) in &group.payload {
+                payload
+                    .restore(extent, bytes)
+                    .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            }
             layers.merge(group.changes.into_iter(), group.seq);
         }
         match recorded {
@@ -300,8 +337,6 @@ impl Store {
                     .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
             }
         }
-        let payload = payload::PayloadLog::open(path)
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
         let backlog = count_backlog(&main, &layers)?;
         let inner = Arc::new(Inner {
             db,
@@ -462,7 +497,7 @@ impl Store {
         let key = keys::document(document_id);
         self.inner
             .get(&key)?
-            .map(|bytes| decode(&key, &bytes))
+            .map(|bytes| self.inner.load_document(&key, &bytes))
             .transpose()
     }
 
@@ -533,7 +568,7 @@ impl Store {
     pub fn documents(&self) -> impl Iterator<Item = Result<DocumentRecord, StoreError>> + '_ {
         self.inner.scan_prefix(&[keys::DOCUMENT]).map(|item| {
             let (key, bytes) = item?;
-            decode(&key, &bytes)
+            self.inner.load_document(&key, &bytes)
         })
     }
 
@@ -588,7 +623,7 @@ impl Store {
         let mut entries = CounterMap::new();
         for item in self.inner.scan_prefix(&[keys::DOCUMENT]) {
             let (key, bytes) = item?;
-            let document: DocumentRecord = decode(&key, &bytes)?;
+            let document: StoredDocument = decode(&key, &bytes)?;
             entries
                 .entry((document.sender.clone(), document.date_key))
                 .or_default()
@@ -618,7 +653,7 @@ impl Store {
         let mut rows: BTreeMap<String, ReportRow> = BTreeMap::new();
         for item in self.inner.scan_prefix(&[keys::DOCUMENT]) {
             let (key, bytes) = item?;
-            let document: DocumentRecord = decode(&key, &bytes)?;
+            let document: StoredDocument = decode(&key, &bytes)?;
             if !(from_date_key..=to_date_key).contains(&document.date_key) {
                 continue;
             }

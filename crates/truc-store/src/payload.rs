@@ -1,11 +1,16 @@
-//! Attachment bytes, appended once to segment files and never rewritten;
-//! the tree keeps only where they are (`Extent`s in the blob record).
+//! Documents' signed envelopes, certificates and attachment bytes, appended
+//! once to segment files and never rewritten; the tree keeps only where they
+//! are (`Extent`s).
 //!
-//! Sends append their chunks as they arrive, from any task; the writer makes
-//! them durable (`sync`) before the journal records the document that names
-//! them, so an acknowledged document's bytes are on the device. Bytes of a
-//! send that was refused or crashed are never named by anything and stay as
-//! unused space.
+//! Two ways in. Large attachments are appended by their sends as the chunks
+//! arrive, from any task, and the writer syncs them (`sync`) before the
+//! journal records the document that names them. Small pieces (envelopes,
+//! certificates, attachments that fit in memory) are appended by the writer
+//! and carried in the journal record as well (`append_carried`), so one
+//! sync covers them; the payload log itself is synced before a checkpoint
+//! lets that journal record go (`sync_carried`), and at open the journal's
+//! groups write their pieces again (`restore`). Bytes of a send that was
+//! refused or crashed are never named by anything and stay as unused space.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -35,8 +40,10 @@ struct Appender {
     segment: u32,
     file: Arc<File>,
     len: u64,
-    /// Segments written since the last sync.
+    /// Segments with appends the next `sync` must cover.
     dirty: BTreeSet<u32>,
+    /// Segments with carried appends the next checkpoint must sync.
+    carried: BTreeSet<u32>,
 }
 
 pub(crate) struct PayloadLog {
@@ -85,6 +92,7 @@ impl PayloadLog {
                 file,
                 len,
                 dirty: BTreeSet::new(),
+                carried: BTreeSet::new(),
             }),
             files,
         })
@@ -94,8 +102,24 @@ impl PayloadLog {
         self.appender.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `bytes` at the end of the current segment (not yet synced).
+    /// Writes `bytes` at the end of the current segment, for the next
+    /// `sync` to make durable.
     pub(crate) fn append(&self, bytes: &[u8]) -> std::io::Result<Extent> {
+        let extent = self.write_new(bytes)?;
+        // Marked only once written: a sync that starts later covers it.
+        self.appender().dirty.insert(extent.segment);
+        Ok(extent)
+    }
+
+    /// Writes `bytes` at the end of the current segment; the caller's
+    /// journal record carries them until a checkpoint syncs the segment.
+    pub(crate) fn append_carried(&self, bytes: &[u8]) -> std::io::Result<Extent> {
+        let extent = self.write_new(bytes)?;
+        self.appender().carried.insert(extent.segment);
+        Ok(extent)
+    }
+
+    fn write_new(&self, bytes: &[u8]) -> std::io::Result<Extent> {
         let len = u32::try_from(bytes.len()).map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "one append over 4 GiB")
         })?;
@@ -109,12 +133,9 @@ impl PayloadLog {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(segment, file.clone());
-                *appender = Appender {
-                    segment,
-                    file,
-                    len: 0,
-                    dirty: std::mem::take(&mut appender.dirty),
-                };
+                appender.segment = segment;
+                appender.file = file;
+                appender.len = 0;
             }
             let extent = Extent {
                 segment: appender.segment,
@@ -125,21 +146,62 @@ impl PayloadLog {
             (appender.file.clone(), extent)
         };
         file.write_all_at(bytes, extent.offset)?;
-        // Marked only once written: a sync that starts later covers it.
-        self.appender().dirty.insert(extent.segment);
         Ok(extent)
     }
 
-    /// Makes every append that returned before this call durable.
+    /// Makes every `append` that returned before this call durable.
     pub(crate) fn sync(&self) -> std::io::Result<()> {
         let dirty = std::mem::take(&mut self.appender().dirty);
-        for segment in dirty {
+        self.sync_segments(dirty, |appender| &mut appender.dirty)
+    }
+
+    /// Makes every `append_carried` (and `restore`) that returned before
+    /// this call durable.
+    pub(crate) fn sync_carried(&self) -> std::io::Result<()> {
+        let carried = std::mem::take(&mut self.appender().carried);
+        self.sync_segments(carried, |appender| &mut appender.carried)
+    }
+
+    fn sync_segments(
+        &self,
+        segments: BTreeSet<u32>,
+        pending: impl Fn(&mut Appender) -> &mut BTreeSet<u32>,
+    ) -> std::io::Result<()> {
+        for segment in segments {
             if let Err(error) = self.file(segment).and_then(|file| file.sync_data()) {
                 // Still to be synced by the next call.
-                self.appender().dirty.insert(segment);
+                pending(&mut self.appender()).insert(segment);
                 return Err(error);
             }
         }
+        Ok(())
+    }
+
+    /// Writes bytes a journal record carried back where they were (at open:
+    /// the segment may have lost them with the page cache).
+    pub(crate) fn restore(&self, extent: &Extent, bytes: &[u8]) -> std::io::Result<()> {
+        let mut appender = self.appender();
+        let file = if extent.segment == appender.segment {
+            appender.file.clone()
+        } else {
+            let file = Arc::new(open_segment(&self.dir, extent.segment)?);
+            sync_dir(&self.dir)?;
+            self.files
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(extent.segment, file.clone());
+            file
+        };
+        file.write_all_at(bytes, extent.offset)?;
+        let end = extent.offset + u64::from(extent.len);
+        if extent.segment > appender.segment {
+            appender.segment = extent.segment;
+            appender.file = file;
+            appender.len = end;
+        } else if extent.segment == appender.segment {
+            appender.len = appender.len.max(end);
+        }
+        appender.carried.insert(extent.segment);
         Ok(())
     }
 

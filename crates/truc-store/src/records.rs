@@ -75,6 +75,124 @@ pub struct DocumentRecord {
     pub attachments: Vec<AttachmentRef>,
 }
 
+/// What the tree keeps of a document: all but its signed bytes and the
+/// sender's certificate, which are in the payload log (the certificate once
+/// for all the documents it signed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredDocument {
+    pub document_id: String,
+    pub sender: String,
+    pub date_key: u32,
+    pub subject: String,
+    pub content_sha256: [u8; 32],
+    pub accepted_at_unix_ms: i64,
+    pub recipients: Vec<String>,
+    pub refused: Vec<RefusedRecipient>,
+    pub attachments: Vec<AttachmentRef>,
+    pub document_signature_state: DocumentSignatureState,
+    /// The header bytes, the envelope signature and the document signature.
+    pub envelope: crate::Extent,
+    /// Where `C` + this digest says the certificate is.
+    pub certificate_sha256: [u8; 32],
+}
+
+impl StoredDocument {
+    pub(crate) fn new(
+        record: &DocumentRecord,
+        envelope: crate::Extent,
+        certificate_sha256: [u8; 32],
+    ) -> Self {
+        StoredDocument {
+            document_id: record.document_id.clone(),
+            sender: record.sender.clone(),
+            date_key: record.date_key,
+            subject: record.subject.clone(),
+            content_sha256: record.content_sha256,
+            accepted_at_unix_ms: record.accepted_at_unix_ms,
+            recipients: record.recipients.clone(),
+            refused: record.refused.clone(),
+            attachments: record.attachments.clone(),
+            document_signature_state: record.document_signature_state,
+            envelope,
+            certificate_sha256,
+        }
+    }
+
+    /// The whole record, given the envelope's bytes and the certificate.
+    pub(crate) fn into_record(
+        self,
+        envelope: &[u8],
+        sender_certificate: Vec<u8>,
+    ) -> Result<DocumentRecord, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            key: format!("envelope of {}", self.document_id),
+            reason: "the payload bytes do not frame an envelope".into(),
+        };
+        let mut pieces = unframe(envelope).ok_or_else(corrupt)?.into_iter();
+        let mut next = || pieces.next().ok_or_else(corrupt);
+        let header_bytes = next()?;
+        let signature = next()?;
+        let certificate = next()?;
+        let document_signature = next()?;
+        let document_signature = if certificate.is_empty() && document_signature.is_empty() {
+            None
+        } else {
+            Some((certificate, document_signature))
+        };
+        Ok(DocumentRecord {
+            document_id: self.document_id,
+            sender: self.sender,
+            date_key: self.date_key,
+            subject: self.subject,
+            header_bytes,
+            signature,
+            sender_certificate,
+            document_signature,
+            document_signature_state: self.document_signature_state,
+            content_sha256: self.content_sha256,
+            accepted_at_unix_ms: self.accepted_at_unix_ms,
+            recipients: self.recipients,
+            refused: self.refused,
+            attachments: self.attachments,
+        })
+    }
+}
+
+/// The envelope's bytes as the payload log keeps them: header, signature,
+/// and the document signature's certificate and signature (empty if none),
+/// each after its length (u32 LE).
+pub(crate) fn envelope_bytes(record: &DocumentRecord) -> Vec<u8> {
+    let (certificate, signature) = record
+        .document_signature
+        .as_ref()
+        .map_or((&[][..], &[][..]), |(c, s)| (c.as_slice(), s.as_slice()));
+    frame(&[
+        &record.header_bytes,
+        &record.signature,
+        certificate,
+        signature,
+    ])
+}
+
+fn frame(pieces: &[&[u8]]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(pieces.iter().map(|p| 4 + p.len()).sum());
+    for piece in pieces {
+        bytes.extend_from_slice(&(piece.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(piece);
+    }
+    bytes
+}
+
+fn unframe(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut pieces = Vec::with_capacity(4);
+    while !bytes.is_empty() {
+        let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        pieces.push(bytes.get(4..4 + len)?.to_vec());
+        bytes = &bytes[4 + len..];
+    }
+    Some(pieces)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusEntry {
     /// edXML status code (01, 02, 03, 04, 05, 06).

@@ -18,7 +18,8 @@ use crate::journal::Journal;
 use crate::keys;
 use crate::marker::CommitMarker;
 use crate::records::{
-    decode, decode_counter, encode, encode_counter, BlobRecord, DeliveryRecord, DocumentRecord,
+    decode, decode_counter, encode, encode_counter, envelope_bytes, BlobRecord, DeliveryRecord,
+    DocumentRecord, StoredDocument,
     LinkRecord, QueueItem, StatusEntry, WatchRecord,
 };
 use crate::Inner;
@@ -27,13 +28,16 @@ mod watch;
 pub(crate) use watch::WatchCommand;
 pub use watch::{AcceptDeadlines, LapseOutcome, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE};
 
-/// Attachment bytes appended by one send, to be named when it is accepted.
+/// One attachment of a send, to be named when it is accepted: its bytes
+/// already appended to the payload log (large ones, streamed), or in memory
+/// for the writer to append and carry in the journal (small ones).
 #[derive(Clone, Debug)]
 pub struct PendingBlob {
     pub sha256: [u8; 32],
     pub size_bytes: u64,
-    /// Where its bytes are, in order.
+    /// Where its bytes are, in order (empty when `inline`).
     pub extents: Vec<crate::Extent>,
+    pub inline: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -154,6 +158,8 @@ struct Op {
     audit: Vec<AuditEvent>,
     /// Deadlines it sets, written with the group's watch blocks.
     watches: Vec<WatchRecord>,
+    /// Payload bytes it appended, carried by the group's journal record.
+    payload: Vec<(crate::Extent, Vec<u8>)>,
     /// What it does to senders' backlogs: +1 per delivery queued, −1 per
     /// delivery item taken from a queue.
     backlog: Vec<(String, i64)>,
@@ -229,6 +235,8 @@ pub(crate) struct Writer {
     group_audit: Vec<AuditEntry>,
     /// The current group's deadlines, written as blocks by second.
     group_watches: Vec<WatchRecord>,
+    /// The current group's carried payload bytes.
+    group_payload: Vec<(crate::Extent, Vec<u8>)>,
     /// What the current group does to each sender's backlog.
     group_backlog: HashMap<String, i64>,
     /// Whether the current group may store new documents (see `room_for_documents`).
@@ -291,6 +299,7 @@ impl Writer {
             discarded_through,
             group_audit: Vec::new(),
             group_watches: Vec::new(),
+            group_payload: Vec::new(),
             group_backlog: HashMap::new(),
             audit_head,
             staged: Changes::new(),
@@ -532,8 +541,10 @@ impl Writer {
                 self.staged
                     .iter()
                     .map(|(key, value)| (key.as_slice(), value.as_deref())),
+                &self.group_payload,
             )
             .map_err(sled::Error::Io)?;
+        self.group_payload.clear();
         self.inner.layers.merge(self.staged.drain(), commit_seq);
         if !self.group_backlog.is_empty() {
             let mut counts = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
@@ -580,6 +591,7 @@ impl Writer {
             seq_before: self.next_queue_seq,
             audit: Vec::new(),
             watches: Vec::new(),
+            payload: Vec::new(),
             backlog: Vec::new(),
         }
     }
@@ -590,6 +602,7 @@ impl Writer {
             self.append_audit(event);
         }
         self.group_watches.extend(op.watches);
+        self.group_payload.extend(op.payload);
         for (sender, change) in op.backlog {
             *self.group_backlog.entry(sender).or_insert(0) += change;
         }
@@ -681,9 +694,9 @@ impl Writer {
     ) -> Result<Option<DocumentRecord>, StoreError> {
         let document_key = keys::document(&document.document_id);
         if let Some(bytes) = self.read(op, &document_key)? {
-            let original: DocumentRecord = decode(&document_key, &bytes)?;
+            let original: StoredDocument = decode(&document_key, &bytes)?;
             return if original.content_sha256 == document.content_sha256 {
-                Ok(Some(original))
+                Ok(Some(self.load_document(op, original)?))
             } else {
                 Err(StoreError::AlreadyExists {
                     document_id: original.document_id,
@@ -697,11 +710,15 @@ impl Writer {
             let blob_key = keys::blob(&blob.sha256);
             // Stored meanwhile by another send: this upload's copy stays unused.
             if self.read(op, &blob_key)?.is_none() {
+                let extents = match &blob.inline {
+                    Some(bytes) => vec![self.carry(op, bytes.clone())?],
+                    None => blob.extents.clone(),
+                };
                 op.changes.insert(
                     blob_key,
                     Some(encode(&BlobRecord {
                         size_bytes: blob.size_bytes,
-                        extents: blob.extents.clone(),
+                        extents,
                     })),
                 );
             }
@@ -728,7 +745,21 @@ impl Writer {
             op.backlog(&document.document_id, 1);
         }
         self.bump_counter(op, &document.sender, document.date_key, 1, 0)?;
-        op.changes.insert(document_key, Some(encode(document)));
+        let certificate_sha256 = sha256(&document.sender_certificate);
+        let certificate_key = keys::certificate(&certificate_sha256);
+        if self.read(op, &certificate_key)?.is_none() {
+            let extent = self.carry(op, document.sender_certificate.clone())?;
+            op.changes.insert(certificate_key, Some(encode(&extent)));
+        }
+        let envelope = self.carry(op, envelope_bytes(document))?;
+        op.changes.insert(
+            document_key,
+            Some(encode(&StoredDocument::new(
+                document,
+                envelope,
+                certificate_sha256,
+            ))),
+        );
         // The send comes before what it did to earlier documents (a recall's
         // entries, staged first).
         op.audit.insert(
@@ -743,10 +774,34 @@ impl Writer {
                 reason: String::new(),
                 signed_sha256: Some(document.content_sha256),
                 signature: document.signature.clone(),
-                certificate_sha256: Some(sha256(&document.sender_certificate)),
+                certificate_sha256: Some(certificate_sha256),
             },
         );
         Ok(None)
+    }
+
+    /// Appends small payload bytes the group's journal record carries.
+    fn carry(&self, op: &mut Op, bytes: Vec<u8>) -> Result<crate::Extent, StoreError> {
+        let extent = self
+            .inner
+            .payload
+            .append_carried(&bytes)
+            .map_err(|error| StoreError::from(sled::Error::Io(error)))?;
+        op.payload.push((extent, bytes));
+        Ok(extent)
+    }
+
+    /// A stored document with its envelope and certificate, as the
+    /// operation sees them.
+    fn load_document(&self, op: &Op, stored: StoredDocument) -> Result<DocumentRecord, StoreError> {
+        let key = keys::certificate(&stored.certificate_sha256);
+        let extent: crate::Extent = decode(
+            &key,
+            &self.read(op, &key)?.ok_or_else(|| StoreError::NotFound {
+                what: format!("certificate of {}", stored.document_id),
+            })?,
+        )?;
+        self.inner.document_with(stored, extent)
     }
 
     /// Acknowledges each item on its own: one that fails fails the command,
