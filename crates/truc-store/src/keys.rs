@@ -26,18 +26,11 @@ pub(crate) fn document(document_id: &str) -> Vec<u8> {
     key
 }
 
-/// Deliveries of one document sort together: prefix, id, NUL, recipient.
-pub(crate) fn delivery_prefix(document_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(2 + document_id.len() + AGENCY_BYTES);
+/// Every delivery of one document, in one record: prefix, id.
+pub(crate) fn deliveries(document_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + document_id.len());
     key.push(DELIVERY);
     key.extend_from_slice(document_id.as_bytes());
-    key.push(0);
-    key
-}
-
-pub(crate) fn delivery(document_id: &str, recipient: &str) -> Vec<u8> {
-    let mut key = delivery_prefix(document_id);
-    key.extend_from_slice(recipient.as_bytes());
     key
 }
 

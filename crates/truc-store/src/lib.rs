@@ -207,9 +207,11 @@ impl Inner {
         let certificate_key = keys::certificate(&stored.certificate_sha256);
         let extent: Extent = decode(
             &certificate_key,
-            &self.get(&certificate_key)?.ok_or_else(|| StoreError::NotFound {
-                what: format!("certificate of {}", stored.document_id),
-            })?,
+            &self
+                .get(&certificate_key)?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("certificate of {}", stored.document_id),
+                })?,
         )?;
         self.document_with(stored, extent)
     }
@@ -501,14 +503,15 @@ impl Store {
             .transpose()
     }
 
+    /// Every delivery of a document, by recipient code.
     pub fn deliveries(&self, document_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.inner
-            .scan_prefix(&keys::delivery_prefix(document_id))
-            .map(|item| {
-                let (key, bytes) = item?;
-                decode(&key, &bytes)
-            })
-            .collect()
+        let key = keys::deliveries(document_id);
+        let mut deliveries: Vec<DeliveryRecord> = match self.inner.get(&key)? {
+            Some(bytes) => decode(&key, &bytes)?,
+            None => Vec::new(),
+        };
+        deliveries.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+        Ok(deliveries)
     }
 
     pub fn delivery(
@@ -516,11 +519,10 @@ impl Store {
         document_id: &str,
         recipient: &str,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let key = keys::delivery(document_id, recipient);
-        self.inner
-            .get(&key)?
-            .map(|bytes| decode(&key, &bytes))
-            .transpose()
+        Ok(self
+            .deliveries(document_id)?
+            .into_iter()
+            .find(|delivery| delivery.recipient == recipient))
     }
 
     /// Up to `limit` queue items of `agency` with sequence numbers above `after`.

@@ -19,8 +19,7 @@ use crate::keys;
 use crate::marker::CommitMarker;
 use crate::records::{
     decode, decode_counter, encode, encode_counter, envelope_bytes, BlobRecord, DeliveryRecord,
-    DocumentRecord, StoredDocument,
-    LinkRecord, QueueItem, StatusEntry, WatchRecord,
+    DocumentRecord, LinkRecord, QueueItem, StatusEntry, StoredDocument, WatchRecord,
 };
 use crate::Inner;
 
@@ -723,18 +722,15 @@ impl Writer {
                 );
             }
         }
+        let mut deliveries = Vec::with_capacity(document.recipients.len());
         for recipient in &document.recipients {
             let queue_seq = self.take_seq();
-            let delivery = DeliveryRecord {
+            deliveries.push(DeliveryRecord {
                 document_id: document.document_id.clone(),
                 recipient: recipient.clone(),
                 queue_seq,
                 history: Vec::new(),
-            };
-            op.changes.insert(
-                keys::delivery(&document.document_id, recipient),
-                Some(encode(&delivery)),
-            );
+            });
             op.changes.insert(
                 keys::queue(recipient, queue_seq),
                 Some(encode(&QueueItem::Delivery {
@@ -744,6 +740,10 @@ impl Writer {
             );
             op.backlog(&document.document_id, 1);
         }
+        op.changes.insert(
+            keys::deliveries(&document.document_id),
+            Some(encode(&deliveries)),
+        );
         self.bump_counter(op, &document.sender, document.date_key, 1, 0)?;
         let certificate_sha256 = sha256(&document.sender_certificate);
         let certificate_key = keys::certificate(&certificate_sha256);
@@ -873,7 +873,7 @@ impl Writer {
                 recipient,
             } => {
                 op.backlog(&document_id, -1);
-                let (delivery_key, mut delivery, sender, date_key) =
+                let (mut delivery, sender, date_key) =
                     self.read_delivery(op, &document_id, &recipient)?;
                 if !delivery.history.is_empty() {
                     // The recipient's first move already recorded the arrival.
@@ -887,7 +887,7 @@ impl Writer {
                 };
                 self.bump_counter(op, &recipient, date_key, 0, 1)?;
                 delivery.history.push(entry.clone());
-                op.changes.insert(delivery_key, Some(encode(&delivery)));
+                self.put_delivery(op, delivery)?;
                 op.audit
                     .push(status_event(&document_id, &recipient, &entry));
                 notices.add(&sender, &document_id, &recipient, entry.clone());
@@ -929,7 +929,7 @@ impl Writer {
         request: &MoveRequest,
         entries: &mut Vec<StatusEntry>,
     ) -> Result<String, StoreError> {
-        let (delivery_key, mut delivery, sender, date_key) =
+        let (mut delivery, sender, date_key) =
             self.read_delivery(op, &request.document_id, &request.recipient)?;
         let current = delivery.state()?;
         let target = Status::from_code(request.entry.code)?;
@@ -964,31 +964,70 @@ impl Writer {
             &request.entry,
         ));
         entries.push(request.entry.clone());
-        op.changes.insert(delivery_key, Some(encode(&delivery)));
+        self.put_delivery(op, delivery)?;
         Ok(sender)
     }
 
-    /// A delivery with its key, its document's sender and date.
+    /// Every delivery of a document, as the operation sees them.
+    fn read_deliveries(
+        &self,
+        op: &Op,
+        document_id: &str,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let key = keys::deliveries(document_id);
+        match self.read(op, &key)? {
+            Some(bytes) => decode(&key, &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// One delivery of a document, if there is one to `recipient`.
+    fn find_delivery(
+        &self,
+        op: &Op,
+        document_id: &str,
+        recipient: &str,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        Ok(self
+            .read_deliveries(op, document_id)?
+            .into_iter()
+            .find(|delivery| delivery.recipient == recipient))
+    }
+
+    /// Stages a changed delivery in its document's record.
+    fn put_delivery(&self, op: &mut Op, delivery: DeliveryRecord) -> Result<(), StoreError> {
+        let mut deliveries = self.read_deliveries(op, &delivery.document_id)?;
+        let key = keys::deliveries(&delivery.document_id);
+        match deliveries
+            .iter_mut()
+            .find(|stored| stored.recipient == delivery.recipient)
+        {
+            Some(stored) => *stored = delivery,
+            None => deliveries.push(delivery),
+        }
+        op.changes.insert(key, Some(encode(&deliveries)));
+        Ok(())
+    }
+
+    /// A delivery with its document's sender and date.
     fn read_delivery(
         &self,
         op: &Op,
         document_id: &str,
         recipient: &str,
-    ) -> Result<(Vec<u8>, DeliveryRecord, String, u32), StoreError> {
-        let delivery_key = keys::delivery(document_id, recipient);
-        let bytes = self
-            .read(op, &delivery_key)?
+    ) -> Result<(DeliveryRecord, String, u32), StoreError> {
+        let delivery = self
+            .find_delivery(op, document_id, recipient)?
             .ok_or_else(|| StoreError::NotFound {
                 what: format!("delivery of {document_id} to {recipient}"),
             })?;
-        let delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
         let id: DocumentId = document_id.parse().map_err(|_| StoreError::Corrupt {
-            key: String::from_utf8_lossy(&delivery_key).into_owned(),
+            key: format!("deliveries of {document_id}"),
             reason: "stored document id does not parse".into(),
         })?;
         let sender = id.sender().to_string();
         let date_key = id.date().ordinal_key();
-        Ok((delivery_key, delivery, sender, date_key))
+        Ok((delivery, sender, date_key))
     }
 
     /// Queues one notice per delivery for its sender, with every entry the
@@ -1128,13 +1167,11 @@ impl Writer {
             if owner == recipient {
                 continue;
             }
-            let delivery_key = keys::delivery(&document.document_id, recipient);
-            let bytes = self
-                .read(op, &delivery_key)?
+            let delivery = self
+                .find_delivery(op, &document.document_id, recipient)?
                 .ok_or_else(|| StoreError::NotFound {
                     what: format!("delivery of {} to {recipient}", document.document_id),
                 })?;
-            let delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
             let item = op
                 .changes
                 .remove(&keys::queue(recipient, delivery.queue_seq))
@@ -1177,11 +1214,9 @@ impl Writer {
             op.changes
                 .insert(keys::link(&document.document_id, reference), Some(link));
             for recipient in &document.recipients {
-                let delivery_key = keys::delivery(reference, recipient);
-                let Some(bytes) = self.read(op, &delivery_key)? else {
+                let Some(mut delivery) = self.find_delivery(op, reference, recipient)? else {
                     continue;
                 };
-                let mut delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
                 let request = StatusEntry {
                     code: Status::RecallRequested.code(),
                     at_unix_ms,
@@ -1217,7 +1252,7 @@ impl Writer {
                     },
                 };
                 if !matches!(effect, BusinessEffect::Unchanged { .. }) {
-                    op.changes.insert(delivery_key, Some(encode(&delivery)));
+                    self.put_delivery(op, delivery)?;
                 }
                 outcomes.push(BusinessOutcome {
                     reference: reference.clone(),

@@ -270,14 +270,8 @@ impl Writer {
         document: &DocumentRecord,
         deadlines: AcceptDeadlines,
     ) -> Result<(), StoreError> {
+        // Every recipient of the accepted record has a delivery.
         for recipient in &document.recipients {
-            let delivery_key = keys::delivery(&document.document_id, recipient);
-            let Some(bytes) = self.staged.get(&delivery_key).cloned().flatten() else {
-                continue;
-            };
-            if bytes.is_empty() {
-                continue;
-            }
             for (kind, deadline) in [
                 (DeadlineKind::Arrived, deadlines.arrived_unix_ms),
                 (DeadlineKind::DueDate, deadlines.due_date_unix_ms),
@@ -383,12 +377,10 @@ impl Writer {
         notices: &mut Notices,
         outcome: &mut LapseOutcome,
     ) -> Result<(), StoreError> {
-        let delivery_key = keys::delivery(&watch.document_id, &watch.recipient);
-        let Some(bytes) = self.read(op, &delivery_key)? else {
+        let Some(delivery) = self.find_delivery(op, &watch.document_id, &watch.recipient)? else {
             outcome.met += 1;
             return Ok(());
         };
-        let delivery: DeliveryRecord = decode(&delivery_key, &bytes)?;
         if watch.kind.met_by(&delivery) {
             outcome.met += 1;
             return Ok(());
@@ -533,10 +525,10 @@ impl Writer {
         deadlines: AcceptDeadlines,
     ) -> Result<DeadLetterRecord, StoreError> {
         let (letter_key, mut letter) = self.open_letter(op, document_id, recipient)?;
-        let (delivery_key, mut delivery, _, _) = self.read_delivery(op, document_id, recipient)?;
+        let (mut delivery, _, _) = self.read_delivery(op, document_id, recipient)?;
         let seq = self.take_seq();
         delivery.queue_seq = seq;
-        op.changes.insert(delivery_key, Some(encode(&delivery)));
+        self.put_delivery(op, delivery)?;
         op.changes.insert(
             keys::queue(&letter.queue_owner, seq),
             Some(encode(&QueueItem::Delivery {
