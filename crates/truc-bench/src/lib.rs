@@ -28,6 +28,6 @@ pub use error::BenchError;
 pub use fanout::FanoutMix;
 pub use hub_process::{HubTarget, SpawnedHub, DEFAULT_OPERATOR};
 pub use latency::{LatencyRecorder, LatencySummary};
-pub use options::{BenchOptions, NatsOptions, RateSpec, Scenario};
+pub use options::{BenchOptions, NatsOptions, RateSpec, Scenario, MOVES_PER_CALL_DEFAULT};
 pub use report::BenchReport;
 pub use run::run;

@@ -126,12 +126,19 @@ pub struct MovesFigures {
     pub prepared_documents: usize,
     pub prepared_deliveries: usize,
     pub preparation_s: f64,
+    /// How the moves were sent: 1 is one unary `MoveStatus` call per move;
+    /// more is one `MoveStatuses` call carrying up to this many (the whole
+    /// paths of a quarter as many deliveries of one recipient).
+    pub moves_per_call: usize,
     pub moves: u64,
     pub deliveries_completed: u64,
+    /// Calls the hub answered.
+    pub move_calls: u64,
     /// From the first move to the last.
     pub seconds: f64,
     pub moves_per_second: f64,
-    /// One `MoveStatus` call, flushed before it is answered.
+    /// One call's round trip (all its moves flushed in one write before it
+    /// is answered), not one move's.
     pub move_call: LatencySummary,
     /// Notices of these moves the senders received while the phase ran.
     pub move_notices_received: u64,
@@ -240,6 +247,15 @@ fn cores_line(out: &mut String, server: &str, server_cores: Option<f64>, bench_c
     );
 }
 
+/// How the status moves travelled, for the table.
+pub(crate) fn sent_how(moves_per_call: usize) -> String {
+    if moves_per_call > 1 {
+        format!("up to {moves_per_call} moves per MoveStatuses call")
+    } else {
+        "one MoveStatus call per move".to_owned()
+    }
+}
+
 fn pace(rate: Option<f64>) -> String {
     match rate {
         None => "unpaced".to_owned(),
@@ -343,9 +359,11 @@ impl BenchReport {
         if let Some(moves) = &self.moves {
             let _ = writeln!(
                 out,
-                "\nstatus moves (received → assigned → processing → completed): {} moves in {:.1} s = {:.0} moves/s \
-                 ({} deliveries completed; {} documents, {} deliveries prepared in {:.1} s){}",
+                "\nstatus moves (received → assigned → processing → completed), {}: {} moves in {} calls, \
+                 {:.1} s = {:.0} moves/s ({} deliveries completed; {} documents, {} deliveries prepared in {:.1} s){}",
+                sent_how(moves.moves_per_call),
                 group(moves.moves),
+                group(moves.move_calls),
                 moves.seconds,
                 moves.moves_per_second,
                 group(moves.deliveries_completed),
@@ -469,5 +487,31 @@ mod tests {
         assert!(table.contains("INCONSISTENT"), "{table}");
         assert!(table.contains("1 FAILURES"), "{table}");
         assert!(table.contains("9 of 10 deliveries"), "{table}");
+    }
+
+    #[test]
+    fn the_table_says_how_moves_were_sent() {
+        let batched = BenchReport {
+            moves: Some(MovesFigures {
+                moves_per_call: 64,
+                moves: 6400,
+                move_calls: 100,
+                ..MovesFigures::default()
+            }),
+            ..BenchReport::default()
+        };
+        let table = batched.table();
+        assert!(
+            table.contains("up to 64 moves per MoveStatuses call: 6,400 moves in 100 calls"),
+            "{table}"
+        );
+        let unary = BenchReport {
+            moves: Some(MovesFigures {
+                moves_per_call: 1,
+                ..MovesFigures::default()
+            }),
+            ..BenchReport::default()
+        };
+        assert!(unary.table().contains("one MoveStatus call per move"));
     }
 }

@@ -14,8 +14,8 @@ use crate::hub_process::HubTarget;
 use crate::nodes::{Fleet, PhaseTracker};
 use crate::options::{BenchOptions, RateSpec};
 use crate::report::{
-    group, BenchReport, FanoutFigures, HubDescription, Machine, MovesFigures, ResourceSample,
-    SendFigures, Settings, HUB_DURABILITY,
+    group, sent_how, BenchReport, FanoutFigures, HubDescription, Machine, MovesFigures,
+    ResourceSample, SendFigures, Settings, HUB_DURABILITY,
 };
 use crate::resources::{disk_bytes, peak_rss_bytes, rss_bytes, CpuMeter};
 use crate::scenarios::{move_statuses, send_to_hub, wait_until, DispatchOutcome};
@@ -459,13 +459,15 @@ impl Bench<'_> {
         let prepared_deliveries = deliveries.len();
         let notices_before = fleet.context.counters.notices_moved.load(Ordering::Acquire);
         (self.progress)(&format!(
-            "{label}: recipients move their deliveries for {:.0} s",
-            self.options.duration.as_secs_f64()
+            "{label}: recipients move their deliveries for {:.0} s, {}",
+            self.options.duration.as_secs_f64(),
+            sent_how(self.options.moves_per_call)
         ));
         let cpu = CpuMeter::start(self.target.pid);
         let moved = move_statuses(
             &fleet.clients,
             deliveries,
+            self.options.moves_per_call,
             self.options.duration,
             self.options.concurrency,
             self.options.drain_timeout,
@@ -484,8 +486,10 @@ impl Bench<'_> {
             prepared_documents: count,
             prepared_deliveries,
             preparation_s,
+            moves_per_call: self.options.moves_per_call,
             moves: moved.moves,
             deliveries_completed: moved.completed,
+            move_calls: moved.calls,
             seconds,
             moves_per_second: moved.moves as f64 / seconds.max(1e-9),
             move_call: moved.latency,

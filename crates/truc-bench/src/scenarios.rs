@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use truc_domain::Status;
-use truc_node::AxisClient;
+use truc_node::{AxisClient, ClientError};
+use truc_proto::v1 as pb;
 
 use crate::documents::SignedDocument;
 use crate::latency::{LatencyRecorder, LatencySummary};
 use crate::nodes::{NodeCounters, PhaseTracker};
+use crate::options::MOVES_PER_DELIVERY;
 
 /// How one send phase went.
 #[derive(Debug)]
@@ -264,89 +266,113 @@ pub struct MovesOutcome {
     pub moves: u64,
     /// Deliveries moved all the way to "completed".
     pub completed: u64,
+    /// Calls the hub answered (one per move when unary).
+    pub calls: u64,
     pub failures: u64,
     pub first_failure: Option<String>,
     /// Every prepared delivery was taken before the duration was over.
     pub exhausted: bool,
     pub until_last_move: Duration,
+    /// One call's round trip, answered.
     pub latency: LatencySummary,
 }
 
 /// The path each recipient walks after "arrived".
-pub const MOVE_PATH: [Status; crate::options::MOVES_PER_DELIVERY] = [
+pub const MOVE_PATH: [Status; MOVES_PER_DELIVERY] = [
     Status::Received,
     Status::Assigned,
     Status::Processing,
     Status::Completed,
 ];
 
-/// Recipients move delivered documents along [`MOVE_PATH`], one unary call
-/// per move, `concurrency` deliveries at a time, until `duration` has passed;
-/// moves still unanswered `answer_timeout` later are failures.
+/// What the move chains have done so far, shared by all of them.
+struct MoveTally {
+    origin: Instant,
+    moves: AtomicU64,
+    completed: AtomicU64,
+    calls: AtomicU64,
+    failures: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+    last_answer_micros: AtomicU64,
+    latency: LatencyRecorder,
+}
+
+impl MoveTally {
+    fn new(origin: Instant) -> Self {
+        Self {
+            origin,
+            moves: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            first_failure: Mutex::new(None),
+            last_answer_micros: AtomicU64::new(0),
+            latency: LatencyRecorder::new(),
+        }
+    }
+
+    /// A call started at `started` was answered now.
+    fn answered(&self, started: Instant) {
+        let done = Instant::now();
+        self.latency.record(done - started);
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        let micros = done.saturating_duration_since(self.origin).as_micros() as u64;
+        self.last_answer_micros.fetch_max(micros, Ordering::AcqRel);
+    }
+
+    fn failed(&self, moves: u64, why: impl FnOnce() -> String) {
+        self.failures.fetch_add(moves, Ordering::AcqRel);
+        self.first_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(why);
+    }
+}
+
+/// Recipients move delivered documents along [`MOVE_PATH`], `concurrency`
+/// calls in flight, until `duration` has passed; moves still unanswered
+/// `answer_timeout` later are failures. With `moves_per_call` 1 each move is
+/// one unary `MoveStatus` call and a chain walks one delivery at a time;
+/// above, each call is one `MoveStatuses` carrying the whole paths of
+/// `moves_per_call / 4` deliveries of one recipient, as a node's application
+/// moves statuses in batches (unary calls cannot carry 100,000 moves/s).
 pub async fn move_statuses(
     clients: &[AxisClient],
     deliveries: Vec<(String, usize)>,
+    moves_per_call: usize,
     duration: Duration,
     concurrency: usize,
     answer_timeout: Duration,
 ) -> MovesOutcome {
     let origin = Instant::now();
-    let deliveries = Arc::new(deliveries);
+    let batches = Arc::new(batches(
+        deliveries,
+        (moves_per_call / MOVES_PER_DELIVERY).max(1),
+    ));
     let clients: Arc<Vec<AxisClient>> = Arc::new(clients.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
-    let moves = Arc::new(AtomicU64::new(0));
-    let completed = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let first_failure: Arc<Mutex<Option<String>>> = Arc::default();
-    let last_move_micros = Arc::new(AtomicU64::new(0));
-    let latency = Arc::new(LatencyRecorder::new());
+    let tally = Arc::new(MoveTally::new(origin));
     let mut workers = JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (deliveries, clients, next, moves, completed, failures, first_failure, last, latency) = (
-            deliveries.clone(),
+        let (batches, clients, next, tally) = (
+            batches.clone(),
             clients.clone(),
             next.clone(),
-            moves.clone(),
-            completed.clone(),
-            failures.clone(),
-            first_failure.clone(),
-            last_move_micros.clone(),
-            latency.clone(),
+            tally.clone(),
         );
         workers.spawn(async move {
             while origin.elapsed() < duration {
                 let position = next.fetch_add(1, Ordering::AcqRel);
-                let Some((document_id, recipient)) = deliveries.get(position) else {
+                let Some(batch) = batches.get(position) else {
                     return;
                 };
-                let client = &clients[*recipient];
-                let mut whole_path = true;
-                for status in MOVE_PATH {
-                    let started = Instant::now();
-                    match client.move_status(document_id, None, status, "").await {
-                        Ok(_) => {
-                            let done = Instant::now();
-                            latency.record(done - started);
-                            moves.fetch_add(1, Ordering::AcqRel);
-                            let micros = done.saturating_duration_since(origin).as_micros() as u64;
-                            last.fetch_max(micros, Ordering::AcqRel);
-                        }
-                        Err(error) => {
-                            failures.fetch_add(1, Ordering::AcqRel);
-                            first_failure
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(format!(
-                                    "moving {document_id} to {}: {error}",
-                                    status.name()
-                                ));
-                            whole_path = false;
-                            break;
-                        }
+                let client = &clients[batch.recipient];
+                if moves_per_call > 1 {
+                    move_batch(client, &batch.documents, &tally).await;
+                } else {
+                    for document_id in &batch.documents {
+                        move_one_by_one(client, document_id, &tally).await;
                     }
-                }
-                if whole_path {
-                    completed.fetch_add(1, Ordering::AcqRel);
                 }
             }
         });
@@ -354,34 +380,188 @@ pub async fn move_statuses(
     if !join_within(&mut workers, duration + answer_timeout).await {
         let stuck = workers.len() as u64;
         workers.abort_all();
-        failures.fetch_add(stuck, Ordering::AcqRel);
-        first_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(format!(
-                "{stuck} moves had no answer {} s after the phase",
+        // A chain waits on one call: one move when unary, else up to a batch.
+        tally.failed(stuck * moves_per_call as u64, || {
+            format!(
+                "{stuck} {} had no answer {} s after the phase",
+                if moves_per_call > 1 {
+                    "move calls"
+                } else {
+                    "moves"
+                },
                 answer_timeout.as_secs()
-            ));
+            )
+        });
     }
-    let exhausted = next.load(Ordering::Acquire) >= deliveries.len() && origin.elapsed() < duration;
-    let first_failure = first_failure
+    let exhausted = next.load(Ordering::Acquire) >= batches.len() && origin.elapsed() < duration;
+    let first_failure = tally
+        .first_failure
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
     MovesOutcome {
-        moves: moves.load(Ordering::Acquire),
-        completed: completed.load(Ordering::Acquire),
-        failures: failures.load(Ordering::Acquire),
+        moves: tally.moves.load(Ordering::Acquire),
+        completed: tally.completed.load(Ordering::Acquire),
+        calls: tally.calls.load(Ordering::Acquire),
+        failures: tally.failures.load(Ordering::Acquire),
         first_failure,
         exhausted,
-        until_last_move: Duration::from_micros(last_move_micros.load(Ordering::Acquire)),
-        latency: latency.summary(),
+        until_last_move: Duration::from_micros(tally.last_answer_micros.load(Ordering::Acquire)),
+        latency: tally.latency.summary(),
+    }
+}
+
+/// Deliveries of one recipient that one chain takes together.
+#[derive(Debug, PartialEq)]
+struct MoveBatch {
+    recipient: usize,
+    documents: Vec<String>,
+}
+
+/// Groups deliveries by recipient (a call moves only the caller's own) into
+/// batches of `per_batch`, each placed where its last delivery arrived, so
+/// the recipients take turns as they did in arrival; the partial batches
+/// left over come last.
+fn batches(deliveries: Vec<(String, usize)>, per_batch: usize) -> Vec<MoveBatch> {
+    let mut filling: Vec<Vec<String>> = Vec::new();
+    let mut batches = Vec::with_capacity(deliveries.len().div_ceil(per_batch));
+    for (document_id, recipient) in deliveries {
+        if filling.len() <= recipient {
+            filling.resize_with(recipient + 1, Vec::new);
+        }
+        let documents = &mut filling[recipient];
+        documents.push(document_id);
+        if documents.len() == per_batch {
+            batches.push(MoveBatch {
+                recipient,
+                documents: std::mem::take(documents),
+            });
+        }
+    }
+    for (recipient, documents) in filling.into_iter().enumerate() {
+        if !documents.is_empty() {
+            batches.push(MoveBatch {
+                recipient,
+                documents,
+            });
+        }
+    }
+    batches
+}
+
+/// One delivery's whole path, one unary call per move; a refused move ends it.
+async fn move_one_by_one(client: &AxisClient, document_id: &str, tally: &MoveTally) {
+    for status in MOVE_PATH {
+        let started = Instant::now();
+        match client.move_status(document_id, None, status, "").await {
+            Ok(_) => {
+                tally.answered(started);
+                tally.moves.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(error) => {
+                tally.failed(1, || {
+                    format!("moving {document_id} to {}: {error}", status.name())
+                });
+                return;
+            }
+        }
+    }
+    tally.completed.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The whole paths of `documents` in one `MoveStatuses` call, each
+/// delivery's moves in order; every refused move is a failure, and a call
+/// that fails fails all its moves.
+async fn move_batch(client: &AxisClient, documents: &[String], tally: &MoveTally) {
+    let requests: Vec<pb::MoveStatusRequest> = documents
+        .iter()
+        .flat_map(|document_id| {
+            MOVE_PATH.map(|status| pb::MoveStatusRequest {
+                document_id: document_id.clone(),
+                recipient: String::new(),
+                status: status.code() as i32,
+                reason: String::new(),
+            })
+        })
+        .collect();
+    let sent = requests.len();
+    let started = Instant::now();
+    let results = match client.move_statuses(requests).await {
+        Ok(results) => results,
+        Err(error) => {
+            tally.failed(sent as u64, || {
+                format!(
+                    "moving {} deliveries in one call ({} first): {error}",
+                    documents.len(),
+                    documents[0]
+                )
+            });
+            return;
+        }
+    };
+    tally.answered(started);
+    if results.len() != sent {
+        tally.failed(sent as u64, || {
+            format!(
+                "the hub answered {} results for {sent} moves ({} first)",
+                results.len(),
+                documents[0]
+            )
+        });
+        return;
+    }
+    for (document_id, results) in documents.iter().zip(results.chunks(MOVES_PER_DELIVERY)) {
+        let mut whole_path = true;
+        for (status, result) in MOVE_PATH.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    tally.moves.fetch_add(1, Ordering::AcqRel);
+                }
+                Err(refusal) => {
+                    whole_path = false;
+                    tally.failed(1, || {
+                        let error = ClientError::Refused(refusal.clone());
+                        format!("moving {document_id} to {}: {error}", status.name())
+                    });
+                }
+            }
+        }
+        if whole_path {
+            tally.completed.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_hold_one_recipients_deliveries_in_arrival_order() {
+        let arrivals: Vec<(String, usize)> = [(0, "a"), (1, "b"), (0, "c"), (2, "d"), (0, "e")]
+            .into_iter()
+            .map(|(recipient, id)| (id.to_owned(), recipient))
+            .collect();
+        let batch = |recipient, ids: &[&str]| MoveBatch {
+            recipient,
+            documents: ids.iter().map(|id| id.to_string()).collect(),
+        };
+        assert_eq!(
+            batches(arrivals.clone(), 2),
+            vec![
+                batch(0, &["a", "c"]),
+                batch(0, &["e"]),
+                batch(1, &["b"]),
+                batch(2, &["d"])
+            ]
+        );
+        // One delivery per batch keeps the arrival order exactly.
+        let one_by_one: Vec<(String, usize)> = batches(arrivals.clone(), 1)
+            .into_iter()
+            .map(|b| (b.documents[0].clone(), b.recipient))
+            .collect();
+        assert_eq!(one_by_one, arrivals);
+    }
 
     #[tokio::test]
     async fn an_unpaced_dispatch_stops_at_the_duration_and_counts_what_was_acknowledged() {

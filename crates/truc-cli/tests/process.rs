@@ -461,13 +461,20 @@ fn a_short_bench_against_a_hub_process_adds_up() {
         "{rate} × {seconds}"
     );
 
-    // Moves: whole paths only, four moves each, one latency sample per call.
+    // Moves: whole paths only, four moves each, one latency sample per call,
+    // each call carrying at most `moves_per_call` moves.
     let moves = &report["moves"];
     assert_eq!(number(&moves["prepared_deliveries"]), deliveries_of(40));
     let moved = number(&moves["moves"]);
     assert!(moved > 0);
     assert_eq!(moved, 4 * number(&moves["deliveries_completed"]));
-    assert_eq!(number(&moves["move_call"]["count"]), moved);
+    let calls = number(&moves["move_calls"]);
+    assert_eq!(number(&moves["move_call"]["count"]), calls);
+    assert_eq!(number(&moves["moves_per_call"]), 64);
+    assert!(
+        calls >= moved.div_ceil(64) && calls < moved,
+        "{calls} calls for {moved} moves"
+    );
 
     // The hub stored exactly what the three scenarios sent, and it was measured.
     let resources = report["resources"].as_array().unwrap();
@@ -562,7 +569,10 @@ async fn a_hub_refuses_to_start_on_data_files_that_lost_acknowledged_writes() {
             // Half of what sled wrote, not of the file: its tail may be
             // space it set aside and never used.
             let bytes = std::fs::read(dir.join("db")).unwrap();
-            let used = bytes.iter().rposition(|byte| *byte != 0).map_or(0, |at| at + 1);
+            let used = bytes
+                .iter()
+                .rposition(|byte| *byte != 0)
+                .map_or(0, |at| at + 1);
             file.set_len(used as u64 / 2).unwrap();
             dir
         }),
