@@ -296,7 +296,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn default_cache_mib() -> u64 {
-    256
+    64
 }
 
 /// Environment variables that override keys start with this.
@@ -319,7 +319,10 @@ const KEYS: &[(&str, &str)] = &[
         "directory",
         "The registered agencies: a TOML file of [[agency]] entries.",
     ),
-    ("cache_mib", "sled page cache, in MiB."),
+    (
+        "cache_mib",
+        "sled page cache, in MiB. Recent changes are served from memory\nuntil a checkpoint writes them into the tree, so the tree's pages\nneed little cache.",
+    ),
     (
         "free_space_mib_min",
         "Below this much free space (MiB) on the data directory's file system,\n\
@@ -941,7 +944,7 @@ mod tests {
         let config = HubConfig::read_with_env(&path, env(&[])).unwrap();
         let printed = config.to_commented_toml();
         assert!(printed.contains("\ncache_mib = 7\n"), "{printed}");
-        assert!(printed.contains("# Default: 256. Environment: TRUC_HUB__CACHE_MIB.\n"));
+        assert!(printed.contains("# Default: 64. Environment: TRUC_HUB__CACHE_MIB.\n"));
         assert!(printed.contains("# Required. Environment: TRUC_HUB__TLS__KEY.\n"));
         std::fs::write(&path, &printed).unwrap();
         let again = HubConfig::read_with_env(&path, env(&[])).unwrap();

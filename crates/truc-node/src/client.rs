@@ -83,6 +83,9 @@ pub async fn connect_channel(
 pub struct AxisClient {
     inner: pb::axis_client::AxisClient<Channel>,
     credentials: Arc<Credentials>,
+    /// Parsed once: reading an Ed25519 key derives its public half, which
+    /// costs as much as a signature.
+    signing_key: Arc<truc_domain::SigningKey>,
 }
 
 impl AxisClient {
@@ -92,11 +95,14 @@ impl AxisClient {
         credentials: Credentials,
     ) -> Result<AxisClient, ClientError> {
         let channel = connect_channel(address, roots, &credentials).await?;
+        let signing_key = truc_domain::SigningKey::from_pkcs8(&credentials.key_pkcs8_der)
+            .map_err(|error| ClientError::Draft(error.to_string()))?;
         Ok(AxisClient {
             inner: pb::axis_client::AxisClient::new(channel)
                 .max_decoding_message_size(4 * 1024 * 1024)
                 .max_encoding_message_size(4 * 1024 * 1024),
             credentials: Arc::new(credentials),
+            signing_key: Arc::new(signing_key),
         })
     }
 
@@ -110,7 +116,9 @@ impl AxisClient {
         draft: &Draft,
         attachments: Vec<Attachment>,
     ) -> Result<pb::SendResponse, ClientError> {
-        let prepared = Prepared::new(draft, attachments, &self.credentials).await?;
+        let prepared =
+            Prepared::signed_with(draft, attachments, &self.credentials, &self.signing_key)
+                .await?;
         self.send_prepared(prepared).await
     }
 

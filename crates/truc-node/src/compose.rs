@@ -154,6 +154,18 @@ impl Prepared {
         attachments: Vec<Attachment>,
         credentials: &Credentials,
     ) -> Result<Prepared, ClientError> {
+        let key = SigningKey::from_pkcs8(&credentials.key_pkcs8_der)
+            .map_err(|error| ClientError::Draft(error.to_string()))?;
+        Self::signed_with(draft, attachments, credentials, &key).await
+    }
+
+    /// [`Prepared::new`] with the credentials' key already parsed.
+    pub async fn signed_with(
+        draft: &Draft,
+        attachments: Vec<Attachment>,
+        credentials: &Credentials,
+        key: &SigningKey,
+    ) -> Result<Prepared, ClientError> {
         let mut infos = Vec::with_capacity(attachments.len());
         let mut digests = Vec::with_capacity(attachments.len());
         for attachment in &attachments {
@@ -195,8 +207,6 @@ impl Prepared {
             attachments: infos,
         };
         let header_bytes = header.encode_to_vec();
-        let key = SigningKey::from_pkcs8(&credentials.key_pkcs8_der)
-            .map_err(|error| ClientError::Draft(error.to_string()))?;
         let signature = key
             .sign_envelope(&header_bytes)
             .map_err(|error| ClientError::Draft(error.to_string()))?;

@@ -920,8 +920,46 @@ async fn send_document(
 }
 
 /// One unit's delivery stream, reopened if it breaks, until the replay stops.
+/// The documents a unit handled lately. Only a delivery the hub has not
+/// recorded as acknowledged comes again, and the hub never has more than a
+/// window of those out at once: remembering the last few windows is enough,
+/// and keeps a unit's memory flat however long the replay.
+struct Recent {
+    ids: HashSet<String>,
+    order: std::collections::VecDeque<String>,
+    capacity: usize,
+}
+
+impl Recent {
+    fn new(capacity: usize) -> Self {
+        Recent {
+            ids: HashSet::with_capacity(capacity),
+            order: std::collections::VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Whether `id` is new; remembers it either way.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+        self.ids.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
+}
+
 async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
-    let handled: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Four windows: what was in flight when a stream broke, with room to spare.
+    let handled = Arc::new(Mutex::new(Recent::new(
+        4 * (shared.options.window as usize).max(1),
+    )));
     let mut stop = shared.stop.clone();
     let mut attempt = 0;
     loop {
@@ -1006,7 +1044,7 @@ async fn receive_delivery(
     shared: &Shared,
     acks: &mpsc::Sender<pb::NodeMessage>,
     moves: &Mover,
-    handled: &Mutex<HashSet<String>>,
+    handled: &Mutex<Recent>,
     delivery: pb::Delivery,
 ) -> Result<(), String> {
     if delivery.recipient != node.code {
@@ -1016,7 +1054,7 @@ async fn receive_delivery(
     let first_time = handled
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(delivery.document_id.clone());
+        .insert(&delivery.document_id);
     if !first_time {
         // Sent again after a broken stream: already checked and moved.
         let _ = acks.send(truc_node::ack_message(vec![queue_seq])).await;
@@ -1187,6 +1225,17 @@ pub fn replay_watch() -> truc_hub::WatchSetup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_remembers_its_last_deliveries_only() {
+        let mut recent = Recent::new(3);
+        assert!(recent.insert("a") && recent.insert("b") && recent.insert("c"));
+        assert!(!recent.insert("a"), "a redelivery within the last three");
+        assert!(recent.insert("d"));
+        assert!(recent.insert("a"), "forgotten once four others came after it");
+        assert!(!recent.insert("d"));
+        assert_eq!(recent.ids.len(), 3);
+    }
 
     #[test]
     fn attachments_differ_per_document_and_stay_small() {

@@ -69,7 +69,8 @@ pub type CounterMap = BTreeMap<(String, u32), (u64, u64)>;
 /// Storage settings, all with defaults.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// sled's page cache, in bytes.
+    /// sled's page cache, in bytes. Recent changes are read from the
+    /// journal's layers in memory, so the tree needs little.
     pub cache_bytes: u64,
     /// Commands waiting for the writer before callers wait for room.
     pub write_queue_max: usize,
@@ -88,7 +89,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
             write_queue_max: 4096,
             free_bytes_min: 0,
             checkpoint_bytes: 64 * 1024 * 1024,
