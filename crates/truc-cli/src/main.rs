@@ -1,5 +1,9 @@
 //! The `truc` binary: thin subcommands over the library crates.
 
+/// Allocation is a fifth of the replay's CPU with glibc's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit_cmd;
 mod bench_cmd;
 mod connect;
