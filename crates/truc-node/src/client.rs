@@ -117,8 +117,7 @@ impl AxisClient {
         attachments: Vec<Attachment>,
     ) -> Result<pb::SendResponse, ClientError> {
         let prepared =
-            Prepared::signed_with(draft, attachments, &self.credentials, &self.signing_key)
-                .await?;
+            Prepared::signed_with(draft, attachments, &self.credentials, &self.signing_key).await?;
         self.send_prepared(prepared).await
     }
 

@@ -1232,7 +1232,10 @@ mod tests {
         assert!(recent.insert("a") && recent.insert("b") && recent.insert("c"));
         assert!(!recent.insert("a"), "a redelivery within the last three");
         assert!(recent.insert("d"));
-        assert!(recent.insert("a"), "forgotten once four others came after it");
+        assert!(
+            recent.insert("a"),
+            "forgotten once four others came after it"
+        );
         assert!(!recent.insert("d"));
         assert_eq!(recent.ids.len(), 3);
     }

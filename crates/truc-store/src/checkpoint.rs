@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::keys;
+use crate::records::{decode, encode, DeliveryRecord, WatchRecord};
 use crate::Inner;
 
 /// Largest sled batch a checkpoint applies at once.
@@ -71,11 +72,6 @@ impl Checkpoints {
     pub(crate) fn stop(&self) {
         self.lock().stopping = true;
         self.changed.notify_all();
-    }
-
-    /// The last group the tree holds durably.
-    pub(crate) fn through(&self) -> u64 {
-        self.lock().through
     }
 
     /// Asks for checkpoints until one covers group `seq`; returns the group
@@ -163,13 +159,22 @@ fn checkpoint(inner: &Inner) -> Result<(), sled::Error> {
     let mut batch = sled::Batch::default();
     let mut in_batch = 0;
     let mut commit_seq = None;
+    let mut pruned = 0usize;
     for (key, value) in frozen.iter() {
         if key.as_slice() == keys::META_COMMIT_SEQ {
             commit_seq = value.clone();
             continue;
         }
+        let value = match value {
+            Some(block) if key.first() == Some(&keys::WATCH) => {
+                let (kept, dropped) = unmet_watches(inner, key, block)?;
+                pruned += dropped;
+                kept
+            }
+            other => other.clone(),
+        };
         match value {
-            Some(value) => batch.insert(key.as_slice(), value.clone()),
+            Some(value) => batch.insert(key.as_slice(), value),
             None => batch.remove(key.as_slice()),
         }
         in_batch += 1;
@@ -188,13 +193,138 @@ fn checkpoint(inner: &Inner) -> Result<(), sled::Error> {
         let mut state = inner.checkpoints.lock();
         state.through = through;
     }
+    inner.journal().discard_through(through);
     inner.checkpoints.changed.notify_all();
     tracing::debug!(
         keys = frozen.len(),
+        pruned,
         through,
         took_ms = started.elapsed().as_millis() as u64,
         "checkpoint written"
     );
     crate::metrics::checkpoint(frozen.len(), started.elapsed());
     Ok(())
+}
+
+/// A watch block without the deadlines its deliveries already met (a met
+/// deadline stays met: an arrival, a later status or a final one is never
+/// undone), so that they are neither written nor later read back by the
+/// watcher only to be dropped. `None` if none is left.
+fn unmet_watches(
+    inner: &Inner,
+    key: &[u8],
+    block: &sled::IVec,
+) -> Result<(Option<sled::IVec>, usize), sled::Error> {
+    let Ok(watches) = decode::<Vec<WatchRecord>>(key, block) else {
+        // Left for the watcher, which says what is wrong with it.
+        return Ok((Some(block.clone()), 0));
+    };
+    let mut unmet = Vec::with_capacity(watches.len());
+    for watch in &watches {
+        let deliveries_key = keys::deliveries(&watch.document_id);
+        let met = match inner.get(&deliveries_key)? {
+            Some(bytes) => decode::<Vec<DeliveryRecord>>(&deliveries_key, &bytes)
+                .ok()
+                .and_then(|deliveries| {
+                    deliveries
+                        .into_iter()
+                        .find(|delivery| delivery.recipient == watch.recipient)
+                })
+                .is_some_and(|delivery| watch.kind.met_by(&delivery)),
+            None => false,
+        };
+        if !met {
+            unmet.push(watch.clone());
+        }
+    }
+    let dropped = watches.len() - unmet.len();
+    Ok(match (dropped, unmet.is_empty()) {
+        (0, _) => (Some(block.clone()), 0),
+        (_, true) => (None, dropped),
+        (_, false) => (Some(encode(&unmet).into()), dropped),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::records::{DeadlineKind, DocumentRecord, DocumentSignatureState};
+    use crate::{AcceptDeadlines, AcceptPlan, Store, StoreOptions};
+
+    fn document(number: u32) -> DocumentRecord {
+        DocumentRecord {
+            document_id: format!("000.00.00.G22,2026/11/22,{number}/VPCP"),
+            sender: "000.00.00.G22".into(),
+            date_key: 20261122,
+            subject: "s".into(),
+            content_sha256: [number as u8; 32],
+            header_bytes: format!("header {number}").into_bytes(),
+            signature: vec![1; 64],
+            sender_certificate: b"certificate".to_vec(),
+            document_signature: None,
+            document_signature_state: DocumentSignatureState::Absent,
+            accepted_at_unix_ms: 1_000,
+            recipients: vec!["000.00.00.H41".into(), "000.00.00.H42".into()],
+            refused: Vec::new(),
+            attachments: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_leaves_out_the_deadlines_already_met() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let deadlines = AcceptDeadlines {
+            arrived_unix_ms: Some(10_000),
+            due_date_unix_ms: None,
+            expiry_unix_ms: Some(20_000),
+        };
+        for number in [1, 2] {
+            store
+                .accept_watched(
+                    document(number),
+                    Vec::new(),
+                    AcceptPlan::default(),
+                    deadlines,
+                )
+                .await
+                .unwrap();
+        }
+        // H41 takes both documents; H42 takes neither.
+        let queued: Vec<u64> = store
+            .queue_after("000.00.00.H41", 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(queued.len(), 2);
+        store
+            .ack_watched("000.00.00.H41", queued, 2_000, Some(30_000))
+            .await
+            .unwrap();
+        let due = |store: &Store| -> Vec<(DeadlineKind, String)> {
+            let mut due: Vec<_> = store
+                .due_watches(i64::MAX, 100)
+                .unwrap()
+                .watches
+                .into_iter()
+                .map(|w| (w.kind, w.recipient))
+                .collect();
+            due.sort();
+            due
+        };
+        let before = due(&store);
+        assert_eq!(before.len(), 10, "{before:?}");
+        store.checkpoint().await.unwrap();
+        let after = due(&store);
+        // H41's arrival met its arrival and expiry deadlines; its "received"
+        // deadline and all of H42's still stand.
+        let mut expected = Vec::new();
+        for _ in 0..2 {
+            expected.push((DeadlineKind::Arrived, "000.00.00.H42".to_string()));
+            expected.push((DeadlineKind::Received, "000.00.00.H41".to_string()));
+            expected.push((DeadlineKind::Expiry, "000.00.00.H42".to_string()));
+        }
+        expected.sort();
+        assert_eq!(after, expected);
+    }
 }

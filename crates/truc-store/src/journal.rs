@@ -33,7 +33,7 @@ use crate::payload::Extent;
 pub const JOURNAL_DIR: &str = "journal";
 
 /// A segment is closed once it holds this much; the next group starts another.
-const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+const SEGMENT_BYTES_MAX: u64 = 16 << 20;
 
 const HEADER_BYTES: usize = 16;
 

@@ -144,6 +144,8 @@ pub(crate) struct Inner {
     /// Durable changes the tree does not hold yet, read before it.
     layers: layers::Layers,
     payload: payload::PayloadLog,
+    /// Appended by the writer; cut by the checkpoints.
+    journal: Mutex<journal::Journal>,
     checkpoints: checkpoint::Checkpoints,
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Set when a write failed: sled refuses every later write in this process.
@@ -229,6 +231,10 @@ impl Inner {
         stored.into_record(&envelope, certificate)
     }
 
+    fn journal(&self) -> std::sync::MutexGuard<'_, journal::Journal> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The newest durable value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, sled::Error> {
         self.layers.get(&self.main, key)
@@ -245,6 +251,8 @@ pub struct Store {
     inner: Arc<Inner>,
     commands: mpsc::Sender<Command>,
 }
+
+const SLED_SEGMENT_BYTES: usize = 4 << 20;
 
 /// 2: the journal, the payload log and extents in blob records (1 kept
 /// attachment chunks in a tree of their own).
@@ -283,6 +291,9 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
+            // sled writes a page over a quarter of a segment to a file of its
+            // own; leaves of audit and deadline blocks stay well under this.
+            .segment_size(SLED_SEGMENT_BYTES)
             .open()
             .map_err(damaged)?;
         let main = db.open_tree("main").map_err(damaged)?;
@@ -346,6 +357,7 @@ impl Store {
             main,
             layers,
             payload,
+            journal: Mutex::new(journal),
             checkpoints: checkpoint::Checkpoints::new(checkpointed),
             notifiers: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
@@ -367,7 +379,7 @@ impl Store {
                 .spawn(move || checkpoint::run(inner, policy))
                 .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
         };
-        let store_writer = Writer::new(inner.clone(), marker, journal, policy, checkpointer)?;
+        let store_writer = Writer::new(inner.clone(), marker, policy, checkpointer)?;
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
         std::thread::Builder::new()
             .name("truc-store-writer".into())

@@ -14,7 +14,6 @@ use truc_domain::{DocumentId, Status};
 use crate::audit::{sha256, AuditEntry, AuditEvent, AuditHead, AuditKind};
 use crate::checkpoint::Policy;
 use crate::error::StoreError;
-use crate::journal::Journal;
 use crate::keys;
 use crate::marker::CommitMarker;
 use crate::records::{
@@ -140,6 +139,11 @@ impl Pending {
     }
 }
 
+/// Most audit entries in one stored block.
+const AUDIT_BLOCK_ENTRIES_MAX: usize = 128;
+/// Most deadlines in one stored block.
+const WATCH_BLOCK_ENTRIES_MAX: usize = 512;
+
 /// Most commands folded into one flush.
 const GROUP_COMMANDS_MAX: usize = 2048;
 
@@ -224,13 +228,10 @@ pub(crate) struct Writer {
     /// Groups written so far, stored with each group and then in the marker.
     commit_seq: u64,
     marker: CommitMarker,
-    journal: Journal,
     policy: Policy,
     /// The checkpoint thread, joined after its last checkpoint when the writer ends.
     checkpointer: Option<std::thread::JoinHandle<()>>,
-    /// The last group whose journal segments were let go.
-    discarded_through: u64,
-    /// The current group's audit entries, written as one block.
+    /// The current group's audit entries, written as blocks.
     group_audit: Vec<AuditEntry>,
     /// The current group's deadlines, written as blocks by second.
     group_watches: Vec<WatchRecord>,
@@ -260,7 +261,6 @@ impl Writer {
     pub(crate) fn new(
         inner: Arc<Inner>,
         marker: CommitMarker,
-        journal: Journal,
         policy: Policy,
         checkpointer: std::thread::JoinHandle<()>,
     ) -> Result<Self, StoreError> {
@@ -279,7 +279,6 @@ impl Writer {
         };
         let next_queue_seq = meta_u64(keys::META_NEXT_SEQ)?.unwrap_or(1);
         let commit_seq = meta_u64(keys::META_COMMIT_SEQ)?.unwrap_or(0);
-        let discarded_through = inner.checkpoints.through();
         let audit_head = match inner.get(keys::META_AUDIT_HEAD)? {
             Some(bytes) => AuditHead::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
                 key: "m:audit_head".into(),
@@ -292,10 +291,8 @@ impl Writer {
             next_queue_seq,
             commit_seq,
             marker,
-            journal,
             policy,
             checkpointer: Some(checkpointer),
-            discarded_through,
             group_audit: Vec::new(),
             group_watches: Vec::new(),
             group_payload: Vec::new(),
@@ -324,7 +321,6 @@ impl Writer {
         if let Some(checkpointer) = self.checkpointer.take() {
             let _ = checkpointer.join();
         }
-        self.discard_journal();
     }
 
     /// Waits for a checkpoint of every group written, then starts a fresh
@@ -335,20 +331,12 @@ impl Writer {
             .checkpoints
             .wait_through(&self.inner, self.commit_seq)?;
         debug_assert!(through >= self.commit_seq);
-        self.journal
+        let mut journal = self.inner.journal();
+        journal
             .rotate(self.commit_seq + 1)
             .map_err(|error| StoreError::from(sled::Error::Io(error)))?;
-        self.discard_journal();
+        journal.discard_through(through);
         Ok(())
-    }
-
-    /// Lets go of the journal segments the tree now holds.
-    fn discard_journal(&mut self) {
-        let through = self.inner.checkpoints.through();
-        if through > self.discarded_through {
-            self.journal.discard_through(through);
-            self.discarded_through = through;
-        }
     }
 
     fn commit_group(&mut self, group: &mut Vec<Command>) {
@@ -510,16 +498,18 @@ impl Writer {
         if self.staged.is_empty() && self.group_audit.is_empty() && self.group_watches.is_empty() {
             return Ok(());
         }
-        self.discard_journal();
         self.inner
             .checkpoints
             .wait_for_room(&self.inner, &self.policy);
         let commit_seq = self.commit_seq + 1;
-        if let Some(last) = self.group_audit.last() {
-            let key = keys::audit(last.seq).to_vec();
-            self.staged.insert(key, Some(encode(&self.group_audit)));
-            self.group_audit.clear();
+        // Blocks small enough that sled keeps them in its pages (it writes
+        // values over a quarter of a segment to files of their own).
+        for block in self.group_audit.chunks(AUDIT_BLOCK_ENTRIES_MAX) {
+            let last = block.last().expect("chunks are never empty");
+            self.staged
+                .insert(keys::audit(last.seq).to_vec(), Some(encode(&block)));
         }
+        self.group_audit.clear();
         self.stage_watch_blocks(commit_seq);
         self.staged.insert(
             keys::META_NEXT_SEQ.to_vec(),
@@ -534,7 +524,8 @@ impl Writer {
             Some(self.audit_head.encode().to_vec()),
         );
         self.inner.payload.sync().map_err(sled::Error::Io)?;
-        self.journal
+        self.inner
+            .journal()
             .append(
                 commit_seq,
                 self.staged
@@ -571,7 +562,16 @@ impl Writer {
             let second = watch.deadline_unix_ms.div_euclid(1000);
             blocks.entry(second).or_default().push(watch);
         }
-        for (index, watches) in blocks.into_values().enumerate() {
+        let blocks = blocks
+            .into_values()
+            .flat_map(|watches| {
+                watches
+                    .chunks(WATCH_BLOCK_ENTRIES_MAX)
+                    .map(<[WatchRecord]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        for (index, watches) in blocks.into_iter().enumerate() {
             let latest = watches
                 .iter()
                 .map(|w| w.deadline_unix_ms)
