@@ -214,6 +214,24 @@ impl Notices {
     }
 }
 
+/// One delivery within its document's record, as read for a change.
+struct DeliverySlot {
+    key: Vec<u8>,
+    deliveries: Vec<DeliveryRecord>,
+    index: usize,
+}
+
+impl DeliverySlot {
+    fn delivery(&mut self) -> &mut DeliveryRecord {
+        &mut self.deliveries[self.index]
+    }
+
+    /// Stages the record with the changed delivery.
+    fn stage(self, op: &mut Op) {
+        op.changes.insert(self.key, Some(encode(&self.deliveries)));
+    }
+}
+
 /// One acknowledged queue item: its outcome, and the delivery (document id,
 /// recipient) it was, if it was one.
 pub(super) type Acked = (AckOutcome, Option<(String, String)>);
@@ -873,8 +891,9 @@ impl Writer {
                 recipient,
             } => {
                 op.backlog(&document_id, -1);
-                let (mut delivery, sender, date_key) =
+                let (mut slot, sender, date_key) =
                     self.read_delivery(op, &document_id, &recipient)?;
+                let delivery = slot.delivery();
                 if !delivery.history.is_empty() {
                     // The recipient's first move already recorded the arrival.
                     return Ok((AckOutcome::AlreadyDone, Some((document_id, recipient))));
@@ -887,7 +906,7 @@ impl Writer {
                 };
                 self.bump_counter(op, &recipient, date_key, 0, 1)?;
                 delivery.history.push(entry.clone());
-                self.put_delivery(op, delivery)?;
+                slot.stage(op);
                 op.audit
                     .push(status_event(&document_id, &recipient, &entry));
                 notices.add(&sender, &document_id, &recipient, entry.clone());
@@ -929,8 +948,9 @@ impl Writer {
         request: &MoveRequest,
         entries: &mut Vec<StatusEntry>,
     ) -> Result<String, StoreError> {
-        let (mut delivery, sender, date_key) =
+        let (mut slot, sender, date_key) =
             self.read_delivery(op, &request.document_id, &request.recipient)?;
+        let delivery = slot.delivery();
         let current = delivery.state()?;
         let target = Status::from_code(request.entry.code)?;
         // The actor is the recipient, or the relay that holds the recipient's
@@ -964,7 +984,7 @@ impl Writer {
             &request.entry,
         ));
         entries.push(request.entry.clone());
-        self.put_delivery(op, delivery)?;
+        slot.stage(op);
         Ok(sender)
     }
 
@@ -1009,15 +1029,18 @@ impl Writer {
         Ok(())
     }
 
-    /// A delivery with its document's sender and date.
+    /// A delivery in its document's record, with that document's sender
+    /// and date: read and decoded once, changed in place, staged once.
     fn read_delivery(
         &self,
         op: &Op,
         document_id: &str,
         recipient: &str,
-    ) -> Result<(DeliveryRecord, String, u32), StoreError> {
-        let delivery = self
-            .find_delivery(op, document_id, recipient)?
+    ) -> Result<(DeliverySlot, String, u32), StoreError> {
+        let deliveries = self.read_deliveries(op, document_id)?;
+        let index = deliveries
+            .iter()
+            .position(|delivery| delivery.recipient == recipient)
             .ok_or_else(|| StoreError::NotFound {
                 what: format!("delivery of {document_id} to {recipient}"),
             })?;
@@ -1027,7 +1050,15 @@ impl Writer {
         })?;
         let sender = id.sender().to_string();
         let date_key = id.date().ordinal_key();
-        Ok((delivery, sender, date_key))
+        Ok((
+            DeliverySlot {
+                key: keys::deliveries(document_id),
+                deliveries,
+                index,
+            },
+            sender,
+            date_key,
+        ))
     }
 
     /// Queues one notice per delivery for its sender, with every entry the

@@ -525,10 +525,10 @@ impl Writer {
         deadlines: AcceptDeadlines,
     ) -> Result<DeadLetterRecord, StoreError> {
         let (letter_key, mut letter) = self.open_letter(op, document_id, recipient)?;
-        let (mut delivery, _, _) = self.read_delivery(op, document_id, recipient)?;
+        let (mut slot, _, _) = self.read_delivery(op, document_id, recipient)?;
         let seq = self.take_seq();
-        delivery.queue_seq = seq;
-        self.put_delivery(op, delivery)?;
+        slot.delivery().queue_seq = seq;
+        slot.stage(op);
         op.changes.insert(
             keys::queue(&letter.queue_owner, seq),
             Some(encode(&QueueItem::Delivery {
