@@ -59,3 +59,22 @@ pub(crate) fn is_storage_full(error: &sled::Error) -> bool {
         _ => false,
     }
 }
+
+/// A write to the payload log that failed: a full disk refuses only the send
+/// whose bytes did not fit (nothing else was written), anything else is a
+/// storage failure.
+pub(crate) fn payload_error(error: std::io::Error) -> StoreError {
+    if is_storage_full(&sled::Error::Io(std::io::Error::new(
+        error.kind(),
+        error.to_string(),
+    ))) {
+        StoreError::StorageFull {
+            reason: format!(
+                "the disk filled up while storing this document's bytes ({error}); nothing of it \
+                 was kept, and other sends are taken as space allows"
+            ),
+        }
+    } else {
+        StoreError::Storage(sled::Error::Io(error))
+    }
+}

@@ -904,7 +904,7 @@ impl Store {
         self.inner
             .payload
             .append(data)
-            .map_err(|error| StoreError::from(sled::Error::Io(error)))
+            .map_err(error::payload_error)
     }
 
     /// The stored bytes of a blob, one piece per extent, in order.

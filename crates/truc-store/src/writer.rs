@@ -804,7 +804,7 @@ impl Writer {
             .inner
             .payload
             .append_carried(&bytes)
-            .map_err(|error| StoreError::from(sled::Error::Io(error)))?;
+            .map_err(crate::error::payload_error)?;
         op.payload.push((extent, bytes));
         Ok(extent)
     }
