@@ -120,7 +120,7 @@ pub struct BenchOptions {
 /// Documents per second the pre-signed pool is sized for when unpaced: a
 /// margin above what a 2-core machine accepts; a run that empties the pool
 /// early says so.
-pub const PRESIGN_RATE_PLANNED: f64 = 6000.0;
+pub const PRESIGN_RATE_PLANNED: f64 = 10_000.0;
 /// Status moves per second the prepared deliveries are sized for, one
 /// unary call per move.
 pub const MOVES_RATE_PLANNED: f64 = 4000.0;
@@ -259,7 +259,7 @@ mod tests {
             duration: Duration::from_secs(10),
             ..BenchOptions::default()
         };
-        assert_eq!(options.pool_size(None), 60_000);
+        assert_eq!(options.pool_size(None), 100_000);
         assert_eq!(options.pool_size(Some(200.0)), 2_200);
         // 100,000 moves/s × 10 s / 4 moves per delivery / 3.63 recipients.
         assert_eq!(options.moves_pool_size(), 68_871);

@@ -40,7 +40,7 @@ pub struct BenchArgs {
     /// Unacknowledged items each node's delivery stream accepts.
     #[arg(long, default_value_t = 256)]
     window: u32,
-    /// Envelopes to pre-sign per send phase (default: enough for 6,000 documents/s).
+    /// Envelopes to pre-sign per send phase (default: enough for 10,000 documents/s).
     #[arg(long)]
     presign: Option<usize>,
     /// Documents to deliver before the timed status moves (default: enough

@@ -22,11 +22,25 @@ pub(crate) fn now_unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Attachments uploaded so far. Their bytes are in the payload log as they
-/// arrive; if the send fails nothing ever names them.
-struct Uploads {
+/// Attachments uploaded so far. Large ones are in the payload log as they
+/// arrive; if the send fails, or its document turns out stored already,
+/// nothing names them and their space is given back.
+struct Uploads<'a> {
+    hub: &'a Hub,
     /// Uploads whose size and digest checked out.
     complete: Vec<PendingBlob>,
+    /// Every extent appended for this send.
+    streamed: Vec<truc_store::Extent>,
+    /// Set once a stored document names them.
+    kept: bool,
+}
+
+impl Drop for Uploads<'_> {
+    fn drop(&mut self) {
+        if !self.kept && !self.streamed.is_empty() {
+            self.hub.store.discard_chunks(&self.streamed);
+        }
+    }
 }
 
 pub(crate) async fn send(
@@ -174,7 +188,10 @@ pub(crate) async fn send(
     }
 
     let mut uploads = Uploads {
+        hub,
         complete: Vec::new(),
+        streamed: Vec::new(),
+        kept: false,
     };
     receive_attachments(hub, &header, &mut stream, &mut uploads).await?;
     check_queued_quota(hub, sender).await?;
@@ -210,10 +227,16 @@ pub(crate) async fn send(
         .accept_deadlines(record.accepted_at_unix_ms, due_date.as_deref());
     let (outcome, business) = hub
         .store
-        .accept_watched(record, uploads.complete, plan, deadlines)
+        .accept_watched(
+            record,
+            std::mem::take(&mut uploads.complete),
+            plan,
+            deadlines,
+        )
         .await?;
     Ok(match outcome {
         AcceptOutcome::Accepted(record) => {
+            uploads.kept = true;
             tracing::debug!(document_id = %record.document_id, recipients = record.recipients.len(), "accepted");
             note_queued(hub, sender, record.recipients.len());
             with_business_outcomes(response(&record, false), &business)
@@ -422,7 +445,7 @@ async fn receive_attachments(
     hub: &Hub,
     header: &Header,
     stream: &mut Streaming<pb::SendRequest>,
-    uploads: &mut Uploads,
+    uploads: &mut Uploads<'_>,
 ) -> Result<(), HubError> {
     let limits = &hub.limits;
     let mut current: Option<AttachmentInProgress> = None;
@@ -520,7 +543,11 @@ async fn receive_attachments(
         match &mut open.kept {
             Kept::Nothing => {}
             Kept::Inline(bytes) => bytes.extend_from_slice(&chunk.data),
-            Kept::Extents(extents) => extents.push(hub.store.put_chunk(&chunk.data)?),
+            Kept::Extents(extents) => {
+                let extent = hub.store.put_chunk(&chunk.data)?;
+                uploads.streamed.push(extent);
+                extents.push(extent);
+            }
         }
     }
     if next_index != header.attachments.len() {

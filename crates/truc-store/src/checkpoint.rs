@@ -20,7 +20,7 @@ use crate::records::{decode, encode, DeliveryRecord, WatchRecord};
 use crate::Inner;
 
 /// Largest sled batch a checkpoint applies at once.
-const BATCH_KEYS_MAX: usize = 8192;
+const BATCH_KEYS_MAX: usize = 64;
 
 #[derive(Default)]
 struct State {

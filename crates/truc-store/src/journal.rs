@@ -83,15 +83,66 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// What `Journal::open` read, before anything on disk is changed.
+pub(crate) struct Recovered {
+    dir: PathBuf,
+    found: Vec<(u64, PathBuf)>,
+    /// Every group after the checkpoint, in order.
+    pub groups: Vec<Group>,
+    /// A torn record at the end of the last segment: where to cut it.
+    torn: Option<(PathBuf, u64)>,
+    last_seq: u64,
+}
+
+impl Recovered {
+    /// Cuts a torn record off the end (once the caller has found nothing
+    /// missing), then starts a fresh segment for the groups to come; one left
+    /// empty by a crash is reused.
+    pub(crate) fn start(self) -> Result<Journal, StoreError> {
+        if let Some((path, at)) = &self.torn {
+            // A write torn by a crash: its group was never acknowledged.
+            tracing::warn!(segment = %path.display(), at, "cutting a torn record off the journal's end");
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| io_error(path, "cannot open", e))?;
+            file.set_len(*at)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_error(path, "cannot truncate", e))?;
+        }
+        let first = self.last_seq + 1;
+        let path = segment_path(&self.dir, first);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, "cannot create", e))?;
+        sync_dir(&self.dir).map_err(|e| io_error(&self.dir, "cannot sync", e))?;
+        let mut segments: VecDeque<(u64, PathBuf)> = self
+            .found
+            .into_iter()
+            .filter(|(seq, _)| *seq != first)
+            .collect();
+        segments.push_back((first, path));
+        Ok(Journal {
+            dir: self.dir,
+            file,
+            segment_bytes: 0,
+            segments,
+            buffer: Vec::new(),
+        })
+    }
+}
+
 impl Journal {
-    /// Opens the journal in `data_dir`, creating it if missing, and returns
-    /// every group after `after_seq` in order. A torn record at the end of
-    /// the last segment (a crash during its write, so never acknowledged) is
-    /// cut off; damage anywhere else, or a missing group, refuses the store.
-    pub(crate) fn open(
-        data_dir: &Path,
-        after_seq: u64,
-    ) -> Result<(Journal, Vec<Group>), StoreError> {
+    /// Reads the journal in `data_dir`, creating the folder if missing, and
+    /// returns every group after `after_seq` in order, changing nothing on
+    /// disk. A torn record at the end of the last segment (a crash during
+    /// its write, so never acknowledged) is noted for `Recovered::start` to
+    /// cut; a damaged record with any intact later one after it, damage in
+    /// an earlier segment, or a missing group refuses the store.
+    pub(crate) fn open(data_dir: &Path, after_seq: u64) -> Result<Recovered, StoreError> {
         let dir = data_dir.join(JOURNAL_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "cannot create", e))?;
         let mut found = Vec::new();
@@ -109,6 +160,7 @@ impl Journal {
         }
         found.sort();
         let mut groups = Vec::new();
+        let mut torn = None;
         let mut last_seq = after_seq;
         let count = found.len();
         for (index, (first, path)) in found.iter().enumerate() {
@@ -116,6 +168,7 @@ impl Journal {
             let is_last = index + 1 == count;
             let (records, valid_bytes) = parse_records(&bytes);
             if valid_bytes < bytes.len() {
+                let before = records.last().map_or(last_seq, |record| record.seq);
                 if !is_last {
                     return Err(damaged(
                         &dir,
@@ -125,19 +178,17 @@ impl Journal {
                         ),
                     ));
                 }
-                // A write torn by a crash: its group was never acknowledged.
-                tracing::warn!(
-                    segment = %path.display(),
-                    at = valid_bytes,
-                    "cutting a torn record off the journal's end"
-                );
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| io_error(path, "cannot open", e))?;
-                file.set_len(valid_bytes as u64)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| io_error(path, "cannot truncate", e))?;
+                if let Some(at) = intact_record_after(&bytes, valid_bytes, before) {
+                    return Err(damaged(
+                        &dir,
+                        format!(
+                            "{} has an unreadable record at byte {valid_bytes} and an intact one \
+                             at byte {at} after it",
+                            path.display()
+                        ),
+                    ));
+                }
+                torn = Some((path.clone(), valid_bytes as u64));
             }
             if let Some(record) = records.first() {
                 if record.seq != *first {
@@ -178,29 +229,13 @@ impl Journal {
                 });
             }
         }
-        // New groups go to a fresh segment; one left empty by a crash is reused.
-        let first = last_seq + 1;
-        let path = segment_path(&dir, first);
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, "cannot create", e))?;
-        sync_dir(&dir).map_err(|e| io_error(&dir, "cannot sync", e))?;
-        let mut segments: VecDeque<(u64, PathBuf)> =
-            found.into_iter().filter(|(seq, _)| *seq != first).collect();
-        segments.push_back((first, path));
-        Ok((
-            Journal {
-                dir,
-                file,
-                segment_bytes: 0,
-                segments,
-                buffer: Vec::new(),
-            },
+        Ok(Recovered {
+            dir,
+            found,
             groups,
-        ))
+            torn,
+            last_seq,
+        })
     }
 
     /// Appends group `seq` and returns once it is on the device.
@@ -265,12 +300,14 @@ impl Journal {
             return Ok(());
         }
         let path = segment_path(&self.dir, first_seq);
-        self.file = OpenOptions::new()
+        // Switched to only once the new segment's name is durable.
+        let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(&path)?;
         sync_dir(&self.dir)?;
+        self.file = file;
         self.segments.push_back((first_seq, path));
         self.segment_bytes = 0;
         Ok(())
@@ -291,6 +328,29 @@ impl Journal {
 struct Record<'a> {
     seq: u64,
     body: &'a [u8],
+}
+
+/// Where the first intact record numbered after `after_seq` starts, looking
+/// from just past `from` (where a record failed its check).
+fn intact_record_after(bytes: &[u8], from: usize, after_seq: u64) -> Option<usize> {
+    let mut at = from + 1;
+    while bytes.len().saturating_sub(at) >= HEADER_BYTES {
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
+        // Cheap tests first: a plausible length and a number after the last good one.
+        if length >= 8
+            && bytes.len() - at - 8 >= length
+            && seq > after_seq
+            && seq - after_seq < 1 << 32
+        {
+            let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+            if crc32fast::hash(&bytes[at + 8..at + 8 + length]) == crc {
+                return Some(at);
+            }
+        }
+        at += 1;
+    }
+    None
 }
 
 /// The whole records at the start of `bytes`, and how many bytes they take.
@@ -397,39 +457,52 @@ mod tests {
     #[test]
     fn groups_come_back_in_order_after_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, groups) = Journal::open(dir.path(), 0).unwrap();
-        assert!(groups.is_empty());
+        let recovered = Journal::open(dir.path(), 0).unwrap();
+        assert!(recovered.groups.is_empty());
+        let mut journal = recovered.start().unwrap();
         for seq in 1..=5 {
             append(&mut journal, seq, &changes(seq as u8));
         }
         drop(journal);
-        let (_, groups) = Journal::open(dir.path(), 2).unwrap();
+        let groups = Journal::open(dir.path(), 2).unwrap().groups;
         assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [3, 4, 5]);
         assert_eq!(groups[0].changes, changes(3));
         assert_eq!(groups[0].payload, payload(3));
         // Reopened twice: the second open made a new (empty) segment at 6.
-        let (mut journal, groups) = Journal::open(dir.path(), 0).unwrap();
-        assert_eq!(groups.len(), 5);
+        let recovered = Journal::open(dir.path(), 0).unwrap();
+        assert_eq!(recovered.groups.len(), 5);
+        let mut journal = recovered.start().unwrap();
         append(&mut journal, 6, &changes(6));
         drop(journal);
-        let (_, groups) = Journal::open(dir.path(), 5).unwrap();
+        let groups = Journal::open(dir.path(), 5).unwrap().groups;
         assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [6]);
     }
 
     #[test]
     fn a_torn_tail_is_cut_and_older_damage_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path(), 0).unwrap();
+        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
         for seq in 1..=3 {
             append(&mut journal, seq, &changes(seq as u8));
         }
         drop(journal);
         let segment = segment_path(&dir.path().join(JOURNAL_DIR), 1);
         let bytes = std::fs::read(&segment).unwrap();
-        // The last record half written.
+        // A flipped byte in the first record, intact ones after it: damage,
+        // refused, and nothing cut.
+        let mut flipped = bytes.clone();
+        flipped[20] ^= 0xff;
+        std::fs::write(&segment, &flipped).unwrap();
+        let error = Journal::open(dir.path(), 0).err().expect("refused");
+        assert!(matches!(error, StoreError::DataLost { .. }), "{error}");
+        assert_eq!(std::fs::read(&segment).unwrap(), flipped);
+        // The last record half written: torn, cut once the journal starts.
         std::fs::write(&segment, &bytes[..bytes.len() - 5]).unwrap();
-        let (_, groups) = Journal::open(dir.path(), 0).unwrap();
-        assert_eq!(groups.len(), 2);
+        let recovered = Journal::open(dir.path(), 0).unwrap();
+        assert_eq!(recovered.groups.len(), 2);
+        assert_eq!(std::fs::read(&segment).unwrap().len(), bytes.len() - 5);
+        drop(recovered.start().unwrap());
+        assert!(std::fs::read(&segment).unwrap().len() < bytes.len() - 5);
         // A flipped byte in the first record, with a later segment after it.
         let mut bytes = std::fs::read(&segment).unwrap();
         bytes[20] ^= 0xff;
@@ -441,7 +514,7 @@ mod tests {
     #[test]
     fn segments_covered_by_a_checkpoint_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut journal, _) = Journal::open(dir.path(), 0).unwrap();
+        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
         append(&mut journal, 1, &changes(1));
         journal.rotate(2).unwrap();
         append(&mut journal, 2, &changes(2));
@@ -453,7 +526,7 @@ mod tests {
         assert_eq!(journal.segments.len(), 1, "the current segment stays");
         drop(journal);
         // A checkpoint at 1 with segment 2 gone: group 2 is missing.
-        let (_, groups) = Journal::open(dir.path(), 2).unwrap();
+        let groups = Journal::open(dir.path(), 2).unwrap().groups;
         assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [3]);
         let error = Journal::open(dir.path(), 1).err().expect("refused");
         assert!(error.to_string().contains("missing"), "{error}");

@@ -325,20 +325,13 @@ impl Store {
         // commits would otherwise look like a fresh or older one.
         let (mut marker, recorded) = marker::CommitMarker::open(path)?;
         let checkpointed = writer::read_u64(&main, keys::META_COMMIT_SEQ)?.unwrap_or(0);
-        let (journal, groups) = journal::Journal::open(path, checkpointed)?;
-        let payload = payload::PayloadLog::open(path)
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
-        let layers = layers::Layers::default();
-        let mut recovered = checkpointed;
-        for group in groups {
-            recovered = group.seq;
-            for (extent, bytes) in &group.payload {
-                payload
-                    .restore(extent, bytes)
-                    .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
-            }
-            layers.merge(group.changes.into_iter(), group.seq);
-        }
+        // Read first, checked against the marker, and only then changed:
+        // a refused directory is left exactly as it was found.
+        let mut recovering = journal::Journal::open(path, checkpointed)?;
+        let recovered = recovering
+            .groups
+            .last()
+            .map_or(checkpointed, |group| group.seq);
         match recorded {
             Some(recorded) if recovered < recorded => {
                 return Err(marker::lost_commits(path, recovered, recorded));
@@ -351,6 +344,18 @@ impl Store {
                     .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
             }
         }
+        let payload = payload::PayloadLog::open(path)
+            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+        let layers = layers::Layers::default();
+        for group in std::mem::take(&mut recovering.groups) {
+            for (extent, bytes) in &group.payload {
+                payload
+                    .restore(extent, bytes)
+                    .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            }
+            layers.merge(group.changes.into_iter(), group.seq);
+        }
+        let journal = recovering.start()?;
         let backlog = count_backlog(&main, &layers)?;
         let inner = Arc::new(Inner {
             db,
@@ -905,6 +910,12 @@ impl Store {
             .payload
             .append(data)
             .map_err(error::payload_error)
+    }
+
+    /// Gives back the space of attachment bytes a send appended and nothing
+    /// names: the send was refused, failed, or found the document stored.
+    pub fn discard_chunks(&self, extents: &[Extent]) {
+        self.inner.payload.release(extents);
     }
 
     /// The stored bytes of a blob, one piece per extent, in order.

@@ -223,6 +223,27 @@ impl PayloadLog {
         Ok(file)
     }
 
+    /// Gives the disk space of bytes nothing names back to the file system
+    /// (a refused or failed send's). Best effort: a file system without
+    /// hole punching keeps them as unused space.
+    pub(crate) fn release(&self, extents: &[Extent]) {
+        use rustix::fs::{fallocate, FallocateFlags};
+        for extent in extents {
+            let punched = self.file(extent.segment).and_then(|file| {
+                fallocate(
+                    &*file,
+                    FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                    extent.offset,
+                    u64::from(extent.len),
+                )
+                .map_err(std::io::Error::from)
+            });
+            if let Err(error) = punched {
+                tracing::debug!(%error, "cannot release unused payload bytes");
+            }
+        }
+    }
+
     pub(crate) fn read(&self, extent: &Extent) -> std::io::Result<Vec<u8>> {
         let mut bytes = vec![0; extent.len as usize];
         self.file(extent.segment)?
@@ -238,6 +259,33 @@ impl PayloadLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn released_bytes_give_their_space_back_and_leave_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PayloadLog::open(dir.path()).unwrap();
+        let kept = log.append(&[1; 8192]).unwrap();
+        let refused = log.append(&[2; 1 << 20]).unwrap();
+        let after = log.append(&[3; 8192]).unwrap();
+        log.sync().unwrap();
+        let blocks = || {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(segment_path(log.dir(), 1))
+                .unwrap()
+                .blocks()
+                * 512
+        };
+        let before = blocks();
+        log.release(&[refused]);
+        assert!(
+            blocks() + (1 << 19) < before,
+            "{} then {}",
+            before,
+            blocks()
+        );
+        assert_eq!(log.read(&kept).unwrap(), vec![1; 8192]);
+        assert_eq!(log.read(&after).unwrap(), vec![3; 8192]);
+    }
 
     #[test]
     fn appended_bytes_read_back_across_a_reopen() {

@@ -98,6 +98,33 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// Roughly the payload bytes the command's journal record will carry.
+    fn carried_bytes(&self) -> usize {
+        let sized = |document: &DocumentRecord, blobs: &[PendingBlob]| {
+            document.header_bytes.len()
+                + document.signature.len()
+                + document.sender_certificate.len()
+                + blobs
+                    .iter()
+                    .map(|blob| blob.inline.as_ref().map_or(0, Vec::len))
+                    .sum::<usize>()
+        };
+        match self {
+            Command::Accept {
+                document, blobs, ..
+            }
+            | Command::AcceptPlanned {
+                document, blobs, ..
+            } => sized(document, blobs),
+            Command::Watch(WatchCommand::Accept {
+                document, blobs, ..
+            }) => sized(document, blobs),
+            _ => 0,
+        }
+    }
+}
+
 /// A reply held back until the group it belongs to is flushed.
 #[allow(clippy::large_enum_variant)]
 enum Pending {
@@ -143,6 +170,11 @@ impl Pending {
 const AUDIT_BLOCK_ENTRIES_MAX: usize = 128;
 /// Most deadlines in one stored block.
 const WATCH_BLOCK_ENTRIES_MAX: usize = 512;
+
+/// A group stops taking commands once the payload bytes they bring (which
+/// its journal record carries) reach this: records, and the memory holding
+/// them, stay a few MiB.
+const GROUP_CARRIED_BYTES_MAX: usize = 8 << 20;
 
 /// Most commands folded into one flush.
 const GROUP_COMMANDS_MAX: usize = 2048;
@@ -324,10 +356,14 @@ impl Writer {
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut group = Vec::with_capacity(GROUP_COMMANDS_MAX);
         while let Some(first) = commands.blocking_recv() {
+            let mut carried = first.carried_bytes();
             group.push(first);
-            while group.len() < GROUP_COMMANDS_MAX {
+            while group.len() < GROUP_COMMANDS_MAX && carried < GROUP_CARRIED_BYTES_MAX {
                 match commands.try_recv() {
-                    Ok(command) => group.push(command),
+                    Ok(command) => {
+                        carried += command.carried_bytes();
+                        group.push(command);
+                    }
                     Err(_) => break,
                 }
             }
@@ -562,7 +598,11 @@ impl Writer {
             }
         }
         self.commit_seq = commit_seq;
-        self.marker.record(commit_seq).map_err(sled::Error::Io)?;
+        // The group is durable and visible: a marker that cannot be written
+        // only weakens the check at the next open, so it is said, not failed.
+        if let Err(error) = self.marker.record(commit_seq) {
+            tracing::warn!(%error, "cannot write the commit marker");
+        }
         if self.inner.layers.live_bytes() >= self.policy.start_bytes {
             self.inner.checkpoints.request();
         }
@@ -638,6 +678,8 @@ impl Writer {
 
     fn abandon(&mut self, op: Op) {
         self.next_queue_seq = op.seq_before;
+        let appended: Vec<crate::Extent> = op.payload.iter().map(|(extent, _)| *extent).collect();
+        self.inner.payload.release(&appended);
     }
 
     /// The value of `key` as the operation sees it: its own changes, then the
