@@ -530,8 +530,13 @@ async fn a_hub_refuses_to_start_on_data_files_that_lost_acknowledged_writes() {
         "the journal is empty after a graceful stop"
     );
     // The last document after a restart, and then a crash: it is in the
-    // journal only.
-    let mut hub = HubProcess::start(&config);
+    // journal only (no checkpoint comes within the hour).
+    let mut hub = HubProcess::start_with(
+        &config,
+        &[],
+        &[("TRUC_HUB__CHECKPOINT_SECONDS", "3600")],
+        std::process::Stdio::null(),
+    );
     let client = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
     let attachment = Attachment::bytes("vb.pdf", "application/pdf", vec![7; 1500]);
     client

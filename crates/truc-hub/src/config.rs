@@ -29,9 +29,12 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// The registered agencies (a TOML file of `[[agency]]` entries).
     pub directory: PathBuf,
-    /// sled's page cache, in MiB. Default 256.
+    /// sled's page cache, in MiB. Default 64.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
+    /// Seconds between checkpoints of the journal into the tree. Default 1.
+    #[serde(default = "default_checkpoint_seconds")]
+    pub checkpoint_seconds: u64,
     /// New documents are refused (RESOURCE_EXHAUSTED) while the data
     /// directory's file system has less free space than this, in MiB. Default 256.
     #[serde(default = "default_free_space_mib_min")]
@@ -299,6 +302,10 @@ fn default_cache_mib() -> u64 {
     64
 }
 
+fn default_checkpoint_seconds() -> u64 {
+    1
+}
+
 /// Environment variables that override keys start with this.
 pub const ENV_PREFIX: &str = "TRUC_HUB__";
 /// Between a section and its key in a variable's name.
@@ -322,6 +329,13 @@ const KEYS: &[(&str, &str)] = &[
     (
         "cache_mib",
         "sled page cache, in MiB. Recent changes are served from memory\nuntil a checkpoint writes them into the tree, so the tree's pages\nneed little cache.",
+    ),
+    (
+        "checkpoint_seconds",
+        "How often changes made durable in the journal are written into the\n\
+         tree (at least 1). Shorter: smaller, smoother checkpoints and a\n\
+         shorter read-back after a crash; longer: more changes to one record\n\
+         folded into one write.",
     ),
     (
         "free_space_mib_min",
@@ -664,6 +678,9 @@ impl HubConfig {
         }
         if self.tls.crl_reload_seconds == 0 {
             problems.push("tls.crl_reload_seconds: must be at least 1".into());
+        }
+        if self.checkpoint_seconds == 0 {
+            problems.push("checkpoint_seconds: must be at least 1".into());
         }
         if self.connections.per_identity_max == 0
             || self.connections.streams_per_connection_max == 0

@@ -140,6 +140,7 @@ impl HubSetup {
             &config.data_dir,
             &StoreOptions {
                 cache_bytes: config.cache_mib * 1024 * 1024,
+                checkpoint_interval: std::time::Duration::from_secs(config.checkpoint_seconds),
                 free_bytes_min: config.free_space_mib_min * 1024 * 1024,
                 ..StoreOptions::default()
             },

@@ -115,8 +115,19 @@ impl Checkpoints {
     }
 }
 
+/// How much nicer than the rest of the hub the checkpoint thread is: its
+/// work can wait, and every send and move waits while it holds a core.
+const NICENESS: i32 = 10;
+
 /// The checkpoint thread's loop; ends after the last checkpoint once stopped.
 pub(crate) fn run(inner: Arc<Inner>, policy: Policy) {
+    // On Linux a thread's own id names it alone; elsewhere this may fail,
+    // which only costs latency.
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS)
+    {
+        tracing::debug!(%error, "cannot lower the checkpoint thread's priority");
+    }
     loop {
         let stopping = {
             let mut state = inner.checkpoints.lock();

@@ -82,7 +82,10 @@ pub struct StoreOptions {
     /// Changes held in memory (and in the journal) before a checkpoint
     /// writes them into the tree; the writer waits at four times this.
     pub checkpoint_bytes: usize,
-    /// A checkpoint runs at least this often while there are changes.
+    /// A checkpoint runs at least this often while there are changes:
+    /// often enough that each is short (the work of one holds a core while
+    /// it runs), seldom enough that a delivery's arrival and moves usually
+    /// reach the tree together.
     pub checkpoint_interval: Duration,
 }
 
@@ -93,7 +96,7 @@ impl Default for StoreOptions {
             write_queue_max: 4096,
             free_bytes_min: 0,
             checkpoint_bytes: 64 * 1024 * 1024,
-            checkpoint_interval: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
