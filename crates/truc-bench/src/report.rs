@@ -7,14 +7,12 @@ use serde::Serialize;
 
 use crate::latency::LatencySummary;
 
-/// What the hub's acknowledgements mean, printed beside its figures. sled
-/// 0.34's flush writes the log and waits for the range to reach the device
-/// with `sync_file_range` (see its `iobuf.rs`); its flusher thread fsyncs the
-/// file every 500 ms.
-pub const HUB_DURABILITY: &str = "the hub verifies every envelope signature (and the document's own \
-     signature when present) and flushes every accepted document, arrival and status move before it \
-     answers (sled group commit: the log is written and waited for on the device with \
-     sync_file_range; sled fsyncs the file, its metadata and the device cache every 500 ms)";
+/// What the hub's acknowledgements mean, printed beside its figures.
+pub const HUB_DURABILITY: &str =
+    "the hub verifies every envelope signature (and the document's own \
+     signature when present) and makes every accepted document, arrival and status move durable \
+     before it answers (group commit: one journal record per group, written and fdatasync'd; \
+     attachments too large to ride in it are fdatasync'd in the payload log first)";
 
 #[derive(Debug, Default, Serialize)]
 pub struct BenchReport {
@@ -137,7 +135,7 @@ pub struct MovesFigures {
     /// From the first move to the last.
     pub seconds: f64,
     pub moves_per_second: f64,
-    /// One call's round trip (all its moves flushed in one write before it
+    /// One call's round trip (all its moves made durable in one write before it
     /// is answered), not one move's.
     pub move_call: LatencySummary,
     /// Notices of these moves the senders received while the phase ran.

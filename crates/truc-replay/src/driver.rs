@@ -395,8 +395,9 @@ impl EmbeddedHub {
         })
     }
 
-    /// Group commits so far: flushes, commands written, and the mean flush time. Shows whether
-    /// the hub's single writer is what a replay waits on.
+    /// Group commits so far: how many, commands written, and the mean time to make each
+    /// durable (payload and journal sync). Shows whether the hub's single writer is what a
+    /// replay waits on.
     pub fn flush_summary(&self) -> String {
         let Some(store) = &self.store else {
             return String::new();
@@ -406,8 +407,8 @@ impl EmbeddedHub {
         let commands = stats.commands.load(Ordering::Relaxed);
         let micros = stats.flush_micros.load(Ordering::Relaxed);
         format!(
-            "hub store: {} writes in {} group commits ({:.1} writes per flush, {:.2} ms per flush, \
-             {:.0} % of the time flushing)",
+            "hub store: {} writes in {} group commits ({:.1} writes per group, {:.2} ms to make \
+             each durable, {:.0} % of the time syncing)",
             crate::report::group(commands),
             crate::report::group(flushes),
             commands as f64 / flushes.max(1) as f64,

@@ -25,7 +25,7 @@ pub fn queue_depth(agency: &str, items: u64) {
     gauge!(QUEUE_DEPTH, "agency" => agency.to_owned()).set(items as f64);
 }
 
-/// Once per flushed group.
+/// Once per group made durable.
 pub fn group_commit(commands: usize, flush: Duration) {
     histogram!(GROUP_COMMIT_BATCH_COMMANDS).record(commands as f64);
     histogram!(GROUP_COMMIT_FLUSH_SECONDS).record(flush.as_secs_f64());
