@@ -142,6 +142,9 @@ impl DocumentMaker {
     }
 }
 
+/// Documents signed between two yields to the other tasks of the runtime.
+const PRESIGN_YIELD_EVERY: u64 = 32;
+
 /// Signs documents `indices` on every core, in index order.
 pub async fn presign(
     maker: Arc<DocumentMaker>,
@@ -162,6 +165,13 @@ pub async fn presign(
             let mut documents = Vec::with_capacity(range.clone().count());
             for index in range {
                 documents.push(maker.make(index).await?);
+                // Signing never waits, so without a yield these tasks hold
+                // every worker for the whole pool (a minute for a 300 s
+                // phase) and the nodes already connected miss the hub's
+                // keepalive pings, which closes their connections.
+                if index % PRESIGN_YIELD_EVERY == 0 {
+                    tokio::task::yield_now().await;
+                }
             }
             Ok::<_, BenchError>(documents)
         }));
