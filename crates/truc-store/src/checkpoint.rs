@@ -2,9 +2,9 @@
 //! in the background, a layer at a time, so that the journal can be cut and
 //! the memory they hold given back.
 //!
-//! A checkpoint freezes the live layer, applies it to the tree in batches
-//! with the commit number last (sled recovers a prefix of its log, so the
-//! number is never recovered without everything before it), flushes, and
+//! A checkpoint freezes the live layer, writes it into the tree a key at a
+//! time with the commit number last (sled recovers a prefix of its log, so
+//! the number is never recovered without everything before it), flushes, and
 //! only then drops the frozen layer and lets the writer remove the journal
 //! segments it covers. A crash at any point leaves the journal holding
 //! every group the tree may lack; applying a group again is harmless, since
@@ -18,9 +18,6 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{decode, encode, DeliveryRecord, WatchRecord};
 use crate::Inner;
-
-/// Largest sled batch a checkpoint applies at once.
-const BATCH_KEYS_MAX: usize = 64;
 
 #[derive(Default)]
 struct State {
@@ -167,8 +164,10 @@ fn checkpoint(inner: &Inner) -> Result<(), sled::Error> {
     // The journal records about to be let go carry payload bytes: they must
     // be on the device in the payload log first.
     inner.payload.sync_carried().map_err(sled::Error::Io)?;
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0;
+    // Key by key, not in sled batches: the first `apply_batch` switches sled
+    // for good to a global lock that every read then takes, and a batch
+    // holds it for writing, so the writer's reads waited behind this
+    // low-priority thread whenever it lost its core mid-batch.
     let mut commit_seq = None;
     let mut pruned = 0usize;
     for (key, value) in frozen.iter() {
@@ -185,19 +184,13 @@ fn checkpoint(inner: &Inner) -> Result<(), sled::Error> {
             other => other.clone(),
         };
         match value {
-            Some(value) => batch.insert(key.as_slice(), value),
-            None => batch.remove(key.as_slice()),
-        }
-        in_batch += 1;
-        if in_batch == BATCH_KEYS_MAX {
-            inner.main.apply_batch(std::mem::take(&mut batch))?;
-            in_batch = 0;
-        }
+            Some(value) => inner.main.insert(key.as_slice(), value)?,
+            None => inner.main.remove(key.as_slice())?,
+        };
     }
     if let Some(commit_seq) = commit_seq {
-        batch.insert(keys::META_COMMIT_SEQ, commit_seq);
+        inner.main.insert(keys::META_COMMIT_SEQ, commit_seq)?;
     }
-    inner.main.apply_batch(batch)?;
     inner.db.flush()?;
     inner.layers.thaw();
     {
