@@ -19,4 +19,4 @@ pub use signature::{
     document_signing_bytes, envelope_signing_bytes, verify_audit_export, verify_document,
     verify_envelope, KeyAlgorithm, PublicKey, SignatureError, SigningKey,
 };
-pub use status::{check_reason, Status, StatusMoveError};
+pub use status::{check_reason, RequestEffect, Status, StatusMoveError};

@@ -22,6 +22,18 @@ pub enum Status {
     RecallRefused,
 }
 
+/// What a recall, update or replace does to one delivery (see
+/// [`Status::request_effect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestEffect {
+    /// Not yet fetched: taken from its queue, 13 then 15 recorded at once.
+    Withdraw,
+    /// The recipient holds it: 13 recorded, its answer (15 or 16) awaited.
+    Ask,
+    /// Nothing recorded, and why (a final state, or a request already waiting).
+    Unchanged(StatusMoveError),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StatusMoveError {
     #[error(
@@ -142,6 +154,19 @@ impl Status {
         }
     }
 
+    /// What a sender's recall, update or replace does to one recipient's
+    /// delivery, given its state (`None`: not yet fetched).
+    pub fn request_effect(current: Option<Status>) -> RequestEffect {
+        match current {
+            // Nobody holds it yet: withdrawn at once, nothing was delivered.
+            None => RequestEffect::Withdraw,
+            Some(current) => match Status::check_request(current) {
+                Ok(()) => RequestEffect::Ask,
+                Err(refusal) => RequestEffect::Unchanged(refusal),
+            },
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Status::Arrived => "arrived",
@@ -215,6 +240,21 @@ impl fmt::Display for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_withdraws_what_nobody_holds_and_asks_whoever_holds_it() {
+        assert_eq!(Status::request_effect(None), RequestEffect::Withdraw);
+        for current in Status::ALL {
+            let effect = Status::request_effect(Some(current));
+            match current {
+                Status::RecallRequested | Status::Rejected | Status::RecallAgreed => {
+                    assert!(matches!(effect, RequestEffect::Unchanged(_)), "{current:?}")
+                }
+                // A completed document may still be recalled: the recipient answers.
+                _ => assert_eq!(effect, RequestEffect::Ask, "{current:?}"),
+            }
+        }
+    }
 
     #[test]
     fn every_pair_of_states_follows_the_rules() {

@@ -200,7 +200,7 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
         let (online, last_seen_unix_ms) = presence.get(&entry.code).copied().unwrap_or_default();
         let (depth, oldest) = if entry.own_node {
             (
-                hub.store.queue_depth(&code) as u64,
+                hub.store.queue_depth(&code)? as u64,
                 hub.store.oldest_queued_delivery(&code)?,
             )
         } else {

@@ -28,6 +28,55 @@ pub enum StoreError {
     DataLost { dir: String, reason: String },
     #[error("the storage writer has stopped")]
     WriterGone,
+    /// The database cannot be reached, or holds no writable primary now;
+    /// the caller may retry (on this hub or another).
+    #[error("the database is unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// The database refused or failed a statement.
+    #[error("the database failed: {reason}")]
+    Database { reason: String },
+}
+
+impl StoreError {
+    /// The same error again, for each of the callers one failure answers.
+    pub(crate) fn again(&self) -> StoreError {
+        match self {
+            StoreError::AlreadyExists {
+                document_id,
+                accepted_at_unix_ms,
+            } => StoreError::AlreadyExists {
+                document_id: document_id.clone(),
+                accepted_at_unix_ms: *accepted_at_unix_ms,
+            },
+            StoreError::NotFound { what } => StoreError::NotFound { what: what.clone() },
+            StoreError::IllegalMove(error) => StoreError::IllegalMove(error.clone()),
+            StoreError::Storage(sled::Error::Io(io)) => StoreError::Storage(sled::Error::Io(
+                std::io::Error::new(io.kind(), io.to_string()),
+            )),
+            StoreError::Storage(other) => {
+                StoreError::Storage(sled::Error::Io(std::io::Error::other(other.to_string())))
+            }
+            StoreError::StorageFull { reason } => StoreError::StorageFull {
+                reason: reason.clone(),
+            },
+            StoreError::Corrupt { key, reason } => StoreError::Corrupt {
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Closed { what } => StoreError::Closed { what: what.clone() },
+            StoreError::DataLost { dir, reason } => StoreError::DataLost {
+                dir: dir.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::WriterGone => StoreError::WriterGone,
+            StoreError::Unavailable { reason } => StoreError::Unavailable {
+                reason: reason.clone(),
+            },
+            StoreError::Database { reason } => StoreError::Database {
+                reason: reason.clone(),
+            },
+        }
+    }
 }
 
 impl From<sled::Error> for StoreError {

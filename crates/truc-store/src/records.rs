@@ -91,7 +91,7 @@ pub(crate) struct StoredDocument {
     pub attachments: Vec<AttachmentRef>,
     pub document_signature_state: DocumentSignatureState,
     /// The header bytes, the envelope signature and the document signature.
-    pub envelope: crate::Extent,
+    pub envelope: crate::payload::Extent,
     /// Where `C` + this digest says the certificate is.
     pub certificate_sha256: [u8; 32],
 }
@@ -99,7 +99,7 @@ pub(crate) struct StoredDocument {
 impl StoredDocument {
     pub(crate) fn new(
         record: &DocumentRecord,
-        envelope: crate::Extent,
+        envelope: crate::payload::Extent,
         certificate_sha256: [u8; 32],
     ) -> Self {
         StoredDocument {
@@ -263,11 +263,28 @@ pub struct LinkRecord {
     pub later: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored attachment: its size, and where its bytes are, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobRecord {
     pub size_bytes: u64,
-    /// Where the bytes are in the payload log, in order.
     pub extents: Vec<crate::Extent>,
+}
+
+/// What the embedded engine keeps of an attachment: where its bytes are in
+/// the payload log, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredBlob {
+    pub size_bytes: u64,
+    pub extents: Vec<crate::payload::Extent>,
+}
+
+impl StoredBlob {
+    pub(crate) fn into_record(self) -> BlobRecord {
+        BlobRecord {
+            size_bytes: self.size_bytes,
+            extents: self.extents.into_iter().map(crate::Extent::Log).collect(),
+        }
+    }
 }
 
 pub(crate) fn decode_counter(bytes: &[u8]) -> (u64, u64) {
