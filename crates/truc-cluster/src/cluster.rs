@@ -350,8 +350,9 @@ impl Cluster {
         for index in 0..CLUSTER_MEMBERS {
             cluster.restart_member(index)?;
         }
-        cluster.wait_healthy(options.startup_timeout.saturating_sub(started.elapsed()))?;
-        cluster.create_application_role()?;
+        let state =
+            cluster.wait_healthy(options.startup_timeout.saturating_sub(started.elapsed()))?;
+        cluster.create_application_role(&state)?;
         cluster.wait_for_application_database(
             options.startup_timeout.saturating_sub(started.elapsed()),
         )?;
@@ -737,12 +738,14 @@ impl Cluster {
         serde_json::from_str(&body).map_err(|error| rest_error(format!("{error} in {body:?}")))
     }
 
-    fn create_application_role(&self) -> Result<()> {
-        let state = self.wait_healthy(Duration::ZERO)?;
+    fn create_application_role(&self, state: &ClusterState) -> Result<()> {
         let leader = state
             .leader
-            .and_then(|leader| self.members.iter().find(|member| member.name == leader))
-            .ok_or_else(|| self.timeout("a leader".to_owned(), Duration::ZERO))?;
+            .as_ref()
+            .and_then(|leader| self.members.iter().find(|member| &member.name == leader))
+            .ok_or_else(|| ClusterError::NoLeader {
+                state: format!("{state:?}"),
+            })?;
         let what = format!("the leader {}", leader.name);
         let mut superuser = sql::connect(
             &format!(
@@ -829,6 +832,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A test failing on its own assertion gets no timeout error with
+        // the logs in it: show them here, before the directory goes.
+        if std::thread::panicking() {
+            eprintln!("{}", os::log_tails(&self.log_paths()));
+        }
         for index in 0..self.members.len() {
             // Best effort: a failure to kill one member must not spare the rest.
             let _ = self.kill_member_processes(index);

@@ -61,6 +61,10 @@ pub enum ClusterError {
         source: postgres::Error,
     },
 
+    /// Patroni reports no leader where one is needed.
+    #[error("the cluster has no leader now: {state}")]
+    NoLeader { state: String },
+
     #[error("Patroni REST API {url}: {reason}")]
     RestApi { url: String, reason: String },
 

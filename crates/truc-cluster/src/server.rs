@@ -277,6 +277,9 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", os::log_tails(std::slice::from_ref(&self.log_path)));
+        }
         let _ = self.shut_down();
     }
 }

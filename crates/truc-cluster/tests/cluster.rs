@@ -194,11 +194,18 @@ fn where_connected(client: &mut postgres::Client) -> (u16, bool) {
 }
 
 #[test]
-fn cluster_keeps_a_committed_row_when_its_leader_is_killed_and_takes_the_member_back() {
+fn cluster_over_tls_keeps_a_committed_row_when_its_leader_is_killed_and_takes_the_member_back() {
     packages_installed();
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut cluster = Cluster::start(dir.path(), ClusterOptions::default()).unwrap();
+    let mut cluster = Cluster::start(
+        dir.path(),
+        ClusterOptions {
+            tls: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .unwrap();
     let cluster_started_after = started.elapsed();
     let state = cluster.wait_healthy(Duration::ZERO).unwrap();
     let first_leader = state.leader.clone().unwrap();
@@ -214,6 +221,22 @@ fn cluster_keeps_a_committed_row_when_its_leader_is_killed_and_takes_the_member_
     assert!(!in_recovery);
     let first_leader_index = state.member(&first_leader).unwrap().index;
     assert_eq!(port, ports[first_leader_index]);
+    // Every member serves TLS under the development CA: rustls, which
+    // checks chain and name, reaches the primary through the same hosts.
+    let ca_pem = std::fs::read(cluster.ca_certificate_path().unwrap()).unwrap();
+    let mut tls_client =
+        postgres::Client::connect(&format!("{url}&sslmode=require"), rustls_connector(&ca_pem))
+            .unwrap_or_else(|error| panic!("TLS through {url}: {}", postgres_error_text(&error)));
+    let encrypted: bool = tls_client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted);
+    assert_eq!(where_connected(&mut tls_client), (port, false));
+    drop(tls_client);
     let synchronous_commit: String = client
         .query_one("SHOW synchronous_commit", &[])
         .unwrap()
