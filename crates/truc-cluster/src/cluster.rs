@@ -15,8 +15,9 @@ use crate::tls::ServerCertificate;
 /// majority remains.
 pub const CLUSTER_MEMBERS: usize = 3;
 
-/// Patroni's documented minimums: the leader key lives `ttl` seconds after
-/// its holder stops renewing it, and `loop_wait + 2 × retry_timeout ≤ ttl`.
+/// Patroni's documented minimums, and the defaults here: the leader key
+/// lives `ttl` seconds after its holder stops renewing it, and
+/// `loop_wait + 2 × retry_timeout ≤ ttl`.
 pub const PATRONI_TTL_SECONDS_DEFAULT: u32 = 20;
 pub const PATRONI_LOOP_WAIT_SECONDS_DEFAULT: u32 = 1;
 pub const PATRONI_RETRY_TIMEOUT_SECONDS_DEFAULT: u32 = 3;
@@ -57,6 +58,44 @@ impl Default for ClusterOptions {
             tls: false,
             startup_timeout: CLUSTER_STARTUP_TIMEOUT_DEFAULT,
         }
+    }
+}
+
+impl ClusterOptions {
+    /// Patroni's documented minimums and its rule between the three.
+    fn check(&self) -> Result<()> {
+        let minimums = [
+            ("ttl_seconds", self.ttl_seconds, PATRONI_TTL_SECONDS_DEFAULT),
+            (
+                "loop_wait_seconds",
+                self.loop_wait_seconds,
+                PATRONI_LOOP_WAIT_SECONDS_DEFAULT,
+            ),
+            (
+                "retry_timeout_seconds",
+                self.retry_timeout_seconds,
+                PATRONI_RETRY_TIMEOUT_SECONDS_DEFAULT,
+            ),
+        ];
+        for (field, value, minimum) in minimums {
+            if value < minimum {
+                return Err(ClusterError::InvalidArgument {
+                    field,
+                    reason: format!("{value} is below Patroni's minimum, {minimum}"),
+                });
+            }
+        }
+        let needed = self.loop_wait_seconds + 2 * self.retry_timeout_seconds;
+        if needed > self.ttl_seconds {
+            return Err(ClusterError::InvalidArgument {
+                field: "ttl_seconds",
+                reason: format!(
+                    "{} is below loop_wait + 2 × retry_timeout = {needed}, which Patroni requires",
+                    self.ttl_seconds
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -225,6 +264,7 @@ impl Cluster {
     /// is healthy ([`ClusterState::is_healthy`]) and creates the role and
     /// database `truc` on the leader.
     pub fn start(dir: &Path, options: ClusterOptions) -> Result<Self> {
+        options.check()?;
         let bin_dir = os::postgres_bin_dir()?;
         let patroni_program = os::find_program("patroni")?;
         let etcd_program = os::find_program("etcd")?;
@@ -380,6 +420,7 @@ impl Cluster {
     }
 
     /// The role `truc` on database `truc` of one member, whatever its role.
+    /// Panics if `index` is not below [`CLUSTER_MEMBERS`].
     pub fn member_url(&self, index: usize) -> String {
         format!(
             "postgresql://{APPLICATION_ROLE}:{}@127.0.0.1:{}/{APPLICATION_ROLE}",
@@ -845,6 +886,42 @@ impl Drop for Cluster {
             if let Some(mut process) = etcd.process.take() {
                 os::kill_group_and_reap(&mut process);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterOptions;
+
+    #[test]
+    fn options_below_patronis_minimums_or_breaking_its_rule_are_refused_with_the_field_named() {
+        assert!(ClusterOptions::default().check().is_ok());
+        for (options, field) in [
+            (
+                ClusterOptions {
+                    ttl_seconds: 10,
+                    ..ClusterOptions::default()
+                },
+                "ttl_seconds: ",
+            ),
+            (
+                ClusterOptions {
+                    loop_wait_seconds: 0,
+                    ..ClusterOptions::default()
+                },
+                "loop_wait_seconds: ",
+            ),
+            (
+                ClusterOptions {
+                    retry_timeout_seconds: 12,
+                    ..ClusterOptions::default()
+                },
+                "ttl_seconds: ",
+            ),
+        ] {
+            let error = options.check().unwrap_err().to_string();
+            assert!(error.starts_with(field), "{error}");
         }
     }
 }
