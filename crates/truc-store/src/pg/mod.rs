@@ -420,8 +420,23 @@ pub(crate) fn open(
     options: &PostgresOptions,
     shared: Arc<Shared>,
 ) -> Result<(Arc<PgReader>, PgWriter), StoreError> {
-    let mut connection = Connection::open(options)?;
-    schema::migrate(&mut connection.client)?;
+    // On a thread of its own: the synchronous client cannot run inside
+    // an async runtime, and a store may be opened from one.
+    let connection = {
+        let options = options.clone();
+        std::thread::Builder::new()
+            .name("truc-store-pg-open".into())
+            .spawn(move || -> Result<Connection, StoreError> {
+                let mut connection = Connection::open(&options)?;
+                schema::migrate(&mut connection.client)?;
+                Ok(connection)
+            })
+            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+            .join()
+            .map_err(|_| StoreError::Database {
+                reason: "opening the database panicked".into(),
+            })??
+    };
     let pool = Arc::new(Pool::start(options)?);
     let reachability = Arc::new(Reachability::default());
     reachability.set(true);

@@ -42,11 +42,14 @@ CREATE TABLE certificates (
     der bytea NOT NULL
 );
 
+-- Identifiers (document ids, agency codes) sort byte by byte (COLLATE "C"),
+-- as the embedded engine's keys do, whatever the database's locale.
+
 -- Every accepted document, with the signed envelope exactly as received.
 -- The primary key is the permanent duplicate index.
 CREATE TABLE documents (
-    document_id text PRIMARY KEY,
-    sender text NOT NULL,
+    document_id text COLLATE "C" PRIMARY KEY,
+    sender text COLLATE "C" NOT NULL,
     document_date date NOT NULL,
     subject text NOT NULL,
     accepted_at timestamptz NOT NULL,
@@ -83,8 +86,8 @@ CREATE INDEX attachment_chunks_unclaimed ON attachment_chunks (stored_at) WHERE 
 -- One recipient's copy of a document: where it stands (the last status
 -- code, NULL while queued) and the queue item that carries it.
 CREATE TABLE deliveries (
-    document_id text NOT NULL REFERENCES documents,
-    recipient text NOT NULL,
+    document_id text COLLATE "C" NOT NULL REFERENCES documents,
+    recipient text COLLATE "C" NOT NULL,
     queue_seq bigint NOT NULL,
     status integer,
     PRIMARY KEY (document_id, recipient)
@@ -93,8 +96,8 @@ CREATE INDEX deliveries_by_recipient ON deliveries (recipient, status);
 
 -- Each delivery's status history, in order.
 CREATE TABLE status_entries (
-    document_id text NOT NULL,
-    recipient text NOT NULL,
+    document_id text COLLATE "C" NOT NULL,
+    recipient text COLLATE "C" NOT NULL,
     position integer NOT NULL,
     code integer NOT NULL,
     at timestamptz NOT NULL,
@@ -107,12 +110,12 @@ CREATE TABLE status_entries (
 -- What waits for each node until it acknowledges it: deliveries, and
 -- notices of the statuses its documents reached.
 CREATE TABLE queue_items (
-    owner text NOT NULL,
+    owner text COLLATE "C" NOT NULL,
     seq bigint NOT NULL,
     kind text NOT NULL CHECK (kind IN ('delivery', 'notices')),
-    document_id text NOT NULL,
-    recipient text NOT NULL,
-    sender text NOT NULL,
+    document_id text COLLATE "C" NOT NULL,
+    recipient text COLLATE "C" NOT NULL,
+    sender text COLLATE "C" NOT NULL,
     entries jsonb,
     queued_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (owner, seq)
@@ -122,7 +125,7 @@ CREATE INDEX queue_items_deliveries_by_sender ON queue_items (sender) WHERE kind
 -- Sent and received per agency and document date, changed in the same
 -- transaction as the event they count.
 CREATE TABLE counters (
-    agency text NOT NULL,
+    agency text COLLATE "C" NOT NULL,
     day date NOT NULL,
     sent bigint NOT NULL,
     received bigint NOT NULL,
@@ -131,8 +134,8 @@ CREATE TABLE counters (
 
 -- Recalls (1), updates (2) and replaces (3): the later document names the earlier.
 CREATE TABLE links (
-    earlier text NOT NULL,
-    later text NOT NULL,
+    earlier text COLLATE "C" NOT NULL,
+    later text COLLATE "C" NOT NULL,
     business_type integer NOT NULL,
     PRIMARY KEY (earlier, later)
 );
@@ -143,29 +146,29 @@ CREATE TABLE deadlines (
     id bigserial PRIMARY KEY,
     kind text NOT NULL,
     deadline timestamptz NOT NULL,
-    document_id text NOT NULL,
-    recipient text NOT NULL,
-    sender text NOT NULL
+    document_id text COLLATE "C" NOT NULL,
+    recipient text COLLATE "C" NOT NULL,
+    sender text COLLATE "C" NOT NULL
 );
 CREATE INDEX deadlines_by_time ON deadlines (deadline, id);
 
 -- Deliveries that passed a deadline unanswered (kept after a late answer).
 CREATE TABLE overdue (
-    recipient text NOT NULL,
-    document_id text NOT NULL,
+    recipient text COLLATE "C" NOT NULL,
+    document_id text COLLATE "C" NOT NULL,
     kind text NOT NULL,
     deadline timestamptz NOT NULL,
     detected_at timestamptz NOT NULL,
-    sender text NOT NULL,
+    sender text COLLATE "C" NOT NULL,
     PRIMARY KEY (recipient, document_id, kind)
 );
 
 -- Deliveries no node acknowledged in time, and what operators did with them.
 CREATE TABLE dead_letters (
-    recipient text NOT NULL,
-    document_id text NOT NULL,
-    sender text NOT NULL,
-    queue_owner text NOT NULL,
+    recipient text COLLATE "C" NOT NULL,
+    document_id text COLLATE "C" NOT NULL,
+    sender text COLLATE "C" NOT NULL,
+    queue_owner text COLLATE "C" NOT NULL,
     expired_at timestamptz NOT NULL,
     reason text NOT NULL,
     state text NOT NULL,
@@ -179,8 +182,8 @@ CREATE TABLE audit_log (
     at timestamptz NOT NULL,
     kind text NOT NULL,
     actor text NOT NULL,
-    document_id text NOT NULL,
-    recipient text NOT NULL,
+    document_id text COLLATE "C" NOT NULL,
+    recipient text COLLATE "C" NOT NULL,
     status integer NOT NULL,
     reason text NOT NULL,
     signed_sha256 bytea,
@@ -193,8 +196,8 @@ CREATE TABLE audit_log (
 -- Which hub pushes each node's queue: at most one at a time, taken over
 -- once it expires.
 CREATE TABLE node_leases (
-    agency text PRIMARY KEY,
-    hub text NOT NULL,
+    agency text COLLATE "C" PRIMARY KEY,
+    hub text COLLATE "C" NOT NULL,
     acquired_at timestamptz NOT NULL,
     expires_at timestamptz NOT NULL
 );
