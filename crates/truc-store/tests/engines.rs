@@ -81,8 +81,8 @@ fn document(number: u32, recipients: &[&str], accepted_at_unix_ms: i64) -> Docum
         header_bytes,
         signature: vec![number as u8; 64],
         sender_certificate: b"certificate of G22".to_vec(),
-        document_signature: (number % 2 == 0).then(|| (b"signer".to_vec(), vec![7; 64])),
-        document_signature_state: if number % 2 == 0 {
+        document_signature: number.is_multiple_of(2).then(|| (b"signer".to_vec(), vec![7; 64])),
+        document_signature_state: if number.is_multiple_of(2) {
             DocumentSignatureState::Valid
         } else {
             DocumentSignatureState::Absent
@@ -640,7 +640,7 @@ async fn two_stores(place: Place) {
     let woken = b.notifier(H41);
     let mut sends = Vec::new();
     for number in 0..40u32 {
-        let store = if number % 2 == 0 {
+        let store = if number.is_multiple_of(2) {
             a.clone()
         } else {
             b.clone()
