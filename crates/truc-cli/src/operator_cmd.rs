@@ -214,15 +214,59 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
                     "last_seen_unix_ms": n.last_seen_unix_ms, "queue_depth": n.queue_depth,
                     "oldest_unacked_document_id": n.oldest_unacked_document_id,
                     "oldest_unacked_accepted_at_unix_ms": n.oldest_unacked_accepted_at_unix_ms,
+                    "serving_hub": n.serving_hub,
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "nodes": nodes }));
+        let database = response.database.as_ref().map(|database| {
+            serde_json::json!({
+                "primary": database.primary, "writable": database.writable,
+                "standbys": database.standbys.iter().map(|s| serde_json::json!({
+                    "name": s.name, "address": s.address, "state": s.state,
+                    "sync_state": s.sync_state, "replay_lag_bytes": s.replay_lag_bytes,
+                })).collect::<Vec<_>>(),
+            })
+        });
+        println!(
+            "{}",
+            serde_json::json!({
+                "nodes": nodes, "answering_hub": response.answering_hub, "database": database,
+            })
+        );
         return Ok(ExitCode::SUCCESS);
     }
+    println!("hub {}", response.answering_hub);
+    if let Some(database) = &response.database {
+        println!(
+            "database primary {} ({})",
+            database.primary,
+            if database.writable {
+                "writable"
+            } else {
+                "read-only"
+            }
+        );
+        for standby in &database.standbys {
+            println!(
+                "  standby {} {} {} {}, {} bytes behind",
+                standby.name,
+                standby.address,
+                standby.state,
+                standby.sync_state,
+                standby.replay_lag_bytes
+            );
+        }
+    }
+    let hub_width = response
+        .nodes
+        .iter()
+        .map(|n| n.serving_hub.len())
+        .max()
+        .unwrap_or(0)
+        .max(3);
     println!(
-        "{:<15} {:<20} {:<7} {:<19} {:>6}  oldest unacknowledged",
-        "agency", "mode", "online", "last seen", "queue"
+        "{:<15} {:<20} {:<7} {:<hub_width$} {:<19} {:>6}  oldest unacknowledged",
+        "agency", "mode", "online", "hub", "last seen", "queue"
     );
     for node in &response.nodes {
         let oldest = if node.oldest_unacked_document_id.is_empty() {
@@ -235,10 +279,15 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
             )
         };
         println!(
-            "{:<15} {:<20} {:<7} {:<19} {:>6}  {}",
+            "{:<15} {:<20} {:<7} {:<hub_width$} {:<19} {:>6}  {}",
             node.organ_id,
             mode(node),
             if node.online { "yes" } else { "no" },
+            if node.serving_hub.is_empty() {
+                "-"
+            } else {
+                node.serving_hub.as_str()
+            },
             if node.last_seen_unix_ms == 0 {
                 "-".to_owned()
             } else {

@@ -56,6 +56,51 @@ pub struct HubConfig {
     pub quotas: QuotasConfig,
     #[serde(default)]
     pub connections: ConnectionsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// Which storage engine the hub runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The journal and sled in `data_dir`: one hub, nothing to install.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database that several hubs share (kept highly
+    /// available by Patroni; see docs/DEPLOY.md).
+    Postgres,
+}
+
+/// Where the hub keeps what it accepts.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// The PostgreSQL connection string (`backend = "postgres"`).
+    pub url: String,
+    /// A file holding the database password, so that none is written here.
+    pub password_file: PathBuf,
+    /// The CA of the database servers' certificates (PEM): connections use
+    /// TLS and check the server's certificate and name. Empty for none.
+    pub ca_cert: PathBuf,
+    /// This hub's name in node leases and `truc nodes`; empty: its listen address.
+    pub hub_name: String,
+    /// Database connections for reads (delivery streams, queries, reports).
+    pub connections_max: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Embedded,
+            url: String::new(),
+            password_file: PathBuf::new(),
+            ca_cert: PathBuf::new(),
+            hub_name: String::new(),
+            connections_max: 8,
+        }
+    }
 }
 
 /// Bounds on what one certificate may hold open at once.
@@ -519,6 +564,42 @@ const KEYS: &[(&str, &str)] = &[
         "connections.streams_per_connection_max",
         "Most concurrent gRPC calls on one connection (HTTP/2 streams).",
     ),
+    (
+        "store.backend",
+        "\"embedded\": the journal and sled in data_dir, one hub, nothing to\n\
+         install. \"postgres\": a PostgreSQL database several hubs share, kept\n\
+         highly available by Patroni (docs/DEPLOY.md); data_dir, cache_mib,\n\
+         checkpoint_seconds and free_space_mib_min are then unused.",
+    ),
+    (
+        "store.url",
+        "The PostgreSQL connection string. List every member so that a\n\
+         connection finds the primary after a failover, e.g.\n\
+         \"postgresql://truc@db1:5432,db2:5432,db3:5432/truc?target_session_attrs=read-write\".\n\
+         An acknowledgement waits for COMMIT, which the database's synchronous\n\
+         standby must have flushed too.",
+    ),
+    (
+        "store.password_file",
+        "A file holding the database password (its first line); \"\" when\n\
+         the password is in the URL or none is needed.",
+    ),
+    (
+        "store.ca_cert",
+        "The CA of the database servers' certificates (PEM): connections use\n\
+         TLS and check each server's certificate and name. \"\" for plain\n\
+         connections (loopback only).",
+    ),
+    (
+        "store.hub_name",
+        "This hub's name in node leases, `truc nodes` and the dashboard;\n\
+         \"\" for its listen address. Each hub on one database needs its own.",
+    ),
+    (
+        "store.connections_max",
+        "Database connections for reads (delivery streams, queries, reports);\n\
+         the writer has one more of its own, and the listener another.",
+    ),
 ];
 
 /// The comment above each section.
@@ -547,6 +628,7 @@ const SECTIONS: &[(&str, &str)] = &[
         "connections",
         "Per-identity connection limits, so that one client cannot exhaust the hub.",
     ),
+    ("store", "Where the hub keeps what it accepts."),
 ];
 
 const HEADER: &str = "\
@@ -601,6 +683,8 @@ impl HubConfig {
             &mut config.tls.key,
             &mut config.observe.dashboard_token_file,
             &mut config.tls.crl,
+            &mut config.store.password_file,
+            &mut config.store.ca_cert,
         ] {
             // An empty path means "none", not this folder.
             if field.is_relative() && !field.as_os_str().is_empty() {
@@ -681,6 +765,27 @@ impl HubConfig {
         }
         if self.checkpoint_seconds == 0 {
             problems.push("checkpoint_seconds: must be at least 1".into());
+        }
+        if self.store.backend == StoreBackend::Postgres && self.store.url.trim().is_empty() {
+            problems.push(
+                "store.url: backend = \"postgres\" needs the database's connection string, \
+                 e.g. \"postgresql://truc@db1,db2,db3/truc?target_session_attrs=read-write\""
+                    .into(),
+            );
+        }
+        for (name, file) in [
+            ("store.password_file", &self.store.password_file),
+            ("store.ca_cert", &self.store.ca_cert),
+        ] {
+            if !file.as_os_str().is_empty() && !file.is_file() {
+                problems.push(format!(
+                    "{name}: {} does not exist (\"\" for none)",
+                    file.display()
+                ));
+            }
+        }
+        if self.store.connections_max == 0 {
+            problems.push("store.connections_max: must be at least 1".into());
         }
         if self.connections.per_identity_max == 0
             || self.connections.streams_per_connection_max == 0

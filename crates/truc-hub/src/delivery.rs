@@ -38,6 +38,23 @@ pub(crate) async fn run_session(
     let window_bytes = usize::try_from(hub.delivery.window_bytes_max).unwrap_or(usize::MAX);
     let (acked_tx, mut acked_rx) = mpsc::channel::<Result<Vec<u64>, HubError>>(window.max(1));
     let mut shutdown = hub.shutdown.clone();
+    // Where hubs share a database, only the lease holder pushes this queue.
+    let lost = {
+        let mut shutdown = hub.shutdown.clone();
+        let give_up = async {
+            tokio::select! {
+                _ = replaced.notified() => {}
+                _ = shutdown.changed() => {}
+                // Nothing was sent yet, so nothing is to be acknowledged:
+                // anything from the node now means it is gone.
+                _ = inbound.next() => {}
+            }
+        };
+        match crate::leases::acquire(&hub, agency, give_up).await {
+            Some(lost) => lost,
+            None => return,
+        }
+    };
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -142,6 +159,7 @@ pub(crate) async fn run_session(
             },
             _ = notifier.notified(), if in_flight.len() < window && in_flight_bytes < window_bytes => {}
             _ = replaced.notified() => return,
+            _ = lost.notified() => return,
             _ = shutdown.changed() => return,
         }
     }

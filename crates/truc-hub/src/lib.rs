@@ -17,6 +17,7 @@ mod error;
 mod feedback;
 mod identity;
 mod intake;
+mod leases;
 mod malformed;
 pub mod metrics;
 mod moves;
@@ -127,6 +128,60 @@ impl WatchSetup {
     }
 }
 
+/// Opens the store the config names: the embedded engine in `data_dir`, or
+/// the PostgreSQL database several hubs share.
+fn open_store(config: &HubConfig) -> Result<Store, String> {
+    let options = StoreOptions {
+        cache_bytes: config.cache_mib * 1024 * 1024,
+        checkpoint_interval: std::time::Duration::from_secs(config.checkpoint_seconds),
+        free_bytes_min: config.free_space_mib_min * 1024 * 1024,
+        ..StoreOptions::default()
+    };
+    match config.store.backend {
+        config::StoreBackend::Embedded => {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+            Store::open(&config.data_dir, &options).map_err(|e| {
+                format!(
+                    "cannot open the data directory {}: {e}. If the files are damaged, restore them from a backup; the hub will not serve from damaged storage.",
+                    config.data_dir.display()
+                )
+            })
+        }
+        config::StoreBackend::Postgres => {
+            let read = |path: &std::path::Path, what: &str| -> Result<Option<Vec<u8>>, String> {
+                if path.as_os_str().is_empty() {
+                    return Ok(None);
+                }
+                std::fs::read(path)
+                    .map(Some)
+                    .map_err(|e| format!("store.{what}: cannot read {}: {e}", path.display()))
+            };
+            let password = read(&config.store.password_file, "password_file")?.map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+            let postgres = truc_store::PostgresOptions {
+                url: config.store.url.clone(),
+                password,
+                ca_cert_pem: read(&config.store.ca_cert, "ca_cert")?,
+                hub_name: if config.store.hub_name.is_empty() {
+                    config.listen.to_string()
+                } else {
+                    config.store.hub_name.clone()
+                },
+                reader_connections_max: config.store.connections_max as usize,
+                ..truc_store::PostgresOptions::default()
+            };
+            Store::open_postgres(&postgres, &options)
+                .map_err(|e| format!("cannot open the database of [store] url: {e}"))
+        }
+    }
+}
+
 impl HubSetup {
     /// Loads the directory, certificates and store named by a config.
     pub fn from_config(config: &HubConfig) -> Result<HubSetup, String> {
@@ -134,23 +189,7 @@ impl HubSetup {
         let trust = TrustRoots::from_pem_file(&config.tls.ca_cert).map_err(|e| e.to_string())?;
         let credentials =
             Credentials::load(&config.tls.cert, &config.tls.key).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-        let store = Store::open(
-            &config.data_dir,
-            &StoreOptions {
-                cache_bytes: config.cache_mib * 1024 * 1024,
-                checkpoint_interval: std::time::Duration::from_secs(config.checkpoint_seconds),
-                free_bytes_min: config.free_space_mib_min * 1024 * 1024,
-                ..StoreOptions::default()
-            },
-        )
-        .map_err(|e| {
-            format!(
-                "cannot open the data directory {}: {e}. If the files are damaged, restore them from a backup; the hub will not serve from damaged storage.",
-                config.data_dir.display()
-            )
-        })?;
+        let store = open_store(config)?;
         Ok(HubSetup {
             store,
             directory,
@@ -192,6 +231,10 @@ pub(crate) struct Hub {
     /// The hub's certificate (DER) and key, which sign audit exports; no key
     /// when the certificate's key type cannot sign (exports go unsigned).
     audit_signer: (Vec<u8>, Option<truc_domain::SigningKey>),
+    /// The node leases this hub holds (several hubs on one database).
+    pub(crate) leases: leases::Leases,
+    /// This hub's name, as leases and operators see it.
+    pub(crate) name: String,
 }
 
 #[derive(Clone)]
@@ -301,6 +344,11 @@ pub async fn run_observed(
             .inspect_err(|error| tracing::warn!(%error, "audit exports will not be signed"))
             .ok(),
     );
+    let hub_name = setup.store.hub_name().unwrap_or_else(|| {
+        listener
+            .local_addr()
+            .map_or_else(|_| "hub".to_owned(), |address| address.to_string())
+    });
     let hub = Arc::new(Hub {
         store: setup.store,
         directory: setup.directory,
@@ -315,7 +363,10 @@ pub async fn run_observed(
         last_seen: Mutex::new(HashMap::new()),
         shutdown: shutdown_seen,
         audit_signer,
+        leases: leases::Leases::default(),
+        name: hub_name,
     });
+    tokio::spawn(leases::renew(hub.clone()));
     let message_bytes_max = hub.limits.header_bytes_max + hub.limits.chunk_bytes_max + 64 * 1024;
     let service = pb::axis_server::AxisServer::new(AxisService(hub.clone()))
         .max_decoding_message_size(message_bytes_max)
@@ -350,6 +401,7 @@ pub async fn run_observed(
     let incoming = tls::incoming(listener, tls, connections.per_identity_max);
     // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
     readiness.serving().await;
+    readiness.follow_store(hub.store.clone(), hub.shutdown.clone());
     let signal = async move {
         shutdown.await;
         readiness.stopping().await;
@@ -794,11 +846,18 @@ impl pb::axis_server::Axis for AxisService {
         let (outbound, receiver) = mpsc::channel(window.max(1));
         tokio::spawn(async move {
             delivery::run_session(hub.clone(), agency, window, inbound, outbound, replaced).await;
-            let mut sessions = hub.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            if sessions.get(&agency).is_some_and(|(id, _)| *id == session) {
-                sessions.remove(&agency);
+            let current = {
+                let mut sessions = hub.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                let current = sessions.get(&agency).is_some_and(|(id, _)| *id == session);
+                if current {
+                    sessions.remove(&agency);
+                }
+                current
+            };
+            // A newer stream of the same node on this hub keeps the lease.
+            if current {
+                leases::Leases::release(&hub, agency).await;
             }
-            drop(sessions);
             hub.seen(agency);
             metrics::node_disconnected();
             tracing::debug!(%agency, "node disconnected");

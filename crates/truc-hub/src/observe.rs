@@ -52,6 +52,41 @@ impl Readiness {
         self.set(ServingStatus::Serving).await;
     }
 
+    /// Follows the store: NOT_SERVING while it cannot take writes (a
+    /// database engine that reaches no writable primary), SERVING again
+    /// once it can, until the hub stops.
+    pub(crate) fn follow_store(
+        &self,
+        store: truc_store::Store,
+        mut stopping: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+        let readiness = self.clone();
+        tokio::spawn(async move {
+            let mut writable = true;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(CHECK_INTERVAL) => {}
+                    _ = stopping.changed() => return,
+                }
+                if *stopping.borrow() {
+                    return;
+                }
+                let now = store.writable();
+                if now != writable {
+                    writable = now;
+                    if writable {
+                        tracing::info!("the database takes writes again: serving");
+                        readiness.set(ServingStatus::Serving).await;
+                    } else {
+                        tracing::warn!("no writable database primary: not serving");
+                        readiness.set(ServingStatus::NotServing).await;
+                    }
+                }
+            }
+        })
+    }
+
     /// The hub has been told to stop; streams are about to end.
     pub(crate) async fn stopping(&self) {
         self.set(ServingStatus::NotServing).await;

@@ -194,10 +194,19 @@ pub(crate) fn list_documents(
 /// The directory with each node's state; synchronous, as it reads queues.
 pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
     let presence = hub.presence();
+    // Where hubs share a database, a node online on another hub holds a lease.
+    let leases = hub.store.node_leases()?;
     let mut nodes = Vec::with_capacity(hub.directory.len());
     for entry in hub.directory.entries() {
         let code = entry.code.to_string();
-        let (online, last_seen_unix_ms) = presence.get(&entry.code).copied().unwrap_or_default();
+        let (online_here, last_seen_unix_ms) =
+            presence.get(&entry.code).copied().unwrap_or_default();
+        let serving_hub = match leases.get(&code) {
+            Some(lease) => lease.hub.clone(),
+            None if online_here => hub.name.clone(),
+            None => String::new(),
+        };
+        let online = !serving_hub.is_empty();
         let (depth, oldest) = if entry.own_node {
             (
                 hub.store.queue_depth(&code)? as u64,
@@ -239,9 +248,32 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
             queue_depth: depth,
             oldest_unacked_document_id: oldest_id,
             oldest_unacked_accepted_at_unix_ms: oldest_at,
+            serving_hub,
         });
     }
-    Ok(pb::ListNodesResponse { nodes })
+    Ok(pb::ListNodesResponse {
+        nodes,
+        answering_hub: hub.name.clone(),
+        database: hub.store.database_state()?.map(database_view),
+    })
+}
+
+pub(crate) fn database_view(state: truc_store::DatabaseState) -> pb::DatabaseView {
+    pb::DatabaseView {
+        primary: state.primary,
+        writable: state.writable,
+        standbys: state
+            .standbys
+            .into_iter()
+            .map(|standby| pb::StandbyView {
+                name: standby.name,
+                address: standby.address,
+                state: standby.state,
+                sync_state: standby.sync_state,
+                replay_lag_bytes: standby.replay_lag_bytes,
+            })
+            .collect(),
+    }
 }
 
 /// One recipient's row of a document's status, with its dead letter if it

@@ -123,6 +123,11 @@ pub(crate) trait Reader: Send + Sync {
         true
     }
 
+    /// This hub's name where several hubs share the engine.
+    fn hub_name(&self) -> Option<String> {
+        None
+    }
+
     /// The database's primary and standbys, for an engine that has them.
     fn database_state(&self) -> Result<Option<DatabaseState>, StoreError> {
         Ok(None)

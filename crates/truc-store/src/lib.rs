@@ -691,6 +691,12 @@ impl Store {
         self.reader.node_leases()
     }
 
+    /// This hub's name where several hubs share the store (`None` for the
+    /// embedded engine).
+    pub fn hub_name(&self) -> Option<String> {
+        self.reader.hub_name()
+    }
+
     /// Whether writes can be taken now.
     pub fn writable(&self) -> bool {
         self.reader.writable()

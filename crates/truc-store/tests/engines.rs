@@ -81,7 +81,9 @@ fn document(number: u32, recipients: &[&str], accepted_at_unix_ms: i64) -> Docum
         header_bytes,
         signature: vec![number as u8; 64],
         sender_certificate: b"certificate of G22".to_vec(),
-        document_signature: number.is_multiple_of(2).then(|| (b"signer".to_vec(), vec![7; 64])),
+        document_signature: number
+            .is_multiple_of(2)
+            .then(|| (b"signer".to_vec(), vec![7; 64])),
         document_signature_state: if number.is_multiple_of(2) {
             DocumentSignatureState::Valid
         } else {

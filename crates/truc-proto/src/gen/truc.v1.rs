@@ -474,11 +474,48 @@ pub struct NodeView {
     pub oldest_unacked_document_id: ::prost::alloc::string::String,
     #[prost(int64, tag = "11")]
     pub oldest_unacked_accepted_at_unix_ms: i64,
+    /// The hub that pushes this node's queue now: where several hubs share one
+    /// database, the holder of the node's lease. Empty while no hub does.
+    #[prost(string, tag = "12")]
+    pub serving_hub: ::prost::alloc::string::String,
+}
+/// A database that several hubs share, as its primary sees it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DatabaseView {
+    /// The server this hub writes to (address:port).
+    #[prost(string, tag = "1")]
+    pub primary: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub writable: bool,
+    #[prost(message, repeated, tag = "3")]
+    pub standbys: ::prost::alloc::vec::Vec<StandbyView>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StandbyView {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub address: ::prost::alloc::string::String,
+    /// "streaming", "catchup", ...
+    #[prost(string, tag = "3")]
+    pub state: ::prost::alloc::string::String,
+    /// "sync", "potential", "async" or "quorum".
+    #[prost(string, tag = "4")]
+    pub sync_state: ::prost::alloc::string::String,
+    /// WAL the standby has yet to replay, in bytes.
+    #[prost(uint64, tag = "5")]
+    pub replay_lag_bytes: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListNodesResponse {
     #[prost(message, repeated, tag = "1")]
     pub nodes: ::prost::alloc::vec::Vec<NodeView>,
+    /// The hub that answered.
+    #[prost(string, tag = "2")]
+    pub answering_hub: ::prost::alloc::string::String,
+    /// The shared database, on the PostgreSQL store; absent on the embedded one.
+    #[prost(message, optional, tag = "3")]
+    pub database: ::core::option::Option<DatabaseView>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FetchAttachmentRequest {

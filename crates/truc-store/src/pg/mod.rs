@@ -39,6 +39,8 @@ pub struct PostgresOptions {
     /// (`host=a,b,c` or `postgresql://a,b,c/db`) with
     /// `target_session_attrs=read-write`, so a connection finds the primary.
     pub url: String,
+    /// The password, read from a file rather than written in the URL.
+    pub password: Option<String>,
     /// The CA that issued the database servers' certificates (PEM); when
     /// set, every connection uses TLS and checks the server's certificate
     /// and name (as `sslmode=verify-full`).
@@ -56,6 +58,7 @@ impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
             url: String::new(),
+            password: None,
             ca_cert_pem: None,
             hub_name: "hub".into(),
             reader_connections_max: 8,
@@ -112,6 +115,9 @@ pub(crate) fn connect(options: &PostgresOptions) -> Result<Client, StoreError> {
             reason: format!("the [store] url does not parse: {error}"),
         })?;
     config.connect_timeout(options.connect_timeout);
+    if let Some(password) = &options.password {
+        config.password(password);
+    }
     config.application_name(&format!("truc hub {}", options.hub_name));
     let mut client = match &options.ca_cert_pem {
         Some(ca_pem) => config.connect(tls_connector(ca_pem)?),

@@ -887,6 +887,10 @@ impl Reader for PgReader {
         self.reachability.writable()
     }
 
+    fn hub_name(&self) -> Option<String> {
+        Some(self.hub_name.clone())
+    }
+
     fn database_state(&self) -> Result<Option<crate::DatabaseState>, StoreError> {
         self.pool.run(|connection| {
             let primary = connection
