@@ -1652,13 +1652,19 @@ impl Builder<'_> {
             let doc = self.doc(G22, &[G17]);
             let header = doc.header.encode_to_vec();
             let signature = sign(self.key(G22), &header);
+            // An unregistered agency is refused before its envelope is read.
+            let (code, field) = if replayer == H01 {
+                (Code::PermissionDenied, "certificate")
+            } else {
+                (Code::Unauthenticated, "envelope.signature")
+            };
             self.push(
                 Case::new(
                     format!("signature: G22's envelope replayed by {replayer}"),
                     Who::Agency(replayer),
                     Input::Send(doc.messages(header, signature)),
-                    Code::Unauthenticated,
-                    "envelope.signature",
+                    code,
+                    field,
                 )
                 .probe(doc.id.clone()),
             );
@@ -1682,12 +1688,18 @@ impl Builder<'_> {
                     .find(|code| *code != caller && *code != claimed)
                     .expect("a third agency");
                 let doc = self.doc(&claimed, &[recipient]);
+                // An unregistered agency is refused for who it is, whatever it claims.
+                let field = if caller == H01 {
+                    "certificate"
+                } else {
+                    "from.organ_id"
+                };
                 self.send(
                     format!("{caller} claims to be {claimed}"),
                     caller,
                     &doc,
                     Code::PermissionDenied,
-                    "from.organ_id",
+                    field,
                 );
             }
         }
@@ -2302,11 +2314,35 @@ impl Builder<'_> {
             );
             self.push(case);
         }
-        for (who, id, what) in [
-            (G22, &f1, "the sender moves its own F1"),
-            (G12, &f2, "the sender moves its own F2"),
-            (H01, &f1, "an unregistered agency moves F1"),
-            (H01, &f2, "an unregistered agency moves F2"),
+        for (who, id, what, code, field) in [
+            (
+                G22,
+                &f1,
+                "the sender moves its own F1",
+                Code::NotFound,
+                "document_id",
+            ),
+            (
+                G12,
+                &f2,
+                "the sender moves its own F2",
+                Code::NotFound,
+                "document_id",
+            ),
+            (
+                H01,
+                &f1,
+                "an unregistered agency moves F1",
+                Code::PermissionDenied,
+                "certificate",
+            ),
+            (
+                H01,
+                &f2,
+                "an unregistered agency moves F2",
+                Code::PermissionDenied,
+                "certificate",
+            ),
         ] {
             let case = self.move_request(
                 what.into(),
@@ -2317,10 +2353,10 @@ impl Builder<'_> {
                     status: 3,
                     reason: String::new(),
                 },
-                Code::NotFound,
-                "document_id",
+                code,
+                field,
             );
-            self.push(case);
+            self.push(case.detail(if who == H01 { H01 } else { "" }));
         }
         for recipient in ["", H41] {
             let case = self.move_request(
@@ -2426,20 +2462,26 @@ impl Builder<'_> {
         }
         for id in [&f1, &f2] {
             let which = if *id == f1 { "F1" } else { "F2" };
-            self.push(Case::new(
-                format!("an unregistered agency reads the status of {which}"),
-                Who::Agency(H01),
-                get(id),
-                Code::PermissionDenied,
-                "document_id",
-            ));
-            self.push(Case::new(
-                format!("an unregistered agency fetches {which}'s attachment"),
-                Who::Agency(H01),
-                fetch(id, 0),
-                Code::PermissionDenied,
-                "document_id",
-            ));
+            self.push(
+                Case::new(
+                    format!("an unregistered agency reads the status of {which}"),
+                    Who::Agency(H01),
+                    get(id),
+                    Code::PermissionDenied,
+                    "certificate",
+                )
+                .detail(H01),
+            );
+            self.push(
+                Case::new(
+                    format!("an unregistered agency fetches {which}'s attachment"),
+                    Who::Agency(H01),
+                    fetch(id, 0),
+                    Code::PermissionDenied,
+                    "certificate",
+                )
+                .detail(H01),
+            );
         }
         for index in [1, 2, 100, u32::MAX] {
             self.push(Case::new(
