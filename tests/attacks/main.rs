@@ -1049,6 +1049,128 @@ async fn a_code_removed_from_the_directory_stops_acting_without_a_restart() {
         .expect("sends again");
 }
 
+/// A client's text that would forge a log line, in a notation.
+const FORGED_LINE: &str =
+    "\n2026-12-06T00:00:00.000000Z  WARN truc::security: security event kind=\"forged\"";
+
+/// Whether a line of the human format starts as the hub writes one: a
+/// timestamp of this run (RFC 3339, UTC), never the forged one.
+fn starts_as_a_log_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() > 20
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[10] == b'T'
+        && !line.starts_with("2026-12-06T00:00:00.000000Z")
+}
+
+/// What a client writes never breaks or forges a line, in either format:
+/// refusals repeat it quoted with escapes, the human format escapes every
+/// field, and JSON lines stay one object each.
+#[tokio::test]
+async fn refusals_and_log_lines_escape_what_clients_wrote() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let (human, json) = (Captured::default(), Captured::default());
+    let (human_writer, json_writer) = (human.clone(), json.clone());
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(truc_hub::logs::layer(
+            truc_hub::logs::LogFormat::Human,
+            move || human_writer.clone(),
+            false,
+        ))
+        .with(truc_hub::logs::layer(
+            truc_hub::logs::LogFormat::Json,
+            move || json_writer.clone(),
+            false,
+        ));
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let hub = TestHub::start().await;
+    let g22 = hub.client(G22).await;
+
+    let mut forged = draft(G22, &[H41], 1);
+    forged.notation = format!("VPCP{FORGED_LINE}");
+    let mut with_nul = draft(G22, &[H41], 2);
+    with_nul.notation = "VPCP\0\u{1b}[2J".into();
+    let mut overridden = draft(G22, &[H41], 3);
+    overridden.notation = "VPCP\u{202e}TTĐT".into();
+    let attempts = [
+        (forged, pdf("a.pdf", 1, 10), "code"),
+        (with_nul, pdf("a.pdf", 2, 10), "code"),
+        (overridden, pdf("a.pdf", 3, 10), "code"),
+        (
+            draft(G22, &[H41], 4),
+            pdf("hoadon\u{202e}fdp.exe", 4, 10),
+            "attachments[0].name",
+        ),
+        (
+            draft(G22, &[H41], 5),
+            pdf(&format!("vanban{FORGED_LINE}.pdf"), 5, 10),
+            "attachments[0].name",
+        ),
+    ];
+    let refused_sends = attempts.len();
+    for (draft, attachment, field) in attempts {
+        let refusal = g22.send(&draft, vec![attachment]).await.unwrap_err();
+        let message = refusal.to_string();
+        assert_eq!(refusal.code(), Some(Code::InvalidArgument), "{message}");
+        assert!(message.contains(&format!("{field}:")), "{message}");
+        assert!(
+            !message.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "the refusal repeats the client's text raw: {message:?}"
+        );
+    }
+    // A move naming a recipient with a forged line is refused the same way.
+    let refusal = g22
+        .move_status(
+            "000.00.00.G22,2026/12/06,1/VPCP",
+            Some(&format!("000.00.00.H41{FORGED_LINE}")),
+            Status::Received,
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert!(!refusal.to_string().contains('\n'), "{refusal}");
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while human.text().matches("send refused").count() < refused_sends
+        || json.text().matches("send refused").count() < refused_sends
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refusals were not logged; human log:\n{}\njson log:\n{}",
+            human.text(),
+            json.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let human_text = human.text();
+    for line in human_text.lines() {
+        assert!(
+            starts_as_a_log_line(line),
+            "a line the hub did not write: {line:?}\nin:\n{human_text}"
+        );
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "a raw control or override character: {line:?}"
+        );
+    }
+    // The forged line is there, escaped inside the refusal's own line.
+    assert!(
+        human_text.contains("VPCP\\n2026-12-06T00:00:00.000000Z"),
+        "{human_text}"
+    );
+    let json_text = json.text();
+    let mut events = 0;
+    for line in json_text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not one JSON object per line ({error}): {line:?}"));
+        assert!(event.is_object(), "{line}");
+        events += 1;
+    }
+    assert!(events >= refused_sends, "{json_text}");
+}
+
 /// The hub's TLS configuration holds only TLS 1.3's AEAD suites.
 #[test]
 fn the_hub_offers_only_tls_1_3_with_strong_suites() {

@@ -164,7 +164,8 @@ pub(crate) async fn send(
     if recipients.is_empty() {
         let reasons: Vec<String> = refused
             .iter()
-            .map(|r| format!("{}: {}", r.organ_id, r.reason))
+            // The organ id is as the client wrote it, perhaps ill-formed: quoted with escapes.
+            .map(|r| format!("{:?}: {}", r.organ_id, r.reason))
             .collect();
         return Err(HubError::invalid(
             "to",

@@ -17,6 +17,7 @@ mod error;
 mod feedback;
 mod identity;
 mod intake;
+pub mod logs;
 mod malformed;
 pub mod metrics;
 mod moves;
