@@ -336,6 +336,7 @@ const DIRECTORY_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub(crate) async fn watch(
     live: Arc<LiveDirectory>,
     reload: DirectoryReload,
+    mut hangups: Hangups,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     changed: impl Fn(&Directory),
 ) {
@@ -353,7 +354,6 @@ pub(crate) async fn watch(
             .map_err(|error| format!("cannot read {}: {error}", path.display()))
     };
     let mut seen = read(&reload.path).ok();
-    let mut hangups = hangups(reload.on_sighup);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(reload.interval) => {}
@@ -396,13 +396,16 @@ pub(crate) async fn watch(
     }
 }
 
+/// SIGHUPs as they come, when asked for.
 #[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
+pub(crate) type Hangups = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangups = Option<()>;
+pub(crate) type Hangups = Option<()>;
 
+/// Starts listening for SIGHUP, before the hub serves: a SIGHUP that came
+/// before the listener would end the process (its default action).
 #[cfg(unix)]
-fn hangups(wanted: bool) -> Hangups {
+pub(crate) fn hangups(wanted: bool) -> Hangups {
     use tokio::signal::unix::{signal, SignalKind};
     if !wanted {
         return None;
@@ -415,7 +418,7 @@ fn hangups(wanted: bool) -> Hangups {
 }
 
 #[cfg(not(unix))]
-fn hangups(_wanted: bool) -> Hangups {
+pub(crate) fn hangups(_wanted: bool) -> Hangups {
     None
 }
 

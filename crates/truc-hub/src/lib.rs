@@ -349,9 +349,11 @@ pub async fn run_observed(
     ));
     let directory_task = setup.security.directory_reload.clone().map(|reload| {
         let weak = Arc::downgrade(&hub);
+        let hangups = directory::hangups(reload.on_sighup);
         tokio::spawn(directory::watch(
             hub.live_directory.clone(),
             reload,
+            hangups,
             hub.shutdown.clone(),
             move |directory| {
                 if let Some(hub) = weak.upgrade() {
