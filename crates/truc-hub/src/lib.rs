@@ -38,11 +38,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use truc_domain::{AgencyCode, DocumentDate, DocumentId, Limits};
-
-use directory::Act;
 use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
+
+use directory::Act;
 
 pub use calendar::WorkingCalendar;
 pub use clock::Clock;
@@ -573,6 +573,8 @@ impl Hub {
         Ok(agency)
     }
 
+    /// PERMISSION_DENIED naming `certificate` unless the directory in force
+    /// lets `code` do `act`.
     pub(crate) fn admit(&self, code: &AgencyCode, act: Act) -> Result<(), HubError> {
         self.directory()
             .admits(code, act)
