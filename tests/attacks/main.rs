@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use truc_domain::Status;
 use truc_hub::config::ConnectionsConfig;
+use truc_hub::{AgencyEntry, ConnectionMode};
 use truc_node::compose::Prepared;
 use truc_node::AxisClient;
 use truc_pki::{Credentials, TrustRoots};
@@ -26,6 +27,14 @@ const H41: &str = AGENCIES[2];
 const REVOKED: &str = "000.00.00.G40";
 /// Opens more connections than its identity may hold.
 const FLOODER: &str = "000.00.00.G41";
+/// Certified by the axis CA, not in the hub's directory.
+const UNREGISTERED: &str = truc_testkit::UNREGISTERED;
+/// A district of Nghệ An with no node of its own: H41 relays for it.
+const NODELESS_UNIT: &str = "000.00.05.H41";
+/// A district of Nghệ An with a node of its own.
+const OWN_NODE_UNIT: &str = "000.00.06.H41";
+/// Under H41, but in no directory.
+const UNLISTED_UNIT: &str = "000.00.09.H41";
 /// Connections one identity may hold in this suite.
 const CONNECTIONS_PER_IDENTITY_MAX: u32 = 3;
 /// A bound on each wait, so that a broken hub fails the test instead of hanging it.
@@ -36,10 +45,12 @@ const PATIENCE: Duration = Duration::from_secs(30);
 enum Expected {
     /// The TLS handshake fails; logged and counted as `kind`.
     HandshakeRefused { kind: &'static str },
-    /// A gRPC refusal whose message starts with `field`; logged as `kind`.
+    /// A gRPC refusal whose message starts with `field` and contains
+    /// `names` (when not empty); logged as `kind`.
     Refused {
         code: Code,
         field: &'static str,
+        names: &'static str,
         kind: &'static str,
     },
     /// Answered with the original acknowledgement, nothing stored again.
@@ -102,12 +113,37 @@ enum Attack {
     OperatorSends,
     /// One identity opens one connection more than it may.
     ConnectionFlood,
+    /// A certificate of the axis CA for a code not in the directory sends,
+    /// opens a delivery stream, moves a status, reads its counts.
+    UnregisteredSends,
+    UnregisteredOpensDeliveries,
+    UnregisteredMoves,
+    UnregisteredReads,
+    /// A unit reached only through its relay acts as a node of its own.
+    NodelessUnitSends,
+    NodelessUnitOpensDeliveries,
+    NodelessUnitMoves,
+    /// The relay moves a delivery of a unit of its subtree that has a node
+    /// of its own, and of a unit that is not registered.
+    RelayActsForUnitWithOwnNode,
+    RelayActsForUnlistedUnit,
 }
 
 fn table() -> Vec<(Attack, Expected, &'static str)> {
     use Attack::*;
     use Expected::*;
-    let refused = |code, field, kind| Refused { code, field, kind };
+    let refused = |code, field, kind| Refused {
+        code,
+        field,
+        names: "",
+        kind,
+    };
+    let denied_naming = |field, names| Refused {
+        code: Code::PermissionDenied,
+        field,
+        names,
+        kind: "permission_denied",
+    };
     vec![
         (
             AnotherCa,
@@ -231,6 +267,51 @@ fn table() -> Vec<(Attack, Expected, &'static str)> {
         // acknowledgements name items of its own queue only, so the attempt
         // finds nothing and changes nothing (checked in the row itself).
         (AcknowledgesAnothersQueue, NoEffect, ""),
+        (
+            UnregisteredSends,
+            denied_naming("certificate", UNREGISTERED),
+            "urn:truc:agency:000.00.00.H01",
+        ),
+        (
+            UnregisteredOpensDeliveries,
+            denied_naming("certificate", UNREGISTERED),
+            "urn:truc:agency:000.00.00.H01",
+        ),
+        (
+            UnregisteredMoves,
+            denied_naming("certificate", UNREGISTERED),
+            "urn:truc:agency:000.00.00.H01",
+        ),
+        (
+            UnregisteredReads,
+            denied_naming("certificate", UNREGISTERED),
+            "urn:truc:agency:000.00.00.H01",
+        ),
+        (
+            NodelessUnitSends,
+            denied_naming("certificate", NODELESS_UNIT),
+            "urn:truc:agency:000.00.05.H41",
+        ),
+        (
+            NodelessUnitOpensDeliveries,
+            denied_naming("certificate", NODELESS_UNIT),
+            "urn:truc:agency:000.00.05.H41",
+        ),
+        (
+            NodelessUnitMoves,
+            denied_naming("certificate", NODELESS_UNIT),
+            "urn:truc:agency:000.00.05.H41",
+        ),
+        (
+            RelayActsForUnitWithOwnNode,
+            denied_naming("recipient", OWN_NODE_UNIT),
+            "urn:truc:agency:000.00.00.H41",
+        ),
+        (
+            RelayActsForUnlistedUnit,
+            denied_naming("recipient", UNLISTED_UNIT),
+            "urn:truc:agency:000.00.00.H41",
+        ),
     ]
 }
 
@@ -250,6 +331,8 @@ struct Context {
     accepted_at_unix_ms: i64,
     /// H41's queue item for the fixture document.
     h41_queue_seq: u64,
+    /// G22's document to [`NODELESS_UNIT`] and [`OWN_NODE_UNIT`].
+    units_document_id: String,
     foreign_pki: tempfile::TempDir,
 }
 
@@ -478,6 +561,60 @@ async fn run(attack: &Attack, context: &Context) -> Outcome {
                 .send(&draft(G22, &[H41], 103), vec![pdf("a.pdf", 1, 10)])
                 .await,
         ),
+        Attack::UnregisteredSends => refusal(
+            hub.client(UNREGISTERED)
+                .await
+                .send(&draft(UNREGISTERED, &[H41], 104), vec![pdf("a.pdf", 1, 10)])
+                .await,
+        ),
+        Attack::UnregisteredOpensDeliveries => refusal(
+            hub.client(UNREGISTERED)
+                .await
+                .deliveries(8)
+                .await
+                .map(|_| "a stream"),
+        ),
+        Attack::UnregisteredMoves => refusal(
+            hub.client(UNREGISTERED)
+                .await
+                .move_status(&context.document_id, None, Status::Received, "")
+                .await,
+        ),
+        Attack::UnregisteredReads => refusal(hub.client(UNREGISTERED).await.counts("", "").await),
+        Attack::NodelessUnitSends => refusal(
+            hub.client(NODELESS_UNIT)
+                .await
+                .send(
+                    &draft(NODELESS_UNIT, &[G22], 105),
+                    vec![pdf("a.pdf", 1, 10)],
+                )
+                .await,
+        ),
+        Attack::NodelessUnitOpensDeliveries => refusal(
+            hub.client(NODELESS_UNIT)
+                .await
+                .deliveries(8)
+                .await
+                .map(|_| "a stream"),
+        ),
+        Attack::NodelessUnitMoves => refusal(
+            hub.client(NODELESS_UNIT)
+                .await
+                .move_status(&context.units_document_id, None, Status::Received, "")
+                .await,
+        ),
+        Attack::RelayActsForUnitWithOwnNode | Attack::RelayActsForUnlistedUnit => {
+            let unit = match attack {
+                Attack::RelayActsForUnitWithOwnNode => OWN_NODE_UNIT,
+                _ => UNLISTED_UNIT,
+            };
+            refusal(
+                hub.client(H41)
+                    .await
+                    .move_status(&context.units_document_id, Some(unit), Status::Received, "")
+                    .await,
+            )
+        }
         Attack::ConnectionFlood => {
             let credentials = hub.pki.agency_credentials(FLOODER).unwrap();
             let mut held = Vec::new();
@@ -593,6 +730,7 @@ async fn every_attack_is_refused_logged_and_counted() {
 
     let hub = TestHub::start_with_options(TestHubOptions {
         extra_agencies: vec![REVOKED.into(), FLOODER.into()],
+        entries: units_of_nghe_an(),
         metrics: true,
         connections: Some(ConnectionsConfig {
             per_identity_max: CONNECTIONS_PER_IDENTITY_MAX,
@@ -626,6 +764,14 @@ async fn every_attack_is_refused_logged_and_counted() {
     };
     // H41 keeps the delivery unacknowledged, so its queue item stays.
     drop(h41_stream);
+    let units_document_id = g22
+        .send(
+            &draft(G22, &[NODELESS_UNIT, OWN_NODE_UNIT], 3),
+            vec![pdf("c.pdf", 3, 100)],
+        )
+        .await
+        .unwrap()
+        .document_id;
 
     // Revoke while the hub runs, with a connection already open.
     let revoked_early = hub.client(REVOKED).await;
@@ -667,6 +813,7 @@ async fn every_attack_is_refused_logged_and_counted() {
         document_id: accepted.document_id.clone(),
         accepted_at_unix_ms: accepted.accepted_at_unix_ms,
         h41_queue_seq,
+        units_document_id,
         foreign_pki: tempfile::tempdir().unwrap(),
         hub,
     };
@@ -680,8 +827,17 @@ async fn every_attack_is_refused_logged_and_counted() {
         let outcome = run(attack, &context).await;
         let kind = match (expected, &outcome) {
             (Expected::HandshakeRefused { kind }, Outcome::HandshakeRefused(_)) => Some(*kind),
-            (Expected::Refused { code, field, kind }, Outcome::Refused(status))
-                if status.code() == *code && status.message().starts_with(field) =>
+            (
+                Expected::Refused {
+                    code,
+                    field,
+                    names,
+                    kind,
+                },
+                Outcome::Refused(status),
+            ) if status.code() == *code
+                && status.message().starts_with(&format!("{field}:"))
+                && status.message().contains(names) =>
             {
                 Some(*kind)
             }
@@ -741,6 +897,278 @@ async fn every_attack_is_refused_logged_and_counted() {
         .unwrap();
     assert!(!good.duplicate);
     eprintln!("{} attacks tried, all handled as expected", rows.len());
+}
+
+/// Nghệ An relays for a district without a node; another district has its own.
+fn units_of_nghe_an() -> Vec<AgencyEntry> {
+    let entry = |code: &str, connection, relay, own_node| AgencyEntry {
+        code: code.parse().unwrap(),
+        name: format!("Agency {code}"),
+        connection,
+        relay,
+        own_node,
+    };
+    vec![
+        entry(H41, ConnectionMode::Lgsp, true, true),
+        entry(NODELESS_UNIT, ConnectionMode::Lgsp, false, false),
+        entry(OWN_NODE_UNIT, ConnectionMode::Direct, false, true),
+    ]
+}
+
+/// Registered at the start of the reload test, then removed.
+const REMOVED: &str = "000.00.00.G43";
+
+/// Polls `check` until it holds, failing with `what` after [`PATIENCE`].
+async fn eventually<F, Fut>(what: &str, log: &Captured, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}, not within {PATIENCE:?}; log:\n{}",
+            log.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn denied_naming(result: Result<impl std::fmt::Debug, truc_node::ClientError>, code: &str) -> bool {
+    matches!(
+        refusal(result),
+        Outcome::Refused(status) if status.code() == Code::PermissionDenied
+            && status.message().starts_with("certificate:")
+            && status.message().contains(code)
+    )
+}
+
+/// The directory is read again while the hub runs: a code taken out of it
+/// can no longer send, move, read or receive (its open delivery stream
+/// ends), a file that does not load leaves the one in force, and a code put
+/// back may act again.
+#[tokio::test]
+async fn a_code_removed_from_the_directory_stops_acting_without_a_restart() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let hub = TestHub::start_with_options(TestHubOptions {
+        extra_agencies: vec![REMOVED.into()],
+        directory_reload: Some(Duration::from_millis(50)),
+        ..TestHubOptions::default()
+    })
+    .await;
+    let removed = hub.client(REMOVED).await;
+    let g22 = hub.client(G22).await;
+    let sent = removed
+        .send(&draft(REMOVED, &[H41], 1), vec![pdf("a.pdf", 1, 10)])
+        .await
+        .expect("registered: it sends");
+    let (_acks, mut stream) = removed.deliveries(8).await.expect("and receives");
+    let to_removed = g22
+        .send(&draft(G22, &[REMOVED], 2), vec![pdf("b.pdf", 2, 10)])
+        .await
+        .expect("and is a recipient");
+
+    let everyone = hub.initial_entries();
+    let without: Vec<AgencyEntry> = everyone
+        .iter()
+        .filter(|entry| entry.code.to_string() != REMOVED)
+        .cloned()
+        .collect();
+    hub.write_directory(&without);
+    eventually("the removed code is refused", &captured, || async {
+        denied_naming(removed.counts("", "").await, REMOVED)
+    })
+    .await;
+    // Its open delivery stream ends with the refusal, not at its next reconnection.
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, stream.message()).await {
+            Err(_) => panic!("the removed code's stream is still open"),
+            Ok(Ok(Some(_))) => continue,
+            Ok(other) => break other,
+        }
+    };
+    assert!(
+        matches!(&ended, Err(status) if status.code() == Code::PermissionDenied && status.message().contains(REMOVED)),
+        "{ended:?}"
+    );
+    assert!(denied_naming(
+        removed
+            .send(&draft(REMOVED, &[H41], 3), vec![pdf("c.pdf", 3, 10)])
+            .await,
+        REMOVED
+    ));
+    assert!(denied_naming(
+        removed
+            .move_status(&to_removed.document_id, None, Status::Received, "")
+            .await,
+        REMOVED
+    ));
+    assert!(denied_naming(
+        removed.get_status(&sent.document_id).await,
+        REMOVED
+    ));
+    assert!(denied_naming(
+        removed.deliveries(8).await.map(|_| ()),
+        REMOVED
+    ));
+    // Nor is it a recipient any more: a send only to it is refused whole.
+    let refused = g22
+        .send(&draft(G22, &[REMOVED], 4), vec![pdf("d.pdf", 4, 10)])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(Code::InvalidArgument), "{refused}");
+    assert!(refused.to_string().contains("not registered"), "{refused}");
+
+    // A file that does not load leaves the directory in force.
+    captured.clear();
+    std::fs::write(hub.directory_path(), "[[agency]]\ncode = \"nonsense\"\n").unwrap();
+    eventually("the broken file is reported", &captured, || async {
+        captured.text().contains("directory not reloaded")
+    })
+    .await;
+    g22.counts("", "").await.expect("G22 is still registered");
+    assert!(denied_naming(removed.counts("", "").await, REMOVED));
+
+    // Put back, it acts again.
+    hub.write_directory(&everyone);
+    eventually("the code put back may act", &captured, || async {
+        removed.counts("", "").await.is_ok()
+    })
+    .await;
+    removed
+        .send(&draft(REMOVED, &[H41], 5), vec![pdf("e.pdf", 5, 10)])
+        .await
+        .expect("sends again");
+}
+
+/// A client's text that would forge a log line, in a notation.
+const FORGED_LINE: &str =
+    "\n2026-12-06T00:00:00.000000Z  WARN truc::security: security event kind=\"forged\"";
+
+/// Whether a line of the human format starts as the hub writes one: a
+/// timestamp of this run (RFC 3339, UTC), never the forged one.
+fn starts_as_a_log_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() > 20
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[10] == b'T'
+        && !line.starts_with("2026-12-06T00:00:00.000000Z")
+}
+
+/// What a client writes never breaks or forges a line, in either format:
+/// refusals repeat it quoted with escapes, the human format escapes every
+/// field, and JSON lines stay one object each.
+#[tokio::test]
+async fn refusals_and_log_lines_escape_what_clients_wrote() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let (human, json) = (Captured::default(), Captured::default());
+    let (human_writer, json_writer) = (human.clone(), json.clone());
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(truc_hub::logs::layer(
+            truc_hub::logs::LogFormat::Human,
+            move || human_writer.clone(),
+            false,
+        ))
+        .with(truc_hub::logs::layer(
+            truc_hub::logs::LogFormat::Json,
+            move || json_writer.clone(),
+            false,
+        ));
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let hub = TestHub::start().await;
+    let g22 = hub.client(G22).await;
+
+    let mut forged = draft(G22, &[H41], 1);
+    forged.notation = format!("VPCP{FORGED_LINE}");
+    let mut with_nul = draft(G22, &[H41], 2);
+    with_nul.notation = "VPCP\0\u{1b}[2J".into();
+    let mut overridden = draft(G22, &[H41], 3);
+    overridden.notation = "VPCP\u{202e}TTĐT".into();
+    let attempts = [
+        (forged, pdf("a.pdf", 1, 10), "code"),
+        (with_nul, pdf("a.pdf", 2, 10), "code"),
+        (overridden, pdf("a.pdf", 3, 10), "code"),
+        (
+            draft(G22, &[H41], 4),
+            pdf("hoadon\u{202e}fdp.exe", 4, 10),
+            "attachments[0].name",
+        ),
+        (
+            draft(G22, &[H41], 5),
+            pdf(&format!("vanban{FORGED_LINE}.pdf"), 5, 10),
+            "attachments[0].name",
+        ),
+    ];
+    let refused_sends = attempts.len();
+    for (draft, attachment, field) in attempts {
+        let refusal = g22.send(&draft, vec![attachment]).await.unwrap_err();
+        let message = refusal.to_string();
+        assert_eq!(refusal.code(), Some(Code::InvalidArgument), "{message}");
+        assert!(message.contains(&format!("{field}:")), "{message}");
+        assert!(
+            !message.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "the refusal repeats the client's text raw: {message:?}"
+        );
+    }
+    // A move naming a recipient with a forged line is refused the same way.
+    let refusal = g22
+        .move_status(
+            "000.00.00.G22,2026/12/06,1/VPCP",
+            Some(&format!("000.00.00.H41{FORGED_LINE}")),
+            Status::Received,
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert!(!refusal.to_string().contains('\n'), "{refusal}");
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while human.text().matches("send refused").count() < refused_sends
+        || json.text().matches("send refused").count() < refused_sends
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refusals were not logged; human log:\n{}\njson log:\n{}",
+            human.text(),
+            json.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let human_text = human.text();
+    for line in human_text.lines() {
+        assert!(
+            starts_as_a_log_line(line),
+            "a line the hub did not write: {line:?}\nin:\n{human_text}"
+        );
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "a raw control or override character: {line:?}"
+        );
+    }
+    // The forged line is there, escaped inside the refusal's own line.
+    assert!(
+        human_text.contains("VPCP\\n2026-12-06T00:00:00.000000Z"),
+        "{human_text}"
+    );
+    let json_text = json.text();
+    let mut events = 0;
+    for line in json_text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not one JSON object per line ({error}): {line:?}"));
+        assert!(event.is_object(), "{line}");
+        events += 1;
+    }
+    assert!(events >= refused_sends, "{json_text}");
 }
 
 /// The hub's TLS configuration holds only TLS 1.3's AEAD suites.

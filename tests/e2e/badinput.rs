@@ -504,6 +504,17 @@ fn check(case: &Case, outcome: Outcome) -> Result<(), String> {
     if !message.starts_with(&format!("{}:", case.field)) {
         problems.push(format!("the message does not start with '{}:'", case.field));
     }
+    // What the client wrote may be repeated, quoted with escapes, never as
+    // it was: a refusal is shown to people and reaches log lines.
+    if let Some(raw) = message
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        problems.push(format!(
+            "the message holds U+{:04X} unescaped",
+            u32::from(raw)
+        ));
+    }
     for detail in &case.details {
         if !message.contains(detail.as_str()) {
             problems.push(format!("the message does not mention '{detail}'"));

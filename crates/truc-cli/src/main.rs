@@ -350,22 +350,21 @@ fn main() -> ExitCode {
 }
 
 fn init_logs(format: LogFormat) {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let format = match format {
+        LogFormat::Human => truc_hub::logs::LogFormat::Human,
+        LogFormat::Json => truc_hub::logs::LogFormat::Json,
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Both formats escape what clients wrote: a refusal's text cannot forge a line.
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,truc=info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Human => logs.init(),
-        // The innermost span (e.g. `send` with its document_id) rides on each line.
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-    }
+        .with(truc_hub::logs::layer(format, std::io::stderr, ansi))
+        .init();
 }
 
 async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode> {

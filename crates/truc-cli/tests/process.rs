@@ -365,6 +365,82 @@ async fn a_hub_process_logs_json_lines_with_document_ids_and_serves_metrics() {
     assert_eq!(accepted["span"]["document_id"], sent.document_id.as_str());
 }
 
+/// SIGHUP makes a hub process read its directory at once (its interval here
+/// is an hour): a code taken out is refused from then on. Its human log
+/// holds only lines it wrote, though a client sent a notation with a line
+/// feed and a forged line after it.
+#[tokio::test]
+async fn sighup_reloads_the_directory_and_the_human_log_is_not_forged() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, address, pki) = setup(root.path());
+    let log_path = root.path().join("hub.log");
+    let mut hub = HubProcess::start_with(
+        &config,
+        &["--log-format", "human"],
+        &[("TRUC_HUB__DIRECTORY_RELOAD_SECONDS", "3600")],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let removed = RECIPIENTS[0];
+    let sender = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
+    let recipient = connect(address, &pki, pki.agency_credentials(removed).unwrap()).await;
+
+    let mut forged = draft(1);
+    forged.notation =
+        "VPCP\n2026-12-06T00:00:00.000000Z  WARN truc::security: security event".into();
+    let attachment = Attachment::bytes("vb.pdf", "application/pdf", vec![1; 100]);
+    let refused = sender.send(&forged, vec![attachment]).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(tonic::Code::InvalidArgument),
+        "{refused}"
+    );
+
+    let text: String = std::iter::once(SENDER)
+        .chain([RECIPIENTS[1]])
+        .map(|code| format!("[[agency]]\ncode = \"{code}\"\nname = \"Agency {code}\"\n\n"))
+        .collect();
+    std::fs::write(root.path().join("agencies.toml"), text).unwrap();
+    let hung_up = Command::new("kill")
+        .args(["-HUP", &hub.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(hung_up.success());
+    let mut refused_at_last = false;
+    for _ in 0..600 {
+        if let Err(truc_node::ClientError::Refused(status)) = recipient.counts("", "").await {
+            assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+            assert!(status.message().contains(removed), "{status:?}");
+            refused_at_last = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused_at_last,
+        "the directory was not read again on SIGHUP"
+    );
+    sender.counts("", "").await.expect("the others still act");
+    assert!(hub.terminate().await.success());
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("directory reloaded"), "{logs}");
+    assert!(logs.contains("send refused"), "{logs}");
+    // The banner for people is the one line that is not an event.
+    for line in logs
+        .lines()
+        .filter(|line| !line.starts_with("truc hub listening"))
+    {
+        assert!(
+            line.len() > 20 && line.as_bytes()[..4].iter().all(u8::is_ascii_digit),
+            "a line the hub did not write: {line:?} in\n{logs}"
+        );
+        assert!(
+            !line.starts_with("2026-12-06T00:00:00.000000Z"),
+            "a forged line: {line:?}"
+        );
+    }
+}
+
 /// The Python client of `clients/python` against this binary as a hub process,
 /// in an all-P-256 PKI and in a mixed one (see `clients/python/run_test.py`).
 /// Opt-in with TRUC_PYTHON_TESTS=1: it needs python3, and its first run

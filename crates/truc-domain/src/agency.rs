@@ -17,13 +17,15 @@ pub struct AgencyCode {
     body_number: u8,
 }
 
+/// The code as received is quoted with escapes (`{code:?}`): refusals reach
+/// clients and log lines, and a code may hold a line feed or a NUL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgencyCodeError {
-    #[error("'{code}' is not of the form AAA.BB.CC.Xnn (three digits, two, two, a capital letter and two digits)")]
+    #[error("{code:?} is not of the form AAA.BB.CC.Xnn (three digits, two, two, a capital letter and two digits)")]
     Shape { code: String },
-    #[error("'{code}' has a level-1 number 00, which names no body")]
+    #[error("{code:?} has a level-1 number 00, which names no body")]
     ZeroBody { code: String },
-    #[error("'{code}' has a unit below an absent level (a non-zero group left of a zero group)")]
+    #[error("{code:?} has a unit below an absent level (a non-zero group left of a zero group)")]
     Gap { code: String },
 }
 

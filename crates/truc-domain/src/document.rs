@@ -9,15 +9,17 @@ use crate::agency::AgencyCode;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct DocumentDate(time::Date);
 
+/// Text as received is quoted with escapes (`{text:?}`): refusals reach
+/// clients and log lines, and the text may hold a line feed or a NUL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DocumentIdError {
-    #[error("'{text}' is not a date of the form {form}")]
+    #[error("{text:?} is not a date of the form {form}")]
     Date { text: String, form: &'static str },
-    #[error("'{text}' is not of the form OrganId,yyyy/MM/dd,Number/Notation")]
+    #[error("{text:?} is not of the form OrganId,yyyy/MM/dd,Number/Notation")]
     Shape { text: String },
     #[error("organ id: {0}")]
     Organ(#[from] crate::agency::AgencyCodeError),
-    #[error("code '{text}': {reason}")]
+    #[error("code {text:?}: {reason}")]
     Code { text: String, reason: &'static str },
 }
 
@@ -155,8 +157,13 @@ fn check_code_part(part: &str, code: &str, which: &'static str) -> Result<(), Do
         })
     } else if part.contains([',', '/']) {
         Some("number and notation may not contain ',' or '/'")
-    } else if part.chars().any(char::is_control) {
-        Some("contains control characters")
+    } else if part
+        .chars()
+        .any(|c| crate::file_name::refused_category(c).is_some())
+    {
+        // A document id names folders in recipients' inboxes and is shown
+        // to their staff: the characters refused in file names are refused here.
+        Some("contains a control, format or separator character (the characters refused in attachment names)")
     } else if part.trim() != part {
         Some("has leading or trailing spaces")
     } else {

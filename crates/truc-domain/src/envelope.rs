@@ -221,18 +221,6 @@ fn parse_references(
         .collect()
 }
 
-/// A file name safe to write into a recipient's inbox.
-fn check_attachment_name(field: &str, name: &str) -> Result<(), EnvelopeError> {
-    check_text(field, name, 255, true)?;
-    if name.contains(['/', '\\']) || name == "." || name == ".." || name.starts_with('.') {
-        return Err(EnvelopeError::invalid(
-            field,
-            "must be a plain file name (no path separators, not starting with '.')",
-        ));
-    }
-    Ok(())
-}
-
 impl Header {
     /// Checks every field. `today` is the hub's date in Vietnam, so that
     /// promulgation dates in the future are refused.
@@ -289,7 +277,7 @@ impl Header {
             if let Some(first) = seen.insert(organ.organ_id.as_str(), index) {
                 return Err(EnvelopeError::invalid(
                     format!("{field}.organ_id"),
-                    format!("'{}' is already to[{first}]", organ.organ_id),
+                    format!("{:?} is already to[{first}]", organ.organ_id),
                 ));
             }
             to.push(match organ.organ_id.parse::<AgencyCode>() {
@@ -373,18 +361,15 @@ impl Header {
                 format!("more than {} attachments", limits.attachments_max),
             ));
         }
+        // Names reach recipients' file systems and screens: one rule, file_name.rs.
+        crate::file_name::check_attachment_names(raw.attachments.iter().map(|a| a.name.as_str()))
+            .map_err(|(index, error)| {
+            EnvelopeError::invalid(format!("attachments[{index}].name"), error.to_string())
+        })?;
         let mut total_bytes: u64 = 0;
-        let mut names = std::collections::HashSet::new();
         let mut attachments = Vec::with_capacity(raw.attachments.len());
         for (index, attachment) in raw.attachments.into_iter().enumerate() {
             let field = format!("attachments[{index}]");
-            check_attachment_name(&format!("{field}.name"), &attachment.name)?;
-            if !names.insert(attachment.name.clone()) {
-                return Err(EnvelopeError::invalid(
-                    format!("{field}.name"),
-                    format!("'{}' appears twice", attachment.name),
-                ));
-            }
             check_text(
                 &format!("{field}.media_type"),
                 &attachment.media_type,

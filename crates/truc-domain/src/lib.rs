@@ -4,6 +4,7 @@
 pub mod agency;
 pub mod document;
 pub mod envelope;
+pub mod file_name;
 pub mod limits;
 pub mod signature;
 pub mod status;
@@ -13,6 +14,10 @@ pub use document::{DocumentDate, DocumentId, DocumentIdError};
 pub use envelope::{
     Addressee, AttachmentMeta, BusinessType, EnvelopeError, Header, Organ, RawAttachment,
     RawHeader, RawOrgan,
+};
+pub use file_name::{
+    check_attachment_name, check_attachment_names, AttachmentNameError, ATTACHMENT_NAME_BYTES_MAX,
+    ATTACHMENT_NAME_CHARS_MAX,
 };
 pub use limits::{Limits, MERGED_ACKS_MAX};
 pub use signature::{

@@ -29,6 +29,10 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// The registered agencies (a TOML file of `[[agency]]` entries).
     pub directory: PathBuf,
+    /// How often the directory file is read again; a changed file is in
+    /// force for every call from then on. Default 5.
+    #[serde(default = "default_directory_reload_seconds")]
+    pub directory_reload_seconds: u64,
     /// sled's page cache, in MiB. Default 64.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
@@ -243,6 +247,10 @@ fn default_crl_reload_seconds() -> u64 {
     10
 }
 
+fn default_directory_reload_seconds() -> u64 {
+    5
+}
+
 fn default_free_space_mib_min() -> u64 {
     256
 }
@@ -369,7 +377,17 @@ const KEYS: &[(&str, &str)] = &[
     ),
     (
         "directory",
-        "The registered agencies: a TOML file of [[agency]] entries.",
+        "The registered agencies: a TOML file of [[agency]] entries. Only\n\
+         agencies listed here may act on the axis: a certificate of the CA\n\
+         for a code not listed is refused (PERMISSION_DENIED), and a unit\n\
+         without a node of its own may not send, receive or move statuses.",
+    ),
+    (
+        "directory_reload_seconds",
+        "How often the directory file is read again (at least 1), and at\n\
+         once on SIGHUP. A changed file is in force for every call from then\n\
+         on: a code removed from it can no longer act, and its delivery\n\
+         stream ends. A file that does not load leaves the one in force.",
     ),
     (
         "cache_mib",
@@ -762,6 +780,9 @@ impl HubConfig {
         }
         if self.tls.crl_reload_seconds == 0 {
             problems.push("tls.crl_reload_seconds: must be at least 1".into());
+        }
+        if self.directory_reload_seconds == 0 {
+            problems.push("directory_reload_seconds: must be at least 1".into());
         }
         if self.checkpoint_seconds == 0 {
             problems.push("checkpoint_seconds: must be at least 1".into());

@@ -14,6 +14,7 @@ use truc_proto::v1 as pb;
 use truc_store::QueueItem;
 
 use crate::convert::{signature_state, status_entry};
+use crate::directory::Act;
 use crate::error::HubError;
 use crate::Hub;
 
@@ -158,7 +159,21 @@ pub(crate) async fn run_session(
                 None => return,
             },
             _ = notifier.notified(), if in_flight.len() < window && in_flight_bytes < window_bytes => {}
-            _ = replaced.notified() => return,
+            _ = replaced.notified() => {
+                // Replaced by a newer stream, or no longer admitted by a
+                // reloaded directory: the node is told which.
+                if let Err(refusal) = hub.directory().admits(&agency, Act::Node) {
+                    let error = HubError::denied("certificate", refusal.to_string());
+                    crate::security::event(
+                        "permission_denied",
+                        &format!("urn:truc:agency:{agency}"),
+                        "permission_denied",
+                        &format!("delivery stream ended: {error}"),
+                    );
+                    let _ = outbound.send(Err(error.into())).await;
+                }
+                return;
+            }
             _ = lost.notified() => return,
             _ = shutdown.changed() => return,
         }

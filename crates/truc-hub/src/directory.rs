@@ -1,10 +1,14 @@
 //! The directory of registered agencies: who exists on the axis, which of
 //! them have a node of their own, which relay for their subtree (LGSP), and
-//! so where a document to any code is delivered.
+//! so where a document to any code is delivered and which certificates may
+//! act. The running hub reads it through [`LiveDirectory`], which a reload
+//! of the file replaces without a restart ([`watch`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde::Deserialize;
 use truc_domain::AgencyCode;
@@ -151,8 +155,13 @@ impl Directory {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// The directory of a file's text; `path` only names it in problems.
+    fn parse(text: &str, path: &Path) -> Result<Self, String> {
         let file: DirectoryFile =
-            toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+            toml::from_str(text).map_err(|error| format!("{}: {error}", path.display()))?;
         let mut directory = Directory::default();
         // Every problem of the file at once, so that one edit fixes them all.
         let mut problems = Vec::new();
@@ -229,6 +238,201 @@ impl Directory {
     pub fn is_relay(&self, agency: &AgencyCode) -> bool {
         self.agencies.get(agency).is_some_and(|entry| entry.relay)
     }
+
+    /// Whether `agency` may act for `unit` (move its statuses): `unit` is
+    /// registered without a node of its own and its deliveries go to
+    /// `agency`'s node. Narrower than [`Directory::relays_for`], which says
+    /// what a relay may read: a unit with a node of its own acts for itself,
+    /// and a unit reached through a nearer relay is that relay's.
+    pub fn acts_for(&self, agency: &AgencyCode, unit: &AgencyCode) -> bool {
+        matches!(self.route(unit), Route::Relay { relay, .. } if relay == *agency)
+    }
+
+    /// Whether the agency of a client certificate may do `act`: a
+    /// certificate of the axis CA is never enough, the code must be
+    /// registered, and the acts of a node need a node of its own.
+    pub fn admits(&self, code: &AgencyCode, act: Act) -> Result<(), NotAdmitted> {
+        let Some(entry) = self.agencies.get(code) else {
+            return Err(NotAdmitted::Unregistered { code: *code });
+        };
+        if act == Act::Node && !entry.own_node {
+            return Err(NotAdmitted::NoNode {
+                code: *code,
+                relay: self.relay_for(code),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What an agency's certificate is used for, as far as the directory decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// Reading statuses, attachments, counts, lists and routes.
+    Read,
+    /// The acts of a node: sending, opening a delivery stream, moving statuses.
+    Node,
+}
+
+/// Why the directory does not let a certificate's agency act.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotAdmitted {
+    #[error(
+        "{code} is not registered in the directory of the axis; a certificate of the axis CA alone admits no one"
+    )]
+    Unregistered { code: AgencyCode },
+    #[error("{code} has no node of its own; {}", match relay {
+        Some(relay) => format!("it is reached only through its relay {relay} (LGSP), whose node receives its documents and moves their statuses"),
+        None => "no registered ancestor relays for it".to_owned(),
+    })]
+    NoNode {
+        code: AgencyCode,
+        relay: Option<AgencyCode>,
+    },
+}
+
+/// The directory a running hub reads: each call sees one whole version,
+/// and a reload swaps in the next.
+#[derive(Debug)]
+pub(crate) struct LiveDirectory(RwLock<Arc<Directory>>);
+
+impl LiveDirectory {
+    pub(crate) fn new(directory: Directory) -> Self {
+        LiveDirectory(RwLock::new(Arc::new(directory)))
+    }
+
+    /// The directory as it is now; held for a whole decision, so that one
+    /// call never mixes two versions.
+    pub(crate) fn current(&self) -> Arc<Directory> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace(&self, directory: Directory) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+    }
+}
+
+/// Where the hub reads its directory again while it runs.
+#[derive(Clone, Debug)]
+pub struct DirectoryReload {
+    pub path: PathBuf,
+    /// How often the file is read and compared with the one in force.
+    pub interval: Duration,
+    /// Also read it at once on SIGHUP (`truc hub` sets it; a test hub, one
+    /// of many in a process, does not).
+    pub on_sighup: bool,
+}
+
+/// Most bytes of a directory file the hub reads: the whole axis (about
+/// 1,300 units in 2019, each entry under 200 bytes) is a fraction of it.
+const DIRECTORY_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Reads the file every `interval` (and on SIGHUP when asked) and, when its
+/// bytes changed, loads it and puts it in force for every call from then
+/// on; `changed` is told of each directory put in force. A file that does
+/// not load leaves the one in force, and says why. The bytes are compared,
+/// not the modification time, which a quick edit of the same length can
+/// leave unchanged.
+pub(crate) async fn watch(
+    live: Arc<LiveDirectory>,
+    reload: DirectoryReload,
+    mut hangups: Hangups,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    changed: impl Fn(&Directory),
+) {
+    let read = |path: &Path| -> Result<String, String> {
+        let size = std::fs::metadata(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?
+            .len();
+        if size > DIRECTORY_FILE_BYTES_MAX {
+            return Err(format!(
+                "{} is {size} bytes; at most {DIRECTORY_FILE_BYTES_MAX}",
+                path.display()
+            ));
+        }
+        std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))
+    };
+    let mut seen = read(&reload.path).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(reload.interval) => {}
+            _ = next_hangup(&mut hangups) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        let text = match read(&reload.path) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::error!(target: "truc::security", %error, "directory not reloaded; the one in force stays");
+                continue;
+            }
+        };
+        if seen.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match Directory::parse(&text, &reload.path) {
+            Ok(next) => {
+                let before = live.current();
+                let removed = before.entries().filter(|e| !next.contains(&e.code)).count();
+                let added = next.entries().filter(|e| !before.contains(&e.code)).count();
+                tracing::info!(
+                    target: "truc::security",
+                    path = %reload.path.display(),
+                    agencies = next.len(),
+                    added,
+                    removed,
+                    "directory reloaded; every call from now on is checked against it"
+                );
+                live.replace(next);
+                changed(&live.current());
+            }
+            Err(error) => tracing::error!(
+                target: "truc::security",
+                %error,
+                "directory not reloaded; the one in force stays"
+            ),
+        }
+        seen = Some(text);
+    }
+}
+
+/// SIGHUPs as they come, when asked for.
+#[cfg(unix)]
+pub(crate) type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+pub(crate) type Hangups = Option<()>;
+
+/// Starts listening for SIGHUP, before the hub serves: a SIGHUP that came
+/// before the listener would end the process (its default action).
+#[cfg(unix)]
+pub(crate) fn hangups(wanted: bool) -> Hangups {
+    use tokio::signal::unix::{signal, SignalKind};
+    if !wanted {
+        return None;
+    }
+    signal(SignalKind::hangup())
+        .inspect_err(|error| {
+            tracing::warn!(%error, "cannot watch for SIGHUP; the directory is reloaded on its interval only")
+        })
+        .ok()
+}
+
+#[cfg(not(unix))]
+pub(crate) fn hangups(_wanted: bool) -> Hangups {
+    None
+}
+
+/// Resolves on the next SIGHUP, or never without a handler.
+async fn next_hangup(hangups: &mut Hangups) {
+    #[cfg(unix)]
+    if let Some(signal) = hangups.as_mut() {
+        if signal.recv().await.is_some() {
+            return;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = hangups;
+    std::future::pending::<()>().await
 }
 
 #[cfg(test)]
@@ -293,6 +497,56 @@ mod tests {
         assert!(!directory.relays_for(&h41, &h41));
         assert!(!directory.relays_for(&h41, &code("000.00.05.H42")));
         assert!(!directory.relays_for(&code("000.00.00.H43"), &code("000.00.06.H43")));
+    }
+
+    #[test]
+    fn only_registered_agencies_act_and_units_without_a_node_only_through_their_relay() {
+        use ConnectionMode::{Direct, Lgsp};
+        let directory = Directory::new([
+            entry("000.00.00.H41", Lgsp, true),
+            entry("000.00.05.H41", Lgsp, false),
+            entry("000.07.05.H41", Lgsp, false),
+            entry("000.00.06.H41", Direct, false),
+            entry("000.00.06.H42", Lgsp, false),
+        ]);
+        let code = |text: &str| text.parse::<AgencyCode>().unwrap();
+        let (province, district) = (code("000.00.00.H41"), code("000.00.05.H41"));
+        for act in [Act::Read, Act::Node] {
+            assert_eq!(directory.admits(&province, act), Ok(()));
+            let stranger = code("000.00.00.H01");
+            let refusal = directory.admits(&stranger, act).unwrap_err();
+            assert_eq!(refusal, NotAdmitted::Unregistered { code: stranger });
+            assert!(refusal
+                .to_string()
+                .starts_with("000.00.00.H01 is not registered"));
+        }
+        assert_eq!(directory.admits(&district, Act::Read), Ok(()));
+        let refusal = directory.admits(&district, Act::Node).unwrap_err();
+        assert!(
+            refusal
+                .to_string()
+                .contains("only through its relay 000.00.00.H41"),
+            "{refusal}"
+        );
+        assert!(directory
+            .admits(&code("000.00.06.H42"), Act::Node)
+            .unwrap_err()
+            .to_string()
+            .contains("no registered ancestor relays for it"));
+
+        // The relay acts for the units it receives for, and no others.
+        assert!(directory.acts_for(&province, &district));
+        assert!(directory.acts_for(&province, &code("000.07.05.H41")));
+        assert!(
+            !directory.acts_for(&province, &code("000.00.06.H41")),
+            "own node"
+        );
+        assert!(
+            !directory.acts_for(&province, &code("000.00.09.H41")),
+            "unregistered"
+        );
+        assert!(!directory.acts_for(&province, &province));
+        assert!(!directory.acts_for(&code("000.00.06.H41"), &district));
     }
 
     #[test]

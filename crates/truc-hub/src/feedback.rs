@@ -38,7 +38,7 @@ fn sees(hub: &Hub, caller: &Caller, sender: &str, recipient: &str) -> bool {
     match caller {
         Caller::Operator { .. } => true,
         Caller::Agency { code, .. } => {
-            sender == code.to_string() || Rows::Of(*code).shows(&hub.directory, recipient)
+            sender == code.to_string() || Rows::Of(*code).shows(&hub.directory(), recipient)
         }
     }
 }

@@ -135,10 +135,11 @@ pub(crate) async fn send(
     let mut recipients = Vec::new();
     let mut refused = Vec::new();
     let mut plan = AcceptPlan::default();
+    let directory = hub.directory();
     for addressee in &header.to {
         match addressee {
             Addressee::Valid(organ) => {
-                let route = hub.directory.route(&organ.code);
+                let route = directory.route(&organ.code);
                 match (route.node(), route.refusal()) {
                     (Some(node), _) => {
                         let code = organ.code.to_string();
@@ -163,7 +164,8 @@ pub(crate) async fn send(
     if recipients.is_empty() {
         let reasons: Vec<String> = refused
             .iter()
-            .map(|r| format!("{}: {}", r.organ_id, r.reason))
+            // The organ id is as the client wrote it, perhaps ill-formed: quoted with escapes.
+            .map(|r| format!("{:?}: {}", r.organ_id, r.reason))
             .collect();
         return Err(HubError::invalid(
             "to",

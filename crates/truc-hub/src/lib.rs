@@ -18,6 +18,7 @@ mod feedback;
 mod identity;
 mod intake;
 mod leases;
+pub mod logs;
 mod malformed;
 pub mod metrics;
 mod moves;
@@ -42,13 +43,15 @@ use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
 
+use directory::Act;
+
 pub use calendar::WorkingCalendar;
 pub use clock::Clock;
 pub use config::HubConfig;
 /// The wire header as the fields `Header::validate` checks, exactly as intake
 /// reads it; public for the property tests and fuzz targets.
 pub use convert::raw_header;
-pub use directory::{AgencyEntry, ConnectionMode, Directory};
+pub use directory::{AgencyEntry, ConnectionMode, Directory, DirectoryReload, NotAdmitted};
 pub use error::HubError;
 pub use identity::Caller;
 pub use observe::AXIS_SERVICE;
@@ -204,6 +207,11 @@ impl HubSetup {
                     reload_interval: std::time::Duration::from_secs(config.tls.crl_reload_seconds),
                 }),
                 connections: config.connections.clone(),
+                directory_reload: Some(DirectoryReload {
+                    path: config.directory.clone(),
+                    interval: std::time::Duration::from_secs(config.directory_reload_seconds),
+                    on_sighup: true,
+                }),
             },
         })
     }
@@ -211,7 +219,8 @@ impl HubSetup {
 
 pub(crate) struct Hub {
     pub(crate) store: Store,
-    pub(crate) directory: Directory,
+    /// Read through [`Hub::directory`]; replaced when the file is reloaded.
+    live_directory: Arc<directory::LiveDirectory>,
     pub(crate) trust: TrustRoots,
     pub(crate) limits: Limits,
     pub(crate) delivery: config::DeliveryConfig,
@@ -351,7 +360,7 @@ pub async fn run_observed(
     });
     let hub = Arc::new(Hub {
         store: setup.store,
-        directory: setup.directory,
+        live_directory: Arc::new(directory::LiveDirectory::new(setup.directory)),
         trust: setup.trust,
         limits: setup.limits,
         delivery: setup.delivery,
@@ -389,6 +398,21 @@ pub async fn run_observed(
         observe.certificate_warning_days,
         hub.shutdown.clone(),
     ));
+    let directory_task = setup.security.directory_reload.clone().map(|reload| {
+        let weak = Arc::downgrade(&hub);
+        let hangups = directory::hangups(reload.on_sighup);
+        tokio::spawn(directory::watch(
+            hub.live_directory.clone(),
+            reload,
+            hangups,
+            hub.shutdown.clone(),
+            move |directory| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.end_streams_not_admitted(directory);
+                }
+            },
+        ))
+    });
     let crl_task = setup.security.crl.clone().map(|crl| {
         tokio::spawn(security::watch_crl(
             verifier.clone(),
@@ -433,6 +457,9 @@ pub async fn run_observed(
         tracing::warn!(%error, "last checkpoint failed; the next start reads the journal back");
     }
     if let Some(task) = crl_task {
+        stop_watcher(&hub, task).await;
+    }
+    if let Some(task) = directory_task {
         stop_watcher(&hub, task).await;
     }
     // The metrics port is free again once `run_observed` returns, like the Axis port.
@@ -521,10 +548,6 @@ mod audit_stream {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    Caller::from_request(request).map_err(Status::from)
-}
-
 /// An ISO date as a `yyyymmdd` key; empty means `default`.
 fn date_key(field: &str, text: &str, default: u32) -> Result<u32, HubError> {
     if text.is_empty() {
@@ -578,6 +601,50 @@ impl Rows {
 }
 
 impl Hub {
+    /// The directory in force; hold it for a whole decision.
+    pub(crate) fn directory(&self) -> Arc<Directory> {
+        self.live_directory.current()
+    }
+
+    /// Who calls, from the connection's certificate: an operator, or an
+    /// agency registered in the directory (any act of an unregistered
+    /// one is PERMISSION_DENIED naming its code).
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, HubError> {
+        let caller = Caller::from_request(request)?;
+        if let Caller::Agency { code, .. } = &caller {
+            self.admit(code, Act::Read)?;
+        }
+        Ok(caller)
+    }
+
+    /// The calling agency, if the directory lets it do the acts of a node
+    /// (send, receive, move): registered, with a node of its own.
+    fn node_agency<T>(&self, request: &Request<T>, action: &str) -> Result<AgencyCode, HubError> {
+        let agency = Caller::from_request(request)?.agency(action)?;
+        self.admit(&agency, Act::Node)?;
+        Ok(agency)
+    }
+
+    /// PERMISSION_DENIED naming `certificate` unless the directory in force
+    /// lets `code` do `act`.
+    pub(crate) fn admit(&self, code: &AgencyCode, act: Act) -> Result<(), HubError> {
+        self.directory()
+            .admits(code, act)
+            .map_err(|refusal| HubError::denied("certificate", refusal.to_string()))
+    }
+
+    /// Ends the delivery streams of agencies that `directory` no longer
+    /// admits as nodes: a code removed from the directory stops receiving
+    /// at once, not at its next reconnection.
+    fn end_streams_not_admitted(&self, directory: &Directory) {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for (agency, (_, replaced)) in sessions.iter() {
+            if directory.admits(agency, Act::Node).is_err() {
+                replaced.notify_one();
+            }
+        }
+    }
+
     /// Each node seen since the hub started: online now, and when last seen
     /// (now, for one online).
     pub(crate) fn presence(&self) -> HashMap<AgencyCode, (bool, i64)> {
@@ -642,10 +709,11 @@ impl Hub {
                     return Some(Rows::All);
                 }
                 let rows = Rows::Of(*code);
+                let directory = self.directory();
                 record
                     .recipients
                     .iter()
-                    .any(|recipient| rows.shows(&self.directory, recipient))
+                    .any(|recipient| rows.shows(&directory, recipient))
                     .then_some(rows)
             }
         }
@@ -694,9 +762,10 @@ impl Hub {
                 business_type: link.business_type,
             })
             .collect();
+        let directory = self.directory();
         let recipients = deliveries
             .into_iter()
-            .filter(|d| rows.shows(&self.directory, &d.recipient))
+            .filter(|d| rows.shows(&directory, &d.recipient))
             .map(|d| operator::recipient_status(self, d, true))
             .collect::<Result<_, HubError>>()?;
         Ok(pb::GetStatusResponse {
@@ -773,7 +842,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<Streaming<pb::SendRequest>>,
     ) -> Result<Response<pb::SendResponse>, Status> {
         metrics::request("send");
-        let caller = caller(&request)?;
+        let caller = Caller::from_request(&request)?;
         let Caller::Agency {
             code,
             certificate,
@@ -782,6 +851,7 @@ impl pb::axis_server::Axis for AxisService {
         else {
             return Err(caller.agency("send").map(|_| ()).unwrap_err().into());
         };
+        self.0.admit(&code, Act::Node)?;
         let response = async {
             let _slot = self.0.send_slot(code)?;
             intake::send(&self.0, code, certificate, public_key, request.into_inner()).await
@@ -809,7 +879,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::DeliveriesStream>, Status> {
         metrics::request("deliveries");
-        let agency = caller(&request)?.agency("receive deliveries")?;
+        let agency = self.0.node_agency(&request, "receive deliveries")?;
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
             Some(Ok(pb::NodeMessage {
@@ -881,7 +951,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::MoveStatusRequest>,
     ) -> Result<Response<pb::MoveStatusResponse>, Status> {
         metrics::request("move_status");
-        let agency = caller(&request)?.agency("move statuses")?;
+        let agency = self.0.node_agency(&request, "move statuses")?;
         let request = moves::check(&self.0, agency, request.into_inner())?;
         tracing::Span::current().record("document_id", request.document_id.as_str());
         let (document_id, recipient) = (request.document_id.clone(), request.recipient.clone());
@@ -905,7 +975,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::MoveStatusesRequest>,
     ) -> Result<Response<pb::MoveStatusesResponse>, Status> {
         metrics::request("move_statuses");
-        let agency = caller(&request)?.agency("move statuses")?;
+        let agency = self.0.node_agency(&request, "move statuses")?;
         let results = moves::move_all(&self.0, agency, request.into_inner().moves).await?;
         Ok(Response::new(pb::MoveStatusesResponse { results }))
     }
@@ -916,7 +986,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         metrics::request("get_status");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         let document_id = request.into_inner().document_id;
         tracing::Span::current().record("document_id", document_id.as_str());
         Ok(Response::new(self.0.status_of(&caller, &document_id)?))
@@ -929,7 +999,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::FetchAttachmentRequest>,
     ) -> Result<Response<Self::FetchAttachmentStream>, Status> {
         metrics::request("fetch_attachment");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         let request = request.into_inner();
         let (record, _) = self.0.readable_document(&caller, &request.document_id)?;
         let attachment = record
@@ -974,7 +1044,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
         metrics::request("report");
-        if !caller(&request)?.is_operator() {
+        if !self.0.caller(&request)?.is_operator() {
             return Err(HubError::denied("certificate", "reports are for operators").into());
         }
         let request = request.into_inner();
@@ -1014,7 +1084,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::CountsRequest>,
     ) -> Result<Response<pb::CountsResponse>, Status> {
         metrics::request("counts");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         let request = request.into_inner();
         let (from, to) = date_range(&request.from_date, &request.to_date)?;
         let counts = self.0.store.counts(from, to).map_err(HubError::from)?;
@@ -1043,7 +1113,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ExplainRouteRequest>,
     ) -> Result<Response<pb::ExplainRouteResponse>, Status> {
         metrics::request("explain_route");
-        caller(&request)?;
+        self.0.caller(&request)?;
         Ok(Response::new(operator::explain_route(
             &self.0,
             request.into_inner(),
@@ -1055,7 +1125,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ListDocumentsRequest>,
     ) -> Result<Response<pb::ListDocumentsResponse>, Status> {
         metrics::request("list_documents");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
         let request = request.into_inner();
         // It reads every stored document: keep it off the runtime's workers.
@@ -1071,7 +1141,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
         metrics::request("list_nodes");
-        if !caller(&request)?.is_operator() {
+        if !self.0.caller(&request)?.is_operator() {
             return Err(HubError::denied("certificate", "the node list is for operators").into());
         }
         let hub = self.0.clone();
@@ -1086,7 +1156,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ListOverdueRequest>,
     ) -> Result<Response<pb::ListOverdueResponse>, Status> {
         metrics::request("list_overdue");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
         let request = request.into_inner();
         let response =
@@ -1101,7 +1171,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
         metrics::request("list_dead_letters");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
         let request = request.into_inner();
         let response = tokio::task::spawn_blocking(move || {
@@ -1117,7 +1187,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ResendDeadLetterRequest>,
     ) -> Result<Response<pb::DeadLetter>, Status> {
         metrics::request("resend_dead_letter");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         Ok(Response::new(
             feedback::resend(&self.0, &caller, request.into_inner()).await?,
         ))
@@ -1130,7 +1200,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ExportAuditRequest>,
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
         metrics::request("export_audit");
-        if !caller(&request)?.is_operator() {
+        if !self.0.caller(&request)?.is_operator() {
             return Err(HubError::denied("certificate", "the audit log is for operators").into());
         }
         let request = request.into_inner();
@@ -1168,7 +1238,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::CancelDeadLetterRequest>,
     ) -> Result<Response<pb::DeadLetter>, Status> {
         metrics::request("cancel_dead_letter");
-        let caller = caller(&request)?;
+        let caller = self.0.caller(&request)?;
         Ok(Response::new(
             feedback::cancel(&self.0, &caller, request.into_inner()).await?,
         ))

@@ -5,6 +5,7 @@ use truc_domain::{AgencyCode, Status as DocStatus};
 use truc_proto::v1 as pb;
 use truc_store::{MoveRequest, StatusEntry, StoreError};
 
+use crate::directory::{Directory, Route};
 use crate::error::HubError;
 use crate::{parse_document_id, Hub};
 
@@ -23,13 +24,12 @@ pub(crate) fn check(
             .recipient
             .parse()
             .map_err(|error| HubError::invalid("recipient", format!("{error}")))?;
-        if recipient != agency && !hub.directory.relays_for(&agency, &recipient) {
-            let reason = if hub.directory.is_relay(&agency) {
-                format!("{agency} relays only for the units of its subtree; {recipient} is not one of them")
-            } else {
-                format!("{agency} may move only its own deliveries, not {recipient}'s")
-            };
-            return Err(HubError::denied("recipient", reason));
+        let directory = hub.directory();
+        if recipient != agency && !directory.acts_for(&agency, &recipient) {
+            return Err(HubError::denied(
+                "recipient",
+                not_acting_for(&directory, agency, recipient),
+            ));
         }
         recipient
     };
@@ -63,6 +63,30 @@ pub(crate) fn check(
         },
         recipient: recipient.to_string(),
     })
+}
+
+/// Why `agency` may not move `unit`'s delivery, in the directory's terms.
+fn not_acting_for(directory: &Directory, agency: AgencyCode, unit: AgencyCode) -> String {
+    if !directory.is_relay(&agency) {
+        return format!("{agency} may move only its own deliveries, not {unit}'s");
+    }
+    if !directory.relays_for(&agency, &unit) {
+        return format!(
+            "{agency} relays only for the units of its subtree; {unit} is not one of them"
+        );
+    }
+    match directory.route(&unit) {
+        Route::Unregistered { .. } => {
+            format!("{unit} is not registered in the directory of the axis")
+        }
+        Route::Own { .. } => {
+            format!("{unit} has a node of its own, which moves its statuses; {agency} does not act for it")
+        }
+        Route::Relay { relay, .. } => {
+            format!("{unit} is reached through {relay}, the nearer relay, which acts for it")
+        }
+        Route::NoRoute { .. } => format!("{unit} has no route; no relay acts for it"),
+    }
 }
 
 /// A refused move, with "not found" said in the caller's terms.

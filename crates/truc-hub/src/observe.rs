@@ -186,10 +186,16 @@ pub(crate) fn reflection_v1alpha() -> Result<
         .map_err(reflection_error)
 }
 
+/// Both protocols describe both reflection services: left to itself, each
+/// lists only its own, and a tool that asks v1alpha first concludes that v1
+/// is not served (and the other way round).
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
         .register_encoded_file_descriptor_set(truc_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 fn reflection_error(error: tonic_reflection::server::Error) -> HubError {

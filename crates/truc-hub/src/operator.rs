@@ -23,7 +23,7 @@ pub(crate) fn explain_route(
         .organ_id
         .parse()
         .map_err(|error| HubError::invalid("organ_id", format!("{error}")))?;
-    let route = hub.directory.route(&unit);
+    let route = hub.directory().route(&unit);
     let kind = match route {
         Route::Own { .. } => pb::RouteKind::RouteOwnNode,
         Route::Relay { .. } => pb::RouteKind::RouteRelay,
@@ -117,6 +117,7 @@ pub(crate) fn list_documents(
     request: pb::ListDocumentsRequest,
 ) -> Result<pb::ListDocumentsResponse, HubError> {
     let filter = filter(hub, &request)?;
+    let directory = hub.directory();
     let mut matched: Vec<(DocumentRecord, Vec<pb::RecipientStatus>)> = Vec::new();
     for record in hub.store.documents() {
         let record = record?;
@@ -136,7 +137,7 @@ pub(crate) fn list_documents(
             .store
             .deliveries(&record.document_id)?
             .into_iter()
-            .filter(|d| rows.shows(&hub.directory, &d.recipient))
+            .filter(|d| rows.shows(&directory, &d.recipient))
             .map(|d| recipient_status(hub, d, false))
             .collect::<Result<_, HubError>>()?;
         // Status filters look at the rows the caller sees, narrowed to the recipient asked for.
@@ -196,8 +197,9 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
     let presence = hub.presence();
     // Where hubs share a database, a node online on another hub holds a lease.
     let leases = hub.store.node_leases()?;
-    let mut nodes = Vec::with_capacity(hub.directory.len());
-    for entry in hub.directory.entries() {
+    let directory = hub.directory();
+    let mut nodes = Vec::with_capacity(directory.len());
+    for entry in directory.entries() {
         let code = entry.code.to_string();
         let (online_here, last_seen_unix_ms) =
             presence.get(&entry.code).copied().unwrap_or_default();
@@ -238,7 +240,7 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
             via: if entry.own_node {
                 String::new()
             } else {
-                hub.directory
+                directory
                     .relay_for(&entry.code)
                     .map(|relay| relay.to_string())
                     .unwrap_or_default()

@@ -47,6 +47,8 @@ pub struct SecuritySetup {
     /// `None`: no revocation list.
     pub crl: Option<CrlSetup>,
     pub connections: crate::config::ConnectionsConfig,
+    /// `None`: the directory the hub started with stays in force.
+    pub directory_reload: Option<crate::directory::DirectoryReload>,
 }
 
 /// Logs and counts one security event.

@@ -58,14 +58,11 @@ pub fn verify_delivery(
             certificate: code,
         });
     }
-    for attachment in &header.attachments {
-        let name = &attachment.name;
-        if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
-            return Err(VerifyError::Header(format!(
-                "attachment name {name:?} is not a plain file name"
-            )));
-        }
-    }
+    // The names become files in the inbox: the hub's rule, checked again here.
+    truc_domain::check_attachment_names(header.attachments.iter().map(|a| a.name.as_str()))
+        .map_err(|(index, error)| {
+            VerifyError::Header(format!("attachments[{index}].name: {error}"))
+        })?;
     let code_part = header.code.clone().unwrap_or_default();
     let date = header
         .promulgation
@@ -93,6 +90,13 @@ mod tests {
     async fn signed_delivery(
         key_algorithm: truc_pki::KeyAlgorithm,
     ) -> (pb::Delivery, TrustRoots, tempfile::TempDir) {
+        signed_delivery_of(key_algorithm, "a.pdf").await
+    }
+
+    async fn signed_delivery_of(
+        key_algorithm: truc_pki::KeyAlgorithm,
+        attachment_name: &str,
+    ) -> (pb::Delivery, TrustRoots, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let agencies = vec![
             ("000.00.00.G22".to_string(), "VPCP".to_string()),
@@ -118,7 +122,11 @@ mod tests {
         let credentials = pki.agency_credentials("000.00.00.G22").unwrap();
         let prepared = Prepared::new(
             &draft,
-            vec![Attachment::bytes("a.pdf", "application/pdf", vec![1u8; 10])],
+            vec![Attachment::bytes(
+                attachment_name,
+                "application/pdf",
+                vec![1u8; 10],
+            )],
             &credentials,
         )
         .await
@@ -131,6 +139,29 @@ mod tests {
             ..Default::default()
         };
         (delivery, pki.trust_roots().unwrap(), dir)
+    }
+
+    /// A delivery signed by its sender, but with a name the hub would have
+    /// refused (a hub of another build, or a compromised one), is not
+    /// written into the inbox.
+    #[tokio::test]
+    async fn a_signed_delivery_with_a_name_against_the_rule_is_refused() {
+        for name in [
+            "van\nban.pdf",
+            "van\tban.pdf",
+            "hoadon\u{202e}fdp.exe",
+            "NUL.txt",
+            "vanban.pdf:evil.exe",
+            "../vanban.pdf",
+        ] {
+            let (delivery, roots, _dir) =
+                signed_delivery_of(truc_pki::KeyAlgorithm::Ed25519, name).await;
+            let refused = verify_delivery(&delivery, &roots).unwrap_err();
+            assert!(
+                matches!(&refused, VerifyError::Header(reason) if reason.starts_with("attachments[0].name:")),
+                "{name:?}: {refused}"
+            );
+        }
     }
 
     #[tokio::test]

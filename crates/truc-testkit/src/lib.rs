@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 use truc_domain::Limits;
 use truc_hub::config::{ConnectionsConfig, DeliveryConfig};
 use truc_hub::{
-    AgencyEntry, Clock, CrlSetup, Directory, HubSetup, Observe, SecuritySetup, WatchSetup,
+    AgencyEntry, Clock, CrlSetup, Directory, DirectoryReload, HubSetup, Observe, SecuritySetup,
+    WatchSetup,
 };
 use truc_node::{AxisClient, NodeConfig};
 use truc_pki::{KeyAlgorithm, PkiPaths};
@@ -65,7 +66,14 @@ pub struct TestHubOptions {
     pub data_dir: Option<PathBuf>,
     /// The store's free-space reserve (`StoreOptions::free_bytes_min`).
     pub free_bytes_min: u64,
+    /// Serves the directory from a file ([`TestHub::directory_path`]) that
+    /// the hub reads again this often; a test changes it with
+    /// [`TestHub::write_directory`].
+    pub directory_reload: Option<Duration>,
 }
+
+/// The directory file of a hub started with `directory_reload`, in its folder.
+const DIRECTORY_FILE: &str = "agencies.toml";
 
 /// Connections per identity when a test sets no limit of its own.
 const TEST_CONNECTIONS_PER_IDENTITY_MAX: u32 = 10_000;
@@ -150,6 +158,11 @@ impl TestHub {
                 per_identity_max: TEST_CONNECTIONS_PER_IDENTITY_MAX,
                 ..ConnectionsConfig::default()
             }),
+            directory_reload: options.directory_reload.map(|interval| DirectoryReload {
+                path: root.path().join(DIRECTORY_FILE),
+                interval,
+                on_sighup: false,
+            }),
         };
         if options.crl_reload.is_some() {
             truc_pki::write_crl(&pki, &[], 1).expect("an empty revocation list");
@@ -181,8 +194,53 @@ impl TestHub {
                 truc_hub::dashboard::DashboardToken::write_new(&path).expect("dashboard token"),
             );
         }
+        if hub.security.directory_reload.is_some() {
+            hub.write_directory(&hub.initial_entries());
+        }
         hub.launch().await;
         hub
+    }
+
+    /// Where the directory file is, for a hub started with `directory_reload`.
+    pub fn directory_path(&self) -> PathBuf {
+        self.root.path().join(DIRECTORY_FILE)
+    }
+
+    /// The entries the hub starts with: every registered agency with a node
+    /// of its own, then the given entries (which replace plain ones).
+    pub fn initial_entries(&self) -> Vec<AgencyEntry> {
+        let mut entries: Vec<AgencyEntry> = self
+            .registered
+            .iter()
+            .filter(|code| !self.entries.iter().any(|e| e.code.to_string() == **code))
+            .map(|code| {
+                AgencyEntry::direct(
+                    code.parse().expect("test agency codes are well formed"),
+                    format!("Agency {code}"),
+                )
+            })
+            .collect();
+        entries.extend(self.entries.iter().cloned());
+        entries
+    }
+
+    /// Writes the directory file whole (written aside, then renamed, as an
+    /// operator's tools would), for the hub to read at its next look.
+    pub fn write_directory(&self, entries: &[AgencyEntry]) {
+        let mut text = String::new();
+        for entry in entries {
+            let connection = match entry.connection {
+                truc_hub::ConnectionMode::Direct => "direct",
+                truc_hub::ConnectionMode::Lgsp => "lgsp",
+            };
+            text.push_str(&format!(
+                "[[agency]]\ncode = \"{}\"\nname = \"{}\"\nconnection = \"{connection}\"\nrelay = {}\nown_node = {}\n\n",
+                entry.code, entry.name, entry.relay, entry.own_node
+            ));
+        }
+        let aside = self.root.path().join(format!("{DIRECTORY_FILE}.new"));
+        std::fs::write(&aside, text).expect("write the directory");
+        std::fs::rename(&aside, self.directory_path()).expect("put the directory in place");
     }
 
     /// The hub's clock: advance it when it is manual.
@@ -220,17 +278,11 @@ impl TestHub {
 
     async fn launch(&mut self) {
         let store = self.open_store().await;
-        let directory = Directory::new(
-            self.registered
-                .iter()
-                .map(|code| {
-                    AgencyEntry::direct(
-                        code.parse().expect("test agency codes are well formed"),
-                        format!("Agency {code}"),
-                    )
-                })
-                .chain(self.entries.iter().cloned()),
-        );
+        // A hub that reloads its directory starts from the file, as written last.
+        let directory = match &self.security.directory_reload {
+            Some(reload) => Directory::load(&reload.path).expect("the test directory loads"),
+            None => Directory::new(self.initial_entries()),
+        };
         let setup = HubSetup {
             store,
             directory,

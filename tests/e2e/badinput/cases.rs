@@ -28,7 +28,7 @@ pub fn table<'a>(fixtures: &'a Fixtures) -> Table {
         next_number: 1000,
     };
     type Family<'a> = fn(&mut Builder<'a>);
-    let families: [(&str, Family<'a>); 21] = [
+    let families: [(&str, Family<'a>); 23] = [
         ("ill-formed agency codes", Builder::agency_codes),
         (
             "unknown, self-addressed, duplicated, too many recipients",
@@ -50,6 +50,14 @@ pub fn table<'a>(fixtures: &'a Fixtures) -> Table {
             Builder::codes_and_references,
         ),
         ("attachment entries", Builder::attachment_headers),
+        (
+            "attachment names: controls, invisible and bidirectional characters, Windows names, NFC, lengths, case",
+            Builder::attachment_names,
+        ),
+        (
+            "client text meant to forge log lines, in every field a refusal repeats",
+            Builder::log_injection,
+        ),
         (
             "attachment streams: digests, sizes, chunk order",
             Builder::attachment_streams,
@@ -1258,6 +1266,240 @@ impl Builder<'_> {
         );
     }
 
+    /// Names that would reach a recipient's file system or screen as
+    /// something else: the rule of `truc_domain::file_name`, row by row.
+    fn attachment_names(&mut self) {
+        let mut names: Vec<(String, String)> = [
+            ("a line feed", "van\nban.pdf"),
+            ("a line feed at the end", "vanban.pdf\n"),
+            ("a tab", "van\tban.pdf"),
+            ("a carriage return", "van\rban.pdf"),
+            ("a right-to-left override", "hoadon\u{202e}fdp.exe"),
+            ("a left-to-right override", "hoadon\u{202d}.pdf"),
+            ("a right-to-left isolate", "hoadon\u{2067}fdp.exe"),
+            ("a right-to-left mark", "hoadon\u{200f}.pdf"),
+            ("an Arabic letter mark", "hoadon\u{61c}.pdf"),
+            ("a zero-width space", "van\u{200b}ban.pdf"),
+            ("a zero-width joiner", "van\u{200d}ban.pdf"),
+            ("a byte-order mark", "\u{feff}vanban.pdf"),
+            ("a soft hyphen", "van\u{ad}ban.pdf"),
+            ("a line separator", "van\u{2028}ban.pdf"),
+            ("a paragraph separator", "van\u{2029}ban.pdf"),
+            ("a no-break space", "van\u{a0}ban.pdf"),
+            ("an ideographic space", "van\u{3000}ban.pdf"),
+            ("a private-use character", "van\u{e000}ban.pdf"),
+            ("an unassigned code point", "van\u{378}ban.pdf"),
+            ("a noncharacter", "van\u{fffe}ban.pdf"),
+            ("a colon (an NTFS stream)", "vanban.pdf:evil.exe"),
+            ("an asterisk", "van*ban.pdf"),
+            ("a question mark", "vanban?.pdf"),
+            ("a double quote", "\"vanban\".pdf"),
+            ("angle brackets", "<vanban>.pdf"),
+            ("a vertical bar", "van|ban.pdf"),
+            ("CON", "CON"),
+            ("con in lower case", "con"),
+            ("NUL.txt", "NUL.txt"),
+            ("nul.tar.gz", "nul.tar.gz"),
+            ("Aux.pdf", "Aux.pdf"),
+            ("PRN.docx", "PRN.docx"),
+            ("COM1.pdf", "COM1.pdf"),
+            ("com9", "com9"),
+            ("LPT1.txt", "LPT1.txt"),
+            ("COM with a superscript one", "COM\u{b9}.txt"),
+            ("CONIN$", "CONIN$"),
+            ("a reserved name before spaces", "NUL .txt"),
+            ("a trailing dot", "vanban.exe."),
+            ("a trailing space", "vanban.pdf "),
+            ("a leading space", " vanban.pdf"),
+            (
+                "decomposed Vietnamese (not NFC)",
+                "Quye\u{302}\u{301}t \u{111}i\u{323}nh.pdf",
+            ),
+        ]
+        .into_iter()
+        .map(|(why, name)| (why.to_string(), name.to_string()))
+        .collect();
+        names.push((
+            "201 ASCII characters".into(),
+            format!("{}.pdf", "x".repeat(197)),
+        ));
+        names.push(("86 Vietnamese letters, 258 bytes".into(), "ệ".repeat(86)));
+        for (why, name) in names {
+            let doc = self
+                .doc(G22, &[G12])
+                .edit(|h| h.attachments[0].name = name.clone());
+            self.send(
+                format!("attachments[0].name has {why}"),
+                G22,
+                &doc,
+                Code::InvalidArgument,
+                "attachments[0].name",
+            );
+        }
+        let (a, b) = (self.fresh_bytes(10), self.fresh_bytes(20));
+        for (first, second) in [("vanban.pdf", "VanBan.PDF"), ("Đơn.pdf", "đơn.pdf")] {
+            let attachments = vec![
+                (first.to_string(), a.clone()),
+                (second.to_string(), b.clone()),
+            ];
+            let doc = self.doc_with(G22, &[G12], attachments);
+            self.send(
+                format!("attachment names {first:?} and {second:?} differ only by case"),
+                G22,
+                &doc,
+                Code::InvalidArgument,
+                "attachments[1].name",
+            );
+        }
+    }
+
+    /// Text that would forge a log line or reach the log raw if a refusal
+    /// repeated it: each row is refused, and (as for every row) its message
+    /// holds no control or bidirectional character.
+    fn log_injection(&mut self) {
+        const FORGED: &str =
+            "\n2026-12-06T00:00:00.000000Z  WARN truc::security: security event kind=\"forged\"";
+        let f1 = self.fx.f1.clone();
+        let forged_code = format!("000.00.00.G22{FORGED}");
+        let forged_id = format!("{f1}{FORGED}");
+        for (why, number, notation) in [
+            ("a forged log line", "7816", format!("VPCP{FORGED}")),
+            ("a NUL byte", "7816", "VPCP\0TTĐT".to_string()),
+            ("an escape sequence", "7816", "VPCP\u{1b}[2J".to_string()),
+            (
+                "a right-to-left override",
+                "7816",
+                "VPCP\u{202e}TTĐT".to_string(),
+            ),
+        ] {
+            let doc = self.doc(G22, &[G12]).edit(|h| {
+                h.code = Some(pb::DocumentCode {
+                    number: number.into(),
+                    notation: notation.clone(),
+                })
+            });
+            self.send(
+                format!("notation with {why}"),
+                G22,
+                &doc,
+                Code::InvalidArgument,
+                "code",
+            );
+        }
+        let doc = self.doc(G22, &[G12]).edit(|h| {
+            h.code = Some(pb::DocumentCode {
+                number: format!("7816{FORGED}"),
+                notation: NOTATION.into(),
+            })
+        });
+        self.send(
+            "number with a forged log line".into(),
+            G22,
+            &doc,
+            Code::InvalidArgument,
+            "code",
+        );
+        let doc = self.doc(G22, &[G12]).edit(|h| {
+            h.from.as_mut().unwrap().organ_id = forged_code.clone();
+        });
+        self.send(
+            "from.organ_id with a forged log line".into(),
+            G22,
+            &doc,
+            Code::InvalidArgument,
+            "from.organ_id",
+        );
+        let doc = self.doc(G22, &[&forged_code]);
+        self.send(
+            "the only recipient with a forged log line".into(),
+            G22,
+            &doc,
+            Code::InvalidArgument,
+            "to",
+        );
+        let doc = self.doc(G22, &[G12, &forged_code, &forged_code]);
+        self.send(
+            "a recipient with a forged log line, twice".into(),
+            G22,
+            &doc,
+            Code::InvalidArgument,
+            "to[2].organ_id",
+        );
+        let doc = self
+            .doc(G22, &[G12])
+            .edit(|h| h.promulgation.as_mut().unwrap().date = format!("2026-12-06{FORGED}"));
+        self.send(
+            "promulgation.date with a forged log line".into(),
+            G22,
+            &doc,
+            Code::InvalidArgument,
+            "promulgation.date",
+        );
+        let doc = self
+            .doc(G22, &[G12])
+            .edit(|h| h.response_for = vec![forged_id.clone()]);
+        self.send(
+            "response_for[0] with a forged log line".into(),
+            G22,
+            &doc,
+            Code::InvalidArgument,
+            "response_for[0]",
+        );
+        self.push(Case::new(
+            "get_status of an id with a forged log line",
+            Who::Agency(G22),
+            Input::Request(
+                Method::GetStatus,
+                pb::GetStatusRequest {
+                    document_id: forged_id.clone(),
+                }
+                .encode_to_vec(),
+            ),
+            Code::InvalidArgument,
+            "document_id",
+        ));
+        let case = self.move_request(
+            "move_status recipient with a forged log line".into(),
+            Who::Agency(H41),
+            pb::MoveStatusRequest {
+                document_id: f1.clone(),
+                recipient: forged_code.clone(),
+                status: 3,
+                reason: String::new(),
+            },
+            Code::InvalidArgument,
+            "recipient",
+        );
+        self.push(case);
+        let case = self.move_request(
+            "move_status document_id with a NUL byte".into(),
+            Who::Agency(H41),
+            pb::MoveStatusRequest {
+                document_id: format!("{f1}\0"),
+                recipient: String::new(),
+                status: 3,
+                reason: String::new(),
+            },
+            Code::InvalidArgument,
+            "document_id",
+        );
+        self.push(case);
+        self.push(Case::new(
+            "counts from_date with a forged log line",
+            Who::Operator,
+            Input::Request(
+                Method::Counts,
+                pb::CountsRequest {
+                    from_date: format!("2026-12-06{FORGED}"),
+                    to_date: String::new(),
+                }
+                .encode_to_vec(),
+            ),
+            Code::InvalidArgument,
+            "from_date",
+        ));
+    }
+
     /// The attachment stream disagreeing with the signed header: digests,
     /// sizes, order, extra and missing chunks.
     fn attachment_streams(&mut self) {
@@ -1652,13 +1894,19 @@ impl Builder<'_> {
             let doc = self.doc(G22, &[G17]);
             let header = doc.header.encode_to_vec();
             let signature = sign(self.key(G22), &header);
+            // An unregistered agency is refused before its envelope is read.
+            let (code, field) = if replayer == H01 {
+                (Code::PermissionDenied, "certificate")
+            } else {
+                (Code::Unauthenticated, "envelope.signature")
+            };
             self.push(
                 Case::new(
                     format!("signature: G22's envelope replayed by {replayer}"),
                     Who::Agency(replayer),
                     Input::Send(doc.messages(header, signature)),
-                    Code::Unauthenticated,
-                    "envelope.signature",
+                    code,
+                    field,
                 )
                 .probe(doc.id.clone()),
             );
@@ -1682,12 +1930,18 @@ impl Builder<'_> {
                     .find(|code| *code != caller && *code != claimed)
                     .expect("a third agency");
                 let doc = self.doc(&claimed, &[recipient]);
+                // An unregistered agency is refused for who it is, whatever it claims.
+                let field = if caller == H01 {
+                    "certificate"
+                } else {
+                    "from.organ_id"
+                };
                 self.send(
                     format!("{caller} claims to be {claimed}"),
                     caller,
                     &doc,
                     Code::PermissionDenied,
-                    "from.organ_id",
+                    field,
                 );
             }
         }
@@ -2302,11 +2556,35 @@ impl Builder<'_> {
             );
             self.push(case);
         }
-        for (who, id, what) in [
-            (G22, &f1, "the sender moves its own F1"),
-            (G12, &f2, "the sender moves its own F2"),
-            (H01, &f1, "an unregistered agency moves F1"),
-            (H01, &f2, "an unregistered agency moves F2"),
+        for (who, id, what, code, field) in [
+            (
+                G22,
+                &f1,
+                "the sender moves its own F1",
+                Code::NotFound,
+                "document_id",
+            ),
+            (
+                G12,
+                &f2,
+                "the sender moves its own F2",
+                Code::NotFound,
+                "document_id",
+            ),
+            (
+                H01,
+                &f1,
+                "an unregistered agency moves F1",
+                Code::PermissionDenied,
+                "certificate",
+            ),
+            (
+                H01,
+                &f2,
+                "an unregistered agency moves F2",
+                Code::PermissionDenied,
+                "certificate",
+            ),
         ] {
             let case = self.move_request(
                 what.into(),
@@ -2317,10 +2595,10 @@ impl Builder<'_> {
                     status: 3,
                     reason: String::new(),
                 },
-                Code::NotFound,
-                "document_id",
+                code,
+                field,
             );
-            self.push(case);
+            self.push(case.detail(if who == H01 { H01 } else { "" }));
         }
         for recipient in ["", H41] {
             let case = self.move_request(
@@ -2426,20 +2704,26 @@ impl Builder<'_> {
         }
         for id in [&f1, &f2] {
             let which = if *id == f1 { "F1" } else { "F2" };
-            self.push(Case::new(
-                format!("an unregistered agency reads the status of {which}"),
-                Who::Agency(H01),
-                get(id),
-                Code::PermissionDenied,
-                "document_id",
-            ));
-            self.push(Case::new(
-                format!("an unregistered agency fetches {which}'s attachment"),
-                Who::Agency(H01),
-                fetch(id, 0),
-                Code::PermissionDenied,
-                "document_id",
-            ));
+            self.push(
+                Case::new(
+                    format!("an unregistered agency reads the status of {which}"),
+                    Who::Agency(H01),
+                    get(id),
+                    Code::PermissionDenied,
+                    "certificate",
+                )
+                .detail(H01),
+            );
+            self.push(
+                Case::new(
+                    format!("an unregistered agency fetches {which}'s attachment"),
+                    Who::Agency(H01),
+                    fetch(id, 0),
+                    Code::PermissionDenied,
+                    "certificate",
+                )
+                .detail(H01),
+            );
         }
         for index in [1, 2, 100, u32::MAX] {
             self.push(Case::new(

@@ -91,7 +91,7 @@ impl Snapshots {
 fn name_of(hub: &Hub, code: &str) -> String {
     code.parse::<AgencyCode>()
         .ok()
-        .and_then(|code| hub.directory.get(&code).map(|entry| entry.name.clone()))
+        .and_then(|code| hub.directory().get(&code).map(|entry| entry.name.clone()))
         .unwrap_or_default()
 }
 
@@ -324,7 +324,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             "documents_sent": sent_total,
             "deliveries_received": received_total,
             "agencies_with_traffic": agencies.len(),
-            "agencies_registered": hub.directory.len(),
+            "agencies_registered": hub.directory().len(),
         },
         "rates": rates,
         "agencies": {"rows": agency_rows, "truncated": agencies.len() > AGENCY_ROWS_MAX},
@@ -372,7 +372,7 @@ pub(super) fn document(hub: &Hub, operator: &str, document_id: &str) -> Result<V
             let route = recipient
                 .recipient
                 .parse::<AgencyCode>()
-                .map(|code| hub.directory.route(&code).to_string())
+                .map(|code| hub.directory().route(&code).to_string())
                 .unwrap_or_default();
             let history: Vec<Value> = recipient
                 .history
