@@ -27,7 +27,7 @@ pub use fields::{element_for_field, status_element_for_field};
 pub use model::*;
 pub use parse::{parse_message, AttachmentFiles, InlineOnly};
 pub use problem::{Category, Problem, Refused, Severity};
-pub use source::{read_edxml, read_entry, Checked, Entry, FolderFiles};
+pub use source::{load_entry, read_edxml, read_entry, Checked, Entry, FolderFiles};
 pub use status::{notice_message, status_move, StatusMove};
 pub use tree::EdxmlLimits;
 pub use write::{write_package, write_status, WriteError};

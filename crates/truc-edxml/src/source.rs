@@ -111,6 +111,17 @@ pub fn read_entry(
     context: &CheckContext,
     own: Option<&str>,
 ) -> Result<Checked, Refused> {
+    let entry = load_entry(path, context, own)?;
+    let problems = match &entry {
+        Entry::Document { package, .. } => check_package(package, context),
+        Entry::Status(status) => check_status(status, context),
+    };
+    let warnings = Problems(problems).into_result()?;
+    Ok(Checked { entry, warnings })
+}
+
+/// Reads one dropped entry without checking its content (for showing it).
+pub fn load_entry(path: &Path, context: &CheckContext, own: Option<&str>) -> Result<Entry, Refused> {
     let bytes_max = context.edxml_limits.package_bytes_max;
     let files_bytes_max = context.limits.document_bytes_max;
     let entry = if path.is_dir() {
@@ -167,12 +178,7 @@ pub fn read_entry(
             "not a form the outbox reads: an .edxml file, a .json status, or a folder".into(),
         ));
     };
-    let problems = match &entry {
-        Entry::Document { package, .. } => check_package(package, context),
-        Entry::Status(status) => check_status(status, context),
-    };
-    let warnings = Problems(problems).into_result()?;
-    Ok(Checked { entry, warnings })
+    Ok(entry)
 }
 
 fn message_entry(

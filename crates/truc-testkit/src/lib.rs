@@ -341,6 +341,8 @@ impl TestHub {
             window: 32,
             events: None,
             backoff_max: Duration::from_millis(200),
+            edxml: false,
+            outbox: None,
         }
     }
 }
