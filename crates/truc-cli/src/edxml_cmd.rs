@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use truc_edxml::{
-    load_entry, read_entry, CheckContext, Entry, Package, Problem, Refused, Severity,
-    StatusMessage,
+    load_entry, read_entry, CheckContext, Entry, Package, Problem, Refused, Severity, StatusMessage,
 };
 
 #[derive(clap::Subcommand)]
@@ -29,10 +28,10 @@ pub enum EdxmlCommand {
         json: bool,
     },
     /// Prints a package or a status message for people.
-    #[command(after_help = "Example: truc edxml show inbox/H41/000.00.00.G22,2026%2F11%2F20,7816%2FVPCP-TTĐT.edxml")]
-    Show {
-        path: PathBuf,
-    },
+    #[command(
+        after_help = "Example: truc edxml show inbox/H41/000.00.00.G22,2026%2F11%2F20,7816%2FVPCP-TTĐT.edxml"
+    )]
+    Show { path: PathBuf },
 }
 
 pub fn run(command: EdxmlCommand) -> anyhow::Result<ExitCode> {
@@ -44,7 +43,10 @@ pub fn run(command: EdxmlCommand) -> anyhow::Result<ExitCode> {
 
 fn context(sender: Option<&str>) -> anyhow::Result<CheckContext> {
     let sender = sender
-        .map(|code| code.parse().map_err(|error| anyhow::anyhow!("--as: {error}")))
+        .map(|code| {
+            code.parse()
+                .map_err(|error| anyhow::anyhow!("--as: {error}"))
+        })
         .transpose()?;
     let today = truc_domain::DocumentDate::parse_iso(&crate::today_in_vietnam())
         .context("the system clock gives no date")?;
@@ -211,17 +213,22 @@ fn show_package(package: &Package) {
         line("acts on", &replacement.document_id);
     }
     for trace in &package.trace_headers {
-        line("trace", &format!("{} at {}", trace.organ_id, trace.timestamp));
+        line(
+            "trace",
+            &format!("{} at {}", trace.organ_id, trace.timestamp),
+        );
     }
     match &package.signature {
-        Some(signature) => line(
-            "signature",
-            &format!(
+        Some(signature) => {
+            line(
+                "signature",
+                &format!(
                 "{} {} (its form is checked; XML-DSig values are not verified, see docs/EDXML.md)",
                 signature.signature_method.rsplit('#').next().unwrap_or_default(),
                 signature.x509_subject_name
             ),
-        ),
+            )
+        }
         None => line("signature", "none"),
     }
     println!("  attachments");

@@ -121,7 +121,11 @@ pub fn read_entry(
 }
 
 /// Reads one dropped entry without checking its content (for showing it).
-pub fn load_entry(path: &Path, context: &CheckContext, own: Option<&str>) -> Result<Entry, Refused> {
+pub fn load_entry(
+    path: &Path,
+    context: &CheckContext,
+    own: Option<&str>,
+) -> Result<Entry, Refused> {
     let bytes_max = context.edxml_limits.package_bytes_max;
     let files_bytes_max = context.limits.document_bytes_max;
     let entry = if path.is_dir() {

@@ -98,7 +98,11 @@ pub async fn write_notice_messages(inbox: &Path, notice: &pb::StatusNotice) -> R
 }
 
 /// Hidden name, write, sync, rename, sync the folder.
-pub(crate) async fn write_atomically(folder: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) async fn write_atomically(
+    folder: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), String> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())

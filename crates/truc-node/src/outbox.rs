@@ -571,7 +571,9 @@ impl Worker {
         // Arrival is the node's acknowledgement; an agency's system that
         // reports it too is told when it was recorded.
         if moved.status == Status::Arrived {
-            let recorded = self.recorded(&client, &moved.document_id, &moved.recipient, 1, None).await?;
+            let recorded = self
+                .recorded(&client, &moved.document_id, &moved.recipient, 1, None)
+                .await?;
             return Ok(match recorded {
                 Some(entry) => sent(&entry, true),
                 None => Record {
@@ -635,7 +637,11 @@ impl Worker {
             Err(ClientError::Refused(status)) if final_refusal(&status).is_ok() => return Ok(None),
             Err(other) => return Err(Pending::new(other.to_string())),
         };
-        let Some(row) = response.recipients.iter().find(|row| row.recipient == recipient) else {
+        let Some(row) = response
+            .recipients
+            .iter()
+            .find(|row| row.recipient == recipient)
+        else {
             return Ok(None);
         };
         let current = u32::try_from(row.current).ok();
@@ -757,7 +763,10 @@ async fn unique_name(folder: &Path, name: &str, suffix: &str) -> Result<String, 
             return Ok(candidate);
         }
     }
-    Err(io(format!("no free name for {name} in {}", folder.display())))
+    Err(io(format!(
+        "no free name for {name} in {}",
+        folder.display()
+    )))
 }
 
 #[cfg(test)]
@@ -769,7 +778,14 @@ mod tests {
         for name in ["a.edxml", "văn bản 1", "status.json"] {
             assert!(eligible(name), "{name}");
         }
-        for name in [".a.edxml", "a.edxml.tmp", "a.part", "sent", "failed", ".truc"] {
+        for name in [
+            ".a.edxml",
+            "a.edxml.tmp",
+            "a.part",
+            "sent",
+            "failed",
+            ".truc",
+        ] {
             assert!(!eligible(name), "{name}");
         }
     }
@@ -778,9 +794,10 @@ mod tests {
     fn refusals_are_final_or_tried_again() {
         assert!(final_refusal(&tonic::Status::invalid_argument("subject: is required")).is_ok());
         assert!(final_refusal(&tonic::Status::unavailable("hub stopping")).is_err());
-        assert!(
-            final_refusal(&tonic::Status::resource_exhausted("attachments: more than 100")).is_ok()
-        );
+        assert!(final_refusal(&tonic::Status::resource_exhausted(
+            "attachments: more than 100"
+        ))
+        .is_ok());
         let mut quota = tonic::Status::resource_exhausted("sender: backlog; retry after 5 s");
         quota
             .metadata_mut()
@@ -793,7 +810,10 @@ mod tests {
             "the disk filled up while storing this document's bytes"
         ))
         .is_err());
-        assert_eq!(refused_field("to[1].organ_id: not registered"), Some("to[1].organ_id"));
+        assert_eq!(
+            refused_field("to[1].organ_id: not registered"),
+            Some("to[1].organ_id")
+        );
         assert_eq!(refused_field("the disk filled up: x"), None);
     }
 }
