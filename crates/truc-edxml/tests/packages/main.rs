@@ -3,5 +3,6 @@
 //! trips (XML, envelope) as property tests. One test binary, one link.
 
 mod common;
+mod examples;
 mod invalid;
 mod round_trip;
