@@ -427,6 +427,10 @@ async fn refusals_by_the_node_and_by_the_hub_name_the_element() {
     );
     assert_eq!(refusal["refused_by"], "hub");
     assert_eq!(refusal["code"], "AlreadyExists");
+    assert_eq!(
+        refusal["problems"][0]["element"],
+        "MessageHeader/DocumentId"
+    );
 
     // A status about a document the hub does not have.
     drop_file(

@@ -32,6 +32,7 @@ pub fn element_for_field(field: &str, package: &Package) -> String {
     let (name, index, rest) = split(field);
     match (name, index) {
         ("sender", _) => format!("{h}/From/OrganId"),
+        ("document_id", _) => format!("{h}/DocumentId"),
         ("from", _) => format!("{h}/From{}", organ_element(rest)),
         ("to", None) => format!("{h}/To"),
         ("to", Some(at)) => format!("{h}/To[{}]{}", at + 1, organ_element(rest)),
@@ -124,6 +125,7 @@ mod tests {
             ),
             ("attachments[2].sha256", "edxml-extra.json"),
             ("subject", "MessageHeader/Subject"),
+            ("document_id", "MessageHeader/DocumentId"),
         ] {
             assert_eq!(element_for_field(field, &package), element, "{field}");
         }

@@ -56,7 +56,11 @@ pub async fn write_document_package(
             truc_edxml::from_envelope(&raw, attachments).map_err(|error| error.to_string())?
         }
     };
-    let bytes = truc_edxml::write_package(&package).map_err(|error| error.to_string())?;
+    // Base64 of up to 64 MiB of attachments: off the runtime's threads.
+    let bytes = tokio::task::spawn_blocking(move || truc_edxml::write_package(&package))
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
     write_atomically(inbox, &path, &bytes).await
 }
 
