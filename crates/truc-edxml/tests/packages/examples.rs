@@ -50,3 +50,31 @@ fn the_folder_example_is_the_document_its_header_says() {
     assert_eq!(package.attachments[0].content_type, "text/plain");
     assert_eq!(package.header.due_date, "2026/11/30");
 }
+
+/// A package in a folder beside its attachment files, as large documents
+/// travel: the manifest names the files and `AttachmentEncoded` is left out.
+#[test]
+fn a_package_may_name_its_attachments_as_files_beside_it() {
+    let package = super::common::valid_package();
+    let text = String::from_utf8(truc_edxml::write_package(&package).unwrap()).unwrap();
+    let start = text.find("<AttachmentEncoded>").unwrap();
+    let end = text.find("</AttachmentEncoded>").unwrap() + "</AttachmentEncoded>".len();
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("goi-tin.edxml"), &without).unwrap();
+    let context = super::common::context();
+    // Without the files, the manifest's entries are missing.
+    let refused = read_entry(folder.path(), &context, None).unwrap_err();
+    assert!(refused
+        .problems()
+        .iter()
+        .any(|p| p.element == "edXMLBody/edXMLManifest/Reference[1]/AttachmentName"));
+    for attachment in &package.attachments {
+        std::fs::write(folder.path().join(&attachment.name), &attachment.bytes).unwrap();
+    }
+    let checked = read_entry(folder.path(), &context, None).unwrap();
+    let Entry::Document { package: read, .. } = checked.entry else {
+        panic!("not a document");
+    };
+    assert_eq!(*read, package);
+}
