@@ -6,6 +6,7 @@ mod audit;
 mod badinput;
 mod dashboard;
 mod delivery;
+mod edxml;
 mod faults;
 mod full_disk;
 mod intake;

@@ -107,6 +107,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             window: 64,
             events: Some(events.clone()),
             backoff_max: Duration::from_secs(1),
+            edxml: false,
+            outbox: None,
         };
         let mut stopped = nodes_stopped.clone();
         nodes.push(tokio::spawn(truc_node::run_node(config, async move {

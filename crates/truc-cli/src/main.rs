@@ -9,6 +9,7 @@ mod bench_cmd;
 mod connect;
 mod crashtest;
 mod demo;
+mod edxml_cmd;
 mod feedback_cmd;
 mod operator_cmd;
 mod replay_cmd;
@@ -79,8 +80,16 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
-    /// Runs an agency node: one delivery stream, documents written into an inbox exactly once.
-    #[command(after_help = "Example: truc node --as 000.00.00.H41 --inbox data/inbox/H41")]
+    /// Runs an agency node: one delivery stream, documents written into an inbox exactly once,
+    /// and with --outbox, what the agency's own system drops into a folder sent.
+    #[command(
+        after_help = "Examples:\n  truc node --as 000.00.00.H41 --inbox data/inbox/H41\n  \
+                      truc node --as 000.00.00.H41 --inbox data/H41/inbox --outbox data/H41/outbox\n\
+                      The outbox takes .edxml packages and status messages, .json statuses and folders\n\
+                      (header.json and files), each dropped under its final name by a rename; it moves\n\
+                      each to outbox/sent/ with a .receipt.json or to outbox/failed/ with a .refusal.json.\n\
+                      See docs/EDXML.md."
+    )]
     Node {
         #[command(flatten)]
         connection: Connection,
@@ -90,6 +99,19 @@ enum Command {
         /// Unacknowledged deliveries accepted at once.
         #[arg(long, default_value_t = 64)]
         window: u32,
+        /// Folder the agency's document system drops documents and statuses into (edXML or the
+        /// folder form); the inbox then also receives edXML packages and status messages.
+        #[arg(long, env = "TRUC_NODE_OUTBOX")]
+        outbox: Option<PathBuf>,
+        /// Also write each received document as an edXML package, and each status notice as an
+        /// edXML status message, into the inbox (on with --outbox).
+        #[arg(long)]
+        edxml: bool,
+    },
+    /// edXML packages (QCVN 102:2016): check one offline, or print it.
+    Edxml {
+        #[command(subcommand)]
+        command: edxml_cmd::EdxmlCommand,
     },
     /// Signs and sends a document as an agency.
     #[command(
@@ -382,7 +404,10 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
             connection,
             inbox,
             window,
-        } => node(connection, inbox, window).await,
+            outbox,
+            edxml,
+        } => node(connection, inbox, window, outbox, edxml).await,
+        Command::Edxml { command } => edxml_cmd::run(command),
         Command::Send(args) => send(args).await,
         Command::Status {
             document_id,
@@ -603,10 +628,20 @@ fn print_hub_config(config_path: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Result<ExitCode> {
+async fn node(
+    connection: Connection,
+    inbox: PathBuf,
+    window: u32,
+    outbox: Option<PathBuf>,
+    edxml: bool,
+) -> anyhow::Result<ExitCode> {
     let agency = connection.agency_code()?;
     std::fs::create_dir_all(&inbox)
         .with_context(|| format!("cannot create {}", inbox.display()))?;
+    if let Some(outbox) = &outbox {
+        std::fs::create_dir_all(outbox)
+            .with_context(|| format!("cannot create {}", outbox.display()))?;
+    }
     let (events, mut receiver) = tokio::sync::mpsc::channel(64);
     let config = truc_node::NodeConfig {
         hub: connection.hub,
@@ -616,11 +651,16 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
         window,
         events: Some(events),
         backoff_max: std::time::Duration::from_secs(10),
+        edxml: edxml || outbox.is_some(),
+        outbox: outbox.clone().map(truc_node::OutboxConfig::new),
     };
     eprintln!(
-        "node {agency} → {} writing into {}",
+        "node {agency} → {} writing into {}{}",
         connection.hub,
-        inbox.display()
+        inbox.display(),
+        outbox
+            .map(|outbox| format!(", sending what is dropped into {}", outbox.display()))
+            .unwrap_or_default()
     );
     let printer = tokio::spawn(async move {
         while let Some(event) = receiver.recv().await {
@@ -658,6 +698,16 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
                     document_id,
                     reason,
                 } => eprintln!("REFUSED {document_id}: {reason}"),
+                truc_node::NodeEvent::Outbox(truc_node::OutboxEvent::Sent {
+                    entry,
+                    document_id,
+                    ..
+                }) => println!("sent {entry}: {document_id}"),
+                truc_node::NodeEvent::Outbox(truc_node::OutboxEvent::Failed {
+                    entry,
+                    refusal,
+                    summary,
+                }) => eprintln!("FAILED {entry}: {summary} (see {})", refusal.display()),
             }
         }
     });

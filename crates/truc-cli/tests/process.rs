@@ -4,7 +4,8 @@
 //! and what operators see: the printed configuration with its environment
 //! overrides, JSON logs and the metrics endpoint. With TRUC_PYTHON_TESTS=1,
 //! also the Python client against the hub process. And `truc bench` against the
-//! hub process it starts, whose figures must add up.
+//! hub process it starts, whose figures must add up. And `truc edxml check`
+//! and `show` on the examples of `docs/edxml/`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -814,4 +815,57 @@ async fn a_stalled_consumer_keeps_the_hub_memory_bounded_while_its_queue_grows()
         .queue_depth;
     assert_eq!(depth, 199 + u64::from(QUEUED));
     hub.kill_9();
+}
+
+/// `truc edxml check` as an integrator runs it: 0 for a package that would
+/// be sent, 1 with every problem named by element for one that would not,
+/// and `show` prints the fields.
+#[test]
+fn edxml_check_lists_every_problem_by_element_and_exits_one() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/edxml/example.edxml");
+    let good = Command::new(TRUC)
+        .args(["edxml", "check", "--as", SENDER])
+        .arg(&example)
+        .output()
+        .expect("run truc edxml check");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let bad = root.path().join("bad.edxml");
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace(">7816</edXML:CodeNumber>", ">78a</edXML:CodeNumber>")
+        .replace(">7816-VPCP-TTDT.pdf<", ">../7816.pdf<");
+    std::fs::write(&bad, text).unwrap();
+    let refused = Command::new(TRUC)
+        .args(["edxml", "check", "--json"])
+        .arg(&bad)
+        .output()
+        .expect("run truc edxml check");
+    assert_eq!(refused.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let elements: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|problem| problem["element"].as_str().unwrap())
+        .collect();
+    assert!(
+        elements.contains(&"MessageHeader/Code/CodeNumber"),
+        "{elements:?}"
+    );
+    assert!(
+        elements.contains(&"edXMLBody/edXMLManifest/Reference[1]/AttachmentName"),
+        "{elements:?}"
+    );
+
+    let shown = truc(&["edxml", "show", example.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("7816/VPCP-TTĐT"), "{shown}");
+    assert!(shown.contains("7816-VPCP-TTDT.pdf"), "{shown}");
 }

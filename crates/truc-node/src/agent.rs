@@ -33,6 +33,11 @@ pub struct NodeConfig {
     pub events: Option<mpsc::Sender<NodeEvent>>,
     /// Longest wait between reconnection attempts.
     pub backoff_max: Duration,
+    /// Also write each document as an edXML package and each notice as an
+    /// edXML status message into the inbox ([`crate::edxml_inbox`]).
+    pub edxml: bool,
+    /// Send what the agency's system drops into this folder ([`crate::outbox`]).
+    pub outbox: Option<crate::outbox::OutboxConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +55,8 @@ pub enum NodeEvent {
         document_id: String,
         reason: String,
     },
+    /// An outbox entry sent, or moved to `failed/`.
+    Outbox(crate::outbox::OutboxEvent),
 }
 
 /// Attachments live in their own folder so that no attachment name can
@@ -65,8 +72,33 @@ pub fn inbox_name(document_id: &str) -> String {
 /// attempts fail, and starts again after a stream that opened.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 
-/// Runs the node until `shutdown` resolves.
+/// Runs the node until `shutdown` resolves: the delivery stream, and the
+/// outbox beside it when the config has one.
 pub async fn run_node(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) {
+    let Some(outbox) = config.outbox.clone() else {
+        return run_delivery_stream(config, shutdown).await;
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(crate::outbox::run_outbox(
+        config.clone(),
+        outbox,
+        stopped.clone(),
+    ));
+    let mut stream_stopped = stopped;
+    tokio::join!(
+        async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        },
+        run_delivery_stream(config, async move {
+            let _ = stream_stopped.wait_for(|stop| *stop).await;
+        }),
+    );
+    let _ = worker.await;
+}
+
+/// The delivery stream, reconnecting, until `shutdown` resolves.
+async fn run_delivery_stream(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut seen: HashSet<String> = HashSet::new();
     let mut backoff = BACKOFF_FIRST;
@@ -170,6 +202,11 @@ async fn session(
             Some(pb::hub_message::Kind::Notice(notice)) => {
                 let seq = notice.queue_seq;
                 record_notice(config, &notice).await?;
+                if let (true, Some(inbox)) = (config.edxml, &config.inbox) {
+                    crate::edxml_inbox::write_notice_messages(inbox, &notice)
+                        .await
+                        .map_err(ClientError::Draft)?;
+                }
                 if let Some(events) = &config.events {
                     let _ = events.send(NodeEvent::Notice(notice)).await;
                 }
@@ -230,7 +267,7 @@ async fn receive(
                 _ => inbox.clone(),
             };
             let folder = inbox.join(inbox_name(&verified.document_id));
-            if tokio::fs::try_exists(&folder).await? {
+            let new = if tokio::fs::try_exists(&folder).await? {
                 false
             } else {
                 if let Err(reason) =
@@ -240,7 +277,23 @@ async fn receive(
                     return Ok(false);
                 }
                 true
+            };
+            // Beside the folder, and after it: a crash between the two
+            // leaves the package to the redelivery, which finds the folder.
+            if config.edxml {
+                if let Err(reason) = crate::edxml_inbox::write_document_package(
+                    inbox,
+                    &folder,
+                    &verified.document_id,
+                    &verified.header,
+                )
+                .await
+                {
+                    tracing::error!(document_id = %verified.document_id, %reason, "edXML package not written; the delivery stays queued");
+                    return Ok(false);
+                }
             }
+            new
         }
         None => {
             if seen.contains(&key) {

@@ -7,7 +7,7 @@ use prost::Message;
 use ring::digest::{Context, SHA256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use truc_domain::SigningKey;
+use truc_domain::{RawAttachment, RawHeader, RawOrgan, SigningKey};
 use truc_pki::Credentials;
 use truc_proto::v1 as pb;
 
@@ -232,6 +232,60 @@ impl Prepared {
         })
     }
 
+    /// An envelope for a package already mapped to the envelope's fields
+    /// (an edXML package or the JSON folder form, through `truc-edxml`):
+    /// the header encoded from exactly those fields, so that the same
+    /// package always makes the same header bytes, and a resend is the hub's
+    /// duplicate rather than a conflict.
+    pub fn from_envelope_parts(
+        parts: truc_edxml::EnvelopeParts,
+        sign_document: bool,
+        credentials: &Credentials,
+        key: &SigningKey,
+    ) -> Result<Prepared, ClientError> {
+        let header = header_from_raw(&parts.header);
+        let document_id = document_id_of(&parts.header);
+        let digests: Vec<[u8; 32]> = parts
+            .header
+            .attachments
+            .iter()
+            .map(|attachment| {
+                attachment.sha256.as_slice().try_into().map_err(|_| {
+                    ClientError::Draft(format!("attachment {} has no SHA-256", attachment.name))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let header_bytes = header.encode_to_vec();
+        let signature = key
+            .sign_envelope(&header_bytes)
+            .map_err(|error| ClientError::Draft(error.to_string()))?;
+        let document_signature = if sign_document {
+            Some(pb::DocumentSignature {
+                signer_certificate: credentials.certificate_der().to_vec(),
+                signature: key
+                    .sign_document(&document_id, &digests)
+                    .map_err(|error| ClientError::Draft(error.to_string()))?,
+            })
+        } else {
+            None
+        };
+        Ok(Prepared {
+            envelope: pb::SignedEnvelope {
+                header: header_bytes,
+                signature,
+                document_signature,
+            },
+            attachments: parts
+                .attachments
+                .into_iter()
+                .map(|attachment| {
+                    Attachment::bytes(&attachment.name, &attachment.media_type, attachment.bytes)
+                })
+                .collect(),
+            document_id,
+        })
+    }
+
     /// Sends the envelope, then every attachment in chunks (at least one each).
     pub async fn stream_into(
         self,
@@ -299,4 +353,116 @@ async fn read_full(file: &mut tokio::fs::File, buffer: &mut [u8]) -> Result<usiz
         filled += read;
     }
     Ok(filled)
+}
+
+/// `OrganId,yyyy/MM/dd,Number/Notation` of a header's fields.
+pub fn document_id_of(raw: &RawHeader) -> String {
+    format!(
+        "{},{},{}/{}",
+        raw.from
+            .as_ref()
+            .map(|from| from.organ_id.as_str())
+            .unwrap_or_default(),
+        raw.promulgation_date.replace('-', "/"),
+        raw.code_number,
+        raw.code_notation
+    )
+}
+
+fn wire_organ(organ: &RawOrgan) -> pb::Organ {
+    pb::Organ {
+        organ_id: organ.organ_id.clone(),
+        organ_name: organ.organ_name.clone(),
+        address: organ.address.clone(),
+        email: organ.email.clone(),
+        phone: organ.phone.clone(),
+    }
+}
+
+/// The wire header of the domain's header fields, field for field.
+pub fn header_from_raw(raw: &RawHeader) -> pb::EnvelopeHeader {
+    pb::EnvelopeHeader {
+        from: raw.from.as_ref().map(wire_organ),
+        to: raw.to.iter().map(wire_organ).collect(),
+        code: Some(pb::DocumentCode {
+            number: raw.code_number.clone(),
+            notation: raw.code_notation.clone(),
+        }),
+        promulgation: Some(pb::Promulgation {
+            place: raw.promulgation_place.clone(),
+            date: raw.promulgation_date.clone(),
+        }),
+        document_type: Some(pb::DocumentType {
+            r#type: raw.document_type,
+            name: raw.document_type_name.clone(),
+        }),
+        subject: raw.subject.clone(),
+        steering_type: raw.steering_type,
+        due_date: raw.due_date.clone(),
+        other_info: Some(pb::OtherInfo {
+            priority: raw.priority,
+            page_count: raw.page_count,
+            appendix_count: raw.appendix_count,
+        }),
+        response_for: raw.response_for.clone(),
+        business_type: raw.business_type,
+        business_refs: raw.business_refs.clone(),
+        attachments: raw
+            .attachments
+            .iter()
+            .map(|attachment| pb::AttachmentInfo {
+                name: attachment.name.clone(),
+                media_type: attachment.media_type.clone(),
+                size_bytes: attachment.size_bytes,
+                sha256: attachment.sha256.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn domain_organ(organ: &pb::Organ) -> RawOrgan {
+    RawOrgan {
+        organ_id: organ.organ_id.clone(),
+        organ_name: organ.organ_name.clone(),
+        address: organ.address.clone(),
+        email: organ.email.clone(),
+        phone: organ.phone.clone(),
+    }
+}
+
+/// The domain's header fields of a wire header, field for field.
+pub fn raw_from_header(header: &pb::EnvelopeHeader) -> RawHeader {
+    let code = header.code.clone().unwrap_or_default();
+    let promulgation = header.promulgation.clone().unwrap_or_default();
+    let document_type = header.document_type.clone().unwrap_or_default();
+    let other = header.other_info.unwrap_or_default();
+    RawHeader {
+        from: header.from.as_ref().map(domain_organ),
+        to: header.to.iter().map(domain_organ).collect(),
+        code_number: code.number,
+        code_notation: code.notation,
+        promulgation_place: promulgation.place,
+        promulgation_date: promulgation.date,
+        document_type: document_type.r#type,
+        document_type_name: document_type.name,
+        subject: header.subject.clone(),
+        steering_type: header.steering_type,
+        due_date: header.due_date.clone(),
+        priority: other.priority,
+        page_count: other.page_count,
+        appendix_count: other.appendix_count,
+        response_for: header.response_for.clone(),
+        business_type: header.business_type,
+        business_refs: header.business_refs.clone(),
+        attachments: header
+            .attachments
+            .iter()
+            .map(|attachment| RawAttachment {
+                name: attachment.name.clone(),
+                media_type: attachment.media_type.clone(),
+                size_bytes: attachment.size_bytes,
+                sha256: attachment.sha256.clone(),
+            })
+            .collect(),
+    }
 }

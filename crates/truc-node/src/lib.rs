@@ -1,11 +1,15 @@
 //! The agency side of the axis: a client that signs and sends documents,
 //! moves statuses and reads them ([`client`]), and the node agent that holds
 //! one delivery stream, verifies what arrives and writes it into an inbox
-//! exactly once ([`agent`]).
+//! exactly once ([`agent`]), also in edXML ([`edxml_inbox`]), and the
+//! outbox that sends what an agency's own system drops into a folder
+//! ([`outbox`]).
 
 pub mod agent;
 pub mod client;
 pub mod compose;
+pub mod edxml_inbox;
+pub mod outbox;
 pub mod verify;
 
 #[cfg(test)]
@@ -14,3 +18,4 @@ mod signing_example;
 pub use agent::{ack_message, run_node, NodeConfig, NodeEvent};
 pub use client::{connect_channel, AxisClient, ClientError};
 pub use compose::{Attachment, Draft};
+pub use outbox::{OutboxConfig, OutboxEvent};

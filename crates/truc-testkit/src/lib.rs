@@ -393,6 +393,8 @@ impl TestHub {
             window: 32,
             events: None,
             backoff_max: Duration::from_millis(200),
+            edxml: false,
+            outbox: None,
         }
     }
 }
