@@ -1,11 +1,13 @@
 //! The agency side of the axis: a client that signs and sends documents,
 //! moves statuses and reads them ([`client`]), and the node agent that holds
 //! one delivery stream, verifies what arrives and writes it into an inbox
-//! exactly once ([`agent`]).
+//! exactly once ([`agent`]); either may be given several hubs and moves to
+//! the next when one does not answer ([`failover`]).
 
 pub mod agent;
 pub mod client;
 pub mod compose;
+pub mod failover;
 pub mod verify;
 
 #[cfg(test)]
@@ -14,3 +16,4 @@ mod signing_example;
 pub use agent::{ack_message, run_node, NodeConfig, NodeEvent};
 pub use client::{connect_channel, AxisClient, ClientError};
 pub use compose::{Attachment, Draft};
+pub use failover::{FailoverOptions, HubAddressError, HubAddresses};
