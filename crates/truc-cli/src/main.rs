@@ -610,7 +610,7 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
         .with_context(|| format!("cannot create {}", inbox.display()))?;
     let (events, mut receiver) = tokio::sync::mpsc::channel(64);
     let config = truc_node::NodeConfig {
-        hub: connection.hub,
+        hubs: connection.hub.into(),
         roots: connection.roots()?,
         credentials: connection.credentials()?,
         inbox: Some(inbox.clone()),
@@ -626,7 +626,7 @@ async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Re
     let printer = tokio::spawn(async move {
         while let Some(event) = receiver.recv().await {
             match event {
-                truc_node::NodeEvent::Connected => eprintln!("connected"),
+                truc_node::NodeEvent::Connected { hub } => eprintln!("connected to {hub}"),
                 truc_node::NodeEvent::Delivered {
                     document_id,
                     recipient,

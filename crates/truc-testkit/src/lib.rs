@@ -12,7 +12,7 @@ use truc_hub::config::{ConnectionsConfig, DeliveryConfig};
 use truc_hub::{
     AgencyEntry, Clock, CrlSetup, Directory, HubSetup, Observe, SecuritySetup, WatchSetup,
 };
-use truc_node::{AxisClient, NodeConfig};
+use truc_node::{AxisClient, HubAddresses, NodeConfig};
 use truc_pki::{KeyAlgorithm, PkiPaths};
 use truc_store::{Store, StoreOptions};
 
@@ -331,7 +331,7 @@ impl TestHub {
 
     pub fn node_config(&self, agency: &str, inbox: Option<PathBuf>) -> NodeConfig {
         NodeConfig {
-            hub: self.address,
+            hubs: HubAddresses::one(self.address),
             roots: self.pki.trust_roots().expect("trust roots"),
             credentials: self
                 .pki
