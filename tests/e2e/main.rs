@@ -6,6 +6,7 @@ mod audit;
 mod badinput;
 mod dashboard;
 mod delivery;
+mod failover;
 mod faults;
 mod full_disk;
 mod intake;
