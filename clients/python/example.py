@@ -33,7 +33,7 @@ STATUSES = {
 
 def connect(args) -> truc_client.Agency:
     return truc_client.Agency.from_files(
-        args.hub,
+        args.hub or ["127.0.0.1:7443"],
         os.path.join(args.certs, "ca.crt"),
         os.path.join(args.certs, "agencies", f"{args.agency}.crt"),
         os.path.join(args.certs, "agencies", f"{args.agency}.key"),
@@ -57,6 +57,8 @@ def send(agency: truc_client.Agency, args) -> None:
         sign_document=args.sign_document,
     )
     print(f"accepted: {response.document_id}" + (" (already sent)" if response.duplicate else ""))
+    if len(agency.hubs) > 1:
+        print(f"answered by the hub at {agency.current_hub}", file=sys.stderr)
     for recipient in response.recipients:
         print(f"  {'✓' if recipient.accepted else '✗'} {recipient.organ_id} {recipient.reason}")
 
@@ -109,7 +111,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--hub", default="127.0.0.1:7443")
+    parser.add_argument(
+        "--hub",
+        action="append",
+        help="the hub's address (default 127.0.0.1:7443); several hubs of one store: "
+        "repeat it or give a comma list, tried in order",
+    )
     parser.add_argument("--certs", default="certs/p256", help="the PKI folder of truc certs init")
     parser.add_argument("--as", dest="agency", required=True, help="this agency's code")
     commands = parser.add_subparsers(dest="command", required=True)

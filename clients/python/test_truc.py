@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import socket
 import time
 
 import grpc
@@ -103,10 +104,10 @@ def test_the_signing_forms_reproduce_the_worked_example_of_the_docs():
     assert truc_client.sign(ed_key, document_message) == raw("ed25519_document_signature")
 
 
-def agency(code: str) -> Agency:
+def agency(code: str, hubs=None) -> Agency:
     certs = os.environ["TRUC_CERTS"]
     return Agency.from_files(
-        os.environ["TRUC_HUB"],
+        hubs or os.environ["TRUC_HUB"],
         os.path.join(certs, "ca.crt"),
         os.path.join(certs, "agencies", f"{code}.crt"),
         os.path.join(certs, "agencies", f"{code}.key"),
@@ -379,3 +380,47 @@ def test_the_recipient_check_catches_a_delivery_changed_in_transit():
                     recipient.verify_delivery(changed)
                 assert failed.value.field == field_name, (change.__name__, failed.value)
             stream.ack([delivery.queue_seq])
+
+
+def dead_address() -> str:
+    """An address nothing listens on: bound, then let go."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_hub_addresses_come_in_order_each_once_from_comma_lists():
+    assert truc_client.hub_addresses("10.0.0.1:7443") == ["10.0.0.1:7443"]
+    assert truc_client.hub_addresses("a:1, b:2,a:1") == ["a:1", "b:2"]
+    assert truc_client.hub_addresses(["a:1,b:2", "c:3"]) == ["a:1", "b:2", "c:3"]
+    with pytest.raises(ValueError):
+        truc_client.hub_addresses(" , ")
+
+
+@needs_hub
+def test_an_agency_given_a_dead_address_first_goes_on_at_the_hub_with_the_same_envelope():
+    dead, hub = dead_address(), os.environ["TRUC_HUB"]
+    attachment = Attachment("c.pdf", "application/pdf", b"%PDF-1.7 hai dia chi")
+    with agency(SENDER) as direct, agency(SENDER, [dead, hub]) as failing_over:
+        assert failing_over.hubs == [dead, hub]
+        header = direct.header([RECIPIENT], "501", "VPCP-PY", "Qua hai địa chỉ", [attachment])
+        prepared = direct.prepare(header, [attachment])
+        first = direct.send_prepared(prepared)
+        assert not first.duplicate
+        # As after an acknowledgement lost with a hub: the very envelope is
+        # sent again through the next address and answered with the original.
+        again = failing_over.send_prepared(prepared)
+        assert failing_over.current_hub == hub
+        assert again.duplicate and again.accepted_at_unix_ms == first.accepted_at_unix_ms
+        # A refusal is the hub's answer: raised as it is, nothing moves.
+        with pytest.raises(grpc.RpcError) as missing:
+            failing_over.get_status(document_id(599))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert failing_over.current_hub == hub
+    # No hub answers: UNAVAILABLE, after a bounded number of attempts.
+    with agency(SENDER, f"{dead},{dead_address()}") as nowhere:
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as unreachable:
+            nowhere.get_status(first.document_id)
+        assert unreachable.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < truc_client.RETRY_DEADLINE_SECONDS + 5

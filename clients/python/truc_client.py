@@ -12,6 +12,12 @@ that ``truc.v1.truc_pb2`` resolves.
 gRPC's C core cannot use Ed25519 in TLS, so the agency's certificate and the
 hub's must hold ECDSA P-256 keys (``truc certs init --key-algorithm p256``).
 Signatures by senders with Ed25519 keys still verify here.
+
+Given several hub addresses (hubs of one store), an agency uses the first
+that answers and moves to the next when a call finds its hub UNAVAILABLE,
+asking the same request again: a send with the same signed envelope, which
+a hub that already stored it answers with the original acknowledgement.
+Whatever a hub refused is raised as it is.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import queue
+import random
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import grpc
 from cryptography import x509
@@ -49,6 +57,47 @@ TRUC_URI_PREFIX = "urn:truc:"
 CHUNK_BYTES = 256 * 1024
 # Bounds every unary call and stream read, so a stuck hub fails loudly.
 CALL_TIMEOUT_SECONDS = 30.0
+
+# Failing over between hubs. A call gets at most ATTEMPTS_MAX attempts over
+# all hubs (and always one per hub); a hub this call already asked is asked
+# again only after a wait that doubles from BACKOFF_FIRST_SECONDS up to
+# BACKOFF_MAX_SECONDS; no attempt starts RETRY_DEADLINE_SECONDS after the
+# first. A hub whose connection is not up within CONNECT_TIMEOUT_SECONDS is
+# taken as not answering.
+ATTEMPTS_MAX = 6
+BACKOFF_FIRST_SECONDS = 0.1
+BACKOFF_MAX_SECONDS = 2.0
+RETRY_DEADLINE_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def hub_addresses(hubs: Union[str, Sequence[str]]) -> list[str]:
+    """The hubs in order, each once, from ``"a:7443,b:7443"`` or a list of such strings."""
+    parts = [hubs] if isinstance(hubs, str) else list(hubs)
+    addresses: list[str] = []
+    for part in parts:
+        for address in part.split(","):
+            address = address.strip()
+            if address and address not in addresses:
+                addresses.append(address)
+    if not addresses:
+        raise ValueError("no hub address was given")
+    return addresses
+
+
+class HubUnreachable(grpc.RpcError):
+    """No connection to a hub (refused, or not up within CONNECT_TIMEOUT_SECONDS): UNAVAILABLE."""
+
+    def __init__(self, index: int, address: str):
+        super().__init__(f"no connection to the hub at {address}")
+        self.index = index
+        self.address = address
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return str(self)
 
 
 class VerificationError(Exception):
@@ -220,12 +269,43 @@ def vietnam_today() -> str:
     return datetime.datetime.now(vietnam).date().isoformat()
 
 
+def connected(channel: grpc.Channel, timeout: float) -> bool:
+    """Connects ``channel`` and says whether it is up within ``timeout`` seconds.
+
+    Unlike ``grpc.channel_ready_future``, a refused connection answers at
+    once (TRANSIENT_FAILURE) instead of after the whole timeout.
+    """
+    states: "queue.Queue[grpc.ChannelConnectivity]" = queue.Queue()
+    watch = states.put
+    channel.subscribe(watch, try_to_connect=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                state = states.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return False
+            if state == grpc.ChannelConnectivity.READY:
+                return True
+            if state in (
+                grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                grpc.ChannelConnectivity.SHUTDOWN,
+            ):
+                return False
+    finally:
+        channel.unsubscribe(watch)
+
+
 class Agency:
-    """One agency's connection to the hub: mutual TLS with its own certificate."""
+    """One agency's connection to the axis through one hub of a list.
+
+    Mutual TLS with the agency's own certificate; ``hub_address`` is one
+    address, a comma list or a list of addresses, in order of preference.
+    """
 
     def __init__(
         self,
-        hub_address: str,
+        hub_address: Union[str, Sequence[str]],
         ca_pem: bytes,
         certificate_pem: bytes,
         private_key_pem: bytes,
@@ -235,29 +315,114 @@ class Agency:
         self.code = agency_code_of(self.certificate)
         self.private_key = serialization.load_pem_private_key(private_key_pem, password=None)
         self.trusted_cas = x509.load_pem_x509_certificates(ca_pem)
-        credentials = grpc.ssl_channel_credentials(
+        self._credentials = grpc.ssl_channel_credentials(
             root_certificates=ca_pem,
             private_key=private_key_pem,
             certificate_chain=certificate_pem,
         )
-        # The hub's certificate names truc-hub; the address may be anything.
-        self.channel = grpc.secure_channel(
-            hub_address,
-            credentials,
-            options=[("grpc.ssl_target_name_override", server_name)],
-        )
-        self.stub = pb_grpc.AxisStub(self.channel)
+        self._server_name = server_name
+        self.hubs = hub_addresses(hub_address)
+        self._lock = threading.Lock()
+        self._index = 0
+        self._channel: Optional[grpc.Channel] = None
+        self._stub: Optional[pb_grpc.AxisStub] = None
 
     @classmethod
-    def from_files(cls, hub_address: str, ca_path: str, certificate_path: str, key_path: str):
+    def from_files(
+        cls,
+        hub_address: Union[str, Sequence[str]],
+        ca_path: str,
+        certificate_path: str,
+        key_path: str,
+    ):
         def read(path: str) -> bytes:
             with open(path, "rb") as file:
                 return file.read()
 
         return cls(hub_address, read(ca_path), read(certificate_path), read(key_path))
 
+    @property
+    def stub(self) -> pb_grpc.AxisStub:
+        """The current hub's stub, for calls this class does not wrap (they do not fail over)."""
+        return self._current()[1]
+
+    @property
+    def current_hub(self) -> str:
+        """The hub calls go to now: after a call returns, the one that answered it."""
+        with self._lock:
+            return self.hubs[self._index]
+
+    def _current(self) -> tuple[int, pb_grpc.AxisStub]:
+        """The current hub and its stub, connecting first (within CONNECT_TIMEOUT_SECONDS)."""
+        with self._lock:
+            index, stub = self._index, self._stub
+            if stub is not None:
+                return index, stub
+            # The hub's certificate names truc-hub; the address may be anything.
+            channel = grpc.secure_channel(
+                self.hubs[index],
+                self._credentials,
+                options=[("grpc.ssl_target_name_override", self._server_name)],
+            )
+        if not connected(channel, CONNECT_TIMEOUT_SECONDS):
+            channel.close()
+            raise HubUnreachable(index, self.hubs[index])
+        with self._lock:
+            if self._index == index and self._stub is None:
+                self._channel, self._stub = channel, pb_grpc.AxisStub(channel)
+                return index, self._stub
+        # Another thread moved on or connected meanwhile: use what it chose.
+        channel.close()
+        return self._current()
+
+    def _move_on_from(self, index: int) -> None:
+        """Later calls go to the next hub, if they still go to hub ``index``."""
+        with self._lock:
+            if self._index != index:
+                return
+            if self._channel is not None:
+                self._channel.close()
+            self._index = (index + 1) % len(self.hubs)
+            self._channel, self._stub = None, None
+
+    def _call(self, attempt: Callable[[pb_grpc.AxisStub], object], tries: Optional[list] = None):
+        """Runs ``attempt`` on the current hub, and on the next ones while it is UNAVAILABLE.
+
+        Each attempt is appended to ``tries`` when given. Any other error is
+        the hub's answer and is raised at once.
+        """
+        started = time.monotonic()
+        attempts_max = max(ATTEMPTS_MAX, len(self.hubs))
+        asked: set[int] = set()
+        backoff = BACKOFF_FIRST_SECONDS
+        made = 0
+        while True:
+            index = self._index
+            made += 1
+            if tries is not None:
+                tries.append(index)
+            try:
+                index, stub = self._current()
+                return attempt(stub)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                index = getattr(error, "index", index)
+                self._move_on_from(index)
+                asked.add(index)
+                left = RETRY_DEADLINE_SECONDS - (time.monotonic() - started)
+                if made >= attempts_max or left <= 0:
+                    raise
+                if self._index in asked:
+                    # Coming back to a hub: wait, spread over the wait's second half.
+                    time.sleep(min(left, backoff / 2 + random.random() * backoff / 2))
+                    backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
     def close(self) -> None:
-        self.channel.close()
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel, self._stub = None, None
 
     def __enter__(self) -> "Agency":
         return self
@@ -322,7 +487,12 @@ class Agency:
         return Prepared(envelope=envelope, attachments=list(attachments), document_id=document_id)
 
     def send_prepared(self, prepared: Prepared) -> pb.SendResponse:
-        """The Send stream: the envelope, then each attachment in chunks, in header order."""
+        """The Send stream: the envelope, then each attachment in chunks, in header order.
+
+        A hub that is UNAVAILABLE is left for the next with this very
+        envelope: one that had stored it answers with the original
+        acknowledgement (``duplicate`` set), never a second document.
+        """
 
         def requests() -> Iterator[pb.SendRequest]:
             yield pb.SendRequest(envelope=prepared.envelope)
@@ -336,7 +506,7 @@ class Agency:
                         )
                     )
 
-        return self.stub.Send(requests(), timeout=CALL_TIMEOUT_SECONDS)
+        return self._call(lambda stub: stub.Send(requests(), timeout=CALL_TIMEOUT_SECONDS))
 
     def send(
         self,
@@ -354,14 +524,24 @@ class Agency:
     # Receiving -------------------------------------------------------------
 
     def deliveries(self, window: int = 16) -> "DeliveryStream":
-        return DeliveryStream(self.stub, window)
+        """The delivery stream, on the current hub.
+
+        If the hub ends it or it breaks UNAVAILABLE, the agency moves on, and
+        the next ``deliveries()`` opens on the next hub, where what was not
+        acknowledged comes again.
+        """
+        index, stub = self._call(lambda stub: (self._index, stub))
+        return DeliveryStream(stub, window, lambda: self._move_on_from(index))
 
     def fetch_attachment(self, document_id: str, index: int) -> bytes:
-        chunks = self.stub.FetchAttachment(
-            pb.FetchAttachmentRequest(document_id=document_id, index=index),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-        return b"".join(chunk.data for chunk in chunks)
+        def fetch(stub: pb_grpc.AxisStub) -> bytes:
+            chunks = stub.FetchAttachment(
+                pb.FetchAttachmentRequest(document_id=document_id, index=index),
+                timeout=CALL_TIMEOUT_SECONDS,
+            )
+            return b"".join(chunk.data for chunk in chunks)
+
+        return self._call(fetch)
 
     def verify_delivery(self, delivery: pb.Delivery) -> VerifiedDelivery:
         """The recipient's checks of docs/SIGNING.md, in order; raises VerificationError."""
@@ -421,16 +601,35 @@ class Agency:
     # Statuses --------------------------------------------------------------
 
     def move_status(self, document_id: str, status: int, reason: str = "") -> pb.StatusEntry:
-        """Moves this agency's own delivery of a document (received, ..., completed, rejected)."""
-        response = self.stub.MoveStatus(
-            pb.MoveStatusRequest(document_id=document_id, status=status, reason=reason),
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
+        """Moves this agency's own delivery of a document (received, ..., completed, rejected).
+
+        After a hub that was UNAVAILABLE, the move is asked of the next; if
+        that one refuses it as already made (FAILED_PRECONDITION) and the
+        document shows this very move by this agency, the first attempt was
+        recorded and its entry is returned.
+        """
+        request = pb.MoveStatusRequest(document_id=document_id, status=status, reason=reason)
+        tries: list = []
+        try:
+            response = self._call(
+                lambda stub: stub.MoveStatus(request, timeout=CALL_TIMEOUT_SECONDS), tries
+            )
+        except grpc.RpcError as error:
+            if len(tries) > 1 and error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                for row in self.get_status(document_id).recipients:
+                    if row.recipient != self.code:
+                        continue
+                    for entry in row.history:
+                        if (entry.status, entry.actor, entry.reason) == (status, self.code, reason):
+                            return entry
+            raise
         return response.entry
 
     def get_status(self, document_id: str) -> pb.GetStatusResponse:
-        return self.stub.GetStatus(
-            pb.GetStatusRequest(document_id=document_id), timeout=CALL_TIMEOUT_SECONDS
+        return self._call(
+            lambda stub: stub.GetStatus(
+                pb.GetStatusRequest(document_id=document_id), timeout=CALL_TIMEOUT_SECONDS
+            )
         )
 
 
@@ -443,10 +642,18 @@ class DeliveryStream:
 
     _END = object()
 
-    def __init__(self, stub: pb_grpc.AxisStub, window: int):
+    def __init__(
+        self,
+        stub: pb_grpc.AxisStub,
+        window: int,
+        hub_lost: Callable[[], None] = lambda: None,
+    ):
         self._outgoing: "queue.Queue[Optional[pb.NodeMessage]]" = queue.Queue()
         self._outgoing.put(pb.NodeMessage(hello=pb.Hello(window=window)))
         self._incoming: "queue.Queue[object]" = queue.Queue()
+        # Told when the hub ends the stream or stops answering, not when the caller closes it.
+        self._hub_lost = hub_lost
+        self._closing = False
         self._call = stub.Deliveries(self._requests())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -462,7 +669,11 @@ class DeliveryStream:
         try:
             for message in self._call:
                 self._incoming.put(message)
+            if not self._closing:
+                self._hub_lost()
         except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE and not self._closing:
+                self._hub_lost()
             self._incoming.put(error)
         finally:
             self._incoming.put(self._END)
@@ -492,6 +703,7 @@ class DeliveryStream:
         """Ends the stream after the acknowledgements already given have been sent."""
         # Half-close: the hub reads the acknowledgements queued before the
         # end, then ends its side, which ends the reader.
+        self._closing = True
         self._outgoing.put(None)
         self._reader.join(timeout=CALL_TIMEOUT_SECONDS)
         if self._reader.is_alive():

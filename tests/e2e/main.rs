@@ -7,6 +7,7 @@ mod badinput;
 mod dashboard;
 mod delivery;
 mod edxml;
+mod failover;
 mod faults;
 mod full_disk;
 mod intake;

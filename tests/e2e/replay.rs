@@ -71,7 +71,7 @@ async fn a_scaled_2021_replay_reproduces_the_scaled_table_and_the_data_dir_says_
     let expected = Expected::for_plan(&plan, Some(scale)).unwrap();
     let period = (Some(plan.period.0), Some(plan.period.1));
     let source = FigureSource::Hub {
-        address: hub.target.address.to_string(),
+        address: hub.target.hubs.to_string(),
         embedded: true,
     };
     let report = Report::build(&outcome.figures, Some(&expected), period, source);
@@ -109,7 +109,7 @@ async fn a_scaled_2019_replay_reproduces_levels_the_office_table_and_status_feed
         .await
         .unwrap();
     eprintln!("{}", outcome.summary());
-    let address = hub.target.address.to_string();
+    let address = hub.target.hubs.to_string();
     hub.stop().await.unwrap();
 
     let figures = &outcome.figures;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use truc_node::AxisClient;
+use truc_node::{AxisClient, HubAddresses};
 use truc_pki::PkiPaths;
 
 use crate::error::BenchError;
@@ -28,7 +28,8 @@ const LOG_TAIL_LINES: usize = 20;
 /// Where the hub is and what the bench may observe of it.
 #[derive(Clone, Debug)]
 pub struct HubTarget {
-    pub address: SocketAddr,
+    /// The hub, or several hubs of one store tried in order.
+    pub hubs: HubAddresses,
     /// Laid out as `truc certs init` makes it.
     pub pki: PkiPaths,
     pub operator: String,
@@ -43,8 +44,8 @@ pub struct HubTarget {
 impl HubTarget {
     pub async fn operator_client(&self) -> Result<AxisClient, BenchError> {
         let roots = self.pki.trust_roots()?;
-        let connecting = AxisClient::connect(
-            self.address,
+        let connecting = AxisClient::connect_hubs(
+            &self.hubs,
             &roots,
             self.pki.operator_credentials(&self.operator)?,
         );
@@ -53,7 +54,7 @@ impl HubTarget {
             .map_err(|_| {
                 BenchError::Setup(format!(
                     "the hub at {} did not accept a connection within {} s",
-                    self.address,
+                    self.hubs,
                     OPERATOR_CONNECT_MAX.as_secs()
                 ))
             })?
@@ -180,7 +181,7 @@ impl SpawnedHub {
         let mut hub = SpawnedHub {
             child,
             target: HubTarget {
-                address,
+                hubs: HubAddresses::one(address),
                 pki,
                 operator: DEFAULT_OPERATOR.to_owned(),
                 pid: Some(pid),
@@ -214,7 +215,7 @@ impl SpawnedHub {
             if Instant::now() >= deadline {
                 return Err(BenchError::Setup(format!(
                     "the hub did not answer on {} within {} s; see {}",
-                    self.target.address,
+                    self.target.hubs,
                     READY_WAIT_MAX.as_secs(),
                     self.log_path.display()
                 )));

@@ -33,7 +33,7 @@ async fn connect(
     let credentials = target.pki.agency_credentials(code)?;
     tokio::time::timeout(
         CONNECT_MAX,
-        AxisClient::connect(target.address, roots, credentials),
+        AxisClient::connect_hubs(&target.hubs, roots, credentials),
     )
     .await
     .map_err(|_| {

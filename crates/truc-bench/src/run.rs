@@ -58,7 +58,7 @@ pub async fn run(
         machine: Machine::this_one(),
         hub: HubDescription {
             spawned: target.spawned,
-            address: target.address.to_string(),
+            address: target.hubs.to_string(),
             pid: target.pid,
             durability: HUB_DURABILITY.to_owned(),
         },

@@ -64,8 +64,9 @@ pub struct BenchArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Drive a hub that is already running at this address instead of starting one.
-    #[arg(long, requires = "certs")]
-    hub: Option<SocketAddr>,
+    /// Several hubs of one store: repeat the flag or give a comma list, tried in order.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', requires = "certs")]
+    pub(crate) hub: Vec<SocketAddr>,
     /// With --hub: the PKI folder holding the bench agencies' credentials.
     #[arg(long, requires = "hub")]
     certs: Option<PathBuf>,
@@ -139,9 +140,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = |line: &str| eprintln!("bench: {line}");
     let spawned;
-    let target = match (args.hub, &args.certs) {
-        (Some(address), Some(certs)) => HubTarget {
-            address,
+    let target = match (args.hub.is_empty(), &args.certs) {
+        (false, Some(certs)) => HubTarget {
+            hubs: truc_node::HubAddresses::new(args.hub.iter().copied()).context("--hub")?,
             pki: truc_pki::PkiPaths::new(certs),
             operator: args.operator.clone(),
             pid: args.hub_pid,
@@ -160,7 +161,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             progress(&format!(
                 "hub pid {} on {} (log {})",
                 spawned.target.pid.unwrap_or(0),
-                spawned.target.address,
+                spawned.target.hubs,
                 spawned.log_path.display()
             ));
             spawned.target.clone()

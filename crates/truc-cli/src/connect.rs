@@ -4,14 +4,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use truc_node::AxisClient;
+use truc_node::{AxisClient, HubAddresses};
 use truc_pki::{Credentials, PkiPaths, TrustRoots};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Connection {
-    /// The hub's address.
-    #[arg(long, default_value = "127.0.0.1:7443", env = "TRUC_HUB")]
-    pub hub: SocketAddr,
+    /// The hub's address. Several hubs of one store: repeat the flag or give
+    /// a comma list (`--hub 10.0.0.1:7443,10.0.0.2:7443`); they are tried in
+    /// order, and a call the hub does not answer goes to the next.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7443",
+        env = "TRUC_HUB"
+    )]
+    pub hub: Vec<SocketAddr>,
     /// The PKI folder made by `truc certs init`.
     #[arg(long, default_value = "certs/dev", env = "TRUC_CERTS")]
     pub certs: PathBuf,
@@ -57,10 +65,24 @@ impl Connection {
         }
     }
 
+    /// The hubs of `--hub`, in order.
+    pub fn hubs(&self) -> anyhow::Result<HubAddresses> {
+        HubAddresses::new(self.hub.iter().copied()).context("--hub")
+    }
+
     pub async fn connect(&self) -> anyhow::Result<AxisClient> {
-        let client = AxisClient::connect(self.hub, &self.roots()?, self.credentials()?)
+        let hubs = self.hubs()?;
+        let client = AxisClient::connect_hubs(&hubs, &self.roots()?, self.credentials()?)
             .await
-            .with_context(|| format!("is the hub running? start it with `truc hub --config config/hub.toml` (tried {})", self.hub))?;
+            .with_context(|| format!("is the hub running? start it with `truc hub --config config/hub.toml` (tried {hubs})"))?;
         Ok(client)
+    }
+}
+
+/// With several hubs, says on stderr which one answered (stdout stays the
+/// command's own output, for scripts).
+pub fn say_which_hub(client: &AxisClient) {
+    if client.hubs().len() > 1 {
+        eprintln!("answered by the hub at {}", client.current_hub());
     }
 }

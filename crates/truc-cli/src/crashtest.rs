@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use truc_domain::Status;
 use truc_node::agent::inbox_name;
-use truc_node::{Attachment, AxisClient, ClientError, Draft};
+use truc_node::{Attachment, AxisClient, ClientError, Draft, FailoverOptions, HubAddresses};
 use truc_pki::{PkiPaths, TrustRoots};
 use truc_proto::v1 as pb;
 
@@ -294,7 +294,17 @@ impl Clients {
             .pki
             .agency_credentials(agency)
             .map_err(|error| ClientError::Draft(error.to_string()))?;
-        let client = AxisClient::connect(self.address, &self.roots, credentials).await?;
+        // One attempt per call: the load sends again itself what a kill cut, and counts it.
+        let client = AxisClient::connect_hubs_with(
+            &HubAddresses::one(self.address),
+            &self.roots,
+            credentials,
+            FailoverOptions {
+                attempts_max: 1,
+                ..FailoverOptions::default()
+            },
+        )
+        .await?;
         self.open
             .lock()
             .expect("clients")

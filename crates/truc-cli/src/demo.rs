@@ -100,7 +100,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut nodes = Vec::new();
     for (code, _) in AGENCIES {
         let config = NodeConfig {
-            hub: address,
+            hubs: address.into(),
             roots: pki.trust_roots()?,
             credentials: pki.agency_credentials(code)?,
             inbox: Some(root.join("inbox").join(code)),

@@ -84,11 +84,13 @@ enum Command {
     /// and with --outbox, what the agency's own system drops into a folder sent.
     #[command(
         after_help = "Examples:\n  truc node --as 000.00.00.H41 --inbox data/inbox/H41\n  \
-                      truc node --as 000.00.00.H41 --inbox data/H41/inbox --outbox data/H41/outbox\n\
+                      truc node --as 000.00.00.H41 --inbox data/H41/inbox --outbox data/H41/outbox\n  \
+                      truc node --as 000.00.00.H41 --inbox data/inbox/H41 --hub 10.0.0.1:7443,10.0.0.2:7443\n\
                       The outbox takes .edxml packages and status messages, .json statuses and folders\n\
                       (header.json and files), each dropped under its final name by a rename; it moves\n\
                       each to outbox/sent/ with a .receipt.json or to outbox/failed/ with a .refusal.json.\n\
-                      See docs/EDXML.md."
+                      See docs/EDXML.md. With several hubs of one store, the stream moves to the next\n\
+                      when its hub stops."
     )]
     Node {
         #[command(flatten)]
@@ -643,8 +645,9 @@ async fn node(
             .with_context(|| format!("cannot create {}", outbox.display()))?;
     }
     let (events, mut receiver) = tokio::sync::mpsc::channel(64);
+    let hubs = connection.hubs()?;
     let config = truc_node::NodeConfig {
-        hub: connection.hub,
+        hubs: hubs.clone(),
         roots: connection.roots()?,
         credentials: connection.credentials()?,
         inbox: Some(inbox.clone()),
@@ -655,8 +658,7 @@ async fn node(
         outbox: outbox.clone().map(truc_node::OutboxConfig::new),
     };
     eprintln!(
-        "node {agency} → {} writing into {}{}",
-        connection.hub,
+        "node {agency} → {hubs} writing into {}{}",
         inbox.display(),
         outbox
             .map(|outbox| format!(", sending what is dropped into {}", outbox.display()))
@@ -665,7 +667,7 @@ async fn node(
     let printer = tokio::spawn(async move {
         while let Some(event) = receiver.recv().await {
             match event {
-                truc_node::NodeEvent::Connected => eprintln!("connected"),
+                truc_node::NodeEvent::Connected { hub } => eprintln!("connected to {hub}"),
                 truc_node::NodeEvent::Delivered {
                     document_id,
                     recipient,
@@ -755,6 +757,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
     let attachments = args.attach.into_iter().map(Attachment::file).collect();
     let response = client.send(&draft, attachments).await?;
+    connect::say_which_hub(&client);
     print_send_response(&response, args.json);
     Ok(ExitCode::SUCCESS)
 }
@@ -1012,11 +1015,108 @@ async fn counts(
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     /// clap checks argument names only when a command is parsed; this
     /// checks every subcommand at once (two flags with one id panic).
     #[test]
     fn every_command_line_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> super::Command {
+        super::Cli::try_parse_from(std::iter::once("truc").chain(args.iter().copied()))
+            .unwrap_or_else(|error| panic!("{args:?}: {error}"))
+            .command
+    }
+
+    fn addresses(text: &[&str]) -> Vec<std::net::SocketAddr> {
+        text.iter()
+            .map(|address| address.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_hub_flag_takes_one_address_several_flags_or_a_comma_list() {
+        let hubs = |args: &[&str]| match parse(args) {
+            super::Command::Counts { connection, .. } => connection.hub,
+            _ => unreachable!("counts parses as counts"),
+        };
+        let one = hubs(&["counts", "--hub", "10.0.0.1:7443"]);
+        assert_eq!(one, addresses(&["10.0.0.1:7443"]));
+        let several = hubs(&[
+            "counts",
+            "--hub",
+            "10.0.0.1:7443,10.0.0.2:7443",
+            "--hub",
+            "10.0.0.3:7443",
+        ]);
+        assert_eq!(
+            several,
+            addresses(&["10.0.0.1:7443", "10.0.0.2:7443", "10.0.0.3:7443"])
+        );
+        if std::env::var_os("TRUC_HUB").is_none() {
+            assert_eq!(hubs(&["counts"]), addresses(&["127.0.0.1:7443"]));
+        }
+        assert!(
+            super::Cli::try_parse_from(["truc", "counts", "--hub", "10.0.0.1:7443,nowhere"])
+                .is_err()
+        );
+
+        match parse(&[
+            "replay",
+            "2019",
+            "--hub",
+            "a.example:7443,b.example:7443",
+            "--certs",
+            "c",
+        ]) {
+            super::Command::Replay(args) => {
+                assert_eq!(args.hub, ["a.example:7443", "b.example:7443"])
+            }
+            _ => unreachable!("replay parses as replay"),
+        }
+        match parse(&[
+            "report",
+            "--hub",
+            "a.example:7443",
+            "--hub",
+            "b.example:7443",
+            "--certs",
+            "c",
+        ]) {
+            super::Command::Report(args) => {
+                assert_eq!(args.hub, ["a.example:7443", "b.example:7443"])
+            }
+            _ => unreachable!("report parses as report"),
+        }
+        match parse(&[
+            "bench",
+            "--hub",
+            "10.0.0.1:7443,10.0.0.2:7443",
+            "--certs",
+            "c",
+        ]) {
+            super::Command::Bench(args) => {
+                assert_eq!(args.hub, addresses(&["10.0.0.1:7443", "10.0.0.2:7443"]))
+            }
+            _ => unreachable!("bench parses as bench"),
+        }
+        match parse(&[
+            "node",
+            "--as",
+            "000.00.00.H41",
+            "--inbox",
+            "i",
+            "--hub",
+            "10.0.0.1:1,10.0.0.2:2",
+        ]) {
+            super::Command::Node { connection, .. } => {
+                let hubs = connection.hubs().unwrap();
+                assert_eq!(hubs.to_string(), "10.0.0.1:1,10.0.0.2:2");
+            }
+            _ => unreachable!("node parses as node"),
+        }
     }
 }

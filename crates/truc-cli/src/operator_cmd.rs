@@ -357,6 +357,7 @@ pub async fn recall(args: RecallArgs) -> anyhow::Result<ExitCode> {
         ..truc_node::Draft::default()
     };
     let response = client.send(&draft, Vec::new()).await?;
+    crate::connect::say_which_hub(&client);
     crate::print_send_response(&response, args.json);
     Ok(ExitCode::SUCCESS)
 }

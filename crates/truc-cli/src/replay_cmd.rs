@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use truc_node::HubAddresses;
 use truc_pki::PkiPaths;
 use truc_replay::driver::{self, EmbeddedHub, Pace, ReplayOptions, Target};
 use truc_replay::progress::ProgressMode;
@@ -25,6 +26,8 @@ Against a hub running elsewhere (every unit needs a certificate):
   truc certs init --dir certs/replay-2019 --directory config/replay-2019.toml
   (point the hub's `directory` and `tls` at those files, start `truc hub --config ...`)
   truc replay 2019 --hub 127.0.0.1:7443 --certs certs/replay-2019 --rate 500
+  truc replay 2019 --hub 10.0.0.1:7443,10.0.0.2:7443 --certs certs/replay-2019
+                                        two hubs of one store: each unit moves on when one stops
   (a send the hub's [quotas] refuse waits as its retry-after says, at most 30 s)
 
 Exit code 0 when every published (or scaled) figure is reproduced, 1 otherwise.")]
@@ -39,8 +42,10 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Drive a hub running elsewhere instead of an embedded one (needs --certs).
-    #[arg(long, value_name = "ADDR", requires = "certs")]
-    pub hub: Option<String>,
+    /// Several hubs of one store: repeat the flag or give a comma list; each
+    /// unit's calls go to the first that answers and move on when it stops.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', requires = "certs")]
+    pub hub: Vec<String>,
     /// Certificate folder with credentials for every unit and the operator (see
     /// --print-directory and `truc certs init`).
     #[arg(long, value_name = "DIR", requires = "hub")]
@@ -135,17 +140,17 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let plan = Arc::new(plan);
     // With --hold, the embedded hub (and the folder of its dashboard token) outlive the report.
     let mut held = None;
-    let (outcome, source, embedded) = match (&args.hub, &args.certs) {
-        (Some(hub), Some(certs)) => {
+    let (outcome, source, embedded) = match (args.hub.is_empty(), &args.certs) {
+        (false, Some(certs)) => {
             let target = Target {
-                address: resolve(hub)?,
+                hubs: resolve_all(&args.hub)?,
                 pki: PkiPaths::new(certs),
                 operator: args.operator.clone(),
                 embedded: false,
             };
             let outcome = driver::replay(plan.clone(), &target, options).await?;
             let source = FigureSource::Hub {
-                address: target.address.to_string(),
+                address: target.hubs.to_string(),
                 embedded: false,
             };
             (outcome, source, None)
@@ -155,7 +160,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             let hub = EmbeddedHub::start_observed(&plan, args.data_dir.as_deref(), observe).await?;
             eprintln!(
                 "embedded hub on {} with {} units, data in {}",
-                hub.target.address,
+                hub.target.hubs,
                 plan.units.len(),
                 hub.data_dir.display()
             );
@@ -167,7 +172,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             let outcome = driver::replay(plan.clone(), &hub.target, options).await;
             let source = FigureSource::Hub {
-                address: hub.target.address.to_string(),
+                address: hub.target.hubs.to_string(),
                 embedded: true,
             };
             let data_dir = hub.data_dir.clone();
@@ -246,6 +251,15 @@ pub fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{address} is not an address (host:port)"))?
         .next()
         .with_context(|| format!("{address} resolves to no address"))
+}
+
+/// The hubs of a repeated or comma-listed `--hub`, each resolved, in order.
+pub fn resolve_all(addresses: &[String]) -> anyhow::Result<HubAddresses> {
+    let resolved = addresses
+        .iter()
+        .map(|address| resolve(address.trim()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    HubAddresses::new(resolved).context("--hub")
 }
 
 /// Writes `--json` and `--csv`, if asked.

@@ -12,7 +12,7 @@ use truc_replay::published::{parse_scale, Dataset, Expected, GOVERNMENT_OFFICE};
 use truc_replay::report::{FigureSource, Report};
 use truc_replay::source::{figures_from_data_dir, figures_from_hub};
 
-use crate::replay_cmd::{resolve, write_outputs};
+use crate::replay_cmd::{resolve_all, write_outputs};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -25,14 +25,16 @@ pub struct ReportArgs {
     /// to the dataset's period, or everything.
     #[arg(long, value_name = "FROM..TO", value_parser = parse_period)]
     pub period: Option<(Option<DocumentDate>, Option<DocumentDate>)>,
-    /// A running hub to ask (needs --certs).
+    /// A running hub to ask (needs --certs); several hubs of one store: repeat
+    /// the flag or give a comma list, tried in order.
     #[arg(
         long,
         value_name = "ADDR",
+        value_delimiter = ',',
         requires = "certs",
         conflicts_with = "data_dir"
     )]
-    pub hub: Option<String>,
+    pub hub: Vec<String>,
     /// Certificate folder holding the operator's credentials.
     #[arg(long, value_name = "DIR", requires = "hub")]
     pub certs: Option<PathBuf>,
@@ -99,10 +101,10 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .focus
         .parse()
         .with_context(|| format!("--focus {}", args.focus))?;
-    let (figures, source) = match (&args.hub, &args.certs, &args.data_dir) {
-        (Some(hub), Some(certs), _) => {
+    let (figures, source) = match (args.hub.is_empty(), &args.certs, &args.data_dir) {
+        (false, Some(certs), _) => {
             let target = Target {
-                address: resolve(hub)?,
+                hubs: resolve_all(&args.hub)?,
                 pki: PkiPaths::new(certs),
                 operator: args.operator.clone(),
                 embedded: false,
@@ -110,12 +112,12 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             let operator = target.operator_client().await?;
             let figures = figures_from_hub(&operator, period, &focus).await?;
             let source = FigureSource::Hub {
-                address: target.address.to_string(),
+                address: target.hubs.to_string(),
                 embedded: false,
             };
             (figures, source)
         }
-        (None, _, Some(data_dir)) => {
+        (true, _, Some(data_dir)) => {
             eprintln!(
                 "reading {} offline: this is a stopped hub's data, not a live view",
                 data_dir.display()

@@ -1,5 +1,6 @@
 //! The `truc` binary as a user runs it: certificates made by `truc certs
-//! init`, the hub as its own process, `truc send` and `truc status`, a
+//! init`, the hub as its own process, `truc send` and `truc status` (given a
+//! dead address before the hub's), a
 //! `kill -9` of the hub after which every acknowledged send is still there,
 //! and what operators see: the printed configuration with its environment
 //! overrides, JSON logs and the metrics endpoint. With TRUC_PYTHON_TESTS=1,
@@ -229,13 +230,16 @@ async fn acknowledged_sends_survive_kill_9_and_the_cli_works_against_a_hub_proce
         acknowledged.len()
     );
 
-    // The CLI against the same hub process.
+    // The CLI against the same hub process, given an address where nothing
+    // listens first: repeated flags for the send, a comma list for the status.
     let attachment = root.path().join("vanban.pdf");
     std::fs::write(&attachment, b"%PDF-1.7 test").unwrap();
+    let dead = format!("127.0.0.1:{}", free_port());
     let (hub_flag, certs_flag) = (address.to_string(), pki.dir.to_str().unwrap().to_owned());
-    let common = ["--hub", hub_flag.as_str(), "--certs", certs_flag.as_str()];
-    let mut send = vec!["send"];
-    send.extend(common);
+    let hub_list = format!("{dead},{hub_flag}");
+    let common = ["--hub", hub_list.as_str(), "--certs", certs_flag.as_str()];
+    let mut send = vec!["send", "--hub", dead.as_str(), "--hub", hub_flag.as_str()];
+    send.extend(["--certs", certs_flag.as_str()]);
     send.extend([
         "--as",
         SENDER,
@@ -255,10 +259,16 @@ async fn acknowledged_sends_survive_kill_9_and_the_cli_works_against_a_hub_proce
         attachment.to_str().unwrap(),
         "--sign-document",
     ]);
-    let sent = String::from_utf8(truc(&send).stdout).unwrap();
+    let output = truc(&send);
+    let sent = String::from_utf8(output.stdout).unwrap();
     assert!(
         sent.contains("accepted: 000.00.00.G22,2024/05/07,9001/VPCP-CLI"),
         "{sent}"
+    );
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        said.contains(&format!("answered by the hub at {address}")),
+        "{said}"
     );
     assert!(sent.contains("✗ 000.00.00.X99"), "{sent}");
     let mut status = vec!["status", "000.00.00.G22,2024/05/07,9001/VPCP-CLI"];

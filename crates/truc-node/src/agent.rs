@@ -1,5 +1,6 @@
-//! The node agent: one delivery stream to the hub, reconnecting with backoff;
-//! each delivery is verified, its attachments fetched and checked, written
+//! The node agent: one delivery stream to a hub, reconnecting with backoff,
+//! to the next hub of its list when its hub ended the stream or stopped
+//! answering; each delivery is verified, its attachments fetched and checked, written
 //! into the inbox with an atomic rename, and only then acknowledged. A
 //! document already in the inbox is acknowledged again, never rewritten, so
 //! the agency's application sees each document exactly once.
@@ -17,11 +18,13 @@ use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
 
 use crate::client::{AxisClient, ClientError};
+use crate::failover::{FailoverOptions, HubAddresses, Jitter};
 use crate::verify::{verify_delivery, VerifiedDelivery};
 
 #[derive(Clone)]
 pub struct NodeConfig {
-    pub hub: SocketAddr,
+    /// The hubs, in order of preference.
+    pub hubs: HubAddresses,
     pub roots: TrustRoots,
     pub credentials: Credentials,
     /// Where delivered documents are written; `None` keeps only an in-memory
@@ -42,7 +45,10 @@ pub struct NodeConfig {
 
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
-    Connected,
+    /// A delivery stream opened on this hub.
+    Connected {
+        hub: SocketAddr,
+    },
     Delivered {
         document_id: String,
         recipient: String,
@@ -109,20 +115,42 @@ async fn run_delivery_stream(config: NodeConfig, shutdown: impl std::future::Fut
             .first()
             .map_or(&[][..], Vec::as_slice),
     );
+    // One client for every session: it knows which hub is current, so a
+    // stream that ends sends the next session to the next hub.
+    let mut client: Option<AxisClient> = None;
     loop {
-        let mut opened = false;
-        let session = session(&config, &mut seen, &mut opened);
-        tokio::select! {
-            _ = &mut shutdown => return,
-            outcome = session => match outcome {
-                Ok(()) => tracing::info!("delivery stream ended; reconnecting"),
-                Err(error) => tracing::warn!(%error, "node session failed; reconnecting"),
-            },
+        let mut opened = None;
+        let outcome = match client_of(&config, &mut client) {
+            Ok(current) => {
+                let session = session(&config, &current, &mut seen, &mut opened);
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    outcome = session => outcome,
+                }
+            }
+            Err(error) => Err(error),
+        };
+        match &outcome {
+            Ok(()) => tracing::info!("delivery stream ended; reconnecting"),
+            Err(error) => tracing::warn!(%error, "node session failed; reconnecting"),
+        }
+        // A hub that ended the stream is stopping, and one that broke it has
+        // stopped answering: the next session asks the next hub. A hub that
+        // refused something is asked again. (A stream that never opened has
+        // already been asked of every hub by the client.)
+        if let (Some(hub), Some(current)) = (opened, &client) {
+            if outcome
+                .as_ref()
+                .err()
+                .is_none_or(ClientError::is_unreachable)
+            {
+                current.move_on_from(hub);
+            }
         }
         // A hub that restarts ends every stream at once: a stream that had
         // opened starts the backoff again, and the wait is spread over its
         // second half so that the nodes do not all come back together.
-        if opened {
+        if opened.is_some() {
             backoff = BACKOFF_FIRST;
         }
         let wait = backoff / 2 + backoff.mul_f64(jitter.next_unit() / 2.0);
@@ -134,42 +162,38 @@ async fn run_delivery_stream(config: NodeConfig, shutdown: impl std::future::Fut
     }
 }
 
-/// A small generator for reconnection jitter, seeded per node and process.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(certificate: &[u8]) -> Self {
-        let mut seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos() as u64)
-            ^ u64::from(std::process::id());
-        for &byte in certificate.iter().rev().take(32) {
-            seed = (seed ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
-        }
-        Jitter(seed)
+/// The node's client, made at the first session (it connects at its first call).
+fn client_of(
+    config: &NodeConfig,
+    client: &mut Option<AxisClient>,
+) -> Result<AxisClient, ClientError> {
+    if let Some(client) = client {
+        return Ok(client.clone());
     }
-
-    /// SplitMix64, as a fraction in [0, 1).
-    fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
+    let made = AxisClient::lazy(
+        &config.hubs,
+        &config.roots,
+        config.credentials.clone(),
+        FailoverOptions::default(),
+    )?;
+    *client = Some(made.clone());
+    Ok(made)
 }
 
+/// One delivery stream, from its opening until it ends; `opened` is set to
+/// the hub that serves it.
 async fn session(
     config: &NodeConfig,
+    client: &AxisClient,
     seen: &mut HashSet<String>,
-    opened: &mut bool,
+    opened: &mut Option<SocketAddr>,
 ) -> Result<(), ClientError> {
-    let client = AxisClient::connect(config.hub, &config.roots, config.credentials.clone()).await?;
     let (acks, mut stream) = client.deliveries(config.window).await?;
-    *opened = true;
+    let hub = client.current_hub();
+    *opened = Some(hub);
+    tracing::info!(%hub, "delivery stream open");
     if let Some(events) = &config.events {
-        let _ = events.send(NodeEvent::Connected).await;
+        let _ = events.send(NodeEvent::Connected { hub }).await;
     }
     // Acknowledgements wait while more messages are ready, then go in one
     // message: the hub writes them in one durable write.
@@ -197,7 +221,7 @@ async fn session(
         let (seq, accepted) = match message.kind {
             Some(pb::hub_message::Kind::Delivery(delivery)) => (
                 delivery.queue_seq,
-                receive(config, &client, seen, delivery).await?,
+                receive(config, client, seen, delivery).await?,
             ),
             Some(pb::hub_message::Kind::Notice(notice)) => {
                 let seq = notice.queue_seq;

@@ -1,5 +1,6 @@
 //! A gRPC client of the axis over mutual TLS (TLS 1.3, the agency's or
-//! operator's certificate).
+//! operator's certificate), given one hub address or several: a call the hub
+//! did not answer goes to the next hub ([`crate::failover`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
 
 use crate::compose::{Attachment, Draft, Prepared};
+use crate::failover::{hub_did_not_answer, FailoverOptions, HubAddresses, Hubs, Stub};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,6 +22,8 @@ pub enum ClientError {
     Pki(#[from] truc_pki::PkiError),
     #[error("cannot reach the hub at {address}: {reason}")]
     Connect { address: SocketAddr, reason: String },
+    #[error("no hub answered: {}", list(.0))]
+    NoHubAnswered(Vec<ClientError>),
     // Not `#[from]`: that would make the status a source too, and error
     // chains would print its message twice.
     #[error("the hub refused: {} ({:?})", .0.message(), .0.code())]
@@ -28,6 +32,14 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Draft(String),
+}
+
+fn list(errors: &[ClientError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<tonic::Status> for ClientError {
@@ -43,6 +55,17 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The hub could not be reached or did not answer (no connection, a
+    /// connection lost, UNAVAILABLE): the same request may go to another
+    /// hub. A refusal by the hub is never that.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::NoHubAnswered(_) => true,
+            ClientError::Refused(status) => hub_did_not_answer(status),
+            _ => false,
+        }
+    }
 }
 
 /// A mutual-TLS channel to the hub, for any service on its port (the Axis,
@@ -53,21 +76,44 @@ pub async fn connect_channel(
     credentials: &Credentials,
 ) -> Result<Channel, ClientError> {
     let tls = truc_pki::client_tls_config(roots, credentials)?;
-    let connector = TlsConnector::from(tls);
+    connect_tls(address, &tls, &FailoverOptions::default()).await
+}
+
+/// Connects to one hub within the options' connect timeout, with HTTP/2
+/// keepalive pings so that a hub that stops answering is noticed.
+pub(crate) async fn connect_tls(
+    address: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    options: &FailoverOptions,
+) -> Result<Channel, ClientError> {
+    let connector = TlsConnector::from(tls.clone());
     let server_name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME)
         .expect("the hub server name is a valid DNS name");
+    let connect_timeout = options.connect_timeout;
     Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| ClientError::Connect {
             address,
             reason: error.to_string(),
         })?
+        .http2_keep_alive_interval(options.keepalive_interval)
+        .keep_alive_timeout(options.keepalive_timeout)
         .connect_with_connector(tower::service_fn(move |_| {
             let connector = connector.clone();
             let server_name = server_name.clone();
             async move {
-                let tcp = TcpStream::connect(address).await?;
-                tcp.set_nodelay(true)?;
-                let tls = connector.connect(server_name, tcp).await?;
+                let handshake = async {
+                    let tcp = TcpStream::connect(address).await?;
+                    tcp.set_nodelay(true)?;
+                    connector.connect(server_name, tcp).await
+                };
+                let tls = tokio::time::timeout(connect_timeout, handshake)
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no connection within {} ms", connect_timeout.as_millis()),
+                        )
+                    })??;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         }))
@@ -78,10 +124,11 @@ pub async fn connect_channel(
         })
 }
 
-/// A connection to the hub as one agency or operator.
+/// A connection to the axis as one agency or operator, through one hub of
+/// a list. Clones share the connection and the hub they use.
 #[derive(Clone)]
 pub struct AxisClient {
-    inner: pb::axis_client::AxisClient<Channel>,
+    hubs: Arc<Hubs>,
     credentials: Arc<Credentials>,
     /// Parsed once: reading an Ed25519 key derives its public half, which
     /// costs as much as a signature.
@@ -89,25 +136,100 @@ pub struct AxisClient {
 }
 
 impl AxisClient {
+    /// A client of the hub at `address`, connected.
     pub async fn connect(
         address: SocketAddr,
         roots: &TrustRoots,
         credentials: Credentials,
     ) -> Result<AxisClient, ClientError> {
-        let channel = connect_channel(address, roots, &credentials).await?;
+        Self::connect_hubs(&HubAddresses::one(address), roots, credentials).await
+    }
+
+    /// A client of several hubs, connected to the first that accepts a
+    /// connection (each is tried once, in order); calls move on to the
+    /// next hub when theirs does not answer.
+    pub async fn connect_hubs(
+        hubs: &HubAddresses,
+        roots: &TrustRoots,
+        credentials: Credentials,
+    ) -> Result<AxisClient, ClientError> {
+        Self::connect_hubs_with(hubs, roots, credentials, FailoverOptions::default()).await
+    }
+
+    /// [`AxisClient::connect_hubs`] with bounds of its own.
+    pub async fn connect_hubs_with(
+        hubs: &HubAddresses,
+        roots: &TrustRoots,
+        credentials: Credentials,
+        options: FailoverOptions,
+    ) -> Result<AxisClient, ClientError> {
+        let client = Self::lazy(hubs, roots, credentials, options)?;
+        client.hubs.connect_first().await?;
+        Ok(client)
+    }
+
+    /// A client that connects at its first call, to the first hub of the
+    /// list (a node agent that starts before its hubs do).
+    pub fn lazy(
+        hubs: &HubAddresses,
+        roots: &TrustRoots,
+        credentials: Credentials,
+        options: FailoverOptions,
+    ) -> Result<AxisClient, ClientError> {
+        let tls = truc_pki::client_tls_config(roots, &credentials)?;
         let signing_key = truc_domain::SigningKey::from_pkcs8(&credentials.key_pkcs8_der)
             .map_err(|error| ClientError::Draft(error.to_string()))?;
+        let seed = credentials
+            .cert_chain_der
+            .first()
+            .cloned()
+            .unwrap_or_default();
         Ok(AxisClient {
-            inner: pb::axis_client::AxisClient::new(channel)
-                .max_decoding_message_size(4 * 1024 * 1024)
-                .max_encoding_message_size(4 * 1024 * 1024),
+            hubs: Arc::new(Hubs::new(hubs.clone(), tls, options, &seed)),
             credentials: Arc::new(credentials),
             signing_key: Arc::new(signing_key),
         })
     }
 
+    /// Every hub this client may use, in order.
+    pub fn hubs(&self) -> &HubAddresses {
+        self.hubs.addresses()
+    }
+
+    /// The hub calls go to now: after a call returns, the hub that answered
+    /// it (unless a concurrent call has moved on since).
+    pub fn current_hub(&self) -> SocketAddr {
+        self.hubs.current()
+    }
+
+    /// Moves later calls on to the hub after `hub` if they still go to it,
+    /// and lets go of its connection (a delivery stream that `hub` ended).
+    pub fn move_on_from(&self, hub: SocketAddr) {
+        self.hubs.move_on_from(hub);
+    }
+
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// One call with a request and a response, asked again of the next hub
+    /// while the hub does not answer.
+    async fn unary<Request, Response, Call, Answer>(
+        &self,
+        request: Request,
+        call: Call,
+    ) -> Result<Response, ClientError>
+    where
+        Request: Clone,
+        Call: Fn(Stub, Request) -> Answer,
+        Answer: std::future::Future<Output = Result<tonic::Response<Response>, tonic::Status>>,
+    {
+        self.hubs
+            .call(|stub| {
+                let answer = call(stub, request.clone());
+                async move { Ok(answer.await?.into_inner()) }
+            })
+            .await
     }
 
     /// Signs and sends a document, streaming its attachments.
@@ -121,24 +243,20 @@ impl AxisClient {
         self.send_prepared(prepared).await
     }
 
-    /// Sends an envelope that is already signed (benchmarks pre-sign).
+    /// Sends an envelope that is already signed (benchmarks pre-sign). A
+    /// hub that does not answer is left for the next with the same signed
+    /// envelope: a hub that had already stored it answers with the
+    /// original acknowledgement (`duplicate`), never a second document.
     pub async fn send_prepared(&self, prepared: Prepared) -> Result<pb::SendResponse, ClientError> {
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let producer = tokio::spawn(prepared.stream_into(sender));
-        let response = self
-            .inner
-            .clone()
-            .send(tokio_stream::wrappers::ReceiverStream::new(receiver))
-            .await;
-        // A read error on an attachment file shows as a cut stream; report it as such.
-        if let Ok(Err(error)) = producer.await {
-            if response.is_err() {
-                return Err(error.into());
-            }
-        }
-        Ok(response?.into_inner())
+        self.hubs
+            .call(|stub| send_once(stub, prepared.clone()))
+            .await
     }
 
+    /// Moves a delivery on. After a hub that did not answer, the move is
+    /// asked of the next; if that one refuses it as already made
+    /// (FAILED_PRECONDITION) and the document shows this very move by this
+    /// caller, the first attempt was recorded and its entry is returned.
     pub async fn move_status(
         &self,
         document_id: &str,
@@ -146,59 +264,137 @@ impl AxisClient {
         status: truc_domain::Status,
         reason: &str,
     ) -> Result<pb::StatusEntry, ClientError> {
-        let response = self
-            .inner
-            .clone()
-            .move_status(pb::MoveStatusRequest {
-                document_id: document_id.to_owned(),
-                recipient: recipient.unwrap_or_default().to_owned(),
-                status: status.code() as i32,
-                reason: reason.to_owned(),
+        let request = pb::MoveStatusRequest {
+            document_id: document_id.to_owned(),
+            recipient: recipient.unwrap_or_default().to_owned(),
+            status: status.code() as i32,
+            reason: reason.to_owned(),
+        };
+        let mut issued = 0u32;
+        let outcome = self
+            .hubs
+            .call(|mut stub| {
+                issued += 1;
+                let request = request.clone();
+                async move { Ok(stub.move_status(request).await?.into_inner()) }
             })
-            .await?;
-        Ok(response.into_inner().entry.unwrap_or_default())
+            .await;
+        match outcome {
+            Ok(response) => Ok(response.entry.unwrap_or_default()),
+            Err(ClientError::Refused(refusal))
+                if issued > 1 && refusal.code() == tonic::Code::FailedPrecondition =>
+            {
+                let mut documents = RecordedMoves::default();
+                match self.recorded_move(&request, &mut documents).await {
+                    Some(entry) => Ok(entry),
+                    None => Err(ClientError::Refused(refusal)),
+                }
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Several moves in one call and one durable write on the hub, each with
     /// its own result: the entry recorded, or the status the hub refused it with.
+    /// Asked again of the next hub like [`AxisClient::move_status`], and a
+    /// move refused then as already made is checked the same way.
     pub async fn move_statuses(
         &self,
         moves: Vec<pb::MoveStatusRequest>,
     ) -> Result<Vec<Result<pb::StatusEntry, tonic::Status>>, ClientError> {
+        let mut issued = 0u32;
         let response = self
-            .inner
-            .clone()
-            .move_statuses(pb::MoveStatusesRequest { moves })
+            .hubs
+            .call(|mut stub| {
+                issued += 1;
+                let request = pb::MoveStatusesRequest {
+                    moves: moves.clone(),
+                };
+                async move { Ok(stub.move_statuses(request).await?.into_inner()) }
+            })
             .await?;
-        Ok(response
-            .into_inner()
-            .results
-            .into_iter()
-            .map(|result| match result.outcome {
+        let mut results = Vec::with_capacity(response.results.len());
+        let mut documents = RecordedMoves::default();
+        for (index, result) in response.results.into_iter().enumerate() {
+            results.push(match result.outcome {
                 Some(pb::move_result::Outcome::Entry(entry)) => Ok(entry),
-                Some(pb::move_result::Outcome::Refused(refusal)) => Err(tonic::Status::new(
-                    tonic::Code::from(refusal.code),
-                    refusal.message,
-                )),
+                Some(pb::move_result::Outcome::Refused(refusal)) => {
+                    let code = tonic::Code::from(refusal.code);
+                    let recorded = match moves.get(index) {
+                        Some(asked) if issued > 1 && code == tonic::Code::FailedPrecondition => {
+                            self.recorded_move(asked, &mut documents).await
+                        }
+                        _ => None,
+                    };
+                    recorded.ok_or_else(|| tonic::Status::new(code, refusal.message))
+                }
                 None => Err(tonic::Status::internal(
                     "the hub gave no outcome for a move",
                 )),
-            })
-            .collect())
+            });
+        }
+        Ok(results)
+    }
+
+    /// The entry of `asked` if the document's history shows it made by this
+    /// caller: a move whose answer was lost with a hub that stopped.
+    async fn recorded_move(
+        &self,
+        asked: &pb::MoveStatusRequest,
+        documents: &mut RecordedMoves,
+    ) -> Option<pb::StatusEntry> {
+        let own = match truc_pki::peer_identity(self.credentials.certificate_der()) {
+            Ok(truc_pki::PeerIdentity {
+                role: truc_pki::PeerRole::Agency { code },
+                ..
+            }) => code,
+            _ => return None,
+        };
+        if !documents.0.contains_key(&asked.document_id) {
+            let status = self.get_status(&asked.document_id).await.ok();
+            documents.0.insert(asked.document_id.clone(), status);
+        }
+        let status = documents.0.get(&asked.document_id)?.as_ref()?;
+        let recipient = if asked.recipient.is_empty() {
+            own.as_str()
+        } else {
+            asked.recipient.as_str()
+        };
+        let history = &status
+            .recipients
+            .iter()
+            .find(|row| row.recipient == recipient)?
+            .history;
+        // Each entry answers one move at most: a batch that asked the same
+        // move twice had the second refused the first time too.
+        let (position, entry) = history.iter().enumerate().find(|(position, entry)| {
+            entry.status == asked.status
+                && entry.actor == own
+                && entry.reason == asked.reason
+                && !documents.1.contains(&(
+                    asked.document_id.clone(),
+                    recipient.to_owned(),
+                    *position,
+                ))
+        })?;
+        let entry = entry.clone();
+        documents
+            .1
+            .insert((asked.document_id.clone(), recipient.to_owned(), position));
+        Some(entry)
     }
 
     pub async fn get_status(
         &self,
         document_id: &str,
     ) -> Result<pb::GetStatusResponse, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .get_status(pb::GetStatusRequest {
+        self.unary(
+            pb::GetStatusRequest {
                 document_id: document_id.to_owned(),
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.get_status(request).await },
+        )
+        .await
     }
 
     pub async fn counts(
@@ -206,15 +402,14 @@ impl AxisClient {
         from_date: &str,
         to_date: &str,
     ) -> Result<pb::CountsResponse, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .counts(pb::CountsRequest {
+        self.unary(
+            pb::CountsRequest {
                 from_date: from_date.to_owned(),
                 to_date: to_date.to_owned(),
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.counts(request).await },
+        )
+        .await
     }
 
     /// Per-agency figures recomputed from the stored records (operators only).
@@ -224,16 +419,15 @@ impl AxisClient {
         to_date: &str,
         focus_recipient: &str,
     ) -> Result<pb::ReportResponse, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .report(pb::ReportRequest {
+        self.unary(
+            pb::ReportRequest {
                 from_date: from_date.to_owned(),
                 to_date: to_date.to_owned(),
                 focus_recipient: focus_recipient.to_owned(),
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.report(request).await },
+        )
+        .await
     }
 
     /// Where documents to `organ_id` are delivered, and why.
@@ -241,14 +435,13 @@ impl AxisClient {
         &self,
         organ_id: &str,
     ) -> Result<pb::ExplainRouteResponse, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .explain_route(pb::ExplainRouteRequest {
+        self.unary(
+            pb::ExplainRouteRequest {
                 organ_id: organ_id.to_owned(),
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.explain_route(request).await },
+        )
+        .await
     }
 
     /// Documents matching a filter (an agency sees only its own).
@@ -256,22 +449,18 @@ impl AxisClient {
         &self,
         request: pb::ListDocumentsRequest,
     ) -> Result<pb::ListDocumentsResponse, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .list_documents(request)
-            .await?
-            .into_inner())
+        self.unary(request, |mut stub, request| async move {
+            stub.list_documents(request).await
+        })
+        .await
     }
 
     /// The directory with each node's state (operators only).
     pub async fn list_nodes(&self) -> Result<pb::ListNodesResponse, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .list_nodes(pb::ListNodesRequest {})
-            .await?
-            .into_inner())
+        self.unary(pb::ListNodesRequest {}, |mut stub, request| async move {
+            stub.list_nodes(request).await
+        })
+        .await
     }
 
     /// Deliveries past a feedback deadline and still unanswered.
@@ -279,7 +468,10 @@ impl AxisClient {
         &self,
         request: pb::ListOverdueRequest,
     ) -> Result<pb::ListOverdueResponse, ClientError> {
-        Ok(self.inner.clone().list_overdue(request).await?.into_inner())
+        self.unary(request, |mut stub, request| async move {
+            stub.list_overdue(request).await
+        })
+        .await
     }
 
     /// Deliveries that expired unacknowledged.
@@ -287,12 +479,10 @@ impl AxisClient {
         &self,
         request: pb::ListDeadLettersRequest,
     ) -> Result<pb::ListDeadLettersResponse, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .list_dead_letters(request)
-            .await?
-            .into_inner())
+        self.unary(request, |mut stub, request| async move {
+            stub.list_dead_letters(request).await
+        })
+        .await
     }
 
     /// Queues a dead letter again (operators only).
@@ -301,15 +491,14 @@ impl AxisClient {
         document_id: &str,
         recipient: &str,
     ) -> Result<pb::DeadLetter, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .resend_dead_letter(pb::ResendDeadLetterRequest {
+        self.unary(
+            pb::ResendDeadLetterRequest {
                 document_id: document_id.into(),
                 recipient: recipient.into(),
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.resend_dead_letter(request).await },
+        )
+        .await
     }
 
     /// Closes a dead letter for good (operators only).
@@ -319,56 +508,57 @@ impl AxisClient {
         recipient: &str,
         reason: &str,
     ) -> Result<pb::DeadLetter, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .cancel_dead_letter(pb::CancelDeadLetterRequest {
+        self.unary(
+            pb::CancelDeadLetterRequest {
                 document_id: document_id.into(),
                 recipient: recipient.into(),
                 reason: reason.into(),
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.cancel_dead_letter(request).await },
+        )
+        .await
     }
 
-    /// Streams the audit export of a period (operators only), as the file's bytes in order.
+    /// Streams the audit export of a period (operators only), as the file's
+    /// bytes in order. Opening the stream goes to the next hub if needed; a
+    /// stream cut midway is the caller's to start again.
     pub async fn export_audit(
         &self,
         from_unix_ms: i64,
         to_unix_ms: i64,
     ) -> Result<tonic::Streaming<pb::AuditExportChunk>, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .export_audit(pb::ExportAuditRequest {
+        self.unary(
+            pb::ExportAuditRequest {
                 from_unix_ms,
                 to_unix_ms,
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.export_audit(request).await },
+        )
+        .await
     }
 
-    /// Streams one attachment's bytes.
+    /// Streams one attachment's bytes (opened like [`AxisClient::export_audit`]).
     pub async fn fetch_attachment(
         &self,
         document_id: &str,
         index: u32,
     ) -> Result<tonic::Streaming<pb::FetchAttachmentChunk>, ClientError> {
-        Ok(self
-            .inner
-            .clone()
-            .fetch_attachment(pb::FetchAttachmentRequest {
+        self.unary(
+            pb::FetchAttachmentRequest {
                 document_id: document_id.to_owned(),
                 index,
-            })
-            .await?
-            .into_inner())
+            },
+            |mut stub, request| async move { stub.fetch_attachment(request).await },
+        )
+        .await
     }
 
     /// Opens the delivery stream with a window of `window` unacknowledged
     /// items. Acknowledgements queued while an earlier message is being
     /// written go out as one message of at most [`truc_domain::MERGED_ACKS_MAX`] queue
     /// items, so a busy node costs the hub one message for many deliveries.
+    /// Opening goes to the next hub if needed; [`AxisClient::current_hub`]
+    /// then says which hub serves the stream.
     pub async fn deliveries(&self, window: u32) -> Result<DeliveryStream, ClientError> {
         self.open_deliveries(window, true).await
     }
@@ -384,24 +574,26 @@ impl AxisClient {
         window: u32,
         merge: bool,
     ) -> Result<DeliveryStream, ClientError> {
-        let (sender, receiver) = tokio::sync::mpsc::channel(window.max(16) as usize);
-        sender
-            .send(pb::NodeMessage {
-                kind: Some(pb::node_message::Kind::Hello(pb::Hello { window })),
+        self.hubs
+            .call(|mut stub| async move {
+                let (sender, receiver) = tokio::sync::mpsc::channel(window.max(16) as usize);
+                sender
+                    .send(pb::NodeMessage {
+                        kind: Some(pb::node_message::Kind::Hello(pb::Hello { window })),
+                    })
+                    .await
+                    .map_err(|_| ClientError::Draft("the delivery stream closed at once".into()))?;
+                let stream = stub
+                    .deliveries(MergedAcks {
+                        receiver,
+                        held: None,
+                        seqs_max: if merge { MERGED_ACK_SEQS_MAX } else { 0 },
+                    })
+                    .await?
+                    .into_inner();
+                Ok((sender, stream))
             })
             .await
-            .map_err(|_| ClientError::Draft("the delivery stream closed at once".into()))?;
-        let stream = self
-            .inner
-            .clone()
-            .deliveries(MergedAcks {
-                receiver,
-                held: None,
-                seqs_max: if merge { MERGED_ACK_SEQS_MAX } else { 0 },
-            })
-            .await?
-            .into_inner();
-        Ok((sender, stream))
     }
 
     /// Reads a whole attachment into memory (small files, tests).
@@ -418,6 +610,32 @@ impl AxisClient {
         Ok(bytes)
     }
 }
+
+/// One attempt of a send: the envelope, then the attachments, on one hub.
+async fn send_once(mut stub: Stub, prepared: Prepared) -> Result<pb::SendResponse, ClientError> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let producer = tokio::spawn(prepared.stream_into(sender));
+    let response = stub
+        .send(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await;
+    // A read error on an attachment file shows as a cut stream; report it as
+    // such (a local error: no other hub would fare better).
+    if let Ok(Err(error)) = producer.await {
+        if response.is_err() {
+            return Err(error.into());
+        }
+    }
+    Ok(response?.into_inner())
+}
+
+/// Statuses of documents read while checking moves, each once per call,
+/// and the entries (document, recipient, place in the history) already
+/// matched to a move.
+#[derive(Default)]
+struct RecordedMoves(
+    std::collections::HashMap<String, Option<pb::GetStatusResponse>>,
+    std::collections::HashSet<(String, String, usize)>,
+);
 
 fn source_chain(error: &dyn std::error::Error) -> String {
     let mut parts = Vec::new();

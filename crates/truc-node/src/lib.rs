@@ -3,12 +3,14 @@
 //! one delivery stream, verifies what arrives and writes it into an inbox
 //! exactly once ([`agent`]), also in edXML ([`edxml_inbox`]), and the
 //! outbox that sends what an agency's own system drops into a folder
-//! ([`outbox`]).
+//! ([`outbox`]); each may be given several hubs and moves to the next when
+//! one does not answer ([`failover`]).
 
 pub mod agent;
 pub mod client;
 pub mod compose;
 pub mod edxml_inbox;
+pub mod failover;
 pub mod outbox;
 pub mod verify;
 
@@ -18,4 +20,5 @@ mod signing_example;
 pub use agent::{ack_message, run_node, NodeConfig, NodeEvent};
 pub use client::{connect_channel, AxisClient, ClientError};
 pub use compose::{Attachment, Draft};
+pub use failover::{FailoverOptions, HubAddressError, HubAddresses};
 pub use outbox::{OutboxConfig, OutboxEvent};

@@ -407,8 +407,8 @@ impl Worker {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let client = AxisClient::connect(
-            self.node.hub,
+        let client = AxisClient::connect_hubs(
+            &self.node.hubs,
             &self.node.roots,
             self.node.credentials.clone(),
         )

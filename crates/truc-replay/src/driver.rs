@@ -24,7 +24,7 @@ use truc_hub::config::DeliveryConfig;
 use truc_hub::{AgencyEntry, Directory, HubSetup};
 use truc_node::compose::{Attachment, Draft};
 use truc_node::verify::verify_delivery;
-use truc_node::{AxisClient, ClientError};
+use truc_node::{AxisClient, ClientError, HubAddresses};
 use truc_pki::{PkiPaths, TrustRoots};
 use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
@@ -117,10 +117,11 @@ impl Default for ReplayOptions {
     }
 }
 
-/// Where the hub is and which certificates reach it.
+/// Where the hub is (one address, or several hubs of one store, tried in
+/// order) and which certificates reach it.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub address: SocketAddr,
+    pub hubs: HubAddresses,
     /// A folder laid out like `truc certs init` makes it: `ca.crt`, `agencies/<code>.{crt,key}`,
     /// `operators/<name>.{crt,key}`.
     pub pki: PkiPaths,
@@ -173,8 +174,8 @@ impl Target {
     }
 
     pub async fn operator_client(&self) -> Result<AxisClient, DriverError> {
-        Ok(AxisClient::connect(
-            self.address,
+        Ok(AxisClient::connect_hubs(
+            &self.hubs,
             &self.pki.trust_roots()?,
             self.pki.operator_credentials(&self.operator)?,
         )
@@ -382,7 +383,7 @@ impl EmbeddedHub {
         Ok(EmbeddedHub {
             _root: root,
             target: Target {
-                address,
+                hubs: HubAddresses::one(address),
                 pki,
                 operator: DEFAULT_OPERATOR.to_owned(),
                 embedded: true,
@@ -718,11 +719,11 @@ async fn connect_nodes(
         );
         let credentials = target.pki.agency_credentials(&code)?;
         let roots = roots.clone();
-        let address = target.address;
+        let hubs = target.hubs.clone();
         let slots = slots.clone();
         connecting.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            let client = AxisClient::connect(address, &roots, credentials).await?;
+            let client = AxisClient::connect_hubs(&hubs, &roots, credentials).await?;
             Ok::<_, ClientError>(Node {
                 code,
                 name,
@@ -830,10 +831,12 @@ pub fn draft_of(document: &PlannedDocument, sender_name: &str) -> Draft {
 }
 
 fn is_transient(error: &ClientError) -> bool {
-    matches!(
-        error.code(),
-        Some(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
-    ) || matches!(error, ClientError::Connect { .. } | ClientError::Io(_))
+    error.is_unreachable()
+        || matches!(
+            error.code(),
+            Some(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+        )
+        || matches!(error, ClientError::Io(_))
 }
 
 /// The wait a RESOURCE_EXHAUSTED refusal asks for in its `retry-after`
@@ -980,6 +983,8 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
                 return;
             }
         };
+        // A stream its hub ended or that broke with its hub goes to the next hub.
+        let hub = node.client.current_hub();
         loop {
             let message = tokio::select! {
                 message = stream.next() => message,
@@ -989,9 +994,15 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
                 Some(Ok(message)) => message.kind,
                 Some(Err(error)) => {
                     tracing::warn!(agency = %node.code, %error, "delivery stream broke; reopening");
+                    if truc_node::failover::hub_did_not_answer(&error) {
+                        node.client.move_on_from(hub);
+                    }
                     break;
                 }
-                None => break,
+                None => {
+                    node.client.move_on_from(hub);
+                    break;
+                }
             };
             match kind {
                 Some(pb::hub_message::Kind::Notice(notice)) => {

@@ -13,7 +13,7 @@ use truc_hub::{
     AgencyEntry, Clock, CrlSetup, Directory, DirectoryReload, HubSetup, Observe, SecuritySetup,
     WatchSetup,
 };
-use truc_node::{AxisClient, NodeConfig};
+use truc_node::{AxisClient, HubAddresses, NodeConfig};
 use truc_pki::{KeyAlgorithm, PkiPaths};
 use truc_store::{Store, StoreOptions};
 
@@ -243,6 +243,32 @@ impl TestHub {
         std::fs::rename(&aside, self.directory_path()).expect("put the directory in place");
     }
 
+    /// A second, independent hub beside this one: the same PKI (CA, hub
+    /// certificate, agencies, operator) and directory, its own store in a
+    /// temporary folder of its own, its own port. Two such hubs share
+    /// nothing stored: what is sent to one is unknown to the other.
+    pub async fn start_beside(&self) -> TestHub {
+        let mut hub = TestHub {
+            root: tempfile::tempdir().expect("temp dir"),
+            pki: self.pki.clone(),
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: self.limits.clone(),
+            metrics_address: None,
+            dashboard_address: None,
+            dashboard_token: None,
+            registered: self.registered.clone(),
+            entries: self.entries.clone(),
+            watch: self.watch.clone(),
+            security: self.security.clone(),
+            data_dir: None,
+            free_bytes_min: self.free_bytes_min,
+            stop: None,
+            task: None,
+        };
+        hub.launch().await;
+        hub
+    }
+
     /// The hub's clock: advance it when it is manual.
     pub fn clock(&self) -> &Clock {
         &self.watch.clock
@@ -337,6 +363,14 @@ impl TestHub {
         self.launch().await;
     }
 
+    /// Stops and starts again on the same data directory but another port,
+    /// as another hub of the same store would answer.
+    pub async fn restart_elsewhere(&mut self) {
+        self.stop().await;
+        self.address = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.launch().await;
+    }
+
     /// The store of a stopped hub, for checks.
     pub async fn stopped_store(&self) -> Store {
         assert!(self.task.is_none(), "stop the hub first");
@@ -383,7 +417,7 @@ impl TestHub {
 
     pub fn node_config(&self, agency: &str, inbox: Option<PathBuf>) -> NodeConfig {
         NodeConfig {
-            hub: self.address,
+            hubs: HubAddresses::one(self.address),
             roots: self.pki.trust_roots().expect("trust roots"),
             credentials: self
                 .pki
