@@ -14,6 +14,7 @@ mod feedback_cmd;
 mod operator_cmd;
 mod replay_cmd;
 mod report_cmd;
+mod store_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -213,6 +214,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
+    },
+    /// The hub's store: move it between the embedded engine and PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: store_cmd::StoreCommand,
     },
 }
 
@@ -437,6 +443,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Bench(args) => bench_cmd::run(args).await,
         Command::Crashtest(args) => crashtest::run(args).await,
         Command::Audit { command } => audit_cmd::run(command).await,
+        Command::Store { command } => store_cmd::run(command).await,
     }
 }
 

@@ -165,6 +165,21 @@ pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, Sto
         .transpose()
 }
 
+/// A big-endian `u64` meta value as readers see it (layers, then the tree).
+fn read_u64_layered(inner: &Inner, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    inner
+        .get(key)?
+        .map(|bytes| {
+            <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: "not 8 bytes".into(),
+                })
+        })
+        .transpose()
+}
+
 /// Opens (or creates) the embedded store in `path`: its reader, and the
 /// writer the store's writer thread drives. Refuses a directory written by
 /// another schema version, one sled cannot read, or one that lost
@@ -276,21 +291,8 @@ pub(crate) fn open(
             .spawn(move || checkpoint::run(inner, policy))
             .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
     };
-    let meta_u64 = |key: &[u8]| -> Result<Option<u64>, StoreError> {
-        inner
-            .get(key)?
-            .map(|bytes| {
-                <[u8; 8]>::try_from(bytes.as_ref())
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt {
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        reason: "not 8 bytes".into(),
-                    })
-            })
-            .transpose()
-    };
-    let next_queue_seq = meta_u64(keys::META_NEXT_SEQ)?.unwrap_or(1);
-    let commit_seq = meta_u64(keys::META_COMMIT_SEQ)?.unwrap_or(0);
+    let next_queue_seq = read_u64_layered(&inner, keys::META_NEXT_SEQ)?.unwrap_or(1);
+    let commit_seq = read_u64_layered(&inner, keys::META_COMMIT_SEQ)?.unwrap_or(0);
     let audit_head = match inner.get(keys::META_AUDIT_HEAD)? {
         Some(bytes) => AuditHead::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
             key: "m:audit_head".into(),
@@ -712,6 +714,27 @@ impl Reader for Inner {
             }
         }
         Ok(None)
+    }
+
+    fn queue_items(&self) -> Rows<'_, (String, u64, QueueItem)> {
+        Box::new(self.scan_prefix(&[keys::QUEUE]).map(|item| {
+            let (key, bytes) = item?;
+            let corrupt = || StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "a queue key without its owner and sequence number".into(),
+            };
+            let seq = keys::queue_seq_of(&key).ok_or_else(corrupt)?;
+            let owner = key
+                .get(1..key.len() - 8)
+                .and_then(|owner| std::str::from_utf8(owner).ok())
+                .ok_or_else(corrupt)?
+                .to_owned();
+            Ok((owner, seq, decode(&key, &bytes)?))
+        }))
+    }
+
+    fn next_queue_seq(&self) -> Result<u64, StoreError> {
+        Ok(read_u64_layered(self, keys::META_NEXT_SEQ)?.unwrap_or(1))
     }
 
     fn queue_depth(&self, agency: &str) -> Result<usize, StoreError> {

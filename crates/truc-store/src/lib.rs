@@ -17,6 +17,7 @@ mod keys;
 mod layers;
 mod marker;
 pub mod metrics;
+mod migrate;
 mod payload;
 mod pg;
 pub mod records;
@@ -37,6 +38,7 @@ pub use engine::{DocumentSummary, DueWatches};
 pub use error::StoreError;
 pub use journal::JOURNAL_DIR;
 pub use marker::MARKER_FILE;
+pub use migrate::{migrate, MigrateProgress, MigrateReport};
 pub use payload::PAYLOAD_DIR;
 pub use pg::PostgresOptions;
 pub use records::{

@@ -316,6 +316,42 @@ impl Reader for PgReader {
         })
     }
 
+    fn queue_items(&self) -> Rows<'_, (String, u64, QueueItem)> {
+        self.paged(|connection, after| {
+            // Keys: owner, a NUL, and the sequence number zero-padded, so they sort as rows do.
+            let (owner, seq) = match after.as_deref().and_then(|key| key.split_once('\0')) {
+                Some((owner, seq)) => (owner.to_owned(), seq.parse::<i64>().unwrap_or(i64::MAX)),
+                None => (String::new(), -1),
+            };
+            connection
+                .query(
+                    "SELECT kind, document_id, recipient, entries, owner, seq FROM queue_items
+                     WHERE (owner, seq) > ($1, $2) ORDER BY owner, seq LIMIT $3",
+                    &[&owner, &seq, &PAGE_ROWS],
+                )
+                .map_err(fail("reading the queues"))?
+                .iter()
+                .map(|row| {
+                    let owner: String = row.get(4);
+                    let seq = row.get::<_, i64>(5);
+                    Ok((
+                        format!("{owner}\0{seq:020}"),
+                        (owner, seq as u64, row_queue_item(row)?),
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn next_queue_seq(&self) -> Result<u64, StoreError> {
+        self.pool.run(|connection| {
+            let row = connection
+                .query_opt("SELECT next_queue_seq FROM truc_meta WHERE id = 1", &[])
+                .map_err(fail("reading the next queue sequence number"))?;
+            Ok(row.map_or(1, |row| row.get::<_, i64>(0) as u64))
+        })
+    }
+
     fn queue_depth(&self, agency: &str) -> Result<usize, StoreError> {
         let agency = agency.to_owned();
         self.pool.run(move |connection| {
