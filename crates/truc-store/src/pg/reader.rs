@@ -931,15 +931,16 @@ impl Reader for PgReader {
         self.pool.run(|connection| {
             let primary = connection
                 .query_opt(
-                    "SELECT inet_server_addr()::text, inet_server_port(), NOT pg_is_in_recovery()",
+                    "SELECT host(inet_server_addr()), inet_server_port(), NOT pg_is_in_recovery()",
                     &[],
                 )
                 .map_err(fail("reading the database's state"))?;
             let standbys = connection
                 .query(
-                    "SELECT coalesce(client_addr::text, ''), application_name, state,
-                            sync_state, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(),
-                                                                  replay_lsn), 0)::bigint
+                    "SELECT client_addr::text, application_name, state, sync_state,
+                            CASE WHEN pg_is_in_recovery() THEN NULL
+                                 ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
+                            END
                      FROM pg_stat_replication ORDER BY application_name",
                     &[],
                 )
@@ -958,12 +959,13 @@ impl Reader for PgReader {
                 writable: primary.is_some_and(|row| row.get(2)),
                 standbys: standbys
                     .iter()
+                    // Without pg_monitor a role sees the rows with their details NULL.
                     .map(|row| crate::StandbyState {
-                        name: row.get(1),
-                        address: row.get(0),
-                        state: row.get(2),
-                        sync_state: row.get(3),
-                        replay_lag_bytes: row.get::<_, i64>(4).max(0) as u64,
+                        name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                        address: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                        state: row.get::<_, Option<String>>(2).unwrap_or_default(),
+                        sync_state: row.get::<_, Option<String>>(3).unwrap_or_default(),
+                        replay_lag_bytes: row.get::<_, Option<i64>>(4).unwrap_or(0).max(0) as u64,
                     })
                     .collect(),
             }))
