@@ -325,21 +325,24 @@ pub(crate) async fn publish_queue_gauges(hub: std::sync::Arc<Hub>) {
         let now_ms = hub.watch.clock.now_unix_ms();
         match tokio::task::spawn_blocking(move || list_nodes(&reading)).await {
             Ok(Ok(nodes)) => {
-                let database = nodes.database.as_ref().map(|view| truc_store::DatabaseState {
-                    primary: view.primary.clone(),
-                    writable: view.writable,
-                    standbys: view
-                        .standbys
-                        .iter()
-                        .map(|standby| truc_store::StandbyState {
-                            name: standby.name.clone(),
-                            address: standby.address.clone(),
-                            state: standby.state.clone(),
-                            sync_state: standby.sync_state.clone(),
-                            replay_lag_bytes: standby.replay_lag_bytes,
-                        })
-                        .collect(),
-                });
+                let database = nodes
+                    .database
+                    .as_ref()
+                    .map(|view| truc_store::DatabaseState {
+                        primary: view.primary.clone(),
+                        writable: view.writable,
+                        standbys: view
+                            .standbys
+                            .iter()
+                            .map(|standby| truc_store::StandbyState {
+                                name: standby.name.clone(),
+                                address: standby.address.clone(),
+                                state: standby.state.clone(),
+                                sync_state: standby.sync_state.clone(),
+                                replay_lag_bytes: standby.replay_lag_bytes,
+                            })
+                            .collect(),
+                    });
                 crate::metrics::database(hub.store.writable(), database.as_ref());
                 let mut served: std::collections::BTreeMap<&str, usize> = Default::default();
                 for node in &nodes.nodes {

@@ -462,8 +462,11 @@ impl Reader for PgReader {
         to_date_key: u32,
         focus: Option<&str>,
     ) -> Result<BTreeMap<String, ReportRow>, StoreError> {
-        let from = rows::date(from_date_key)?;
-        let to = rows::date(to_date_key)?;
+        // Unbounded ends (0, 99999999) become the first and last dates of the calendar.
+        let from =
+            rows::date(from_date_key.clamp(10101, 99991231)).or_else(|_| rows::date(10101))?;
+        let to =
+            rows::date(to_date_key.clamp(10101, 99991231)).or_else(|_| rows::date(99991231))?;
         let focus = focus.map(str::to_owned);
         self.pool.run(move |connection| {
             let mut report: BTreeMap<String, ReportRow> = BTreeMap::new();
