@@ -120,7 +120,10 @@ pub(crate) fn connect(options: &PostgresOptions) -> Result<Client, StoreError> {
     }
     config.application_name(&format!("truc hub {}", options.hub_name));
     let mut client = match &options.ca_cert_pem {
-        Some(ca_pem) => config.connect(tls_connector(ca_pem)?),
+        // With a CA given, never fall back to a plain connection.
+        Some(ca_pem) => config
+            .ssl_mode(postgres::config::SslMode::Require)
+            .connect(tls_connector(ca_pem)?),
         None => config.connect(postgres::NoTls),
     }
     .map_err(|error| database_error("connecting to the database", &error))?;
