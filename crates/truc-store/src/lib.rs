@@ -228,9 +228,14 @@ impl Inner {
         stored: StoredDocument,
         certificate: Extent,
     ) -> Result<DocumentRecord, StoreError> {
-        let io = |error| StoreError::Storage(sled::Error::Io(error));
-        let envelope = self.payload.read(&stored.envelope).map_err(io)?;
-        let certificate = self.payload.read(&certificate).map_err(io)?;
+        let envelope = self
+            .payload
+            .read(&stored.envelope)
+            .map_err(error::payload_read_error)?;
+        let certificate = self
+            .payload
+            .read(&certificate)
+            .map_err(error::payload_read_error)?;
         stored.into_record(&envelope, certificate)
     }
 
@@ -933,7 +938,7 @@ impl Store {
             self.inner
                 .payload
                 .read(&extent)
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))
+                .map_err(error::payload_read_error)
         }))
     }
 
