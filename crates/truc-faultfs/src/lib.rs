@@ -211,6 +211,40 @@ pub struct FaultFs {
     shared: Arc<Shared>,
     mountpoint: PathBuf,
     session: Option<fuser::BackgroundSession>,
+    /// The kernel's number for the current mount's connection, by which
+    /// `fusectl` can abort it.
+    connection: Option<u64>,
+}
+
+/// Where the kernel lists FUSE connections (the `fusectl` file system).
+const FUSECTL_DIR: &str = "/sys/fs/fuse/connections";
+
+/// The kernel's `dev_t` of the file system holding `path`, as `fusectl`
+/// names its connection.
+fn connection_of(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    Some((major << 20) | minor)
+}
+
+/// Aborts a FUSE connection: every request still waiting on it fails at
+/// once. A process whose thread waits on a request its own (ended) server
+/// thread read could otherwise never exit.
+fn abort_connection(connection: u64) {
+    let control = Path::new(FUSECTL_DIR);
+    if !control.join(connection.to_string()).exists() {
+        // Mounted once per boot; failing that, nothing is aborted.
+        let _ = rustix::mount::mount(
+            "fusectl",
+            control,
+            "fusectl",
+            rustix::mount::MountFlags::empty(),
+            None,
+        );
+    }
+    let _ = std::fs::write(control.join(connection.to_string()).join("abort"), b"1");
 }
 
 fn mount_config() -> fuser::Config {
@@ -250,6 +284,7 @@ impl FaultFs {
             shared,
             mountpoint: mountpoint.to_owned(),
             session: None,
+            connection: None,
         };
         faultfs
             .start_session()
@@ -266,6 +301,7 @@ impl FaultFs {
             epoch,
         };
         self.session = Some(fuser::spawn_mount(disk, &self.mountpoint, &mount_config())?);
+        self.connection = connection_of(&self.mountpoint);
         Ok(())
     }
 
@@ -333,9 +369,10 @@ impl FaultFs {
         self.shared.lock().changes
     }
 
-    /// Changes not yet durable.
-    pub fn unsynced(&self) -> usize {
-        self.shared.lock().model.unsynced()
+    /// Changes not yet durable in files and directories whose path (from
+    /// the mount's root, e.g. `/data/commit-marker`) contains `path_part`.
+    pub fn unsynced(&self, path_part: &str) -> usize {
+        self.shared.lock().model.unsynced(path_part)
     }
 
     /// Makes every waiting and later request fail without effect: called
@@ -379,6 +416,9 @@ impl FaultFs {
         };
         let detached =
             rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::DETACH);
+        if let Some(connection) = self.connection.take() {
+            abort_connection(connection);
+        }
         // Its own unmount on drop would find the next mount at the same path.
         std::mem::forget(session);
         detached.map_err(|error| FaultFsError::Unmount {

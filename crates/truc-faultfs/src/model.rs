@@ -97,6 +97,10 @@ pub enum CutMode {
     /// Each file and directory keeps a random prefix of its changes; a file's
     /// last kept write may be torn at a 512-byte or 4 KiB boundary.
     Torn { seed: u64 },
+    /// Files lose every change since their last sync, directories keep all
+    /// of theirs: the file system's own journal wrote the names out, the
+    /// data never reached the disk.
+    KeepNames,
 }
 
 /// What a power cut did.
@@ -444,13 +448,21 @@ impl Model {
         Ok(())
     }
 
-    /// Whether anything in the file system is not durable yet.
-    pub fn unsynced(&self) -> usize {
+    /// Changes not durable yet, in files and directories whose path
+    /// contains `path_part` (all of them for "").
+    pub fn unsynced(&self, path_part: &str) -> usize {
         self.inodes
-            .values()
-            .map(|node| match &node.content {
-                Content::File { pending, .. } => pending.len(),
-                Content::Dir { pending, .. } => pending.len(),
+            .iter()
+            .map(|(inode, node)| {
+                let pending = match &node.content {
+                    Content::File { pending, .. } => pending.len(),
+                    Content::Dir { pending, .. } => pending.len(),
+                };
+                if pending > 0 && !path_part.is_empty() && !self.path(*inode).contains(path_part) {
+                    0
+                } else {
+                    pending
+                }
             })
             .sum()
     }
@@ -461,7 +473,7 @@ impl Model {
     pub fn cut(&mut self, mode: CutMode) -> CutReport {
         let mut report = CutReport::default();
         let mut rng = SplitMix(match mode {
-            CutMode::LoseAll => 0,
+            CutMode::LoseAll | CutMode::KeepNames => 0,
             CutMode::Torn { seed } => seed,
         });
         let torn = matches!(mode, CutMode::Torn { .. });
@@ -535,7 +547,9 @@ impl Model {
                         continue;
                     }
                     let changes = std::mem::take(pending);
-                    let kept = if torn && rng.below(2) == 1 {
+                    let kept = if mode == CutMode::KeepNames {
+                        changes.len()
+                    } else if torn && rng.below(2) == 1 {
                         rng.below(changes.len() as u64 + 1) as usize
                     } else {
                         0
