@@ -8,6 +8,7 @@
 
 pub mod audit;
 mod checkpoint;
+mod durable;
 mod error;
 mod journal;
 mod keys;
