@@ -206,109 +206,13 @@ impl Shared {
     }
 }
 
-/// A mounted fault-injecting file system. Dropping it unmounts it.
-pub struct FaultFs {
+/// The power of a [`FaultFs`]: triggers, stops and failures, from any thread.
+#[derive(Clone)]
+pub struct PowerSwitch {
     shared: Arc<Shared>,
-    mountpoint: PathBuf,
-    session: Option<fuser::BackgroundSession>,
-    /// The kernel's number for the current mount's connection, by which
-    /// `fusectl` can abort it.
-    connection: Option<u64>,
 }
 
-/// Where the kernel lists FUSE connections (the `fusectl` file system).
-const FUSECTL_DIR: &str = "/sys/fs/fuse/connections";
-
-/// The kernel's `dev_t` of the file system holding `path`, as `fusectl`
-/// names its connection.
-fn connection_of(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(path).ok()?.dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-    Some((major << 20) | minor)
-}
-
-/// Aborts a FUSE connection: every request still waiting on it fails at
-/// once. A process whose thread waits on a request its own (ended) server
-/// thread read could otherwise never exit.
-fn abort_connection(connection: u64) {
-    let control = Path::new(FUSECTL_DIR);
-    if !control.join(connection.to_string()).exists() {
-        // Mounted once per boot; failing that, nothing is aborted.
-        let _ = rustix::mount::mount(
-            "fusectl",
-            control,
-            "fusectl",
-            rustix::mount::MountFlags::empty(),
-            None,
-        );
-    }
-    let _ = std::fs::write(control.join(connection.to_string()).join("abort"), b"1");
-}
-
-fn mount_config() -> fuser::Config {
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        fuser::MountOption::FSName("truc-faultfs".into()),
-        fuser::MountOption::NoAtime,
-    ];
-    config
-}
-
-impl FaultFs {
-    /// Mounts an empty file system on `mountpoint` (an empty directory).
-    pub fn mount(mountpoint: &Path) -> Result<FaultFs, FaultFsError> {
-        if let Err(error) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-        {
-            return Err(FaultFsError::Unavailable {
-                reason: format!("cannot open /dev/fuse: {error}"),
-            });
-        }
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                model: model::Model::new(),
-                power: Power::On,
-                epoch: 0,
-                trigger: None,
-                hit: None,
-                failing_syncs: Vec::new(),
-                changes: 0,
-            }),
-            changed: Condvar::new(),
-        });
-        let mut faultfs = FaultFs {
-            shared,
-            mountpoint: mountpoint.to_owned(),
-            session: None,
-            connection: None,
-        };
-        faultfs
-            .start_session()
-            .map_err(|error| FaultFsError::Unavailable {
-                reason: format!("cannot mount {}: {error}", mountpoint.display()),
-            })?;
-        Ok(faultfs)
-    }
-
-    fn start_session(&mut self) -> std::io::Result<()> {
-        let epoch = self.shared.lock().epoch;
-        let disk = fs::FaultyDisk {
-            shared: self.shared.clone(),
-            epoch,
-        };
-        self.session = Some(fuser::spawn_mount(disk, &self.mountpoint, &mount_config())?);
-        self.connection = connection_of(&self.mountpoint);
-        Ok(())
-    }
-
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
+impl PowerSwitch {
     /// Stops the power at the request `trigger` describes (replacing any
     /// trigger not yet hit).
     pub fn arm(&self, trigger: Trigger) {
@@ -384,6 +288,127 @@ impl FaultFs {
         state.trigger = None;
         self.shared.changed.notify_all();
     }
+}
+
+impl std::ops::Deref for FaultFs {
+    type Target = PowerSwitch;
+
+    fn deref(&self) -> &PowerSwitch {
+        &self.switch
+    }
+}
+
+/// A mounted fault-injecting file system. Dropping it unmounts it.
+pub struct FaultFs {
+    shared: Arc<Shared>,
+    switch: PowerSwitch,
+    mountpoint: PathBuf,
+    session: Option<fuser::BackgroundSession>,
+    /// The kernel's number for the current mount's connection, by which
+    /// `fusectl` can abort it.
+    connection: Option<u64>,
+}
+
+/// Where the kernel lists FUSE connections (the `fusectl` file system).
+const FUSECTL_DIR: &str = "/sys/fs/fuse/connections";
+
+/// The kernel's `dev_t` of the file system holding `path`, as `fusectl`
+/// names its connection.
+fn connection_of(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    Some((major << 20) | minor)
+}
+
+/// Aborts a FUSE connection: every request still waiting on it fails at
+/// once. A process whose thread waits on a request its own (ended) server
+/// thread read could otherwise never exit.
+fn abort_connection(connection: u64) {
+    let control = Path::new(FUSECTL_DIR);
+    if !control.join(connection.to_string()).exists() {
+        // Mounted once per boot; failing that, nothing is aborted.
+        let _ = rustix::mount::mount(
+            "fusectl",
+            control,
+            "fusectl",
+            rustix::mount::MountFlags::empty(),
+            None,
+        );
+    }
+    let _ = std::fs::write(control.join(connection.to_string()).join("abort"), b"1");
+}
+
+fn mount_config() -> fuser::Config {
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("truc-faultfs".into()),
+        fuser::MountOption::NoAtime,
+    ];
+    config
+}
+
+impl FaultFs {
+    /// Mounts an empty file system on `mountpoint` (an empty directory).
+    pub fn mount(mountpoint: &Path) -> Result<FaultFs, FaultFsError> {
+        if let Err(error) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+        {
+            return Err(FaultFsError::Unavailable {
+                reason: format!("cannot open /dev/fuse: {error}"),
+            });
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                model: model::Model::new(),
+                power: Power::On,
+                epoch: 0,
+                trigger: None,
+                hit: None,
+                failing_syncs: Vec::new(),
+                changes: 0,
+            }),
+            changed: Condvar::new(),
+        });
+        let mut faultfs = FaultFs {
+            switch: PowerSwitch {
+                shared: shared.clone(),
+            },
+            shared,
+            mountpoint: mountpoint.to_owned(),
+            session: None,
+            connection: None,
+        };
+        faultfs
+            .start_session()
+            .map_err(|error| FaultFsError::Unavailable {
+                reason: format!("cannot mount {}: {error}", mountpoint.display()),
+            })?;
+        Ok(faultfs)
+    }
+
+    fn start_session(&mut self) -> std::io::Result<()> {
+        let epoch = self.shared.lock().epoch;
+        let disk = fs::FaultyDisk {
+            shared: self.shared.clone(),
+            epoch,
+        };
+        self.session = Some(fuser::spawn_mount(disk, &self.mountpoint, &mount_config())?);
+        self.connection = connection_of(&self.mountpoint);
+        Ok(())
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// A handle on the power that other threads may hold while this one cuts.
+    pub fn switch(&self) -> PowerSwitch {
+        self.switch.clone()
+    }
 
     /// Cuts the power: what was not synced is lost (or torn, by `mode`), the
     /// mount is replaced by a fresh one over what remains, and the kernel
@@ -414,11 +439,13 @@ impl FaultFs {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
-        let detached =
-            rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::DETACH);
+        // Aborted while still mounted: once unmounted, its number may at once
+        // name another mount (another test's, in parallel).
         if let Some(connection) = self.connection.take() {
             abort_connection(connection);
         }
+        let detached =
+            rustix::mount::unmount(&self.mountpoint, rustix::mount::UnmountFlags::DETACH);
         // Its own unmount on drop would find the next mount at the same path.
         std::mem::forget(session);
         detached.map_err(|error| FaultFsError::Unmount {
