@@ -606,7 +606,7 @@ fn print_hub_config(config_path: PathBuf) -> anyhow::Result<ExitCode> {
 
 async fn node(connection: Connection, inbox: PathBuf, window: u32) -> anyhow::Result<ExitCode> {
     let agency = connection.agency_code()?;
-    std::fs::create_dir_all(&inbox)
+    truc_node::agent::prepare_inbox(&inbox)
         .with_context(|| format!("cannot create {}", inbox.display()))?;
     let (events, mut receiver) = tokio::sync::mpsc::channel(64);
     let config = truc_node::NodeConfig {
