@@ -11,6 +11,7 @@ mod crashtest;
 mod demo;
 mod feedback_cmd;
 mod operator_cmd;
+mod powercut;
 mod replay_cmd;
 mod report_cmd;
 
@@ -182,7 +183,7 @@ enum Command {
     /// Kills the hub and node agent processes with SIGKILL under load, restarts them, and
     /// checks that nothing acknowledged was lost or seen twice.
     #[command(
-        after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7"
+        after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7\n  truc crashtest --power-cut --cuts 100 --documents 1500 --seed 1   # root, /dev/fuse"
     )]
     Crashtest(crashtest::CrashtestArgs),
     /// The tamper-evident audit log: export a period with its certificates, verify an export offline.
