@@ -125,6 +125,8 @@ struct Figures {
     acknowledged_sends_checked: usize,
     acknowledged_moves_checked: usize,
     histories_checked: usize,
+    /// Notices a node had told its application of, found in its inbox after each cut.
+    notices_checked: usize,
     refusals: Vec<String>,
     lost: usize,
     duplicates: usize,
@@ -147,6 +149,33 @@ fn told(layout: &Layout) -> HashMap<&'static str, BTreeSet<String>> {
                 .map(|rest| rest.split(": ").next().unwrap_or(rest).to_owned())
                 .collect();
             (*code, ids)
+        })
+        .collect()
+}
+
+/// The notice files each node has told its application of (`status of <id> at <recipient>:
+/// <status>` lines), by the name the node gives the file in `.notices`.
+fn notices_told(layout: &Layout) -> HashMap<&'static str, BTreeSet<String>> {
+    RECIPIENTS
+        .iter()
+        .map(|code| {
+            let printed = std::fs::read_to_string(layout.root.join(format!("node-{code}.out")))
+                .unwrap_or_default();
+            let files = printed
+                .lines()
+                .filter_map(|line| line.strip_prefix("status of "))
+                .filter_map(|rest| {
+                    let (id, rest) = rest.split_once(" at ")?;
+                    let (recipient, status) = rest.split_once(": ")?;
+                    let status = truc_domain::Status::from_name(status.split(' ').next()?)?;
+                    Some(format!(
+                        "{}__{recipient}__{:02}.json",
+                        inbox_name(id),
+                        status.code()
+                    ))
+                })
+                .collect();
+            (*code, files)
         })
         .collect()
 }
@@ -329,6 +358,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
     let mut refusals = Vec::new();
     let mut seen: BTreeMap<(usize, &'static str), Vec<u32>> = BTreeMap::new();
     let mut lost = 0usize;
+    let mut notices_checked = 0usize;
     for round in 0..args.cuts {
         let span = args
             .kill_after_max_ms
@@ -400,6 +430,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         let sends = load.acknowledged.lock().expect("acks").clone();
         let moves_acknowledged = load.moves_acknowledged.lock().expect("moves").clone();
         let told_before = told(&layout);
+        let notices_before = notices_told(&layout);
         let (mode, mode_name) = match rng.below(4) {
             0 => (CutMode::LoseAll, "lose-all"),
             1 => (CutMode::KeepNames, "keep-names"),
@@ -420,6 +451,28 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
                     ));
                 }
             }
+        }
+        for (code, files) in &notices_before {
+            let folder = layout.inbox(code).join(".notices");
+            let present = tokio::task::spawn_blocking(move || {
+                std::fs::read_dir(folder)
+                    .map(|entries| {
+                        entries
+                            .filter_map(Result::ok)
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect::<BTreeSet<String>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .await?;
+            for file in files.difference(&present) {
+                lost += 1;
+                problems.push(format!(
+                    "cut {}: {code} was told of the notice {file}, and the cut took it",
+                    round + 1
+                ));
+            }
+            notices_checked += files.len();
         }
         let operator = match start_hub(&layout, &roots).await {
             Ok((started_hub, operator)) => {
@@ -550,6 +603,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         acknowledged_sends_checked: cuts.iter().map(|c| c.documents_checked).sum(),
         acknowledged_moves_checked: cuts.iter().map(|c| c.moves_checked).sum(),
         histories_checked: seen.len(),
+        notices_checked,
         refusals: refusals.clone(),
         lost,
         duplicates,
