@@ -240,6 +240,24 @@ impl Journal {
             }
         }
         found.sort();
+        // Segments go only once the tree holds their groups: the first one
+        // left names the groups the tree must hold. Even an empty segment
+        // says so, where no record could show a gap.
+        if let Some((first, path)) = found.first() {
+            if *first > after_seq + 1 {
+                return Err(damaged(
+                    &dir,
+                    format!(
+                        "{} shows that groups up to {} were checkpointed and let go, but the \
+                         tree holds only {after_seq}: groups {} to {} are missing",
+                        path.display(),
+                        first - 1,
+                        after_seq + 1,
+                        first - 1
+                    ),
+                ));
+            }
+        }
         let mut groups = Vec::new();
         let mut torn = None;
         let mut last_seq = after_seq;
@@ -884,5 +902,22 @@ mod tests {
         let groups = Journal::open(&data, 0).unwrap().groups;
         assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(groups[1].changes, changes(22), "the void went with its cut");
+    }
+
+    #[test]
+    fn a_tree_behind_the_segments_the_journal_let_go_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
+        for seq in 1..=3 {
+            append(&mut journal, seq, &changes(seq as u8));
+        }
+        // A checkpoint through 3: a new (empty) segment, the old one removed.
+        journal.rotate(4).unwrap();
+        journal.discard_through(3);
+        drop(journal);
+        assert!(Journal::open(dir.path(), 3).unwrap().groups.is_empty());
+        // A tree that lost that checkpoint: no record shows a gap, the name does.
+        let error = Journal::open(dir.path(), 1).err().expect("refused");
+        assert!(error.to_string().contains("tree holds only 1"), "{error}");
     }
 }
