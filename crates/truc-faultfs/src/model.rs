@@ -515,7 +515,9 @@ impl Model {
                             let first = (offset / sector + 1) * sector;
                             let boundaries: Vec<u64> =
                                 (first..end).step_by(sector as usize).collect();
-                            if !boundaries.is_empty() && rng.below(2) == 1 {
+                            // A write that spans a boundary is always torn at one:
+                            // the cut that would lose it whole is `LoseAll`.
+                            if !boundaries.is_empty() {
                                 let cut_at =
                                     boundaries[rng.below(boundaries.len() as u64) as usize];
                                 let kept_bytes = (cut_at - offset) as usize;
