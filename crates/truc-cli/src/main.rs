@@ -12,6 +12,7 @@ mod demo;
 mod edxml_cmd;
 mod feedback_cmd;
 mod operator_cmd;
+mod powercut;
 mod replay_cmd;
 mod report_cmd;
 mod store_cmd;
@@ -207,7 +208,7 @@ enum Command {
     /// Kills the hub and node agent processes with SIGKILL under load, restarts them, and
     /// checks that nothing acknowledged was lost or seen twice.
     #[command(
-        after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7"
+        after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7\n  truc crashtest --power-cut --cuts 100 --documents 1500 --seed 1   # root, /dev/fuse"
     )]
     Crashtest(crashtest::CrashtestArgs),
     /// The tamper-evident audit log: export a period with its certificates, verify an export offline.
@@ -645,7 +646,7 @@ async fn node(
     edxml: bool,
 ) -> anyhow::Result<ExitCode> {
     let agency = connection.agency_code()?;
-    std::fs::create_dir_all(&inbox)
+    truc_node::agent::prepare_inbox(&inbox)
         .with_context(|| format!("cannot create {}", inbox.display()))?;
     if let Some(outbox) = &outbox {
         std::fs::create_dir_all(outbox)

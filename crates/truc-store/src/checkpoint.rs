@@ -192,6 +192,9 @@ fn checkpoint(inner: &Inner) -> Result<(), sled::Error> {
         inner.main.insert(keys::META_COMMIT_SEQ, commit_seq)?;
     }
     inner.db.flush()?;
+    // sled's flush is not a durable sync (`durable.rs`); the journal's
+    // segments go below, so sled's files must be on the device first.
+    crate::durable::sync_tree_files(&inner.path).map_err(sled::Error::Io)?;
     inner.layers.thaw();
     {
         let mut state = inner.checkpoints.lock();

@@ -54,7 +54,7 @@ pub(crate) struct Inner {
     /// Set with `failed` when the failure was a full disk.
     pub(crate) failed_full: AtomicBool,
     /// The data directory, whose file system's free space is checked.
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     free_bytes_min: u64,
     /// Each sender's deliveries waiting in some queue, by the sender's code:
     /// counted once at open, then kept by the writer after each successful
@@ -110,9 +110,14 @@ impl Inner {
                     what: format!("certificate of {}", stored.document_id),
                 })?,
         )?;
-        let io = |error| StoreError::Storage(sled::Error::Io(error));
-        let envelope = self.payload.read(&stored.envelope).map_err(io)?;
-        let certificate = self.payload.read(&extent).map_err(io)?;
+        let envelope = self
+            .payload
+            .read(&stored.envelope)
+            .map_err(crate::error::payload_read_error)?;
+        let certificate = self
+            .payload
+            .read(&extent)
+            .map_err(crate::error::payload_read_error)?;
         stored.into_record(&envelope, certificate)
     }
 
@@ -845,7 +850,7 @@ impl Reader for Inner {
         Ok(Box::new(record.extents.into_iter().map(|extent| {
             self.payload
                 .read(&extent)
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))
+                .map_err(crate::error::payload_read_error)
         })))
     }
 

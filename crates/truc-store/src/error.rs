@@ -127,3 +127,16 @@ pub(crate) fn payload_error(error: std::io::Error) -> StoreError {
         StoreError::Storage(sled::Error::Io(error))
     }
 }
+
+/// A read of the payload log that failed: bytes that no longer match their
+/// CRC are damage (never served), anything else a storage failure.
+pub(crate) fn payload_read_error(error: std::io::Error) -> StoreError {
+    if error.kind() == std::io::ErrorKind::InvalidData {
+        StoreError::Corrupt {
+            key: "(payload)".into(),
+            reason: error.to_string(),
+        }
+    } else {
+        StoreError::Storage(sled::Error::Io(error))
+    }
+}

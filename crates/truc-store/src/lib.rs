@@ -9,6 +9,7 @@
 
 pub mod audit;
 mod checkpoint;
+mod durable;
 mod embedded;
 mod engine;
 mod error;
