@@ -84,6 +84,14 @@ pub struct CrashtestArgs {
     /// the store's threads never outlive the file system they use).
     #[arg(long, hide = true)]
     pub check_stopped: Option<PathBuf>,
+    /// Run two hubs on a PostgreSQL database kept by three Patroni members (installed from
+    /// Debian's packages if missing) and kill the database's primary as well as hubs.
+    #[arg(long, conflicts_with = "power_cut")]
+    pub cluster: bool,
+    /// Database failovers, with --cluster: the primary's Patroni and postmaster SIGKILLed,
+    /// a new leader elected, the killed member started again to rejoin as a replica.
+    #[arg(long, default_value_t = 10)]
+    pub db_failovers: u32,
 }
 
 /// SplitMix64: the plan and the kill schedule follow from `--seed`.
@@ -211,11 +219,20 @@ impl Drop for Process {
     }
 }
 
+/// One hub process of a run: where it listens and its configuration.
+pub(crate) struct HubSpec {
+    pub name: String,
+    pub address: SocketAddr,
+    pub config: PathBuf,
+}
+
 pub(crate) struct Layout {
     pub root: PathBuf,
-    pub config: PathBuf,
     pub pki: PkiPaths,
+    /// The first hub's address.
     pub address: SocketAddr,
+    /// Every hub of the run: one on the embedded store, several on a database.
+    pub hubs: Vec<HubSpec>,
     /// The hub's data directory and the folder of the nodes' inboxes.
     pub data_dir: PathBuf,
     pub inbox_root: PathBuf,
@@ -226,22 +243,38 @@ impl Layout {
         self.inbox_root.join(code)
     }
 
+    /// Every hub's address, in order.
+    pub fn hub_addresses(&self) -> HubAddresses {
+        HubAddresses::new(self.hubs.iter().map(|hub| hub.address))
+            .expect("a layout has at least one hub")
+    }
+
     pub fn start_hub(&self) -> anyhow::Result<Process> {
+        self.start_hub_at(0)
+    }
+
+    pub fn start_hub_at(&self, index: usize) -> anyhow::Result<Process> {
+        let hub = &self.hubs[index];
+        let log = if index == 0 {
+            "hub".to_owned()
+        } else {
+            format!("hub-{index}")
+        };
         Process::spawn(
-            &["hub", "--config", path_str(&self.config)?],
-            &self.root.join("hub.out"),
-            &self.root.join("hub.log"),
+            &["hub", "--config", path_str(&hub.config)?],
+            &self.root.join(format!("{log}.out")),
+            &self.root.join(format!("{log}.log")),
         )
     }
 
     pub fn start_node(&self, code: &str) -> anyhow::Result<Process> {
-        let address = self.address.to_string();
+        let hubs = self.hub_addresses().to_string();
         let inbox = self.inbox(code);
         Process::spawn(
             &[
                 "node",
                 "--hub",
-                &address,
+                &hubs,
                 "--certs",
                 path_str(&self.pki.dir)?,
                 "--as",
@@ -304,9 +337,13 @@ pub(crate) fn setup(root: &Path, disk: &Path) -> anyhow::Result<Layout> {
     }
     Ok(Layout {
         root: root.to_owned(),
-        config,
         pki,
         address,
+        hubs: vec![HubSpec {
+            name: "hub".into(),
+            address,
+            config,
+        }],
         data_dir,
         inbox_root,
     })
@@ -322,7 +359,8 @@ fn is_transient(error: &ClientError) -> bool {
 
 /// One connection per identity, opened again after the hub went away.
 pub(crate) struct Clients {
-    pub address: SocketAddr,
+    /// Every hub; a client that lost its hub connects to the first that answers.
+    pub hubs: HubAddresses,
     pub roots: TrustRoots,
     pub pki: PkiPaths,
     pub open: Mutex<HashMap<String, AxisClient>>,
@@ -339,7 +377,7 @@ impl Clients {
             .map_err(|error| ClientError::Draft(error.to_string()))?;
         // One attempt per call: the load sends again itself what a kill cut, and counts it.
         let client = AxisClient::connect_hubs_with(
-            &HubAddresses::one(self.address),
+            &self.hubs,
             &self.roots,
             credentials,
             FailoverOptions {
@@ -577,12 +615,22 @@ pub(crate) async fn move_loop(
     }
 }
 
-/// Waits until the hub process answers an operator call.
+/// Waits until the (first) hub process answers an operator call.
 pub(crate) async fn wait_ready(layout: &Layout, roots: &TrustRoots) -> anyhow::Result<AxisClient> {
+    wait_ready_at(layout, roots, 0).await
+}
+
+/// Waits until hub `index` answers an operator call.
+pub(crate) async fn wait_ready_at(
+    layout: &Layout,
+    roots: &TrustRoots,
+    index: usize,
+) -> anyhow::Result<AxisClient> {
     let deadline = Instant::now() + HUB_READY_WAIT_MAX;
     let credentials = layout.pki.operator_credentials(OPERATOR)?;
+    let address = layout.hubs[index].address;
     loop {
-        if let Ok(client) = AxisClient::connect(layout.address, roots, credentials.clone()).await {
+        if let Ok(client) = AxisClient::connect(address, roots, credentials.clone()).await {
             if client.counts("", "").await.is_ok() {
                 return Ok(client);
             }
@@ -814,13 +862,24 @@ pub(crate) fn check_offline(
     data_dir: &Path,
     documents: &[PlannedDocument],
 ) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
     let store = truc_store::Store::open(data_dir, &truc_store::StoreOptions::default())
         .context("the stopped hub's data directory does not open")?;
+    check_store(&store, "data directory", documents)
+}
+
+/// A store read directly: every planned document and delivery with its
+/// history once, counters equal to a recount, an audit chain that verifies
+/// from its first entry to its head, and no delivery left in a queue.
+pub(crate) fn check_store(
+    store: &truc_store::Store,
+    what: &str,
+    documents: &[PlannedDocument],
+) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
     let stored = store.document_ids().count();
     if stored != documents.len() {
         problems.push(format!(
-            "data directory: {stored} documents, planned {}",
+            "{what}: {stored} documents, planned {}",
             documents.len()
         ));
     }
@@ -829,14 +888,12 @@ pub(crate) fn check_offline(
         let records = store.deliveries(&id)?;
         for (recipient, planned) in &document.recipients {
             let Some(record) = records.iter().find(|r| r.recipient == *recipient) else {
-                problems.push(format!(
-                    "data directory: {id} has no delivery to {recipient}"
-                ));
+                problems.push(format!("{what}: {id} has no delivery to {recipient}"));
                 continue;
             };
             if record.history.len() != planned.len() + 1 {
                 problems.push(format!(
-                    "data directory: {id} at {recipient} has {} entries, planned {}",
+                    "{what}: {id} at {recipient} has {} entries, planned {}",
                     record.history.len(),
                     planned.len() + 1
                 ));
@@ -844,18 +901,40 @@ pub(crate) fn check_offline(
         }
     }
     if store.counter_entries()? != store.rebuild_counters()? {
-        problems.push("data directory: the counters differ from a recount".into());
+        problems.push(format!("{what}: the counters differ from a recount"));
+    }
+    let mut previous = truc_store::audit::GENESIS_SHA256;
+    let mut entries = 0u64;
+    for entry in store.audit_entries(1) {
+        let entry = entry?;
+        entries += 1;
+        if entry.seq != entries
+            || entry.previous_sha256 != previous
+            || entry.compute_sha256() != entry.sha256
+        {
+            problems.push(format!(
+                "{what}: the audit chain breaks at entry {}",
+                entry.seq
+            ));
+            break;
+        }
+        previous = entry.sha256;
+    }
+    let head = store.audit_head()?;
+    if head.seq != entries || head.sha256 != previous {
+        problems.push(format!(
+            "{what}: the audit head ({}) is not the chain's last entry ({entries})",
+            head.seq
+        ));
     }
     // Notices may wait for a sender's next connection; a delivery may not.
     for code in RECIPIENTS {
         if let Some(item) = store.oldest_queued_delivery(code)? {
             problems.push(format!(
-                "data directory: a delivery is still queued for {code}: {item:?}"
+                "{what}: a delivery is still queued for {code}: {item:?}"
             ));
         }
     }
-    drop(store);
-
     Ok(problems)
 }
 
@@ -888,6 +967,9 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
             temporary.path().to_owned()
         }
     };
+    if args.cluster {
+        return crate::crashtest_cluster::run(args, &root).await;
+    }
     let mut rng = Rng(args.seed);
     let documents = Arc::new(plan(args.documents, &mut rng));
     let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
@@ -906,7 +988,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         nodes.insert(code, layout.start_node(code)?);
     }
     let clients = Arc::new(Clients {
-        address: layout.address,
+        hubs: layout.hub_addresses(),
         roots: roots.clone(),
         pki: layout.pki.clone(),
         open: Mutex::default(),

@@ -8,6 +8,7 @@ mod audit_cmd;
 mod bench_cmd;
 mod connect;
 mod crashtest;
+mod crashtest_cluster;
 mod demo;
 mod edxml_cmd;
 mod feedback_cmd;

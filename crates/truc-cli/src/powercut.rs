@@ -327,7 +327,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         nodes.insert(code, layout.start_node(code)?);
     }
     let clients = Arc::new(Clients {
-        address: layout.address,
+        hubs: layout.hub_addresses(),
         roots: roots.clone(),
         pki: layout.pki.clone(),
         open: Mutex::default(),
