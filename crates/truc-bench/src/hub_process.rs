@@ -221,9 +221,14 @@ impl SpawnedHub {
         keep: Option<&Path>,
     ) -> Result<SpawnedHub, BenchError> {
         let prepared = prepare(agencies, keep).await?;
-        let mut hub =
-            SpawnedHub::launch(program, &prepared.root, &prepared.pki, 0, &SpawnStore::Embedded)
-                .await?;
+        let mut hub = SpawnedHub::launch(
+            program,
+            &prepared.root,
+            &prepared.pki,
+            0,
+            &SpawnStore::Embedded,
+        )
+        .await?;
         hub._temporary = prepared.temporary;
         Ok(hub)
     }

@@ -218,7 +218,9 @@ async fn run_on_cluster(
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<truc_bench::BenchReport> {
     progress("installing (if missing) and starting PostgreSQL, Patroni and etcd, 3 members each");
-    let folder = tempfile::Builder::new().prefix("truc-bench-cluster-").tempdir()?;
+    let folder = tempfile::Builder::new()
+        .prefix("truc-bench-cluster-")
+        .tempdir()?;
     let cluster_dir = folder.path().join("cluster");
     let cluster = {
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -268,7 +270,10 @@ async fn run_on_cluster(
 fn side_by_side(embedded: &truc_bench::BenchReport, cluster: &truc_bench::BenchReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "\nside by side            embedded (1 hub)   cluster (2 hubs, sync standby)");
+    let _ = writeln!(
+        out,
+        "\nside by side            embedded (1 hub)   cluster (2 hubs, sync standby)"
+    );
     let intake = |report: &truc_bench::BenchReport, index: usize| {
         report.intake.get(index).map(|figures| {
             format!(

@@ -35,7 +35,7 @@ pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(50);
 /// Documents per `MoveStatuses` call.
 const MOVE_DOCUMENTS_PER_CALL_MAX: usize = 64;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct CrashtestArgs {
     /// Documents to send (each to 1–3 recipients, each delivery moved 0–3 times).
     #[arg(long, default_value_t = 2_400)]
@@ -92,6 +92,14 @@ pub struct CrashtestArgs {
     /// a new leader elected, the killed member started again to rejoin as a replica.
     #[arg(long, default_value_t = 10)]
     pub db_failovers: u32,
+    /// With --cluster: instead of the crash test's load, replay this published period
+    /// (2019, 2021 or 2022) through the two hubs while the faults fall, and compare the
+    /// hubs' own report with the published (or scaled) figures.
+    #[arg(long, requires = "cluster", value_name = "PERIOD")]
+    pub replay: Option<truc_replay::published::Dataset>,
+    /// With --replay: replay a proportional slice, e.g. 1/10.
+    #[arg(long, requires = "replay", value_parser = truc_replay::published::parse_scale, value_name = "N/D")]
+    pub scale: Option<(u64, u64)>,
 }
 
 /// SplitMix64: the plan and the kill schedule follow from `--seed`.

@@ -105,8 +105,8 @@ fn median_and_max(mut values: Vec<u64>) -> (u64, u64) {
 }
 
 /// Writes each hub's configuration: the same PKI and directory, the store
-/// on the cluster over TLS.
-fn hub_configs(layout: &mut Layout, cluster: &Cluster) -> anyhow::Result<()> {
+/// on the cluster over TLS, and `extra` sections.
+fn hub_configs(layout: &mut Layout, cluster: &Cluster, extra: &str) -> anyhow::Result<()> {
     let url = format!("{}&sslmode=require", cluster.url());
     let ca = cluster
         .ca_certificate_path()
@@ -124,7 +124,7 @@ fn hub_configs(layout: &mut Layout, cluster: &Cluster) -> anyhow::Result<()> {
                  [tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/hub.crt\"\nkey = \"certs/hub.key\"\n\
                  [observe]\nmetrics_listen = \"\"\n\
                  [store]\nbackend = \"postgres\"\nurl = \"{url}\"\nca_cert = \"{}\"\n\
-                 hub_name = \"{name}\"\nconnections_max = 4\n",
+                 hub_name = \"{name}\"\nconnections_max = 4\n{extra}",
                 path_str(&ca)?
             ),
         )?;
@@ -188,33 +188,63 @@ async fn serving_again(
     }
 }
 
+/// Installs (if missing) and starts the three members, with TLS.
+async fn start_cluster(root: &Path) -> anyhow::Result<Arc<Mutex<Cluster>>> {
+    eprintln!("installing and starting PostgreSQL, Patroni and etcd (3 members each)");
+    let cluster_dir = root.join("cluster");
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let started = truc_cluster::ensure_packages().and_then(|()| {
+            Cluster::start(
+                &cluster_dir,
+                ClusterOptions {
+                    tls: true,
+                    ..ClusterOptions::default()
+                },
+            )
+        });
+        let _ = answer.send(started);
+    });
+    Ok(Arc::new(Mutex::new(answered.await??)))
+}
+
+/// Kills the database's primary, waits for the failover, starts the killed
+/// member again and waits until it streams as a replica: (new leader's
+/// election, writes accepted, rejoined), in ms.
+async fn fail_over(cluster: &Arc<Mutex<Cluster>>) -> anyhow::Result<(String, u64, u64, u64)> {
+    let killed = on_cluster(cluster, |cluster| cluster.kill_leader()).await?;
+    let (name, index) = (killed.name.clone(), killed.index);
+    let failover = on_cluster(cluster, move |cluster| {
+        cluster.wait_for_failover(&killed, FAILOVER_WAIT_MAX)
+    })
+    .await?;
+    let restarted = Instant::now();
+    on_cluster(cluster, move |cluster| {
+        cluster.restart_member(index)?;
+        cluster.wait_healthy(REJOIN_WAIT_MAX)
+    })
+    .await
+    .with_context(|| format!("{name} did not rejoin as a replica"))?;
+    Ok((
+        name,
+        failover.leader_elected_after.as_millis() as u64,
+        failover.writes_accepted_after.as_millis() as u64,
+        restarted.elapsed().as_millis() as u64,
+    ))
+}
+
 pub async fn run(args: CrashtestArgs, root: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(dataset) = args.replay {
+        return replay(args.clone(), dataset, root).await;
+    }
     let started = Instant::now();
     let mut rng = Rng(args.seed);
     let documents = Arc::new(plan(args.documents, &mut rng));
     let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
     let mut layout = setup(root, root)?;
     let roots = layout.pki.trust_roots()?;
-
-    eprintln!("installing and starting PostgreSQL, Patroni and etcd (3 members each)");
-    let cluster_dir = root.join("cluster");
-    let cluster = {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let started = truc_cluster::ensure_packages().and_then(|()| {
-                Cluster::start(
-                    &cluster_dir,
-                    ClusterOptions {
-                        tls: true,
-                        ..ClusterOptions::default()
-                    },
-                )
-            });
-            let _ = answer.send(started);
-        });
-        Arc::new(Mutex::new(answered.await??))
-    };
-    hub_configs(&mut layout, &cluster.lock().expect("cluster"))?;
+    let cluster = start_cluster(root).await?;
+    hub_configs(&mut layout, &cluster.lock().expect("cluster"), "")?;
     let url = format!("{}&sslmode=require", cluster.lock().expect("cluster").url());
     let ca_pem = std::fs::read(
         cluster
@@ -454,4 +484,153 @@ pub async fn run(args: CrashtestArgs, root: &Path) -> anyhow::Result<ExitCode> {
     }
     eprintln!("{} problems", problems.len());
     Ok(ExitCode::FAILURE)
+}
+
+/// The hubs' settings a replay needs: months compressed into minutes, so no
+/// feedback deadlines, no expiry and no per-agency quotas (as the embedded
+/// replay's hub runs).
+const REPLAY_HUB_SETTINGS: &str = "[deadlines]\narrived_within_minutes = 0\n\
+     received_within_working_minutes = 0\ndue_date = false\n\
+     [expiry]\nttl_minutes = 0\n\
+     [quotas]\nsends_in_flight_max = 4294967295\nqueued_deliveries_max = 18446744073709551615\n";
+
+/// `--cluster --replay`: a published period through the two hubs while the
+/// database fails over and a hub is killed; the hubs' own report must give
+/// every published (or scaled) figure.
+async fn replay(
+    args: CrashtestArgs,
+    dataset: truc_replay::published::Dataset,
+    root: &Path,
+) -> anyhow::Result<ExitCode> {
+    use truc_replay::driver::{self, ReplayOptions, Target};
+    use truc_replay::published::Expected;
+    use truc_replay::report::{FigureSource, Report};
+
+    let started = Instant::now();
+    let plan = dataset
+        .plan(args.seed, args.scale)
+        .with_context(|| format!("building the {dataset} plan"))?;
+    let expected = Expected::for_plan(&plan, args.scale)?;
+    let (documents, deliveries) = plan.totals();
+    eprintln!(
+        "plan {dataset}: {} units, {documents} documents, {deliveries} deliveries",
+        plan.units.len()
+    );
+    let agencies: Vec<(String, String)> = plan
+        .units
+        .iter()
+        .map(|unit| (unit.code.to_string(), unit.name.clone()))
+        .collect();
+    let pki_dir = root.join("certs");
+    let pki = tokio::task::spawn_blocking(move || {
+        truc_pki::init_dev_pki(
+            &pki_dir,
+            &agencies,
+            &[crate::crashtest::OPERATOR.to_owned()],
+            Duration::from_secs(7 * 86_400),
+        )
+    })
+    .await??;
+    std::fs::write(root.join("agencies.toml"), driver::directory_toml(&plan)?)?;
+    let mut layout = Layout {
+        root: root.to_owned(),
+        pki: pki.clone(),
+        address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        hubs: Vec::new(),
+        data_dir: root.join("unused"),
+        inbox_root: root.join("unused"),
+    };
+    let roots = pki.trust_roots()?;
+    let cluster = start_cluster(root).await?;
+    hub_configs(
+        &mut layout,
+        &cluster.lock().expect("cluster"),
+        REPLAY_HUB_SETTINGS,
+    )?;
+    let mut hubs: Vec<Process> = Vec::with_capacity(HUBS);
+    for index in 0..HUBS {
+        hubs.push(layout.start_hub_at(index)?);
+        wait_ready_at(&layout, &roots, index).await?;
+    }
+    let target = Target {
+        hubs: layout.hub_addresses(),
+        pki,
+        operator: crate::crashtest::OPERATOR.to_owned(),
+        embedded: false,
+    };
+    eprintln!("{HUBS} hubs on the cluster: {}", target.hubs);
+    let plan = Arc::new(plan);
+    let done = AtomicBool::new(false);
+    let replaying = async {
+        let outcome = driver::replay(plan.clone(), &target, ReplayOptions::default()).await;
+        done.store(true, Ordering::SeqCst);
+        outcome
+    };
+    // The faults fall while the replay runs: database failovers, then hub kills.
+    let faulting = async {
+        let mut faults = Vec::new();
+        for round in 0..(args.db_failovers + args.hub_kills) {
+            tokio::time::sleep(Duration::from_millis(args.kill_after_min_ms)).await;
+            if done.load(Ordering::SeqCst) {
+                break;
+            }
+            let at = started.elapsed().as_millis() as u64;
+            if round < args.db_failovers {
+                let (name, elected, writes, rejoined) = fail_over(&cluster).await?;
+                eprintln!(
+                    "database {name} killed at {:.1} s: a new leader after {elected} ms, writes \
+                     after {writes} ms; rejoined as a replica {rejoined} ms after its restart",
+                    at as f64 / 1000.0
+                );
+                faults.push(format!("database {name}"));
+            } else {
+                let index = (round as usize) % HUBS;
+                hubs[index].kill_9();
+                tokio::time::sleep(HUB_DOWN).await;
+                hubs[index] = layout.start_hub_at(index)?;
+                wait_ready_at(&layout, &roots, index).await?;
+                eprintln!(
+                    "{} killed at {:.1} s and started again",
+                    layout.hubs[index].name,
+                    at as f64 / 1000.0
+                );
+                faults.push(layout.hubs[index].name.clone());
+            }
+        }
+        anyhow::Ok(faults)
+    };
+    let (outcome, faults) = tokio::join!(replaying, faulting);
+    let faults = faults?;
+    let outcome = outcome?;
+    eprintln!("{}", outcome.summary());
+    let report = Report::build(
+        &outcome.figures,
+        Some(&expected),
+        (Some(plan.period.0), Some(plan.period.1)),
+        FigureSource::Hub {
+            address: target.hubs.to_string(),
+            embedded: false,
+        },
+    );
+    print!("{}", report.render_text());
+    println!(
+        "faults during the replay: {} ({:.1} s in all)",
+        if faults.is_empty() {
+            "none (the replay ended first)".to_owned()
+        } else {
+            faults.join(", ")
+        },
+        started.elapsed().as_secs_f64()
+    );
+    for hub in &mut hubs {
+        hub.kill_9();
+    }
+    crate::replay_cmd::write_outputs(&report, args.json.as_ref(), None)?;
+    Ok(
+        if report.matches_published() == Some(true) && !faults.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
