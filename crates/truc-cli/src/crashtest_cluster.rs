@@ -492,7 +492,7 @@ pub async fn run(args: CrashtestArgs, root: &Path) -> anyhow::Result<ExitCode> {
 const REPLAY_HUB_SETTINGS: &str = "[deadlines]\narrived_within_minutes = 0\n\
      received_within_working_minutes = 0\ndue_date = false\n\
      [expiry]\nttl_minutes = 0\n\
-     [quotas]\nsends_in_flight_max = 4294967295\nqueued_deliveries_max = 18446744073709551615\n";
+     [quotas]\nsends_in_flight_max = 4294967295\nqueued_deliveries_max = 9223372036854775807\n";
 
 /// `--cluster --replay`: a published period through the two hubs while the
 /// database fails over and a hub is killed; the hubs' own report must give

@@ -87,9 +87,9 @@ impl From<HubError> for Status {
                 // A full disk is a limit the hub must carry, like an oversize
                 // message: the caller may retry once space is freed.
                 StoreError::StorageFull { .. } => Code::ResourceExhausted,
-                StoreError::Storage(_)
-                | StoreError::WriterGone
-                | StoreError::Unavailable { .. } => Code::Unavailable,
+                StoreError::Io { .. } | StoreError::WriterGone | StoreError::Unavailable { .. } => {
+                    Code::Unavailable
+                }
                 StoreError::Database { .. } => Code::Internal,
                 StoreError::Corrupt { .. } | StoreError::DataLost { .. } => Code::Internal,
                 StoreError::Closed { .. } => Code::FailedPrecondition,

@@ -142,7 +142,7 @@ pub(crate) fn run(inner: Arc<Inner>, policy: Policy) {
         if !inner.failed.load(Ordering::Acquire) {
             if let Err(error) = checkpoint(&inner) {
                 tracing::error!(%error, "checkpoint failed; refusing further writes until restart");
-                if crate::error::is_storage_full(&error) {
+                if matches!(&error, sled::Error::Io(io) if crate::error::is_storage_full(io)) {
                     inner.failed_full.store(true, Ordering::Release);
                 }
                 inner.failed.store(true, Ordering::Release);

@@ -24,7 +24,7 @@ use crate::records::{
     StoredDocument, WatchRecord,
 };
 use crate::rules::{GroupChanges, GroupStart, View, WatchBlockId};
-use crate::{journal, CounterMap, Extent, StoreOptions};
+use crate::{journal, CounterMap, Extent, StoreOptions, MARKER_FILE, PAYLOAD_DIR};
 
 /// 2: the journal, the payload log and extents in blob records (1 kept
 /// attachment chunks in a tree of their own).
@@ -76,15 +76,8 @@ impl Inner {
         if self.free_bytes_min == 0 {
             return Ok(());
         }
-        let free_bytes = fs2::available_space(&self.path).map_err(|error| {
-            StoreError::Storage(sled::Error::Io(std::io::Error::new(
-                error.kind(),
-                format!(
-                    "cannot read the free space of {}: {error}",
-                    self.path.display()
-                ),
-            )))
-        })?;
+        let free_bytes = fs2::available_space(&self.path)
+            .map_err(|error| StoreError::io("reading the free space of", &self.path, error))?;
         if free_bytes < self.free_bytes_min {
             return Err(StoreError::StorageFull {
                 reason: format!(
@@ -200,7 +193,7 @@ pub(crate) fn open(
                 "sled found its files damaged ({error}); restore the directory from a backup"
             ),
         },
-        other => StoreError::Storage(other),
+        other => StoreError::from(other),
     };
     let db = sled::Config::new()
         .path(path)
@@ -255,17 +248,17 @@ pub(crate) fn open(
             marker
                 .record(recovered)
                 .and_then(|()| marker.sync())
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+                .map_err(|error| StoreError::io("writing", &path.join(MARKER_FILE), error))?;
         }
     }
-    let payload =
-        PayloadLog::open(path).map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+    let payload = PayloadLog::open(path)
+        .map_err(|error| StoreError::io("opening", &path.join(PAYLOAD_DIR), error))?;
     let layers = layers::Layers::default();
     for group in std::mem::take(&mut recovering.groups) {
         for (extent, bytes) in &group.payload {
-            payload
-                .restore(extent, bytes)
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            payload.restore(extent, bytes).map_err(|error| {
+                StoreError::io("restoring into", &path.join(PAYLOAD_DIR), error)
+            })?;
         }
         layers.merge(group.changes.into_iter(), group.seq);
     }
@@ -294,7 +287,9 @@ pub(crate) fn open(
         std::thread::Builder::new()
             .name("truc-store-checkpoint".into())
             .spawn(move || checkpoint::run(inner, policy))
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+            .map_err(|error| {
+                StoreError::io("starting", Path::new("the checkpoint thread"), error)
+            })?
     };
     let next_queue_seq = read_u64_layered(&inner, keys::META_NEXT_SEQ)?.unwrap_or(1);
     let commit_seq = read_u64_layered(&inner, keys::META_COMMIT_SEQ)?.unwrap_or(0);
@@ -417,7 +412,8 @@ impl GroupWriter for EmbeddedWriter {
             Err(error) => {
                 tracing::error!(%error, "write failed; refusing further writes until restart");
                 // sled keeps the error and fails every later write of this process.
-                let full = crate::error::is_storage_full(&error);
+                let full =
+                    matches!(&error, sled::Error::Io(io) if crate::error::is_storage_full(io));
                 if full {
                     self.inner.failed_full.store(true, Ordering::Release);
                 }

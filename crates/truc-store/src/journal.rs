@@ -109,10 +109,7 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
 }
 
 fn io_error(path: &Path, what: &str, error: std::io::Error) -> StoreError {
-    StoreError::Storage(sled::Error::Io(std::io::Error::new(
-        error.kind(),
-        format!("{what} {}: {error}", path.display()),
-    )))
+    StoreError::io(what, path, error)
 }
 
 fn damaged(dir: &Path, reason: String) -> StoreError {

@@ -262,7 +262,7 @@ impl Store {
         std::thread::Builder::new()
             .name("truc-store-writer".into())
             .spawn(move || store_writer.run(receiver))
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            .map_err(|error| StoreError::io("starting", Path::new("the writer thread"), error))?;
         Ok(Store {
             reader,
             shared,

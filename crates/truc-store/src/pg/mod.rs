@@ -16,6 +16,7 @@ mod schema;
 mod writer;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -251,7 +252,7 @@ impl Pool {
                         job(&mut connection);
                     }
                 })
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+                .map_err(|error| StoreError::io("starting", Path::new("a reader thread"), error))?;
             threads.push(thread);
         }
         Ok(Pool {
@@ -440,7 +441,7 @@ pub(crate) fn open(
                 schema::migrate(&mut connection.client)?;
                 Ok(connection)
             })
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+            .map_err(|error| StoreError::io("starting", Path::new("the opening thread"), error))?
             .join()
             .map_err(|_| StoreError::Database {
                 reason: "opening the database panicked".into(),
@@ -457,7 +458,7 @@ pub(crate) fn open(
         std::thread::Builder::new()
             .name("truc-store-pg-listen".into())
             .spawn(move || listen(options, shared, reachability, stopping))
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+            .map_err(|error| StoreError::io("starting", Path::new("the listener thread"), error))?
     };
     let reader = Arc::new(PgReader::new(
         pool.clone(),
