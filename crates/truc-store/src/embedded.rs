@@ -525,7 +525,9 @@ impl EmbeddedWriter {
             let (old_sent, old_received) = self
                 .inner
                 .get(&key)?
-                .map(|bytes| decode_counter(&bytes))
+                .map(|bytes| decode_counter(&key, &bytes))
+                .transpose()
+                .map_err(|error| sled::Error::Unsupported(error.to_string()))?
                 .unwrap_or((0, 0));
             staged.insert(
                 key,
@@ -776,7 +778,7 @@ impl Reader for Inner {
         for item in self.scan_prefix(&[keys::COUNTER]) {
             let (key, bytes) = item?;
             if let Some((agency, date)) = keys::parse_counter(&key) {
-                entries.insert((agency.to_owned(), date), decode_counter(&bytes));
+                entries.insert((agency.to_owned(), date), decode_counter(&key, &bytes)?);
             }
         }
         Ok(entries)
