@@ -29,5 +29,5 @@ pub use fanout::FanoutMix;
 pub use hub_process::{HubTarget, SpawnStore, SpawnedHub, SpawnedHubs, DEFAULT_OPERATOR};
 pub use latency::{LatencyRecorder, LatencySummary};
 pub use options::{BenchOptions, NatsOptions, RateSpec, Scenario, MOVES_PER_CALL_DEFAULT};
-pub use report::BenchReport;
+pub use report::{BenchReport, SendFigures};
 pub use run::run;

@@ -284,11 +284,23 @@ fn side_by_side(embedded: &truc_bench::BenchReport, cluster: &truc_bench::BenchR
             )
         })
     };
+    // Both runs pace alike, so either says whether a phase was paced.
+    let paced = |phases: [Option<&truc_bench::SendFigures>; 2]| {
+        if phases
+            .into_iter()
+            .flatten()
+            .any(|phase| phase.rate.is_some())
+        {
+            "paced  "
+        } else {
+            "unpaced"
+        }
+    };
     for index in 0..embedded.intake.len().max(cluster.intake.len()) {
         let _ = writeln!(
             out,
             "intake {}            {}   {}",
-            if index == 0 { "unpaced" } else { "paced  " },
+            paced([embedded.intake.get(index), cluster.intake.get(index)]),
             intake(embedded, index).unwrap_or_else(|| "-".into()),
             intake(cluster, index).unwrap_or_else(|| "-".into())
         );
@@ -305,7 +317,10 @@ fn side_by_side(embedded: &truc_bench::BenchReport, cluster: &truc_bench::BenchR
         let _ = writeln!(
             out,
             "fan-out {}           {}   {}",
-            if index == 0 { "unpaced" } else { "paced  " },
+            paced([
+                embedded.fanout.get(index).map(|figures| &figures.send),
+                cluster.fanout.get(index).map(|figures| &figures.send),
+            ]),
             fanout(embedded, index).unwrap_or_else(|| "-".into()),
             fanout(cluster, index).unwrap_or_else(|| "-".into())
         );
