@@ -591,6 +591,9 @@ async fn every_bad_input_is_refused_cleanly_on_postgres_too() {
     .await;
 }
 
+/// Rows of the bad-input table, as RELIABILITY.md states them.
+const TABLE_ROWS: usize = 1_781;
+
 async fn bad_input_table(options: TestHubOptions) {
     let started = Instant::now();
     let mut hub = TestHub::start_with_options(options).await;
@@ -604,7 +607,12 @@ async fn bad_input_table(options: TestHubOptions) {
             case.name
         );
     }
-    assert!(table.cases.len() >= 500, "only {} rows", table.cases.len());
+    // RELIABILITY.md cites this size: a row added or lost changes both.
+    assert_eq!(
+        table.cases.len(),
+        TABLE_ROWS,
+        "the table's size changed: update TABLE_ROWS and RELIABILITY.md's bad-input row"
+    );
     hub.stop().await;
     let before = disk(&hub).await;
     hub.restart().await;
