@@ -202,6 +202,16 @@ impl Writer {
                 return;
             }
         };
+        let sent: Vec<&str> = group
+            .iter()
+            .filter_map(|command| match command {
+                Command::Accept { document, .. } => Some(document.document_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !sent.is_empty() {
+            self.engine.expect_documents(&sent);
+        }
         let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         let mut checkpoints = Vec::new();
         let mut rules = Rules::new(self.engine.view(), start);

@@ -31,6 +31,9 @@ pub(crate) struct PgWriter {
     connection: Option<Connection>,
     /// The first failure inside the open group: the group fails with it.
     group_error: Option<StoreError>,
+    /// Documents of the open group's sends that the database does not hold,
+    /// learned in one query: a new document costs no round trip of its own.
+    absent: HashSet<String>,
     background: Background,
 }
 
@@ -44,6 +47,7 @@ impl PgWriter {
             options,
             connection: Some(connection),
             group_error: None,
+            absent: HashSet::new(),
             background,
         }
     }
@@ -79,6 +83,9 @@ impl PgWriter {
 
 impl View for PgWriter {
     fn document(&mut self, document_id: &str) -> Result<Option<DocumentRecord>, StoreError> {
+        if self.group_error.is_none() && self.absent.contains(document_id) {
+            return Ok(None);
+        }
         self.read(|connection| read_document(connection, document_id))
     }
 
@@ -151,6 +158,7 @@ impl View for PgWriter {
 impl GroupWriter for PgWriter {
     fn begin(&mut self) -> Result<GroupStart, StoreError> {
         self.group_error = None;
+        self.absent.clear();
         let connection = self.connection()?;
         let started = (|| {
             connection.client.batch_execute("BEGIN")?;
@@ -189,6 +197,31 @@ impl GroupWriter for PgWriter {
                 sha256: rows::sha256_of(&audit_sha256, "truc_meta.audit_sha256")?,
             },
         })
+    }
+
+    fn expect_documents(&mut self, document_ids: &[&str]) {
+        // Read under the group's lock on `truc_meta`, so no other hub can
+        // store one of them before this group commits.
+        let held = self.read(|connection| {
+            let rows = connection
+                .query(
+                    "SELECT document_id FROM documents WHERE document_id = ANY($1)",
+                    &[&document_ids],
+                )
+                .map_err(|error| database_error("looking up documents", &error))?;
+            Ok(rows
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<HashSet<_>>())
+        });
+        // A failed lookup is the group's failure (kept by `read`).
+        if let Ok(held) = held {
+            self.absent = document_ids
+                .iter()
+                .filter(|id| !held.contains(**id))
+                .map(|id| (*id).to_owned())
+                .collect();
+        }
     }
 
     fn view(&mut self) -> &mut dyn View {
