@@ -131,7 +131,10 @@ fn describe() {
         Unit::Seconds,
         "When a certificate the hub relies on expires, as Unix time."
     );
-    describe_gauge!(QUEUE_DEPTH, "Items waiting in a node's durable queue.");
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Items waiting in a node's durable queue, by kind: documents or notices."
+    );
     describe_gauge!(
         QUEUE_OLDEST_UNACKED_AGE,
         Unit::Seconds,

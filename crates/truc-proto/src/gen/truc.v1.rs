@@ -540,7 +540,7 @@ pub struct NodeView {
     /// When the node's delivery stream last opened, acknowledged or ended; 0 if never since the hub started.
     #[prost(int64, tag = "8")]
     pub last_seen_unix_ms: i64,
-    /// Items (deliveries and notices) waiting in this node's queue.
+    /// Items waiting in this node's queue: queued_documents + queued_notices.
     #[prost(uint64, tag = "9")]
     pub queue_depth: u64,
     /// The oldest delivery waiting for this node's acknowledgement; empty if none.
@@ -552,6 +552,14 @@ pub struct NodeView {
     /// database, the holder of the node's lease. Empty while no hub does.
     #[prost(string, tag = "12")]
     pub serving_hub: ::prost::alloc::string::String,
+    /// Documents waiting for this node to fetch and acknowledge them (its own
+    /// and, for a relay, its units').
+    #[prost(uint64, tag = "13")]
+    pub queued_documents: u64,
+    /// Status notices waiting for this node: about documents its agency sent,
+    /// or a recall of one it received.
+    #[prost(uint64, tag = "14")]
+    pub queued_notices: u64,
 }
 /// A database that several hubs share, as its primary sees it.
 #[derive(Clone, PartialEq, ::prost::Message)]
