@@ -16,10 +16,11 @@ pub enum SourceError {
     #[error("the hub refused the report: {0}")]
     Hub(#[from] truc_node::ClientError),
     #[error(
-        "the data directory {path} is locked: the hub is still running. Stop it, or ask the \
-         running hub with --hub ADDRESS --certs DIR"
+        "the data directory {path} is locked: the hub is still running{}. Stop it, or ask the \
+         running hub with --hub ADDRESS --certs DIR",
+        pid.map(|pid| format!(" (PID {pid})")).unwrap_or_default()
     )]
-    Locked { path: String },
+    Locked { path: String, pid: Option<u32> },
     #[error("cannot read the data directory {path}: {reason}")]
     Store { path: String, reason: String },
     #[error("the hub reported an agency code that does not parse: {code:?}: {reason}")]
@@ -89,21 +90,15 @@ pub fn figures_from_data_dir(
             reason: "no hub data there (no sled database)".into(),
         });
     }
-    let store = Store::open(path, &StoreOptions::default()).map_err(|error| {
-        let reason = error.to_string();
-        let locked = reason.contains("lock")
-            || reason.contains("Resource temporarily unavailable")
-            || reason.contains("WouldBlock");
-        if locked {
-            SourceError::Locked {
-                path: display.clone(),
-            }
-        } else {
-            SourceError::Store {
-                path: display.clone(),
-                reason,
-            }
-        }
+    let store = Store::open(path, &StoreOptions::default()).map_err(|error| match error {
+        truc_store::StoreError::Locked { pid, .. } => SourceError::Locked {
+            path: display.clone(),
+            pid,
+        },
+        error => SourceError::Store {
+            path: display.clone(),
+            reason: error.to_string(),
+        },
     })?;
     let from = period.0.map(|date| date.ordinal_key()).unwrap_or(0);
     let to = period.1.map(|date| date.ordinal_key()).unwrap_or(u32::MAX);
