@@ -822,7 +822,7 @@ async fn a_stalled_consumer_keeps_the_hub_memory_bounded_while_its_queue_grows()
         .into_iter()
         .find(|node| node.organ_id == RECIPIENTS[0])
         .unwrap()
-        .queue_depth;
+        .queued_documents;
     assert_eq!(depth, 199 + u64::from(QUEUED));
     hub.kill_9();
 }
