@@ -27,6 +27,54 @@ pub enum SourceError {
     Code { code: String, reason: String },
 }
 
+/// The file a replay keeps beside the hub's data in a data directory of
+/// its own (`truc replay --data-dir`): which dataset, at which scale.
+pub const REPLAY_RECORD_FILE: &str = "replay.json";
+
+/// What was replayed into a data directory, so that `truc report
+/// --data-dir` compares it with the same targets without being told.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRecord {
+    /// 2019, 2021 or 2022.
+    pub dataset: String,
+    /// The scale N/D, or none for the published figures themselves.
+    pub scale: Option<(u64, u64)>,
+    /// The plan's seed (it moves documents, never counts).
+    pub seed: u64,
+}
+
+impl ReplayRecord {
+    /// Writes the record into `dir`, whole (a temporary name, then a rename).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let temporary = dir.join(format!(".{REPLAY_RECORD_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&temporary, text + "\n")?;
+        std::fs::rename(&temporary, dir.join(REPLAY_RECORD_FILE))
+    }
+
+    /// The record of `dir`, if a replay left one.
+    pub fn read(dir: &Path) -> Result<Option<ReplayRecord>, SourceError> {
+        let path = dir.join(REPLAY_RECORD_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(SourceError::Store {
+                    path: path.display().to_string(),
+                    reason: error.to_string(),
+                })
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| SourceError::Store {
+                path: path.display().to_string(),
+                reason: format!("not a replay record: {error}"),
+            })
+    }
+}
+
 /// `yyyy-mm-dd`, or empty for an open end (the API's convention).
 fn iso(date: Option<DocumentDate>) -> String {
     date.map(|date| date.iso()).unwrap_or_default()
