@@ -11,6 +11,7 @@ mod crashtest;
 mod demo;
 mod edxml_cmd;
 mod feedback_cmd;
+mod grpc_cmd;
 mod operator_cmd;
 mod replay_cmd;
 mod report_cmd;
@@ -226,6 +227,11 @@ enum Command {
         after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7"
     )]
     Crashtest(crashtest::CrashtestArgs),
+    /// gRPC server reflection and health of a running hub, over its mutual TLS.
+    Grpc {
+        #[command(subcommand)]
+        command: grpc_cmd::GrpcCommand,
+    },
     /// The tamper-evident audit log: export a period with its certificates, verify an export offline.
     Audit {
         #[command(subcommand)]
@@ -553,6 +559,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Bench(args) => bench_cmd::run(args).await,
         Command::Crashtest(args) => crashtest::run(args).await,
         Command::Audit { command } => audit_cmd::run(command).await,
+        Command::Grpc { command } => grpc_cmd::run(command).await,
     }
 }
 
