@@ -192,6 +192,13 @@ impl BenchOptions {
                  {MOVES_PER_DELIVERY} (the whole paths of deliveries in one MoveStatuses call)"
             ));
         }
+        if self.nats.is_some() && !cfg!(feature = "nats") {
+            problems.push(
+                "--compare-nats: this truc was built without NATS; build it with `cargo build \
+                 --release -p truc-cli --features nats` (bench/compare-nats.sh does)"
+                    .to_owned(),
+            );
+        }
         if self.nats.is_some() && !self.scenario.includes(ScenarioKind::Fanout) {
             problems.push(
                 "--compare-nats compares fan-out deliveries: use --scenario fanout or all"
