@@ -408,7 +408,7 @@ pub struct RecipientStatus {
     pub current: i32,
     #[prost(message, repeated, tag = "3")]
     pub history: ::prost::alloc::vec::Vec<StatusEntry>,
-    /// Set when the delivery expired unacknowledged, with what operators did.
+    /// Set when the delivery expired unacknowledged, with what administrators did.
     #[prost(message, optional, tag = "4")]
     pub dead_letter: ::core::option::Option<DeadLetter>,
 }
@@ -727,7 +727,7 @@ pub struct DeadLetterAction {
     /// "resent" or "cancelled".
     #[prost(string, tag = "1")]
     pub action: ::prost::alloc::string::String,
-    /// The operator whose certificate asked for it.
+    /// Who asked for it: `administrator:<name>`, from the certificate.
     #[prost(string, tag = "2")]
     pub operator: ::prost::alloc::string::String,
     #[prost(int64, tag = "3")]
@@ -776,7 +776,7 @@ pub struct CancelDeadLetterRequest {
     pub document_id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub recipient: ::prost::alloc::string::String,
-    /// Why; recorded with the operator's name.
+    /// Why; recorded with the administrator's name.
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
 }
@@ -883,7 +883,7 @@ pub enum StatusCode {
     /// sender: a feedback deadline passed (the reason names it and how late).
     StatusOverdue = 20,
     /// Recorded by the hub: no node acknowledged the delivery within its time
-    /// to live; it is a dead letter until an operator resends or cancels it.
+    /// to live; it is a dead letter until an administrator resends or cancels it.
     StatusExpired = 21,
 }
 impl StatusCode {
@@ -1351,7 +1351,7 @@ pub mod axis_client {
                 .insert(GrpcMethod::new("truc.v1.Axis", "ListDeadLetters"));
             self.inner.unary(req, path, codec).await
         }
-        /// Queues an open dead letter again, with a new time to live (operators only).
+        /// Queues an open dead letter again, with a new time to live (administrators only).
         pub async fn resend_dead_letter(
             &mut self,
             request: impl tonic::IntoRequest<super::ResendDeadLetterRequest>,
@@ -1373,7 +1373,7 @@ pub mod axis_client {
                 .insert(GrpcMethod::new("truc.v1.Axis", "ResendDeadLetter"));
             self.inner.unary(req, path, codec).await
         }
-        /// Closes an open dead letter for good (operators only).
+        /// Closes an open dead letter for good (administrators only).
         pub async fn cancel_dead_letter(
             &mut self,
             request: impl tonic::IntoRequest<super::CancelDeadLetterRequest>,
@@ -1542,12 +1542,12 @@ pub mod axis_server {
             tonic::Response<super::ListDeadLettersResponse>,
             tonic::Status,
         >;
-        /// Queues an open dead letter again, with a new time to live (operators only).
+        /// Queues an open dead letter again, with a new time to live (administrators only).
         async fn resend_dead_letter(
             &self,
             request: tonic::Request<super::ResendDeadLetterRequest>,
         ) -> std::result::Result<tonic::Response<super::DeadLetter>, tonic::Status>;
-        /// Closes an open dead letter for good (operators only).
+        /// Closes an open dead letter for good (administrators only).
         async fn cancel_dead_letter(
             &self,
             request: tonic::Request<super::CancelDeadLetterRequest>,
