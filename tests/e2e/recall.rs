@@ -463,9 +463,10 @@ async fn a_recalled_document_never_reaches_the_inbox_and_one_held_is_marked() {
         .await
         .unwrap()
         .document_id;
-    crate::wait_for(&mut receiver, |event| {
-        matches!(event, NodeEvent::Delivered { document_id, .. } if *document_id == held)
-    })
+    crate::wait_for(
+        &mut receiver,
+        |event| matches!(event, NodeEvent::Delivered { document_id, .. } if *document_id == held),
+    )
     .await;
     fetch_done(&hub, H41, &held).await;
     let second = sender
@@ -498,11 +499,14 @@ async fn a_recalled_document_never_reaches_the_inbox_and_one_held_is_marked() {
         inbox.join(truc_node::recalled_marker_name(&held)),
         "the mark lies beside the document's folder"
     );
-    let marked: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+    let marked: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
     assert_eq!(marked["status"], 15);
     assert_eq!(marked["document_id"], held.as_str());
     assert!(inbox.join(inbox_name(&held)).is_dir(), "the document stays");
-    assert!(!inbox.join(truc_node::recalled_marker_name(&unseen)).exists());
+    assert!(!inbox
+        .join(truc_node::recalled_marker_name(&unseen))
+        .exists());
     let _ = stop.send(true);
     node.await.unwrap();
 }

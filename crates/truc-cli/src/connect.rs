@@ -173,9 +173,10 @@ static ACTING: Mutex<Option<Acting>> = Mutex::new(None);
 
 impl Connection {
     pub fn agency_code(&self) -> anyhow::Result<truc_domain::AgencyCode> {
-        let agency = self.agency.as_deref().ok_or_else(|| {
-            usage("--as: say which agency to act as, e.g. --as 000.00.00.G22")
-        })?;
+        let agency = self
+            .agency
+            .as_deref()
+            .ok_or_else(|| usage("--as: say which agency to act as, e.g. --as 000.00.00.G22"))?;
         agency
             .parse()
             .map_err(|error| usage(format!("--as: {error}")))
@@ -197,51 +198,63 @@ impl Connection {
         let pki = self.pki()?;
         let paths = PkiPaths::new(&pki.dir);
         let dir = pki.dir.display();
-        let (credentials, certificate, who) = match (&self.agency, &self.operator, &self.administrator) {
-            (Some(agency), _, _) => {
-                self.agency_code()?;
-                let credentials = paths.agency_credentials(agency).map_err(|error| {
-                    anyhow::anyhow!(
+        let (credentials, certificate, who) =
+            match (&self.agency, &self.operator, &self.administrator) {
+                (Some(agency), _, _) => {
+                    self.agency_code()?;
+                    let credentials = paths.agency_credentials(agency).map_err(|error| {
+                        anyhow::anyhow!(
                         "--as {agency}: no usable credentials in {dir} ({}): {error}. Issue them \
                          with that folder's CA: `truc certs issue --dir {dir} --agency {agency}`",
                         pki.source
                     )
-                })?;
-                (credentials, paths.agency_cert(agency), format!("agency {agency}"))
-            }
-            (None, Some(operator), _) => {
-                let credentials = paths.operator_credentials(operator).map_err(|error| {
-                    anyhow::anyhow!(
-                        "--operator {operator}: no usable credentials in {dir} ({}): {error}. \
+                    })?;
+                    (
+                        credentials,
+                        paths.agency_cert(agency),
+                        format!("agency {agency}"),
+                    )
+                }
+                (None, Some(operator), _) => {
+                    let credentials = paths.operator_credentials(operator).map_err(|error| {
+                        anyhow::anyhow!(
+                            "--operator {operator}: no usable credentials in {dir} ({}): {error}. \
                          Issue them with that folder's CA: `truc certs operator --dir {dir} \
                          --name {operator}`",
-                        pki.source
+                            pki.source
+                        )
+                    })?;
+                    (
+                        credentials,
+                        paths.operator_cert(operator),
+                        format!("operator {operator}"),
                     )
-                })?;
-                (credentials, paths.operator_cert(operator), format!("operator {operator}"))
-            }
-            (None, None, Some(administrator)) => {
-                let credentials = paths.administrator_credentials(administrator).map_err(|error| {
-                    anyhow::anyhow!(
+                }
+                (None, None, Some(administrator)) => {
+                    let credentials =
+                        paths
+                            .administrator_credentials(administrator)
+                            .map_err(|error| {
+                                anyhow::anyhow!(
                         "--administrator {administrator}: no usable credentials in {dir} ({}): \
                          {error}. Issue them with that folder's CA: `truc certs administrator \
                          --dir {dir} --name {administrator}`",
                         pki.source
                     )
-                })?;
-                (
-                    credentials,
-                    paths.administrator_cert(administrator),
-                    format!("administrator {administrator}"),
-                )
-            }
-            (None, None, None) => {
-                return Err(usage(
-                    "--as: say who you are: --as <agency code>, --operator <name> or \
+                            })?;
+                    (
+                        credentials,
+                        paths.administrator_cert(administrator),
+                        format!("administrator {administrator}"),
+                    )
+                }
+                (None, None, None) => {
+                    return Err(usage(
+                        "--as: say who you are: --as <agency code>, --operator <name> or \
                      --administrator <name>",
-                ))
-            }
-        };
+                    ))
+                }
+            };
         *ACTING.lock().unwrap_or_else(|p| p.into_inner()) = Some(Acting {
             pki,
             certificate,
@@ -319,7 +332,11 @@ fn describe_certificate(path: &Path, der: Option<&[u8]>) -> String {
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+    bytes
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// When a command failed over a certificate, what happened in terms of the
@@ -330,14 +347,19 @@ pub fn explain(error: &anyhow::Error) -> Option<String> {
         .find_map(|cause| cause.downcast_ref::<ClientError>())
         .and_then(certificate_problem_in)?;
     let acting = ACTING.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
-    let hub = address.map_or_else(|| "the hub".to_owned(), |address| format!("the hub at {address}"));
+    let hub = address.map_or_else(
+        || "the hub".to_owned(),
+        |address| format!("the hub at {address}"),
+    );
     Some(match problem {
         CertificateProblem::HubCertificate { reason } => {
             let ca_path = PkiPaths::new(&acting.pki.dir).ca_cert();
             let roots = TrustRoots::from_pem_file(&ca_path).ok();
             let ca = describe_certificate(
                 &ca_path,
-                roots.as_ref().and_then(|roots| roots.certificates_der().next()),
+                roots
+                    .as_ref()
+                    .and_then(|roots| roots.certificates_der().next()),
             );
             format!(
             "certificate: {hub} presented a certificate that the CA this client trusts did not \

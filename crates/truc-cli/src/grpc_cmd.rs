@@ -75,8 +75,9 @@ async fn channel(connection: &Connection) -> anyhow::Result<tonic::transport::Ch
 }
 
 async fn list(connection: Connection) -> anyhow::Result<ExitCode> {
-    let mut client =
-        reflection::server_reflection_client::ServerReflectionClient::new(channel(&connection).await?);
+    let mut client = reflection::server_reflection_client::ServerReflectionClient::new(
+        channel(&connection).await?,
+    );
     let request = reflection::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(

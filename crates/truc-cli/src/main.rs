@@ -163,11 +163,9 @@ enum Command {
     )]
     Documents(operator_cmd::DocumentsArgs),
     /// The directory with each node's mode, online state, last seen, queued documents and notices, and oldest unacknowledged document (operators).
-    #[command(
-        after_help = "Example: truc nodes --operator ops\n\
+    #[command(after_help = "Example: truc nodes --operator ops\n\
                       `documents` are deliveries waiting for the node to fetch them; `notices` are status notices\n\
-                      waiting for it (about documents its agency sent, or a recall of one it received)."
-    )]
+                      waiting for it (about documents its agency sent, or a recall of one it received).")]
     Nodes(operator_cmd::NodesArgs),
     /// Deliveries past a feedback deadline, per recipient, with how late (agencies see their own).
     #[command(after_help = "Example: truc overdue --operator ops --agency 000.00.00.G12")]
@@ -482,8 +480,11 @@ fn error_text(error: &anyhow::Error) -> String {
 
 /// A `yyyy-mm-dd` flag, checked before anything is asked of the hub.
 pub(crate) fn check_date(flag: &str, text: &str) -> anyhow::Result<truc_domain::DocumentDate> {
-    truc_domain::DocumentDate::parse_iso(text)
-        .map_err(|error| usage(format!("{flag}: {text:?} is not a date: {error}; write yyyy-mm-dd, e.g. 2026-11-22")))
+    truc_domain::DocumentDate::parse_iso(text).map_err(|error| {
+        usage(format!(
+            "{flag}: {text:?} is not a date: {error}; write yyyy-mm-dd, e.g. 2026-11-22"
+        ))
+    })
 }
 
 /// The level when RUST_LOG is not set: the hub's start, stop and node

@@ -88,12 +88,17 @@ fn parse_period(text: &str) -> Result<(Option<DocumentDate>, Option<DocumentDate
     Ok((from, to))
 }
 
+/// What a report is compared with, and the replay record it came from.
+struct Comparison {
+    dataset: Option<Dataset>,
+    scale: Option<(u64, u64)>,
+    record: Option<ReplayRecord>,
+}
+
 /// The dataset and scale to compare with: as given, or as the replay that
 /// filled `--data-dir` recorded; a flag that contradicts the record is a
 /// usage error (its comparison would mark every row ✗).
-fn comparison(
-    args: &ReportArgs,
-) -> anyhow::Result<(Option<Dataset>, Option<(u64, u64)>, Option<ReplayRecord>)> {
+fn comparison(args: &ReportArgs) -> anyhow::Result<Comparison> {
     let record = match &args.data_dir {
         Some(dir) => ReplayRecord::read(dir)?,
         None => None,
@@ -104,14 +109,21 @@ fn comparison(
                 "--scale: say which --dataset it scales (2019, 2021 or 2022)",
             ));
         }
-        return Ok((args.dataset, args.scale, None));
+        return Ok(Comparison {
+            dataset: args.dataset,
+            scale: args.scale,
+            record: None,
+        });
     };
     let recorded: Dataset = record
         .dataset
         .parse()
         .map_err(|error: String| anyhow::anyhow!("{REPLAY_RECORD_FILE}: {error}"))?;
     let scale_text = |scale: Option<(u64, u64)>| {
-        scale.map_or_else(|| "full scale".to_owned(), |(n, d)| format!("--scale {n}/{d}"))
+        scale.map_or_else(
+            || "full scale".to_owned(),
+            |(n, d)| format!("--scale {n}/{d}"),
+        )
     };
     if let Some(dataset) = args.dataset.filter(|dataset| *dataset != recorded) {
         return Err(crate::usage(format!(
@@ -129,11 +141,19 @@ fn comparison(
             scale_text(record.scale)
         )));
     }
-    Ok((Some(recorded), record.scale, Some(record)))
+    Ok(Comparison {
+        dataset: Some(recorded),
+        scale: record.scale,
+        record: Some(record),
+    })
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let (dataset, scale, record) = comparison(&args)?;
+    let Comparison {
+        dataset,
+        scale,
+        record,
+    } = comparison(&args)?;
     if let Some(record) = &record {
         eprintln!(
             "comparing with the {} replay{} this data directory holds ({REPLAY_RECORD_FILE})",

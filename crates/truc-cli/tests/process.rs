@@ -958,55 +958,118 @@ async fn a_new_user_is_pointed_the_right_way_by_exit_codes_and_errors() {
         ),
         (
             vec![
-                "send", "--to", RECIPIENTS[0], "--number", "1", "--notation", "A", "--subject",
-                "x", "--attach", "vanban.pdf",
+                "send",
+                "--to",
+                RECIPIENTS[0],
+                "--number",
+                "1",
+                "--notation",
+                "A",
+                "--subject",
+                "x",
+                "--attach",
+                "vanban.pdf",
             ],
             "--as:",
         ),
         (
             vec![
-                "send", "--as", SENDER, "--to", RECIPIENTS[0], "--number", "1", "--notation",
-                "A", "--subject", "x", "--attach", "missing.pdf",
+                "send",
+                "--as",
+                SENDER,
+                "--to",
+                RECIPIENTS[0],
+                "--number",
+                "1",
+                "--notation",
+                "A",
+                "--subject",
+                "x",
+                "--attach",
+                "missing.pdf",
             ],
             "--attach:",
         ),
     ] {
         let refused = truc_in(root, &args, &at_hub);
-        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", text(&refused.stderr));
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&refused.stderr)
+        );
         let said = text(&refused.stderr);
-        assert!(said.starts_with(&format!("error: {flag}")), "{args:?}: {said}");
+        assert!(
+            said.starts_with(&format!("error: {flag}")),
+            "{args:?}: {said}"
+        );
     }
 
     // A send with a refused recipient exits 3; a due date already past warns.
     let sent = truc_in(
         root,
         &[
-            "send", "--as", SENDER, "--to", RECIPIENTS[0], "--to", "000.00.00.X99",
-            "--number", "9", "--notation", "VPCP-CLI", "--date", "2024-05-07", "--due",
-            "2024-05-08", "--subject", "Một người nhận bị từ chối", "--attach", "vanban.pdf",
+            "send",
+            "--as",
+            SENDER,
+            "--to",
+            RECIPIENTS[0],
+            "--to",
+            "000.00.00.X99",
+            "--number",
+            "9",
+            "--notation",
+            "VPCP-CLI",
+            "--date",
+            "2024-05-07",
+            "--due",
+            "2024-05-08",
+            "--subject",
+            "Một người nhận bị từ chối",
+            "--attach",
+            "vanban.pdf",
         ],
         &at_hub,
     );
     assert_eq!(sent.status.code(), Some(3), "{}", text(&sent.stderr));
-    assert!(text(&sent.stdout).contains("✗ 000.00.00.X99"), "{}", text(&sent.stdout));
+    assert!(
+        text(&sent.stdout).contains("✗ 000.00.00.X99"),
+        "{}",
+        text(&sent.stdout)
+    );
     let said = text(&sent.stderr);
     assert!(said.contains("1 of 2 recipients refused"), "{said}");
-    assert!(said.contains("warning: --due 2024-05-08 is already past"), "{said}");
+    assert!(
+        said.contains("warning: --due 2024-05-08 is already past"),
+        "{said}"
+    );
     // Times for people carry their zone.
     let shown = truc_in(
         root,
-        &["status", "000.00.00.G22,2024/05/07,9/VPCP-CLI", "--as", SENDER],
+        &[
+            "status",
+            "000.00.00.G22,2024/05/07,9/VPCP-CLI",
+            "--as",
+            SENDER,
+        ],
         &at_hub,
     );
     assert!(shown.status.success(), "{}", text(&shown.stderr));
-    assert!(text(&shown.stdout).contains(" +07:00"), "{}", text(&shown.stdout));
+    assert!(
+        text(&shown.stdout).contains(" +07:00"),
+        "{}",
+        text(&shown.stdout)
+    );
 
     // Nowhere near a PKI: where it looked, and no new CA advised first.
     let elsewhere = tempfile::tempdir().unwrap();
     let lost = truc_in(elsewhere.path(), &["counts", "--operator", "ops"], &at_hub);
     assert_eq!(lost.status.code(), Some(1));
     let said = text(&lost.stderr);
-    assert!(said.starts_with("error: certs: no PKI folder found"), "{said}");
+    assert!(
+        said.starts_with("error: certs: no PKI folder found"),
+        "{said}"
+    );
     assert!(said.contains("--certs DIR, TRUC_CERTS=DIR"), "{said}");
     // TRUC_CERTS, and the config file, find it from anywhere.
     let dev = pki.dir.to_str().unwrap();
@@ -1043,7 +1106,11 @@ async fn a_new_user_is_pointed_the_right_way_by_exit_codes_and_errors() {
         "--directory",
         root.join("agencies.toml").to_str().unwrap(),
     ]);
-    let refused = truc_in(root, &["counts", "--operator", "ops", "--certs", "other"], &at_hub);
+    let refused = truc_in(
+        root,
+        &["counts", "--operator", "ops", "--certs", "other"],
+        &at_hub,
+    );
     assert_eq!(refused.status.code(), Some(1));
     let said = text(&refused.stderr);
     assert!(
@@ -1067,7 +1134,11 @@ async fn a_new_user_is_pointed_the_right_way_by_exit_codes_and_errors() {
         )
         .unwrap();
     }
-    let refused = truc_in(root, &["counts", "--as", SENDER, "--certs", "mixed"], &at_hub);
+    let refused = truc_in(
+        root,
+        &["counts", "--as", SENDER, "--certs", "mixed"],
+        &at_hub,
+    );
     assert_eq!(refused.status.code(), Some(1));
     let said = text(&refused.stderr);
     assert!(
@@ -1076,15 +1147,24 @@ async fn a_new_user_is_pointed_the_right_way_by_exit_codes_and_errors() {
         )),
         "{said}"
     );
-    assert!(said.contains(&format!("mixed/agencies/{SENDER}.crt")), "{said}");
+    assert!(
+        said.contains(&format!("mixed/agencies/{SENDER}.crt")),
+        "{said}"
+    );
     assert!(said.contains("issued by CN=truc development CA"), "{said}");
 
     // gRPC health and reflection without any other tool.
-    let healthy = truc_in(root, &["grpc", "health", "--operator", "ops", "--wait", "30"], &at_hub);
+    let healthy = truc_in(
+        root,
+        &["grpc", "health", "--operator", "ops", "--wait", "30"],
+        &at_hub,
+    );
     assert!(healthy.status.success(), "{}", text(&healthy.stderr));
     assert_eq!(text(&healthy.stdout), "the hub: SERVING\n");
     let listed = truc_in(root, &["grpc", "list", "--operator", "ops"], &at_hub);
-    assert!(text(&listed.stdout).lines().any(|line| line == "truc.v1.Axis"));
+    assert!(text(&listed.stdout)
+        .lines()
+        .any(|line| line == "truc.v1.Axis"));
     hub.kill_9();
 }
 
@@ -1121,7 +1201,12 @@ async fn a_hub_process_says_what_it_does_and_a_second_hub_who_holds_its_director
         }
     };
     // A node's delivery stream opens, then goes.
-    let node = connect(address, &pki, pki.agency_credentials(RECIPIENTS[0]).unwrap()).await;
+    let node = connect(
+        address,
+        &pki,
+        pki.agency_credentials(RECIPIENTS[0]).unwrap(),
+    )
+    .await;
     let stream = node.deliveries(8).await.unwrap();
     logged("node connected").await;
     drop(stream);
@@ -1225,7 +1310,11 @@ fn a_kept_replay_is_reported_with_its_own_dataset_and_scale() {
         "{}",
         text(&reported.stdout)
     );
-    let contradicted = truc_in(root, &["report", "--data-dir", "kept", "--dataset", "2019"], &[]);
+    let contradicted = truc_in(
+        root,
+        &["report", "--data-dir", "kept", "--dataset", "2019"],
+        &[],
+    );
     assert_eq!(contradicted.status.code(), Some(2));
     assert!(text(&contradicted.stderr).starts_with("error: --dataset:"));
 

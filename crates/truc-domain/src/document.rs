@@ -244,9 +244,15 @@ mod tests {
     #[test]
     fn times_for_people_are_in_vietnam_with_the_offset_shown() {
         // 2026-11-22 02:30:00 UTC is 09:30 in Vietnam.
-        assert_eq!(vietnam_time(1_795_314_600_000), "2026-11-22 09:30:00 +07:00");
+        assert_eq!(
+            vietnam_time(1_795_314_600_000),
+            "2026-11-22 09:30:00 +07:00"
+        );
         // 18:30 UTC is the next day in Vietnam.
-        assert_eq!(vietnam_time(1_795_285_800_000), "2026-11-22 01:30:00 +07:00");
+        assert_eq!(
+            vietnam_time(1_795_285_800_000),
+            "2026-11-22 01:30:00 +07:00"
+        );
         assert_eq!(vietnam_time(0), "1970-01-01 07:00:00 +07:00");
     }
 

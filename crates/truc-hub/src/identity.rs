@@ -16,13 +16,9 @@ pub enum Caller {
         public_key: PublicKey,
     },
     /// Reads everything, changes nothing: the role to hand out.
-    Operator {
-        name: String,
-    },
+    Operator { name: String },
     /// Reads like an operator, and resends and cancels dead letters.
-    Administrator {
-        name: String,
-    },
+    Administrator { name: String },
 }
 
 impl Caller {

@@ -531,7 +531,9 @@ fn log_started(
         .map(|counts| {
             counts
                 .values()
-                .fold((0u64, 0u64), |(sent, received), (s, r)| (sent + s, received + r))
+                .fold((0u64, 0u64), |(sent, received), (s, r)| {
+                    (sent + s, received + r)
+                })
         })
         .unwrap_or_default();
     let address = |address: &Option<std::net::SocketAddr>| {
@@ -765,7 +767,10 @@ impl Hub {
 
     /// Delivery streams open on this hub now.
     fn sessions_online(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Delivery streams opened since the hub started.

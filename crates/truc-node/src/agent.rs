@@ -47,9 +47,7 @@ pub struct NodeConfig {
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
     /// A delivery stream opened on this hub.
-    Connected {
-        hub: SocketAddr,
-    },
+    Connected { hub: SocketAddr },
     Delivered {
         document_id: String,
         recipient: String,
@@ -69,10 +67,7 @@ pub enum NodeEvent {
         marked: Option<PathBuf>,
     },
     /// A delivery that failed verification; it is not acknowledged.
-    Refused {
-        document_id: String,
-        reason: String,
-    },
+    Refused { document_id: String, reason: String },
     /// An outbox entry sent, or moved to `failed/`.
     Outbox(crate::outbox::OutboxEvent),
 }

@@ -80,7 +80,9 @@ pub enum CertificateProblem {
 
 /// The certificate problem behind an error, found by the rustls error in
 /// its chain of causes (directly, or inside an I/O error), never by text.
-pub fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<CertificateProblem> {
+pub fn certificate_problem(
+    error: &(dyn std::error::Error + 'static),
+) -> Option<CertificateProblem> {
     use rustls::AlertDescription as Alert;
     let mut cause = Some(error);
     while let Some(current) = cause {
@@ -234,7 +236,10 @@ pub(crate) async fn probe_certificate(
     let server_name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME).ok()?;
     let probe = async {
         let tcp = TcpStream::connect(address).await.ok()?;
-        let mut stream = match TlsConnector::from(tls.clone()).connect(server_name, tcp).await {
+        let mut stream = match TlsConnector::from(tls.clone())
+            .connect(server_name, tcp)
+            .await
+        {
             Ok(stream) => stream,
             Err(error) => return certificate_problem(&error),
         };

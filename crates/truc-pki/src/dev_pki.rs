@@ -107,7 +107,10 @@ impl PkiPaths {
 
     pub fn administrator_credentials(&self, name: &str) -> Result<Credentials, PkiError> {
         check_file_name("administrator name", name)?;
-        Credentials::load(&self.administrator_cert(name), &self.administrator_key(name))
+        Credentials::load(
+            &self.administrator_cert(name),
+            &self.administrator_key(name),
+        )
     }
 
     pub fn agency_cert(&self, code: &str) -> PathBuf {

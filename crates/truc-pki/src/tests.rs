@@ -199,8 +199,7 @@ fn peer_identity_reads_the_role_of_agency_operator_and_hub_certificates() {
     );
 
     // Administrators are issued apart, with the same CA.
-    crate::issue_administrators(&paths, &["root".to_owned()], Duration::from_secs(86_400))
-        .unwrap();
+    crate::issue_administrators(&paths, &["root".to_owned()], Duration::from_secs(86_400)).unwrap();
     let administrator = paths.administrator_credentials("root").unwrap();
     assert_eq!(
         peer_identity(administrator.certificate_der()).unwrap().role,

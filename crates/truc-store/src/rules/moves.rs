@@ -100,12 +100,8 @@ impl Rules<'_> {
                 .iter()
                 .find(|entry| entry.code == Status::Arrived.code())
                 .map(|arrival| arrival.actor.clone());
-            let queued_at = self.take_queued_delivery(
-                op,
-                &request.document_id,
-                &request.recipient,
-                queue_seq,
-            )?;
+            let queued_at =
+                self.take_queued_delivery(op, &request.document_id, &request.recipient, queue_seq)?;
             if let Some(node) = queued_at.or(holder) {
                 self.tell_node_recalled(
                     op,
