@@ -740,9 +740,17 @@ async fn security_events(hub: &TestHub) -> BTreeMap<String, f64> {
 }
 
 /// Every attack of the table, each answered as the row says, logged with the
-/// identity and counted; then the same hub still serves a good document.
+/// identity and counted; then the same hub still serves a good document. The
+/// table runs against a hub on the embedded store, then against one on
+/// PostgreSQL, one after the other (the security counters are process-wide).
 #[tokio::test]
 async fn every_attack_is_refused_logged_and_counted() {
+    attack_table(None).await;
+    let database = truc_testkit::TestDatabase::start();
+    attack_table(Some(database.database("attacks"))).await;
+}
+
+async fn attack_table(postgres_url: Option<String>) {
     let captured = Captured::default();
     let writer = captured.clone();
     // This test's runtime runs on this thread only, hub tasks included, so a
@@ -755,6 +763,7 @@ async fn every_attack_is_refused_logged_and_counted() {
     let _logging = tracing::subscriber::set_default(subscriber);
 
     let hub = TestHub::start_with_options(TestHubOptions {
+        postgres_url,
         extra_agencies: vec![REVOKED.into(), FLOODER.into()],
         entries: units_of_nghe_an(),
         metrics: true,

@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use truc_domain::Status as DocStatus;
 use truc_proto::v1 as pb;
-use truc_testkit::{draft, pdf, TestHub, AGENCIES, UNREGISTERED};
+use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES, UNREGISTERED};
 
 pub const G22: &str = AGENCIES[0];
 pub const G12: &str = AGENCIES[1];
@@ -577,8 +577,26 @@ async fn disk(hub: &TestHub) -> Disk {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_is_refused_cleanly_and_changes_nothing() {
+    bad_input_table(TestHubOptions::default()).await;
+}
+
+/// The same table against a hub on PostgreSQL: no refusal writes a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_is_refused_cleanly_on_postgres_too() {
+    let database = truc_testkit::TestDatabase::start();
+    bad_input_table(TestHubOptions {
+        postgres_url: Some(database.database("bad_input")),
+        ..TestHubOptions::default()
+    })
+    .await;
+}
+
+/// Rows of the bad-input table, as RELIABILITY.md states them.
+const TABLE_ROWS: usize = 1_781;
+
+async fn bad_input_table(options: TestHubOptions) {
     let started = Instant::now();
-    let mut hub = TestHub::start().await;
+    let mut hub = TestHub::start_with_options(options).await;
     let fixtures = fixtures(&hub).await;
     let table = cases::table(&fixtures);
     let mut names = std::collections::BTreeSet::new();
@@ -589,7 +607,12 @@ async fn every_bad_input_is_refused_cleanly_and_changes_nothing() {
             case.name
         );
     }
-    assert!(table.cases.len() >= 500, "only {} rows", table.cases.len());
+    // RELIABILITY.md cites this size: a row added or lost changes both.
+    assert_eq!(
+        table.cases.len(),
+        TABLE_ROWS,
+        "the table's size changed: update TABLE_ROWS and RELIABILITY.md's bad-input row"
+    );
     hub.stop().await;
     let before = disk(&hub).await;
     hub.restart().await;

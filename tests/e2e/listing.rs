@@ -195,11 +195,16 @@ async fn a_connected_node_is_online() {
     let g17 = hub.client(G17).await;
     let (_acks, _stream) = g17.deliveries(8).await.unwrap();
     let operator = hub.operator().await;
-    loop {
-        let nodes = operator.list_nodes().await.unwrap().nodes;
-        if nodes.iter().any(|n| n.organ_id == G17 && n.online) {
-            break;
+    let online = async {
+        loop {
+            let nodes = operator.list_nodes().await.unwrap().nodes;
+            if nodes.iter().any(|n| n.organ_id == G17 && n.online) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        tokio::task::yield_now().await;
-    }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), online)
+        .await
+        .expect("G17's open stream never listed it online");
 }

@@ -39,6 +39,8 @@ pub struct HubTarget {
     pub data_dir: Option<PathBuf>,
     /// True when this bench started the hub (a fresh, empty store).
     pub spawned: bool,
+    /// What the hub's acknowledgements mean; `None`: the embedded store's.
+    pub durability: Option<String>,
 }
 
 impl HubTarget {
@@ -104,6 +106,112 @@ pub struct SpawnedHub {
     _temporary: Option<tempfile::TempDir>,
 }
 
+/// Where spawned hubs keep what they accept.
+#[derive(Clone, Debug)]
+pub enum SpawnStore {
+    /// The embedded store in the hub's own data directory.
+    Embedded,
+    /// A PostgreSQL database the hubs share (a URL that reaches the
+    /// primary, and the CA of its servers' certificates, if TLS).
+    Postgres {
+        url: String,
+        ca_cert: Option<PathBuf>,
+    },
+}
+
+/// The PKI, directory and folders of spawned hubs.
+struct Prepared {
+    temporary: Option<tempfile::TempDir>,
+    root: PathBuf,
+    pki: PkiPaths,
+}
+
+async fn prepare(agencies: &[crate::Agency], keep: Option<&Path>) -> Result<Prepared, BenchError> {
+    let (temporary, root) = match keep {
+        Some(path) => {
+            if path.exists() && std::fs::read_dir(path)?.next().is_some() {
+                return Err(BenchError::Usage(format!(
+                    "{} is not empty: the bench starts its hub on a fresh folder",
+                    path.display()
+                )));
+            }
+            std::fs::create_dir_all(path)?;
+            (None, path.to_owned())
+        }
+        None => {
+            let dir = tempfile::Builder::new().prefix("truc-bench-").tempdir()?;
+            let root = dir.path().to_owned();
+            (Some(dir), root)
+        }
+    };
+    let pairs: Vec<(String, String)> = agencies
+        .iter()
+        .map(|a| (a.code.clone(), a.name.clone()))
+        .collect();
+    let pki_dir = root.join("pki");
+    let pki = tokio::task::spawn_blocking(move || {
+        truc_pki::init_dev_pki(
+            &pki_dir,
+            &pairs,
+            &[DEFAULT_OPERATOR.to_owned()],
+            CERTIFICATE_VALIDITY,
+        )
+    })
+    .await
+    .map_err(|error| BenchError::Setup(error.to_string()))??;
+    let mut directory = String::new();
+    for agency in agencies {
+        directory.push_str(&format!(
+            "[[agency]]\ncode = \"{}\"\nname = \"{}\"\n\n",
+            agency.code, agency.name
+        ));
+    }
+    std::fs::write(root.join("agencies.toml"), directory)?;
+    Ok(Prepared {
+        temporary,
+        root,
+        pki,
+    })
+}
+
+/// Several hub processes of one store, killed when dropped.
+pub struct SpawnedHubs {
+    pub hubs: Vec<SpawnedHub>,
+    /// Every hub's address, for clients that spread over them.
+    pub target: HubTarget,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl SpawnedHubs {
+    /// Starts `count` hubs on one PostgreSQL database, each with its own
+    /// name and port, sharing a development PKI and directory.
+    pub async fn start_on_postgres(
+        program: &Path,
+        agencies: &[crate::Agency],
+        keep: Option<&Path>,
+        count: usize,
+        store: &SpawnStore,
+    ) -> Result<SpawnedHubs, BenchError> {
+        let prepared = prepare(agencies, keep).await?;
+        let mut hubs = Vec::with_capacity(count);
+        for index in 0..count {
+            hubs.push(
+                SpawnedHub::launch(program, &prepared.root, &prepared.pki, index, store).await?,
+            );
+        }
+        let target = HubTarget {
+            hubs: HubAddresses::new(hubs.iter().map(|hub| hub.target.hubs.first()))
+                .map_err(|error| BenchError::Setup(error.to_string()))?,
+            ..hubs[0].target.clone()
+        };
+        Ok(SpawnedHubs {
+            hubs,
+            target,
+            _temporary: prepared.temporary,
+        })
+    }
+}
+
 impl SpawnedHub {
     /// Makes a PKI for `agencies` and the operator, writes the directory and
     /// config, starts `program hub --config …` and waits until it answers.
@@ -112,64 +220,68 @@ impl SpawnedHub {
         agencies: &[crate::Agency],
         keep: Option<&Path>,
     ) -> Result<SpawnedHub, BenchError> {
-        let (temporary, root) = match keep {
-            Some(path) => {
-                if path.exists() && std::fs::read_dir(path)?.next().is_some() {
-                    return Err(BenchError::Usage(format!(
-                        "{} is not empty: the bench starts its hub on a fresh folder",
-                        path.display()
-                    )));
-                }
-                std::fs::create_dir_all(path)?;
-                (None, path.to_owned())
-            }
-            None => {
-                let dir = tempfile::Builder::new().prefix("truc-bench-").tempdir()?;
-                let root = dir.path().to_owned();
-                (Some(dir), root)
-            }
-        };
-        let pairs: Vec<(String, String)> = agencies
-            .iter()
-            .map(|a| (a.code.clone(), a.name.clone()))
-            .collect();
-        let pki_dir = root.join("pki");
-        let pki = tokio::task::spawn_blocking(move || {
-            truc_pki::init_dev_pki(
-                &pki_dir,
-                &pairs,
-                &[DEFAULT_OPERATOR.to_owned()],
-                CERTIFICATE_VALIDITY,
-            )
-        })
-        .await
-        .map_err(|error| BenchError::Setup(error.to_string()))??;
+        let prepared = prepare(agencies, keep).await?;
+        let mut hub = SpawnedHub::launch(
+            program,
+            &prepared.root,
+            &prepared.pki,
+            0,
+            &SpawnStore::Embedded,
+        )
+        .await?;
+        hub._temporary = prepared.temporary;
+        Ok(hub)
+    }
 
-        let mut directory = String::new();
-        for agency in agencies {
-            directory.push_str(&format!(
-                "[[agency]]\ncode = \"{}\"\nname = \"{}\"\n\n",
-                agency.code, agency.name
-            ));
-        }
-        std::fs::write(root.join("agencies.toml"), directory)?;
+    /// Starts hub number `index` of a prepared folder on `store`.
+    async fn launch(
+        program: &Path,
+        root: &Path,
+        pki: &PkiPaths,
+        index: usize,
+        store: &SpawnStore,
+    ) -> Result<SpawnedHub, BenchError> {
         let address = free_loopback_address()?;
-        let data_dir = root.join("data");
+        let data_dir = root.join(if index == 0 {
+            "data".to_owned()
+        } else {
+            format!("data-{index}")
+        });
         // Every other setting keeps the hub's defaults: the bench measures the
         // hub as shipped.
+        let store_section = match store {
+            SpawnStore::Embedded => String::new(),
+            SpawnStore::Postgres { url, ca_cert } => format!(
+                "\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nhub_name = \"hub-{index}\"\nca_cert = \"{}\"\n",
+                ca_cert
+                    .as_deref()
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default()
+            ),
+        };
+        let config = root.join(if index == 0 {
+            "hub.toml".to_owned()
+        } else {
+            format!("hub-{index}.toml")
+        });
         std::fs::write(
-            root.join("hub.toml"),
+            &config,
             format!(
-                "listen = \"{address}\"\ndata_dir = \"data\"\ndirectory = \"agencies.toml\"\n\n\
-                 [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n"
+                "listen = \"{address}\"\ndata_dir = \"{}\"\ndirectory = \"agencies.toml\"\n\n\
+                 [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n{store_section}",
+                data_dir.display()
             ),
         )?;
-        let log_path = root.join("hub.log");
+        let log_path = root.join(if index == 0 {
+            "hub.log".to_owned()
+        } else {
+            format!("hub-{index}.log")
+        });
         let log = std::fs::File::create(&log_path)?;
         let child = Command::new(program)
             .arg("hub")
             .arg("--config")
-            .arg(root.join("hub.toml"))
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -182,14 +294,16 @@ impl SpawnedHub {
             child,
             target: HubTarget {
                 hubs: HubAddresses::one(address),
-                pki,
+                pki: pki.clone(),
                 operator: DEFAULT_OPERATOR.to_owned(),
                 pid: Some(pid),
-                data_dir: Some(data_dir),
+                data_dir: matches!(store, SpawnStore::Embedded).then_some(data_dir),
                 spawned: true,
+                durability: matches!(store, SpawnStore::Postgres { .. })
+                    .then(|| crate::report::CLUSTER_DURABILITY.to_owned()),
             },
             log_path,
-            _temporary: temporary,
+            _temporary: None,
         };
         hub.wait_until_ready().await?;
         Ok(hub)

@@ -24,16 +24,18 @@ use crate::latency::LatencyRecorder;
 /// delivery stream to open.
 const CONNECT_MAX: Duration = Duration::from_secs(30);
 
-/// Connects as one agency, within [`CONNECT_MAX`].
+/// Connects as one agency, within [`CONNECT_MAX`]; with several hubs the
+/// agency at `index` starts on the `index`-th, so the load spreads over them.
 async fn connect(
     target: &HubTarget,
     roots: &TrustRoots,
     code: &str,
+    index: usize,
 ) -> Result<AxisClient, BenchError> {
     let credentials = target.pki.agency_credentials(code)?;
     tokio::time::timeout(
         CONNECT_MAX,
-        AxisClient::connect_hubs(&target.hubs, roots, credentials),
+        AxisClient::connect_hubs(&target.hubs.rotated(index), roots, credentials),
     )
     .await
     .map_err(|_| {
@@ -195,15 +197,15 @@ impl Fleet {
             counters: NodeCounters::default(),
         });
         let mut clients = Vec::with_capacity(agencies.len());
-        for agency in &agencies {
-            clients.push(connect(target, &roots, &agency.code).await?);
+        for (index, agency) in agencies.iter().enumerate() {
+            clients.push(connect(target, &roots, &agency.code, index).await?);
         }
         let (stop, stopped) = watch::channel(false);
         let mut nodes = Vec::new();
         if let Some(window) = window {
             let mut ready = Vec::new();
             for (me, agency) in agencies.iter().enumerate() {
-                let client = connect(target, &roots, &agency.code).await?;
+                let client = connect(target, &roots, &agency.code, me).await?;
                 let (opened, opened_receiver) = oneshot::channel();
                 nodes.push(tokio::spawn(run_node(
                     client,

@@ -7,6 +7,13 @@ use serde::Serialize;
 
 use crate::latency::LatencySummary;
 
+/// What acknowledgements mean for hubs on PostgreSQL.
+pub const CLUSTER_DURABILITY: &str =
+    "the hubs verify every envelope signature and answer only after their group's transaction \
+     committed with synchronous_commit on and a synchronous standby (Patroni, strict \
+     synchronous mode): every acknowledged document, arrival and status move is on two \
+     machines' disks";
+
 /// What the hub's acknowledgements mean, printed beside its figures.
 pub const HUB_DURABILITY: &str =
     "the hub verifies every envelope signature (and the document's own \

@@ -60,7 +60,10 @@ pub async fn run(
             spawned: target.spawned,
             address: target.hubs.to_string(),
             pid: target.pid,
-            durability: HUB_DURABILITY.to_owned(),
+            durability: target
+                .durability
+                .clone()
+                .unwrap_or_else(|| HUB_DURABILITY.to_owned()),
         },
         settings: Settings {
             duration_s: options.duration.as_secs_f64(),

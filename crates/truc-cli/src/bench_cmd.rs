@@ -88,6 +88,11 @@ pub struct BenchArgs {
     /// Run the fan-out through NATS JetStream too (page cache and synchronous modes).
     #[arg(long)]
     compare_nats: bool,
+    /// After the embedded hub, run the same scenarios against two hubs on a PostgreSQL
+    /// database kept by a three-member Patroni cluster in strict synchronous mode (installed
+    /// from Debian's packages if missing and started on loopback ports), and print both.
+    #[arg(long, conflicts_with = "hub")]
+    cluster: bool,
     /// The nats-server executable.
     #[arg(long, default_value = "nats-server")]
     nats_server: PathBuf,
@@ -148,6 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             pid: args.hub_pid,
             data_dir: args.data_dir.clone(),
             spawned: false,
+            durability: None,
         },
         _ => {
             let program = std::env::current_exe()
@@ -170,14 +176,154 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut report = truc_bench::run(&options, &target, &progress).await?;
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
     print!("{}", report.table());
+    if !args.cluster {
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("bench: figures written to {}", path.display());
+        }
+        return Ok(if report.failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let mut cluster_report = run_on_cluster(&args, &options, &progress).await?;
+    cluster_report.command = report.command.clone();
+    println!("\n— the same on two hubs over a three-member Patroni cluster —");
+    print!("{}", cluster_report.table());
+    print!("{}", side_by_side(&report, &cluster_report));
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+        let both = serde_json::json!({"embedded": report, "cluster": cluster_report});
+        std::fs::write(path, serde_json::to_vec_pretty(&both)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("bench: figures written to {}", path.display());
     }
-    Ok(if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if report.failures.is_empty() && cluster_report.failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+/// Hubs of the cluster run.
+const CLUSTER_HUBS: usize = 2;
+
+/// Starts a Patroni cluster and two hubs on it, and runs the bench there.
+async fn run_on_cluster(
+    args: &BenchArgs,
+    options: &BenchOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<truc_bench::BenchReport> {
+    progress("installing (if missing) and starting PostgreSQL, Patroni and etcd, 3 members each");
+    let folder = tempfile::Builder::new()
+        .prefix("truc-bench-cluster-")
+        .tempdir()?;
+    let cluster_dir = folder.path().join("cluster");
+    let cluster = {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = answer.send(truc_cluster::ensure_packages().and_then(|()| {
+                truc_cluster::Cluster::start(
+                    &cluster_dir,
+                    truc_cluster::ClusterOptions {
+                        tls: true,
+                        ..truc_cluster::ClusterOptions::default()
+                    },
+                )
+            }));
+        });
+        answered.await??
+    };
+    let store = truc_bench::SpawnStore::Postgres {
+        url: format!("{}&sslmode=require", cluster.url()),
+        ca_cert: cluster.ca_certificate_path().map(std::path::Path::to_owned),
+    };
+    let program =
+        std::env::current_exe().context("finding this executable to start `truc hub` from")?;
+    let agencies: Vec<_> = ScenarioKind::ALL
+        .into_iter()
+        .flat_map(|kind| bench_agencies(kind, args.agencies))
+        .collect();
+    let hubs = truc_bench::SpawnedHubs::start_on_postgres(
+        &program,
+        &agencies,
+        Some(&folder.path().join("hubs")),
+        CLUSTER_HUBS,
+        &store,
+    )
+    .await?;
+    progress(&format!(
+        "{CLUSTER_HUBS} hubs on the cluster at {}; agencies start on them in turn",
+        hubs.target.hubs
+    ));
+    let report = truc_bench::run(options, &hubs.target, progress).await;
+    drop(hubs);
+    // The cluster's processes end on a thread of their own (its tooling is synchronous).
+    let _ = std::thread::spawn(move || drop(cluster)).join();
+    Ok(report?)
+}
+
+/// Intake, deliveries and latencies of both runs, one line each.
+fn side_by_side(embedded: &truc_bench::BenchReport, cluster: &truc_bench::BenchReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nside by side            embedded (1 hub)   cluster (2 hubs, sync standby)"
+    );
+    let intake = |report: &truc_bench::BenchReport, index: usize| {
+        report.intake.get(index).map(|figures| {
+            format!(
+                "{:>8.0}/s p50 {:>6.1} ms p99 {:>6.1} ms",
+                figures.documents_per_second,
+                figures.send_to_ack.p50_ms,
+                figures.send_to_ack.p99_ms
+            )
+        })
+    };
+    // Both runs pace alike, so either says whether a phase was paced.
+    let paced = |phases: [Option<&truc_bench::SendFigures>; 2]| {
+        if phases
+            .into_iter()
+            .flatten()
+            .any(|phase| phase.rate.is_some())
+        {
+            "paced  "
+        } else {
+            "unpaced"
+        }
+    };
+    for index in 0..embedded.intake.len().max(cluster.intake.len()) {
+        let _ = writeln!(
+            out,
+            "intake {}            {}   {}",
+            paced([embedded.intake.get(index), cluster.intake.get(index)]),
+            intake(embedded, index).unwrap_or_else(|| "-".into()),
+            intake(cluster, index).unwrap_or_else(|| "-".into())
+        );
+    }
+    let fanout = |report: &truc_bench::BenchReport, index: usize| {
+        report.fanout.get(index).map(|figures| {
+            format!(
+                "{:>8.0} deliveries/s p99 {:>6.1} ms",
+                figures.deliveries_per_second, figures.send_to_delivery.p99_ms
+            )
+        })
+    };
+    for index in 0..embedded.fanout.len().max(cluster.fanout.len()) {
+        let _ = writeln!(
+            out,
+            "fan-out {}           {}   {}",
+            paced([
+                embedded.fanout.get(index).map(|figures| &figures.send),
+                cluster.fanout.get(index).map(|figures| &figures.send),
+            ]),
+            fanout(embedded, index).unwrap_or_else(|| "-".into()),
+            fanout(cluster, index).unwrap_or_else(|| "-".into())
+        );
+    }
+    out
 }

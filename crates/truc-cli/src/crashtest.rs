@@ -21,61 +21,92 @@ use truc_pki::{PkiPaths, TrustRoots};
 use truc_proto::v1 as pb;
 
 /// Senders of the load; `G12` also receives, so one node gets both deliveries and notices.
-const SENDERS: [&str; 2] = ["000.00.00.G22", "000.00.00.G12"];
+pub(crate) const SENDERS: [&str; 2] = ["000.00.00.G22", "000.00.00.G12"];
 /// Each runs a node agent process with its own inbox.
-const RECIPIENTS: [&str; 3] = ["000.00.00.H41", "000.00.00.H10", "000.00.00.G12"];
+pub(crate) const RECIPIENTS: [&str; 3] = ["000.00.00.H41", "000.00.00.H10", "000.00.00.G12"];
 /// What a recipient may report after "arrived", in order; a delivery takes a prefix.
 const MOVES: [Status; 3] = [Status::Received, Status::Processing, Status::Completed];
-const OPERATOR: &str = "ops";
+pub(crate) const OPERATOR: &str = "ops";
 const NOTATION: &str = "VP-CRASH";
 /// Longest wait for the hub process to answer after a start.
 const HUB_READY_WAIT_MAX: Duration = Duration::from_secs(60);
 /// Wait between two attempts of a call that failed because the hub was down.
-const RETRY_DELAY: Duration = Duration::from_millis(50);
+pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(50);
 /// Documents per `MoveStatuses` call.
 const MOVE_DOCUMENTS_PER_CALL_MAX: usize = 64;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct CrashtestArgs {
     /// Documents to send (each to 1–3 recipients, each delivery moved 0–3 times).
     #[arg(long, default_value_t = 2_400)]
-    documents: usize,
+    pub documents: usize,
     /// Times the hub process is killed with SIGKILL and restarted.
     #[arg(long, default_value_t = 24)]
-    hub_kills: u32,
+    pub hub_kills: u32,
     /// Times a node agent process is killed with SIGKILL and restarted.
     #[arg(long, default_value_t = 8)]
-    node_kills: u32,
+    pub node_kills: u32,
     /// Seeds the plan, the moments of the kills and which node is killed.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Documents sent per second, so that the load spans the kills.
-    #[arg(long, default_value_t = 80.0)]
-    rate: f64,
+    pub seed: u64,
+    /// Documents sent per second, so that the load spans the kills (default 80; with
+    /// --power-cut, spread over the cuts).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Shortest and longest run time between two hub kills, in milliseconds.
     #[arg(long, default_value_t = 400)]
-    kill_after_min_ms: u64,
+    pub kill_after_min_ms: u64,
     #[arg(long, default_value_t = 1_600)]
-    kill_after_max_ms: u64,
+    pub kill_after_max_ms: u64,
     /// Sends in flight at once.
     #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    pub concurrency: usize,
     /// Fail when the load has not completed this long after the last kill.
     #[arg(long, default_value_t = 180)]
-    settle_timeout_secs: u64,
+    pub settle_timeout_secs: u64,
     /// Write the figures as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// Keep the hub's data, inboxes and logs in this folder instead of a temporary one.
     #[arg(long)]
-    keep: Option<PathBuf>,
+    pub keep: Option<PathBuf>,
+    /// Cut the power instead of killing processes: the hub's data directory and the inboxes
+    /// live on a FUSE file system that loses (or tears) what was not synced. Needs /dev/fuse
+    /// and root.
+    #[arg(long)]
+    pub power_cut: bool,
+    /// Power cuts, with --power-cut (each aimed in turn at a send, a delivery, a status move,
+    /// a checkpoint, the hub's start and a payload write).
+    #[arg(long, default_value_t = 100)]
+    pub cuts: u32,
+    /// Checks a stopped hub's data directory against the plan of --documents and --seed,
+    /// printing each problem (the power-cut run does this in a process of its own, so that
+    /// the store's threads never outlive the file system they use).
+    #[arg(long, hide = true)]
+    pub check_stopped: Option<PathBuf>,
+    /// Run two hubs on a PostgreSQL database kept by three Patroni members (installed from
+    /// Debian's packages if missing) and kill the database's primary as well as hubs.
+    #[arg(long, conflicts_with = "power_cut")]
+    pub cluster: bool,
+    /// Database failovers, with --cluster: the primary's Patroni and postmaster SIGKILLed,
+    /// a new leader elected, the killed member started again to rejoin as a replica.
+    #[arg(long, default_value_t = 10)]
+    pub db_failovers: u32,
+    /// With --cluster: instead of the crash test's load, replay this published period
+    /// (2019, 2021 or 2022) through the two hubs while the faults fall, and compare the
+    /// hubs' own report with the published (or scaled) figures.
+    #[arg(long, requires = "cluster", value_name = "PERIOD")]
+    pub replay: Option<truc_replay::published::Dataset>,
+    /// With --replay: replay a proportional slice, e.g. 1/10.
+    #[arg(long, requires = "replay", value_parser = truc_replay::published::parse_scale, value_name = "N/D")]
+    pub scale: Option<(u64, u64)>,
 }
 
 /// SplitMix64: the plan and the kill schedule follow from `--seed`.
-struct Rng(u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -83,20 +114,20 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound.max(1)
     }
 }
 
-struct PlannedDocument {
-    sender: &'static str,
-    number: usize,
+pub(crate) struct PlannedDocument {
+    pub sender: &'static str,
+    pub number: usize,
     /// Each recipient with the moves it makes after arrival.
-    recipients: Vec<(&'static str, &'static [Status])>,
+    pub recipients: Vec<(&'static str, &'static [Status])>,
 }
 
 impl PlannedDocument {
-    fn draft(&self) -> Draft {
+    pub fn draft(&self) -> Draft {
         Draft {
             from: self.sender.into(),
             to: self.recipients.iter().map(|(r, _)| r.to_string()).collect(),
@@ -109,15 +140,22 @@ impl PlannedDocument {
         }
     }
 
-    fn attachment(&self) -> Attachment {
+    pub fn attachment(&self) -> Attachment {
+        // Every seventh is larger than the hub carries in its journal, so that the streamed
+        // path (payload log first, synced before the journal record) is cut too.
+        let repeat = if self.number.is_multiple_of(7) {
+            3_000
+        } else {
+            8
+        };
         let bytes = format!("%PDF-1.4 crash test document {}\n", self.number)
-            .repeat(8)
+            .repeat(repeat)
             .into_bytes();
         Attachment::bytes("van-ban.pdf", "application/pdf", bytes)
     }
 }
 
-fn plan(documents: usize, rng: &mut Rng) -> Vec<PlannedDocument> {
+pub(crate) fn plan(documents: usize, rng: &mut Rng) -> Vec<PlannedDocument> {
     (0..documents)
         .map(|index| {
             let sender = SENDERS[rng.below(SENDERS.len() as u64) as usize];
@@ -142,7 +180,7 @@ fn plan(documents: usize, rng: &mut Rng) -> Vec<PlannedDocument> {
 }
 
 /// One process of this binary, its output appended to log files that survive restarts.
-struct Process {
+pub(crate) struct Process {
     child: Child,
 }
 
@@ -165,8 +203,19 @@ impl Process {
         Ok(Process { child })
     }
 
+    /// Sends SIGKILL without waiting for the process to end (it may be held
+    /// in a file system request until the power-cut file system lets go).
+    pub fn signal_kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Whether the process has ended (a hub that refused its data exits).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// SIGKILL: no shutdown code runs.
-    fn kill_9(&mut self) {
+    pub fn kill_9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -178,34 +227,62 @@ impl Drop for Process {
     }
 }
 
-struct Layout {
-    root: PathBuf,
-    config: PathBuf,
-    pki: PkiPaths,
-    address: SocketAddr,
+/// One hub process of a run: where it listens and its configuration.
+pub(crate) struct HubSpec {
+    pub name: String,
+    pub address: SocketAddr,
+    pub config: PathBuf,
+}
+
+pub(crate) struct Layout {
+    pub root: PathBuf,
+    pub pki: PkiPaths,
+    /// The first hub's address.
+    pub address: SocketAddr,
+    /// Every hub of the run: one on the embedded store, several on a database.
+    pub hubs: Vec<HubSpec>,
+    /// The hub's data directory and the folder of the nodes' inboxes.
+    pub data_dir: PathBuf,
+    pub inbox_root: PathBuf,
 }
 
 impl Layout {
-    fn inbox(&self, code: &str) -> PathBuf {
-        self.root.join("inbox").join(code)
+    pub fn inbox(&self, code: &str) -> PathBuf {
+        self.inbox_root.join(code)
     }
 
-    fn start_hub(&self) -> anyhow::Result<Process> {
+    /// Every hub's address, in order.
+    pub fn hub_addresses(&self) -> HubAddresses {
+        HubAddresses::new(self.hubs.iter().map(|hub| hub.address))
+            .expect("a layout has at least one hub")
+    }
+
+    pub fn start_hub(&self) -> anyhow::Result<Process> {
+        self.start_hub_at(0)
+    }
+
+    pub fn start_hub_at(&self, index: usize) -> anyhow::Result<Process> {
+        let hub = &self.hubs[index];
+        let log = if index == 0 {
+            "hub".to_owned()
+        } else {
+            format!("hub-{index}")
+        };
         Process::spawn(
-            &["hub", "--config", path_str(&self.config)?],
-            &self.root.join("hub.out"),
-            &self.root.join("hub.log"),
+            &["hub", "--config", path_str(&hub.config)?],
+            &self.root.join(format!("{log}.out")),
+            &self.root.join(format!("{log}.log")),
         )
     }
 
-    fn start_node(&self, code: &str) -> anyhow::Result<Process> {
-        let address = self.address.to_string();
+    pub fn start_node(&self, code: &str) -> anyhow::Result<Process> {
+        let hubs = self.hub_addresses().to_string();
         let inbox = self.inbox(code);
         Process::spawn(
             &[
                 "node",
                 "--hub",
-                &address,
+                &hubs,
                 "--certs",
                 path_str(&self.pki.dir)?,
                 "--as",
@@ -219,12 +296,14 @@ impl Layout {
     }
 }
 
-fn path_str(path: &Path) -> anyhow::Result<&str> {
+pub(crate) fn path_str(path: &Path) -> anyhow::Result<&str> {
     path.to_str()
         .with_context(|| format!("{} is not UTF-8", path.display()))
 }
 
-fn setup(root: &Path) -> anyhow::Result<Layout> {
+/// Certificates, configuration and logs in `root`; the hub's data and the
+/// inboxes in `disk` (the same folder, or a power-cut file system).
+pub(crate) fn setup(root: &Path, disk: &Path) -> anyhow::Result<Layout> {
     let directory = root.join("agencies.toml");
     let mut text = String::new();
     let codes: BTreeSet<&str> = SENDERS.into_iter().chain(RECIPIENTS).collect();
@@ -250,22 +329,31 @@ fn setup(root: &Path) -> anyhow::Result<Layout> {
     // A port free at the moment of asking; the hub binds it again after every restart.
     let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let config = root.join("hub.toml");
+    let data_dir = disk.join("data");
+    let inbox_root = disk.join("inbox");
     std::fs::write(
         &config,
         format!(
-            "listen = \"{address}\"\ndata_dir = \"data\"\ndirectory = \"agencies.toml\"\n\
+            "listen = \"{address}\"\ndata_dir = \"{}\"\ndirectory = \"agencies.toml\"\n\
              [tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/hub.crt\"\nkey = \"certs/hub.key\"\n\
-             [observe]\nmetrics_listen = \"\"\n"
+             [observe]\nmetrics_listen = \"\"\n",
+            path_str(&data_dir)?
         ),
     )?;
     for code in RECIPIENTS {
-        std::fs::create_dir_all(root.join("inbox").join(code))?;
+        truc_node::agent::prepare_inbox(&inbox_root.join(code))?;
     }
     Ok(Layout {
         root: root.to_owned(),
-        config,
         pki,
         address,
+        hubs: vec![HubSpec {
+            name: "hub".into(),
+            address,
+            config,
+        }],
+        data_dir,
+        inbox_root,
     })
 }
 
@@ -278,11 +366,12 @@ fn is_transient(error: &ClientError) -> bool {
 }
 
 /// One connection per identity, opened again after the hub went away.
-struct Clients {
-    address: SocketAddr,
-    roots: TrustRoots,
-    pki: PkiPaths,
-    open: Mutex<HashMap<String, AxisClient>>,
+pub(crate) struct Clients {
+    /// Every hub; a client that lost its hub connects to the first that answers.
+    pub hubs: HubAddresses,
+    pub roots: TrustRoots,
+    pub pki: PkiPaths,
+    pub open: Mutex<HashMap<String, AxisClient>>,
 }
 
 impl Clients {
@@ -296,7 +385,7 @@ impl Clients {
             .map_err(|error| ClientError::Draft(error.to_string()))?;
         // One attempt per call: the load sends again itself what a kill cut, and counts it.
         let client = AxisClient::connect_hubs_with(
-            &HubAddresses::one(self.address),
+            &self.hubs,
             &self.roots,
             credentials,
             FailoverOptions {
@@ -319,20 +408,20 @@ impl Clients {
 
 /// What the load has done so far; read by the killer to say what was in flight.
 #[derive(Default)]
-struct Load {
-    sends_in_flight: AtomicU64,
-    moves_in_flight: AtomicU64,
-    send_retries: AtomicU64,
-    move_retries: AtomicU64,
+pub(crate) struct Load {
+    pub sends_in_flight: AtomicU64,
+    pub moves_in_flight: AtomicU64,
+    pub send_retries: AtomicU64,
+    pub move_retries: AtomicU64,
     /// Documents whose send was acknowledged, by index.
-    acknowledged: Mutex<BTreeSet<usize>>,
+    pub acknowledged: Mutex<BTreeSet<usize>>,
     /// (document, recipient, status) of every move the hub acknowledged.
-    moves_acknowledged: Mutex<BTreeSet<(usize, &'static str, u32)>>,
+    pub moves_acknowledged: Mutex<BTreeSet<(usize, &'static str, u32)>>,
     /// Deliveries whose moves are settled: acknowledged, or refused as already made after a
     /// retry (checked against the hub's record at the end).
-    moves_settled: Mutex<BTreeSet<(usize, &'static str)>>,
-    failure: Mutex<Option<String>>,
-    dispatched_all: AtomicBool,
+    pub moves_settled: Mutex<BTreeSet<(usize, &'static str)>>,
+    pub failure: Mutex<Option<String>>,
+    pub dispatched_all: AtomicBool,
 }
 
 impl Load {
@@ -344,7 +433,7 @@ impl Load {
     }
 }
 
-async fn send_all(
+pub(crate) async fn send_all(
     documents: Arc<Vec<PlannedDocument>>,
     clients: Arc<Clients>,
     load: Arc<Load>,
@@ -406,7 +495,7 @@ async fn send_all(
 }
 
 /// Documents in a recipient's inbox (hidden staging folders are not the application's).
-fn inbox_entries(inbox: &Path) -> BTreeSet<String> {
+pub(crate) fn inbox_entries(inbox: &Path) -> BTreeSet<String> {
     std::fs::read_dir(inbox)
         .map(|entries| {
             entries
@@ -420,7 +509,7 @@ fn inbox_entries(inbox: &Path) -> BTreeSet<String> {
 
 /// One recipient's application: it reads its inbox and reports the planned moves of each
 /// document that appeared there, as the node agent's user would.
-async fn move_loop(
+pub(crate) async fn move_loop(
     recipient: &'static str,
     inbox: PathBuf,
     documents: Arc<Vec<PlannedDocument>>,
@@ -440,7 +529,14 @@ async fn move_loop(
         .collect();
     let mut done: BTreeSet<usize> = BTreeSet::new();
     while !stop.load(Ordering::SeqCst) {
-        let ready: Vec<usize> = inbox_entries(&inbox)
+        // Off the runtime: a power-cut file system holds a read while the power is stopped.
+        let listed = {
+            let inbox = inbox.clone();
+            tokio::task::spawn_blocking(move || inbox_entries(&inbox))
+                .await
+                .unwrap_or_default()
+        };
+        let ready: Vec<usize> = listed
             .iter()
             .filter_map(|name| by_folder.get(name).copied())
             .filter(|index| !done.contains(index))
@@ -527,12 +623,22 @@ async fn move_loop(
     }
 }
 
-/// Waits until the hub process answers an operator call.
-async fn wait_ready(layout: &Layout, roots: &TrustRoots) -> anyhow::Result<AxisClient> {
+/// Waits until the (first) hub process answers an operator call.
+pub(crate) async fn wait_ready(layout: &Layout, roots: &TrustRoots) -> anyhow::Result<AxisClient> {
+    wait_ready_at(layout, roots, 0).await
+}
+
+/// Waits until hub `index` answers an operator call.
+pub(crate) async fn wait_ready_at(
+    layout: &Layout,
+    roots: &TrustRoots,
+    index: usize,
+) -> anyhow::Result<AxisClient> {
     let deadline = Instant::now() + HUB_READY_WAIT_MAX;
     let credentials = layout.pki.operator_credentials(OPERATOR)?;
+    let address = layout.hubs[index].address;
     loop {
-        if let Ok(client) = AxisClient::connect(layout.address, roots, credentials.clone()).await {
+        if let Ok(client) = AxisClient::connect(address, roots, credentials.clone()).await {
             if client.counts("", "").await.is_ok() {
                 return Ok(client);
             }
@@ -580,7 +686,11 @@ struct Figures {
     kills: Vec<Kill>,
 }
 
-fn deliveries_in_flight(layout: &Layout, documents: &[PlannedDocument], load: &Load) -> u64 {
+pub(crate) fn deliveries_in_flight(
+    layout: &Layout,
+    documents: &[PlannedDocument],
+    load: &Load,
+) -> u64 {
     let acknowledged = load.acknowledged.lock().expect("acks").clone();
     let inboxes: HashMap<&str, BTreeSet<String>> = RECIPIENTS
         .iter()
@@ -600,139 +710,16 @@ fn deliveries_in_flight(layout: &Layout, documents: &[PlannedDocument], load: &L
 }
 
 /// How long a kill waits for the kind of work it aims at before it falls anyway.
-const AIM_WAIT_MAX: Duration = Duration::from_secs(3);
+pub(crate) const AIM_WAIT_MAX: Duration = Duration::from_secs(3);
 
-pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let temporary;
-    let root = match &args.keep {
-        Some(path) => {
-            std::fs::create_dir_all(path)?;
-            if std::fs::read_dir(path)?.next().is_some() {
-                bail!(
-                    "{} is not empty: a crash test starts from nothing",
-                    path.display()
-                );
-            }
-            path.clone()
-        }
-        None => {
-            temporary = tempfile::Builder::new().prefix("truc-crash-").tempdir()?;
-            temporary.path().to_owned()
-        }
-    };
-    let mut rng = Rng(args.seed);
-    let documents = Arc::new(plan(args.documents, &mut rng));
-    let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
-    let moves: usize = documents
-        .iter()
-        .flat_map(|d| &d.recipients)
-        .map(|(_, m)| m.len())
-        .sum();
-    let layout = setup(&root)?;
-    let roots = layout.pki.trust_roots()?;
-
-    let mut hub = layout.start_hub()?;
-    wait_ready(&layout, &roots).await?;
-    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
-    for code in RECIPIENTS {
-        nodes.insert(code, layout.start_node(code)?);
-    }
-    let clients = Arc::new(Clients {
-        address: layout.address,
-        roots: roots.clone(),
-        pki: layout.pki.clone(),
-        open: Mutex::default(),
-    });
-    let load = Arc::new(Load::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = tokio::spawn(send_all(
-        documents.clone(),
-        clients.clone(),
-        load.clone(),
-        args.rate,
-        args.concurrency,
-    ));
-    let mut movers = Vec::new();
-    for code in RECIPIENTS {
-        movers.push(tokio::spawn(move_loop(
-            code,
-            layout.inbox(code),
-            documents.clone(),
-            clients.clone(),
-            load.clone(),
-            stop.clone(),
-        )));
-    }
-
-    // Node kills fall in the middle of the intervals between hub kills, spread evenly.
-    let node_kill_every = (args.hub_kills / args.node_kills.max(1)).max(1);
-    let mut node_kills = 0;
-    let mut kills = Vec::new();
-    for round in 0..args.hub_kills {
-        let span = args
-            .kill_after_max_ms
-            .saturating_sub(args.kill_after_min_ms)
-            + 1;
-        let wait = Duration::from_millis(args.kill_after_min_ms + rng.below(span));
-        if node_kills < args.node_kills && round.is_multiple_of(node_kill_every) {
-            tokio::time::sleep(wait / 2).await;
-            let code = RECIPIENTS[rng.below(RECIPIENTS.len() as u64) as usize];
-            if let Some(mut node) = nodes.remove(code) {
-                node.kill_9();
-            }
-            nodes.insert(code, layout.start_node(code)?);
-            node_kills += 1;
-            tokio::time::sleep(wait / 2).await;
-        } else {
-            tokio::time::sleep(wait).await;
-        }
-        // Kills take turns aiming at a send, a delivery and a status move under way, so that
-        // each kind is cut even on a slow machine; after a short wait any moment will do.
-        let aim = Instant::now() + AIM_WAIT_MAX;
-        let (in_flight, pending) = loop {
-            let in_flight = (
-                load.sends_in_flight.load(Ordering::SeqCst),
-                load.moves_in_flight.load(Ordering::SeqCst),
-            );
-            let pending = deliveries_in_flight(&layout, &documents, &load);
-            let hit = match round % 3 {
-                0 => in_flight.0 > 0,
-                1 => pending > 0,
-                _ => in_flight.1 > 0,
-            };
-            if hit || Instant::now() >= aim {
-                break (in_flight, pending);
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        let at = started.elapsed();
-        hub.kill_9();
-        let killed = Instant::now();
-        hub = layout.start_hub()?;
-        wait_ready(&layout, &roots).await?;
-        kills.push(Kill {
-            after_start_ms: at.as_millis() as u64,
-            sends_in_flight: in_flight.0,
-            deliveries_in_flight: pending,
-            moves_in_flight: in_flight.1,
-            recovery_ms: killed.elapsed().as_millis() as u64,
-        });
-        eprintln!(
-            "kill {}: {} sends, {} deliveries, {} moves in flight; serving again after {} ms",
-            kills.len(),
-            in_flight.0,
-            pending,
-            in_flight.1,
-            killed.elapsed().as_millis()
-        );
-        if let Some(failure) = load.failure.lock().expect("failure").clone() {
-            bail!("the load failed: {failure}");
-        }
-    }
-
-    // Let the load finish: every document acknowledged, delivered and moved.
-    let deadline = Instant::now() + Duration::from_secs(args.settle_timeout_secs);
+/// Waits until every document is acknowledged, delivered into its inboxes and moved.
+pub(crate) async fn settle(
+    layout: &Layout,
+    documents: &[PlannedDocument],
+    load: &Load,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
     let settle_started = Instant::now();
     loop {
         if let Some(failure) = load.failure.lock().expect("failure").clone() {
@@ -745,7 +732,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
             .flat_map(|d| &d.recipients)
             .filter(|(_, m)| !m.is_empty())
             .count();
-        let pending = deliveries_in_flight(&layout, &documents, &load);
+        let pending = deliveries_in_flight(layout, documents, load);
         if load.dispatched_all.load(Ordering::SeqCst)
             && acknowledged == documents.len()
             && pending == 0
@@ -763,16 +750,29 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.store(true, Ordering::SeqCst);
-    sender.await?;
-    for mover in movers {
-        mover.await?;
-    }
 
+    Ok(())
+}
+
+/// What the final checks found.
+pub(crate) struct Checked {
+    pub problems: Vec<String>,
+    pub lost: usize,
+    pub duplicates: usize,
+}
+
+/// The hub's view through the operator API, and the applications' view of the inboxes.
+pub(crate) async fn check_online(
+    layout: &Layout,
+    roots: &TrustRoots,
+    documents: &[PlannedDocument],
+    load: &Load,
+) -> anyhow::Result<Checked> {
+    let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
     let mut problems: Vec<String> = Vec::new();
     let mut lost = 0usize;
     let mut duplicates = 0usize;
-    let operator = wait_ready(&layout, &roots).await?;
+    let operator = wait_ready(layout, roots).await?;
     let moves_acknowledged = load.moves_acknowledged.lock().expect("moves").clone();
 
     // The hub's view: every acknowledged document with every planned delivery and move, once.
@@ -858,18 +858,36 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // The stopped data directory: the same records, counters equal to a recount, no queue left.
-    for (_, mut node) in std::mem::take(&mut nodes) {
-        node.kill_9();
-    }
-    drop(operator);
-    hub.kill_9();
-    let store = truc_store::Store::open(&root.join("data"), &truc_store::StoreOptions::default())
+    Ok(Checked {
+        problems,
+        lost,
+        duplicates,
+    })
+}
+
+/// The stopped data directory: the same records, counters equal to a recount, no queue left.
+pub(crate) fn check_offline(
+    data_dir: &Path,
+    documents: &[PlannedDocument],
+) -> anyhow::Result<Vec<String>> {
+    let store = truc_store::Store::open(data_dir, &truc_store::StoreOptions::default())
         .context("the stopped hub's data directory does not open")?;
+    check_store(&store, "data directory", documents)
+}
+
+/// A store read directly: every planned document and delivery with its
+/// history once, counters equal to a recount, an audit chain that verifies
+/// from its first entry to its head, and no delivery left in a queue.
+pub(crate) fn check_store(
+    store: &truc_store::Store,
+    what: &str,
+    documents: &[PlannedDocument],
+) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
     let stored = store.document_ids().count();
     if stored != documents.len() {
         problems.push(format!(
-            "data directory: {stored} documents, planned {}",
+            "{what}: {stored} documents, planned {}",
             documents.len()
         ));
     }
@@ -878,14 +896,12 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         let records = store.deliveries(&id)?;
         for (recipient, planned) in &document.recipients {
             let Some(record) = records.iter().find(|r| r.recipient == *recipient) else {
-                problems.push(format!(
-                    "data directory: {id} has no delivery to {recipient}"
-                ));
+                problems.push(format!("{what}: {id} has no delivery to {recipient}"));
                 continue;
             };
             if record.history.len() != planned.len() + 1 {
                 problems.push(format!(
-                    "data directory: {id} at {recipient} has {} entries, planned {}",
+                    "{what}: {id} at {recipient} has {} entries, planned {}",
                     record.history.len(),
                     planned.len() + 1
                 ));
@@ -893,17 +909,207 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if store.counter_entries()? != store.rebuild_counters()? {
-        problems.push("data directory: the counters differ from a recount".into());
+        problems.push(format!("{what}: the counters differ from a recount"));
+    }
+    let mut previous = truc_store::audit::GENESIS_SHA256;
+    let mut entries = 0u64;
+    for entry in store.audit_entries(1) {
+        let entry = entry?;
+        entries += 1;
+        if entry.seq != entries
+            || entry.previous_sha256 != previous
+            || entry.compute_sha256() != entry.sha256
+        {
+            problems.push(format!(
+                "{what}: the audit chain breaks at entry {}",
+                entry.seq
+            ));
+            break;
+        }
+        previous = entry.sha256;
+    }
+    let head = store.audit_head()?;
+    if head.seq != entries || head.sha256 != previous {
+        problems.push(format!(
+            "{what}: the audit head ({}) is not the chain's last entry ({entries})",
+            head.seq
+        ));
     }
     // Notices may wait for a sender's next connection; a delivery may not.
     for code in RECIPIENTS {
         if let Some(item) = store.oldest_queued_delivery(code)? {
             problems.push(format!(
-                "data directory: a delivery is still queued for {code}: {item:?}"
+                "{what}: a delivery is still queued for {code}: {item:?}"
             ));
         }
     }
-    drop(store);
+    Ok(problems)
+}
+
+pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
+    if let Some(data_dir) = &args.check_stopped {
+        let documents = plan(args.documents, &mut Rng(args.seed));
+        for problem in check_offline(data_dir, &documents)? {
+            println!("{problem}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.power_cut {
+        return crate::powercut::run(args).await;
+    }
+    let started = Instant::now();
+    let temporary;
+    let root = match &args.keep {
+        Some(path) => {
+            std::fs::create_dir_all(path)?;
+            if std::fs::read_dir(path)?.next().is_some() {
+                bail!(
+                    "{} is not empty: a crash test starts from nothing",
+                    path.display()
+                );
+            }
+            path.clone()
+        }
+        None => {
+            temporary = tempfile::Builder::new().prefix("truc-crash-").tempdir()?;
+            temporary.path().to_owned()
+        }
+    };
+    if args.cluster {
+        return crate::crashtest_cluster::run(args, &root).await;
+    }
+    let mut rng = Rng(args.seed);
+    let documents = Arc::new(plan(args.documents, &mut rng));
+    let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
+    let moves: usize = documents
+        .iter()
+        .flat_map(|d| &d.recipients)
+        .map(|(_, m)| m.len())
+        .sum();
+    let layout = setup(&root, &root)?;
+    let roots = layout.pki.trust_roots()?;
+
+    let mut hub = layout.start_hub()?;
+    wait_ready(&layout, &roots).await?;
+    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
+    for code in RECIPIENTS {
+        nodes.insert(code, layout.start_node(code)?);
+    }
+    let clients = Arc::new(Clients {
+        hubs: layout.hub_addresses(),
+        roots: roots.clone(),
+        pki: layout.pki.clone(),
+        open: Mutex::default(),
+    });
+    let load = Arc::new(Load::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = tokio::spawn(send_all(
+        documents.clone(),
+        clients.clone(),
+        load.clone(),
+        args.rate.unwrap_or(80.0),
+        args.concurrency,
+    ));
+    let mut movers = Vec::new();
+    for code in RECIPIENTS {
+        movers.push(tokio::spawn(move_loop(
+            code,
+            layout.inbox(code),
+            documents.clone(),
+            clients.clone(),
+            load.clone(),
+            stop.clone(),
+        )));
+    }
+
+    // Node kills fall in the middle of the intervals between hub kills, spread evenly.
+    let node_kill_every = (args.hub_kills / args.node_kills.max(1)).max(1);
+    let mut node_kills = 0;
+    let mut kills = Vec::new();
+    for round in 0..args.hub_kills {
+        let span = args
+            .kill_after_max_ms
+            .saturating_sub(args.kill_after_min_ms)
+            + 1;
+        let wait = Duration::from_millis(args.kill_after_min_ms + rng.below(span));
+        if node_kills < args.node_kills && round.is_multiple_of(node_kill_every) {
+            tokio::time::sleep(wait / 2).await;
+            let code = RECIPIENTS[rng.below(RECIPIENTS.len() as u64) as usize];
+            if let Some(mut node) = nodes.remove(code) {
+                node.kill_9();
+            }
+            nodes.insert(code, layout.start_node(code)?);
+            node_kills += 1;
+            tokio::time::sleep(wait / 2).await;
+        } else {
+            tokio::time::sleep(wait).await;
+        }
+        // Kills take turns aiming at a send, a delivery and a status move under way, so that
+        // each kind is cut even on a slow machine; after a short wait any moment will do.
+        let aim = Instant::now() + AIM_WAIT_MAX;
+        let (in_flight, pending) = loop {
+            let in_flight = (
+                load.sends_in_flight.load(Ordering::SeqCst),
+                load.moves_in_flight.load(Ordering::SeqCst),
+            );
+            let pending = deliveries_in_flight(&layout, &documents, &load);
+            let hit = match round % 3 {
+                0 => in_flight.0 > 0,
+                1 => pending > 0,
+                _ => in_flight.1 > 0,
+            };
+            if hit || Instant::now() >= aim {
+                break (in_flight, pending);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let at = started.elapsed();
+        hub.kill_9();
+        let killed = Instant::now();
+        hub = layout.start_hub()?;
+        wait_ready(&layout, &roots).await?;
+        kills.push(Kill {
+            after_start_ms: at.as_millis() as u64,
+            sends_in_flight: in_flight.0,
+            deliveries_in_flight: pending,
+            moves_in_flight: in_flight.1,
+            recovery_ms: killed.elapsed().as_millis() as u64,
+        });
+        eprintln!(
+            "kill {}: {} sends, {} deliveries, {} moves in flight; serving again after {} ms",
+            kills.len(),
+            in_flight.0,
+            pending,
+            in_flight.1,
+            killed.elapsed().as_millis()
+        );
+        if let Some(failure) = load.failure.lock().expect("failure").clone() {
+            bail!("the load failed: {failure}");
+        }
+    }
+
+    settle(
+        &layout,
+        &documents,
+        &load,
+        Duration::from_secs(args.settle_timeout_secs),
+    )
+    .await?;
+    stop.store(true, Ordering::SeqCst);
+    sender.await?;
+    for mover in movers {
+        mover.await?;
+    }
+    let Checked {
+        mut problems,
+        lost,
+        duplicates,
+    } = check_online(&layout, &roots, &documents, &load).await?;
+    for (_, mut node) in std::mem::take(&mut nodes) {
+        node.kill_9();
+    }
+    hub.kill_9();
+    problems.extend(check_offline(&layout.data_dir, &documents)?);
 
     let mut recovery: Vec<u64> = kills.iter().map(|k| k.recovery_ms).collect();
     recovery.sort_unstable();

@@ -8,13 +8,16 @@ mod audit_cmd;
 mod bench_cmd;
 mod connect;
 mod crashtest;
+mod crashtest_cluster;
 mod demo;
 mod edxml_cmd;
 mod feedback_cmd;
 mod grpc_cmd;
 mod operator_cmd;
+mod powercut;
 mod replay_cmd;
 mod report_cmd;
+mod store_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -222,7 +225,7 @@ enum Command {
     /// Kills the hub and node agent processes with SIGKILL under load, restarts them, and
     /// checks that nothing acknowledged was lost or seen twice.
     #[command(
-        after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7"
+        after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7\n  truc crashtest --power-cut --cuts 100 --documents 1500 --seed 1   # root, /dev/fuse"
     )]
     Crashtest(crashtest::CrashtestArgs),
     /// gRPC server reflection and health of a running hub, over its mutual TLS.
@@ -234,6 +237,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
+    },
+    /// The hub's store: move it between the embedded engine and PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: store_cmd::StoreCommand,
     },
 }
 
@@ -561,6 +569,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Crashtest(args) => crashtest::run(args).await,
         Command::Audit { command } => audit_cmd::run(command).await,
         Command::Grpc { command } => grpc_cmd::run(command).await,
+        Command::Store { command } => store_cmd::run(command).await,
     }
 }
 
@@ -817,7 +826,7 @@ async fn node(
     edxml: bool,
 ) -> anyhow::Result<ExitCode> {
     let agency = connection.agency_code()?;
-    std::fs::create_dir_all(&inbox)
+    truc_node::agent::prepare_inbox(&inbox)
         .with_context(|| format!("cannot create {}", inbox.display()))?;
     if let Some(outbox) = &outbox {
         std::fs::create_dir_all(outbox)

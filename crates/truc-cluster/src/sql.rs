@@ -28,7 +28,8 @@ pub(crate) fn connect(url: &str, what: &str) -> Result<postgres::Client> {
 }
 
 /// Creates the role `truc` with `password` (stored as SCRAM, PostgreSQL's
-/// default) and its database `truc`.
+/// default) and its database `truc`; `pg_monitor` lets it read the
+/// replication state the hubs report, as docs/DEPLOY.md sets it up.
 pub(crate) fn create_application_role(
     superuser: &mut postgres::Client,
     password: &str,
@@ -37,7 +38,8 @@ pub(crate) fn create_application_role(
     check_identifier("password", password)?;
     superuser
         .batch_execute(&format!(
-            "CREATE ROLE {APPLICATION_ROLE} LOGIN PASSWORD '{password}'"
+            "CREATE ROLE {APPLICATION_ROLE} LOGIN PASSWORD '{password}';
+             GRANT pg_monitor TO {APPLICATION_ROLE}"
         ))
         .map_err(|source| ClusterError::Sql {
             what: what.to_owned(),

@@ -87,7 +87,7 @@ impl From<HubError> for Status {
                 // A full disk is a limit the hub must carry, like an oversize
                 // message: the caller may retry once space is freed.
                 StoreError::StorageFull { .. } => Code::ResourceExhausted,
-                StoreError::Storage(_)
+                StoreError::Io { .. }
                 | StoreError::WriterGone
                 | StoreError::Locked { .. }
                 | StoreError::Unavailable { .. } => Code::Unavailable,

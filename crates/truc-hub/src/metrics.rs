@@ -40,6 +40,14 @@ pub const CERTIFICATE_EXPIRY: &str = "truc_certificate_expiry_timestamp_seconds"
 pub const SECURITY_EVENTS_TOTAL: &str = "truc_security_events_total";
 /// Age of the oldest item sent to a node and not yet acknowledged.
 pub const QUEUE_OLDEST_UNACKED_AGE: &str = "truc_queue_oldest_unacked_age_seconds";
+/// 1 while the hub reaches a writable database primary (always 1 on the embedded store).
+pub const DATABASE_WRITABLE: &str = "truc_database_writable";
+/// The database's standbys as its primary sees them, per synchronous state.
+pub const DATABASE_STANDBYS: &str = "truc_database_standbys";
+/// WAL a standby has yet to replay, in bytes.
+pub const DATABASE_REPLAY_LAG: &str = "truc_database_replay_lag_bytes";
+/// Node queues each hub pushes now (its node leases).
+pub const NODES_SERVED: &str = "truc_nodes_served";
 pub use truc_store::metrics::{
     CHECKPOINT_KEYS, CHECKPOINT_SECONDS, GROUP_COMMIT_BATCH_COMMANDS, GROUP_COMMIT_FLUSH_SECONDS,
     QUEUE_DEPTH,
@@ -136,6 +144,20 @@ fn describe() {
         "Items waiting in a node's durable queue, by kind: documents or notices."
     );
     describe_gauge!(
+        DATABASE_WRITABLE,
+        "1 while the hub reaches a writable database primary (always 1 on the embedded store)."
+    );
+    describe_gauge!(
+        DATABASE_STANDBYS,
+        "The database's standbys as its primary sees them, per synchronous state."
+    );
+    describe_gauge!(
+        DATABASE_REPLAY_LAG,
+        Unit::Bytes,
+        "WAL a standby has yet to replay, in bytes."
+    );
+    describe_gauge!(NODES_SERVED, "Node queues each hub pushes now, per hub.");
+    describe_gauge!(
         QUEUE_OLDEST_UNACKED_AGE,
         Unit::Seconds,
         "Age of the oldest item sent to a node and not yet acknowledged."
@@ -225,6 +247,29 @@ pub fn certificate_expiry(identity: &'static str, subject: &str, not_after_unix_
 /// How long the oldest delivery waiting in a node's queue has waited.
 pub fn queue_oldest_unacked_age(agency: &str, age: Duration) {
     gauge!(QUEUE_OLDEST_UNACKED_AGE, "agency" => agency.to_owned()).set(age.as_secs_f64());
+}
+
+/// The database as this hub sees it: writable or not, its standbys and their lag.
+pub fn database(writable: bool, state: Option<&truc_store::DatabaseState>) {
+    gauge!(DATABASE_WRITABLE).set(if writable { 1.0 } else { 0.0 });
+    let Some(state) = state else { return };
+    for sync_state in ["sync", "potential", "async", "quorum"] {
+        let count = state
+            .standbys
+            .iter()
+            .filter(|standby| standby.sync_state == sync_state)
+            .count();
+        gauge!(DATABASE_STANDBYS, "sync_state" => sync_state).set(count as f64);
+    }
+    for standby in &state.standbys {
+        gauge!(DATABASE_REPLAY_LAG, "standby" => standby.name.clone())
+            .set(standby.replay_lag_bytes as f64);
+    }
+}
+
+/// How many node queues `hub` pushes now.
+pub fn nodes_served(hub: &str, nodes: usize) {
+    gauge!(NODES_SERVED, "hub" => hub.to_owned()).set(nodes as f64);
 }
 
 /// The gRPC code as Prometheus users write it: `invalid_argument`, not `InvalidArgument`.

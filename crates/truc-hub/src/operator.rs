@@ -327,6 +327,35 @@ pub(crate) async fn publish_queue_gauges(hub: std::sync::Arc<Hub>) {
         let now_ms = hub.watch.clock.now_unix_ms();
         match tokio::task::spawn_blocking(move || list_nodes(&reading)).await {
             Ok(Ok(nodes)) => {
+                let database = nodes
+                    .database
+                    .as_ref()
+                    .map(|view| truc_store::DatabaseState {
+                        primary: view.primary.clone(),
+                        writable: view.writable,
+                        standbys: view
+                            .standbys
+                            .iter()
+                            .map(|standby| truc_store::StandbyState {
+                                name: standby.name.clone(),
+                                address: standby.address.clone(),
+                                state: standby.state.clone(),
+                                sync_state: standby.sync_state.clone(),
+                                replay_lag_bytes: standby.replay_lag_bytes,
+                            })
+                            .collect(),
+                    });
+                crate::metrics::database(hub.store.writable(), database.as_ref());
+                let mut served: std::collections::BTreeMap<&str, usize> = Default::default();
+                for node in &nodes.nodes {
+                    if !node.serving_hub.is_empty() {
+                        *served.entry(node.serving_hub.as_str()).or_default() += 1;
+                    }
+                }
+                served.entry(hub.name.as_str()).or_default();
+                for (name, count) in served {
+                    crate::metrics::nodes_served(name, count);
+                }
                 for node in nodes.nodes.iter().filter(|node| node.own_node) {
                     truc_store::metrics::queue_depth(
                         &node.organ_id,

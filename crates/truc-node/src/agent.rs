@@ -5,6 +5,11 @@
 //! document already in the inbox is acknowledged again, never rewritten, so
 //! the agency's application sees each document exactly once. A document
 //! whose recall was agreed is marked recalled beside it in the inbox.
+//!
+//! Durable before acknowledged, through a power cut too: every file is
+//! synced, then its folder, the rename and then the folder it lands in; a
+//! folder the node creates (the inbox, a relay's unit, the notices) has its
+//! name synced in its parent before anything in it is acknowledged.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -79,6 +84,29 @@ pub const ATTACHMENTS_FOLDER: &str = "attachments";
 /// Folder name for a document id: `/` would nest folders, so it is escaped.
 pub fn inbox_name(document_id: &str) -> String {
     document_id.replace('%', "%25").replace('/', "%2F")
+}
+
+/// Creates the inbox (and its parents) and makes every name on the way
+/// durable, so that a power cut cannot take the folder with the documents
+/// acknowledged into it.
+pub fn prepare_inbox(inbox: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(inbox)?;
+    std::fs::File::open(inbox)?.sync_all()?;
+    for ancestor in inbox.ancestors().skip(1) {
+        if !ancestor.as_os_str().is_empty() {
+            std::fs::File::open(ancestor)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `folder` in `parent` if missing, its name durable in `parent`.
+async fn create_durable_folder(parent: &Path, folder: &Path) -> Result<(), ClientError> {
+    if tokio::fs::try_exists(folder).await? {
+        return Ok(());
+    }
+    tokio::fs::create_dir_all(folder).await?;
+    sync_dir(parent).await.map_err(ClientError::Draft)
 }
 
 /// First wait before reconnecting; it doubles up to `backoff_max` while
@@ -310,7 +338,7 @@ async fn receive(
             let inbox = &match own_code(config) {
                 Some(own) if own != delivery.recipient => {
                     let unit = inbox.join(inbox_name(&delivery.recipient));
-                    tokio::fs::create_dir_all(&unit).await?;
+                    create_durable_folder(inbox, &unit).await?;
                     unit
                 }
                 _ => inbox.clone(),
@@ -584,7 +612,7 @@ async fn mark_recalled(
 async fn record_notice(config: &NodeConfig, notice: &pb::StatusNotice) -> Result<(), ClientError> {
     if let Some(inbox) = &config.inbox {
         let folder = inbox.join(".notices");
-        tokio::fs::create_dir_all(&folder).await?;
+        create_durable_folder(inbox, &folder).await?;
         for entry in &notice.entries {
             let name = format!(
                 "{}__{}__{:02}.json",
@@ -609,6 +637,8 @@ async fn record_notice(config: &NodeConfig, notice: &pb::StatusNotice) -> Result
             .map_err(|e| ClientError::Draft(e.to_string()))?;
             tokio::fs::rename(&temporary, folder.join(name)).await?;
         }
+        // The renames are durable before the notice is acknowledged.
+        sync_dir(&folder).await.map_err(ClientError::Draft)?;
     }
     Ok(())
 }

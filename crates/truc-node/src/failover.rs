@@ -72,6 +72,15 @@ impl HubAddresses {
         self.0.iter().copied()
     }
 
+    /// The same hubs, starting at the `by`-th: clients given rotations
+    /// spread over the hubs while each still knows them all.
+    pub fn rotated(&self, by: usize) -> HubAddresses {
+        let mut addresses = self.0.clone();
+        let len = addresses.len();
+        addresses.rotate_left(by % len);
+        HubAddresses(addresses)
+    }
+
     fn position(&self, address: SocketAddr) -> Option<usize> {
         self.0.iter().position(|known| *known == address)
     }

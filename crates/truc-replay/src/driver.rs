@@ -48,14 +48,16 @@ pub const DEFAULT_OPERATOR: &str = "ops";
 const EMBEDDED_VALIDITY: Duration = Duration::from_secs(30 * 86_400);
 /// Connections opened at once while the nodes come up.
 const CONNECTS_IN_FLIGHT_MAX: usize = 32;
-/// Attempts for a call that failed for a passing reason (hub unavailable, stream cut).
-const TRANSIENT_ATTEMPTS_MAX: u32 = 8;
+/// Attempts for a call that failed for a passing reason (hub unavailable, stream cut):
+/// enough to outlast a database failover of hubs on PostgreSQL (Patroni's election
+/// takes some 20 s; each attempt is itself a few seconds of the client's own failover).
+const TRANSIENT_ATTEMPTS_MAX: u32 = 40;
 /// Most moves one unit makes in one call (the hub's default limit is 4,096).
 const MOVES_PER_CALL_MAX: usize = 1_024;
 /// Longest wait for a stopped embedded hub to release its data directory.
 const STORE_RELEASE_WAIT_MAX: Duration = Duration::from_secs(10);
 /// Longest wait between two attempts.
-const RETRY_DELAY_MAX: Duration = Duration::from_millis(100);
+const RETRY_DELAY_MAX: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {

@@ -966,7 +966,11 @@ mod tests {
     use super::*;
     use crate::published::Expected;
 
-    /// The hub's figures exactly as a plan promises them: what a faithful hub reports.
+    /// The figures a plan promises, counted from its documents. These tests
+    /// check the report's comparison and the plan against the published
+    /// table; no hub is involved, so they say nothing about a hub's counts.
+    /// A hub's own figures are compared with the published ones in
+    /// `tests/e2e/replay.rs` and by every `truc replay`.
     fn figures_of_plan(plan: &crate::Plan) -> HubFigures {
         let focus: AgencyCode = GOVERNMENT_OFFICE.parse().unwrap();
         let mut agencies: BTreeMap<AgencyCode, AgencyFigures> = BTreeMap::new();
@@ -1003,7 +1007,7 @@ mod tests {
     }
 
     #[test]
-    fn a_faithful_2019_replay_matches_and_a_tampered_row_is_flagged() {
+    fn figures_as_the_2019_plan_promises_match_and_a_tampered_row_is_flagged() {
         let plan = crate::plan::plan_2019(7, Some((1, 100))).unwrap();
         let expected = Expected::for_plan(&plan, Some((1, 100))).unwrap();
         let mut figures = figures_of_plan(&plan);

@@ -142,7 +142,7 @@ pub(crate) fn run(inner: Arc<Inner>, policy: Policy) {
         if !inner.failed.load(Ordering::Acquire) {
             if let Err(error) = checkpoint(&inner) {
                 tracing::error!(%error, "checkpoint failed; refusing further writes until restart");
-                if crate::error::is_storage_full(&error) {
+                if matches!(&error, sled::Error::Io(io) if crate::error::is_storage_full(io)) {
                     inner.failed_full.store(true, Ordering::Release);
                 }
                 inner.failed.store(true, Ordering::Release);
@@ -192,6 +192,9 @@ fn checkpoint(inner: &Inner) -> Result<(), sled::Error> {
         inner.main.insert(keys::META_COMMIT_SEQ, commit_seq)?;
     }
     inner.db.flush()?;
+    // sled's flush is not a durable sync (`durable.rs`); the journal's
+    // segments go below, so sled's files must be on the device first.
+    crate::durable::sync_tree_files(&inner.path).map_err(sled::Error::Io)?;
     inner.layers.thaw();
     {
         let mut state = inner.checkpoints.lock();

@@ -24,7 +24,7 @@ use crate::records::{
     StoredDocument, WatchRecord,
 };
 use crate::rules::{GroupChanges, GroupStart, View, WatchBlockId};
-use crate::{journal, CounterMap, Extent, StoreOptions};
+use crate::{journal, CounterMap, Extent, StoreOptions, MARKER_FILE, PAYLOAD_DIR};
 
 /// 2: the journal, the payload log and extents in blob records (1 kept
 /// attachment chunks in a tree of their own).
@@ -54,7 +54,7 @@ pub(crate) struct Inner {
     /// Set with `failed` when the failure was a full disk.
     pub(crate) failed_full: AtomicBool,
     /// The data directory, whose file system's free space is checked.
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     free_bytes_min: u64,
     /// Each sender's deliveries waiting in some queue, by the sender's code:
     /// counted once at open, then kept by the writer after each successful
@@ -78,15 +78,8 @@ impl Inner {
         if self.free_bytes_min == 0 {
             return Ok(());
         }
-        let free_bytes = fs2::available_space(&self.path).map_err(|error| {
-            StoreError::Storage(sled::Error::Io(std::io::Error::new(
-                error.kind(),
-                format!(
-                    "cannot read the free space of {}: {error}",
-                    self.path.display()
-                ),
-            )))
-        })?;
+        let free_bytes = fs2::available_space(&self.path)
+            .map_err(|error| StoreError::io("reading the free space of", &self.path, error))?;
         if free_bytes < self.free_bytes_min {
             return Err(StoreError::StorageFull {
                 reason: format!(
@@ -112,9 +105,14 @@ impl Inner {
                     what: format!("certificate of {}", stored.document_id),
                 })?,
         )?;
-        let io = |error| StoreError::Storage(sled::Error::Io(error));
-        let envelope = self.payload.read(&stored.envelope).map_err(io)?;
-        let certificate = self.payload.read(&extent).map_err(io)?;
+        let envelope = self
+            .payload
+            .read(&stored.envelope)
+            .map_err(crate::error::payload_read_error)?;
+        let certificate = self
+            .payload
+            .read(&extent)
+            .map_err(crate::error::payload_read_error)?;
         stored.into_record(&envelope, certificate)
     }
 
@@ -167,6 +165,21 @@ pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, Sto
         .transpose()
 }
 
+/// A big-endian `u64` meta value as readers see it (layers, then the tree).
+fn read_u64_layered(inner: &Inner, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    inner
+        .get(key)?
+        .map(|bytes| {
+            <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: "not 8 bytes".into(),
+                })
+        })
+        .transpose()
+}
+
 /// Opens (or creates) the embedded store in `path`: its reader, and the
 /// writer the store's writer thread drives. Refuses a directory written by
 /// another schema version, one sled cannot read, or one that lost
@@ -182,7 +195,7 @@ pub(crate) fn open(
                 "sled found its files damaged ({error}); restore the directory from a backup"
             ),
         },
-        other => StoreError::Storage(other),
+        other => StoreError::from(other),
     };
     // Before sled's own lock, whose error says only that it failed: this
     // one names the process that holds the directory.
@@ -240,17 +253,17 @@ pub(crate) fn open(
             marker
                 .record(recovered)
                 .and_then(|()| marker.sync())
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+                .map_err(|error| StoreError::io("writing", &path.join(MARKER_FILE), error))?;
         }
     }
-    let payload =
-        PayloadLog::open(path).map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+    let payload = PayloadLog::open(path)
+        .map_err(|error| StoreError::io("opening", &path.join(PAYLOAD_DIR), error))?;
     let layers = layers::Layers::default();
     for group in std::mem::take(&mut recovering.groups) {
         for (extent, bytes) in &group.payload {
-            payload
-                .restore(extent, bytes)
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            payload.restore(extent, bytes).map_err(|error| {
+                StoreError::io("restoring into", &path.join(PAYLOAD_DIR), error)
+            })?;
         }
         layers.merge(group.changes.into_iter(), group.seq);
     }
@@ -280,23 +293,12 @@ pub(crate) fn open(
         std::thread::Builder::new()
             .name("truc-store-checkpoint".into())
             .spawn(move || checkpoint::run(inner, policy))
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+            .map_err(|error| {
+                StoreError::io("starting", Path::new("the checkpoint thread"), error)
+            })?
     };
-    let meta_u64 = |key: &[u8]| -> Result<Option<u64>, StoreError> {
-        inner
-            .get(key)?
-            .map(|bytes| {
-                <[u8; 8]>::try_from(bytes.as_ref())
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt {
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        reason: "not 8 bytes".into(),
-                    })
-            })
-            .transpose()
-    };
-    let next_queue_seq = meta_u64(keys::META_NEXT_SEQ)?.unwrap_or(1);
-    let commit_seq = meta_u64(keys::META_COMMIT_SEQ)?.unwrap_or(0);
+    let next_queue_seq = read_u64_layered(&inner, keys::META_NEXT_SEQ)?.unwrap_or(1);
+    let commit_seq = read_u64_layered(&inner, keys::META_COMMIT_SEQ)?.unwrap_or(0);
     let audit_head = match inner.get(keys::META_AUDIT_HEAD)? {
         Some(bytes) => AuditHead::decode(&bytes).ok_or_else(|| StoreError::Corrupt {
             key: "m:audit_head".into(),
@@ -416,7 +418,8 @@ impl GroupWriter for EmbeddedWriter {
             Err(error) => {
                 tracing::error!(%error, "write failed; refusing further writes until restart");
                 // sled keeps the error and fails every later write of this process.
-                let full = crate::error::is_storage_full(&error);
+                let full =
+                    matches!(&error, sled::Error::Io(io) if crate::error::is_storage_full(io));
                 if full {
                     self.inner.failed_full.store(true, Ordering::Release);
                 }
@@ -528,7 +531,9 @@ impl EmbeddedWriter {
             let (old_sent, old_received) = self
                 .inner
                 .get(&key)?
-                .map(|bytes| decode_counter(&bytes))
+                .map(|bytes| decode_counter(&key, &bytes))
+                .transpose()
+                .map_err(|error| sled::Error::Unsupported(error.to_string()))?
                 .unwrap_or((0, 0));
             staged.insert(
                 key,
@@ -720,6 +725,27 @@ impl Reader for Inner {
         Ok(None)
     }
 
+    fn queue_items(&self) -> Rows<'_, (String, u64, QueueItem)> {
+        Box::new(self.scan_prefix(&[keys::QUEUE]).map(|item| {
+            let (key, bytes) = item?;
+            let corrupt = || StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "a queue key without its owner and sequence number".into(),
+            };
+            let seq = keys::queue_seq_of(&key).ok_or_else(corrupt)?;
+            let owner = key
+                .get(1..key.len() - 8)
+                .and_then(|owner| std::str::from_utf8(owner).ok())
+                .ok_or_else(corrupt)?
+                .to_owned();
+            Ok((owner, seq, decode(&key, &bytes)?))
+        }))
+    }
+
+    fn next_queue_seq(&self) -> Result<u64, StoreError> {
+        Ok(read_u64_layered(self, keys::META_NEXT_SEQ)?.unwrap_or(1))
+    }
+
     fn queue_depth(&self, agency: &str) -> Result<QueueDepth, StoreError> {
         let mut depth = QueueDepth::default();
         for item in self.scan_prefix(&keys::queue_prefix(agency)) {
@@ -766,7 +792,7 @@ impl Reader for Inner {
         for item in self.scan_prefix(&[keys::COUNTER]) {
             let (key, bytes) = item?;
             if let Some((agency, date)) = keys::parse_counter(&key) {
-                entries.insert((agency.to_owned(), date), decode_counter(&bytes));
+                entries.insert((agency.to_owned(), date), decode_counter(&key, &bytes)?);
             }
         }
         Ok(entries)
@@ -836,7 +862,7 @@ impl Reader for Inner {
         Ok(Box::new(record.extents.into_iter().map(|extent| {
             self.payload
                 .read(&extent)
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))
+                .map_err(crate::error::payload_read_error)
         })))
     }
 

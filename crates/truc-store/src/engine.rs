@@ -70,6 +70,10 @@ pub(crate) trait Reader: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(u64, QueueItem)>, StoreError>;
     fn oldest_queued_delivery(&self, agency: &str) -> Result<Option<QueueItem>, StoreError>;
+    /// Every queue item of every owner, by owner then sequence number.
+    fn queue_items(&self) -> Rows<'_, (String, u64, QueueItem)>;
+    /// The queue sequence number the next item will take.
+    fn next_queue_seq(&self) -> Result<u64, StoreError>;
     fn queue_depth(&self, agency: &str) -> Result<QueueDepth, StoreError>;
     /// Every stored document, in id order.
     fn documents(&self) -> Rows<'_, DocumentRecord>;

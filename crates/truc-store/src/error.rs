@@ -11,8 +11,15 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("status: {0}")]
     IllegalMove(#[from] truc_domain::StatusMoveError),
-    #[error("storage is failing: {0}")]
-    Storage(sled::Error),
+    /// A read or write of the store's files failed: what was being done,
+    /// on which file or folder, and the system's error.
+    #[error("storage is failing: {op} {path}: {source}")]
+    Io {
+        path: String,
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The data directory's file system is (nearly) full. New documents are
     /// refused; reads, deliveries, acknowledgements and moves go on.
     #[error("storage full: {reason}; retry when space is freed")]
@@ -54,12 +61,11 @@ impl StoreError {
             },
             StoreError::NotFound { what } => StoreError::NotFound { what: what.clone() },
             StoreError::IllegalMove(error) => StoreError::IllegalMove(error.clone()),
-            StoreError::Storage(sled::Error::Io(io)) => StoreError::Storage(sled::Error::Io(
-                std::io::Error::new(io.kind(), io.to_string()),
-            )),
-            StoreError::Storage(other) => {
-                StoreError::Storage(sled::Error::Io(std::io::Error::other(other.to_string())))
-            }
+            StoreError::Io { path, op, source } => StoreError::Io {
+                path: path.clone(),
+                op: op.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
             StoreError::StorageFull { reason } => StoreError::StorageFull {
                 reason: reason.clone(),
             },
@@ -87,44 +93,67 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// A failed file operation, named.
+    pub(crate) fn io(
+        op: impl Into<String>,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Self {
+        if is_storage_full(&source) {
+            return StoreError::StorageFull {
+                reason: format!(
+                    "the disk filled up while {} {} ({source}); free space on the data \
+                     directory's disk (everything acknowledged is on disk)",
+                    op.into(),
+                    path.display()
+                ),
+            };
+        }
+        StoreError::Io {
+            path: path.display().to_string(),
+            op: op.into(),
+            source,
+        }
+    }
+}
+
 impl From<sled::Error> for StoreError {
     fn from(error: sled::Error) -> Self {
-        if is_storage_full(&error) {
+        let source = match error {
+            sled::Error::Io(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        };
+        if is_storage_full(&source) {
             StoreError::StorageFull {
                 reason: format!(
-                    "the disk filled up during a write ({error}); sled writes nothing more in \
+                    "the disk filled up during a write ({source}); sled writes nothing more in \
                      this process, so free space on the data directory's disk and restart the hub \
                      (everything acknowledged is on disk)"
                 ),
             }
         } else {
-            StoreError::Storage(error)
+            StoreError::Io {
+                path: "the tree".into(),
+                op: "sled".into(),
+                source,
+            }
         }
     }
 }
 
-/// ENOSPC, however sled wraps it: its own I/O errors carry the kind, and
-/// errors it re-raises after a failed flush keep it only in the text.
-pub(crate) fn is_storage_full(error: &sled::Error) -> bool {
+/// ENOSPC, known by its error code: the system's, or the kind sled keeps
+/// when it raises the error again after a failed flush.
+pub(crate) fn is_storage_full(error: &std::io::Error) -> bool {
     const ENOSPC: i32 = 28;
-    match error {
-        sled::Error::Io(io) => {
-            io.kind() == std::io::ErrorKind::StorageFull
-                || io.raw_os_error() == Some(ENOSPC)
-                || io.to_string().contains("No space left on device")
-        }
-        _ => false,
-    }
+    error.kind() == std::io::ErrorKind::StorageFull || error.raw_os_error() == Some(ENOSPC)
 }
 
 /// A write to the payload log that failed: a full disk refuses only the send
 /// whose bytes did not fit (nothing else was written), anything else is a
 /// storage failure.
 pub(crate) fn payload_error(error: std::io::Error) -> StoreError {
-    if is_storage_full(&sled::Error::Io(std::io::Error::new(
-        error.kind(),
-        error.to_string(),
-    ))) {
+    if is_storage_full(&error) {
         StoreError::StorageFull {
             reason: format!(
                 "the disk filled up while storing this document's bytes ({error}); nothing of it \
@@ -132,6 +161,27 @@ pub(crate) fn payload_error(error: std::io::Error) -> StoreError {
             ),
         }
     } else {
-        StoreError::Storage(sled::Error::Io(error))
+        StoreError::Io {
+            path: crate::PAYLOAD_DIR.into(),
+            op: "appending to".into(),
+            source: error,
+        }
+    }
+}
+
+/// A read of the payload log that failed: bytes that no longer match their
+/// CRC are damage (never served), anything else a storage failure.
+pub(crate) fn payload_read_error(error: std::io::Error) -> StoreError {
+    if error.kind() == std::io::ErrorKind::InvalidData {
+        StoreError::Corrupt {
+            key: "(payload)".into(),
+            reason: error.to_string(),
+        }
+    } else {
+        StoreError::Io {
+            path: crate::PAYLOAD_DIR.into(),
+            op: "reading".into(),
+            source: error,
+        }
     }
 }

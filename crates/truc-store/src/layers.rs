@@ -149,6 +149,13 @@ impl Layers {
         through: u64,
     ) {
         let mut state = self.write();
+        // Readers take the newest layer's value as the newest durable one:
+        // a group merged out of order would hide a later one's changes.
+        assert!(
+            through > state.live_through,
+            "group {through} merged into the layers after group {}",
+            state.live_through
+        );
         for (key, value) in changes {
             let added = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
             if let Some(old) = state.live.insert(key, value.map(IVec::from)) {
@@ -358,5 +365,13 @@ mod tests {
         assert_eq!(prefix_end(b"ab"), Bound::Excluded(b"ac".to_vec()));
         assert_eq!(prefix_end(&[b'a', 0xff]), Bound::Excluded(b"b".to_vec()));
         assert_eq!(prefix_end(&[0xff, 0xff]), Bound::Unbounded);
+    }
+
+    #[test]
+    #[should_panic(expected = "merged into the layers after group")]
+    fn groups_reach_the_layers_only_in_order() {
+        let layers = Layers::default();
+        layers.merge(std::iter::once((b"k".to_vec(), None)), 2);
+        layers.merge(std::iter::once((b"k".to_vec(), None)), 2);
     }
 }

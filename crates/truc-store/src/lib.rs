@@ -9,6 +9,7 @@
 
 pub mod audit;
 mod checkpoint;
+mod durable;
 mod embedded;
 mod engine;
 mod error;
@@ -18,6 +19,7 @@ mod layers;
 mod lock;
 mod marker;
 pub mod metrics;
+mod migrate;
 mod payload;
 mod pg;
 pub mod records;
@@ -39,6 +41,7 @@ pub use error::StoreError;
 pub use journal::JOURNAL_DIR;
 pub use lock::LOCK_FILE;
 pub use marker::MARKER_FILE;
+pub use migrate::{migrate, MigrateProgress, MigrateReport};
 pub use payload::PAYLOAD_DIR;
 pub use pg::PostgresOptions;
 pub use records::{
@@ -261,7 +264,7 @@ impl Store {
         std::thread::Builder::new()
             .name("truc-store-writer".into())
             .spawn(move || store_writer.run(receiver))
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+            .map_err(|error| StoreError::io("starting", Path::new("the writer thread"), error))?;
         Ok(Store {
             reader,
             shared,

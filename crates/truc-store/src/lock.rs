@@ -20,22 +20,25 @@ pub(crate) struct DirectoryLock {
 
 impl DirectoryLock {
     pub(crate) fn take(dir: &Path) -> Result<DirectoryLock, StoreError> {
-        let io = |error| StoreError::Storage(sled::Error::Io(error));
         // A new data directory is made here, as sled would make it.
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(|error| StoreError::io("create", dir, error))?;
         let path = dir.join(LOCK_FILE);
+        let io = |op: &'static str| {
+            let path = path.clone();
+            move |error| StoreError::io(op, &path, error)
+        };
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(io)?;
+            .map_err(io("open"))?;
         if let Err(error) = file.try_lock_exclusive() {
             let contended = error.kind() == std::io::ErrorKind::WouldBlock
                 || error.raw_os_error() == fs2::lock_contended_error().raw_os_error();
             if !contended {
-                return Err(io(error));
+                return Err(io("lock")(error));
             }
             let mut text = String::new();
             let pid = file
@@ -47,9 +50,9 @@ impl DirectoryLock {
                 pid,
             });
         }
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        file.set_len(0).map_err(io("truncate"))?;
+        file.rewind().map_err(io("rewind"))?;
+        writeln!(file, "{}", std::process::id()).map_err(io("write"))?;
         Ok(DirectoryLock { _file: file })
     }
 }

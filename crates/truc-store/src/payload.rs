@@ -11,6 +11,12 @@
 //! lets that journal record go (`sync_carried`), and at open the journal's
 //! groups write their pieces again (`restore`). Bytes of a send that was
 //! refused or crashed are never named by anything and stay as unused space.
+//!
+//! A segment begins with `SEGMENT_MAGIC`, and each piece in it is followed
+//! by the CRC-32 of its bytes, checked on every read: damaged bytes are
+//! refused by the hub instead of served (the recipient's digest check was
+//! the only one before). Segments written before the magic are read
+//! unchecked, and the log moves on to a new segment rather than append to one.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -27,6 +33,12 @@ pub const PAYLOAD_DIR: &str = "payload";
 
 /// A segment takes no more appends once it holds this much.
 const SEGMENT_BYTES_MAX: u64 = 256 << 20;
+
+/// The first bytes of a segment whose pieces carry a CRC.
+const SEGMENT_MAGIC: &[u8; 8] = b"trucPL02";
+
+/// The CRC-32 after each piece of a checked segment.
+const CRC_BYTES: u64 = 4;
 
 /// Where some bytes are: segment number, offset and length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,10 +58,48 @@ struct Appender {
     carried: BTreeSet<u32>,
 }
 
+/// An open segment and whether its pieces carry a CRC.
+#[derive(Clone)]
+struct Segment {
+    file: Arc<File>,
+    checked: bool,
+}
+
 pub(crate) struct PayloadLog {
     dir: PathBuf,
     appender: Mutex<Appender>,
-    files: RwLock<HashMap<u32, Arc<File>>>,
+    files: RwLock<HashMap<u32, Segment>>,
+}
+
+/// Whether a segment's pieces carry a CRC: it begins with the magic.
+fn is_checked(file: &File) -> std::io::Result<bool> {
+    let mut magic = [0u8; 8];
+    match file.read_exact_at(&mut magic, 0) {
+        Ok(()) => Ok(&magic == SEGMENT_MAGIC),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Creates a checked segment, its magic and name durable.
+fn create_segment(dir: &Path, segment: u32) -> std::io::Result<File> {
+    let file = open_segment(dir, segment)?;
+    file.set_len(0)?;
+    file.write_all_at(SEGMENT_MAGIC, 0)?;
+    file.sync_data()?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+fn damaged_piece(segment: u32, extent: &Extent) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "payload segment {segment}, {} bytes at offset {}: the bytes do not match their \
+             CRC (damaged on disk)",
+            extent.len, extent.offset
+        ),
+    )
 }
 
 fn segment_path(dir: &Path, segment: u32) -> PathBuf {
@@ -69,7 +119,8 @@ impl PayloadLog {
     pub(crate) fn open(data_dir: &Path) -> std::io::Result<PayloadLog> {
         let dir = data_dir.join(PAYLOAD_DIR);
         std::fs::create_dir_all(&dir)?;
-        let mut last = 1;
+        sync_dir(data_dir)?;
+        let mut last = None;
         for entry in std::fs::read_dir(&dir)? {
             let name = entry?.file_name();
             if let Some(segment) = name
@@ -77,14 +128,33 @@ impl PayloadLog {
                 .and_then(|name| name.strip_suffix(".dat"))
                 .and_then(|stem| stem.parse::<u32>().ok())
             {
-                last = last.max(segment);
+                last = Some(last.map_or(segment, |last: u32| last.max(segment)));
             }
         }
-        let file = Arc::new(open_segment(&dir, last)?);
-        sync_dir(&dir)?;
-        sync_dir(data_dir)?;
+        let (last, file) = match last {
+            None => (1, create_segment(&dir, 1)?),
+            Some(last) => {
+                let file = open_segment(&dir, last)?;
+                if is_checked(&file)? {
+                    (last, file)
+                } else if file.metadata()?.len() <= SEGMENT_MAGIC.len() as u64 {
+                    // Empty, or its magic torn by a crash: nothing is in it.
+                    (last, create_segment(&dir, last)?)
+                } else {
+                    // Written before pieces carried a CRC: read it, append elsewhere.
+                    (last + 1, create_segment(&dir, last + 1)?)
+                }
+            }
+        };
+        let file = Arc::new(file);
         let len = file.metadata()?.len();
-        let files = RwLock::new(HashMap::from([(last, file.clone())]));
+        let files = RwLock::new(HashMap::from([(
+            last,
+            Segment {
+                file: file.clone(),
+                checked: true,
+            },
+        )]));
         Ok(PayloadLog {
             dir,
             appender: Mutex::new(Appender {
@@ -125,27 +195,34 @@ impl PayloadLog {
         })?;
         let (file, extent) = {
             let mut appender = self.appender();
-            if appender.len > 0 && appender.len + u64::from(len) > SEGMENT_BYTES_MAX {
+            let magic = SEGMENT_MAGIC.len() as u64;
+            if appender.len > magic && appender.len + u64::from(len) + CRC_BYTES > SEGMENT_BYTES_MAX
+            {
                 let segment = appender.segment + 1;
-                let file = Arc::new(open_segment(&self.dir, segment)?);
-                sync_dir(&self.dir)?;
+                let file = Arc::new(create_segment(&self.dir, segment)?);
                 self.files
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(segment, file.clone());
+                    .insert(
+                        segment,
+                        Segment {
+                            file: file.clone(),
+                            checked: true,
+                        },
+                    );
                 appender.segment = segment;
                 appender.file = file;
-                appender.len = 0;
+                appender.len = magic;
             }
             let extent = Extent {
                 segment: appender.segment,
                 offset: appender.len,
                 len,
             };
-            appender.len += u64::from(len);
+            appender.len += u64::from(len) + CRC_BYTES;
             (appender.file.clone(), extent)
         };
-        file.write_all_at(bytes, extent.offset)?;
+        write_piece(&file, &extent, bytes)?;
         Ok(extent)
     }
 
@@ -181,19 +258,41 @@ impl PayloadLog {
     /// the segment may have lost them with the page cache).
     pub(crate) fn restore(&self, extent: &Extent, bytes: &[u8]) -> std::io::Result<()> {
         let mut appender = self.appender();
-        let file = if extent.segment == appender.segment {
-            appender.file.clone()
+        let segment = if extent.segment == appender.segment {
+            Segment {
+                file: appender.file.clone(),
+                checked: true,
+            }
         } else {
-            let file = Arc::new(open_segment(&self.dir, extent.segment)?);
+            let file = open_segment(&self.dir, extent.segment)?;
+            let checked =
+                if file.metadata()?.len() == 0 && extent.offset >= SEGMENT_MAGIC.len() as u64 {
+                    // Lost whole with the page cache: every piece a journal
+                    // record carries is written again, with its CRC.
+                    file.write_all_at(SEGMENT_MAGIC, 0)?;
+                    true
+                } else {
+                    is_checked(&file)?
+                };
             sync_dir(&self.dir)?;
+            let segment = Segment {
+                file: Arc::new(file),
+                checked,
+            };
             self.files
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(extent.segment, file.clone());
-            file
+                .insert(extent.segment, segment.clone());
+            segment
         };
-        file.write_all_at(bytes, extent.offset)?;
-        let end = extent.offset + u64::from(extent.len);
+        let file = segment.file.clone();
+        if segment.checked {
+            write_piece(&file, extent, bytes)?;
+        } else {
+            file.write_all_at(bytes, extent.offset)?;
+        }
+        let end =
+            extent.offset + u64::from(extent.len) + if segment.checked { CRC_BYTES } else { 0 };
         if extent.segment > appender.segment {
             appender.segment = extent.segment;
             appender.file = file;
@@ -205,22 +304,30 @@ impl PayloadLog {
         Ok(())
     }
 
-    fn file(&self, segment: u32) -> std::io::Result<Arc<File>> {
-        if let Some(file) = self
+    fn segment(&self, segment: u32) -> std::io::Result<Segment> {
+        if let Some(open) = self
             .files
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&segment)
         {
-            return Ok(file.clone());
+            return Ok(open.clone());
         }
         let path = segment_path(&self.dir, segment);
-        let file = Arc::new(OpenOptions::new().read(true).open(&path)?);
+        let file = OpenOptions::new().read(true).open(&path)?;
+        let open = Segment {
+            checked: is_checked(&file)?,
+            file: Arc::new(file),
+        };
         self.files
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(segment, file.clone());
-        Ok(file)
+            .insert(segment, open.clone());
+        Ok(open)
+    }
+
+    fn file(&self, segment: u32) -> std::io::Result<Arc<File>> {
+        Ok(self.segment(segment)?.file)
     }
 
     /// Gives the disk space of bytes nothing names back to the file system
@@ -229,12 +336,13 @@ impl PayloadLog {
     pub(crate) fn release(&self, extents: &[Extent]) {
         use rustix::fs::{fallocate, FallocateFlags};
         for extent in extents {
-            let punched = self.file(extent.segment).and_then(|file| {
+            let punched = self.segment(extent.segment).and_then(|segment| {
+                let crc = if segment.checked { CRC_BYTES } else { 0 };
                 fallocate(
-                    &*file,
+                    &*segment.file,
                     FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
                     extent.offset,
-                    u64::from(extent.len),
+                    u64::from(extent.len) + crc,
                 )
                 .map_err(std::io::Error::from)
             });
@@ -244,16 +352,38 @@ impl PayloadLog {
         }
     }
 
+    /// The bytes of a piece, checked against their CRC where the segment
+    /// carries one (`InvalidData` if they do not match).
     pub(crate) fn read(&self, extent: &Extent) -> std::io::Result<Vec<u8>> {
-        let mut bytes = vec![0; extent.len as usize];
-        self.file(extent.segment)?
-            .read_exact_at(&mut bytes, extent.offset)?;
+        let segment = self.segment(extent.segment)?;
+        let crc = if segment.checked {
+            CRC_BYTES as usize
+        } else {
+            0
+        };
+        let mut bytes = vec![0; extent.len as usize + crc];
+        segment.file.read_exact_at(&mut bytes, extent.offset)?;
+        if segment.checked {
+            let stored = bytes.split_off(extent.len as usize);
+            if crc32fast::hash(&bytes).to_le_bytes()[..] != stored[..] {
+                return Err(damaged_piece(extent.segment, extent));
+            }
+        }
         Ok(bytes)
     }
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Writes a piece and its CRC where `extent` says.
+fn write_piece(file: &File, extent: &Extent, bytes: &[u8]) -> std::io::Result<()> {
+    file.write_all_at(bytes, extent.offset)?;
+    file.write_all_at(
+        &crc32fast::hash(bytes).to_le_bytes(),
+        extent.offset + u64::from(extent.len),
+    )
 }
 
 #[cfg(test)]
@@ -295,11 +425,53 @@ mod tests {
         let second = log.append(&[7; 1000]).unwrap();
         log.sync().unwrap();
         assert_eq!(log.read(&first).unwrap(), b"first");
-        assert_eq!(second.offset, 5);
+        assert_eq!(first.offset, 8, "after the magic");
+        assert_eq!(
+            second.offset,
+            8 + 5 + 4,
+            "after the first piece and its CRC"
+        );
         drop(log);
         let log = PayloadLog::open(dir.path()).unwrap();
         assert_eq!(log.read(&second).unwrap(), vec![7; 1000]);
         let third = log.append(b"third").unwrap();
-        assert_eq!((third.segment, third.offset), (1, 1005));
+        assert_eq!((third.segment, third.offset), (1, 8 + 9 + 1004));
+    }
+
+    #[test]
+    fn a_damaged_piece_is_refused_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PayloadLog::open(dir.path()).unwrap();
+        let before = log.append(b"envelope").unwrap();
+        let damaged = log.append(&[5; 3000]).unwrap();
+        log.sync().unwrap();
+        let path = segment_path(log.dir(), damaged.segment);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[6], damaged.offset + 1234).unwrap();
+        let error = log.read(&damaged).expect_err("the flipped byte is caught");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains("CRC"), "{error}");
+        assert_eq!(log.read(&before).unwrap(), b"envelope");
+        // A damaged CRC is caught as well.
+        file.write_all_at(&[0xff], before.offset + 8).unwrap();
+        assert!(log.read(&before).is_err());
+    }
+
+    #[test]
+    fn segments_written_before_the_magic_are_read_and_not_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = dir.path().join(PAYLOAD_DIR);
+        std::fs::create_dir_all(&payload).unwrap();
+        std::fs::write(segment_path(&payload, 1), b"old envelope bytes").unwrap();
+        let log = PayloadLog::open(dir.path()).unwrap();
+        let old = Extent {
+            segment: 1,
+            offset: 4,
+            len: 8,
+        };
+        assert_eq!(log.read(&old).unwrap(), b"envelope");
+        let new = log.append(b"new").unwrap();
+        assert_eq!((new.segment, new.offset), (2, 8));
+        assert_eq!(log.read(&new).unwrap(), b"new");
     }
 }

@@ -287,21 +287,52 @@ impl StoredBlob {
     }
 }
 
-pub(crate) fn decode_counter(bytes: &[u8]) -> (u64, u64) {
-    let mut sent = [0u8; 8];
-    let mut received = [0u8; 8];
-    if bytes.len() == 16 {
-        sent.copy_from_slice(&bytes[..8]);
-        received.copy_from_slice(&bytes[8..]);
-    }
-    (u64::from_be_bytes(sent), u64::from_be_bytes(received))
+/// A counter's value: (sent, received). Version 1 starts with its version
+/// byte like every other record; the first stored form, the two numbers
+/// alone (16 bytes), is read as it is. Any other length is damage.
+pub(crate) fn decode_counter(key: &[u8], bytes: &[u8]) -> Result<(u64, u64), StoreError> {
+    let numbers = match bytes.len() {
+        17 if bytes[0] == VERSION_1 => &bytes[1..],
+        16 => bytes,
+        length => {
+            return Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: format!("a counter of {length} bytes (17 with its version, or 16)"),
+            })
+        }
+    };
+    let sent = u64::from_be_bytes(numbers[..8].try_into().expect("8 bytes"));
+    let received = u64::from_be_bytes(numbers[8..].try_into().expect("8 bytes"));
+    Ok((sent, received))
 }
 
-pub(crate) fn encode_counter(sent: u64, received: u64) -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&sent.to_be_bytes());
-    bytes[8..].copy_from_slice(&received.to_be_bytes());
+pub(crate) fn encode_counter(sent: u64, received: u64) -> [u8; 17] {
+    let mut bytes = [0u8; 17];
+    bytes[0] = VERSION_1;
+    bytes[1..9].copy_from_slice(&sent.to_be_bytes());
+    bytes[9..].copy_from_slice(&received.to_be_bytes());
     bytes
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::*;
+
+    #[test]
+    fn counters_carry_their_version_and_a_wrong_length_is_damage() {
+        let stored = encode_counter(7, 9);
+        assert_eq!(stored[0], VERSION_1);
+        assert_eq!(decode_counter(b"c", &stored).unwrap(), (7, 9));
+        // The first stored form: the two numbers alone.
+        assert_eq!(decode_counter(b"c", &stored[1..]).unwrap(), (7, 9));
+        assert!(matches!(
+            decode_counter(b"c", &stored[..5]),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let mut unknown = stored;
+        unknown[0] = 9;
+        assert!(decode_counter(b"c", &unknown).is_err());
+    }
 }
 
 /// A deadline the hub watches on one delivery.

@@ -15,8 +15,8 @@ use crate::error::StoreError;
 use crate::records::{DeadLetterRecord, DocumentRecord};
 use crate::rules::moves::MoveResults;
 use crate::rules::{
-    AcceptDeadlines, AcceptPlan, AckOutcome, LapseOutcome, MoveRequest, PlannedAcceptResult, Rules,
-    WatchBlockId,
+    AcceptDeadlines, AcceptPlan, AckOutcome, GroupChanges, LapseOutcome, MoveRequest,
+    PlannedAcceptResult, Rules, WatchBlockId,
 };
 use crate::{Notifiers, PendingBlob, Shared};
 
@@ -70,6 +70,12 @@ pub(crate) enum Command {
     },
     /// Everything written so far into the engine's settled form.
     Checkpoint { reply: Reply<()> },
+    /// Records copied from another store (`truc store migrate`), written
+    /// as they are, in a group of their own, without the rules.
+    Import {
+        group: GroupChanges,
+        reply: Reply<()>,
+    },
 }
 
 impl Command {
@@ -101,7 +107,9 @@ impl Command {
             Command::Resend { reply, .. } | Command::Cancel { reply, .. } => {
                 drop(reply.send(Err(error)))
             }
-            Command::Checkpoint { reply } => drop(reply.send(Err(error))),
+            Command::Checkpoint { reply } | Command::Import { reply, .. } => {
+                drop(reply.send(Err(error)))
+            }
         }
     }
 }
@@ -156,7 +164,35 @@ impl Writer {
         self.engine.close();
     }
 
+    /// Writes copied records as they are, in a group of their own.
+    fn import(&mut self, group: GroupChanges, reply: Reply<()>) {
+        let result = self.engine.begin().and_then(|_| {
+            let written = self.engine.commit(group, &BTreeSet::new());
+            if written.is_err() {
+                self.engine.abort();
+            }
+            written
+        });
+        let _ = reply.send(result);
+    }
+
     fn commit_group(&mut self, group: &mut Vec<Command>) {
+        if group
+            .iter()
+            .any(|command| matches!(command, Command::Import { .. }))
+        {
+            let mut rest = Vec::with_capacity(group.len());
+            for command in group.drain(..) {
+                match command {
+                    Command::Import { group, reply } => self.import(group, reply),
+                    other => rest.push(other),
+                }
+            }
+            *group = rest;
+            if group.is_empty() {
+                return;
+            }
+        }
         let start = match self.engine.begin() {
             Ok(start) => start,
             Err(error) => {
@@ -174,6 +210,11 @@ impl Writer {
                 Command::Checkpoint { reply } => {
                     // Once the group is written, so that it covers the group too.
                     checkpoints.push(reply);
+                    continue;
+                }
+                Command::Import { reply, .. } => {
+                    // Taken out above.
+                    let _ = reply.send(Err(StoreError::WriterGone));
                     continue;
                 }
                 Command::Accept {

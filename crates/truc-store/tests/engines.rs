@@ -162,7 +162,7 @@ fn check_counters(store: &Store) {
 
 /// Accept, duplicates, relays, acknowledgements, moves and refusals, then
 /// everything again after a reopen.
-async fn accept_acknowledge_move(place: Place) -> Snapshot {
+async fn accept_acknowledge_move(place: &Place) -> Snapshot {
     let store = place.open();
     let first = document(1, &[H41_UNIT, H42], 1_000);
     let id = first.document_id.clone();
@@ -285,7 +285,7 @@ async fn accept_acknowledge_move(place: Place) -> Snapshot {
 
 /// A recall withdraws what nobody fetched and asks whoever holds it; the
 /// documents are linked both ways.
-async fn recall(place: Place) -> Snapshot {
+async fn recall(place: &Place) -> Snapshot {
     let store = place.open();
     let earlier = document(11, &[H41, H42], 10_000);
     let earlier_id = earlier.document_id.clone();
@@ -359,7 +359,7 @@ async fn recall(place: Place) -> Snapshot {
 /// recorded with the move and the queue item stays), then agrees to its
 /// recall: the document leaves the queue, so the node never writes it,
 /// and the node is told instead.
-async fn recall_agreed_before_fetch(place: Place) -> Snapshot {
+async fn recall_agreed_before_fetch(place: &Place) -> Snapshot {
     let store = place.open();
     let earlier = document(21, &[H42, H41_UNIT], 20_000);
     let earlier_id = earlier.document_id.clone();
@@ -435,7 +435,7 @@ async fn recall_agreed_before_fetch(place: Place) -> Snapshot {
 
 /// Deadlines found due become overdue records and dead letters; an
 /// operator resends one and cancels another.
-async fn deadlines(place: Place) -> Snapshot {
+async fn deadlines(place: &Place) -> Snapshot {
     let store = place.open();
     let deadlines = AcceptDeadlines {
         arrived_unix_ms: Some(21_000),
@@ -532,7 +532,7 @@ async fn deadlines(place: Place) -> Snapshot {
 
 /// Small attachments are stored with their document, large ones streamed
 /// ahead; a digest is stored once; bytes read back exactly.
-async fn attachments(place: Place) -> Snapshot {
+async fn attachments(place: &Place) -> Snapshot {
     let store = place.open();
     let small = b"small attachment".to_vec();
     let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -668,11 +668,11 @@ fn sorted<T, K: Ord>(mut items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
 /// Runs every scenario on fresh places of one engine; their snapshots.
 async fn suite(places: Places) -> Vec<Snapshot> {
     vec![
-        accept_acknowledge_move(places("accept_acknowledge_move")).await,
-        recall(places("recall")).await,
-        recall_agreed_before_fetch(places("recall_agreed_before_fetch")).await,
-        deadlines(places("deadlines")).await,
-        attachments(places("attachments")).await,
+        accept_acknowledge_move(&places("accept_acknowledge_move")).await,
+        recall(&places("recall")).await,
+        recall_agreed_before_fetch(&places("recall_agreed_before_fetch")).await,
+        deadlines(&places("deadlines")).await,
+        attachments(&places("attachments")).await,
     ]
 }
 
@@ -812,4 +812,56 @@ impl Place {
         )
         .unwrap()
     }
+}
+
+#[test]
+fn every_scenario_moves_to_postgres_and_back_unchanged() {
+    let (_dir, server) = start_postgres();
+    let urls: BTreeMap<String, String> = SCENARIOS
+        .iter()
+        .map(|name| {
+            let name = format!("migrated_{name}");
+            (name.clone(), server.create_database(&name).unwrap())
+        })
+        .collect();
+    runtime().block_on(async move {
+        for name in SCENARIOS {
+            let source = Place::Embedded(tempfile::tempdir().unwrap());
+            let expected = match name {
+                "accept_acknowledge_move" => accept_acknowledge_move(&source).await,
+                "recall" => recall(&source).await,
+                "recall_agreed_before_fetch" => recall_agreed_before_fetch(&source).await,
+                "deadlines" => deadlines(&source).await,
+                _ => attachments(&source).await,
+            };
+            let database = Place::Postgres(urls[&format!("migrated_{name}")].clone());
+            let back = Place::Embedded(tempfile::tempdir().unwrap());
+            {
+                let (from, to) = (source.open(), database.open());
+                let report = truc_store::migrate(&from, &to, |_| {}).await.unwrap();
+                assert_eq!(report.documents, expected.documents.len() as u64);
+                assert_eq!(Snapshot::of(&to), expected, "{name}: into PostgreSQL");
+                // The target must be empty.
+                assert!(truc_store::migrate(&from, &to, |_| {}).await.is_err());
+            }
+            {
+                let (from, to) = (database.open(), back.open());
+                truc_store::migrate(&from, &to, |_| {}).await.unwrap();
+                to.checkpoint().await.unwrap();
+                assert_eq!(
+                    Snapshot::of(&to),
+                    expected,
+                    "{name}: back into a data directory"
+                );
+            }
+            // What was copied keeps working: the copy takes the next send.
+            let store = back.open();
+            store
+                .accept(document(900, &[H42], 99_000), Vec::new())
+                .await
+                .unwrap();
+            check_audit(&store);
+            check_counters(&store);
+        }
+    });
 }

@@ -72,6 +72,43 @@ pub struct TestHubOptions {
     /// the hub reads again this often; a test changes it with
     /// [`TestHub::write_directory`].
     pub directory_reload: Option<Duration>,
+    /// Runs the hub on this PostgreSQL database instead of the embedded
+    /// store (see [`TestDatabase`]).
+    pub postgres_url: Option<String>,
+}
+
+/// A PostgreSQL server of a test's own, in a temporary folder, started on a
+/// thread of its own (its tooling uses the synchronous client, which must
+/// not run inside the test's runtime).
+pub struct TestDatabase {
+    server: std::sync::Arc<truc_cluster::PostgresServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub fn start() -> TestDatabase {
+        std::thread::spawn(|| {
+            truc_cluster::ensure_packages().expect("PostgreSQL is installed");
+            let dir = tempfile::tempdir().expect("temp dir");
+            let server = truc_cluster::PostgresServer::start(dir.path())
+                .expect("the PostgreSQL server starts");
+            TestDatabase {
+                server: std::sync::Arc::new(server),
+                _dir: dir,
+            }
+        })
+        .join()
+        .expect("the PostgreSQL server starts")
+    }
+
+    /// A new, empty database on the server: its URL.
+    pub fn database(&self, name: &str) -> String {
+        let server = self.server.clone();
+        let name = name.to_owned();
+        std::thread::spawn(move || server.create_database(&name).expect("database created"))
+            .join()
+            .expect("database created")
+    }
 }
 
 /// The directory file of a hub started with `directory_reload`, in its folder.
@@ -97,6 +134,7 @@ pub struct TestHub {
     security: SecuritySetup,
     data_dir: Option<PathBuf>,
     free_bytes_min: u64,
+    postgres_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -189,6 +227,7 @@ impl TestHub {
             security,
             data_dir: options.data_dir,
             free_bytes_min: options.free_bytes_min,
+            postgres_url: options.postgres_url,
             stop: None,
             task: None,
         };
@@ -266,6 +305,7 @@ impl TestHub {
             security: self.security.clone(),
             data_dir: None,
             free_bytes_min: self.free_bytes_min,
+            postgres_url: None,
             stop: None,
             task: None,
         };
@@ -294,6 +334,18 @@ impl TestHub {
             free_bytes_min: self.free_bytes_min,
             ..StoreOptions::default()
         };
+        if let Some(url) = &self.postgres_url {
+            return Store::open_postgres(
+                &truc_store::PostgresOptions {
+                    url: url.clone(),
+                    hub_name: format!("test hub {}", self.address.port()),
+                    reader_connections_max: 4,
+                    ..truc_store::PostgresOptions::default()
+                },
+                &options,
+            )
+            .expect("the hub's database opens");
+        }
         for _ in 0..1200 {
             match Store::open(&self.data_dir(), &options) {
                 Ok(store) => return store,

@@ -112,6 +112,24 @@ function fillTable(id, rows, render, emptyText) {
     : `<tr><td colspan="${columns}" class="empty">${esc(emptyText)}</td></tr>`;
 }
 
+// Which hub answered, the store it runs on and, on PostgreSQL, the database's
+// primary, its standbys and each hub's share of the nodes.
+function drawStorage(s) {
+  if (!s) return;
+  let text = `hub ${s.hub} · ${s.engine} store`;
+  if (s.engine !== "embedded") {
+    text += s.writable ? " · writable" : " · NOT WRITABLE";
+    if (s.database) {
+      text += ` · primary ${s.database.primary}`;
+      for (const standby of s.database.standbys) {
+        text += ` · standby ${standby.name} ${standby.sync_state} (${number(standby.replay_lag_bytes)} B behind)`;
+      }
+    }
+    if (s.hubs.length) text += " · nodes per hub: " + s.hubs.map((h) => `${h.hub} ${number(h.nodes)}`).join(", ");
+  }
+  $("storage").textContent = text;
+}
+
 function draw(data) {
   const t = data.totals, r = data.rates, n = data.nodes;
   $("kpi-sent").textContent = number(t.documents_sent);
@@ -124,11 +142,12 @@ function draw(data) {
   $("kpi-queue-note").textContent = `and ${number(n.notices_queued)} status notices for senders`;
   $("kpi-overdue").textContent = number(data.overdue.rows.length) + (data.overdue.truncated ? "+" : "");
 
+  drawStorage(data.storage);
   drawCharts(data);
   drawFunnel(data.funnel);
   fillTable("nodes", n.rows, (row) => `<tr>
       <td class="code">${esc(row.code)}</td><td title="${esc(row.name)}">${esc(row.name)}</td>
-      <td class="${row.online ? "online" : "offline"}">${row.online ? "● online" : "○ offline"}</td>
+      <td class="${row.online ? "online" : "offline"}">${row.online ? "● online" : "○ offline"}${row.hub ? ` <small>on ${esc(row.hub)}</small>` : ""}</td>
       <td class="num">${number(row.queued_documents)}</td>
       <td class="num">${number(row.queued_notices)}</td>
       <td class="num">${row.oldest_unacked_age_ms == null ? "" : duration(row.oldest_unacked_age_ms)}</td></tr>`,

@@ -241,7 +241,30 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
         .collect();
 
     // Nodes: the directory with each node's state, as `ListNodes` gives it.
-    let nodes = operator::list_nodes(hub)?.nodes;
+    let listed = operator::list_nodes(hub)?;
+    let mut hubs: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for node in &listed.nodes {
+        if !node.serving_hub.is_empty() {
+            *hubs.entry(node.serving_hub.as_str()).or_default() += 1;
+        }
+    }
+    let storage = json!({
+        "hub": listed.answering_hub,
+        "engine": if listed.database.is_some() { "postgres" } else { "embedded" },
+        "writable": hub.store.writable(),
+        "database": listed.database.as_ref().map(|database| json!({
+            "primary": database.primary,
+            "writable": database.writable,
+            "standbys": database.standbys.iter().map(|standby| json!({
+                "name": standby.name,
+                "state": standby.state,
+                "sync_state": standby.sync_state,
+                "replay_lag_bytes": standby.replay_lag_bytes,
+            })).collect::<Vec<_>>(),
+        })),
+        "hubs": hubs.iter().map(|(name, nodes)| json!({"hub": name, "nodes": nodes})).collect::<Vec<_>>(),
+    });
+    let nodes = listed.nodes;
     let now_ms = intake::now_unix_ms();
     let with_node: Vec<&pb::NodeView> = nodes.iter().filter(|n| n.own_node).collect();
     let online = with_node.iter().filter(|n| n.online).count();
@@ -265,6 +288,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
                 "code": node.organ_id,
                 "name": node.name,
                 "online": node.online,
+                "hub": node.serving_hub,
                 "last_seen_unix_ms": node.last_seen_unix_ms,
                 "queued_documents": node.queued_documents,
                 "queued_notices": node.queued_notices,
@@ -351,6 +375,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             "truncated": with_node.len() > NODE_ROWS_MAX,
         },
         "overdue": {"rows": overdue_rows, "truncated": overdue.truncated},
+        "storage": storage,
         "recent": recent.into_iter().map(|(_, row)| row).collect::<Vec<_>>(),
     }))
 }

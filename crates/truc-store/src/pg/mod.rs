@@ -16,6 +16,7 @@ mod schema;
 mod writer;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -120,7 +121,10 @@ pub(crate) fn connect(options: &PostgresOptions) -> Result<Client, StoreError> {
     }
     config.application_name(&format!("truc hub {}", options.hub_name));
     let mut client = match &options.ca_cert_pem {
-        Some(ca_pem) => config.connect(tls_connector(ca_pem)?),
+        // With a CA given, never fall back to a plain connection.
+        Some(ca_pem) => config
+            .ssl_mode(postgres::config::SslMode::Require)
+            .connect(tls_connector(ca_pem)?),
         None => config.connect(postgres::NoTls),
     }
     .map_err(|error| database_error("connecting to the database", &error))?;
@@ -248,7 +252,7 @@ impl Pool {
                         job(&mut connection);
                     }
                 })
-                .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?;
+                .map_err(|error| StoreError::io("starting", Path::new("a reader thread"), error))?;
             threads.push(thread);
         }
         Ok(Pool {
@@ -437,7 +441,7 @@ pub(crate) fn open(
                 schema::migrate(&mut connection.client)?;
                 Ok(connection)
             })
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+            .map_err(|error| StoreError::io("starting", Path::new("the opening thread"), error))?
             .join()
             .map_err(|_| StoreError::Database {
                 reason: "opening the database panicked".into(),
@@ -454,7 +458,7 @@ pub(crate) fn open(
         std::thread::Builder::new()
             .name("truc-store-pg-listen".into())
             .spawn(move || listen(options, shared, reachability, stopping))
-            .map_err(|error| StoreError::Storage(sled::Error::Io(error)))?
+            .map_err(|error| StoreError::io("starting", Path::new("the listener thread"), error))?
     };
     let reader = Arc::new(PgReader::new(
         pool.clone(),

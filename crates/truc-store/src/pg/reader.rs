@@ -316,6 +316,42 @@ impl Reader for PgReader {
         })
     }
 
+    fn queue_items(&self) -> Rows<'_, (String, u64, QueueItem)> {
+        self.paged(|connection, after| {
+            // Keys: owner, a NUL, and the sequence number zero-padded, so they sort as rows do.
+            let (owner, seq) = match after.as_deref().and_then(|key| key.split_once('\0')) {
+                Some((owner, seq)) => (owner.to_owned(), seq.parse::<i64>().unwrap_or(i64::MAX)),
+                None => (String::new(), -1),
+            };
+            connection
+                .query(
+                    "SELECT kind, document_id, recipient, entries, owner, seq FROM queue_items
+                     WHERE (owner, seq) > ($1, $2) ORDER BY owner, seq LIMIT $3",
+                    &[&owner, &seq, &PAGE_ROWS],
+                )
+                .map_err(fail("reading the queues"))?
+                .iter()
+                .map(|row| {
+                    let owner: String = row.get(4);
+                    let seq = row.get::<_, i64>(5);
+                    Ok((
+                        format!("{owner}\0{seq:020}"),
+                        (owner, seq as u64, row_queue_item(row)?),
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn next_queue_seq(&self) -> Result<u64, StoreError> {
+        self.pool.run(|connection| {
+            let row = connection
+                .query_opt("SELECT next_queue_seq FROM truc_meta WHERE id = 1", &[])
+                .map_err(fail("reading the next queue sequence number"))?;
+            Ok(row.map_or(1, |row| row.get::<_, i64>(0) as u64))
+        })
+    }
+
     fn queue_depth(&self, agency: &str) -> Result<QueueDepth, StoreError> {
         let agency = agency.to_owned();
         self.pool.run(move |connection| {
@@ -431,8 +467,11 @@ impl Reader for PgReader {
         to_date_key: u32,
         focus: Option<&str>,
     ) -> Result<BTreeMap<String, ReportRow>, StoreError> {
-        let from = rows::date(from_date_key)?;
-        let to = rows::date(to_date_key)?;
+        // Unbounded ends (0, 99999999) become the first and last dates of the calendar.
+        let from =
+            rows::date(from_date_key.clamp(10101, 99991231)).or_else(|_| rows::date(10101))?;
+        let to =
+            rows::date(to_date_key.clamp(10101, 99991231)).or_else(|_| rows::date(99991231))?;
         let focus = focus.map(str::to_owned);
         self.pool.run(move |connection| {
             let mut report: BTreeMap<String, ReportRow> = BTreeMap::new();
@@ -900,15 +939,16 @@ impl Reader for PgReader {
         self.pool.run(|connection| {
             let primary = connection
                 .query_opt(
-                    "SELECT inet_server_addr()::text, inet_server_port(), NOT pg_is_in_recovery()",
+                    "SELECT host(inet_server_addr()), inet_server_port(), NOT pg_is_in_recovery()",
                     &[],
                 )
                 .map_err(fail("reading the database's state"))?;
             let standbys = connection
                 .query(
-                    "SELECT coalesce(client_addr::text, ''), application_name, state,
-                            sync_state, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(),
-                                                                  replay_lsn), 0)::bigint
+                    "SELECT client_addr::text, application_name, state, sync_state,
+                            CASE WHEN pg_is_in_recovery() THEN NULL
+                                 ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
+                            END
                      FROM pg_stat_replication ORDER BY application_name",
                     &[],
                 )
@@ -927,12 +967,13 @@ impl Reader for PgReader {
                 writable: primary.is_some_and(|row| row.get(2)),
                 standbys: standbys
                     .iter()
+                    // Without pg_monitor a role sees the rows with their details NULL.
                     .map(|row| crate::StandbyState {
-                        name: row.get(1),
-                        address: row.get(0),
-                        state: row.get(2),
-                        sync_state: row.get(3),
-                        replay_lag_bytes: row.get::<_, i64>(4).max(0) as u64,
+                        name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                        address: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                        state: row.get::<_, Option<String>>(2).unwrap_or_default(),
+                        sync_state: row.get::<_, Option<String>>(3).unwrap_or_default(),
+                        replay_lag_bytes: row.get::<_, Option<i64>>(4).unwrap_or(0).max(0) as u64,
                     })
                     .collect(),
             }))
