@@ -448,7 +448,7 @@ pub async fn run_observed(
     // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
     readiness.serving().await;
     readiness.follow_store(hub.store.clone(), hub.shutdown.clone());
-    log_started(&hub, &incoming_address, &observe_addresses);
+    log_started(&hub, &incoming_address, &observe_addresses).await;
     let stopping_hub = hub.clone();
     let signal = async move {
         shutdown.await;
@@ -520,22 +520,26 @@ pub const LIFECYCLE_TARGET: &str = "truc::hub";
 pub const NODES_TARGET: &str = "truc::nodes";
 
 /// One line when the hub serves: where, and what it holds.
-fn log_started(
-    hub: &Hub,
+async fn log_started(
+    hub: &Arc<Hub>,
     listen: &str,
     (metrics, dashboard): &(Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
 ) {
-    let (documents, deliveries_received) = hub
-        .store
-        .counts(0, u32::MAX)
-        .map(|counts| {
-            counts
-                .values()
-                .fold((0u64, 0u64), |(sent, received), (s, r)| {
-                    (sent + s, received + r)
-                })
-        })
-        .unwrap_or_default();
+    // Off the async threads: on PostgreSQL the counters are a query.
+    let store = hub.store.clone();
+    let (documents, deliveries_received) =
+        tokio::task::spawn_blocking(move || store.counts(0, u32::MAX))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|counts| {
+                counts
+                    .values()
+                    .fold((0u64, 0u64), |(sent, received), (s, r)| {
+                        (sent + s, received + r)
+                    })
+            })
+            .unwrap_or_default();
     let address = |address: &Option<std::net::SocketAddr>| {
         address.map_or_else(|| "off".to_owned(), |address| address.to_string())
     };
