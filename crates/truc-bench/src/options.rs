@@ -256,8 +256,21 @@ mod tests {
             ..BenchOptions::default()
         };
         let problems = options.problems();
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        // A build without the `nats` feature also names the missing NATS.
+        let without_nats = !cfg!(feature = "nats");
+        assert_eq!(
+            problems.len(),
+            4 + usize::from(without_nats),
+            "{problems:?}"
+        );
         assert!(problems.iter().any(|p| p.contains("at least 5 agencies")));
+        assert_eq!(
+            problems
+                .iter()
+                .any(|p| p.contains("this truc was built without NATS")),
+            without_nats,
+            "{problems:?}"
+        );
     }
 
     #[test]
