@@ -57,4 +57,4 @@ for argument in "$@"; do
     if [ "$argument" = "--scenario" ] || [[ "$argument" == --scenario=* ]]; then scenario=(); fi
 done
 
-cargo run --release -p truc-cli -- bench "${scenario[@]}" --compare-nats "${sync_args[@]}" "$@"
+cargo run --release -p truc-cli --features nats -- bench "${scenario[@]}" --compare-nats "${sync_args[@]}" "$@"

@@ -111,6 +111,10 @@ enum Attack {
     AgencyCancelsDeadLetter,
     /// An operator's certificate sends a document.
     OperatorSends,
+    /// An operator's certificate (read-only) resends or cancels a dead
+    /// letter, which only an administrator may.
+    OperatorResendsDeadLetter,
+    OperatorCancelsDeadLetter,
     /// One identity opens one connection more than it may.
     ConnectionFlood,
     /// A certificate of the axis CA for a code not in the directory sends,
@@ -253,6 +257,16 @@ fn table() -> Vec<(Attack, Expected, &'static str)> {
         ),
         (
             OperatorSends,
+            refused(Code::PermissionDenied, "certificate", "permission_denied"),
+            "urn:truc:operator:ops",
+        ),
+        (
+            OperatorResendsDeadLetter,
+            refused(Code::PermissionDenied, "certificate", "permission_denied"),
+            "urn:truc:operator:ops",
+        ),
+        (
+            OperatorCancelsDeadLetter,
             refused(Code::PermissionDenied, "certificate", "permission_denied"),
             "urn:truc:operator:ops",
         ),
@@ -552,6 +566,18 @@ async fn run(attack: &Attack, context: &Context) -> Outcome {
         Attack::AgencyCancelsDeadLetter => refusal(
             context
                 .g22
+                .cancel_dead_letter(&context.document_id, H41, "không cần")
+                .await,
+        ),
+        Attack::OperatorResendsDeadLetter => refusal(
+            context
+                .operator
+                .resend_dead_letter(&context.document_id, H41)
+                .await,
+        ),
+        Attack::OperatorCancelsDeadLetter => refusal(
+            context
+                .operator
                 .cancel_dead_letter(&context.document_id, H41, "không cần")
                 .await,
         ),

@@ -31,7 +31,10 @@ pub const H01: &str = UNREGISTERED;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Who {
     Agency(&'static str),
+    /// Reads everything, changes nothing.
     Operator,
+    /// Reads, and alone resends and cancels dead letters.
+    Administrator,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +197,9 @@ async fn connect(hub: &TestHub, who: Who) -> Channel {
     let credentials = match who {
         Who::Agency(code) => hub.pki.agency_credentials(code),
         Who::Operator => hub.pki.operator_credentials(truc_testkit::OPERATOR),
+        Who::Administrator => hub
+            .pki
+            .administrator_credentials(truc_testkit::ADMINISTRATOR),
     }
     .expect("credentials");
     let roots = hub.pki.trust_roots().expect("trust roots");
@@ -622,7 +628,7 @@ async fn bad_input_table(options: TestHubOptions) {
         .into_iter()
         .chain([H01])
         .map(Who::Agency)
-        .chain([Who::Operator])
+        .chain([Who::Operator, Who::Administrator])
     {
         channels.insert(who, connect(&hub, who).await);
     }

@@ -274,21 +274,28 @@ async fn the_dashboard_answers_only_with_the_token_and_shows_the_real_traffic() 
         (nodes["with_node"].clone(), nodes["online"].clone()),
         (5.into(), 1.into())
     );
-    // Queues also hold the status notices on their way back to the senders.
-    let depths: u64 = nodes["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["queue_depth"].as_u64().unwrap())
-        .sum();
-    assert_eq!(nodes["queue_depth_total"], depths);
+    // Queues also hold the status notices on their way back to the senders,
+    // counted apart from documents: one document waits, for G17.
+    let sum = |field: &str| -> u64 {
+        nodes["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(nodes["documents_queued"], 1);
+    assert_eq!(nodes["documents_queued"], sum("queued_documents"));
+    assert_eq!(nodes["notices_queued"], sum("queued_notices"));
+    assert!(sum("queued_notices") >= 1, "{nodes}");
     let g17 = row(&nodes["rows"], "code", G17);
     assert_eq!(
         (
-            g17["queue_depth"].clone(),
+            g17["queued_documents"].clone(),
+            g17["queued_notices"].clone(),
             g17["oldest_unacked_document_id"].clone()
         ),
-        (1.into(), first.clone().into())
+        (1.into(), 0.into(), first.clone().into())
     );
     assert_eq!(row(&nodes["rows"], "code", G09)["online"], true);
 

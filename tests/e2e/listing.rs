@@ -170,6 +170,7 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
     let node = |code: &str| nodes.iter().find(|n| n.organ_id == code).unwrap().clone();
     let relay = node(RELAY);
     assert!(relay.relay && relay.own_node && !relay.online);
+    assert_eq!((relay.queued_documents, relay.queued_notices), (1, 0));
     assert_eq!(relay.queue_depth, 1);
     assert_eq!(relay.oldest_unacked_document_id, to_district);
     assert!(relay.oldest_unacked_accepted_at_unix_ms > 0);
@@ -182,7 +183,9 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
     assert_eq!(g12_node.queue_depth, 0);
     // G22's queue holds the notices of G12's moves; no delivery waits for it.
     let g22_node = node(G22);
-    assert!(g22_node.queue_depth >= 1);
+    assert_eq!(g22_node.queued_documents, 0);
+    assert!(g22_node.queued_notices >= 1);
+    assert_eq!(g22_node.queue_depth, g22_node.queued_notices);
     assert!(g22_node.oldest_unacked_document_id.is_empty());
 }
 

@@ -335,7 +335,10 @@ async fn metrics_count_sends_moves_and_refusals_as_they_happen() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let scraped = scrape(&hub).await;
-        let depth = scraped.value("truc_queue_depth", &[("agency", METERED_RECIPIENT)]);
+        let depth = scraped.value(
+            "truc_queue_depth",
+            &[("agency", METERED_RECIPIENT), ("kind", "documents")],
+        );
         let age = scraped.value(
             "truc_queue_oldest_unacked_age_seconds",
             &[("agency", METERED_RECIPIENT)],

@@ -273,8 +273,27 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
         .unwrap_err();
     assert_eq!(refused.code(), Some(Code::PermissionDenied));
 
-    // The operator resends G12's: the node gets it and it arrives.
-    let resent = operator
+    // The operator reads but may not act: that is the administrator's.
+    for refused in [
+        operator
+            .resend_dead_letter(&document_id, G12)
+            .await
+            .unwrap_err(),
+        operator
+            .cancel_dead_letter(&document_id, G17, "x")
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(refused.code(), Some(Code::PermissionDenied), "{refused}");
+        assert!(
+            refused.to_string().contains("may read but not"),
+            "{refused}"
+        );
+    }
+    let administrator = hub.administrator().await;
+    let recorded = format!("administrator:{}", truc_testkit::ADMINISTRATOR);
+    // The administrator resends G12's: the node gets it and it arrives.
+    let resent = administrator
         .resend_dead_letter(&document_id, G12)
         .await
         .unwrap();
@@ -285,27 +304,27 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
             .iter()
             .map(|a| (a.action.as_str(), a.operator.as_str()))
             .collect::<Vec<_>>(),
-        vec![("resent", truc_testkit::OPERATOR)]
+        vec![("resent", recorded.as_str())]
     );
     fetch(&hub, G12, &document_id).await;
     // And cancels G17's, saying why; neither can be done twice.
-    let cancelled = operator
+    let cancelled = administrator
         .cancel_dead_letter(&document_id, G17, "Đã gửi bản giấy")
         .await
         .unwrap();
     assert_eq!(cancelled.state, "cancelled");
-    assert_eq!(cancelled.actions[0].operator, truc_testkit::OPERATOR);
+    assert_eq!(cancelled.actions[0].operator, recorded);
     assert_eq!(cancelled.actions[0].reason, "Đã gửi bản giấy");
     for again in [
-        operator
+        administrator
             .cancel_dead_letter(&document_id, G17, "again")
             .await
             .unwrap_err(),
-        operator
+        administrator
             .resend_dead_letter(&document_id, G17)
             .await
             .unwrap_err(),
-        operator
+        administrator
             .resend_dead_letter(&document_id, G12)
             .await
             .unwrap_err(),

@@ -19,8 +19,13 @@ const G17: &str = AGENCIES[3];
 pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
     let client = hub.client(agency).await;
     let (acks, mut stream) = client.deliveries(64).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let message = stream.next().await.unwrap().unwrap();
+        let message = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{document_id} was not delivered to {agency} within 30 s"))
+            .unwrap()
+            .unwrap();
         match message.kind {
             Some(pb::hub_message::Kind::Delivery(delivery))
                 if delivery.document_id == document_id =>
@@ -33,15 +38,7 @@ pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
             _ => {}
         }
     }
-    let operator = hub.operator().await;
-    loop {
-        let status = operator.get_status(document_id).await.unwrap();
-        let row = status.recipients.iter().find(|r| r.recipient == agency);
-        if row.is_some_and(|r| r.history.iter().any(|e| e.status == 1)) {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    fetch_done(hub, agency, document_id).await;
 }
 
 pub fn business(from: &str, to: &[&str], number: u32, kind: pb::BusinessType, of: &str) -> Draft {
@@ -99,11 +96,12 @@ async fn a_recall_withdraws_what_was_not_fetched_and_asks_who_holds_it() {
     let status = sender.get_status(&original).await.unwrap();
     assert_eq!(history(&status, G12), vec![13, 15]);
     assert_eq!(history(&status, H41), vec![1, 13]);
-    // Nothing is delivered to G12: neither the document nor the recall.
+    // Nothing is delivered to G12, neither the document nor the recall: its
+    // node is only told, in case the document was on its way to it.
     let operator = hub.operator().await;
     let nodes = operator.list_nodes().await.unwrap();
     let g12 = nodes.nodes.iter().find(|n| n.organ_id == G12).unwrap();
-    assert_eq!(g12.queue_depth, 0);
+    assert_eq!((g12.queued_documents, g12.queued_notices), (0, 1));
     assert!(g12.oldest_unacked_document_id.is_empty());
     assert_eq!(
         hub.client(G12)
@@ -395,4 +393,137 @@ fn pdf_bytes(seed: u32, bytes: usize) -> Vec<u8> {
     (0..bytes)
         .map(|i| (i as u32).wrapping_mul(2654435761).wrapping_add(seed) as u8)
         .collect()
+}
+
+/// The recall race: a recipient whose node never fetched a document moves
+/// it (the hub records "arrived" with the move), then agrees to its recall.
+/// Its node, started afterwards, never writes the document into its inbox
+/// and hears of the recall instead. A node that already holds a document
+/// marks it recalled in its inbox once the recall is agreed.
+#[tokio::test]
+async fn a_recalled_document_never_reaches_the_inbox_and_one_held_is_marked() {
+    use tokio::sync::mpsc;
+    use truc_node::NodeEvent;
+
+    let hub = TestHub::start().await;
+    let sender = hub.client(G22).await;
+    let h41 = hub.client(H41).await;
+    let unseen = sender
+        .send(&draft(G22, &[H41], 31), vec![pdf("a.pdf", 31, 10)])
+        .await
+        .unwrap()
+        .document_id;
+    h41.move_status(&unseen, None, Status::Received, "")
+        .await
+        .unwrap();
+    let recall = sender
+        .send(
+            &business(G22, &[H41], 32, pb::BusinessType::Revoke, &unseen),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        outcome(&recall, H41).reason.contains("asked to agree"),
+        "{:?}",
+        outcome(&recall, H41)
+    );
+    h41.move_status(&unseen, None, Status::RecallAgreed, "")
+        .await
+        .unwrap();
+    let status = sender.get_status(&unseen).await.unwrap();
+    assert_eq!(history(&status, H41), vec![1, 3, 13, 15]);
+
+    let inbox = hub.root.path().join("inbox-h41");
+    let (events, mut receiver) = mpsc::channel(64);
+    let mut config = hub.node_config(H41, Some(inbox.clone()));
+    config.events = Some(events);
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let node = tokio::spawn(truc_node::run_node(config, async move {
+        let _ = stopped.changed().await;
+    }));
+    // The recall notice is queued after everything the node had waiting:
+    // once it is heard, the document would have been written if it were
+    // still queued.
+    crate::wait_for(&mut receiver, |event| {
+        matches!(event, NodeEvent::Recalled { document_id, marked: None, .. } if *document_id == unseen)
+    })
+    .await;
+    let inbox_name = truc_node::agent::inbox_name;
+    assert!(
+        !inbox.join(inbox_name(&unseen)).exists(),
+        "a document whose recall was agreed reached the inbox: {:?}",
+        crate::inbox_documents(&inbox)
+    );
+    assert!(inbox.join(inbox_name(&recall.document_id)).is_dir());
+
+    // A document the node holds is marked once its recall is agreed.
+    let held = sender
+        .send(&draft(G22, &[H41], 33), vec![pdf("b.pdf", 33, 10)])
+        .await
+        .unwrap()
+        .document_id;
+    crate::wait_for(
+        &mut receiver,
+        |event| matches!(event, NodeEvent::Delivered { document_id, .. } if *document_id == held),
+    )
+    .await;
+    fetch_done(&hub, H41, &held).await;
+    let second = sender
+        .send(
+            &business(G22, &[H41], 34, pb::BusinessType::Revoke, &held),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert!(outcome(&second, H41).reason.contains("asked to agree"));
+    h41.move_status(&held, None, Status::RecallAgreed, "")
+        .await
+        .unwrap();
+    let mut marker = None;
+    crate::wait_for(&mut receiver, |event| match event {
+        NodeEvent::Recalled {
+            document_id,
+            marked,
+            ..
+        } if *document_id == held => {
+            marker = marked.clone();
+            true
+        }
+        _ => false,
+    })
+    .await;
+    let marker = marker.expect("the inbox holds the document, so it is marked");
+    assert_eq!(
+        marker,
+        inbox.join(truc_node::recalled_marker_name(&held)),
+        "the mark lies beside the document's folder"
+    );
+    let marked: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+    assert_eq!(marked["status"], 15);
+    assert_eq!(marked["document_id"], held.as_str());
+    assert!(inbox.join(inbox_name(&held)).is_dir(), "the document stays");
+    assert!(!inbox
+        .join(truc_node::recalled_marker_name(&unseen))
+        .exists());
+    let _ = stop.send(true);
+    node.await.unwrap();
+}
+
+/// Waits until `agency`'s arrival of `document_id` is on record.
+async fn fetch_done(hub: &TestHub, agency: &str, document_id: &str) {
+    let operator = hub.operator().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = operator.get_status(document_id).await.unwrap();
+        if history(&status, agency).contains(&1) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{agency}'s arrival of {document_id} was not recorded within 30 s"
+        );
+        tokio::task::yield_now().await;
+    }
 }

@@ -3,7 +3,7 @@
 //! already running) through the public gRPC API over mutual TLS, with real
 //! agency certificates and real signatures, and measures sustained durable
 //! intake, deliveries at a fan-out, status moves, latencies, the hub's peak
-//! memory and its bytes on disk per document. [`nats`] runs the same messages
+//! memory and its bytes on disk per document. `nats` (feature `nats`) runs the same messages
 //! and fan-out through NATS JetStream for a side-by-side figure.
 //!
 //! Entry point: [`run`] with [`BenchOptions`] and a [`HubTarget`]; the
@@ -15,6 +15,7 @@ mod error;
 mod fanout;
 mod hub_process;
 mod latency;
+#[cfg(feature = "nats")]
 pub mod nats;
 mod nodes;
 mod options;

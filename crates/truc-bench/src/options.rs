@@ -192,6 +192,13 @@ impl BenchOptions {
                  {MOVES_PER_DELIVERY} (the whole paths of deliveries in one MoveStatuses call)"
             ));
         }
+        if self.nats.is_some() && !cfg!(feature = "nats") {
+            problems.push(
+                "--compare-nats: this truc was built without NATS; build it with `cargo build \
+                 --release -p truc-cli --features nats` (bench/compare-nats.sh does)"
+                    .to_owned(),
+            );
+        }
         if self.nats.is_some() && !self.scenario.includes(ScenarioKind::Fanout) {
             problems.push(
                 "--compare-nats compares fan-out deliveries: use --scenario fanout or all"
@@ -249,8 +256,21 @@ mod tests {
             ..BenchOptions::default()
         };
         let problems = options.problems();
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        // A build without the `nats` feature also names the missing NATS.
+        let without_nats = !cfg!(feature = "nats");
+        assert_eq!(
+            problems.len(),
+            4 + usize::from(without_nats),
+            "{problems:?}"
+        );
         assert!(problems.iter().any(|p| p.contains("at least 5 agencies")));
+        assert_eq!(
+            problems
+                .iter()
+                .any(|p| p.contains("this truc was built without NATS")),
+            without_nats,
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -106,6 +106,7 @@ pub async fn run(
         bench.moves().await?;
         bench.sample("moves").await;
     }
+    #[cfg(feature = "nats")]
     if let Some(nats) = &options.nats {
         // The ratio is taken against the first fan-out phase, at its pace.
         let (hub_rate, pace) = report

@@ -65,7 +65,7 @@ pub struct VerifyArgs {
 }
 
 fn day(flag: &str, text: &str) -> anyhow::Result<DocumentDate> {
-    DocumentDate::parse_iso(text).map_err(|error| anyhow::anyhow!("{flag} {text}: {error}"))
+    crate::check_date(flag, text)
 }
 
 /// The period as Unix milliseconds, inclusive; 0 for an open end.
@@ -84,7 +84,7 @@ fn period(from: Option<&str>, to: Option<&str>) -> anyhow::Result<(i64, i64)> {
         None => 0,
     };
     if to_unix_ms > 0 && to_unix_ms < from_unix_ms {
-        anyhow::bail!("--to is before --from");
+        return Err(crate::usage("--to: the day is before --from's"));
     }
     Ok((from_unix_ms, to_unix_ms))
 }
@@ -114,8 +114,9 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                         data_dir.display()
                     )
                 })?;
-            let trust = args.connection.roots()?;
-            let hub = PkiPaths::new(&args.connection.certs).hub_credentials().ok();
+            let pki = args.connection.pki()?;
+            let trust = crate::connect::roots_of(&pki)?;
+            let hub = PkiPaths::new(&pki.dir).hub_credentials().ok();
             let key = hub.as_ref().and_then(|hub| hub.signing_key().ok());
             let signer = match (&hub, &key) {
                 (Some(hub), Some(key)) => Some(truc_hub::audit::ExportSigner {
@@ -125,7 +126,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 _ => {
                     eprintln!(
                         "no hub key in {}: the export is not signed",
-                        args.connection.certs.display()
+                        pki.dir.display()
                     );
                     None
                 }

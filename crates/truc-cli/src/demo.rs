@@ -86,7 +86,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop_hub, hub_stopped) = tokio::sync::oneshot::channel::<()>();
-    let hub = tokio::spawn(truc_hub::run(listener, setup, async {
+    // The PKI lives a day and goes with the demo: its expiry concerns no one.
+    let observe = truc_hub::Observe {
+        certificate_warning_days: 0,
+        ..truc_hub::Observe::default()
+    };
+    let hub = tokio::spawn(truc_hub::run_observed(listener, setup, observe, async {
         let _ = hub_stopped.await;
     }));
     println!(

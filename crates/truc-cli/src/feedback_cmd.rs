@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use truc_proto::v1 as pb;
 
 use crate::connect::Connection;
-use crate::format_time;
+use crate::{format_time, TIME_WIDTH};
 
 #[derive(clap::Args)]
 pub struct OverdueArgs {
@@ -70,7 +70,7 @@ pub async fn overdue(args: OverdueArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<15} {:<9} {:<19} {:>16}  {:<15} document",
+        "{:<15} {:<9} {:<TIME_WIDTH$} {:>16}  {:<15} document",
         "recipient", "deadline", "due at", "late", "sender"
     );
     let mut current = "";
@@ -82,7 +82,7 @@ pub async fn overdue(args: OverdueArgs) -> anyhow::Result<ExitCode> {
             &d.recipient
         };
         println!(
-            "{:<15} {:<9} {:<19} {:>16}  {:<15} {}",
+            "{:<15} {:<9} {:<TIME_WIDTH$} {:>16}  {:<15} {}",
             recipient,
             d.deadline,
             format_time(d.deadline_unix_ms),
@@ -118,7 +118,7 @@ pub struct DeadLettersArgs {
 
 #[derive(clap::Subcommand)]
 enum DeadLetterAction {
-    /// Queues a dead letter again with a new time to live (operators).
+    /// Queues a dead letter again with a new time to live (administrators).
     Resend {
         document_id: String,
         recipient: String,
@@ -128,11 +128,11 @@ enum DeadLetterAction {
         #[arg(long)]
         json: bool,
     },
-    /// Closes a dead letter for good, saying why (operators).
+    /// Closes a dead letter for good, saying why (administrators).
     Cancel {
         document_id: String,
         recipient: String,
-        /// Why it is cancelled; recorded with the operator's name.
+        /// Why it is cancelled; recorded with the administrator's name.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -156,7 +156,7 @@ fn letter_json(letter: &pb::DeadLetter) -> serde_json::Value {
 
 fn print_letter(letter: &pb::DeadLetter) {
     println!(
-        "{:<15} {:<9} {:<19} {:<15} {}",
+        "{:<15} {:<9} {:<TIME_WIDTH$} {:<15} {}",
         letter.recipient,
         letter.state,
         format_time(letter.expired_at_unix_ms),
@@ -165,7 +165,7 @@ fn print_letter(letter: &pb::DeadLetter) {
     );
     for action in &letter.actions {
         println!(
-            "{:<15} {} by operator {} at {}{}",
+            "{:<15} {} by {} at {}{}",
             "",
             action.action,
             action.operator,
@@ -229,7 +229,7 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
                 println!("No dead letters.");
             } else {
                 println!(
-                    "{:<15} {:<9} {:<19} {:<15} document",
+                    "{:<15} {:<9} {:<TIME_WIDTH$} {:<15} document",
                     "recipient", "state", "expired at", "sender"
                 );
                 for letter in &response.dead_letters {

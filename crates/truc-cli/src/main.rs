@@ -12,6 +12,7 @@ mod crashtest_cluster;
 mod demo;
 mod edxml_cmd;
 mod feedback_cmd;
+mod grpc_cmd;
 mod operator_cmd;
 mod powercut;
 mod replay_cmd;
@@ -34,7 +35,9 @@ use connect::Connection;
     version,
     about = "The national document interconnection axis: hub, agency nodes and tools",
     after_help = "Start with `truc demo`, or `truc certs init` then `truc hub --config config/hub.toml`.\n\
-                  Exit codes: 0 success, 1 failure (the message says what to do next), 2 usage error."
+                  Exit codes: 0 success, 1 failure (the message says what to do next), 2 usage error,\n\
+                  3 `truc send` or `truc recall` accepted for some recipients and refused for others (each ✗ says why).\n\
+                  Times are shown in Vietnam time with the offset (2026-11-22 09:30:00 +07:00); logs are in UTC (…Z)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -75,10 +78,13 @@ enum Command {
                       --print-config shows each key with its default and its variable.\n\
                       gRPC health and server reflection share the hub's port; Prometheus metrics are\n\
                       served on [observe] metrics_listen, the operator dashboard on [observe] dashboard_listen\n\
-                      (sign in with any user name and the token of dashboard_token_file). Log level: RUST_LOG (default warn,truc=info).")]
+                      (make its token with `truc certs dashboard-token`, then sign in with any user name and\n\
+                      the token as password). Log level: RUST_LOG (default warn,truc=info); logs are in UTC.")]
     Hub {
-        #[arg(long, default_value = "config/hub.toml")]
-        config: PathBuf,
+        /// The hub's configuration (default: config/hub.toml in the current
+        /// folder or the nearest folder above it that has one).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Print the effective configuration (the file with its TRUC_HUB__* overrides) as commented TOML, and exit.
         #[arg(long)]
         print_config: bool,
@@ -120,7 +126,10 @@ enum Command {
     },
     /// Signs and sends a document as an agency.
     #[command(
-        after_help = "Example: truc send --as 000.00.00.G22 --to 000.00.00.H41 --to 000.00.00.G12 \\\n  --number 7816 --notation VPCP-TTĐT --subject 'Về việc ...' --attach vanban.pdf --sign-document"
+        after_help = "Example: truc send --as 000.00.00.G22 --to 000.00.00.H41 --to 000.00.00.G12 \\\n  --number 7816 --notation VPCP-TTĐT --subject 'Về việc ...' --attach vanban.pdf --sign-document\n\
+                      Exit code 3 when the hub accepted the document for some recipients and refused others\n\
+                      (each refused one is marked ✗ with the reason); 0 when every recipient was accepted.\n\
+                      A --due date already past is sent with a warning on stderr: the hub counts it overdue at once."
     )]
     Send(SendArgs),
     /// Shows a document's status per recipient, or moves the caller's own delivery on.
@@ -156,27 +165,34 @@ enum Command {
         after_help = "Examples:\n  truc documents --operator ops --recipient 000.00.05.H41 --status arrived\n  truc documents --as 000.00.00.G22 --queued --json"
     )]
     Documents(operator_cmd::DocumentsArgs),
-    /// The directory with each node's mode, online state, last seen, queue depth and oldest unacknowledged delivery (operators).
-    #[command(after_help = "Example: truc nodes --operator ops")]
+    /// The directory with each node's mode, online state, last seen, queued documents and notices, and oldest unacknowledged document (operators).
+    #[command(after_help = "Example: truc nodes --operator ops\n\
+                      `documents` are deliveries waiting for the node to fetch them; `notices` are status notices\n\
+                      waiting for it (about documents its agency sent, or a recall of one it received).")]
     Nodes(operator_cmd::NodesArgs),
     /// Deliveries past a feedback deadline, per recipient, with how late (agencies see their own).
     #[command(after_help = "Example: truc overdue --operator ops --agency 000.00.00.G12")]
     Overdue(feedback_cmd::OverdueArgs),
-    /// Deliveries that expired unacknowledged; operators resend or cancel them.
+    /// Deliveries that expired unacknowledged; administrators resend or cancel them.
     #[command(
         name = "dead-letters",
-        after_help = "Examples:\n  truc dead-letters --operator ops\n  truc dead-letters resend '<id>' 000.00.00.G12 --operator ops\n  truc dead-letters cancel '<id>' 000.00.00.G12 --reason 'Đã gửi bản giấy' --operator ops"
+        after_help = "Examples:\n  truc dead-letters --operator ops\n  truc dead-letters resend '<id>' 000.00.00.G12 --administrator admin\n  truc dead-letters cancel '<id>' 000.00.00.G12 --reason 'Đã gửi bản giấy' --administrator admin\n\
+                      Operators read; resending and cancelling take an administrator's certificate."
     )]
     DeadLetters(feedback_cmd::DeadLettersArgs),
     /// Recalls a document the caller sent: withdrawn at once where not yet fetched, otherwise asked of the recipient.
     #[command(
-        after_help = "Example: truc recall '000.00.00.G22,2026/11/22,7816/VPCP-TTĐT' --as 000.00.00.G22 --number 7817 --notation VPCP-TTĐT"
+        after_help = "Example: truc recall '000.00.00.G22,2026/11/22,7816/VPCP-TTĐT' --as 000.00.00.G22 --number 7817 --notation VPCP-TTĐT\n\
+                      Exit code 3 when the recall was refused for some recipients (each marked ✗ with the reason)."
     )]
     Recall(operator_cmd::RecallArgs),
     /// Per-agency sent and received counts for a period (operators see all agencies).
     #[command(
         after_help = "Examples:\n  truc counts --operator ops --from 2026-01-01 --to 2026-06-30\n  \
-                      truc counts --as 000.00.00.H41 --json"
+                      truc counts --as 000.00.00.H41 --json\n\
+                      `received` counts deliveries that arrived (fetched by the recipient's node, or moved by the\n\
+                      recipient); documents still queued for a recipient are not counted until they arrive\n\
+                      (`truc documents --recipient <code> --queued` lists them)."
     )]
     Counts {
         #[command(flatten)]
@@ -212,6 +228,11 @@ enum Command {
         after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7\n  truc crashtest --power-cut --cuts 100 --documents 1500 --seed 1   # root, /dev/fuse"
     )]
     Crashtest(crashtest::CrashtestArgs),
+    /// gRPC server reflection and health of a running hub, over its mutual TLS.
+    Grpc {
+        #[command(subcommand)]
+        command: grpc_cmd::GrpcCommand,
+    },
     /// The tamper-evident audit log: export a period with its certificates, verify an export offline.
     Audit {
         #[command(subcommand)]
@@ -226,7 +247,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertsCommand {
-    /// Makes a new CA and credentials for the hub, every agency of a directory, and operators.
+    /// Makes a new CA and credentials for the hub, every agency of a directory, operators and administrators.
     #[command(
         after_help = "Examples:\n  truc certs init --dir certs/dev --directory config/agencies.toml\n  \
                       truc certs init --dir certs/p256 --key-algorithm p256   # for gRPC stacks without Ed25519 (Python grpcio)"
@@ -238,9 +259,12 @@ enum CertsCommand {
         /// Directory file whose agencies get credentials.
         #[arg(long, default_value = "config/agencies.toml")]
         directory: PathBuf,
-        /// Operator names to issue certificates for.
+        /// Operator names to issue certificates for (read-only: they see everything and change nothing).
         #[arg(long = "operator", default_value = "ops")]
         operators: Vec<String>,
+        /// Administrator names to issue certificates for (they also resend and cancel dead letters).
+        #[arg(long = "administrator", default_value = "admin")]
+        administrators: Vec<String>,
         /// Validity of every certificate, in days.
         #[arg(long, default_value_t = 365)]
         days: u64,
@@ -285,6 +309,33 @@ enum CertsCommand {
         /// Key algorithm of the hub's key (default: the CA's).
         #[arg(long, value_enum)]
         key_algorithm: Option<KeyAlgorithmArg>,
+    },
+    /// Issues an operator's credentials with an existing CA: reads everything, changes nothing.
+    #[command(after_help = "Example: truc certs operator --dir certs/dev --name watch")]
+    Operator {
+        /// The PKI folder made by `truc certs init` (its CA signs).
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+        /// The operator's name, in the certificate as urn:truc:operator:<name>.
+        #[arg(long)]
+        name: String,
+        /// Validity of the certificate, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Issues an administrator's credentials with an existing CA: reads like an
+    /// operator, and resends and cancels dead letters.
+    #[command(after_help = "Example: truc certs administrator --dir certs/dev --name lan")]
+    Administrator {
+        /// The PKI folder made by `truc certs init` (its CA signs).
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+        /// The administrator's name, in the certificate as urn:truc:administrator:<name>.
+        #[arg(long)]
+        name: String,
+        /// Validity of the certificate, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
     },
     /// Writes a new random token for the operator dashboard (mode 0600), for `[observe] dashboard_token_file`.
     #[command(
@@ -362,9 +413,38 @@ struct SendArgs {
     json: bool,
 }
 
+/// A command line that cannot run as written (a value out of its set, a
+/// missing `--as`, a date that is no date): exit code 2, as for clap's own
+/// usage errors, so that scripts can tell it from a failure.
+#[derive(Debug)]
+pub struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A usage error; its message starts with the flag.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(message.into()))
+}
+
+/// Exit code when a document was accepted for some recipients and refused
+/// for others: a script must notice the dropped recipients.
+pub const EXIT_SOME_RECIPIENTS_REFUSED: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // Replays, demos and load runs connect a node per agency at once: a
+    // line per node would bury what matters.
+    let many_nodes = matches!(
+        cli.command,
+        Command::Replay(_) | Command::Demo(_) | Command::Bench(_) | Command::Crashtest(_)
+    );
+    init_logs(cli.log_format, many_nodes);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -375,13 +455,51 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command, cli.log_format)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", error_text(&error));
+            if error.chain().any(|cause| cause.is::<Usage>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-fn init_logs(format: LogFormat) {
+/// An error for people: a refused certificate said in terms of the files
+/// used; otherwise the chain of causes, each said once (a library's message
+/// often repeats the cause it also gives as its source).
+fn error_text(error: &anyhow::Error) -> String {
+    if let Some(explained) = connect::explain(error) {
+        return explained;
+    }
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+/// A `yyyy-mm-dd` flag, checked before anything is asked of the hub.
+pub(crate) fn check_date(flag: &str, text: &str) -> anyhow::Result<truc_domain::DocumentDate> {
+    truc_domain::DocumentDate::parse_iso(text).map_err(|error| {
+        usage(format!(
+            "{flag}: {text:?} is not a date: {error}; write yyyy-mm-dd, e.g. 2026-11-22"
+        ))
+    })
+}
+
+/// The level when RUST_LOG is not set: the hub's start, stop and node
+/// connections, warnings and errors.
+const DEFAULT_LOG_LEVEL: &str = "warn,truc=info";
+
+fn init_logs(format: LogFormat, many_nodes: bool) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let format = match format {
@@ -392,8 +510,13 @@ fn init_logs(format: LogFormat) {
     // Both formats escape what clients wrote: a refusal's text cannot forge a line.
     tracing_subscriber::registry()
         .with(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,truc=info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if many_nodes {
+                    format!("{DEFAULT_LOG_LEVEL},{}=warn", truc_hub::NODES_TARGET)
+                } else {
+                    DEFAULT_LOG_LEVEL.to_owned()
+                })
+            }),
         )
         .with(truc_hub::logs::layer(format, std::io::stderr, ansi))
         .init();
@@ -405,11 +528,11 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Hub {
             config,
             print_config: false,
-        } => hub(config, log_format).await,
+        } => hub(hub_config_path(config)?, log_format).await,
         Command::Hub {
             config,
             print_config: true,
-        } => print_hub_config(config),
+        } => print_hub_config(hub_config_path(config)?),
         Command::Node {
             connection,
             inbox,
@@ -445,6 +568,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Bench(args) => bench_cmd::run(args).await,
         Command::Crashtest(args) => crashtest::run(args).await,
         Command::Audit { command } => audit_cmd::run(command).await,
+        Command::Grpc { command } => grpc_cmd::run(command).await,
         Command::Store { command } => store_cmd::run(command).await,
     }
 }
@@ -464,10 +588,33 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        CertsCommand::Operator { dir, name, days } => {
+            let paths = truc_pki::PkiPaths::new(dir);
+            truc_pki::issue_operator(&paths, &name, std::time::Duration::from_secs(days * 86_400))?;
+            println!(
+                "issued operator {name} (reads everything, changes nothing) in {}",
+                paths.operator_cert(&name).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Administrator { dir, name, days } => {
+            let paths = truc_pki::PkiPaths::new(dir);
+            truc_pki::issue_administrators(
+                &paths,
+                std::slice::from_ref(&name),
+                std::time::Duration::from_secs(days * 86_400),
+            )?;
+            println!(
+                "issued administrator {name} (reads, and resends and cancels dead letters) in {}",
+                paths.administrator_cert(&name).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         CertsCommand::Init {
             dir,
             directory,
             operators,
+            administrators,
             days,
             key_algorithm,
         } => {
@@ -485,11 +632,19 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
                 key_algorithm,
             )
             .with_context(|| format!("making a development PKI in {}", dir.display()))?;
+            if !administrators.is_empty() {
+                truc_pki::issue_administrators(
+                    &paths,
+                    &administrators,
+                    std::time::Duration::from_secs(days * 86_400),
+                )?;
+            }
             println!(
-                "made a development PKI in {}: CA, hub, {} agencies, {} operators, {key_algorithm} keys (keys are mode 0600; never commit them)",
+                "made a development PKI in {}: CA, hub, {} agencies, {} operators (read-only), {} administrators, {key_algorithm} keys (keys are mode 0600; never commit them)",
                 paths.dir.display(),
                 agencies.len(),
-                operators.len()
+                operators.len(),
+                administrators.len()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -549,6 +704,30 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--config`, or config/hub.toml in the current folder or the nearest
+/// folder above it that has one (the checkout's root from any folder in it).
+fn hub_config_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    const DEFAULT: &str = "config/hub.toml";
+    if let Some(given) = given {
+        return Ok(given);
+    }
+    let here = std::env::current_dir().context("reading the current folder")?;
+    for folder in here.ancestors() {
+        if folder.join(DEFAULT).is_file() {
+            return Ok(if folder == here {
+                PathBuf::from(DEFAULT)
+            } else {
+                folder.join(DEFAULT)
+            });
+        }
+    }
+    Err(usage(format!(
+        "--config: no {DEFAULT} in {} or any folder above it; give the hub's configuration with \
+         --config FILE (`truc hub --print-config` on the repository's config/hub.toml shows every key)",
+        here.display()
+    )))
+}
+
 async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     let config = truc_hub::HubConfig::load(&config_path)?;
     let setup = truc_hub::HubSetup::from_config(&config).map_err(anyhow::Error::msg)?;
@@ -589,17 +768,15 @@ async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<Exit
         .metrics_listen
         .map_or_else(|| "off".to_owned(), |address| address.to_string());
     tracing::info!(
-        %listen,
-        metrics = %metrics_listen,
-        dashboard = %dashboard_listen,
+        config = %config_path.display(),
         data_dir = %config.data_dir.display(),
-        agencies = setup.directory.len(),
-        "hub serving"
+        "hub configuration loaded"
     );
     // Log collectors read stderr line by line as JSON: the banner is for people only.
     if matches!(log_format, LogFormat::Human) {
         eprintln!(
-            "truc hub listening on {listen} (mutual TLS); metrics: {metrics_listen}; dashboard: {dashboard_listen}; Ctrl-C stops it"
+            "truc hub listening on {listen} (mutual TLS); metrics: {metrics_listen}; dashboard: {dashboard_listen}; data in {}; Ctrl-C or SIGTERM stops it",
+            config.data_dir.display()
         );
     }
     truc_hub::run_observed(listener, setup, observe, stop_signal()).await?;
@@ -615,10 +792,11 @@ pub(crate) async fn stop_signal() {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::terminate()) {
             Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
+                let signal = tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "SIGINT (Ctrl-C)",
+                    _ = terminate.recv() => "SIGTERM",
+                };
+                tracing::info!(signal, "stop signal received");
                 return;
             }
             Err(error) => {
@@ -627,6 +805,7 @@ pub(crate) async fn stop_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+    tracing::info!(signal = "SIGINT (Ctrl-C)", "stop signal received");
 }
 
 fn print_hub_config(config_path: PathBuf) -> anyhow::Result<ExitCode> {
@@ -705,6 +884,19 @@ async fn node(
                         );
                     }
                 }
+                truc_node::NodeEvent::Recalled {
+                    document_id,
+                    recipient,
+                    marked,
+                } => match marked {
+                    Some(marked) => println!(
+                        "recalled {document_id} for {recipient}: marked in {}",
+                        marked.display()
+                    ),
+                    None => println!(
+                        "recalled {document_id} for {recipient}: withdrawn before it reached the inbox"
+                    ),
+                },
                 truc_node::NodeEvent::Refused {
                     document_id,
                     reason,
@@ -744,6 +936,32 @@ pub(crate) fn today_in_vietnam() -> String {
 
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let from = args.connection.agency_code()?;
+    if let Some(date) = &args.date {
+        check_date("--date", date)?;
+    }
+    if !args.due.is_empty() {
+        let due = check_date("--due", &args.due)?;
+        let today = truc_domain::DocumentDate::parse_iso(&today_in_vietnam())?;
+        if due < today {
+            eprintln!(
+                "warning: --due {} is already past (today is {} in Vietnam); the hub counts the \
+                 document overdue at once",
+                args.due,
+                today.iso()
+            );
+        }
+    }
+    for path in &args.attach {
+        if !path.is_file() {
+            return Err(usage(format!(
+                "--attach: {} is not a file (looked from {}); give the path of the file to attach",
+                path.display(),
+                std::env::current_dir()
+                    .map(|dir| dir.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+    }
     let client = args.connection.connect().await?;
     let draft = Draft {
         from: from.to_string(),
@@ -768,7 +986,21 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let response = client.send(&draft, attachments).await?;
     connect::say_which_hub(&client);
     print_send_response(&response, args.json);
-    Ok(ExitCode::SUCCESS)
+    Ok(send_exit_code(&response))
+}
+
+/// 0 when every recipient was accepted; [`EXIT_SOME_RECIPIENTS_REFUSED`]
+/// when some were refused, said on stderr too.
+pub(crate) fn send_exit_code(response: &truc_proto::v1::SendResponse) -> ExitCode {
+    let refused = response.recipients.iter().filter(|r| !r.accepted).count();
+    if refused == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "{refused} of {} recipients refused (marked ✗ above); exit code {EXIT_SOME_RECIPIENTS_REFUSED}",
+        response.recipients.len()
+    );
+    ExitCode::from(EXIT_SOME_RECIPIENTS_REFUSED)
 }
 
 pub(crate) fn print_send_response(response: &truc_proto::v1::SendResponse, json: bool) {
@@ -821,23 +1053,13 @@ pub fn status_name(code: i32) -> &'static str {
     }
 }
 
+/// An instant for people: Vietnam time with its offset, `2026-11-22 09:30:00 +07:00`.
 pub fn format_time(unix_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .ok()
-        .map(|t| t.to_offset(time::UtcOffset::from_hms(7, 0, 0).expect("UTC+7 is valid")))
-        .map(|t| {
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                t.year(),
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        })
-        .unwrap_or_else(|| unix_ms.to_string())
+    truc_domain::vietnam_time(unix_ms)
 }
+
+/// Columns that hold a [`format_time`].
+pub const TIME_WIDTH: usize = 26;
 
 async fn status(
     document_id: String,
@@ -847,13 +1069,16 @@ async fn status(
     reason: String,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let client = connection.connect().await?;
-    if let Some(set) = set {
-        let status = Status::from_name(&set).ok_or_else(|| {
-            anyhow::anyhow!(
+    let target = match &set {
+        Some(set) => Some(Status::from_name(set).ok_or_else(|| {
+            usage(format!(
                 "--set: '{set}' is not one of received, assigned, processing, completed, rejected, recall-agreed, recall-refused"
-            )
-        })?;
+            ))
+        })?),
+        None => None,
+    };
+    let client = connection.connect().await?;
+    if let Some(status) = target {
         let entry = client
             .move_status(&document_id, for_unit.as_deref(), status, &reason)
             .await?;
@@ -992,6 +1217,11 @@ async fn counts(
     to: String,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    for (flag, date) in [("--from", &from), ("--to", &to)] {
+        if !date.is_empty() {
+            check_date(flag, date)?;
+        }
+    }
     let client = connection.connect().await?;
     let response = client.counts(&from, &to).await?;
     if json {
@@ -1017,6 +1247,10 @@ async fn counts(
         println!(
             "{:<15} {:>10} {:>10}",
             "total", response.total_sent, response.total_received
+        );
+        println!(
+            "received: deliveries that arrived; those still queued count once they arrive \
+             (`truc documents --recipient <code> --queued` lists them)"
         );
     }
     Ok(ExitCode::SUCCESS)

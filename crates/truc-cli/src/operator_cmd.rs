@@ -8,7 +8,7 @@ use anyhow::Context;
 use truc_proto::v1 as pb;
 
 use crate::connect::Connection;
-use crate::{format_time, status_name};
+use crate::{format_time, status_name, usage, TIME_WIDTH};
 
 #[derive(clap::Args)]
 pub struct RouteArgs {
@@ -98,8 +98,19 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
         Some(name) if name == "expired" => pb::StatusCode::StatusExpired as i32,
         Some(name) => truc_domain::Status::from_name(name)
             .map(|s| s.code() as i32)
-            .ok_or_else(|| anyhow::anyhow!("--status: '{name}' is not a status name"))?,
+            .ok_or_else(|| {
+                usage(format!(
+                    "--status: '{name}' is not a status name; use arrived, received, assigned, \
+                     processing, completed, rejected, recall-requested, recall-agreed, \
+                     recall-refused or expired"
+                ))
+            })?,
     };
+    for (flag, date) in [("--from", &args.from), ("--to", &args.to)] {
+        if !date.is_empty() {
+            crate::check_date(flag, date)?;
+        }
+    }
     let client = args.connection.connect().await?;
     let response = client
         .list_documents(pb::ListDocumentsRequest {
@@ -137,7 +148,7 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<44} {:<8} {:<19} recipients",
+        "{:<44} {:<8} {:<TIME_WIDTH$} recipients",
         "document", "kind", "accepted"
     );
     for document in &response.documents {
@@ -147,7 +158,7 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
             .map(|r| format!("{} {}", r.recipient, status_name(r.current)))
             .collect();
         println!(
-            "{:<44} {:<8} {:<19} {}",
+            "{:<44} {:<8} {:<TIME_WIDTH$} {}",
             document.document_id,
             business_name(document.business_type),
             format_time(document.accepted_at_unix_ms),
@@ -212,6 +223,7 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
                     "code": n.organ_id, "name": n.name, "connection": n.connection, "mode": mode(n),
                     "relay": n.relay, "own_node": n.own_node, "via": n.via, "online": n.online,
                     "last_seen_unix_ms": n.last_seen_unix_ms, "queue_depth": n.queue_depth,
+                    "queued_documents": n.queued_documents, "queued_notices": n.queued_notices,
                     "oldest_unacked_document_id": n.oldest_unacked_document_id,
                     "oldest_unacked_accepted_at_unix_ms": n.oldest_unacked_accepted_at_unix_ms,
                     "serving_hub": n.serving_hub,
@@ -265,8 +277,8 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(0)
         .max(3);
     println!(
-        "{:<15} {:<20} {:<7} {:<hub_width$} {:<19} {:>6}  oldest unacknowledged",
-        "agency", "mode", "online", "hub", "last seen", "queue"
+        "{:<15} {:<20} {:<7} {:<hub_width$} {:<TIME_WIDTH$} {:>9} {:>7}  oldest unacknowledged document",
+        "agency", "mode", "online", "hub", "last seen", "documents", "notices"
     );
     for node in &response.nodes {
         let oldest = if node.oldest_unacked_document_id.is_empty() {
@@ -278,8 +290,15 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
                 format_time(node.oldest_unacked_accepted_at_unix_ms)
             )
         };
+        let count = |value: u64| {
+            if node.own_node {
+                value.to_string()
+            } else {
+                "-".to_owned()
+            }
+        };
         println!(
-            "{:<15} {:<20} {:<7} {:<hub_width$} {:<19} {:>6}  {}",
+            "{:<15} {:<20} {:<7} {:<hub_width$} {:<TIME_WIDTH$} {:>9} {:>7}  {}",
             node.organ_id,
             mode(node),
             if node.online { "yes" } else { "no" },
@@ -293,14 +312,14 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format_time(node.last_seen_unix_ms)
             },
-            if node.own_node {
-                node.queue_depth.to_string()
-            } else {
-                "-".to_owned()
-            },
+            count(node.queued_documents),
+            count(node.queued_notices),
             oldest
         );
     }
+    println!(
+        "documents: deliveries waiting for the node to fetch them; notices: status notices waiting for it"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -359,5 +378,5 @@ pub async fn recall(args: RecallArgs) -> anyhow::Result<ExitCode> {
     let response = client.send(&draft, Vec::new()).await?;
     crate::connect::say_which_hub(&client);
     crate::print_send_response(&response, args.json);
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::send_exit_code(&response))
 }

@@ -13,11 +13,15 @@ use truc_replay::driver::{self, EmbeddedHub, Pace, ReplayOptions, Target};
 use truc_replay::progress::ProgressMode;
 use truc_replay::published::{parse_scale, Dataset, Expected};
 use truc_replay::report::{FigureSource, Report};
+use truc_replay::source::{ReplayRecord, REPLAY_RECORD_FILE};
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   truc replay 2019                      embedded hub, full period, report beside seed 002
   truc replay 2021 --scale 1/100 --json report.json --csv agencies.csv
+  truc replay 2021 --scale 1/100 --data-dir data/replay-2021
+                                        keep the hub's data; `truc report --data-dir data/replay-2021`
+                                        reads it again with the same dataset and scale
   truc replay 2021 --scale 1/100 --dashboard 127.0.0.1:8080 --hold
                                         watch it on the operator dashboard, kept up after the report
 
@@ -71,7 +75,9 @@ pub struct ReplayArgs {
     /// Write the per-agency rows as CSV.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// Keep the embedded hub's data in this (empty) folder, for `truc report --data-dir`.
+    /// Keep the embedded hub's data in this (empty) folder, for `truc report --data-dir`, with
+    /// the dataset and scale in replay.json beside it. Without it the data is in a temporary
+    /// folder removed at the end.
     #[arg(long, value_name = "DIR", conflicts_with = "hub")]
     pub data_dir: Option<PathBuf>,
     /// Write the directory TOML of the dataset's units (for a hub started elsewhere) and exit.
@@ -158,11 +164,26 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         _ => {
             let (observe, token_dir) = dashboard(args.dashboard).await?;
             let hub = EmbeddedHub::start_observed(&plan, args.data_dir.as_deref(), observe).await?;
+            if let Some(dir) = &args.data_dir {
+                // So that `truc report --data-dir` compares with these targets unasked.
+                ReplayRecord {
+                    dataset: plan.dataset.clone(),
+                    scale: args.scale,
+                    seed: plan.seed,
+                }
+                .write(dir)
+                .with_context(|| format!("writing {REPLAY_RECORD_FILE} into {}", dir.display()))?;
+            }
             eprintln!(
-                "embedded hub on {} with {} units, data in {}",
+                "embedded hub on {} with {} units, data in {}{}",
                 hub.target.hubs,
                 plan.units.len(),
-                hub.data_dir.display()
+                hub.data_dir.display(),
+                if args.data_dir.is_some() {
+                    " (kept)"
+                } else {
+                    ", a temporary folder removed at the end (keep it with --data-dir DIR)"
+                }
             );
             if let (Some(address), Some(dir)) = (args.dashboard, &token_dir) {
                 eprintln!(
@@ -198,10 +219,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     write_outputs(&report, args.json.as_ref(), args.csv.as_ref())?;
     if let (Some(data_dir), Some(_)) = (embedded, &args.data_dir) {
         println!(
-            "the hub's data is kept in {}: `truc report --data-dir {} --dataset {}` reads it again",
+            "the hub's data is kept in {}: `truc report --data-dir {}` reads it again and compares \
+             it with the same targets ({REPLAY_RECORD_FILE} says which)",
             data_dir.display(),
             data_dir.display(),
-            plan.dataset
         );
     }
     if let Some((hub, _token_dir)) = held {

@@ -1,7 +1,7 @@
 //! `truc report`: the report of a running hub (through its operator API) or of a stopped hub's
 //! data directory (read offline), optionally compared with a published dataset.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,7 +10,9 @@ use truc_pki::PkiPaths;
 use truc_replay::driver::{self, Target};
 use truc_replay::published::{parse_scale, Dataset, Expected, GOVERNMENT_OFFICE};
 use truc_replay::report::{FigureSource, Report};
-use truc_replay::source::{figures_from_data_dir, figures_from_hub};
+use truc_replay::source::{
+    figures_from_data_dir, figures_from_hub, ReplayRecord, REPLAY_RECORD_FILE,
+};
 
 use crate::replay_cmd::{resolve_all, write_outputs};
 
@@ -18,6 +20,7 @@ use crate::replay_cmd::{resolve_all, write_outputs};
 #[command(after_help = "Examples:
   truc report --hub 127.0.0.1:7443 --certs certs/dev --period 2019-03-12..2019-09-30 --dataset 2019
   truc report --data-dir data/hub --dataset 2021 --json report.json   (a stopped hub, read offline)
+  truc report --data-dir data/replay-2021   (kept by truc replay --data-dir: its dataset and scale are read from replay.json)
 
 Exit code 1 when a dataset is given and a figure differs.")]
 pub struct ReportArgs {
@@ -44,11 +47,13 @@ pub struct ReportArgs {
     /// A stopped hub's data directory, read offline.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Compare with this dataset's published figures: 2019, 2021 or 2022.
+    /// Compare with this dataset's published figures: 2019, 2021 or 2022 (default for a data
+    /// directory kept by `truc replay --data-dir`: the dataset it replayed).
     #[arg(long)]
     pub dataset: Option<Dataset>,
-    /// Compare with the dataset scaled by N/D, as `truc replay --scale N/D` replays it.
-    #[arg(long, value_name = "N/D", value_parser = parse_scale, requires = "dataset")]
+    /// Compare with the dataset scaled by N/D, as `truc replay --scale N/D` replays it (default
+    /// for a data directory kept by `truc replay --data-dir`: its scale).
+    #[arg(long, value_name = "N/D", value_parser = parse_scale)]
     pub scale: Option<(u64, u64)>,
     /// The recipient of the "sent to" table (seed 002, Phụ lục V: the Government Office).
     #[arg(long, default_value = GOVERNMENT_OFFICE)]
@@ -83,9 +88,84 @@ fn parse_period(text: &str) -> Result<(Option<DocumentDate>, Option<DocumentDate
     Ok((from, to))
 }
 
+/// What a report is compared with, and the replay record it came from.
+struct Comparison {
+    dataset: Option<Dataset>,
+    scale: Option<(u64, u64)>,
+    record: Option<ReplayRecord>,
+}
+
+/// The dataset and scale to compare with: as given, or as the replay that
+/// filled `--data-dir` recorded; a flag that contradicts the record is a
+/// usage error (its comparison would mark every row ✗).
+fn comparison(args: &ReportArgs) -> anyhow::Result<Comparison> {
+    let record = match &args.data_dir {
+        Some(dir) => ReplayRecord::read(dir)?,
+        None => None,
+    };
+    let Some(record) = record else {
+        if args.scale.is_some() && args.dataset.is_none() {
+            return Err(crate::usage(
+                "--scale: say which --dataset it scales (2019, 2021 or 2022)",
+            ));
+        }
+        return Ok(Comparison {
+            dataset: args.dataset,
+            scale: args.scale,
+            record: None,
+        });
+    };
+    let recorded: Dataset = record
+        .dataset
+        .parse()
+        .map_err(|error: String| anyhow::anyhow!("{REPLAY_RECORD_FILE}: {error}"))?;
+    let scale_text = |scale: Option<(u64, u64)>| {
+        scale.map_or_else(
+            || "full scale".to_owned(),
+            |(n, d)| format!("--scale {n}/{d}"),
+        )
+    };
+    if let Some(dataset) = args.dataset.filter(|dataset| *dataset != recorded) {
+        return Err(crate::usage(format!(
+            "--dataset: {} holds a {recorded} replay ({REPLAY_RECORD_FILE}), not {dataset}; leave \
+             --dataset out to compare with what was replayed",
+            args.data_dir.as_deref().unwrap_or(Path::new(".")).display()
+        )));
+    }
+    let normal = |scale: Option<(u64, u64)>| scale.filter(|(n, d)| n != d);
+    if args.scale.is_some() && normal(args.scale) != normal(record.scale) {
+        return Err(crate::usage(format!(
+            "--scale: {} holds a replay at {} ({REPLAY_RECORD_FILE}); leave --scale out to compare \
+             with what was replayed",
+            args.data_dir.as_deref().unwrap_or(Path::new(".")).display(),
+            scale_text(record.scale)
+        )));
+    }
+    Ok(Comparison {
+        dataset: Some(recorded),
+        scale: record.scale,
+        record: Some(record),
+    })
+}
+
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let expected = match args.dataset {
-        Some(dataset) => Some(match args.scale.filter(|(n, d)| n != d) {
+    let Comparison {
+        dataset,
+        scale,
+        record,
+    } = comparison(&args)?;
+    if let Some(record) = &record {
+        eprintln!(
+            "comparing with the {} replay{} this data directory holds ({REPLAY_RECORD_FILE})",
+            record.dataset,
+            record
+                .scale
+                .map(|(n, d)| format!(" at {n}/{d}"))
+                .unwrap_or_default()
+        );
+    }
+    let expected = match dataset {
+        Some(dataset) => Some(match scale.filter(|(n, d)| n != d) {
             // Scaled targets come from the plan; its seed moves documents, never counts.
             Some(scale) => Expected::for_plan(&dataset.plan(1, Some(scale))?, Some(scale))?,
             None => Expected::published(dataset, None)?,
@@ -136,6 +216,12 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let report = Report::build(&figures, expected.as_ref(), period, source);
     print!("{}", report.render_text());
     write_outputs(&report, args.json.as_ref(), args.csv.as_ref())?;
+    if report.matches_published() == Some(false) && scale.is_none() && record.is_none() {
+        eprintln!(
+            "note: if these figures come from a scaled replay (truc replay --scale N/D), compare \
+             with the same --scale N/D"
+        );
+    }
     Ok(match report.matches_published() {
         Some(false) => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,

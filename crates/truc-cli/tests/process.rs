@@ -6,7 +6,10 @@
 //! overrides, JSON logs and the metrics endpoint. With TRUC_PYTHON_TESTS=1,
 //! also the Python client against the hub process. And `truc bench` against the
 //! hub process it starts, whose figures must add up. And `truc edxml check`
-//! and `show` on the examples of `docs/edxml/`.
+//! and `show` on the examples of `docs/edxml/`. And what a new user meets in
+//! the first hour: exit codes, errors that name the real cause (another
+//! CA, a data directory in use, no PKI where looked), times in Vietnam time,
+//! what the hub logs at the default level, and a kept replay reported again.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +52,8 @@ impl HubProcess {
         let child = Command::new(TRUC)
             .args(["hub", "--config", config.to_str().expect("utf-8 path")])
             .args(args)
+            // The default level unless a test asks for another.
+            .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -259,7 +264,9 @@ async fn acknowledged_sends_survive_kill_9_and_the_cli_works_against_a_hub_proce
         attachment.to_str().unwrap(),
         "--sign-document",
     ]);
-    let output = truc(&send);
+    // One recipient refused: exit code 3, so that a script notices.
+    let output = Command::new(TRUC).args(&send).output().expect("run truc");
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
     let sent = String::from_utf8(output.stdout).unwrap();
     assert!(
         sent.contains("accepted: 000.00.00.G22,2024/05/07,9001/VPCP-CLI"),
@@ -823,7 +830,7 @@ async fn a_stalled_consumer_keeps_the_hub_memory_bounded_while_its_queue_grows()
         .into_iter()
         .find(|node| node.organ_id == RECIPIENTS[0])
         .unwrap()
-        .queue_depth;
+        .queued_documents;
     assert_eq!(depth, 199 + u64::from(QUEUED));
     hub.kill_9();
 }
@@ -879,4 +886,444 @@ fn edxml_check_lists_every_problem_by_element_and_exits_one() {
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("7816/VPCP-TTĐT"), "{shown}");
     assert!(shown.contains("7816-VPCP-TTDT.pdf"), "{shown}");
+}
+
+/// `truc` as a new user runs it: in `dir`, with none of the caller's
+/// `TRUC_*` settings and no config file, then `env`.
+fn truc_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(TRUC);
+    command.args(args).current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TRUC_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .env("XDG_CONFIG_HOME", dir.join(".no-config-here"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run truc")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A hub process whose PKI is `certs/dev` under `root`, as `truc certs init` makes it.
+fn setup_dev(root: &Path) -> (PathBuf, SocketAddr, PkiPaths) {
+    let (config, address, _) = setup(root);
+    let dev = root.join("certs/dev");
+    let made = root.join("made");
+    std::fs::rename(root.join("certs"), &made).unwrap();
+    std::fs::create_dir_all(root.join("certs")).unwrap();
+    std::fs::rename(&made, &dev).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"certs/", "\"certs/dev/");
+    std::fs::write(&config, text).unwrap();
+    (config, address, PkiPaths::new(dev))
+}
+
+#[tokio::test]
+async fn a_new_user_is_pointed_the_right_way_by_exit_codes_and_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let (config, address, pki) = setup_dev(root);
+    let mut hub = HubProcess::start(&config);
+    connect(address, &pki, pki.operator_credentials("ops").unwrap()).await;
+    let hub_address = address.to_string();
+    let at_hub = [("TRUC_HUB", hub_address.as_str())];
+
+    // The PKI is found from a folder below the one that holds certs/dev.
+    let below = root.join("deep/below");
+    std::fs::create_dir_all(&below).unwrap();
+    let counted = truc_in(&below, &["counts", "--operator", "ops"], &at_hub);
+    assert!(counted.status.success(), "{}", text(&counted.stderr));
+    assert!(
+        text(&counted.stdout).contains("received: deliveries that arrived"),
+        "{}",
+        text(&counted.stdout)
+    );
+
+    // Usage errors exit 2 and start with the flag, before the hub is asked.
+    std::fs::write(root.join("vanban.pdf"), b"%PDF-1.4 test").unwrap();
+    for (args, flag) in [
+        (
+            vec!["status", "x", "--as", SENDER, "--set", "done"],
+            "--set:",
+        ),
+        (
+            vec!["counts", "--operator", "ops", "--from", "2020-13-01"],
+            "--from:",
+        ),
+        (
+            vec![
+                "send",
+                "--to",
+                RECIPIENTS[0],
+                "--number",
+                "1",
+                "--notation",
+                "A",
+                "--subject",
+                "x",
+                "--attach",
+                "vanban.pdf",
+            ],
+            "--as:",
+        ),
+        (
+            vec![
+                "send",
+                "--as",
+                SENDER,
+                "--to",
+                RECIPIENTS[0],
+                "--number",
+                "1",
+                "--notation",
+                "A",
+                "--subject",
+                "x",
+                "--attach",
+                "missing.pdf",
+            ],
+            "--attach:",
+        ),
+    ] {
+        let refused = truc_in(root, &args, &at_hub);
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&refused.stderr)
+        );
+        let said = text(&refused.stderr);
+        assert!(
+            said.starts_with(&format!("error: {flag}")),
+            "{args:?}: {said}"
+        );
+    }
+
+    // A send with a refused recipient exits 3; a due date already past warns.
+    let sent = truc_in(
+        root,
+        &[
+            "send",
+            "--as",
+            SENDER,
+            "--to",
+            RECIPIENTS[0],
+            "--to",
+            "000.00.00.X99",
+            "--number",
+            "9",
+            "--notation",
+            "VPCP-CLI",
+            "--date",
+            "2024-05-07",
+            "--due",
+            "2024-05-08",
+            "--subject",
+            "Một người nhận bị từ chối",
+            "--attach",
+            "vanban.pdf",
+        ],
+        &at_hub,
+    );
+    assert_eq!(sent.status.code(), Some(3), "{}", text(&sent.stderr));
+    assert!(
+        text(&sent.stdout).contains("✗ 000.00.00.X99"),
+        "{}",
+        text(&sent.stdout)
+    );
+    let said = text(&sent.stderr);
+    assert!(said.contains("1 of 2 recipients refused"), "{said}");
+    assert!(
+        said.contains("warning: --due 2024-05-08 is already past"),
+        "{said}"
+    );
+    // Times for people carry their zone.
+    let shown = truc_in(
+        root,
+        &[
+            "status",
+            "000.00.00.G22,2024/05/07,9/VPCP-CLI",
+            "--as",
+            SENDER,
+        ],
+        &at_hub,
+    );
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    assert!(
+        text(&shown.stdout).contains(" +07:00"),
+        "{}",
+        text(&shown.stdout)
+    );
+
+    // Nowhere near a PKI: where it looked, and no new CA advised first.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let lost = truc_in(elsewhere.path(), &["counts", "--operator", "ops"], &at_hub);
+    assert_eq!(lost.status.code(), Some(1));
+    let said = text(&lost.stderr);
+    assert!(
+        said.starts_with("error: certs: no PKI folder found"),
+        "{said}"
+    );
+    assert!(said.contains("--certs DIR, TRUC_CERTS=DIR"), "{said}");
+    // TRUC_CERTS, and the config file, find it from anywhere.
+    let dev = pki.dir.to_str().unwrap();
+    let found = truc_in(
+        elsewhere.path(),
+        &["counts", "--operator", "ops"],
+        &[("TRUC_HUB", hub_address.as_str()), ("TRUC_CERTS", dev)],
+    );
+    assert!(found.status.success(), "{}", text(&found.stderr));
+    let config_home = elsewhere.path().join("config");
+    std::fs::create_dir_all(config_home.join("truc")).unwrap();
+    std::fs::write(
+        config_home.join("truc/truc.toml"),
+        format!("certs = {dev:?}\n"),
+    )
+    .unwrap();
+    let found = truc_in(
+        elsewhere.path(),
+        &["counts", "--operator", "ops"],
+        &[
+            ("TRUC_HUB", hub_address.as_str()),
+            ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
+        ],
+    );
+    assert!(found.status.success(), "{}", text(&found.stderr));
+
+    // Another CA's files: the real cause first, naming the files.
+    let other = root.join("other");
+    truc(&[
+        "certs",
+        "init",
+        "--dir",
+        other.to_str().unwrap(),
+        "--directory",
+        root.join("agencies.toml").to_str().unwrap(),
+    ]);
+    let refused = truc_in(
+        root,
+        &["counts", "--operator", "ops", "--certs", "other"],
+        &at_hub,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let said = text(&refused.stderr);
+    assert!(
+        said.starts_with(&format!(
+            "error: certificate: the hub at {address} presented a certificate"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("UnknownIssuer"), "{said}");
+    assert!(said.contains("other/ca.crt"), "{said}");
+    assert!(said.contains("Do not make a new CA"), "{said}");
+    assert!(!said.contains("is the hub running"), "{said}");
+    // The hub's CA, but an agency certificate of the other CA.
+    let mixed = root.join("mixed");
+    std::fs::create_dir_all(mixed.join("agencies")).unwrap();
+    std::fs::copy(pki.ca_cert(), mixed.join("ca.crt")).unwrap();
+    for end in ["crt", "key"] {
+        std::fs::copy(
+            other.join(format!("agencies/{SENDER}.{end}")),
+            mixed.join(format!("agencies/{SENDER}.{end}")),
+        )
+        .unwrap();
+    }
+    let refused = truc_in(
+        root,
+        &["counts", "--as", SENDER, "--certs", "mixed"],
+        &at_hub,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let said = text(&refused.stderr);
+    assert!(
+        said.starts_with(&format!(
+            "error: certificate: the hub at {address} refused the certificate of agency {SENDER}"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("mixed/agencies/{SENDER}.crt")),
+        "{said}"
+    );
+    assert!(said.contains("issued by CN=truc development CA"), "{said}");
+
+    // gRPC health and reflection without any other tool.
+    let healthy = truc_in(
+        root,
+        &["grpc", "health", "--operator", "ops", "--wait", "30"],
+        &at_hub,
+    );
+    assert!(healthy.status.success(), "{}", text(&healthy.stderr));
+    assert_eq!(text(&healthy.stdout), "the hub: SERVING\n");
+    let listed = truc_in(root, &["grpc", "list", "--operator", "ops"], &at_hub);
+    assert!(text(&listed.stdout)
+        .lines()
+        .any(|line| line == "truc.v1.Axis"));
+    hub.kill_9();
+}
+
+#[tokio::test]
+async fn a_hub_process_says_what_it_does_and_a_second_hub_who_holds_its_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, address, pki) = setup(root.path());
+    let log_path = root.path().join("hub.log");
+    let mut hub = HubProcess::start_with(
+        &config,
+        &["--log-format", "human"],
+        &[],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let sender = connect(address, &pki, pki.agency_credentials(SENDER).unwrap()).await;
+    let attachment = Attachment::bytes("vb.pdf", "application/pdf", vec![1; 100]);
+    sender.send(&draft(1), vec![attachment]).await.unwrap();
+    // Polled while this test's runtime keeps serving its client connections.
+    let logged = |what: &'static str| {
+        let log_path = log_path.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if std::fs::read_to_string(&log_path).unwrap().contains(what) {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no {what:?} in the log within 30 s: {}",
+                    std::fs::read_to_string(&log_path).unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // A node's delivery stream opens, then goes.
+    let node = connect(
+        address,
+        &pki,
+        pki.agency_credentials(RECIPIENTS[0]).unwrap(),
+    )
+    .await;
+    let stream = node.deliveries(8).await.unwrap();
+    logged("node connected").await;
+    drop(stream);
+    drop(node);
+    logged("node disconnected").await;
+
+    // A second hub on the same data directory: who holds it, not a backup to restore.
+    let second = Command::new(TRUC)
+        .args(["hub", "--config", config.to_str().unwrap()])
+        .env("TRUC_HUB__LISTEN", "127.0.0.1:0")
+        .env("TRUC_HUB__OBSERVE__METRICS_LISTEN", "")
+        .output()
+        .expect("run a second hub");
+    assert_eq!(second.status.code(), Some(1));
+    let said = text(&second.stderr);
+    assert!(
+        said.contains(&format!("is in use by another hub (PID {}", hub.child.id())),
+        "{said}"
+    );
+    assert!(!said.contains("backup"), "{said}");
+    // The dashboard asked for without its token: the command that makes one.
+    let no_token = Command::new(TRUC)
+        .args(["hub", "--config", config.to_str().unwrap()])
+        .env("TRUC_HUB__LISTEN", "127.0.0.1:0")
+        .env(
+            "TRUC_HUB__OBSERVE__DASHBOARD_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "TRUC_HUB__OBSERVE__DASHBOARD_TOKEN_FILE",
+            root.path().join("tokens/dashboard.token"),
+        )
+        .output()
+        .expect("run a hub with a dashboard");
+    assert_eq!(no_token.status.code(), Some(1));
+    let said = text(&no_token.stderr);
+    assert!(
+        said.contains("make one with `truc certs dashboard-token --dir"),
+        "{said}"
+    );
+
+    assert!(hub.terminate().await.success());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    for line in [
+        "hub serving",
+        "agencies=3",
+        "node connected",
+        "nodes_online=1",
+        "node disconnected",
+        "stop signal received signal=\"SIGTERM\"",
+        "hub stopping",
+        "hub stopped",
+        "delivery_streams_served=1",
+    ] {
+        assert!(logs.contains(line), "no {line:?} in {logs}");
+    }
+    // Per-document lines stay at debug.
+    assert!(!logs.contains("send accepted"), "{logs}");
+    // Log lines carry UTC times.
+    let event = logs
+        .lines()
+        .find(|line| line.contains("hub serving"))
+        .unwrap();
+    let stamp = event.split_whitespace().next().unwrap();
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{event}");
+}
+
+#[test]
+fn a_kept_replay_is_reported_with_its_own_dataset_and_scale() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let replayed = truc_in(
+        root,
+        &[
+            "replay",
+            "2021",
+            "--scale",
+            "1/1000",
+            "--data-dir",
+            "kept",
+            "--progress-lines",
+        ],
+        &[],
+    );
+    let said = text(&replayed.stderr);
+    assert!(replayed.status.success(), "{said}");
+    assert!(said.contains("data in kept (kept)"), "{said}");
+    // Its own throwaway certificates concern no one.
+    assert!(!said.contains("expires soon"), "{said}");
+    assert!(root.join("kept/replay.json").is_file());
+
+    let reported = truc_in(root, &["report", "--data-dir", "kept"], &[]);
+    assert!(reported.status.success(), "{}", text(&reported.stderr));
+    assert!(
+        text(&reported.stderr).contains("comparing with the 2021 replay at 1/1000"),
+        "{}",
+        text(&reported.stderr)
+    );
+    assert!(
+        text(&reported.stdout).contains("VERDICT ✓"),
+        "{}",
+        text(&reported.stdout)
+    );
+    let contradicted = truc_in(
+        root,
+        &["report", "--data-dir", "kept", "--dataset", "2019"],
+        &[],
+    );
+    assert_eq!(contradicted.status.code(), Some(2));
+    assert!(text(&contradicted.stderr).starts_with("error: --dataset:"));
+
+    let demo = truc_in(root, &["demo", "--documents", "20"], &[]);
+    assert!(demo.status.success(), "{}", text(&demo.stderr));
+    assert!(
+        !text(&demo.stderr).contains("expires soon"),
+        "{}",
+        text(&demo.stderr)
+    );
 }

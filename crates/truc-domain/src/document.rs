@@ -96,6 +96,28 @@ impl DocumentDate {
     }
 }
 
+/// An instant for people, in Vietnam time with its offset shown:
+/// `2026-11-22 09:30:00 +07:00`. Vietnam has no daylight saving, so one
+/// offset serves every date. Logs keep UTC (`…Z`) instead.
+pub fn vietnam_time(unix_ms: i64) -> String {
+    let offset = time::UtcOffset::from_hms(7, 0, 0).expect("UTC+7 is a valid offset");
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000) {
+        Ok(instant) => {
+            let t = instant.to_offset(offset);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +07:00",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        }
+        Err(_) => format!("{unix_ms} ms after 1970-01-01 UTC"),
+    }
+}
+
 impl fmt::Display for DocumentDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.iso())
@@ -218,6 +240,21 @@ impl FromStr for DocumentId {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn times_for_people_are_in_vietnam_with_the_offset_shown() {
+        // 2026-11-22 02:30:00 UTC is 09:30 in Vietnam.
+        assert_eq!(
+            vietnam_time(1_795_314_600_000),
+            "2026-11-22 09:30:00 +07:00"
+        );
+        // 18:30 UTC is the next day in Vietnam.
+        assert_eq!(
+            vietnam_time(1_795_285_800_000),
+            "2026-11-22 01:30:00 +07:00"
+        );
+        assert_eq!(vietnam_time(0), "1970-01-01 07:00:00 +07:00");
+    }
 
     #[test]
     fn parses_the_reference_example() {

@@ -10,7 +10,7 @@ pub mod signature;
 pub mod status;
 
 pub use agency::{AgencyCode, AgencyCodeError};
-pub use document::{DocumentDate, DocumentId, DocumentIdError};
+pub use document::{vietnam_time, DocumentDate, DocumentId, DocumentIdError};
 pub use envelope::{
     Addressee, AttachmentMeta, BusinessType, EnvelopeError, Header, Organ, RawAttachment,
     RawHeader, RawOrgan,

@@ -59,6 +59,9 @@ impl std::fmt::Debug for DashboardToken {
     }
 }
 
+/// The file `truc certs dashboard-token` writes into its folder.
+pub const TOKEN_FILE_NAME: &str = "dashboard.token";
+
 impl DashboardToken {
     pub fn new(secret: &str) -> Result<DashboardToken, String> {
         let secret = secret.trim();
@@ -76,9 +79,22 @@ impl DashboardToken {
     /// Reads the token from a file (surrounding white space ignored).
     pub fn load(path: &Path) -> Result<DashboardToken, String> {
         let text = std::fs::read_to_string(path).map_err(|error| {
+            // The token is made once by the operator: name the command, and
+            // the folder it writes into.
+            let folder = path
+                .parent()
+                .filter(|folder| !folder.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let made = if path.file_name() == Some(std::ffi::OsStr::new(TOKEN_FILE_NAME)) {
+                String::new()
+            } else {
+                format!(" and rename it to {}", path.display())
+            };
             format!(
-                "cannot read the dashboard token {}: {error}",
-                path.display()
+                "cannot read the dashboard token {}: {error}; make one with `truc certs \
+                 dashboard-token --dir {}`{made}",
+                path.display(),
+                folder.display()
             )
         })?;
         Self::new(&text).map_err(|error| format!("{}: {error}", path.display()))

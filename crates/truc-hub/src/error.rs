@@ -87,9 +87,10 @@ impl From<HubError> for Status {
                 // A full disk is a limit the hub must carry, like an oversize
                 // message: the caller may retry once space is freed.
                 StoreError::StorageFull { .. } => Code::ResourceExhausted,
-                StoreError::Io { .. } | StoreError::WriterGone | StoreError::Unavailable { .. } => {
-                    Code::Unavailable
-                }
+                StoreError::Io { .. }
+                | StoreError::WriterGone
+                | StoreError::Locked { .. }
+                | StoreError::Unavailable { .. } => Code::Unavailable,
                 StoreError::Database { .. } => Code::Internal,
                 StoreError::Corrupt { .. } | StoreError::DataLost { .. } => Code::Internal,
                 StoreError::Closed { .. } => Code::FailedPrecondition,
@@ -100,7 +101,8 @@ impl From<HubError> for Status {
                 document_id,
                 accepted_at_unix_ms,
             }) => format!(
-                "document_id: {document_id} was already accepted at {accepted_at_unix_ms} ms with different content; the original stands"
+                "document_id: {document_id} was already accepted at {} with different content; the original stands: send a document of another number, or an update (business type 2) of this one",
+                truc_domain::vietnam_time(*accepted_at_unix_ms)
             ),
             HubError::Store(StoreError::IllegalMove(StatusMoveError::ReasonRequired)) => {
                 "reason: a rejection or a refused recall must say why".to_owned()

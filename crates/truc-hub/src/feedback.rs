@@ -36,7 +36,7 @@ fn agency_filter(text: &str) -> Result<Option<String>, HubError> {
 /// Whether `caller` sees a delivery of `sender`'s document to `recipient`.
 fn sees(hub: &Hub, caller: &Caller, sender: &str, recipient: &str) -> bool {
     match caller {
-        Caller::Operator { .. } => true,
+        Caller::Operator { .. } | Caller::Administrator { .. } => true,
         Caller::Agency { code, .. } => {
             sender == code.to_string() || Rows::Of(*code).shows(&hub.directory(), recipient)
         }
@@ -170,13 +170,21 @@ pub(crate) fn list_dead_letters(
     })
 }
 
-/// The operator's name, or a refusal naming the certificate.
-fn operator(caller: &Caller, what: &str) -> Result<String, HubError> {
+/// The administrator's recorded name (`administrator:<name>`), or a
+/// refusal naming the certificate: operators only read.
+fn administrator(caller: &Caller, what: &str) -> Result<String, HubError> {
     match caller {
-        Caller::Operator { name } => Ok(name.clone()),
+        Caller::Administrator { .. } => Ok(caller.name()),
+        Caller::Operator { name } => Err(HubError::denied(
+            "certificate",
+            format!(
+                "operator '{name}' may read but not {what} dead letters; an administrator's \
+                 certificate may (`truc certs administrator --name <name>` issues one)"
+            ),
+        )),
         Caller::Agency { code, .. } => Err(HubError::denied(
             "certificate",
-            format!("{code} is an agency; only operators may {what} dead letters"),
+            format!("{code} is an agency; only administrators may {what} dead letters"),
         )),
     }
 }
@@ -201,7 +209,7 @@ pub(crate) async fn resend(
     caller: &Caller,
     request: pb::ResendDeadLetterRequest,
 ) -> Result<pb::DeadLetter, HubError> {
-    let operator = operator(caller, "resend")?;
+    let operator = administrator(caller, "resend")?;
     named_letter(hub, &request.document_id, &request.recipient)?;
     let now = hub.watch.clock.now_unix_ms();
     let mut deadlines = hub.watch.accept_deadlines(now, None);
@@ -225,7 +233,7 @@ pub(crate) async fn cancel(
     caller: &Caller,
     request: pb::CancelDeadLetterRequest,
 ) -> Result<pb::DeadLetter, HubError> {
-    let operator = operator(caller, "cancel")?;
+    let operator = administrator(caller, "cancel")?;
     parse_document_id("document_id", &request.document_id)?;
     if request.reason.trim().is_empty() {
         return Err(HubError::invalid(

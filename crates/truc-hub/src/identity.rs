@@ -15,9 +15,10 @@ pub enum Caller {
         /// The certificate's key (Ed25519 or ECDSA P-256), which must have signed every envelope sent on this connection.
         public_key: PublicKey,
     },
-    Operator {
-        name: String,
-    },
+    /// Reads everything, changes nothing: the role to hand out.
+    Operator { name: String },
+    /// Reads like an operator, and resends and cancels dead letters.
+    Administrator { name: String },
 }
 
 impl Caller {
@@ -48,6 +49,7 @@ impl Caller {
                 })
             }
             PeerRole::Operator { name } => Ok(Caller::Operator { name }),
+            PeerRole::Administrator { name } => Ok(Caller::Administrator { name }),
             PeerRole::Hub => Err(HubError::denied(
                 "certificate",
                 "a hub certificate may not call the axis",
@@ -55,7 +57,7 @@ impl Caller {
         }
     }
 
-    /// The agency code, or PERMISSION_DENIED for an operator.
+    /// The agency code, or PERMISSION_DENIED for an operator or administrator.
     pub fn agency(&self, action: &str) -> Result<AgencyCode, HubError> {
         match self {
             Caller::Agency { code, .. } => Ok(*code),
@@ -63,17 +65,26 @@ impl Caller {
                 "certificate",
                 format!("operator '{name}' may read but not {action}"),
             )),
+            Caller::Administrator { name } => Err(HubError::denied(
+                "certificate",
+                format!("administrator '{name}' is not an agency and may not {action}"),
+            )),
         }
     }
 
-    pub fn is_operator(&self) -> bool {
-        matches!(self, Caller::Operator { .. })
+    /// Operators and administrators read every agency's documents, counts
+    /// and nodes; agencies read their own.
+    pub fn reads_everything(&self) -> bool {
+        matches!(self, Caller::Operator { .. } | Caller::Administrator { .. })
     }
 
+    /// The name recorded for what this caller does: an agency code,
+    /// `operator:<name>` or `administrator:<name>`.
     pub fn name(&self) -> String {
         match self {
             Caller::Agency { code, .. } => code.to_string(),
             Caller::Operator { name } => format!("operator:{name}"),
+            Caller::Administrator { name } => format!("administrator:{name}"),
         }
     }
 }

@@ -144,11 +144,20 @@ fn open_store(config: &HubConfig) -> Result<Store, String> {
         config::StoreBackend::Embedded => {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-            Store::open(&config.data_dir, &options).map_err(|e| {
-                format!(
+            Store::open(&config.data_dir, &options).map_err(|e| match e {
+                // Not damage: restoring a backup over it would lose what
+                // the other hub accepted.
+                truc_store::StoreError::Locked { pid, .. } => format!(
+                    "data_dir: {} is in use by another hub{}; stop that hub first, or give this \
+                     one a data_dir of its own. Nothing is damaged.",
+                    config.data_dir.display(),
+                    pid.map(|pid| format!(" (PID {pid}: `ps -p {pid}` shows it)"))
+                        .unwrap_or_default()
+                ),
+                e => format!(
                     "cannot open the data directory {}: {e}. If the files are damaged, restore them from a backup; the hub will not serve from damaged storage.",
                     config.data_dir.display()
-                )
+                ),
             })
         }
         config::StoreBackend::Postgres => {
@@ -329,6 +338,16 @@ pub async fn run_observed(
         })?;
     let reflection_v1 = observe::reflection_v1()?;
     let reflection_v1alpha = observe::reflection_v1alpha()?;
+    let observe_addresses = (
+        observe
+            .metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok()),
+        observe
+            .dashboard
+            .as_ref()
+            .and_then(|dashboard| dashboard.listener.local_addr().ok()),
+    );
     let metrics_endpoint = match observe.metrics_listener {
         Some(listener) => {
             let handle = metrics::install()
@@ -422,12 +441,22 @@ pub async fn run_observed(
     });
     let health = readiness.service(hub.shutdown.clone());
     let connections = &setup.security.connections;
+    let incoming_address = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |address| address.to_string());
     let incoming = tls::incoming(listener, tls, connections.per_identity_max);
     // Storage is open (the setup holds it) and the certificates are loaded (`tls`).
     readiness.serving().await;
     readiness.follow_store(hub.store.clone(), hub.shutdown.clone());
+    log_started(&hub, &incoming_address, &observe_addresses).await;
+    let stopping_hub = hub.clone();
     let signal = async move {
         shutdown.await;
+        tracing::info!(
+            target: LIFECYCLE_TARGET,
+            nodes_online = stopping_hub.sessions_online(),
+            "hub stopping: health turns NOT_SERVING, delivery streams end, calls in progress finish"
+        );
         readiness.stopping().await;
         let _ = stopping.send(true);
     };
@@ -453,8 +482,15 @@ pub async fn run_observed(
     let _ = stop_watcher(&hub, watcher_task).await;
     // A graceful stop leaves the tree holding everything and the journal
     // empty, so the next start reads nothing back.
-    if let Err(error) = hub.store.checkpoint().await {
-        tracing::warn!(%error, "last checkpoint failed; the next start reads the journal back");
+    match hub.store.checkpoint().await {
+        Ok(()) => tracing::info!(
+            target: LIFECYCLE_TARGET,
+            delivery_streams_served = hub.streams_opened(),
+            "hub stopped: everything it accepted is on disk"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "last checkpoint failed; the next start reads the journal back")
+        }
     }
     if let Some(task) = crl_task {
         stop_watcher(&hub, task).await;
@@ -474,6 +510,50 @@ pub async fn run_observed(
         let _ = task.await;
     }
     served
+}
+
+/// The target of the hub's start and stop lines (info, logged at the default level).
+pub const LIFECYCLE_TARGET: &str = "truc::hub";
+
+/// The target of node connections and disconnections (info). Replays and
+/// demos, which connect a node per agency at once, keep it at warn.
+pub const NODES_TARGET: &str = "truc::nodes";
+
+/// One line when the hub serves: where, and what it holds.
+async fn log_started(
+    hub: &Arc<Hub>,
+    listen: &str,
+    (metrics, dashboard): &(Option<std::net::SocketAddr>, Option<std::net::SocketAddr>),
+) {
+    // Off the async threads: on PostgreSQL the counters are a query.
+    let store = hub.store.clone();
+    let (documents, deliveries_received) =
+        tokio::task::spawn_blocking(move || store.counts(0, u32::MAX))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|counts| {
+                counts
+                    .values()
+                    .fold((0u64, 0u64), |(sent, received), (s, r)| {
+                        (sent + s, received + r)
+                    })
+            })
+            .unwrap_or_default();
+    let address = |address: &Option<std::net::SocketAddr>| {
+        address.map_or_else(|| "off".to_owned(), |address| address.to_string())
+    };
+    tracing::info!(
+        target: LIFECYCLE_TARGET,
+        %listen,
+        hub = %hub.name,
+        agencies = hub.directory().len(),
+        documents,
+        deliveries_received,
+        metrics = %address(metrics),
+        dashboard = %address(dashboard),
+        "hub serving"
+    );
 }
 
 /// Ends the watcher, also when serving failed before the stop signal.
@@ -689,6 +769,21 @@ impl Hub {
         Ok(SendSlot { hub: self, agency })
     }
 
+    /// Delivery streams open on this hub now.
+    fn sessions_online(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Delivery streams opened since the hub started.
+    fn streams_opened(&self) -> u64 {
+        self.next_session
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(1)
+    }
+
     fn seen(&self, agency: AgencyCode) {
         self.last_seen
             .lock()
@@ -703,7 +798,7 @@ impl Hub {
         record: &truc_store::DocumentRecord,
     ) -> Option<Rows> {
         match caller {
-            Caller::Operator { .. } => Some(Rows::All),
+            Caller::Operator { .. } | Caller::Administrator { .. } => Some(Rows::All),
             Caller::Agency { code, .. } => {
                 if record.sender == code.to_string() {
                     return Some(Rows::All);
@@ -911,8 +1006,15 @@ impl pb::axis_server::Axis for AxisService {
             older.notify_one();
         }
         hub.seen(agency);
-        tracing::debug!(%agency, window, "node connected");
+        tracing::info!(
+            target: NODES_TARGET,
+            %agency,
+            window,
+            nodes_online = hub.sessions_online(),
+            "node connected"
+        );
         metrics::node_connected();
+        let opened = std::time::Instant::now();
         let (outbound, receiver) = mpsc::channel(window.max(1));
         tokio::spawn(async move {
             delivery::run_session(hub.clone(), agency, window, inbound, outbound, replaced).await;
@@ -930,7 +1032,14 @@ impl pb::axis_server::Axis for AxisService {
             }
             hub.seen(agency);
             metrics::node_disconnected();
-            tracing::debug!(%agency, "node disconnected");
+            tracing::info!(
+                target: NODES_TARGET,
+                %agency,
+                connected_seconds = opened.elapsed().as_secs(),
+                nodes_online = hub.sessions_online(),
+                replaced = !current,
+                "node disconnected"
+            );
         });
         let agency_label = agency.to_string();
         let outbound = ReceiverStream::new(receiver).map(move |message| {
@@ -1044,7 +1153,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
         metrics::request("report");
-        if !self.0.caller(&request)?.is_operator() {
+        if !self.0.caller(&request)?.reads_everything() {
             return Err(HubError::denied("certificate", "reports are for operators").into());
         }
         let request = request.into_inner();
@@ -1089,7 +1198,7 @@ impl pb::axis_server::Axis for AxisService {
         let (from, to) = date_range(&request.from_date, &request.to_date)?;
         let counts = self.0.store.counts(from, to).map_err(HubError::from)?;
         let own = match &caller {
-            Caller::Operator { .. } => None,
+            Caller::Operator { .. } | Caller::Administrator { .. } => None,
             Caller::Agency { code, .. } => Some(code.to_string()),
         };
         let agencies: Vec<pb::AgencyCounts> = counts
@@ -1141,7 +1250,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
         metrics::request("list_nodes");
-        if !self.0.caller(&request)?.is_operator() {
+        if !self.0.caller(&request)?.reads_everything() {
             return Err(HubError::denied("certificate", "the node list is for operators").into());
         }
         let hub = self.0.clone();
@@ -1200,7 +1309,7 @@ impl pb::axis_server::Axis for AxisService {
         request: Request<pb::ExportAuditRequest>,
     ) -> Result<Response<Self::ExportAuditStream>, Status> {
         metrics::request("export_audit");
-        if !self.0.caller(&request)?.is_operator() {
+        if !self.0.caller(&request)?.reads_everything() {
             return Err(HubError::denied("certificate", "the audit log is for operators").into());
         }
         let request = request.into_inner();

@@ -139,7 +139,10 @@ fn describe() {
         Unit::Seconds,
         "When a certificate the hub relies on expires, as Unix time."
     );
-    describe_gauge!(QUEUE_DEPTH, "Items waiting in a node's durable queue.");
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Items waiting in a node's durable queue, by kind: documents or notices."
+    );
     describe_gauge!(
         DATABASE_WRITABLE,
         "1 while the hub reaches a writable database primary (always 1 on the embedded store)."

@@ -211,11 +211,11 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
         let online = !serving_hub.is_empty();
         let (depth, oldest) = if entry.own_node {
             (
-                hub.store.queue_depth(&code)? as u64,
+                hub.store.queue_depth(&code)?,
                 hub.store.oldest_queued_delivery(&code)?,
             )
         } else {
-            (0, None)
+            (truc_store::QueueDepth::default(), None)
         };
         let (oldest_id, oldest_at) = match oldest {
             Some(QueueItem::Delivery { document_id, .. }) => {
@@ -247,7 +247,9 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
             },
             online,
             last_seen_unix_ms,
-            queue_depth: depth,
+            queue_depth: depth.total() as u64,
+            queued_documents: depth.deliveries as u64,
+            queued_notices: depth.notices as u64,
             oldest_unacked_document_id: oldest_id,
             oldest_unacked_accepted_at_unix_ms: oldest_at,
             serving_hub,
@@ -355,7 +357,11 @@ pub(crate) async fn publish_queue_gauges(hub: std::sync::Arc<Hub>) {
                     crate::metrics::nodes_served(name, count);
                 }
                 for node in nodes.nodes.iter().filter(|node| node.own_node) {
-                    truc_store::metrics::queue_depth(&node.organ_id, node.queue_depth);
+                    truc_store::metrics::queue_depth(
+                        &node.organ_id,
+                        node.queued_documents,
+                        node.queued_notices,
+                    );
                     let age_ms = if node.oldest_unacked_document_id.is_empty() {
                         0
                     } else {

@@ -3,7 +3,8 @@
 //! answering; each delivery is verified, its attachments fetched and checked, written
 //! into the inbox with an atomic rename, and only then acknowledged. A
 //! document already in the inbox is acknowledged again, never rewritten, so
-//! the agency's application sees each document exactly once.
+//! the agency's application sees each document exactly once. A document
+//! whose recall was agreed is marked recalled beside it in the inbox.
 //!
 //! Durable before acknowledged, through a power cut too: every file is
 //! synced, then its folder, the rename and then the folder it lands in; a
@@ -51,21 +52,27 @@ pub struct NodeConfig {
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
     /// A delivery stream opened on this hub.
-    Connected {
-        hub: SocketAddr,
-    },
+    Connected { hub: SocketAddr },
     Delivered {
         document_id: String,
         recipient: String,
         header: Box<pb::EnvelopeHeader>,
         document_signature: pb::DocumentSignatureState,
     },
+    /// A status notice about a document this agency sent.
     Notice(pb::StatusNotice),
-    /// A delivery that failed verification; it is not acknowledged.
-    Refused {
+    /// A document this node received (for its agency, or for a unit it
+    /// relays for) was recalled: the recall was agreed, or the sender
+    /// withdrew it while it was on its way. `marked` is the file written
+    /// beside the document in the inbox; `None` when the inbox does not
+    /// hold it (it never reached this node, or the node keeps no inbox).
+    Recalled {
         document_id: String,
-        reason: String,
+        recipient: String,
+        marked: Option<PathBuf>,
     },
+    /// A delivery that failed verification; it is not acknowledged.
+    Refused { document_id: String, reason: String },
     /// An outbox entry sent, or moved to `failed/`.
     Outbox(crate::outbox::OutboxEvent),
 }
@@ -223,6 +230,7 @@ async fn session(
     if let Some(events) = &config.events {
         let _ = events.send(NodeEvent::Connected { hub }).await;
     }
+    let own = own_code(config);
     // Acknowledgements wait while more messages are ready, then go in one
     // message: the hub writes them in one durable write.
     let mut ready_acks: Vec<u64> = Vec::new();
@@ -251,6 +259,23 @@ async fn session(
                 delivery.queue_seq,
                 receive(config, client, seen, delivery).await?,
             ),
+            Some(pb::hub_message::Kind::Notice(notice)) if !sent_by(own.as_deref(), &notice) => {
+                // A notice about a document this node received: its recall
+                // was agreed, and the document must not be acted on.
+                let seq = notice.queue_seq;
+                record_notice(config, &notice).await?;
+                let marked = mark_recalled(config, own.as_deref(), &notice).await?;
+                if let Some(events) = &config.events {
+                    let _ = events
+                        .send(NodeEvent::Recalled {
+                            document_id: notice.document_id.clone(),
+                            recipient: notice.recipient.clone(),
+                            marked,
+                        })
+                        .await;
+                }
+                (seq, true)
+            }
             Some(pb::hub_message::Kind::Notice(notice)) => {
                 let seq = notice.queue_seq;
                 record_notice(config, &notice).await?;
@@ -527,6 +552,61 @@ fn header_json(header: &pb::EnvelopeHeader, delivery: &pb::Delivery) -> serde_js
             "sha256": hex::encode(&a.sha256),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Whether a notice is about a document `own` sent (its sender's notices),
+/// rather than one it received (a recall told to a recipient's node).
+fn sent_by(own: Option<&str>, notice: &pb::StatusNotice) -> bool {
+    let sender = notice.document_id.split(',').next().unwrap_or_default();
+    own.is_none_or(|own| own == sender)
+}
+
+/// The name of the file that marks a received document recalled, beside
+/// its folder in the inbox.
+pub fn recalled_marker_name(document_id: &str) -> String {
+    format!("{}.recalled.json", inbox_name(document_id))
+}
+
+/// Writes `<document>.recalled.json` beside the document's folder, if the
+/// inbox holds it: the agency's application must not act on it any more.
+/// Written whole (hidden name, sync, rename), so a crash leaves it or not.
+async fn mark_recalled(
+    config: &NodeConfig,
+    own: Option<&str>,
+    notice: &pb::StatusNotice,
+) -> Result<Option<PathBuf>, ClientError> {
+    let Some(inbox) = &config.inbox else {
+        return Ok(None);
+    };
+    // A relay's units have folders of their own, as in `receive`.
+    let inbox = match own {
+        Some(own) if own != notice.recipient => inbox.join(inbox_name(&notice.recipient)),
+        _ => inbox.clone(),
+    };
+    if !tokio::fs::try_exists(inbox.join(inbox_name(&notice.document_id))).await? {
+        return Ok(None);
+    }
+    let entry = notice.entries.last().cloned().unwrap_or_default();
+    let json = serde_json::json!({
+        "document_id": notice.document_id,
+        "recipient": notice.recipient,
+        "status": entry.status,
+        "at_unix_ms": entry.at_unix_ms,
+        "actor": entry.actor,
+        "reason": entry.reason,
+    });
+    let name = recalled_marker_name(&notice.document_id);
+    let temporary = inbox.join(format!(".{name}.tmp"));
+    write_synced(
+        &temporary,
+        &serde_json::to_vec_pretty(&json).unwrap_or_default(),
+    )
+    .await
+    .map_err(ClientError::Draft)?;
+    let marked = inbox.join(name);
+    tokio::fs::rename(&temporary, &marked).await?;
+    sync_dir(&inbox).await.map_err(ClientError::Draft)?;
+    Ok(Some(marked))
 }
 
 async fn record_notice(config: &NodeConfig, notice: &pb::StatusNotice) -> Result<(), ClientError> {

@@ -22,6 +22,14 @@ pub enum ClientError {
     Pki(#[from] truc_pki::PkiError),
     #[error("cannot reach the hub at {address}: {reason}")]
     Connect { address: SocketAddr, reason: String },
+    /// The TLS handshake failed over a certificate: the hub and this client
+    /// trust different CAs, or a certificate expired or was revoked. Not a
+    /// hub that did not answer, so never asked of another hub.
+    #[error("certificate: {problem}{}", address.map(|a| format!(" (hub {a})")).unwrap_or_default())]
+    Certificate {
+        address: Option<SocketAddr>,
+        problem: CertificateProblem,
+    },
     #[error("no hub answered: {}", list(.0))]
     NoHubAnswered(Vec<ClientError>),
     // Not `#[from]`: that would make the status a source too, and error
@@ -44,8 +52,72 @@ fn list(errors: &[ClientError]) -> String {
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
-        ClientError::Refused(status)
+        // Under TLS 1.3 the hub refuses a client certificate after the
+        // client has finished its handshake: the refusal arrives as the
+        // first call's transport error.
+        match certificate_problem(&status) {
+            Some(problem) => ClientError::Certificate {
+                address: None,
+                problem,
+            },
+            None => ClientError::Refused(status),
+        }
     }
+}
+
+/// Which side's certificate a failed TLS handshake was about.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateProblem {
+    /// This client does not accept the hub's certificate; the reason is
+    /// rustls's (`UnknownIssuer`: another CA issued it, `Expired`, …).
+    #[error("the hub's certificate is not accepted by this client's CA ({reason})")]
+    HubCertificate { reason: String },
+    /// The hub refused this client's certificate; the alert it sent
+    /// (`UnknownCA`, `CertificateExpired`, `CertificateRevoked`, …).
+    #[error("the hub refused this client's certificate ({alert})")]
+    OwnCertificate { alert: String },
+}
+
+/// The certificate problem behind an error, found by the rustls error in
+/// its chain of causes (directly, or inside an I/O error), never by text.
+pub fn certificate_problem(
+    error: &(dyn std::error::Error + 'static),
+) -> Option<CertificateProblem> {
+    use rustls::AlertDescription as Alert;
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        let rustls_error = current.downcast_ref::<rustls::Error>().or_else(|| {
+            current
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        match rustls_error {
+            Some(rustls::Error::InvalidCertificate(reason)) => {
+                return Some(CertificateProblem::HubCertificate {
+                    reason: format!("{reason:?}"),
+                })
+            }
+            Some(rustls::Error::AlertReceived(
+                alert @ (Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::UnknownCA
+                | Alert::CertificateRequired
+                | Alert::AccessDenied),
+            )) => {
+                return Some(CertificateProblem::OwnCertificate {
+                    alert: format!("{alert:?}"),
+                })
+            }
+            Some(_) => return None,
+            None => {}
+        }
+        cause = current.source();
+    }
+    None
 }
 
 impl ClientError {
@@ -118,10 +190,72 @@ pub(crate) async fn connect_tls(
             }
         }))
         .await
-        .map_err(|error| ClientError::Connect {
-            address,
-            reason: format!("{error}: {}", source_chain(&error)),
+        .map_err(|error| match certificate_problem(&error) {
+            Some(problem) => ClientError::Certificate {
+                address: Some(address),
+                problem,
+            },
+            None => ClientError::Connect {
+                address,
+                reason: format!("{error}: {}", source_chain(&error)),
+            },
         })
+}
+
+/// Whether a call's error is a TLS record the client could not accept on a
+/// connection whose handshake had ended (`InvalidData`, by kind): under
+/// TLS 1.3 that is how a hub's refusal of the client's certificate reaches
+/// the first call, after HTTP/2 has turned the TLS error into text.
+pub(crate) fn broken_tls_record(error: &ClientError) -> bool {
+    let ClientError::Refused(status) = error else {
+        return false;
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(current) = cause {
+        if current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// Asks the hub at `address` again, on a connection of its own, what a TLS
+/// failure was: the handshake, then the HTTP/2 preface, which makes the hub
+/// answer; a hub that refuses the client's certificate answers with an
+/// alert, read here as rustls's typed error.
+pub(crate) async fn probe_certificate(
+    address: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    options: &FailoverOptions,
+) -> Option<CertificateProblem> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server_name = rustls::pki_types::ServerName::try_from(truc_pki::HUB_SERVER_NAME).ok()?;
+    let probe = async {
+        let tcp = TcpStream::connect(address).await.ok()?;
+        let mut stream = match TlsConnector::from(tls.clone())
+            .connect(server_name, tcp)
+            .await
+        {
+            Ok(stream) => stream,
+            Err(error) => return certificate_problem(&error),
+        };
+        if let Err(error) = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await {
+            return certificate_problem(&error);
+        }
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte).await {
+            Err(error) => certificate_problem(&error),
+            Ok(_) => None,
+        }
+    };
+    tokio::time::timeout(options.connect_timeout, probe)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A connection to the axis as one agency or operator, through one hub of

@@ -192,6 +192,10 @@ struct State {
     index: usize,
     /// Its channel, once connected.
     stub: Option<Stub>,
+    /// Whether the hub has answered a call on this channel (a result or a
+    /// refusal); until then, a transport failure may be its refusal of
+    /// this client's certificate.
+    answered: bool,
     jitter: Jitter,
 }
 
@@ -209,6 +213,7 @@ impl Hubs {
             state: Mutex::new(State {
                 index: 0,
                 stub: None,
+                answered: false,
                 jitter: Jitter::new(seed),
             }),
             connecting: tokio::sync::Mutex::new(()),
@@ -241,6 +246,7 @@ impl Hubs {
                     let mut state = self.state();
                     state.index = index;
                     state.stub = Some(stub(channel));
+                    state.answered = false;
                     return Ok(());
                 }
                 Err(error) => errors.push(error),
@@ -272,6 +278,7 @@ impl Hubs {
                 let mut state = self.state();
                 if state.index == index {
                     state.stub = Some(stub.clone());
+                    state.answered = false;
                 }
                 (index, Ok(stub))
             }
@@ -317,11 +324,45 @@ impl Hubs {
                 (index, Err(error)) => (index, Err(error)),
             };
             made += 1;
+            let answered = |state: &mut State| {
+                if state.index == index {
+                    state.answered = true;
+                }
+            };
             let error = match outcome {
-                Ok(value) => return Ok(value),
-                Err(error) if !error.is_unreachable() => return Err(error),
+                Ok(value) => {
+                    answered(&mut self.state());
+                    return Ok(value);
+                }
+                Err(error) if !error.is_unreachable() => {
+                    answered(&mut self.state());
+                    return Err(error);
+                }
                 Err(error) => error,
             };
+            // A refused certificate is the hub's answer, and every hub of
+            // one CA gives the same: said at once, never asked again. Under
+            // TLS 1.3 it breaks the first call on a connection, as a
+            // transport error that no longer says why, so a connection
+            // that never carried an answer is asked once more.
+            let unproven = {
+                let state = self.state();
+                state.index == index && !state.answered
+            };
+            // Only a call that ran on a connection: one that could not
+            // connect said why already.
+            let on_a_connection = matches!(error, ClientError::Refused(_));
+            if on_a_connection && (unproven || crate::client::broken_tls_record(&error)) {
+                let address = self.addresses.0[index];
+                if let Some(problem) =
+                    crate::client::probe_certificate(address, &self.tls, &self.options).await
+                {
+                    return Err(ClientError::Certificate {
+                        address: Some(address),
+                        problem,
+                    });
+                }
+            }
             self.move_on_from_index(index);
             asked[index] = true;
             let elapsed = started.elapsed();

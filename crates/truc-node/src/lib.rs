@@ -17,8 +17,10 @@ pub mod verify;
 #[cfg(test)]
 mod signing_example;
 
-pub use agent::{ack_message, run_node, NodeConfig, NodeEvent};
-pub use client::{connect_channel, AxisClient, ClientError};
+pub use agent::{ack_message, recalled_marker_name, run_node, NodeConfig, NodeEvent};
+pub use client::{
+    certificate_problem, connect_channel, AxisClient, CertificateProblem, ClientError,
+};
 pub use compose::{Attachment, Draft};
 pub use failover::{FailoverOptions, HubAddressError, HubAddresses};
 pub use outbox::{OutboxConfig, OutboxEvent};

@@ -1,4 +1,4 @@
-//! The development PKI: one CA in a folder, issuing hub, agency and operator credentials as PEM files.
+//! The development PKI: one CA in a folder, issuing hub, agency, operator and administrator credentials as PEM files.
 //!
 //! Keys are Ed25519 unless a PKI is made with ECDSA P-256
 //! ([`init_dev_pki_with_key_algorithm`]), which systems whose TLS stack has no
@@ -9,7 +9,8 @@
 //! ```text
 //! ca.crt  ca.key  hub.crt  hub.key  ca.crl (once something is revoked)
 //! agencies/<code>.crt  agencies/<code>.key
-//! operators/<name>.crt operators/<name>.key
+//! operators/<name>.crt operators/<name>.key          (read-only)
+//! administrators/<name>.crt administrators/<name>.key (read, and act on dead letters)
 //! ```
 //! Key files are PKCS#8 PEM with mode 0600 on Unix.
 
@@ -90,6 +91,26 @@ impl PkiPaths {
 
     pub fn operators_dir(&self) -> PathBuf {
         self.dir.join("operators")
+    }
+
+    pub fn administrators_dir(&self) -> PathBuf {
+        self.dir.join("administrators")
+    }
+
+    pub fn administrator_cert(&self, name: &str) -> PathBuf {
+        self.administrators_dir().join(format!("{name}.crt"))
+    }
+
+    pub fn administrator_key(&self, name: &str) -> PathBuf {
+        self.administrators_dir().join(format!("{name}.key"))
+    }
+
+    pub fn administrator_credentials(&self, name: &str) -> Result<Credentials, PkiError> {
+        check_file_name("administrator name", name)?;
+        Credentials::load(
+            &self.administrator_cert(name),
+            &self.administrator_key(name),
+        )
     }
 
     pub fn agency_cert(&self, code: &str) -> PathBuf {
@@ -341,6 +362,20 @@ fn issue_operator_pem(
     window: (OffsetDateTime, OffsetDateTime),
     key_algorithm: KeyAlgorithm,
 ) -> Result<IssuedPem, PkiError> {
+    let role = PeerRole::Operator {
+        name: name.to_owned(),
+    };
+    issue_person_pem(ca, name, &role, window, key_algorithm)
+}
+
+/// A client certificate for a person's role (operator or administrator).
+fn issue_person_pem(
+    ca: &Issuer<'_, KeyPair>,
+    name: &str,
+    role: &PeerRole,
+    window: (OffsetDateTime, OffsetDateTime),
+    key_algorithm: KeyAlgorithm,
+) -> Result<IssuedPem, PkiError> {
     let (not_before, not_after) = window;
     let mut params = end_entity_params(
         name,
@@ -348,13 +383,8 @@ fn issue_operator_pem(
         not_after,
         ExtendedKeyUsagePurpose::ClientAuth,
     )?;
-    params.subject_alt_names = vec![uri_san(
-        PeerRole::Operator {
-            name: name.to_owned(),
-        }
-        .uri(),
-    )?];
-    sign_end_entity(&format!("operator {name}"), params, ca, key_algorithm)
+    params.subject_alt_names = vec![uri_san(role.uri())?];
+    sign_end_entity(&role.to_string(), params, ca, key_algorithm)
 }
 
 fn issue_hub_pem(
@@ -698,6 +728,33 @@ pub fn issue_operator(
         &paths.operator_key(name),
         &issued,
     )
+}
+
+/// Issues (or re-issues) administrators' credentials with the CA already in
+/// the folder, with keys of the CA's algorithm. An administrator reads
+/// like an operator and also resends and cancels dead letters; keep these
+/// apart from the operators' read-only certificates.
+pub fn issue_administrators(
+    paths: &PkiPaths,
+    names: &[String],
+    validity: std::time::Duration,
+) -> Result<(), PkiError> {
+    for name in names {
+        check_file_name("administrator name", name)?;
+    }
+    let ca = LoadedCa::load(paths)?;
+    let window = ca.window_from_now(validity)?;
+    create_dir(&paths.administrators_dir())?;
+    for name in names {
+        let role = PeerRole::Administrator { name: name.clone() };
+        let issued = issue_person_pem(&ca.issuer, name, &role, window, ca.key_algorithm)?;
+        write_pair(
+            &paths.administrator_cert(name),
+            &paths.administrator_key(name),
+            &issued,
+        )?;
+    }
+    Ok(())
 }
 
 /// Re-issues the hub's credentials with the CA already in the folder, with a

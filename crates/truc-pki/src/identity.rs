@@ -13,6 +13,7 @@ use crate::PkiError;
 const TRUC_URI_PREFIX: &str = "urn:truc:";
 const AGENCY_URI_PREFIX: &str = "urn:truc:agency:";
 const OPERATOR_URI_PREFIX: &str = "urn:truc:operator:";
+const ADMINISTRATOR_URI_PREFIX: &str = "urn:truc:administrator:";
 const HUB_URI: &str = "urn:truc:hub";
 
 /// The role a certificate grants its holder.
@@ -21,8 +22,11 @@ pub enum PeerRole {
     /// An agency node; `code` is the agency code exactly as written in the
     /// certificate (its format is checked by the caller, not here).
     Agency { code: String },
-    /// A person or tool administering the hub.
+    /// A person or tool watching the hub: reads everything, changes nothing.
     Operator { name: String },
+    /// A person administering the hub: reads like an operator, and acts on
+    /// dead letters (resend, cancel).
+    Administrator { name: String },
     /// The hub itself.
     Hub,
 }
@@ -33,6 +37,7 @@ impl PeerRole {
         match self {
             PeerRole::Agency { code } => format!("{AGENCY_URI_PREFIX}{code}"),
             PeerRole::Operator { name } => format!("{OPERATOR_URI_PREFIX}{name}"),
+            PeerRole::Administrator { name } => format!("{ADMINISTRATOR_URI_PREFIX}{name}"),
             PeerRole::Hub => HUB_URI.to_owned(),
         }
     }
@@ -48,11 +53,13 @@ impl PeerRole {
             non_empty(uri, code).map(|code| PeerRole::Agency { code })
         } else if let Some(name) = uri.strip_prefix(OPERATOR_URI_PREFIX) {
             non_empty(uri, name).map(|name| PeerRole::Operator { name })
+        } else if let Some(name) = uri.strip_prefix(ADMINISTRATOR_URI_PREFIX) {
+            non_empty(uri, name).map(|name| PeerRole::Administrator { name })
         } else {
             Err(PkiError::Identity {
                 reason: format!(
                     "URI {uri:?} has an unknown truc role (expected {AGENCY_URI_PREFIX}<code>, \
-                     {OPERATOR_URI_PREFIX}<name> or {HUB_URI})"
+                     {OPERATOR_URI_PREFIX}<name>, {ADMINISTRATOR_URI_PREFIX}<name> or {HUB_URI})"
                 ),
             })
         };
@@ -75,6 +82,7 @@ impl fmt::Display for PeerRole {
         match self {
             PeerRole::Agency { code } => write!(f, "agency {code}"),
             PeerRole::Operator { name } => write!(f, "operator {name}"),
+            PeerRole::Administrator { name } => write!(f, "administrator {name}"),
             PeerRole::Hub => f.write_str("hub"),
         }
     }
@@ -92,7 +100,8 @@ pub struct PeerIdentity {
 }
 
 /// Reads the role from the certificate's SAN URI: `urn:truc:agency:<code>`,
-/// `urn:truc:operator:<name>` or `urn:truc:hub`. Exactly one truc URI must be
+/// `urn:truc:operator:<name>`, `urn:truc:administrator:<name>` or
+/// `urn:truc:hub`. Exactly one truc URI must be
 /// present; zero, several, or an unknown truc role is an error saying which.
 ///
 /// This does not check the certificate's signature or validity window; use
@@ -197,6 +206,8 @@ pub fn certificate_public_key(cert_der: &[u8]) -> Result<PublicKey, PkiError> {
 pub struct CertificateValidity {
     /// The certificate's subject, e.g. `CN=truc development CA`.
     pub subject: String,
+    /// Who issued it: the subject of its CA.
+    pub issuer: String,
     /// `notAfter` as seconds since the Unix epoch.
     pub not_after_unix_seconds: i64,
 }
@@ -206,6 +217,7 @@ pub fn certificate_validity(cert_der: &[u8]) -> Result<CertificateValidity, PkiE
     let certificate = parse_certificate(cert_der)?;
     Ok(CertificateValidity {
         subject: certificate.subject().to_string(),
+        issuer: certificate.issuer().to_string(),
         not_after_unix_seconds: certificate.validity().not_after.timestamp(),
     })
 }

@@ -198,6 +198,16 @@ fn peer_identity_reads_the_role_of_agency_operator_and_hub_certificates() {
         }
     );
 
+    // Administrators are issued apart, with the same CA.
+    crate::issue_administrators(&paths, &["root".to_owned()], Duration::from_secs(86_400)).unwrap();
+    let administrator = paths.administrator_credentials("root").unwrap();
+    assert_eq!(
+        peer_identity(administrator.certificate_der()).unwrap().role,
+        PeerRole::Administrator {
+            name: "root".to_owned()
+        }
+    );
+
     let hub = paths.hub_credentials().unwrap();
     let hub_identity = peer_identity(hub.certificate_der()).unwrap();
     assert_eq!(hub_identity.role, PeerRole::Hub);
@@ -260,6 +270,13 @@ fn peer_identity_requires_exactly_one_known_truc_uri() {
                 name: "ops".to_owned(),
             }),
         ),
+        (
+            vec![uri("urn:truc:administrator:admin")],
+            Ok(PeerRole::Administrator {
+                name: "admin".to_owned(),
+            }),
+        ),
+        (vec![uri("urn:truc:administrator:")], Err("names no one")),
         (vec![uri("urn:truc:hub")], Ok(PeerRole::Hub)),
     ];
     for (sans, expected) in cases {

@@ -378,6 +378,12 @@ impl EmbeddedHub {
         // Bound before serving, so the nodes can connect as soon as this returns.
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let address = listener.local_addr()?;
+        // The PKI is made for this run and thrown away with it: its expiry
+        // concerns no one.
+        let observe = truc_hub::Observe {
+            certificate_warning_days: 0,
+            ..observe
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(truc_hub::run_observed(listener, setup, observe, async {
             let _ = stopped.await;

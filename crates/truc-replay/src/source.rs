@@ -16,14 +16,63 @@ pub enum SourceError {
     #[error("the hub refused the report: {0}")]
     Hub(#[from] truc_node::ClientError),
     #[error(
-        "the data directory {path} is locked: the hub is still running. Stop it, or ask the \
-         running hub with --hub ADDRESS --certs DIR"
+        "the data directory {path} is locked: the hub is still running{}. Stop it, or ask the \
+         running hub with --hub ADDRESS --certs DIR",
+        pid.map(|pid| format!(" (PID {pid})")).unwrap_or_default()
     )]
-    Locked { path: String },
+    Locked { path: String, pid: Option<u32> },
     #[error("cannot read the data directory {path}: {reason}")]
     Store { path: String, reason: String },
     #[error("the hub reported an agency code that does not parse: {code:?}: {reason}")]
     Code { code: String, reason: String },
+}
+
+/// The file a replay keeps beside the hub's data in a data directory of
+/// its own (`truc replay --data-dir`): which dataset, at which scale.
+pub const REPLAY_RECORD_FILE: &str = "replay.json";
+
+/// What was replayed into a data directory, so that `truc report
+/// --data-dir` compares it with the same targets without being told.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRecord {
+    /// 2019, 2021 or 2022.
+    pub dataset: String,
+    /// The scale N/D, or none for the published figures themselves.
+    pub scale: Option<(u64, u64)>,
+    /// The plan's seed (it moves documents, never counts).
+    pub seed: u64,
+}
+
+impl ReplayRecord {
+    /// Writes the record into `dir`, whole (a temporary name, then a rename).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let temporary = dir.join(format!(".{REPLAY_RECORD_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&temporary, text + "\n")?;
+        std::fs::rename(&temporary, dir.join(REPLAY_RECORD_FILE))
+    }
+
+    /// The record of `dir`, if a replay left one.
+    pub fn read(dir: &Path) -> Result<Option<ReplayRecord>, SourceError> {
+        let path = dir.join(REPLAY_RECORD_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(SourceError::Store {
+                    path: path.display().to_string(),
+                    reason: error.to_string(),
+                })
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| SourceError::Store {
+                path: path.display().to_string(),
+                reason: format!("not a replay record: {error}"),
+            })
+    }
 }
 
 /// `yyyy-mm-dd`, or empty for an open end (the API's convention).
@@ -89,21 +138,15 @@ pub fn figures_from_data_dir(
             reason: "no hub data there (no sled database)".into(),
         });
     }
-    let store = Store::open(path, &StoreOptions::default()).map_err(|error| {
-        let reason = error.to_string();
-        let locked = reason.contains("lock")
-            || reason.contains("Resource temporarily unavailable")
-            || reason.contains("WouldBlock");
-        if locked {
-            SourceError::Locked {
-                path: display.clone(),
-            }
-        } else {
-            SourceError::Store {
-                path: display.clone(),
-                reason,
-            }
-        }
+    let store = Store::open(path, &StoreOptions::default()).map_err(|error| match error {
+        truc_store::StoreError::Locked { pid, .. } => SourceError::Locked {
+            path: display.clone(),
+            pid,
+        },
+        error => SourceError::Store {
+            path: display.clone(),
+            reason: error.to_string(),
+        },
     })?;
     let from = period.0.map(|date| date.ordinal_key()).unwrap_or(0);
     let to = period.1.map(|date| date.ordinal_key()).unwrap_or(u32::MAX);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::audit::{sha256, AuditEntry, AuditHead};
 use crate::checkpoint::{self, Policy};
-use crate::engine::{DocumentSummary, DueWatches, GroupWriter, Reader, Rows};
+use crate::engine::{DocumentSummary, DueWatches, GroupWriter, QueueDepth, Reader, Rows};
 use crate::error::StoreError;
 use crate::keys;
 use crate::layers;
@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     /// counted once at open, then kept by the writer after each successful
     /// write, so a quota check reads a number instead of walking the backlog.
     backlog: Mutex<HashMap<String, u64>>,
+    /// The data directory's lock, let go with the last reference.
+    _lock: crate::lock::DirectoryLock,
 }
 
 impl Inner {
@@ -195,6 +197,9 @@ pub(crate) fn open(
         },
         other => StoreError::from(other),
     };
+    // Before sled's own lock, whose error says only that it failed: this
+    // one names the process that holds the directory.
+    let lock = crate::lock::DirectoryLock::take(path)?;
     let db = sled::Config::new()
         .path(path)
         .cache_capacity(options.cache_bytes)
@@ -276,6 +281,7 @@ pub(crate) fn open(
         path: path.to_owned(),
         free_bytes_min: options.free_bytes_min,
         backlog: Mutex::new(backlog),
+        _lock: lock,
     });
     let policy = Policy {
         start_bytes: options.checkpoint_bytes,
@@ -740,8 +746,16 @@ impl Reader for Inner {
         Ok(read_u64_layered(self, keys::META_NEXT_SEQ)?.unwrap_or(1))
     }
 
-    fn queue_depth(&self, agency: &str) -> Result<usize, StoreError> {
-        Ok(self.scan_prefix(&keys::queue_prefix(agency)).count())
+    fn queue_depth(&self, agency: &str) -> Result<QueueDepth, StoreError> {
+        let mut depth = QueueDepth::default();
+        for item in self.scan_prefix(&keys::queue_prefix(agency)) {
+            let (key, bytes) = item?;
+            match decode::<QueueItem>(&key, &bytes)? {
+                QueueItem::Delivery { .. } => depth.deliveries += 1,
+                QueueItem::Notice { .. } | QueueItem::Notices { .. } => depth.notices += 1,
+            }
+        }
+        Ok(depth)
     }
 
     fn documents(&self) -> Rows<'_, DocumentRecord> {

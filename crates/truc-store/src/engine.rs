@@ -31,6 +31,21 @@ impl DueWatches {
     }
 }
 
+/// What waits in a node's queue: documents (deliveries not yet
+/// acknowledged) and status notices, counted apart because they mean
+/// different things to an operator (a notice waits for a sender's node).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub deliveries: usize,
+    pub notices: usize,
+}
+
+impl QueueDepth {
+    pub fn total(&self) -> usize {
+        self.deliveries + self.notices
+    }
+}
+
 /// A stored document without its signed bytes: what reports count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DocumentSummary {
@@ -59,7 +74,7 @@ pub(crate) trait Reader: Send + Sync {
     fn queue_items(&self) -> Rows<'_, (String, u64, QueueItem)>;
     /// The queue sequence number the next item will take.
     fn next_queue_seq(&self) -> Result<u64, StoreError>;
-    fn queue_depth(&self, agency: &str) -> Result<usize, StoreError>;
+    fn queue_depth(&self, agency: &str) -> Result<QueueDepth, StoreError>;
     /// Every stored document, in id order.
     fn documents(&self) -> Rows<'_, DocumentRecord>;
     fn document_ids(&self) -> Rows<'_, String>;

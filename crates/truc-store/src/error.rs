@@ -2,7 +2,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("document {document_id} already exists with different content (accepted at {accepted_at_unix_ms} ms)")]
+    #[error("document {document_id} already exists with different content (accepted at {})", truc_domain::vietnam_time(*.accepted_at_unix_ms))]
     AlreadyExists {
         document_id: String,
         accepted_at_unix_ms: i64,
@@ -33,6 +33,10 @@ pub enum StoreError {
     /// the hub must not start on it.
     #[error("the data files cannot be trusted: {reason}")]
     DataLost { dir: String, reason: String },
+    /// Another store (another hub, or `truc report --data-dir`) has the
+    /// data directory open; nothing is damaged.
+    #[error("{dir} is in use by another process{}", pid.map(|pid| format!(" (PID {pid})")).unwrap_or_default())]
+    Locked { dir: String, pid: Option<u32> },
     #[error("the storage writer has stopped")]
     WriterGone,
     /// The database cannot be reached, or holds no writable primary now;
@@ -73,6 +77,10 @@ impl StoreError {
             StoreError::DataLost { dir, reason } => StoreError::DataLost {
                 dir: dir.clone(),
                 reason: reason.clone(),
+            },
+            StoreError::Locked { dir, pid } => StoreError::Locked {
+                dir: dir.clone(),
+                pid: *pid,
             },
             StoreError::WriterGone => StoreError::WriterGone,
             StoreError::Unavailable { reason } => StoreError::Unavailable {

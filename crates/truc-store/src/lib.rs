@@ -16,6 +16,7 @@ mod error;
 mod journal;
 mod keys;
 mod layers;
+mod lock;
 mod marker;
 pub mod metrics;
 mod migrate;
@@ -35,9 +36,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 pub use audit::{AuditEntry, AuditHead, AuditKind};
-pub use engine::{DocumentSummary, DueWatches};
+pub use engine::{DocumentSummary, DueWatches, QueueDepth};
 pub use error::StoreError;
 pub use journal::JOURNAL_DIR;
+pub use lock::LOCK_FILE;
 pub use marker::MARKER_FILE;
 pub use migrate::{migrate, MigrateProgress, MigrateReport};
 pub use payload::PAYLOAD_DIR;
@@ -465,8 +467,8 @@ impl Store {
         self.reader.document_summaries()
     }
 
-    /// How many items wait in `agency`'s queue.
-    pub fn queue_depth(&self, agency: &str) -> Result<usize, StoreError> {
+    /// How many deliveries and notices wait in `agency`'s queue.
+    pub fn queue_depth(&self, agency: &str) -> Result<QueueDepth, StoreError> {
         self.reader.queue_depth(agency)
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use metrics::{gauge, histogram};
 
-/// Items waiting in a node's durable queue (deliveries and notices).
+/// Items waiting in a node's durable queue, by `kind`: `documents`
+/// (deliveries not yet acknowledged) or `notices` (status notices).
 pub const QUEUE_DEPTH: &str = "truc_queue_depth";
 /// Commands folded into one group commit.
 pub const GROUP_COMMIT_BATCH_COMMANDS: &str = "truc_group_commit_batch_commands";
@@ -20,9 +21,11 @@ pub const CHECKPOINT_KEYS: &str = "truc_checkpoint_keys";
 /// Time one checkpoint took to write and flush the tree.
 pub const CHECKPOINT_SECONDS: &str = "truc_checkpoint_seconds";
 
-/// A node's queue depth, as last read.
-pub fn queue_depth(agency: &str, items: u64) {
-    gauge!(QUEUE_DEPTH, "agency" => agency.to_owned()).set(items as f64);
+/// A node's queue depth, as last read: documents and notices apart.
+pub fn queue_depth(agency: &str, documents: u64, notices: u64) {
+    for (kind, items) in [("documents", documents), ("notices", notices)] {
+        gauge!(QUEUE_DEPTH, "agency" => agency.to_owned(), "kind" => kind).set(items as f64);
+    }
 }
 
 /// Once per group made durable.

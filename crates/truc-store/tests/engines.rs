@@ -322,9 +322,13 @@ async fn recall(place: &Place) -> Snapshot {
     assert_eq!(effect(H42), BusinessEffect::Withdrawn);
     assert_eq!(codes(&store, &earlier_id, H41), vec![1, 13]);
     assert_eq!(codes(&store, &earlier_id, H42), vec![13, 15]);
+    // The withdrawn delivery left its queue; H42's node is told, in case it
+    // had the document on its way.
     assert!(
-        queue(&store, H42).is_empty(),
-        "the withdrawn delivery left its queue"
+        matches!(&queue(&store, H42)[..], [(_, QueueItem::Notices { document_id, recipient, entries })]
+            if *document_id == earlier_id && recipient == H42 && entries.len() == 1 && entries[0].code == 15),
+        "{:?}",
+        queue(&store, H42)
     );
     let links = store.links(&earlier_id).unwrap();
     assert_eq!(links.len(), 1);
@@ -339,6 +343,91 @@ async fn recall(place: &Place) -> Snapshot {
         .move_status(&earlier_id, H41, entry(16, 13_100, H41, "đã xử lý"))
         .await
         .is_err());
+    // H41's node holds the document: it is told the recall was agreed.
+    let told = queue(&store, H41);
+    assert!(
+        told.iter().any(|(_, item)| matches!(item, QueueItem::Notices { document_id, entries, .. }
+            if *document_id == earlier_id && entries.iter().map(|e| e.code).collect::<Vec<_>>() == [15])),
+        "{told:?}"
+    );
+    check_counters(&store);
+    check_audit(&store);
+    Snapshot::of(&store)
+}
+
+/// A recipient moves a document its node never fetched (the arrival is
+/// recorded with the move and the queue item stays), then agrees to its
+/// recall: the document leaves the queue, so the node never writes it,
+/// and the node is told instead.
+async fn recall_agreed_before_fetch(place: &Place) -> Snapshot {
+    let store = place.open();
+    let earlier = document(21, &[H42, H41_UNIT], 20_000);
+    let earlier_id = earlier.document_id.clone();
+    store
+        .accept_planned(earlier, Vec::new(), relayed())
+        .await
+        .unwrap();
+    let h42_item = queue(&store, H42)[0].0;
+    let relay_item = queue(&store, H41)[0].0;
+    store
+        .move_status(&earlier_id, H42, entry(3, 21_000, H42, ""))
+        .await
+        .unwrap();
+    // The relay moves for its unit, which has no node of its own.
+    store
+        .move_status(&earlier_id, H41_UNIT, entry(3, 21_100, H41, ""))
+        .await
+        .unwrap();
+    assert_eq!(codes(&store, &earlier_id, H42), vec![1, 3]);
+    assert_eq!(queue(&store, H42).len(), 1, "a move leaves the item queued");
+    assert_eq!(store.pending_sends(G22, 100).unwrap(), 2);
+    let recall = document(22, &[H42, H41_UNIT], 22_000);
+    let (_, effects) = store
+        .accept_planned(
+            recall,
+            Vec::new(),
+            AcceptPlan {
+                queue_owners: BTreeMap::from([(H41_UNIT.to_string(), H41.to_string())]),
+                business: Some(BusinessRequest {
+                    business_type: 1,
+                    references: vec![earlier_id.clone()],
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(effects
+        .iter()
+        .all(|e| e.effect == BusinessEffect::Requested));
+    for (recipient, node, at) in [(H42, H42, 23_000), (H41_UNIT, H41, 23_100)] {
+        store
+            .move_status(&earlier_id, recipient, entry(15, at, node, ""))
+            .await
+            .unwrap();
+        assert_eq!(codes(&store, &earlier_id, recipient), vec![1, 3, 13, 15]);
+        let items = queue(&store, node);
+        assert!(
+            !items.iter().any(|(_, item)| matches!(item, QueueItem::Delivery { document_id, .. } if *document_id == earlier_id)),
+            "the recalled document left {node}'s queue: {items:?}"
+        );
+        assert!(
+            items.iter().any(|(_, item)| matches!(item, QueueItem::Notices { document_id, recipient: told, entries }
+                if *document_id == earlier_id && told == recipient && entries[0].code == 15)),
+            "{node} is told: {items:?}"
+        );
+    }
+    // Only the recall itself still waits for the two nodes.
+    assert_eq!(store.pending_sends(G22, 100).unwrap(), 2);
+    // A late acknowledgement of the withdrawn items records nothing.
+    assert_eq!(
+        store.ack(H42, h42_item, 24_000).await.unwrap(),
+        AckOutcome::AlreadyDone
+    );
+    assert_eq!(
+        store.ack(H41, relay_item, 24_000).await.unwrap(),
+        AckOutcome::AlreadyDone
+    );
+    assert_eq!(codes(&store, &earlier_id, H42), vec![1, 3, 13, 15]);
     check_counters(&store);
     check_audit(&store);
     Snapshot::of(&store)
@@ -581,6 +670,7 @@ async fn suite(places: Places) -> Vec<Snapshot> {
     vec![
         accept_acknowledge_move(&places("accept_acknowledge_move")).await,
         recall(&places("recall")).await,
+        recall_agreed_before_fetch(&places("recall_agreed_before_fetch")).await,
         deadlines(&places("deadlines")).await,
         attachments(&places("attachments")).await,
     ]
@@ -595,9 +685,10 @@ fn start_postgres() -> (tempfile::TempDir, Arc<truc_cluster::PostgresServer>) {
 }
 
 /// Scenarios of the suite, by the name of their database.
-const SCENARIOS: [&str; 4] = [
+const SCENARIOS: [&str; 5] = [
     "accept_acknowledge_move",
     "recall",
+    "recall_agreed_before_fetch",
     "deadlines",
     "attachments",
 ];
@@ -739,6 +830,7 @@ fn every_scenario_moves_to_postgres_and_back_unchanged() {
             let expected = match name {
                 "accept_acknowledge_move" => accept_acknowledge_move(&source).await,
                 "recall" => recall(&source).await,
+                "recall_agreed_before_fetch" => recall_agreed_before_fetch(&source).await,
                 "deadlines" => deadlines(&source).await,
                 _ => attachments(&source).await,
             };

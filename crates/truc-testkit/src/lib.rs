@@ -18,6 +18,8 @@ use truc_pki::{KeyAlgorithm, PkiPaths};
 use truc_store::{Store, StoreOptions};
 
 pub const OPERATOR: &str = "ops";
+/// The administrator: reads like the operator, and resends and cancels dead letters.
+pub const ADMINISTRATOR: &str = "admin";
 /// Government Office, Finance, Nghệ An, Construction, Home Affairs.
 pub const AGENCIES: [&str; 5] = [
     "000.00.00.G22",
@@ -178,6 +180,8 @@ impl TestHub {
             options.key_algorithm,
         )
         .expect("development PKI");
+        truc_pki::issue_administrators(&pki, &[ADMINISTRATOR.to_string()], validity)
+            .expect("administrator credentials");
         for (code, key_algorithm) in &options.agency_key_algorithms {
             truc_pki::issue_agencies_with_key_algorithm(
                 &pki,
@@ -451,6 +455,18 @@ impl TestHub {
         )
         .await
         .expect("operator connects")
+    }
+
+    pub async fn administrator(&self) -> AxisClient {
+        AxisClient::connect(
+            self.address,
+            &self.pki.trust_roots().expect("trust roots"),
+            self.pki
+                .administrator_credentials(ADMINISTRATOR)
+                .expect("administrator credentials"),
+        )
+        .await
+        .expect("administrator connects")
     }
 
     /// A raw mutual-TLS channel as `agency`, for services other than the Axis.

@@ -2364,7 +2364,7 @@ impl Builder<'_> {
         ] {
             self.push(Case::new(
                 format!("resend: {label}"),
-                Who::Operator,
+                Who::Administrator,
                 Input::Request(
                     Method::ResendDeadLetter,
                     pb::ResendDeadLetterRequest {
@@ -2378,7 +2378,7 @@ impl Builder<'_> {
             ));
             self.push(Case::new(
                 format!("cancel: {label}"),
-                Who::Operator,
+                Who::Administrator,
                 Input::Request(
                     Method::CancelDeadLetter,
                     pb::CancelDeadLetterRequest {
@@ -2394,7 +2394,7 @@ impl Builder<'_> {
         }
         self.push(Case::new(
             "cancel without a reason".to_string(),
-            Who::Operator,
+            Who::Administrator,
             Input::Request(
                 Method::CancelDeadLetter,
                 pb::CancelDeadLetterRequest {

@@ -138,8 +138,8 @@ function draw(data) {
   $("kpi-received-rate").textContent = r.received_per_minute == null ? "rate: measuring…" : `${rate(r.received_per_minute)} / min`;
   $("kpi-online").textContent = `${number(n.online)} / ${number(n.with_node)}`;
   $("kpi-agencies").textContent = `${number(t.agencies_with_traffic)} of ${number(t.agencies_registered)} agencies with traffic`;
-  $("kpi-queue").textContent = number(n.queue_depth_total);
-  $("kpi-queue-note").textContent = `${number(data.funnel.queued)} not yet arrived`;
+  $("kpi-queue").textContent = number(n.documents_queued);
+  $("kpi-queue-note").textContent = `and ${number(n.notices_queued)} status notices for senders`;
   $("kpi-overdue").textContent = number(data.overdue.rows.length) + (data.overdue.truncated ? "+" : "");
 
   drawStorage(data.storage);
@@ -148,7 +148,8 @@ function draw(data) {
   fillTable("nodes", n.rows, (row) => `<tr>
       <td class="code">${esc(row.code)}</td><td title="${esc(row.name)}">${esc(row.name)}</td>
       <td class="${row.online ? "online" : "offline"}">${row.online ? "● online" : "○ offline"}${row.hub ? ` <small>on ${esc(row.hub)}</small>` : ""}</td>
-      <td class="num">${number(row.queue_depth)}</td>
+      <td class="num">${number(row.queued_documents)}</td>
+      <td class="num">${number(row.queued_notices)}</td>
       <td class="num">${row.oldest_unacked_age_ms == null ? "" : duration(row.oldest_unacked_age_ms)}</td></tr>`,
     "no node has a queue");
   fillTable("agencies", data.agencies.rows, (row) => `<tr>

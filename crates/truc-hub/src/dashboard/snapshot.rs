@@ -268,11 +268,15 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
     let now_ms = intake::now_unix_ms();
     let with_node: Vec<&pb::NodeView> = nodes.iter().filter(|n| n.own_node).collect();
     let online = with_node.iter().filter(|n| n.online).count();
-    let queue_depth_total: u64 = with_node.iter().map(|n| n.queue_depth).sum();
+    // Documents and notices apart: a notice waits for a sender's node and
+    // says nothing about documents not yet delivered.
+    let documents_queued: u64 = with_node.iter().map(|n| n.queued_documents).sum();
+    let notices_queued: u64 = with_node.iter().map(|n| n.queued_notices).sum();
     let mut deepest = with_node.clone();
     deepest.sort_by(|a, b| {
-        b.queue_depth
-            .cmp(&a.queue_depth)
+        b.queued_documents
+            .cmp(&a.queued_documents)
+            .then(b.queued_notices.cmp(&a.queued_notices))
             .then(b.online.cmp(&a.online))
             .then(a.organ_id.cmp(&b.organ_id))
     });
@@ -286,7 +290,8 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
                 "online": node.online,
                 "hub": node.serving_hub,
                 "last_seen_unix_ms": node.last_seen_unix_ms,
-                "queue_depth": node.queue_depth,
+                "queued_documents": node.queued_documents,
+                "queued_notices": node.queued_notices,
                 "oldest_unacked_document_id": node.oldest_unacked_document_id,
                 "oldest_unacked_age_ms": if node.oldest_unacked_accepted_at_unix_ms > 0 {
                     json!((now_ms - node.oldest_unacked_accepted_at_unix_ms).max(0))
@@ -364,7 +369,8 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
         "nodes": {
             "with_node": with_node.len(),
             "online": online,
-            "queue_depth_total": queue_depth_total,
+            "documents_queued": documents_queued,
+            "notices_queued": notices_queued,
             "rows": node_rows,
             "truncated": with_node.len() > NODE_ROWS_MAX,
         },

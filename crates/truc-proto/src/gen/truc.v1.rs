@@ -408,7 +408,7 @@ pub struct RecipientStatus {
     pub current: i32,
     #[prost(message, repeated, tag = "3")]
     pub history: ::prost::alloc::vec::Vec<StatusEntry>,
-    /// Set when the delivery expired unacknowledged, with what operators did.
+    /// Set when the delivery expired unacknowledged, with what administrators did.
     #[prost(message, optional, tag = "4")]
     pub dead_letter: ::core::option::Option<DeadLetter>,
 }
@@ -540,7 +540,7 @@ pub struct NodeView {
     /// When the node's delivery stream last opened, acknowledged or ended; 0 if never since the hub started.
     #[prost(int64, tag = "8")]
     pub last_seen_unix_ms: i64,
-    /// Items (deliveries and notices) waiting in this node's queue.
+    /// Items waiting in this node's queue: queued_documents + queued_notices.
     #[prost(uint64, tag = "9")]
     pub queue_depth: u64,
     /// The oldest delivery waiting for this node's acknowledgement; empty if none.
@@ -552,6 +552,14 @@ pub struct NodeView {
     /// database, the holder of the node's lease. Empty while no hub does.
     #[prost(string, tag = "12")]
     pub serving_hub: ::prost::alloc::string::String,
+    /// Documents waiting for this node to fetch and acknowledge them (its own
+    /// and, for a relay, its units').
+    #[prost(uint64, tag = "13")]
+    pub queued_documents: u64,
+    /// Status notices waiting for this node: about documents its agency sent,
+    /// or a recall of one it received.
+    #[prost(uint64, tag = "14")]
+    pub queued_notices: u64,
 }
 /// A database that several hubs share, as its primary sees it.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -719,7 +727,7 @@ pub struct DeadLetterAction {
     /// "resent" or "cancelled".
     #[prost(string, tag = "1")]
     pub action: ::prost::alloc::string::String,
-    /// The operator whose certificate asked for it.
+    /// Who asked for it: `administrator:<name>`, from the certificate.
     #[prost(string, tag = "2")]
     pub operator: ::prost::alloc::string::String,
     #[prost(int64, tag = "3")]
@@ -768,7 +776,7 @@ pub struct CancelDeadLetterRequest {
     pub document_id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub recipient: ::prost::alloc::string::String,
-    /// Why; recorded with the operator's name.
+    /// Why; recorded with the administrator's name.
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
 }
@@ -875,7 +883,7 @@ pub enum StatusCode {
     /// sender: a feedback deadline passed (the reason names it and how late).
     StatusOverdue = 20,
     /// Recorded by the hub: no node acknowledged the delivery within its time
-    /// to live; it is a dead letter until an operator resends or cancels it.
+    /// to live; it is a dead letter until an administrator resends or cancels it.
     StatusExpired = 21,
 }
 impl StatusCode {
@@ -1343,7 +1351,7 @@ pub mod axis_client {
                 .insert(GrpcMethod::new("truc.v1.Axis", "ListDeadLetters"));
             self.inner.unary(req, path, codec).await
         }
-        /// Queues an open dead letter again, with a new time to live (operators only).
+        /// Queues an open dead letter again, with a new time to live (administrators only).
         pub async fn resend_dead_letter(
             &mut self,
             request: impl tonic::IntoRequest<super::ResendDeadLetterRequest>,
@@ -1365,7 +1373,7 @@ pub mod axis_client {
                 .insert(GrpcMethod::new("truc.v1.Axis", "ResendDeadLetter"));
             self.inner.unary(req, path, codec).await
         }
-        /// Closes an open dead letter for good (operators only).
+        /// Closes an open dead letter for good (administrators only).
         pub async fn cancel_dead_letter(
             &mut self,
             request: impl tonic::IntoRequest<super::CancelDeadLetterRequest>,
@@ -1534,12 +1542,12 @@ pub mod axis_server {
             tonic::Response<super::ListDeadLettersResponse>,
             tonic::Status,
         >;
-        /// Queues an open dead letter again, with a new time to live (operators only).
+        /// Queues an open dead letter again, with a new time to live (administrators only).
         async fn resend_dead_letter(
             &self,
             request: tonic::Request<super::ResendDeadLetterRequest>,
         ) -> std::result::Result<tonic::Response<super::DeadLetter>, tonic::Status>;
-        /// Closes an open dead letter for good (operators only).
+        /// Closes an open dead letter for good (administrators only).
         async fn cancel_dead_letter(
             &self,
             request: tonic::Request<super::CancelDeadLetterRequest>,

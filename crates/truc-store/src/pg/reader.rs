@@ -12,7 +12,7 @@ use time::{Date, OffsetDateTime};
 use super::rows::{self, unix_ms};
 use super::{database_error, Connection, Pool, Reachability};
 use crate::audit::{AuditEntry, AuditHead, AuditKind};
-use crate::engine::{DocumentSummary, DueWatches, Reader, Rows};
+use crate::engine::{DocumentSummary, DueWatches, QueueDepth, Reader, Rows};
 use crate::error::StoreError;
 use crate::records::{
     BlobRecord, DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord, OverdueRecord,
@@ -352,16 +352,21 @@ impl Reader for PgReader {
         })
     }
 
-    fn queue_depth(&self, agency: &str) -> Result<usize, StoreError> {
+    fn queue_depth(&self, agency: &str) -> Result<QueueDepth, StoreError> {
         let agency = agency.to_owned();
         self.pool.run(move |connection| {
             let row = connection
                 .query_opt(
-                    "SELECT count(*) FROM queue_items WHERE owner = $1",
+                    "SELECT count(*) FILTER (WHERE kind = 'delivery'),
+                            count(*) FILTER (WHERE kind <> 'delivery')
+                     FROM queue_items WHERE owner = $1",
                     &[&agency],
                 )
                 .map_err(fail("counting a queue"))?;
-            Ok(row.map_or(0, |row| row.get::<_, i64>(0) as usize))
+            Ok(row.map_or_else(QueueDepth::default, |row| QueueDepth {
+                deliveries: row.get::<_, i64>(0) as usize,
+                notices: row.get::<_, i64>(1) as usize,
+            }))
         })
     }
 

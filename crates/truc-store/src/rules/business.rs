@@ -71,13 +71,30 @@ impl Rules<'_> {
                 };
                 let effect = match Status::request_effect(delivery.state()?) {
                     RequestEffect::Withdraw => {
-                        self.take_queued_delivery(op, reference, recipient, delivery.queue_seq)?;
+                        let queued_at = self.take_queued_delivery(
+                            op,
+                            reference,
+                            recipient,
+                            delivery.queue_seq,
+                        )?;
                         let withdrawn = StatusEntry {
                             code: Status::RecallAgreed.code(),
                             at_unix_ms,
                             actor: document.sender.clone(),
                             reason: "withdrawn before it was fetched; nothing was delivered".into(),
                         };
+                        // The node may have the document on its way (sent on
+                        // its stream, not yet acknowledged): it is told, and
+                        // marks it recalled if it wrote it after all.
+                        if let Some(node) = queued_at {
+                            self.tell_node_recalled(
+                                op,
+                                &node,
+                                reference,
+                                recipient,
+                                withdrawn.clone(),
+                            );
+                        }
                         for entry in [request, withdrawn] {
                             delivery.history.push(entry.clone());
                             op.changes

@@ -366,6 +366,31 @@ impl<'view> Rules<'view> {
         Ok(None)
     }
 
+    /// Tells the node that carries a delivery that it was recalled (15): a
+    /// node that holds the document, or had it on its way when its queue
+    /// item was taken, marks it recalled in its inbox. The notice goes after
+    /// the delivery's own item in that node's queue, so a node that is sent
+    /// both hears of the recall after the document.
+    pub(crate) fn tell_node_recalled(
+        &mut self,
+        op: &mut Op,
+        node: &str,
+        document_id: &str,
+        recipient: &str,
+        entry: StatusEntry,
+    ) {
+        let seq = self.take_seq();
+        op.changes.queue.insert(
+            (node.to_owned(), seq),
+            Some(QueueItem::Notices {
+                document_id: document_id.to_owned(),
+                recipient: recipient.to_owned(),
+                entries: vec![entry],
+            }),
+        );
+        self.woken.insert(node.to_owned());
+    }
+
     /// Queues one notice per delivery for its sender, with every entry the
     /// command recorded on it.
     pub(crate) fn queue_notices(&mut self, mut notices: Notices) {

@@ -1,6 +1,8 @@
 //! A recipient's status moves, each checked against the status machine and
 //! recorded with its actor, time and reason. A recipient that moves a
-//! delivery still queued holds it: its arrival is recorded first.
+//! delivery still queued holds it: its arrival is recorded first. A recall
+//! agreed takes the delivery out of its queue, if still there, and tells the
+//! node that holds it or had it on its way.
 
 use truc_domain::Status;
 
@@ -88,6 +90,28 @@ impl Rules<'_> {
             &request.entry,
         ));
         entries.push(request.entry.clone());
+        if target == Status::RecallAgreed {
+            // A recipient that moved the document before its node fetched it
+            // left the queue item in place (above); once the recall is
+            // agreed, the document must not reach that node any more.
+            let queue_seq = delivery.queue_seq;
+            let holder = delivery
+                .history
+                .iter()
+                .find(|entry| entry.code == Status::Arrived.code())
+                .map(|arrival| arrival.actor.clone());
+            let queued_at =
+                self.take_queued_delivery(op, &request.document_id, &request.recipient, queue_seq)?;
+            if let Some(node) = queued_at.or(holder) {
+                self.tell_node_recalled(
+                    op,
+                    &node,
+                    &request.document_id,
+                    &request.recipient,
+                    request.entry.clone(),
+                );
+            }
+        }
         slot.stage(op);
         Ok(sender)
     }
