@@ -22,6 +22,7 @@ mod pg;
 pub mod records;
 mod report;
 mod rules;
+mod sink;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,14 +41,17 @@ pub use marker::MARKER_FILE;
 pub use payload::PAYLOAD_DIR;
 pub use pg::PostgresOptions;
 pub use records::{
-    AttachmentRef, BlobRecord, DeadLetterAction, DeadLetterRecord, DeadLetterState, DeadlineKind,
-    DeliveryRecord, DocumentRecord, DocumentSignatureState, LinkRecord, OverdueRecord, QueueItem,
-    RefusedRecipient, StatusEntry, WatchRecord,
+    ArchiveFile, ArchivedDocument, AttachmentRef, BlobRecord, DeadLetterAction, DeadLetterRecord,
+    DeadLetterState, DeadlineKind, DeliveryRecord, DocumentRecord, DocumentSignatureState,
+    LinkRecord, OverdueRecord, QueueItem, RefusedRecipient, RetainedFigures, StatusEntry,
+    WatchRecord, FUNNEL_CODES,
 };
 pub use rules::{
-    AcceptDeadlines, AcceptOutcome, AcceptPlan, AckOutcome, BusinessEffect, BusinessOutcome,
-    BusinessRequest, LapseOutcome, MoveRequest, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE,
+    AcceptDeadlines, AcceptOutcome, AcceptPlan, AckOutcome, ArchiveBatch, ArchivedBundle,
+    BusinessEffect, BusinessOutcome, BusinessRequest, LapseOutcome, MoveRequest, RetireOutcome,
+    EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE,
 };
+pub use sink::{crash_point, ArchiveSink, BlobSource, Chunks, RetireRequest, CRASH_AT_VARIABLE};
 
 pub(crate) use embedded::Inner;
 use engine::Reader;
@@ -255,7 +259,7 @@ impl Store {
         options: &StoreOptions,
     ) -> Result<Store, StoreError> {
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
-        let store_writer = Writer::new(engine, shared.clone());
+        let store_writer = Writer::new(engine, shared.clone(), reader.clone());
         std::thread::Builder::new()
             .name("truc-store-writer".into())
             .spawn(move || store_writer.run(receiver))
@@ -705,5 +709,55 @@ impl Store {
     /// The database's primary and standbys (`None` for the embedded engine).
     pub fn database_state(&self) -> Result<Option<DatabaseState>, StoreError> {
         self.reader.database_state()
+    }
+
+    /// One retention step: the documents of `request` that may leave go
+    /// into the archive `sink` writes (synced), then leave the live store,
+    /// in one durable write with what stays of them.
+    pub async fn retire(
+        &self,
+        request: RetireRequest,
+        sink: Arc<dyn ArchiveSink>,
+    ) -> Result<RetireOutcome, StoreError> {
+        self.submit(|reply| Command::Retire {
+            request,
+            sink,
+            reply,
+        })
+        .await
+    }
+
+    /// Live documents accepted before `cutoff_unix_ms`, oldest first, after
+    /// the (acceptance time, id) `after`: retention's candidates.
+    pub fn retention_candidates(
+        &self,
+        cutoff_unix_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.reader
+            .retention_candidates(cutoff_unix_ms, after, limit)
+    }
+
+    /// The duplicate index's entry of a document that left for an archive.
+    pub fn archived(&self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {
+        self.reader.archived(document_id)
+    }
+
+    /// Every entry of the duplicate index, in id order.
+    pub fn archived_documents(
+        &self,
+    ) -> impl Iterator<Item = Result<ArchivedDocument, StoreError>> + '_ {
+        self.reader.archived_documents()
+    }
+
+    /// The report figures kept for archived documents, by (agency, `yyyymmdd`).
+    pub fn retained_figures(&self) -> Result<BTreeMap<(String, u32), RetainedFigures>, StoreError> {
+        self.reader.retained_figures()
+    }
+
+    /// The archive files retention wrote, as committed.
+    pub fn archive_files(&self) -> Result<Vec<ArchiveFile>, StoreError> {
+        self.reader.archive_files()
     }
 }
