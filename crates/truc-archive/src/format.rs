@@ -162,7 +162,12 @@ pub struct SealBody {
     pub live_audit_head_sha256: [u8; 32],
     /// True for the closing seal: nothing follows its end marker.
     pub closed: bool,
+    /// When the seal was made, by the system's clock: the hub's
+    /// certificate is checked at this time.
     pub made_at_unix_ms: i64,
+    /// The same moment by the hub's clock, which retention's cutoff and the
+    /// documents' times read (the same unless a test or benchmark moves it).
+    pub hub_clock_unix_ms: i64,
     /// The hub's certificate (DER), whose key signs the body.
     pub hub_certificate: Vec<u8>,
 }

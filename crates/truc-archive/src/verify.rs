@@ -342,17 +342,14 @@ impl Checker<'_> {
     }
 
     fn seal(&mut self, offset: u64, body: &[u8], digest: [u8; 32]) -> Check {
-        let seal: Seal = decode(body).map_err(|error| {
-            problem(
-                offset,
-                format!("a seal does not decode ({error}): it was altered"),
-            )
-        })?;
         let (batch, previous_offset, previous_sha256) = self
             .last_seal
             .map_or((1, 0, [0; 32]), |(batch, at, sha)| (batch + 1, at, sha));
         let seal_problem =
             |what: String| problem(offset, format!("the seal of batch {batch}: {what}"));
+        let seal: Seal = decode(body).map_err(|error| {
+            seal_problem(format!("it does not decode ({error}): it was altered"))
+        })?;
         if seal.body.batch != batch
             || seal.body.previous_seal_offset != previous_offset
             || seal.body.previous_seal_sha256 != previous_sha256
@@ -532,8 +529,39 @@ pub fn verify(
         outcome = end(&checker, length, allow_open);
     }
     let mut found = checker.found;
-    found.problem = outcome.err();
+    found.problem = outcome.err().map(|problem| named(path, problem));
     Ok(found)
+}
+
+/// A document frame too damaged to say its own id is named by the seal
+/// after it, which lists every frame with its offset.
+fn named(path: &Path, mut problem: Problem) -> Problem {
+    if problem.document_id.is_some() || !problem.what.starts_with("a document frame") {
+        return problem;
+    }
+    let Ok(mut reader) = crate::read::ArchiveReader::open(path) else {
+        return problem;
+    };
+    let mut offset = problem.offset;
+    while let Ok(frame) = reader.frame_at(offset) {
+        if frame.kind == FrameKind::Seal {
+            if let Ok(seal) = decode::<Seal>(&frame.body) {
+                if let Some(listed) = seal
+                    .body
+                    .frames
+                    .iter()
+                    .find(|listed| listed.offset == problem.offset)
+                {
+                    problem.what =
+                        format!("document {} was altered: {}", listed.name, problem.what);
+                    problem.document_id = Some(listed.name.clone());
+                }
+            }
+            break;
+        }
+        offset += 4 + 1 + frame.body.len() as u64;
+    }
+    problem
 }
 
 /// The file stops inside a frame: what was lost, in the seal's terms.

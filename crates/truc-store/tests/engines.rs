@@ -612,13 +612,21 @@ fn archive_writer(dir: &std::path::Path) -> Arc<truc_archive::ArchiveWriter> {
         .certificates_der()
         .map(<[u8]>::to_vec)
         .collect();
-    Arc::new(truc_archive::ArchiveWriter::new(
-        dir,
-        "",
-        ca,
-        hub.certificate_der().to_vec(),
-        hub.signing_key().unwrap(),
-    ))
+    Arc::new(
+        truc_archive::ArchiveWriter::new(
+            dir,
+            "",
+            ca,
+            hub.certificate_der().to_vec(),
+            hub.signing_key().unwrap(),
+        )
+        .with_seal_clock(sealed_at),
+    )
+}
+
+/// The seals' time, the same for both engines' archives.
+fn sealed_at() -> i64 {
+    pki_made_at_unix_ms() + 100_000
 }
 
 /// Documents whose every delivery is final leave for an archive once old

@@ -185,7 +185,9 @@ impl Rules<'_> {
             else {
                 continue;
             };
-            let deliveries = self.deliveries(&op, document_id)?.records;
+            let mut deliveries = self.deliveries(&op, document_id)?.records;
+            // In one order whatever the engine, so that archives are the same.
+            deliveries.sort_by(|a, b| a.recipient.cmp(&b.recipient));
             let mut letters = Vec::new();
             let mut all_final = true;
             for delivery in &deliveries {
