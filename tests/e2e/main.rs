@@ -16,6 +16,7 @@ mod overdue;
 mod recall;
 mod relays;
 mod replay;
+mod retention;
 mod status;
 
 use std::time::Duration;

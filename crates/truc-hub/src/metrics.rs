@@ -40,6 +40,19 @@ pub const CERTIFICATE_EXPIRY: &str = "truc_certificate_expiry_timestamp_seconds"
 pub const SECURITY_EVENTS_TOTAL: &str = "truc_security_events_total";
 /// Age of the oldest item sent to a node and not yet acknowledged.
 pub const QUEUE_OLDEST_UNACKED_AGE: &str = "truc_queue_oldest_unacked_age_seconds";
+/// Bytes the live store occupies on disk (the embedded engine's data
+/// directory, or the PostgreSQL database).
+pub const STORE_SIZE_BYTES: &str = "truc_store_size_bytes";
+/// Documents that left the live store for archive files.
+pub const ARCHIVED_DOCUMENTS_TOTAL: &str = "truc_archive_documents_total";
+/// Live documents older than the retention period after the last run.
+pub const ARCHIVE_BACKLOG_DOCUMENTS: &str = "truc_archive_backlog_documents";
+/// Of those, the ones a delivery not yet final holds live.
+pub const ARCHIVE_HELD_DOCUMENTS: &str = "truc_archive_held_documents";
+/// When the last retention run ended, as Unix time.
+pub const ARCHIVE_LAST_RUN: &str = "truc_archive_last_run_timestamp_seconds";
+/// How long each retention run took.
+pub const ARCHIVE_RUN_SECONDS: &str = "truc_archive_run_seconds";
 pub use truc_store::metrics::{
     CHECKPOINT_KEYS, CHECKPOINT_SECONDS, GROUP_COMMIT_BATCH_COMMANDS, GROUP_COMMIT_FLUSH_SECONDS,
     QUEUE_DEPTH,
@@ -155,6 +168,33 @@ fn describe() {
         Unit::Seconds,
         "Time one checkpoint took to write its keys into the tree and flush it."
     );
+    describe_gauge!(
+        STORE_SIZE_BYTES,
+        Unit::Bytes,
+        "Bytes the live store occupies on disk (archives not included)."
+    );
+    describe_counter!(
+        ARCHIVED_DOCUMENTS_TOTAL,
+        "Documents that left the live store for archive files."
+    );
+    describe_gauge!(
+        ARCHIVE_BACKLOG_DOCUMENTS,
+        "Live documents older than the retention period after the last run."
+    );
+    describe_gauge!(
+        ARCHIVE_HELD_DOCUMENTS,
+        "Documents older than the retention period that a delivery not yet final holds live."
+    );
+    describe_gauge!(
+        ARCHIVE_LAST_RUN,
+        Unit::Seconds,
+        "When the last retention run ended, as Unix time."
+    );
+    describe_histogram!(
+        ARCHIVE_RUN_SECONDS,
+        Unit::Seconds,
+        "How long one retention run took."
+    );
 }
 
 /// How a send ended, as the `outcome` label.
@@ -222,6 +262,23 @@ pub fn certificate_expiry(identity: &'static str, subject: &str, not_after_unix_
 /// How long the oldest delivery waiting in a node's queue has waited.
 pub fn queue_oldest_unacked_age(agency: &str, age: Duration) {
     gauge!(QUEUE_OLDEST_UNACKED_AGE, "agency" => agency.to_owned()).set(age.as_secs_f64());
+}
+
+pub fn store_size(bytes: u64) {
+    gauge!(STORE_SIZE_BYTES).set(bytes as f64);
+}
+
+/// One retention run: documents archived, and those older than the period
+/// still live (held by a delivery, and in all).
+pub fn retention_run(archived: u64, held: u64, backlog: u64, took: Duration) {
+    counter!(ARCHIVED_DOCUMENTS_TOTAL).increment(archived);
+    gauge!(ARCHIVE_HELD_DOCUMENTS).set(held as f64);
+    gauge!(ARCHIVE_BACKLOG_DOCUMENTS).set(backlog as f64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    gauge!(ARCHIVE_LAST_RUN).set(now);
+    metrics::histogram!(ARCHIVE_RUN_SECONDS).record(took.as_secs_f64());
 }
 
 /// The gRPC code as Prometheus users write it: `invalid_argument`, not `InvalidArgument`.

@@ -70,6 +70,9 @@ pub struct TestHubOptions {
     /// the hub reads again this often; a test changes it with
     /// [`TestHub::write_directory`].
     pub directory_reload: Option<Duration>,
+    /// How long the PKI's certificates are valid; `None`: a day. A test
+    /// that moves a manual clock far ahead needs them valid that far.
+    pub certificate_validity: Option<Duration>,
 }
 
 /// The directory file of a hub started with `directory_reload`, in its folder.
@@ -131,7 +134,9 @@ impl TestHub {
             .map(|code| (code.clone(), format!("Agency {code}")))
             .collect();
         certified.push((UNREGISTERED.to_string(), "Unregistered".into()));
-        let validity = Duration::from_secs(86_400);
+        let validity = options
+            .certificate_validity
+            .unwrap_or(Duration::from_secs(86_400));
         let pki = truc_pki::init_dev_pki_with_key_algorithm(
             &root.path().join("pki"),
             &certified,
