@@ -93,6 +93,16 @@ impl Clock {
         }
     }
 
+    /// Moves a manual clock forward to `unix_ms` if it stands before it (a
+    /// replay follows its documents' historical times this way).
+    pub fn advance_to(&self, unix_ms: i64) {
+        if let Kind::Manual(at) = &self.0.kind {
+            if at.fetch_max(unix_ms, Ordering::AcqRel) < unix_ms {
+                self.0.advanced.send_modify(|moves| *moves += 1);
+            }
+        }
+    }
+
     /// Changes each time a manual clock moves.
     pub(crate) fn advances(&self) -> watch::Receiver<u64> {
         self.0.advanced.subscribe()

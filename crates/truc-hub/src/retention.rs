@@ -107,6 +107,39 @@ pub(crate) fn period_of(unix_ms: i64) -> String {
         .unwrap_or_else(|| "0000-00".to_owned())
 }
 
+/// Where the walk over old documents stands between runs.
+#[derive(Default)]
+struct Walk {
+    /// The last candidate examined (acceptance time, id); `None`: the oldest next.
+    cursor: Option<(i64, String)>,
+    /// When the walk last went back to the oldest document, to look again at
+    /// those a delivery held: at most once per `run_interval`, so that a clock
+    /// moved for every document sent (a replay) does not make every run read
+    /// them all again.
+    rewound_at: Option<Instant>,
+    /// The last count of the backlog, and when it was made (it reads every
+    /// old document's key).
+    backlog: u64,
+    counted_at: Option<Instant>,
+    /// Documents found held since the walk last went back to the oldest,
+    /// and in the whole walk before that.
+    held_this_walk: u64,
+    held_last_walk: u64,
+}
+
+impl Walk {
+    fn due(at: Option<Instant>, interval: Duration) -> bool {
+        at.is_none_or(|at| at.elapsed() >= interval)
+    }
+
+    fn rewind(&mut self) {
+        self.cursor = None;
+        self.rewound_at = Some(Instant::now());
+        self.held_last_walk = self.held_this_walk;
+        self.held_this_walk = 0;
+    }
+}
+
 pub(crate) async fn run(hub: Arc<Hub>, sink: Arc<dyn ArchiveSink>) {
     let setup = hub.watch.retention.clone();
     hub.retention.update(|status| {
@@ -115,12 +148,13 @@ pub(crate) async fn run(hub: Arc<Hub>, sink: Arc<dyn ArchiveSink>) {
     });
     let mut shutdown = hub.shutdown.clone();
     let mut advances = hub.watch.clock.advances();
-    let mut cursor: Option<(i64, String)> = None;
+    let mut walk = Walk::default();
     loop {
         if *shutdown.borrow_and_update() {
             return;
         }
-        run_once(&hub, &setup, sink.clone(), &mut cursor).await;
+        run_once(&hub, &setup, sink.clone(), &mut walk).await;
+        // Moves of a manual clock during the run are seen here as one.
         tokio::select! {
             _ = tokio::time::sleep(setup.run_interval) => {}
             _ = advances.changed() => {}
@@ -130,13 +164,13 @@ pub(crate) async fn run(hub: Arc<Hub>, sink: Arc<dyn ArchiveSink>) {
 }
 
 /// One run: candidates from where the last run stopped, in batches, until
-/// the cutoff is reached (then once more from the oldest, for documents held
-/// earlier) or the run's limit.
+/// the cutoff is reached (then from the oldest again, once per interval, for
+/// documents held earlier) or the run's limit.
 async fn run_once(
     hub: &Arc<Hub>,
     setup: &RetentionSetup,
     sink: Arc<dyn ArchiveSink>,
-    cursor: &mut Option<(i64, String)>,
+    walk: &mut Walk,
 ) {
     let started = Instant::now();
     let now = hub.watch.clock.now_unix_ms();
@@ -146,8 +180,6 @@ async fn run_once(
     let mut examined = 0usize;
     let mut archived = 0u64;
     let mut audit_entries = 0u64;
-    let mut held = 0u64;
-    let mut wrapped = cursor.is_none();
     let mut last_file = String::new();
     let mut failure = None;
     // At least one step, so that a month's file is closed and the audit
@@ -155,7 +187,7 @@ async fn run_once(
     let mut first = true;
     while examined < setup.documents_per_run_max && !*hub.shutdown.borrow() {
         let store = hub.store.clone();
-        let after = cursor.clone();
+        let after = walk.cursor.clone();
         let limit = setup
             .documents_per_batch_max
             .min(setup.documents_per_run_max - examined);
@@ -174,13 +206,11 @@ async fn run_once(
             }
         };
         if page.is_empty() && !first {
-            if wrapped {
-                break;
+            if walk.cursor.is_some() && Walk::due(walk.rewound_at, setup.run_interval) {
+                walk.rewind();
+                continue;
             }
-            // From the oldest again: documents held before may be final now.
-            *cursor = None;
-            wrapped = true;
-            continue;
+            break;
         }
         first = false;
         examined += page.len();
@@ -201,7 +231,7 @@ async fn run_once(
                     archived += outcome.archived as u64;
                     audit_entries += outcome.audit_entries as u64;
                     if attempt == 0 {
-                        held += outcome.held as u64;
+                        walk.held_this_walk += outcome.held as u64;
                     }
                     if let Some(file) = &outcome.file {
                         last_file = file.name.clone();
@@ -222,21 +252,30 @@ async fn run_once(
         if failure.is_some() {
             break;
         }
-        *cursor = page.last().cloned();
+        if let Some(last) = page.last() {
+            walk.cursor = Some(last.clone());
+        }
         if page.len() < limit {
-            if wrapped {
-                break;
+            if Walk::due(walk.rewound_at, setup.run_interval) {
+                walk.rewind();
+                continue;
             }
-            *cursor = None;
-            wrapped = true;
+            break;
         }
     }
-    let store = hub.store.clone();
-    let backlog = tokio::task::spawn_blocking(move || count_before(&store, cutoff))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(0);
+    // After a run that found documents the count may have changed; else
+    // once per interval.
+    if examined > 0 || Walk::due(walk.counted_at, setup.run_interval) {
+        let store = hub.store.clone();
+        if let Ok(Ok(count)) =
+            tokio::task::spawn_blocking(move || count_before(&store, cutoff)).await
+        {
+            walk.backlog = count;
+            walk.counted_at = Some(Instant::now());
+        }
+    }
+    let backlog = walk.backlog;
+    let held = walk.held_this_walk.max(walk.held_last_walk);
     if let Some(error) = &failure {
         tracing::error!(%error, "retention stopped; the documents stay live until the next run");
     } else if archived > 0 {

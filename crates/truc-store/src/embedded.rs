@@ -402,8 +402,13 @@ impl View for EmbeddedWriter {
         Reader::links(&*self.inner, document_id)
     }
 
-    fn audit_oldest(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit_oldest(limit)
+    fn audit_oldest(
+        &mut self,
+        before_unix_ms: i64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_oldest(before_unix_ms, through_seq, limit)
     }
 
     fn send_seq(

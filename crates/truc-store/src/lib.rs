@@ -112,6 +112,10 @@ pub struct StandbyState {
     pub replay_lag_bytes: u64,
 }
 
+/// How often a report is read again while retention keeps archiving
+/// under it; the last reading is returned.
+const CONSISTENT_READ_ATTEMPTS_MAX: usize = 16;
+
 /// Sent and received counts keyed by (agency, `yyyymmdd`).
 pub type CounterMap = BTreeMap<(String, u32), (u64, u64)>;
 /// Storage settings, all with defaults.
@@ -502,7 +506,34 @@ impl Store {
     /// check the live ones: a document counts once for its sender, and once
     /// for each recipient whose delivery has arrived.
     pub fn rebuild_counters(&self) -> Result<CounterMap, StoreError> {
-        self.reader.rebuild_counters()
+        self.consistently(|reader| reader.rebuild_counters())
+    }
+
+    /// Reads figures that span the live records and those kept for archived
+    /// documents again if retention moved documents from one to the other
+    /// meanwhile (the archives' document count changed), so that none is
+    /// counted twice or missed.
+    fn consistently<T>(
+        &self,
+        read: impl Fn(&dyn Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let archived = || -> Result<u64, StoreError> {
+            Ok(self
+                .reader
+                .archive_files()?
+                .iter()
+                .map(|file| file.documents)
+                .sum())
+        };
+        let mut attempts = 0;
+        loop {
+            let before = archived()?;
+            let figures = read(&*self.reader)?;
+            attempts += 1;
+            if archived()? == before || attempts >= CONSISTENT_READ_ATTEMPTS_MAX {
+                return Ok(figures);
+            }
+        }
     }
 
     /// Per-agency figures for documents dated in an inclusive range of
@@ -515,7 +546,7 @@ impl Store {
         to_date_key: u32,
         focus: Option<&str>,
     ) -> Result<BTreeMap<String, ReportRow>, StoreError> {
-        self.reader.report(from_date_key, to_date_key, focus)
+        self.consistently(|reader| reader.report(from_date_key, to_date_key, focus))
     }
 
     /// Watched deadlines at or before `unix_ms`, earliest first, in whole

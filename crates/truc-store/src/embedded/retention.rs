@@ -57,8 +57,14 @@ impl Inner {
             .collect()
     }
 
-    /// Up to `limit` of the oldest live audit entries.
-    pub(super) fn audit_oldest(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    /// The oldest live audit entries while recorded before `before_unix_ms`
+    /// or numbered at most `through_seq`, at most `limit`.
+    pub(super) fn audit_oldest(
+        &self,
+        before_unix_ms: i64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut entries = Vec::new();
         let blocks = self.layers.range(
             &self.main,
@@ -66,14 +72,17 @@ impl Inner {
             Bound::Included(keys::audit(u64::MAX).to_vec()),
         );
         for item in blocks {
-            if entries.len() >= limit {
-                break;
-            }
             let (key, bytes) = item?;
             let block: Vec<AuditEntry> = decode(&key, &bytes)?;
-            entries.extend(block);
+            for entry in block {
+                if entries.len() >= limit
+                    || (entry.at_unix_ms >= before_unix_ms && entry.seq > through_seq)
+                {
+                    return Ok(entries);
+                }
+                entries.push(entry);
+            }
         }
-        entries.truncate(limit);
         Ok(entries)
     }
 

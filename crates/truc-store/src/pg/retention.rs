@@ -113,14 +113,25 @@ pub(crate) fn overdue_of(
 
 pub(crate) fn audit_oldest(
     connection: &mut Connection,
+    before_unix_ms: i64,
+    through_seq: u64,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
+    // Up to the first entry that is neither old enough nor needed.
     connection
         .query(
             "SELECT seq, at, kind, actor, document_id, recipient, status, reason,
                     signed_sha256, signature, certificate_sha256, previous_sha256, sha256
-             FROM audit_log ORDER BY seq LIMIT $1",
-            &[&(limit.min(i64::MAX as usize) as i64)],
+             FROM audit_log
+             WHERE seq < coalesce((SELECT min(seq) FROM audit_log
+                                   WHERE at >= $1 AND seq > $2), 9223372036854775807)
+             ORDER BY seq LIMIT $3",
+            &[
+                // The last millisecond PostgreSQL's timestamps and ours share.
+                &timestamp(before_unix_ms.min(253_402_300_799_999)),
+                &(through_seq.min(i64::MAX as u64) as i64),
+                &(limit.min(i64::MAX as usize) as i64),
+            ],
         )
         .map_err(fail("reading the audit log"))?
         .iter()

@@ -169,8 +169,15 @@ impl View for PgWriter {
         self.read(|connection| super::reader::read_links(connection, document_id))
     }
 
-    fn audit_oldest(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.read(|connection| super::retention::audit_oldest(connection, limit))
+    fn audit_oldest(
+        &mut self,
+        before_unix_ms: i64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|connection| {
+            super::retention::audit_oldest(connection, before_unix_ms, through_seq, limit)
+        })
     }
 
     fn send_seq(

@@ -67,8 +67,15 @@ pub(crate) trait View {
     ) -> Result<Vec<OverdueRecord>, StoreError>;
     /// The links stored under a document.
     fn links(&mut self, document_id: &str) -> Result<Vec<LinkRecord>, StoreError>;
-    /// Up to `limit` of the audit chain's live entries, oldest first.
-    fn audit_oldest(&mut self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The audit chain's oldest live entries, oldest first and without a
+    /// gap, as long as each was recorded before `before_unix_ms` or is
+    /// numbered at most `through_seq`; at most `limit`.
+    fn audit_oldest(
+        &mut self,
+        before_unix_ms: i64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
     /// The sequence number of a live document's send entry (`None`: the
     /// document is not live).
     fn send_seq(

@@ -219,21 +219,26 @@ impl Rules<'_> {
             ));
         }
 
-        // The chain leaves from its oldest live entry, without a gap.
-        let live = self.view.audit_oldest(audit_entries_max)?;
-        let first_live = live.first().map(|entry| entry.seq);
+        // The chain leaves from its oldest live entry, without a gap: what
+        // was recorded before the cutoff, and at least every leaving
+        // document's send.
         let needed = bundles
             .iter()
             .map(|(_, send_seq)| *send_seq)
-            .filter(|send_seq| first_live.is_some_and(|first| *send_seq >= first))
-            .max();
-        let taken = live
-            .iter()
-            .take_while(|entry| {
-                entry.at_unix_ms < cutoff_unix_ms || needed.is_some_and(|seq| entry.seq <= seq)
-            })
-            .count();
-        let audit: Vec<AuditEntry> = live.into_iter().take(taken).collect();
+            .max()
+            .unwrap_or(0);
+        let audit = self
+            .view
+            .audit_oldest(cutoff_unix_ms, needed, audit_entries_max)?;
+        let first_live = match audit.first() {
+            Some(entry) => Some(entry.seq),
+            // Nothing to take: is anything of the chain still live?
+            None => self
+                .view
+                .audit_oldest(i64::MAX, 0, 1)?
+                .first()
+                .map(|e| e.seq),
+        };
         let through = audit.last().map(|entry| entry.seq);
         // A document leaves no earlier than its send's entry, so that every
         // send the live chain holds still has its signed envelope beside it.
