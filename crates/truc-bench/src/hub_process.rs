@@ -94,6 +94,28 @@ impl HubTarget {
     }
 }
 
+/// What a spawned hub runs with beyond the defaults (the year-in-an-hour
+/// run: retention, a fast clock, metrics).
+#[derive(Clone, Debug)]
+pub struct HubExtras {
+    /// Appended to the hub's config file (whole sections).
+    pub config: String,
+    /// Appended to `truc hub --config …`.
+    pub args: Vec<String>,
+    /// How long the PKI's certificates are valid.
+    pub certificate_validity: Duration,
+}
+
+impl Default for HubExtras {
+    fn default() -> Self {
+        HubExtras {
+            config: String::new(),
+            args: Vec::new(),
+            certificate_validity: CERTIFICATE_VALIDITY,
+        }
+    }
+}
+
 /// A hub process this bench started; killed when dropped.
 pub struct SpawnedHub {
     child: Child,
@@ -110,6 +132,16 @@ impl SpawnedHub {
         program: &Path,
         agencies: &[crate::Agency],
         keep: Option<&Path>,
+    ) -> Result<SpawnedHub, BenchError> {
+        Self::start_with(program, agencies, keep, &HubExtras::default()).await
+    }
+
+    /// [`SpawnedHub::start`], with `extras`.
+    pub async fn start_with(
+        program: &Path,
+        agencies: &[crate::Agency],
+        keep: Option<&Path>,
+        extras: &HubExtras,
     ) -> Result<SpawnedHub, BenchError> {
         let (temporary, root) = match keep {
             Some(path) => {
@@ -133,13 +165,9 @@ impl SpawnedHub {
             .map(|a| (a.code.clone(), a.name.clone()))
             .collect();
         let pki_dir = root.join("pki");
+        let validity = extras.certificate_validity;
         let pki = tokio::task::spawn_blocking(move || {
-            truc_pki::init_dev_pki(
-                &pki_dir,
-                &pairs,
-                &[DEFAULT_OPERATOR.to_owned()],
-                CERTIFICATE_VALIDITY,
-            )
+            truc_pki::init_dev_pki(&pki_dir, &pairs, &[DEFAULT_OPERATOR.to_owned()], validity)
         })
         .await
         .map_err(|error| BenchError::Setup(error.to_string()))??;
@@ -160,7 +188,8 @@ impl SpawnedHub {
             root.join("hub.toml"),
             format!(
                 "listen = \"{address}\"\ndata_dir = \"data\"\ndirectory = \"agencies.toml\"\n\n\
-                 [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n"
+                 [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n{}",
+                extras.config
             ),
         )?;
         let log_path = root.join("hub.log");
@@ -169,6 +198,7 @@ impl SpawnedHub {
             .arg("hub")
             .arg("--config")
             .arg(root.join("hub.toml"))
+            .args(&extras.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -229,7 +259,8 @@ impl SpawnedHub {
         self.kill();
     }
 
-    fn kill(&mut self) {
+    /// Stops the process and keeps its folder until dropped.
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
