@@ -355,3 +355,133 @@ pub(super) fn build_indexes(
     db.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AcceptOutcome, AttachmentRef, DocumentSignatureState, PendingBlob, Store};
+
+    fn document(number: u32, attachment: &[u8]) -> crate::DocumentRecord {
+        let header_bytes = format!("header {number}").into_bytes();
+        crate::DocumentRecord {
+            document_id: format!("000.00.00.G22,2026/11/22,{number}/VPCP"),
+            sender: "000.00.00.G22".into(),
+            date_key: 20261122,
+            subject: "Về việc".into(),
+            content_sha256: crate::audit::sha256(&header_bytes),
+            header_bytes,
+            signature: vec![1; 64],
+            sender_certificate: b"certificate".to_vec(),
+            document_signature: None,
+            document_signature_state: DocumentSignatureState::Absent,
+            accepted_at_unix_ms: 1_000 + i64::from(number),
+            recipients: vec!["000.00.00.H41".into()],
+            refused: Vec::new(),
+            attachments: vec![AttachmentRef {
+                sha256: crate::audit::sha256(attachment),
+                size_bytes: attachment.len() as u64,
+            }],
+        }
+    }
+
+    /// A directory written before retention has no acceptance index and no
+    /// reference counts: the first open builds both from its documents.
+    #[test]
+    fn a_directory_from_before_retention_gets_its_indexes_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = b"shared attachment".to_vec();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = Store::open(dir.path(), &crate::StoreOptions::default()).unwrap();
+            for number in [1, 2] {
+                let blob = PendingBlob {
+                    sha256: crate::audit::sha256(&shared),
+                    size_bytes: shared.len() as u64,
+                    extents: Vec::new(),
+                    inline: Some(shared.clone()),
+                };
+                let outcome = store.accept(document(number, &shared), vec![blob]).await;
+                assert!(matches!(outcome, Ok(AcceptOutcome::Accepted(_))));
+            }
+            store.checkpoint().await.unwrap();
+        });
+        // The store just dropped lets go of its directory once its writer
+        // has finished.
+        let options = crate::StoreOptions::default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let db = loop {
+            // The store's own sled settings: sled refuses others.
+            match sled::Config::new()
+                .path(dir.path())
+                .cache_capacity(options.cache_bytes)
+                .segment_size(super::super::SLED_SEGMENT_BYTES)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    let _ = error;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => panic!("the directory opens again: {error}"),
+            }
+        };
+        // As an earlier hub left it: the indexes and their mark taken out.
+        {
+            let main = db.open_tree("main").unwrap();
+            assert!(main.get(keys::META_RETENTION).unwrap().is_some());
+            main.remove(keys::META_RETENTION).unwrap();
+            for prefix in [keys::ACCEPTED, keys::BLOB_REFS] {
+                for key in main.scan_prefix([prefix]).keys() {
+                    main.remove(key.unwrap()).unwrap();
+                }
+            }
+            assert!(main.scan_prefix([keys::ACCEPTED]).next().is_none());
+            db.flush().unwrap();
+        }
+        drop(db);
+        let (inner, mut writer) = super::super::open(dir.path(), &options).unwrap();
+        assert!(inner.get(keys::META_RETENTION).unwrap().is_some());
+        let candidates = inner.candidates(i64::MAX, None, 10).unwrap();
+        assert_eq!(
+            candidates.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+            vec![1_001, 1_002]
+        );
+        assert_eq!(
+            inner.blob_refs_of(&crate::audit::sha256(&shared)).unwrap(),
+            Some(2),
+            "both documents name the attachment"
+        );
+        crate::engine::GroupWriter::close(&mut writer);
+    }
+
+    /// What keeps the duplicate check permanent costs little per document:
+    /// a 2021-like document (four recipients, as the fan-out of 3.63 rounds
+    /// up) takes its id as the key and about 120 bytes of value.
+    #[test]
+    fn a_duplicate_index_entry_stays_small() {
+        let id = "000.00.00.G22,2026/01/05,1234/VPCP";
+        let entry = StoredArchived {
+            content_sha256: [7; 32],
+            accepted_at_unix_ms: 1_767_600_000_000,
+            recipients: [
+                "000.00.00.H41",
+                "000.00.00.H42",
+                "000.00.00.H43",
+                "000.00.00.H44",
+            ]
+            .map(String::from)
+            .to_vec(),
+            refused: Vec::new(),
+            document_signature_state: crate::DocumentSignatureState::Absent,
+            archive: "2026-01.truca".into(),
+            archive_offset: 123_456_789,
+            archived_at_unix_ms: 1_770_200_000_000,
+        };
+        let key = keys::archived(id).len();
+        let value = encode(&entry).len();
+        assert!(
+            (100..=130).contains(&value) && key == 35,
+            "key {key} B, value {value} B"
+        );
+    }
+}
