@@ -1307,6 +1307,35 @@ mod tests {
     }
 
     #[test]
+    fn retention_periods_and_limits_of_zero_are_named_unless_retention_is_off() {
+        let (dir, path) = minimal(
+            "[retention]\nperiod_days = 0\ndocuments_per_batch_max = 0\narchive_dir = \"\"",
+        );
+        let problems = HubConfig::read_with_env(&path, env(&[]))
+            .unwrap()
+            .problems();
+        for field in [
+            "retention.period_days: must be at least 1",
+            "retention.archive_dir: required",
+            "retention: run_interval_seconds, documents_per_batch_max",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field}: {problems:?}"
+            );
+        }
+        let off =
+            HubConfig::read_with_env(&path, env(&[("TRUC_HUB__RETENTION__ENABLED", "false")]))
+                .unwrap()
+                .problems();
+        assert!(off.iter().all(|p| !p.starts_with("retention")), "{off:?}");
+        // By default the archives are beside the hub's data (data/hub).
+        let config = HubConfig::read_with_env(&minimal("").1, env(&[])).unwrap();
+        assert_eq!(config.retention.archive_dir, PathBuf::from("data/archive"));
+        drop(dir);
+    }
+
+    #[test]
     fn the_dashboard_needs_a_loopback_address_and_a_token() {
         let (dir, path) = minimal("[observe]\ndashboard_listen = \"0.0.0.0:8080\"");
         let config = HubConfig::read_with_env(&path, env(&[])).unwrap();
