@@ -22,14 +22,14 @@ const G09: &str = truc_testkit::AGENCIES[4];
 /// A bound on each wait, so that a broken hub fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: String,
     body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("{error}: {}", self.body))
     }
 
@@ -41,7 +41,7 @@ impl Reply {
     }
 }
 
-async fn request(
+pub(crate) async fn request(
     address: SocketAddr,
     method: &str,
     path: &str,

@@ -17,6 +17,7 @@ mod overdue;
 mod recall;
 mod relays;
 mod replay;
+mod retention;
 mod status;
 
 use std::time::Duration;

@@ -215,3 +215,63 @@ async fn a_replay_waits_out_the_hubs_per_agency_quota_and_still_matches() {
     );
     hub.stop().await.unwrap();
 }
+
+/// With retention, the hub's clock follows the documents' dates: documents
+/// whose every delivery is final leave for monthly archives 30 days after
+/// acceptance while the replay goes on, and the hub's report, read from the
+/// live records and what stays of the archived ones, still gives the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaled_2021_replay_with_retention_reproduces_the_table_from_live_and_archived() {
+    let scale = (1, 1000);
+    let plan = Arc::new(Dataset::Y2021.plan(11, Some(scale)).unwrap());
+    let hub = EmbeddedHub::start_retained(&plan, None, truc_hub::Observe::default(), 30)
+        .await
+        .unwrap();
+    let outcome = driver::replay(
+        plan.clone(),
+        &hub.target,
+        ReplayOptions {
+            clock: hub.clock.clone(),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let (archived, files) = hub.archive_summary().unwrap();
+    eprintln!(
+        "{}; {archived} documents archived in {files} files",
+        outcome.summary()
+    );
+    let (documents, deliveries) = plan.totals();
+    // The year's documents older than a month left, month by month.
+    assert!(
+        archived * 2 > documents,
+        "{archived} of {documents} archived"
+    );
+    assert!(files >= 3, "{files} monthly files");
+    for (code, (sent, received)) in plan.counts() {
+        let measured = outcome
+            .figures
+            .agencies
+            .get(&code)
+            .map(|row| (row.sent, row.received))
+            .unwrap_or((0, 0));
+        assert_eq!(measured, (sent, received), "{code}");
+    }
+    assert_eq!(
+        outcome.figures.counter_totals,
+        Some((documents, deliveries))
+    );
+    let expected = Expected::for_plan(&plan, Some(scale)).unwrap();
+    let report = Report::build(
+        &outcome.figures,
+        Some(&expected),
+        (Some(plan.period.0), Some(plan.period.1)),
+        FigureSource::Hub {
+            address: hub.target.hubs.to_string(),
+            embedded: true,
+        },
+    );
+    assert_eq!(report.mismatches(), Vec::new(), "{}", report.render_text());
+    hub.stop().await.unwrap();
+}

@@ -188,7 +188,7 @@ pub async fn presign(
 
 /// Bytes that differ for every (run, document): a PDF-like prefix, then a
 /// SplitMix64 stream.
-fn attachment_content(index: u64, salt: u64, length: usize) -> Vec<u8> {
+pub(crate) fn attachment_content(index: u64, salt: u64, length: usize) -> Vec<u8> {
     let mut bytes = format!("%PDF-1.4\n% truc bench {salt} document {index}\n").into_bytes();
     let mut state = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt;
     while bytes.len() < length {

@@ -97,6 +97,28 @@ impl HubTarget {
     }
 }
 
+/// What a spawned hub runs with beyond the defaults (the year-in-an-hour
+/// run: retention, a fast clock, metrics).
+#[derive(Clone, Debug)]
+pub struct HubExtras {
+    /// Appended to the hub's config file (whole sections).
+    pub config: String,
+    /// Appended to `truc hub --config …`.
+    pub args: Vec<String>,
+    /// How long the PKI's certificates are valid.
+    pub certificate_validity: Duration,
+}
+
+impl Default for HubExtras {
+    fn default() -> Self {
+        HubExtras {
+            config: String::new(),
+            args: Vec::new(),
+            certificate_validity: CERTIFICATE_VALIDITY,
+        }
+    }
+}
+
 /// A hub process this bench started; killed when dropped.
 pub struct SpawnedHub {
     child: Child,
@@ -126,7 +148,11 @@ struct Prepared {
     pki: PkiPaths,
 }
 
-async fn prepare(agencies: &[crate::Agency], keep: Option<&Path>) -> Result<Prepared, BenchError> {
+async fn prepare(
+    agencies: &[crate::Agency],
+    keep: Option<&Path>,
+    validity: Duration,
+) -> Result<Prepared, BenchError> {
     let (temporary, root) = match keep {
         Some(path) => {
             if path.exists() && std::fs::read_dir(path)?.next().is_some() {
@@ -150,12 +176,7 @@ async fn prepare(agencies: &[crate::Agency], keep: Option<&Path>) -> Result<Prep
         .collect();
     let pki_dir = root.join("pki");
     let pki = tokio::task::spawn_blocking(move || {
-        truc_pki::init_dev_pki(
-            &pki_dir,
-            &pairs,
-            &[DEFAULT_OPERATOR.to_owned()],
-            CERTIFICATE_VALIDITY,
-        )
+        truc_pki::init_dev_pki(&pki_dir, &pairs, &[DEFAULT_OPERATOR.to_owned()], validity)
     })
     .await
     .map_err(|error| BenchError::Setup(error.to_string()))??;
@@ -192,11 +213,19 @@ impl SpawnedHubs {
         count: usize,
         store: &SpawnStore,
     ) -> Result<SpawnedHubs, BenchError> {
-        let prepared = prepare(agencies, keep).await?;
+        let prepared = prepare(agencies, keep, CERTIFICATE_VALIDITY).await?;
         let mut hubs = Vec::with_capacity(count);
         for index in 0..count {
             hubs.push(
-                SpawnedHub::launch(program, &prepared.root, &prepared.pki, index, store).await?,
+                SpawnedHub::launch(
+                    program,
+                    &prepared.root,
+                    &prepared.pki,
+                    index,
+                    store,
+                    &HubExtras::default(),
+                )
+                .await?,
             );
         }
         let target = HubTarget {
@@ -220,13 +249,24 @@ impl SpawnedHub {
         agencies: &[crate::Agency],
         keep: Option<&Path>,
     ) -> Result<SpawnedHub, BenchError> {
-        let prepared = prepare(agencies, keep).await?;
+        Self::start_with(program, agencies, keep, &HubExtras::default()).await
+    }
+
+    /// [`SpawnedHub::start`], with `extras`.
+    pub async fn start_with(
+        program: &Path,
+        agencies: &[crate::Agency],
+        keep: Option<&Path>,
+        extras: &HubExtras,
+    ) -> Result<SpawnedHub, BenchError> {
+        let prepared = prepare(agencies, keep, extras.certificate_validity).await?;
         let mut hub = SpawnedHub::launch(
             program,
             &prepared.root,
             &prepared.pki,
             0,
             &SpawnStore::Embedded,
+            extras,
         )
         .await?;
         hub._temporary = prepared.temporary;
@@ -240,6 +280,7 @@ impl SpawnedHub {
         pki: &PkiPaths,
         index: usize,
         store: &SpawnStore,
+        extras: &HubExtras,
     ) -> Result<SpawnedHub, BenchError> {
         let address = free_loopback_address()?;
         let data_dir = root.join(if index == 0 {
@@ -268,8 +309,9 @@ impl SpawnedHub {
             &config,
             format!(
                 "listen = \"{address}\"\ndata_dir = \"{}\"\ndirectory = \"agencies.toml\"\n\n\
-                 [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n{store_section}",
-                data_dir.display()
+                 [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n{store_section}{}",
+                data_dir.display(),
+                extras.config
             ),
         )?;
         let log_path = root.join(if index == 0 {
@@ -282,6 +324,7 @@ impl SpawnedHub {
             .arg("hub")
             .arg("--config")
             .arg(&config)
+            .args(&extras.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -344,7 +387,8 @@ impl SpawnedHub {
         self.kill();
     }
 
-    fn kill(&mut self) {
+    /// Stops the process and keeps its folder until dropped.
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -23,11 +23,14 @@ mod report;
 pub mod resources;
 mod run;
 mod scenarios;
+pub mod year;
 
 pub use agencies::{bench_agencies, directory_toml, Agency, ScenarioKind};
 pub use error::BenchError;
 pub use fanout::FanoutMix;
-pub use hub_process::{HubTarget, SpawnStore, SpawnedHub, SpawnedHubs, DEFAULT_OPERATOR};
+pub use hub_process::{
+    HubExtras, HubTarget, SpawnStore, SpawnedHub, SpawnedHubs, DEFAULT_OPERATOR,
+};
 pub use latency::{LatencyRecorder, LatencySummary};
 pub use options::{BenchOptions, NatsOptions, RateSpec, Scenario, MOVES_PER_CALL_DEFAULT};
 pub use report::{BenchReport, SendFigures};

@@ -100,6 +100,18 @@ pub struct BenchArgs {
     /// mode of a nats-server without sync_interval (bench/compare-nats.sh makes one).
     #[arg(long)]
     nats_sync_dir: Option<PathBuf>,
+    /// A year in --duration: one paced fan-out (--rate) while the hub's clock passes a year,
+    /// every delivery completed by its recipient and documents leaving for archives after
+    /// --retention-days; a table of the hub's memory, live store and archives every
+    /// --sample-seconds, and every archive checked at the end.
+    #[arg(long, conflicts_with_all = ["hub", "compare_nats", "scenario"], requires = "rate")]
+    year: bool,
+    /// With --year: days (by the hub's clock) before a final document leaves the live store.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u64,
+    /// With --year: seconds between samples.
+    #[arg(long, default_value_t = 60)]
+    sample_seconds: u64,
 }
 
 fn parse_scenario(text: &str) -> Result<Scenario, String> {
@@ -118,6 +130,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.print_directory {
         print!("{}", truc_bench::directory_toml(args.agencies));
         return Ok(ExitCode::SUCCESS);
+    }
+    if args.year {
+        return year(args).await;
     }
     let options = BenchOptions {
         scenario: args.scenario,
@@ -326,4 +341,38 @@ fn side_by_side(embedded: &truc_bench::BenchReport, cluster: &truc_bench::BenchR
         );
     }
     out
+}
+
+/// `truc bench --year`: the year in an hour (`truc_bench::year`).
+async fn year(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let Some(RateSpec::PerSecond(rate)) = args.rate else {
+        anyhow::bail!("--year needs a rate in documents per second (--rate 300)");
+    };
+    let options = truc_bench::year::YearOptions {
+        duration: Duration::from_secs(args.duration),
+        rate,
+        agencies: args.agencies,
+        fanout: args.recipients,
+        attachment_bytes: args.attachment_bytes,
+        retention_days: args.retention_days,
+        sample_every: Duration::from_secs(args.sample_seconds.max(1)),
+        window: args.window,
+        keep: args.keep.clone(),
+    };
+    let program =
+        std::env::current_exe().context("finding this executable to start `truc hub` from")?;
+    let progress = |line: &str| eprintln!("bench: {line}");
+    let mut report = truc_bench::year::run_year(&program, &options, &progress).await?;
+    report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: figures written to {}", path.display());
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

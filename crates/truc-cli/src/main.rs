@@ -4,6 +4,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod archive_cmd;
 mod audit_cmd;
 mod bench_cmd;
 mod connect;
@@ -24,7 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use truc_domain::Status;
+use truc_domain::{DocumentDate, Status};
 use truc_node::{Attachment, Draft};
 
 use connect::Connection;
@@ -88,6 +89,14 @@ enum Command {
         /// Print the effective configuration (the file with its TRUC_HUB__* overrides) as commented TOML, and exit.
         #[arg(long)]
         print_config: bool,
+        /// For benchmarks only: the hub's clock starts at this day (yyyy-mm-dd, midnight in
+        /// Vietnam) instead of now. Acceptance times, deadlines and retention read it.
+        #[arg(long, value_name = "DAY", requires = "clock_speed")]
+        clock_start: Option<String>,
+        /// For benchmarks only: the hub's clock runs this many times faster than the system's
+        /// (8760 passes a year in an hour), so that retention can be seen over a year.
+        #[arg(long, value_name = "FACTOR")]
+        clock_speed: Option<f64>,
     },
     /// Runs an agency node: one delivery stream, documents written into an inbox exactly once,
     /// and with --outbox, what the agency's own system drops into a folder sent.
@@ -242,6 +251,11 @@ enum Command {
     Store {
         #[command(subcommand)]
         command: store_cmd::StoreCommand,
+    },
+    /// The archive files retention writes: verify them offline, show a document's story from one.
+    Archive {
+        #[command(subcommand)]
+        command: archive_cmd::ArchiveCommand,
     },
 }
 
@@ -528,10 +542,21 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Hub {
             config,
             print_config: false,
-        } => hub(hub_config_path(config)?, log_format).await,
+            clock_start,
+            clock_speed,
+        } => {
+            hub(
+                hub_config_path(config)?,
+                log_format,
+                clock_start,
+                clock_speed,
+            )
+            .await
+        }
         Command::Hub {
             config,
             print_config: true,
+            ..
         } => print_hub_config(hub_config_path(config)?),
         Command::Node {
             connection,
@@ -570,6 +595,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Audit { command } => audit_cmd::run(command).await,
         Command::Grpc { command } => grpc_cmd::run(command).await,
         Command::Store { command } => store_cmd::run(command).await,
+        Command::Archive { command } => archive_cmd::run(command),
     }
 }
 
@@ -728,9 +754,31 @@ fn hub_config_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )))
 }
 
-async fn hub(config_path: PathBuf, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+async fn hub(
+    config_path: PathBuf,
+    log_format: LogFormat,
+    clock_start: Option<String>,
+    clock_speed: Option<f64>,
+) -> anyhow::Result<ExitCode> {
     let config = truc_hub::HubConfig::load(&config_path)?;
-    let setup = truc_hub::HubSetup::from_config(&config).map_err(anyhow::Error::msg)?;
+    let mut setup = truc_hub::HubSetup::from_config(&config).map_err(anyhow::Error::msg)?;
+    if let Some(speed) = clock_speed {
+        if !(speed.is_finite() && speed >= 1.0) {
+            anyhow::bail!("--clock-speed {speed}: must be a number of at least 1");
+        }
+        let start_unix_ms = match &clock_start {
+            Some(day) => DocumentDate::parse_iso(day)
+                .map_err(|error| anyhow::anyhow!("--clock-start {day}: {error}"))?
+                .start_unix_ms_vietnam(),
+            None => time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+        };
+        tracing::warn!(
+            speed,
+            start = %format_time(start_unix_ms),
+            "the hub's clock runs faster than the system's: for benchmarks only"
+        );
+        setup.watch.clock = truc_hub::Clock::faster(start_unix_ms, speed);
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -1123,6 +1171,8 @@ async fn status(
                     "business_type": operator_cmd::business_name(l.business_type),
                 })).collect::<Vec<_>>(),
                 "refused": response.refused.iter().map(|r| serde_json::json!({"organ_id": r.organ_id, "reason": r.reason})).collect::<Vec<_>>(),
+                "archive": response.archive,
+                "archive_unreadable": response.archive_unreadable,
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -1134,6 +1184,18 @@ async fn status(
         format_time(response.accepted_at_unix_ms)
     );
     println!("  {}", response.subject);
+    if !response.archive.is_empty() {
+        println!(
+            "  archived in {}{}",
+            response.archive,
+            if response.archive_unreadable {
+                " (the file is not at the hub: statuses are in the archive, \
+                 `truc archive show FILE ID` prints them)"
+            } else {
+                " (every delivery was final; read back from the archive)"
+            }
+        );
+    }
     println!("  {:<15} {:<16} history", "recipient", "now");
     for recipient in &response.recipients {
         let history: Vec<String> = recipient

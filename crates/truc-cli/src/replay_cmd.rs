@@ -24,6 +24,9 @@ use truc_replay::source::{ReplayRecord, REPLAY_RECORD_FILE};
                                         reads it again with the same dataset and scale
   truc replay 2021 --scale 1/100 --dashboard 127.0.0.1:8080 --hold
                                         watch it on the operator dashboard, kept up after the report
+  truc replay 2021 --retention-days 30  the hub's clock follows the documents' dates, and those
+                                        whose deliveries are all final leave for monthly archives
+                                        30 days after acceptance; the report reads what stays
 
 Against a hub running elsewhere (every unit needs a certificate):
   truc replay 2019 --print-directory config/replay-2019.toml
@@ -93,6 +96,11 @@ pub struct ReplayArgs {
     /// After the report, keep the embedded hub (and its dashboard) up until Ctrl-C or SIGTERM.
     #[arg(long, conflicts_with = "hub")]
     pub hold: bool,
+    /// Run the embedded hub with retention: its clock follows the documents' historical
+    /// times, and documents whose every delivery is final leave for archive files this many
+    /// days after acceptance (written beside the data folder).
+    #[arg(long, value_name = "DAYS", conflicts_with = "hub", value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_days: Option<u64>,
 }
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -126,7 +134,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         plan.seed,
         started.elapsed().as_secs_f64()
     );
-    let options = ReplayOptions {
+    let mut options = ReplayOptions {
         send_concurrency: args.concurrency,
         receive_concurrency: args.receive_concurrency,
         pace: match (args.rate, args.speedup) {
@@ -163,7 +171,16 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         _ => {
             let (observe, token_dir) = dashboard(args.dashboard).await?;
-            let hub = EmbeddedHub::start_observed(&plan, args.data_dir.as_deref(), observe).await?;
+            let hub = match args.retention_days {
+                Some(days) => {
+                    EmbeddedHub::start_retained(&plan, args.data_dir.as_deref(), observe, days)
+                        .await?
+                }
+                None => {
+                    EmbeddedHub::start_observed(&plan, args.data_dir.as_deref(), observe).await?
+                }
+            };
+            options.clock = hub.clock.clone();
             if let Some(dir) = &args.data_dir {
                 // So that `truc report --data-dir` compares with these targets unasked.
                 ReplayRecord {
@@ -198,6 +215,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             };
             let data_dir = hub.data_dir.clone();
             eprintln!("{}", hub.flush_summary());
+            if let (Some((documents, files)), Some(dir)) = (hub.archive_summary(), &hub.archive_dir)
+            {
+                eprintln!(
+                    "retention: {documents} documents left the live store for {files} archive \
+                     files in {}",
+                    dir.display()
+                );
+            }
             let outcome = outcome?;
             if args.hold {
                 held = Some((hub, token_dir));

@@ -307,3 +307,265 @@ fn a_database_failover_and_a_hub_kill_lose_nothing_and_repeat_nothing() {
     // The load was running through the faults: sends had to be made again.
     assert!(figures["send_retries"].as_u64() > Some(0), "{figures}");
 }
+
+/// A `truc hub` process with its own folder: PKI, directory and config.
+struct HubFolder {
+    root: tempfile::TempDir,
+    pki: truc_pki::PkiPaths,
+    address: std::net::SocketAddr,
+}
+
+const RETENTION_SENDER: &str = "000.00.00.G22";
+const RETENTION_RECIPIENT: &str = "000.00.00.H41";
+
+impl HubFolder {
+    fn new() -> HubFolder {
+        let root = tempfile::tempdir().unwrap();
+        let agencies: Vec<(String, String)> = [RETENTION_SENDER, RETENTION_RECIPIENT]
+            .iter()
+            .map(|code| (code.to_string(), format!("Agency {code}")))
+            .collect();
+        // Valid well past where the fast clock goes.
+        let pki = truc_pki::init_dev_pki(
+            &root.path().join("pki"),
+            &agencies,
+            &["ops".to_owned()],
+            std::time::Duration::from_secs(400 * 86_400),
+        )
+        .unwrap();
+        let mut directory = String::new();
+        for (code, name) in &agencies {
+            directory.push_str(&format!(
+                "[[agency]]\ncode = \"{code}\"\nname = \"{name}\"\n\n"
+            ));
+        }
+        std::fs::write(root.path().join("agencies.toml"), directory).unwrap();
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // No feedback deadlines nor expiry: a fast clock would make every
+        // delivery late. Retention runs each second, a day after acceptance.
+        std::fs::write(
+            root.path().join("hub.toml"),
+            format!(
+                "listen = \"{address}\"\ndata_dir = \"data\"\ndirectory = \"agencies.toml\"\n\n\
+                 [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n\n\
+                 [deadlines]\narrived_within_minutes = 0\nreceived_within_working_minutes = 0\n\
+                 due_date = false\n\n[expiry]\nttl_minutes = 0\n\n\
+                 [retention]\nperiod_days = 1\nrun_interval_seconds = 1\narchive_dir = \"archive\"\n"
+            ),
+        )
+        .unwrap();
+        HubFolder { root, pki, address }
+    }
+
+    /// Starts the hub; `fast` runs its clock 200,000 times faster (a day in
+    /// under half a second), `crash_at` names the step it kills itself at.
+    fn start(&self, retention: bool, fast: bool, crash_at: Option<&str>) -> std::process::Child {
+        let mut command = Command::new(TRUC);
+        command
+            .args(["hub", "--config"])
+            .arg(self.root.path().join("hub.toml"))
+            .env("TRUC_HUB__RETENTION__ENABLED", retention.to_string())
+            .env_remove(truc_store::CRASH_AT_VARIABLE)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.log()).unwrap());
+        if fast {
+            command.args(["--clock-speed", "200000"]);
+        }
+        if let Some(step) = crash_at {
+            command.env(truc_store::CRASH_AT_VARIABLE, step);
+        }
+        command.spawn().expect("start truc hub")
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.root.path().join("hub.log")
+    }
+
+    async fn client(&self, identity: &str) -> truc_node::AxisClient {
+        let roots = self.pki.trust_roots().unwrap();
+        let credentials = if identity == "ops" {
+            self.pki.operator_credentials(identity).unwrap()
+        } else {
+            self.pki.agency_credentials(identity).unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match truc_node::AxisClient::connect(self.address, &roots, credentials.clone()).await {
+                Ok(client) if client.counts("", "").await.is_ok() || identity != "ops" => {
+                    return client
+                }
+                _ if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                other => panic!(
+                    "the hub at {} does not answer: {:?}",
+                    self.address,
+                    other.err()
+                ),
+            }
+        }
+    }
+}
+
+/// Sends `count` documents, has the recipient's node acknowledge them and
+/// complete each; returns their ids and times of acceptance.
+async fn finished_documents(folder: &HubFolder, count: u32) -> Vec<(String, i64)> {
+    use tokio_stream::StreamExt;
+    // Operator first: it waits for the hub to answer.
+    folder.client("ops").await;
+    let sender = folder.client(RETENTION_SENDER).await;
+    let mut documents = Vec::new();
+    for number in 1..=count {
+        let response = sender
+            .send(
+                &truc_testkit::draft(RETENTION_SENDER, &[RETENTION_RECIPIENT], number),
+                vec![truc_testkit::pdf("cong-van.pdf", number, 3_000)],
+            )
+            .await
+            .unwrap();
+        documents.push((response.document_id, response.accepted_at_unix_ms));
+    }
+    let recipient = folder.client(RETENTION_RECIPIENT).await;
+    let (acks, mut stream) = recipient.deliveries(64).await.unwrap();
+    let mut acknowledged = 0;
+    while acknowledged < count {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+            .await
+            .expect("deliveries arrive")
+            .unwrap()
+            .unwrap();
+        if let Some(truc_proto::v1::hub_message::Kind::Delivery(delivery)) = message.kind {
+            acks.send(truc_node::ack_message(vec![delivery.queue_seq]))
+                .await
+                .unwrap();
+            acknowledged += 1;
+        }
+    }
+    let moves = documents
+        .iter()
+        .flat_map(|(id, _)| {
+            [3, 4, 5, 6].map(|status| truc_proto::v1::MoveStatusRequest {
+                document_id: id.clone(),
+                recipient: String::new(),
+                status,
+                reason: String::new(),
+            })
+        })
+        .collect();
+    for result in recipient.move_statuses(moves).await.unwrap() {
+        result.unwrap();
+    }
+    // The last acknowledgements are written after the moves at the latest.
+    let operator = folder.client("ops").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while operator.counts("", "").await.unwrap().total_received < u64::from(count) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "arrivals not recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    documents
+}
+
+fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub did not reach its crash step within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The hub killed at each step of archiving (batch written, batch synced,
+/// removal durable) loses no document and archives none twice: after a
+/// restart each document is in the archive exactly once, its story whole,
+/// the counts exact, and a resend still gets the original acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_killed_at_each_step_loses_nothing_and_archives_each_document_once() {
+    use std::os::unix::process::ExitStatusExt;
+    const DOCUMENTS: u32 = 12;
+    for step in ["archive-written", "archive-synced", "removed"] {
+        let folder = HubFolder::new();
+        let mut hub = folder.start(false, false, None);
+        let documents = finished_documents(&folder, DOCUMENTS).await;
+        hub.kill().unwrap();
+        hub.wait().unwrap();
+
+        let mut hub = folder.start(true, true, Some(step));
+        let status = wait_for_exit(&mut hub);
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{step}: the hub was killed at its step"
+        );
+        let log = std::fs::read_to_string(folder.log()).unwrap();
+        assert!(log.contains(step), "{step}: {log}");
+
+        let mut hub = folder.start(true, true, None);
+        let operator = folder.client("ops").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut archive = String::new();
+        for (id, accepted_at) in &documents {
+            let status = loop {
+                let status = operator.get_status(id).await.unwrap();
+                if !status.archive.is_empty() {
+                    break status;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{step}: {id} was not archived after the restart"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            assert_eq!(status.accepted_at_unix_ms, *accepted_at);
+            let history: Vec<i32> = status.recipients[0]
+                .history
+                .iter()
+                .map(|e| e.status)
+                .collect();
+            assert_eq!(history, vec![1, 3, 4, 5, 6], "{step}: {id}");
+            archive = status.archive;
+        }
+        let counts = operator.counts("", "").await.unwrap();
+        assert_eq!(
+            (counts.total_sent, counts.total_received),
+            (u64::from(DOCUMENTS), u64::from(DOCUMENTS)),
+            "{step}"
+        );
+        let sender = folder.client(RETENTION_SENDER).await;
+        let again = sender
+            .send(
+                &truc_testkit::draft(RETENTION_SENDER, &[RETENTION_RECIPIENT], 1),
+                vec![truc_testkit::pdf("cong-van.pdf", 1, 3_000)],
+            )
+            .await
+            .unwrap();
+        assert!(again.duplicate, "{step}");
+        assert_eq!(again.accepted_at_unix_ms, documents[0].1, "{step}");
+        hub.kill().unwrap();
+        hub.wait().unwrap();
+        // Each document once in the file, which checks offline.
+        let path = folder.root.path().join("archive").join(&archive);
+        let checked = truc_archive::verify(&path, None, true).unwrap();
+        assert_eq!(checked.problem, None, "{step}");
+        assert_eq!(
+            checked.documents,
+            u64::from(DOCUMENTS),
+            "{step}: each document once"
+        );
+        eprintln!(
+            "{step}: killed there, restarted: {} documents in {} sealed batches",
+            checked.documents, checked.batches
+        );
+    }
+}

@@ -1327,3 +1327,58 @@ fn a_kept_replay_is_reported_with_its_own_dataset_and_scale() {
         text(&demo.stderr)
     );
 }
+
+/// `truc bench --year` as a user runs it, shrunk to 40 s: the hub process's
+/// clock passes a year, documents leave for monthly archives a month after
+/// acceptance, and every archive checks offline with its audit chain
+/// following the one before; the table's rows add up.
+#[test]
+fn a_short_year_run_archives_month_by_month_and_every_archive_checks() {
+    let root = tempfile::tempdir().unwrap();
+    let json = root.path().join("year.json");
+    let output = Command::new(TRUC)
+        .args([
+            "bench",
+            "--year",
+            "--duration",
+            "40",
+            "--rate",
+            "25",
+            "--sample-seconds",
+            "10",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("run truc bench --year");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let samples = report["samples"].as_array().unwrap();
+    let last = samples.last().unwrap();
+    assert_eq!(last["documents_sent"], 1000, "{stdout}");
+    assert_eq!(
+        last["deliveries_completed"],
+        deliveries_of(1000),
+        "{stdout}"
+    );
+    // Eleven months of the year's documents are more than a month old.
+    let archived = last["archived"].as_u64().unwrap();
+    assert!(archived > 800 && archived < 1000, "{archived}: {stdout}");
+    let archives = report["archives"].as_array().unwrap();
+    assert!(archives.len() >= 11, "{stdout}");
+    assert!(archives.iter().all(|a| a["problem"].is_null()), "{stdout}");
+    let in_files: u64 = archives
+        .iter()
+        .map(|a| a["documents"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_files, archived, "each archived document in one file");
+    assert!(
+        report["failures"].as_array().unwrap().is_empty(),
+        "{stdout}"
+    );
+}

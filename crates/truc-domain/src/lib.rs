@@ -21,7 +21,7 @@ pub use file_name::{
 };
 pub use limits::{Limits, MERGED_ACKS_MAX};
 pub use signature::{
-    document_signing_bytes, envelope_signing_bytes, verify_audit_export, verify_document,
-    verify_envelope, KeyAlgorithm, PublicKey, SignatureError, SigningKey,
+    document_signing_bytes, envelope_signing_bytes, verify_archive_seal, verify_audit_export,
+    verify_document, verify_envelope, KeyAlgorithm, PublicKey, SignatureError, SigningKey,
 };
 pub use status::{check_reason, RequestEffect, Status, StatusMoveError};

@@ -16,6 +16,8 @@ pub const DOCUMENT_CONTEXT: &[u8] = b"truc.document.v1\n";
 /// Prefix of what the hub signs at the end of an audit export (its first and
 /// last entries), so the signature cannot be taken for an envelope's.
 pub const AUDIT_EXPORT_CONTEXT: &[u8] = b"truc.audit.export.v1\n";
+/// Prefix of what the hub signs to seal a batch of an archive file.
+pub const ARCHIVE_SEAL_CONTEXT: &[u8] = b"truc.archive.seal.v1\n";
 
 /// Length of a raw Ed25519 public key (RFC 8032).
 pub const ED25519_PUBLIC_KEY_BYTES: usize = 32;
@@ -217,6 +219,11 @@ impl SigningKey {
         self.sign(&[AUDIT_EXPORT_CONTEXT, summary].concat())
     }
 
+    /// Signs `ARCHIVE_SEAL_CONTEXT || seal` (the hub, sealing a batch of an archive).
+    pub fn sign_archive_seal(&self, seal: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        self.sign(&[ARCHIVE_SEAL_CONTEXT, seal].concat())
+    }
+
     pub fn sign_document(
         &self,
         document_id: &str,
@@ -249,6 +256,14 @@ pub fn verify_audit_export(
     signature: &[u8],
 ) -> Result<(), SignatureError> {
     public_key.verify(&[AUDIT_EXPORT_CONTEXT, summary].concat(), signature)
+}
+
+pub fn verify_archive_seal(
+    public_key: &PublicKey,
+    seal: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    public_key.verify(&[ARCHIVE_SEAL_CONTEXT, seal].concat(), signature)
 }
 
 pub fn verify_document(

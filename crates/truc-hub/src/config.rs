@@ -62,6 +62,8 @@ pub struct HubConfig {
     pub connections: ConnectionsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// Which storage engine the hub runs on.
@@ -103,6 +105,40 @@ impl Default for StoreConfig {
             ca_cert: PathBuf::new(),
             hub_name: String::new(),
             connections_max: 8,
+        }
+    }
+}
+
+/// When documents leave the live store for signed archive files.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    /// Days after acceptance (the hub's clock) before a document whose
+    /// every delivery is final leaves the live store.
+    pub period_days: u64,
+    /// Where the archive files are written; relative to the config file.
+    pub archive_dir: PathBuf,
+    /// How often retention looks for documents to archive.
+    pub run_interval_seconds: u64,
+    /// Most documents written and removed in one durable step.
+    pub documents_per_batch_max: u32,
+    /// Most documents one run examines (the next run goes on from there).
+    pub documents_per_run_max: u32,
+    /// Most audit entries one batch takes into the archive.
+    pub audit_entries_per_batch_max: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            period_days: 90,
+            archive_dir: PathBuf::from("data/archive"),
+            run_interval_seconds: 600,
+            documents_per_batch_max: 500,
+            documents_per_run_max: 200_000,
+            audit_entries_per_batch_max: 20_000,
         }
     }
 }
@@ -618,6 +654,44 @@ const KEYS: &[(&str, &str)] = &[
         "Database connections for reads (delivery streams, queries, reports);\n\
          the writer has one more of its own, and the listener another.",
     ),
+    (
+        "retention.enabled",
+        "Whether documents leave the live store for archive files. false:\n\
+         the hub keeps everything in the live store.",
+    ),
+    (
+        "retention.period_days",
+        "A document whose every delivery is final (completed, rejected,\n\
+         recall agreed, or expired and cancelled by an operator) leaves the\n\
+         live store this many days after it was accepted, by the hub's clock.\n\
+         Counters, reports and the duplicate check stay exact, and `truc\n\
+         status` of an archived document names the archive that holds it.",
+    ),
+    (
+        "retention.archive_dir",
+        "Where the archive files are written, one per month (yyyy-mm.truca),\n\
+         each batch sealed with the hub's signature and synced before its\n\
+         documents leave. Closed files may be moved to other storage; the hub\n\
+         needs only the one still open. Check one with `truc archive verify`.",
+    ),
+    (
+        "retention.run_interval_seconds",
+        "How often retention looks for documents to archive (and closes the\n\
+         previous month's file).",
+    ),
+    (
+        "retention.documents_per_batch_max",
+        "Most documents written, synced and removed in one step; the store\n\
+         takes no other write while a batch is synced.",
+    ),
+    (
+        "retention.documents_per_run_max",
+        "Most documents one run examines; the next run goes on from there.",
+    ),
+    (
+        "retention.audit_entries_per_batch_max",
+        "Most entries of the audit chain one batch takes into the archive.",
+    ),
 ];
 
 /// The comment above each section.
@@ -647,6 +721,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "Per-identity connection limits, so that one client cannot exhaust the hub.",
     ),
     ("store", "Where the hub keeps what it accepts."),
+    (
+        "retention",
+        "Documents whose deliveries are all final leave the live store for signed archives.",
+    ),
 ];
 
 const HEADER: &str = "\
@@ -703,6 +781,7 @@ impl HubConfig {
             &mut config.tls.crl,
             &mut config.store.password_file,
             &mut config.store.ca_cert,
+            &mut config.retention.archive_dir,
         ] {
             // An empty path means "none", not this folder.
             if field.is_relative() && !field.as_os_str().is_empty() {
@@ -807,6 +886,29 @@ impl HubConfig {
         }
         if self.store.connections_max == 0 {
             problems.push("store.connections_max: must be at least 1".into());
+        }
+        let retention = &self.retention;
+        if retention.enabled {
+            if retention.period_days == 0 {
+                problems.push(
+                    "retention.period_days: must be at least 1 (enabled = false keeps everything)"
+                        .into(),
+                );
+            }
+            if retention.archive_dir.as_os_str().is_empty() {
+                problems.push("retention.archive_dir: required while retention is enabled".into());
+            }
+            if retention.run_interval_seconds == 0
+                || retention.documents_per_batch_max == 0
+                || retention.documents_per_run_max == 0
+                || retention.audit_entries_per_batch_max == 0
+            {
+                problems.push(
+                    "retention: run_interval_seconds, documents_per_batch_max, \
+                     documents_per_run_max and audit_entries_per_batch_max must be at least 1"
+                        .into(),
+                );
+            }
         }
         if self.connections.per_identity_max == 0
             || self.connections.streams_per_connection_max == 0
@@ -1202,6 +1304,35 @@ mod tests {
             error.to_string().contains("unknown field `metrics_port`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn retention_periods_and_limits_of_zero_are_named_unless_retention_is_off() {
+        let (dir, path) = minimal(
+            "[retention]\nperiod_days = 0\ndocuments_per_batch_max = 0\narchive_dir = \"\"",
+        );
+        let problems = HubConfig::read_with_env(&path, env(&[]))
+            .unwrap()
+            .problems();
+        for field in [
+            "retention.period_days: must be at least 1",
+            "retention.archive_dir: required",
+            "retention: run_interval_seconds, documents_per_batch_max",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field}: {problems:?}"
+            );
+        }
+        let off =
+            HubConfig::read_with_env(&path, env(&[("TRUC_HUB__RETENTION__ENABLED", "false")]))
+                .unwrap()
+                .problems();
+        assert!(off.iter().all(|p| !p.starts_with("retention")), "{off:?}");
+        // By default the archives are beside the hub's data (data/hub).
+        let config = HubConfig::read_with_env(&minimal("").1, env(&[])).unwrap();
+        assert_eq!(config.retention.archive_dir, PathBuf::from("data/archive"));
+        drop(dir);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum HubError {
     PermissionDenied { field: String, reason: String },
     #[error("{field}: {reason}")]
     NotFound { field: String, reason: String },
+    /// The request is well formed, but what it names is in no state to take it.
+    #[error("{field}: {reason}")]
+    Precondition { field: String, reason: String },
     /// A per-agency quota is used up; the caller may try again later.
     #[error("{field}: {reason}; retry after {retry_after_seconds} s")]
     Exhausted {
@@ -76,6 +79,7 @@ impl From<HubError> for Status {
             HubError::Unauthenticated { .. } => Code::Unauthenticated,
             HubError::PermissionDenied { .. } => Code::PermissionDenied,
             HubError::NotFound { .. } => Code::NotFound,
+            HubError::Precondition { .. } => Code::FailedPrecondition,
             HubError::Exhausted { .. } => Code::ResourceExhausted,
             HubError::Store(store) => match store {
                 StoreError::AlreadyExists { .. } => Code::AlreadyExists,
@@ -93,7 +97,10 @@ impl From<HubError> for Status {
                 | StoreError::Unavailable { .. } => Code::Unavailable,
                 StoreError::Database { .. } => Code::Internal,
                 StoreError::Corrupt { .. } | StoreError::DataLost { .. } => Code::Internal,
-                StoreError::Closed { .. } => Code::FailedPrecondition,
+                StoreError::Closed { .. } | StoreError::Archived { .. } => Code::FailedPrecondition,
+                // Gone meanwhile: the same request again is served.
+                StoreError::Retry { .. } => Code::Unavailable,
+                StoreError::Archive { .. } => Code::Internal,
             },
         };
         let message = match &error {
@@ -112,6 +119,13 @@ impl From<HubError> for Status {
             }
             HubError::Store(StoreError::IllegalMove(other)) => format!("status: {other}"),
             HubError::Store(StoreError::Closed { what }) => format!("state: {what}"),
+            HubError::Store(StoreError::Archived {
+                document_id,
+                archive,
+            }) => format!(
+                "document_id: {document_id} left the live store for archive {archive} once every \
+                 delivery was final; nothing more can be recorded on it"
+            ),
             other => other.to_string(),
         };
         if code == Code::Internal || code == Code::Unavailable {

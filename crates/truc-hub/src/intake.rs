@@ -131,6 +131,18 @@ pub(crate) async fn send(
         }
         .into());
     }
+    // The duplicate index outlives the live store: a resend of an archived
+    // document gets its original acknowledgement too.
+    if let Some(archived) = hub.store.archived(&document_id)? {
+        if archived.content_sha256 == content_sha256 {
+            return Ok(archived_response(&archived));
+        }
+        return Err(truc_store::StoreError::AlreadyExists {
+            document_id,
+            accepted_at_unix_ms: archived.accepted_at_unix_ms,
+        }
+        .into());
+    }
 
     let mut recipients = Vec::new();
     let mut refused = Vec::new();
@@ -244,6 +256,7 @@ pub(crate) async fn send(
             with_business_outcomes(response(&record, false), &business)
         }
         AcceptOutcome::Duplicate(original) => response(&original, true),
+        AcceptOutcome::Archived(archived) => archived_response(&archived),
     })
 }
 
@@ -346,10 +359,24 @@ fn check_business(
                 "a document cannot recall, update or replace itself",
             ));
         }
-        let earlier = hub
-            .store
-            .document(&reference.to_string())?
-            .ok_or_else(|| HubError::not_found(field, format!("{reference} is not on the axis")))?;
+        let Some(earlier) = hub.store.document(&reference.to_string())? else {
+            // Every delivery of an archived document was final: none can be
+            // asked to give it back or to take another in its place.
+            if let Some(archived) = hub.store.archived(&reference.to_string())? {
+                return Err(HubError::Precondition {
+                    field,
+                    reason: format!(
+                        "{reference} left the live store for archive {} once every delivery \
+                         was final; it can no longer be recalled, updated or replaced",
+                        archived.archive
+                    ),
+                });
+            }
+            return Err(HubError::not_found(
+                field,
+                format!("{reference} is not on the axis"),
+            ));
+        };
         earlier_recipients.extend(earlier.recipients);
     }
     if header.business_type == BusinessType::Revoke {
@@ -614,9 +641,39 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The original acknowledgement of a document that left for an archive,
+/// from what the duplicate index kept of it.
+fn archived_response(archived: &truc_store::ArchivedDocument) -> pb::SendResponse {
+    acknowledgement(
+        &archived.document_id,
+        &archived.recipients,
+        &archived.refused,
+        archived.document_signature_state,
+        archived.accepted_at_unix_ms,
+        true,
+    )
+}
+
 pub(crate) fn response(record: &DocumentRecord, duplicate: bool) -> pb::SendResponse {
-    let mut recipients: Vec<pb::RecipientOutcome> = record
-        .recipients
+    acknowledgement(
+        &record.document_id,
+        &record.recipients,
+        &record.refused,
+        record.document_signature_state,
+        record.accepted_at_unix_ms,
+        duplicate,
+    )
+}
+
+fn acknowledgement(
+    document_id: &str,
+    accepted: &[String],
+    refused: &[RefusedRecipient],
+    signature: DocumentSignatureState,
+    accepted_at_unix_ms: i64,
+    duplicate: bool,
+) -> pb::SendResponse {
+    let mut recipients: Vec<pb::RecipientOutcome> = accepted
         .iter()
         .map(|code| pb::RecipientOutcome {
             organ_id: code.clone(),
@@ -624,16 +681,16 @@ pub(crate) fn response(record: &DocumentRecord, duplicate: bool) -> pb::SendResp
             reason: String::new(),
         })
         .collect();
-    recipients.extend(record.refused.iter().map(|r| pb::RecipientOutcome {
+    recipients.extend(refused.iter().map(|r| pb::RecipientOutcome {
         organ_id: r.organ_id.clone(),
         accepted: false,
         reason: r.reason.clone(),
     }));
     pb::SendResponse {
-        document_id: record.document_id.clone(),
+        document_id: document_id.to_owned(),
         recipients,
         duplicate,
-        document_signature: signature_state(record.document_signature_state) as i32,
-        accepted_at_unix_ms: record.accepted_at_unix_ms,
+        document_signature: signature_state(signature) as i32,
+        accepted_at_unix_ms,
     }
 }

@@ -4,6 +4,7 @@
 //! metrics endpoint and the operator dashboard; gRPC health and reflection
 //! share the Axis port.
 
+mod archived;
 pub mod audit;
 pub mod calendar;
 mod certificates;
@@ -24,6 +25,7 @@ pub mod metrics;
 mod moves;
 mod observe;
 mod operator;
+pub mod retention;
 mod security;
 mod tls;
 mod watcher;
@@ -55,6 +57,7 @@ pub use directory::{AgencyEntry, ConnectionMode, Directory, DirectoryReload, Not
 pub use error::HubError;
 pub use identity::Caller;
 pub use observe::AXIS_SERVICE;
+pub use retention::{RetentionSetup, RetentionStatus};
 pub use security::{CrlSetup, SecuritySetup};
 
 use convert::{signature_state, status_entry};
@@ -72,13 +75,15 @@ pub struct HubSetup {
     pub security: SecuritySetup,
 }
 
-/// Feedback deadlines, expiry, per-agency quotas, and the clock they read.
+/// Feedback deadlines, expiry, per-agency quotas, retention, and the clock
+/// they read.
 #[derive(Clone, Debug)]
 pub struct WatchSetup {
     pub deadlines: config::DeadlinesConfig,
     pub calendar: WorkingCalendar,
     pub expiry: config::ExpiryConfig,
     pub quotas: config::QuotasConfig,
+    pub retention: RetentionSetup,
     pub clock: Clock,
 }
 
@@ -91,6 +96,7 @@ impl Default for WatchSetup {
                 .expect("the default calendar parses"),
             expiry: config::ExpiryConfig::default(),
             quotas: config::QuotasConfig::default(),
+            retention: RetentionSetup::default(),
             clock: Clock::system(),
         }
     }
@@ -104,6 +110,7 @@ impl WatchSetup {
             calendar: config.calendar.calendar()?,
             expiry: config.expiry.clone(),
             quotas: config.quotas.clone(),
+            retention: RetentionSetup::from_config(&config.retention),
             clock: Clock::system(),
         })
     }
@@ -253,6 +260,10 @@ pub(crate) struct Hub {
     pub(crate) leases: leases::Leases,
     /// This hub's name, as leases and operators see it.
     pub(crate) name: String,
+    /// What retention has done, for the dashboard and metrics.
+    pub(crate) retention: retention::RetentionState,
+    /// Where archived documents are read back from (`GetStatus`).
+    pub(crate) archive_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]
@@ -372,11 +383,31 @@ pub async fn run_observed(
             .inspect_err(|error| tracing::warn!(%error, "audit exports will not be signed"))
             .ok(),
     );
+    // Retention seals archives with the hub's key: without one it cannot run.
+    let archive_sink: Option<std::sync::Arc<dyn truc_store::ArchiveSink>> =
+        if setup.watch.retention.enabled {
+            let key = setup.credentials.signing_key().map_err(|error| {
+                HubError::invalid(
+                    "retention.enabled",
+                    format!("archives are sealed with the hub's key, which cannot sign: {error}"),
+                )
+            })?;
+            Some(std::sync::Arc::new(truc_archive::ArchiveWriter::new(
+                &setup.watch.retention.archive_dir,
+                &setup.store.hub_name().unwrap_or_default(),
+                setup.trust.certificates_der().map(<[u8]>::to_vec).collect(),
+                setup.credentials.certificate_der().to_vec(),
+                key,
+            )))
+        } else {
+            None
+        };
     let hub_name = setup.store.hub_name().unwrap_or_else(|| {
         listener
             .local_addr()
             .map_or_else(|_| "hub".to_owned(), |address| address.to_string())
     });
+    let archive_dir = setup.watch.retention.archive_dir.clone();
     let hub = Arc::new(Hub {
         store: setup.store,
         live_directory: Arc::new(directory::LiveDirectory::new(setup.directory)),
@@ -393,6 +424,8 @@ pub async fn run_observed(
         audit_signer,
         leases: leases::Leases::default(),
         name: hub_name,
+        retention: retention::RetentionState::default(),
+        archive_dir,
     });
     tokio::spawn(leases::renew(hub.clone()));
     let message_bytes_max = hub.limits.header_bytes_max + hub.limits.chunk_bytes_max + 64 * 1024;
@@ -411,6 +444,7 @@ pub async fn run_observed(
         .dashboard
         .map(|setup| tokio::spawn(dashboard::serve(hub.clone(), setup, hub.shutdown.clone())));
     let watcher_task = tokio::spawn(watcher::run(hub.clone()));
+    let retention_task = archive_sink.map(|sink| tokio::spawn(retention::run(hub.clone(), sink)));
     tokio::spawn(certificates::watch_own(
         hub.audit_signer.0.clone(),
         hub.trust.clone(),
@@ -480,6 +514,9 @@ pub async fn run_observed(
         });
     // The watcher holds the store: it must let go before `run_observed` returns.
     let _ = stop_watcher(&hub, watcher_task).await;
+    if let Some(task) = retention_task {
+        stop_watcher(&hub, task).await;
+    }
     // A graceful stop leaves the tree holding everything and the journal
     // empty, so the next start reads nothing back.
     match hub.store.checkpoint().await {
@@ -822,9 +859,18 @@ impl Hub {
         document_id: &str,
     ) -> Result<(truc_store::DocumentRecord, Rows), HubError> {
         parse_document_id("document_id", document_id)?;
-        let record = self.store.document(document_id)?.ok_or_else(|| {
-            HubError::not_found("document_id", format!("{document_id} is not on the axis"))
-        })?;
+        let Some(record) = self.store.document(document_id)? else {
+            if let Some(archived) = self.store.archived(document_id)? {
+                return Err(HubError::Store(truc_store::StoreError::Archived {
+                    document_id: document_id.to_owned(),
+                    archive: archived.archive,
+                }));
+            }
+            return Err(HubError::not_found(
+                "document_id",
+                format!("{document_id} is not on the axis"),
+            ));
+        };
         match self.visibility(caller, &record) {
             Some(rows) => Ok((record, rows)),
             None => Err(HubError::denied(
@@ -844,7 +890,12 @@ impl Hub {
         caller: &Caller,
         document_id: &str,
     ) -> Result<pb::GetStatusResponse, HubError> {
-        let (record, rows) = self.readable_document(caller, document_id)?;
+        let (record, rows) = match self.readable_document(caller, document_id) {
+            Err(HubError::Store(truc_store::StoreError::Archived { .. })) => {
+                return archived::status_of(self, caller, document_id);
+            }
+            other => other?,
+        };
         let deliveries = self.store.deliveries(document_id)?;
         let business_type = pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
             .map_or(0, |header| header.business_type);
@@ -872,6 +923,8 @@ impl Hub {
             recipients,
             business_type,
             chain,
+            archive: String::new(),
+            archive_unreadable: false,
             refused: if matches!(rows, Rows::Of(_)) {
                 Vec::new()
             } else {

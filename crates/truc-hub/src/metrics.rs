@@ -48,6 +48,19 @@ pub const DATABASE_STANDBYS: &str = "truc_database_standbys";
 pub const DATABASE_REPLAY_LAG: &str = "truc_database_replay_lag_bytes";
 /// Node queues each hub pushes now (its node leases).
 pub const NODES_SERVED: &str = "truc_nodes_served";
+/// Bytes the live store occupies on disk (the embedded engine's data
+/// directory, or the PostgreSQL database).
+pub const STORE_SIZE_BYTES: &str = "truc_store_size_bytes";
+/// Documents that left the live store for archive files.
+pub const ARCHIVED_DOCUMENTS_TOTAL: &str = "truc_archive_documents_total";
+/// Live documents older than the retention period after the last run.
+pub const ARCHIVE_BACKLOG_DOCUMENTS: &str = "truc_archive_backlog_documents";
+/// Of those, the ones a delivery not yet final holds live.
+pub const ARCHIVE_HELD_DOCUMENTS: &str = "truc_archive_held_documents";
+/// When the last retention run ended, as Unix time.
+pub const ARCHIVE_LAST_RUN: &str = "truc_archive_last_run_timestamp_seconds";
+/// How long each retention run took.
+pub const ARCHIVE_RUN_SECONDS: &str = "truc_archive_run_seconds";
 pub use truc_store::metrics::{
     CHECKPOINT_KEYS, CHECKPOINT_SECONDS, GROUP_COMMIT_BATCH_COMMANDS, GROUP_COMMIT_FLUSH_SECONDS,
     QUEUE_DEPTH,
@@ -180,6 +193,33 @@ fn describe() {
         Unit::Seconds,
         "Time one checkpoint took to write its keys into the tree and flush it."
     );
+    describe_gauge!(
+        STORE_SIZE_BYTES,
+        Unit::Bytes,
+        "Bytes the live store occupies on disk (archives not included)."
+    );
+    describe_counter!(
+        ARCHIVED_DOCUMENTS_TOTAL,
+        "Documents that left the live store for archive files."
+    );
+    describe_gauge!(
+        ARCHIVE_BACKLOG_DOCUMENTS,
+        "Live documents older than the retention period after the last run."
+    );
+    describe_gauge!(
+        ARCHIVE_HELD_DOCUMENTS,
+        "Documents older than the retention period that a delivery not yet final holds live."
+    );
+    describe_gauge!(
+        ARCHIVE_LAST_RUN,
+        Unit::Seconds,
+        "When the last retention run ended, as Unix time."
+    );
+    describe_histogram!(
+        ARCHIVE_RUN_SECONDS,
+        Unit::Seconds,
+        "How long one retention run took."
+    );
 }
 
 /// How a send ended, as the `outcome` label.
@@ -270,6 +310,24 @@ pub fn database(writable: bool, state: Option<&truc_store::DatabaseState>) {
 /// How many node queues `hub` pushes now.
 pub fn nodes_served(hub: &str, nodes: usize) {
     gauge!(NODES_SERVED, "hub" => hub.to_owned()).set(nodes as f64);
+}
+
+/// Bytes the live store occupies now.
+pub fn store_size(bytes: u64) {
+    gauge!(STORE_SIZE_BYTES).set(bytes as f64);
+}
+
+/// One retention run: documents archived, and those older than the period
+/// still live (held by a delivery, and in all).
+pub fn retention_run(archived: u64, held: u64, backlog: u64, took: Duration) {
+    counter!(ARCHIVED_DOCUMENTS_TOTAL).increment(archived);
+    gauge!(ARCHIVE_HELD_DOCUMENTS).set(held as f64);
+    gauge!(ARCHIVE_BACKLOG_DOCUMENTS).set(backlog as f64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    gauge!(ARCHIVE_LAST_RUN).set(now);
+    metrics::histogram!(ARCHIVE_RUN_SECONDS).record(took.as_secs_f64());
 }
 
 /// The gRPC code as Prometheus users write it: `invalid_argument`, not `InvalidArgument`.

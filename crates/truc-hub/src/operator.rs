@@ -290,6 +290,15 @@ pub(crate) fn recipient_status(
     let dead_letter = hub
         .store
         .dead_letter(&delivery.document_id, &delivery.recipient)?;
+    Ok(recipient_status_with(delivery, dead_letter, with_history))
+}
+
+/// A delivery's row, given its dead letter if it has one.
+pub(crate) fn recipient_status_with(
+    delivery: DeliveryRecord,
+    dead_letter: Option<truc_store::DeadLetterRecord>,
+    with_history: bool,
+) -> pb::RecipientStatus {
     let current = match (delivery.current_code(), &dead_letter) {
         (Some(code), _) => code as i32,
         (None, Some(letter)) if letter.state != DeadLetterState::Resent => {
@@ -297,7 +306,7 @@ pub(crate) fn recipient_status(
         }
         (None, _) => 0,
     };
-    Ok(pb::RecipientStatus {
+    pb::RecipientStatus {
         current,
         history: if with_history {
             delivery
@@ -310,7 +319,7 @@ pub(crate) fn recipient_status(
         },
         recipient: delivery.recipient,
         dead_letter: dead_letter.map(crate::feedback::dead_letter),
-    })
+    }
 }
 
 /// How often each node's queue depth and oldest unacknowledged delivery are
@@ -318,8 +327,9 @@ pub(crate) fn recipient_status(
 const QUEUE_GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Publishes `truc_queue_depth` and `truc_queue_oldest_unacked_age_seconds`
-/// per node from what `ListNodes` shows, off the async threads, until the hub
-/// stops. Only while the metrics endpoint is served.
+/// per node from what `ListNodes` shows, and the live store's size, off the
+/// async threads, until the hub stops. Only while the metrics endpoint is
+/// served.
 pub(crate) async fn publish_queue_gauges(hub: std::sync::Arc<Hub>) {
     let mut shutdown = hub.shutdown.clone();
     loop {
@@ -375,6 +385,10 @@ pub(crate) async fn publish_queue_gauges(hub: std::sync::Arc<Hub>) {
             }
             Ok(Err(error)) => tracing::warn!(%error, "reading the queues for their metrics"),
             Err(error) => tracing::warn!(%error, "reading the queues for their metrics"),
+        }
+        let store = hub.store.clone();
+        if let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || store.size_on_disk()).await {
+            crate::metrics::store_size(bytes);
         }
         tokio::select! {
             _ = tokio::time::sleep(QUEUE_GAUGES_EVERY) => {}

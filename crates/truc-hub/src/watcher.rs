@@ -18,6 +18,7 @@ pub(crate) async fn run(hub: Arc<Hub>) {
         "no node acknowledged it within its time to live of {} min; it is a dead letter until an operator resends or cancels it",
         hub.watch.expiry.ttl_minutes
     );
+    let mut advances = hub.watch.clock.advances();
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -25,7 +26,7 @@ pub(crate) async fn run(hub: Arc<Hub>) {
         settle_due(&hub, &expiry_reason).await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = hub.watch.clock.advanced() => {}
+            _ = advances.changed() => {}
             _ = shutdown.changed() => return,
         }
     }

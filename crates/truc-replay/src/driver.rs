@@ -104,6 +104,10 @@ pub struct ReplayOptions {
     pub progress: ProgressMode,
     /// Fail when no document, delivery or move completes for this long.
     pub stall_timeout: Duration,
+    /// The embedded hub's manual clock, moved to each document's historical
+    /// instant before it is sent (with retention: documents then age as
+    /// they did, and leave for archives as the replay goes on).
+    pub clock: Option<truc_hub::Clock>,
 }
 
 impl Default for ReplayOptions {
@@ -115,6 +119,7 @@ impl Default for ReplayOptions {
             pace: Pace::Unpaced,
             progress: ProgressMode::Auto,
             stall_timeout: Duration::from_secs(120),
+            clock: None,
         }
     }
 }
@@ -287,6 +292,10 @@ pub struct EmbeddedHub {
     pub data_dir: PathBuf,
     /// A handle on the hub's store, for its flush counts; dropped when the hub stops.
     store: Option<Store>,
+    /// The hub's manual clock, when it runs retention on the plan's dates.
+    pub clock: Option<truc_hub::Clock>,
+    /// Where its archives go, when it runs retention.
+    pub archive_dir: Option<PathBuf>,
     started: Instant,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), truc_hub::HubError>>>,
@@ -307,6 +316,39 @@ impl EmbeddedHub {
         Self::start_with(plan, data_dir, watch, truc_hub::Observe::default()).await
     }
 
+    /// [`EmbeddedHub::start_observed`], with retention: documents whose
+    /// every delivery is final leave for archive files `retention_days`
+    /// after acceptance, by a manual clock that the replay moves to each
+    /// document's historical instant ([`ReplayOptions::clock`]).
+    pub async fn start_retained(
+        plan: &Plan,
+        data_dir: Option<&Path>,
+        observe: truc_hub::Observe,
+        retention_days: u64,
+    ) -> Result<EmbeddedHub, DriverError> {
+        let first = plan.documents.first().map_or(0, |d| d.at_unix_ms);
+        let clock = truc_hub::Clock::manual(first);
+        let mut watch = replay_watch();
+        watch.clock = clock.clone();
+        watch.retention = truc_hub::RetentionSetup {
+            enabled: true,
+            period: Duration::from_secs(retention_days.saturating_mul(86_400)),
+            // Beside the data; set for real below, once the folder is known.
+            archive_dir: PathBuf::new(),
+            run_interval: Duration::from_secs(1),
+            ..truc_hub::RetentionSetup::default()
+        };
+        let mut hub = Self::start_with(plan, data_dir, watch, observe).await?;
+        hub.clock = Some(clock);
+        Ok(hub)
+    }
+
+    /// Documents in the archive files, and the files.
+    pub fn archive_summary(&self) -> Option<(u64, usize)> {
+        let files = self.store.as_ref()?.archive_files().ok()?;
+        Some((files.iter().map(|f| f.documents).sum(), files.len()))
+    }
+
     /// [`EmbeddedHub::start`], serving what `observe` asks for (the operator
     /// dashboard, metrics) beside the Axis.
     pub async fn start_observed(
@@ -320,7 +362,7 @@ impl EmbeddedHub {
     async fn start_with(
         plan: &Plan,
         data_dir: Option<&Path>,
-        watch: truc_hub::WatchSetup,
+        mut watch: truc_hub::WatchSetup,
         observe: truc_hub::Observe,
     ) -> Result<EmbeddedHub, DriverError> {
         let root = tempfile::Builder::new().prefix("truc-replay-").tempdir()?;
@@ -339,6 +381,16 @@ impl EmbeddedHub {
             None => root.path().join("data"),
         };
         std::fs::create_dir_all(&data_dir)?;
+        let archive_dir = watch.retention.enabled.then(|| {
+            let dir = data_dir.with_file_name(format!(
+                "{}-archive",
+                data_dir
+                    .file_name()
+                    .map_or("hub".into(), |n| n.to_string_lossy())
+            ));
+            watch.retention.archive_dir = dir.clone();
+            dir
+        });
         let agencies: Vec<(String, String)> = plan
             .units
             .iter()
@@ -398,6 +450,8 @@ impl EmbeddedHub {
             },
             data_dir,
             store: Some(store),
+            clock: None,
+            archive_dir,
             started: Instant::now(),
             stop: Some(stop),
             task: Some(task),
@@ -776,6 +830,10 @@ async fn dispatch(plan: Arc<Plan>, nodes: Nodes, shared: Arc<Shared>) {
         };
         if shared.failure().is_some() || *shared.stop.borrow() {
             return;
+        }
+        if let Some(clock) = &shared.options.clock {
+            // The document's own time: it is accepted then, and ages from then.
+            clock.advance_to(plan.documents[index].at_unix_ms);
         }
         let plan = plan.clone();
         let nodes = nodes.clone();

@@ -3,6 +3,9 @@
 //! synced (payload bytes first); readers see them at once through the
 //! layers in memory, and checkpoints write them into sled in the background
 //! (`journal.rs`, `layers.rs`, `checkpoint.rs`, `payload.rs`, `marker.rs`).
+//! Retention's keys are in `embedded/retention.rs`.
+
+mod retention;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -19,9 +22,9 @@ use crate::layers;
 use crate::marker::{self, CommitMarker};
 use crate::payload::{self, PayloadLog};
 use crate::records::{
-    decode, decode_counter, encode, encode_counter, envelope_bytes, BlobRecord, DeadLetterRecord,
-    DeliveryRecord, DocumentRecord, LinkRecord, OverdueRecord, QueueItem, StoredBlob,
-    StoredDocument, WatchRecord,
+    decode, decode_counter, encode, encode_counter, envelope_bytes, ArchiveFile, ArchivedDocument,
+    BlobRecord, DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord, OverdueRecord,
+    QueueItem, RetainedFigures, StoredBlob, StoredDocument, WatchRecord,
 };
 use crate::rules::{GroupChanges, GroupStart, View, WatchBlockId};
 use crate::{journal, CounterMap, Extent, StoreOptions, MARKER_FILE, PAYLOAD_DIR};
@@ -268,6 +271,7 @@ pub(crate) fn open(
         layers.merge(group.changes.into_iter(), group.seq);
     }
     let journal = recovering.start()?;
+    retention::build_indexes(&main, &layers, &db)?;
     let backlog = count_backlog(&main, &layers)?;
     let inner = Arc::new(Inner {
         db,
@@ -385,6 +389,47 @@ impl View for EmbeddedWriter {
             .clone()
             .map_err(|reason| StoreError::StorageFull { reason })
     }
+
+    fn blob_refs(&mut self, sha256: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        self.inner.blob_refs_of(sha256)
+    }
+
+    fn archived(&mut self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {
+        self.inner.archived_of(document_id)
+    }
+
+    fn overdue_of(
+        &mut self,
+        recipient: &str,
+        document_id: &str,
+    ) -> Result<Vec<OverdueRecord>, StoreError> {
+        self.inner.overdue_of(recipient, document_id)
+    }
+
+    fn links(&mut self, document_id: &str) -> Result<Vec<LinkRecord>, StoreError> {
+        Reader::links(&*self.inner, document_id)
+    }
+
+    fn audit_oldest(
+        &mut self,
+        before_unix_ms: i64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_oldest(before_unix_ms, through_seq, limit)
+    }
+
+    fn send_seq(
+        &mut self,
+        document_id: &str,
+        accepted_at_unix_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.send_seq_of(document_id, accepted_at_unix_ms)
+    }
+
+    fn open_archive(&mut self, _hub: &str) -> Result<Option<ArchiveFile>, StoreError> {
+        self.inner.open_archive_file()
+    }
 }
 
 impl GroupWriter for EmbeddedWriter {
@@ -468,13 +513,14 @@ impl EmbeddedWriter {
         let mut staged = Changes::new();
         let mut carried = Vec::new();
         let GroupChanges {
-            changes,
+            mut changes,
             audit,
             next_queue_seq,
+            send_seqs,
         } = group;
-        let mut backlog = changes.backlog;
+        let mut backlog = std::mem::take(&mut changes.backlog);
         // Attachments first: a document names them.
-        for blob in changes.blobs {
+        for blob in std::mem::take(&mut changes.blobs) {
             let key = keys::blob(&blob.sha256);
             // Stored meanwhile by another send: this upload's copy stays unused.
             if staged.contains_key(&key) || self.inner.get(&key)?.is_some() {
@@ -517,16 +563,16 @@ impl EmbeddedWriter {
                 ))),
             );
         }
-        for (document_id, deliveries) in changes.deliveries {
+        for (document_id, deliveries) in std::mem::take(&mut changes.deliveries) {
             staged.insert(
                 keys::deliveries(&document_id),
                 Some(encode(&deliveries.records)),
             );
         }
-        for ((owner, seq), item) in changes.queue {
+        for ((owner, seq), item) in std::mem::take(&mut changes.queue) {
             staged.insert(keys::queue(&owner, seq), item.map(|item| encode(&item)));
         }
-        for ((agency, date_key), (sent, received)) in changes.counters {
+        for ((agency, date_key), (sent, received)) in std::mem::take(&mut changes.counters) {
             let key = keys::counter(&agency, date_key);
             let (old_sent, old_received) = self
                 .inner
@@ -545,7 +591,7 @@ impl EmbeddedWriter {
             staged.insert(keys::link(&link.earlier, &link.later), Some(bytes.clone()));
             staged.insert(keys::link(&link.later, &link.earlier), Some(bytes));
         }
-        for block in changes.watch_blocks_done {
+        for block in std::mem::take(&mut changes.watch_blocks_done) {
             staged.insert(block, None);
         }
         for record in &changes.overdue {
@@ -566,7 +612,14 @@ impl EmbeddedWriter {
             let last = block.last().expect("chunks are never empty");
             staged.insert(keys::audit(last.seq).to_vec(), Some(encode(&block)));
         }
-        stage_watch_blocks(&mut staged, changes.watches, commit_seq);
+        stage_watch_blocks(
+            &mut staged,
+            std::mem::take(&mut changes.watches),
+            commit_seq,
+        );
+        // After every other change: a retired document's keys go whatever
+        // the group did to them before.
+        let released = retention::stage(&self.inner, &mut staged, &mut changes, &send_seqs)?;
         let audit_head = audit.last().map_or(self.audit_head, |entry| AuditHead {
             seq: entry.seq,
             sha256: entry.sha256,
@@ -597,6 +650,10 @@ impl EmbeddedWriter {
             return Err(sled::Error::Io(error));
         }
         self.inner.layers.merge(staged.into_iter(), commit_seq);
+        // Durable and visible: the bytes of what left can go.
+        if !released.is_empty() {
+            self.inner.payload.release(&retention::coalesce(released));
+        }
         if !backlog.is_empty() {
             let mut counts = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
             for (sender, change) in backlog.drain() {
@@ -924,13 +981,16 @@ impl Reader for Inner {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
+        // Blocks the files hold, not their lengths: the payload log gives
+        // back what left for archives as holes.
         let files = |dir: &Path| -> u64 {
+            use std::os::unix::fs::MetadataExt;
             std::fs::read_dir(dir)
                 .map(|entries| {
                     entries
                         .flatten()
                         .filter_map(|entry| entry.metadata().ok())
-                        .map(|metadata| metadata.len())
+                        .map(|metadata| metadata.blocks() * 512)
                         .sum()
                 })
                 .unwrap_or(0)
@@ -938,5 +998,30 @@ impl Reader for Inner {
         Ok(self.db.size_on_disk()?
             + files(&self.path.join(journal::JOURNAL_DIR))
             + files(self.payload.dir()))
+    }
+
+    fn archived(&self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {
+        self.archived_of(document_id)
+    }
+
+    fn archived_documents(&self) -> Rows<'_, ArchivedDocument> {
+        self.archived_rows()
+    }
+
+    fn retained_figures(&self) -> Result<BTreeMap<(String, u32), RetainedFigures>, StoreError> {
+        self.retained_rows()
+    }
+
+    fn retention_candidates(
+        &self,
+        cutoff_unix_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.candidates(cutoff_unix_ms, after, limit)
+    }
+
+    fn archive_files(&self) -> Result<Vec<ArchiveFile>, StoreError> {
+        self.archive_file_rows()
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::audit::{AuditEntry, AuditHead};
 use crate::error::StoreError;
 use crate::records::{
-    BlobRecord, DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord, OverdueRecord,
-    QueueItem, WatchRecord,
+    ArchiveFile, ArchivedDocument, BlobRecord, DeadLetterRecord, DeliveryRecord, DocumentRecord,
+    LinkRecord, OverdueRecord, QueueItem, RetainedFigures, WatchRecord,
 };
 use crate::rules::{GroupChanges, GroupStart, View, WatchBlockId};
 use crate::{CounterMap, DatabaseState, Extent, NodeLease, ReportRow};
@@ -98,6 +98,23 @@ pub(crate) trait Reader: Send + Sync {
     fn audit_head(&self) -> Result<AuditHead, StoreError>;
     fn audit_entries(&self, from_seq: u64) -> Rows<'_, AuditEntry>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// The duplicate index's entry of a document that left for an archive.
+    fn archived(&self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError>;
+    /// Every entry of the duplicate index, in id order.
+    fn archived_documents(&self) -> Rows<'_, ArchivedDocument>;
+    /// The report figures kept for archived documents, by (agency, `yyyymmdd`).
+    fn retained_figures(&self) -> Result<BTreeMap<(String, u32), RetainedFigures>, StoreError>;
+    /// Up to `limit` live documents accepted before `cutoff_unix_ms`, oldest
+    /// first, after the (acceptance time, id) `after`.
+    fn retention_candidates(
+        &self,
+        cutoff_unix_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+    /// The archive files this store's retention wrote, as committed.
+    fn archive_files(&self) -> Result<Vec<ArchiveFile>, StoreError>;
 
     /// Per-agency figures for documents dated in an inclusive range of
     /// `yyyymmdd` keys, read from the stored records themselves. Engines

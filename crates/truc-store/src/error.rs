@@ -46,6 +46,20 @@ pub enum StoreError {
     /// The database refused or failed a statement.
     #[error("the database failed: {reason}")]
     Database { reason: String },
+    /// The document left the live store for an archive: its deliveries
+    /// were all final, and nothing more can be recorded on them.
+    #[error("{document_id} left the live store for archive {archive}: every delivery was final")]
+    Archived {
+        document_id: String,
+        archive: String,
+    },
+    /// Something the operation needed went away meanwhile; the same
+    /// request again will be served (`field` names what).
+    #[error("{field}: {reason}")]
+    Retry { field: String, reason: String },
+    /// An archive file could not be written; nothing left the live store.
+    #[error("archive {file}: {reason}")]
+    Archive { file: String, reason: String },
 }
 
 impl StoreError {
@@ -87,6 +101,21 @@ impl StoreError {
                 reason: reason.clone(),
             },
             StoreError::Database { reason } => StoreError::Database {
+                reason: reason.clone(),
+            },
+            StoreError::Archived {
+                document_id,
+                archive,
+            } => StoreError::Archived {
+                document_id: document_id.clone(),
+                archive: archive.clone(),
+            },
+            StoreError::Retry { field, reason } => StoreError::Retry {
+                field: field.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Archive { file, reason } => StoreError::Archive {
+                file: file.clone(),
                 reason: reason.clone(),
             },
         }

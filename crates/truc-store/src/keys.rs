@@ -162,3 +162,63 @@ pub(crate) fn audit(seq: u64) -> [u8; 9] {
     key[1..].copy_from_slice(&seq.to_be_bytes());
     key
 }
+
+/// The permanent duplicate index: prefix, the id of a document that left
+/// the live store for an archive.
+pub(crate) const ARCHIVED: u8 = b'i';
+/// Report figures kept for archived documents: prefix, agency, `yyyymmdd`.
+pub(crate) const RETAINED: u8 = b'R';
+/// Live documents by acceptance time, for retention: prefix, accepted at
+/// (ms, big-endian), id; the value is the sequence number of the
+/// document's send entry in the audit chain.
+pub(crate) const ACCEPTED: u8 = b't';
+/// How many documents name an attachment: prefix, its SHA-256.
+pub(crate) const BLOB_REFS: u8 = b'B';
+/// An archive file's committed state: prefix, the file's name.
+pub(crate) const ARCHIVE_FILE: u8 = b'Z';
+/// The name of the archive file retention appends to now, if any.
+pub(crate) const META_ARCHIVE_OPEN: &[u8] = b"m:archive_open";
+/// Set once the retention indexes (`t`, `B`) cover every stored document:
+/// a directory written before retention gets them built once, at open.
+pub(crate) const META_RETENTION: &[u8] = b"m:retention";
+
+pub(crate) fn archived(document_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + document_id.len());
+    key.push(ARCHIVED);
+    key.extend_from_slice(document_id.as_bytes());
+    key
+}
+
+pub(crate) fn retained(agency: &str, date_key: u32) -> Vec<u8> {
+    let mut key = counter(agency, date_key);
+    key[0] = RETAINED;
+    key
+}
+
+pub(crate) fn accepted(accepted_at_unix_ms: i64, document_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + document_id.len());
+    key.push(ACCEPTED);
+    key.extend_from_slice(&(accepted_at_unix_ms.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(document_id.as_bytes());
+    key
+}
+
+/// Splits an acceptance key into its time and document id.
+pub(crate) fn parse_accepted(key: &[u8]) -> Option<(i64, &str)> {
+    let at: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    let id = std::str::from_utf8(key.get(9..)?).ok()?;
+    Some((u64::from_be_bytes(at) as i64, id))
+}
+
+pub(crate) fn blob_refs(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut key = blob(sha256);
+    key[0] = BLOB_REFS;
+    key
+}
+
+pub(crate) fn archive_file(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + name.len());
+    key.push(ARCHIVE_FILE);
+    key.extend_from_slice(name.as_bytes());
+    key
+}

@@ -25,6 +25,7 @@ mod pg;
 pub mod records;
 mod report;
 mod rules;
+mod sink;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,14 +46,17 @@ pub use migrate::{migrate, MigrateProgress, MigrateReport};
 pub use payload::PAYLOAD_DIR;
 pub use pg::PostgresOptions;
 pub use records::{
-    AttachmentRef, BlobRecord, DeadLetterAction, DeadLetterRecord, DeadLetterState, DeadlineKind,
-    DeliveryRecord, DocumentRecord, DocumentSignatureState, LinkRecord, OverdueRecord, QueueItem,
-    RefusedRecipient, StatusEntry, WatchRecord,
+    ArchiveFile, ArchivedDocument, AttachmentRef, BlobRecord, DeadLetterAction, DeadLetterRecord,
+    DeadLetterState, DeadlineKind, DeliveryRecord, DocumentRecord, DocumentSignatureState,
+    LinkRecord, OverdueRecord, QueueItem, RefusedRecipient, RetainedFigures, StatusEntry,
+    WatchRecord, FUNNEL_CODES,
 };
 pub use rules::{
-    AcceptDeadlines, AcceptOutcome, AcceptPlan, AckOutcome, BusinessEffect, BusinessOutcome,
-    BusinessRequest, LapseOutcome, MoveRequest, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE,
+    AcceptDeadlines, AcceptOutcome, AcceptPlan, AckOutcome, ArchiveBatch, ArchivedBundle,
+    BusinessEffect, BusinessOutcome, BusinessRequest, LapseOutcome, MoveRequest, RetireOutcome,
+    EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE,
 };
+pub use sink::{crash_point, ArchiveSink, BlobSource, Chunks, RetireRequest, CRASH_AT_VARIABLE};
 
 pub(crate) use embedded::Inner;
 use engine::Reader;
@@ -112,6 +116,10 @@ pub struct StandbyState {
     /// WAL the standby has yet to replay, in bytes.
     pub replay_lag_bytes: u64,
 }
+
+/// How often a report is read again while retention keeps archiving
+/// under it; the last reading is returned.
+const CONSISTENT_READ_ATTEMPTS_MAX: usize = 16;
 
 /// Sent and received counts keyed by (agency, `yyyymmdd`).
 pub type CounterMap = BTreeMap<(String, u32), (u64, u64)>;
@@ -260,7 +268,7 @@ impl Store {
         options: &StoreOptions,
     ) -> Result<Store, StoreError> {
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
-        let store_writer = Writer::new(engine, shared.clone());
+        let store_writer = Writer::new(engine, shared.clone(), reader.clone());
         std::thread::Builder::new()
             .name("truc-store-writer".into())
             .spawn(move || store_writer.run(receiver))
@@ -503,7 +511,34 @@ impl Store {
     /// check the live ones: a document counts once for its sender, and once
     /// for each recipient whose delivery has arrived.
     pub fn rebuild_counters(&self) -> Result<CounterMap, StoreError> {
-        self.reader.rebuild_counters()
+        self.consistently(|reader| reader.rebuild_counters())
+    }
+
+    /// Reads figures that span the live records and those kept for archived
+    /// documents again if retention moved documents from one to the other
+    /// meanwhile (the archives' document count changed), so that none is
+    /// counted twice or missed.
+    fn consistently<T>(
+        &self,
+        read: impl Fn(&dyn Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let archived = || -> Result<u64, StoreError> {
+            Ok(self
+                .reader
+                .archive_files()?
+                .iter()
+                .map(|file| file.documents)
+                .sum())
+        };
+        let mut attempts = 0;
+        loop {
+            let before = archived()?;
+            let figures = read(&*self.reader)?;
+            attempts += 1;
+            if archived()? == before || attempts >= CONSISTENT_READ_ATTEMPTS_MAX {
+                return Ok(figures);
+            }
+        }
     }
 
     /// Per-agency figures for documents dated in an inclusive range of
@@ -516,7 +551,7 @@ impl Store {
         to_date_key: u32,
         focus: Option<&str>,
     ) -> Result<BTreeMap<String, ReportRow>, StoreError> {
-        self.reader.report(from_date_key, to_date_key, focus)
+        self.consistently(|reader| reader.report(from_date_key, to_date_key, focus))
     }
 
     /// Watched deadlines at or before `unix_ms`, earliest first, in whole
@@ -710,5 +745,55 @@ impl Store {
     /// The database's primary and standbys (`None` for the embedded engine).
     pub fn database_state(&self) -> Result<Option<DatabaseState>, StoreError> {
         self.reader.database_state()
+    }
+
+    /// One retention step: the documents of `request` that may leave go
+    /// into the archive `sink` writes (synced), then leave the live store,
+    /// in one durable write with what stays of them.
+    pub async fn retire(
+        &self,
+        request: RetireRequest,
+        sink: Arc<dyn ArchiveSink>,
+    ) -> Result<RetireOutcome, StoreError> {
+        self.submit(|reply| Command::Retire {
+            request,
+            sink,
+            reply,
+        })
+        .await
+    }
+
+    /// Live documents accepted before `cutoff_unix_ms`, oldest first, after
+    /// the (acceptance time, id) `after`: retention's candidates.
+    pub fn retention_candidates(
+        &self,
+        cutoff_unix_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.reader
+            .retention_candidates(cutoff_unix_ms, after, limit)
+    }
+
+    /// The duplicate index's entry of a document that left for an archive.
+    pub fn archived(&self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {
+        self.reader.archived(document_id)
+    }
+
+    /// Every entry of the duplicate index, in id order.
+    pub fn archived_documents(
+        &self,
+    ) -> impl Iterator<Item = Result<ArchivedDocument, StoreError>> + '_ {
+        self.reader.archived_documents()
+    }
+
+    /// The report figures kept for archived documents, by (agency, `yyyymmdd`).
+    pub fn retained_figures(&self) -> Result<BTreeMap<(String, u32), RetainedFigures>, StoreError> {
+        self.reader.retained_figures()
+    }
+
+    /// The archive files retention wrote, as committed.
+    pub fn archive_files(&self) -> Result<Vec<ArchiveFile>, StoreError> {
+        self.reader.archive_files()
     }
 }

@@ -47,10 +47,17 @@ impl Store {
         audit: Vec<AuditEntry>,
         next_queue_seq: u64,
     ) -> Result<(), StoreError> {
+        // The send entry of each document, as a group that accepted them keeps it.
+        let send_seqs = audit
+            .iter()
+            .filter(|entry| entry.kind == crate::audit::AuditKind::Send)
+            .map(|entry| (entry.document_id.clone(), entry.seq))
+            .collect();
         let group = GroupChanges {
             changes,
             audit,
             next_queue_seq,
+            send_seqs,
         };
         self.submit(|reply| Command::Import { group, reply }).await
     }

@@ -446,3 +446,170 @@ pub struct DeadLetterRecord {
     pub state: DeadLetterState,
     pub actions: Vec<DeadLetterAction>,
 }
+
+/// What stays in the live store of a document that left it for an archive:
+/// enough to recognise a resend and answer it with the original
+/// acknowledgement, to say which archive holds the document, and to count
+/// it in reports (the permanent duplicate index).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedDocument {
+    pub document_id: String,
+    pub content_sha256: [u8; 32],
+    pub accepted_at_unix_ms: i64,
+    pub recipients: Vec<String>,
+    pub refused: Vec<RefusedRecipient>,
+    pub document_signature_state: DocumentSignatureState,
+    /// The archive file's name (not its path: archives may move).
+    pub archive: String,
+    /// Where the document's record starts in that file.
+    pub archive_offset: u64,
+    pub archived_at_unix_ms: i64,
+}
+
+impl ArchivedDocument {
+    /// The sender's code and the document's `yyyymmdd`, from its id.
+    pub fn sender_and_date(&self) -> (String, u32) {
+        self.document_id
+            .parse::<truc_domain::DocumentId>()
+            .map(|id| (id.sender().to_string(), id.date().ordinal_key()))
+            .unwrap_or_default()
+    }
+}
+
+/// What the embedded engine keeps of an archived document: the id is its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredArchived {
+    pub content_sha256: [u8; 32],
+    pub accepted_at_unix_ms: i64,
+    pub recipients: Vec<String>,
+    pub refused: Vec<RefusedRecipient>,
+    pub document_signature_state: DocumentSignatureState,
+    pub archive: String,
+    pub archive_offset: u64,
+    pub archived_at_unix_ms: i64,
+}
+
+impl StoredArchived {
+    pub(crate) fn new(record: &ArchivedDocument) -> Self {
+        StoredArchived {
+            content_sha256: record.content_sha256,
+            accepted_at_unix_ms: record.accepted_at_unix_ms,
+            recipients: record.recipients.clone(),
+            refused: record.refused.clone(),
+            document_signature_state: record.document_signature_state,
+            archive: record.archive.clone(),
+            archive_offset: record.archive_offset,
+            archived_at_unix_ms: record.archived_at_unix_ms,
+        }
+    }
+
+    pub(crate) fn into_record(self, document_id: String) -> ArchivedDocument {
+        ArchivedDocument {
+            document_id,
+            content_sha256: self.content_sha256,
+            accepted_at_unix_ms: self.accepted_at_unix_ms,
+            recipients: self.recipients,
+            refused: self.refused,
+            document_signature_state: self.document_signature_state,
+            archive: self.archive,
+            archive_offset: self.archive_offset,
+            archived_at_unix_ms: self.archived_at_unix_ms,
+        }
+    }
+}
+
+/// The forward statuses of the dashboard's funnel, in order: a delivery
+/// counts for every step up to the furthest it reached.
+pub const FUNNEL_CODES: [u32; 5] = [1, 3, 4, 5, 6];
+
+/// Report figures kept, per agency and document date, for the documents
+/// that left the live store: what `Store::report`, the counters' check and
+/// the dashboard's funnel would otherwise have read from their records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetainedFigures {
+    /// Documents the agency sent.
+    pub sent: u64,
+    /// Deliveries to the agency that arrived.
+    pub received: u64,
+    /// Bit `code` set for each status code the agency reported as a recipient.
+    pub statuses_reported: u32,
+    /// Deliveries to the agency that passed a feedback deadline unanswered.
+    pub overdue: u64,
+    /// Deliveries to the agency.
+    pub deliveries: u64,
+    /// Deliveries to the agency that reached each step of [`FUNNEL_CODES`] (or a later one).
+    pub reached: [u64; 5],
+    /// Deliveries to the agency that ended rejected, or recalled.
+    pub rejected: u64,
+    pub recalled: u64,
+}
+
+impl RetainedFigures {
+    pub(crate) fn add(&mut self, other: &RetainedFigures) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.statuses_reported |= other.statuses_reported;
+        self.overdue += other.overdue;
+        self.deliveries += other.deliveries;
+        for (sum, add) in self.reached.iter_mut().zip(other.reached) {
+            *sum += add;
+        }
+        self.rejected += other.rejected;
+        self.recalled += other.recalled;
+    }
+
+    /// One delivery's part: arrived or not, its statuses, how far it went,
+    /// and how many of its deadlines lapsed.
+    pub(crate) fn count_delivery(&mut self, delivery: &DeliveryRecord, overdue: u64) {
+        self.deliveries += 1;
+        if delivery.arrived() {
+            self.received += 1;
+        }
+        for entry in &delivery.history {
+            self.statuses_reported |= 1 << entry.code.min(31);
+        }
+        let furthest = delivery
+            .history
+            .iter()
+            .filter_map(|entry| FUNNEL_CODES.iter().position(|code| *code == entry.code))
+            .max();
+        if let Some(furthest) = furthest {
+            for count in &mut self.reached[..=furthest] {
+                *count += 1;
+            }
+        }
+        match delivery.current_code() {
+            Some(2) => self.rejected += 1,
+            Some(15) => self.recalled += 1,
+            _ => {}
+        }
+        self.overdue += overdue;
+    }
+}
+
+/// One archive file as the store knows it: what was committed to it. The
+/// file may hold more (a batch written before a crash and never
+/// committed): the next write cuts it back to `committed_bytes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveFile {
+    /// The file's name in the archive folder, e.g. `2026-03.truca`.
+    pub name: String,
+    /// The month it gathers (by the hub's clock, Vietnam time), `yyyy-mm`.
+    pub period: String,
+    /// The hub that writes it (empty for the embedded engine's one hub).
+    pub hub: String,
+    /// False once its closing seal is committed: nothing is added after.
+    pub open: bool,
+    /// The file's length after its last committed seal.
+    pub committed_bytes: u64,
+    pub batches: u64,
+    pub documents: u64,
+    /// SHA-256 of the last committed seal, which the next seal names.
+    pub last_seal_sha256: [u8; 32],
+    /// The audit chain's entries the file holds (0 and 0: none yet).
+    pub audit_first_seq: u64,
+    pub audit_last_seq: u64,
+    pub created_at_unix_ms: i64,
+    /// When it was closed (0 while open).
+    pub closed_at_unix_ms: i64,
+}

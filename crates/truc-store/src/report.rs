@@ -1,6 +1,7 @@
 //! Figures read from the stored records themselves, for any engine: the
 //! per-agency report and the counters rebuilt, which the live counters are
-//! checked against.
+//! checked against. Documents that left for an archive count through the
+//! figures kept for them and the duplicate index.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +54,30 @@ pub(crate) fn from_records<R: Reader + ?Sized>(
             rows.entry(record.recipient).or_default().overdue += 1;
         }
     }
+    for ((agency, date_key), figures) in reader.retained_figures()? {
+        if (from_date_key..=to_date_key).contains(&date_key) {
+            let row = rows.entry(agency).or_default();
+            row.sent += figures.sent;
+            row.received += figures.received;
+            row.statuses_reported |= figures.statuses_reported;
+            row.overdue += figures.overdue;
+        }
+    }
+    if let Some(focus) = focus {
+        for archived in reader.archived_documents() {
+            let archived = archived?;
+            let (sender, date_key) = archived.sender_and_date();
+            if (from_date_key..=to_date_key).contains(&date_key)
+                && archived.recipients.iter().any(|r| r == focus)
+            {
+                let row = rows.entry(sender).or_default();
+                row.sent_to_focus += 1;
+                if archived.document_signature_state == DocumentSignatureState::Valid {
+                    row.sent_to_focus_signed += 1;
+                }
+            }
+        }
+    }
     Ok(rows)
 }
 
@@ -78,5 +103,20 @@ pub(crate) fn counters_from_records<R: Reader + ?Sized>(
             }
         }
     }
+    add_retained(&mut entries, reader.retained_figures()?);
     Ok(entries)
+}
+
+/// Adds what archived documents counted to counters rebuilt from records.
+pub(crate) fn add_retained(
+    entries: &mut CounterMap,
+    retained: BTreeMap<(String, u32), crate::RetainedFigures>,
+) {
+    for (key, figures) in retained {
+        if figures.sent > 0 || figures.received > 0 {
+            let entry = entries.entry(key).or_default();
+            entry.0 += figures.sent;
+            entry.1 += figures.received;
+        }
+    }
 }

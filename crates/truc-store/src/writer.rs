@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::GroupWriter;
+use crate::engine::{GroupWriter, Reader};
 use crate::error::StoreError;
-use crate::records::{DeadLetterRecord, DocumentRecord};
+use crate::records::{ArchiveFile, DeadLetterRecord, DocumentRecord};
 use crate::rules::moves::MoveResults;
 use crate::rules::{
     AcceptDeadlines, AcceptPlan, AckOutcome, GroupChanges, LapseOutcome, MoveRequest,
-    PlannedAcceptResult, Rules, WatchBlockId,
+    PlannedAcceptResult, RetireOutcome, Rules, WatchBlockId,
 };
+use crate::sink::{crash_point, ArchiveSink, ReaderBlobs, RetireRequest};
 use crate::{Notifiers, PendingBlob, Shared};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -76,6 +77,12 @@ pub(crate) enum Command {
         group: GroupChanges,
         reply: Reply<()>,
     },
+    /// Documents that may leave the live store go into an archive, then leave.
+    Retire {
+        request: RetireRequest,
+        sink: Arc<dyn ArchiveSink>,
+        reply: Reply<RetireOutcome>,
+    },
 }
 
 impl Command {
@@ -110,6 +117,7 @@ impl Command {
             Command::Checkpoint { reply } | Command::Import { reply, .. } => {
                 drop(reply.send(Err(error)))
             }
+            Command::Retire { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -137,11 +145,21 @@ const GROUP_COMMANDS_MAX: usize = 2048;
 pub(crate) struct Writer {
     engine: Box<dyn GroupWriter>,
     shared: Arc<Shared>,
+    /// Reads attachment bytes for archives.
+    reader: Arc<dyn Reader>,
 }
 
 impl Writer {
-    pub(crate) fn new(engine: Box<dyn GroupWriter>, shared: Arc<Shared>) -> Self {
-        Writer { engine, shared }
+    pub(crate) fn new(
+        engine: Box<dyn GroupWriter>,
+        shared: Arc<Shared>,
+        reader: Arc<dyn Reader>,
+    ) -> Self {
+        Writer {
+            engine,
+            shared,
+            reader,
+        }
     }
 
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -214,6 +232,8 @@ impl Writer {
         }
         let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         let mut checkpoints = Vec::new();
+        let mut retired = false;
+        let reader = self.reader.clone();
         let mut rules = Rules::new(self.engine.view(), start);
         for command in group.drain(..) {
             pending.push(match command {
@@ -276,6 +296,15 @@ impl Writer {
                     reply,
                     rules.cancel(&document_id, &recipient, &operator, at_unix_ms, &reason),
                 ),
+                Command::Retire {
+                    request,
+                    sink,
+                    reply,
+                } => {
+                    let outcome = retire(&mut rules, &request, &*sink, &*reader);
+                    retired |= outcome.as_ref().is_ok_and(|o| o.archived > 0);
+                    hold(reply, outcome)
+                }
             });
         }
         let (changes, woken) = rules.finish();
@@ -287,6 +316,9 @@ impl Writer {
                         .stats
                         .record_flush(pending.len(), started.elapsed());
                     crate::metrics::group_commit(pending.len(), started.elapsed());
+                }
+                if retired {
+                    crash_point("removed");
                 }
                 for reply in pending {
                     reply(None);
@@ -314,6 +346,67 @@ impl Writer {
                     let _ = reply.send(Err(error.again()));
                 }
             }
+        }
+    }
+}
+
+/// One retention step: an archive of an earlier period is closed, then the
+/// documents that may leave are written into the current one, synced, and
+/// only then staged to leave the live store. A failure of the archive
+/// stages nothing of this step.
+fn retire(
+    rules: &mut Rules<'_>,
+    request: &RetireRequest,
+    sink: &dyn ArchiveSink,
+    reader: &dyn Reader,
+) -> Result<RetireOutcome, StoreError> {
+    let mut closed = None;
+    let mut open = rules.open_archive(&request.hub)?;
+    if let Some(file) = open.take_if(|file| file.period != request.period) {
+        let file = sink.close(&file, request.at_unix_ms, rules.audit_head())?;
+        rules.close_archive(file.clone());
+        closed = Some(file);
+    }
+    let planned = rules.plan_retirement(
+        &request.candidates,
+        request.cutoff_unix_ms,
+        request.audit_entries_max,
+        request.at_unix_ms,
+    )?;
+    if planned.batch.is_empty() {
+        let outcome = RetireOutcome {
+            held: planned.held,
+            deferred: planned.deferred,
+            file: open,
+            closed,
+            ..RetireOutcome::default()
+        };
+        rules.abandon_retirement(planned);
+        return Ok(outcome);
+    }
+    let file = open.unwrap_or_else(|| ArchiveFile {
+        name: sink.file_name(&request.period),
+        period: request.period.clone(),
+        hub: request.hub.clone(),
+        open: true,
+        committed_bytes: 0,
+        batches: 0,
+        documents: 0,
+        last_seal_sha256: [0; 32],
+        audit_first_seq: 0,
+        audit_last_seq: 0,
+        created_at_unix_ms: request.at_unix_ms,
+        closed_at_unix_ms: 0,
+    });
+    match sink.append(&file, &planned.batch, &ReaderBlobs(reader)) {
+        Ok((file, offsets)) => {
+            let mut outcome = rules.finish_retirement(planned, file, &offsets);
+            outcome.closed = closed;
+            Ok(outcome)
+        }
+        Err(error) => {
+            rules.abandon_retirement(planned);
+            Err(error)
         }
     }
 }

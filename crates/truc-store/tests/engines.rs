@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use truc_store::{
-    AcceptDeadlines, AcceptOutcome, AcceptPlan, AckOutcome, AuditEntry, BusinessEffect,
-    BusinessRequest, DeadLetterState, DeadlineKind, DocumentRecord, DocumentSignatureState, Extent,
-    PendingBlob, PostgresOptions, QueueItem, StatusEntry, Store, StoreError, StoreOptions,
+    AcceptDeadlines, AcceptOutcome, AcceptPlan, AckOutcome, ArchiveFile, ArchivedDocument,
+    AuditEntry, BusinessEffect, BusinessRequest, DeadLetterState, DeadlineKind, DocumentRecord,
+    DocumentSignatureState, Extent, PendingBlob, PostgresOptions, QueueItem, RetainedFigures,
+    RetireRequest, StatusEntry, Store, StoreError, StoreOptions,
 };
 
 const G22: &str = "000.00.00.G22";
@@ -128,11 +129,19 @@ fn codes(store: &Store, document_id: &str, recipient: &str) -> Vec<u32> {
 }
 
 /// The audit chain verifies entry by entry and ends at the head.
+/// The live chain may start after entries that left for an archive.
 fn check_audit(store: &Store) -> Vec<AuditEntry> {
     let entries: Vec<AuditEntry> = store.audit_entries(1).map(Result::unwrap).collect();
-    let mut previous = [0u8; 32];
+    let first = entries.first().map_or(1, |entry| entry.seq);
+    let mut previous = entries
+        .first()
+        .map_or([0u8; 32], |entry| entry.previous_sha256);
     for (index, entry) in entries.iter().enumerate() {
-        assert_eq!(entry.seq, index as u64 + 1, "audit sequence has no gaps");
+        assert_eq!(
+            entry.seq,
+            first + index as u64,
+            "audit sequence has no gaps"
+        );
         assert_eq!(
             entry.previous_sha256, previous,
             "entry {} names its predecessor",
@@ -147,7 +156,7 @@ fn check_audit(store: &Store) -> Vec<AuditEntry> {
         previous = entry.sha256;
     }
     let head = store.audit_head().unwrap();
-    assert_eq!(head.seq, entries.len() as u64);
+    assert_eq!(head.seq, first + entries.len() as u64 - 1);
     assert_eq!(head.sha256, previous);
     entries
 }
@@ -619,6 +628,357 @@ async fn attachments(place: &Place) -> Snapshot {
     Snapshot::of(&store)
 }
 
+/// One development PKI for every run of the retention scenario, so that
+/// both engines' archives are sealed by the same hub and can be compared.
+fn pki() -> &'static truc_pki::PkiPaths {
+    &pki_and_time().1
+}
+
+/// When the PKI was made (its certificates are valid from then on).
+fn pki_made_at_unix_ms() -> i64 {
+    pki_and_time().2
+}
+
+fn pki_and_time() -> &'static (tempfile::TempDir, truc_pki::PkiPaths, i64) {
+    static PKI: std::sync::OnceLock<(tempfile::TempDir, truc_pki::PkiPaths, i64)> =
+        std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let made_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 60_000;
+        let dir = tempfile::tempdir().unwrap();
+        let agencies: Vec<(String, String)> = [G22, H41, H42]
+            .iter()
+            .map(|code| (code.to_string(), format!("agency {code}")))
+            .collect();
+        let paths = truc_pki::init_dev_pki(
+            dir.path(),
+            &agencies,
+            &[],
+            std::time::Duration::from_secs(86_400),
+        )
+        .unwrap();
+        (dir, paths, made_at)
+    })
+}
+
+/// A document of G22 with a real envelope signature and G22's certificate,
+/// as an archive's check wants it, and one attachment.
+fn signed_document(number: u32, recipients: &[&str], accepted_at_unix_ms: i64) -> DocumentRecord {
+    let credentials = pki().agency_credentials(G22).unwrap();
+    let mut record = document(number, recipients, accepted_at_unix_ms);
+    record.signature = credentials
+        .signing_key()
+        .unwrap()
+        .sign_envelope(&record.header_bytes)
+        .unwrap();
+    record.sender_certificate = credentials.certificate_der().to_vec();
+    record.document_signature = None;
+    record.document_signature_state = DocumentSignatureState::Absent;
+    record
+}
+
+fn attach(record: &mut DocumentRecord, bytes: &[u8]) -> PendingBlob {
+    record.attachments.push(truc_store::AttachmentRef {
+        sha256: sha(bytes),
+        size_bytes: bytes.len() as u64,
+    });
+    PendingBlob {
+        sha256: sha(bytes),
+        size_bytes: bytes.len() as u64,
+        extents: Vec::new(),
+        inline: Some(bytes.to_vec()),
+    }
+}
+
+fn archive_writer(dir: &std::path::Path) -> Arc<truc_archive::ArchiveWriter> {
+    let hub = pki().hub_credentials().unwrap();
+    let ca = pki()
+        .trust_roots()
+        .unwrap()
+        .certificates_der()
+        .map(<[u8]>::to_vec)
+        .collect();
+    Arc::new(
+        truc_archive::ArchiveWriter::new(
+            dir,
+            "",
+            ca,
+            hub.certificate_der().to_vec(),
+            hub.signing_key().unwrap(),
+        )
+        .with_seal_clock(sealed_at),
+    )
+}
+
+/// The seals' time, the same for both engines' archives.
+fn sealed_at() -> i64 {
+    pki_made_at_unix_ms() + 100_000
+}
+
+/// Documents whose every delivery is final leave for an archive once old
+/// enough; the others stay. What stays of them answers resends, counts in
+/// reports, and says where each one went; the archive checks offline.
+async fn retention(place: Place) -> Snapshot {
+    // Within the development certificates' validity, the same for both engines.
+    let t = |ms: i64| pki_made_at_unix_ms() + ms;
+    let store = place.open();
+    let archives = tempfile::tempdir().unwrap();
+    let shared = b"an attachment two documents share".to_vec();
+    // A: completed by both, one of them late to arrive (overdue).
+    let mut a = signed_document(41, &[H41, H42], t(40_000));
+    let a_unique = attach(&mut a, b"only A has this");
+    let a_shared = attach(&mut a, &shared);
+    let a_id = a.document_id.clone();
+    store
+        .accept_watched(
+            a.clone(),
+            vec![a_unique, a_shared.clone()],
+            AcceptPlan::default(),
+            AcceptDeadlines {
+                arrived_unix_ms: Some(t(40_500)),
+                ..AcceptDeadlines::default()
+            },
+        )
+        .await
+        .unwrap();
+    let due = store.due_watches(t(41_000), 100).unwrap();
+    assert_eq!(
+        store
+            .lapse(due, t(41_000), "x".into())
+            .await
+            .unwrap()
+            .overdue
+            .len(),
+        2
+    );
+    for recipient in [H41, H42] {
+        let item = queue(&store, recipient)[0].0;
+        store.ack(recipient, item, t(42_000)).await.unwrap();
+        for code in [3, 6] {
+            store
+                .move_status(&a_id, recipient, entry(code, t(43_000), recipient, ""))
+                .await
+                .unwrap();
+        }
+    }
+    // B: shares A's attachment; its recipient is still processing it.
+    let mut b = signed_document(42, &[H41], t(40_100));
+    attach(&mut b, &shared);
+    let b_id = b.document_id.clone();
+    store.accept(b, Vec::new()).await.unwrap();
+    let item = queue(&store, H41)[0].0;
+    store.ack(H41, item, t(42_100)).await.unwrap();
+    store
+        .move_status(&b_id, H41, entry(5, t(43_100), H41, ""))
+        .await
+        .unwrap();
+    // C: expires into a dead letter that an operator cancels.
+    let c = signed_document(43, &[H42], t(40_200));
+    let c_id = c.document_id.clone();
+    store
+        .accept_watched(
+            c,
+            Vec::new(),
+            AcceptPlan::default(),
+            AcceptDeadlines {
+                expiry_unix_ms: Some(t(40_700)),
+                ..AcceptDeadlines::default()
+            },
+        )
+        .await
+        .unwrap();
+    let due = store.due_watches(t(44_000), 100).unwrap();
+    assert_eq!(
+        store
+            .lapse(due, t(44_000), "không ai nhận".into())
+            .await
+            .unwrap()
+            .expired
+            .len(),
+        1
+    );
+    store
+        .cancel_dead_letter(&c_id, H42, "operator:ops", t(44_100), "đã gửi bản giấy")
+        .await
+        .unwrap();
+    // D: completed by its recipient before its node acknowledged: still queued.
+    let d = signed_document(44, &[H42], t(40_300));
+    let d_id = d.document_id.clone();
+    store.accept(d, Vec::new()).await.unwrap();
+    store
+        .move_status(&d_id, H42, entry(6, t(44_200), H42, ""))
+        .await
+        .unwrap();
+    // E recalls R, which its recipient held: agreed, both final.
+    let r = signed_document(45, &[H41], t(40_400));
+    let r_id = r.document_id.clone();
+    store.accept(r, Vec::new()).await.unwrap();
+    let item = queue(&store, H41)[0].0;
+    store.ack(H41, item, t(44_300)).await.unwrap();
+    let e = signed_document(46, &[H41], t(40_450));
+    let e_id = e.document_id.clone();
+    store
+        .accept_planned(
+            e,
+            Vec::new(),
+            AcceptPlan {
+                queue_owners: BTreeMap::new(),
+                business: Some(BusinessRequest {
+                    business_type: 1,
+                    references: vec![r_id.clone()],
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .move_status(&r_id, H41, entry(15, t(44_400), H41, ""))
+        .await
+        .unwrap();
+    let item = queue(&store, H41)
+        .into_iter()
+        .find(|(_, item)| matches!(item, QueueItem::Delivery { document_id, .. } if *document_id == e_id))
+        .unwrap()
+        .0;
+    store.ack(H41, item, t(44_500)).await.unwrap();
+    store
+        .move_status(
+            &e_id,
+            H41,
+            entry(2, t(44_600), H41, "không thuộc thẩm quyền"),
+        )
+        .await
+        .unwrap();
+    // F: accepted after the cutoff, final, and so still too young.
+    let f = signed_document(47, &[H42], t(50_000));
+    let f_id = f.document_id.clone();
+    store.accept(f, Vec::new()).await.unwrap();
+    store
+        .move_status(&f_id, H42, entry(2, t(50_100), H42, "trả lại"))
+        .await
+        .unwrap();
+
+    let counts_before = store.counts(20000101, 20991231).unwrap();
+    let report_before = store.report(20000101, 20991231, Some(H42)).unwrap();
+    let writer = archive_writer(archives.path());
+    let request = |at_unix_ms: i64, period: &str| RetireRequest {
+        candidates: store
+            .retention_candidates(t(45_000), None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect(),
+        cutoff_unix_ms: t(45_000),
+        at_unix_ms,
+        period: period.to_owned(),
+        hub: String::new(),
+        audit_entries_max: 10_000,
+    };
+    let outcome = store
+        .retire(request(t(60_000), "2026-11"), writer.clone())
+        .await
+        .unwrap();
+    // A, C, E and R leave; B and D are held; F is too young to be a candidate.
+    assert_eq!((outcome.archived, outcome.held), (4, 2), "{outcome:?}");
+    let file = outcome.file.clone().unwrap();
+    assert_eq!(file.name, "2026-11.truca");
+    for id in [&a_id, &c_id, &e_id, &r_id] {
+        assert!(store.document(id).unwrap().is_none(), "{id} left");
+        assert_eq!(store.archived(id).unwrap().unwrap().archive, file.name);
+    }
+    for id in [&b_id, &d_id, &f_id] {
+        assert!(store.document(id).unwrap().is_some(), "{id} stays");
+    }
+    // What stays: counters and the report exactly as before, the live counters
+    // still equal to those rebuilt from records and kept figures.
+    assert_eq!(store.counts(20000101, 20991231).unwrap(), counts_before);
+    assert_eq!(
+        store.report(20000101, 20991231, Some(H42)).unwrap(),
+        report_before
+    );
+    check_counters(&store);
+    // The shared attachment stays for B; A's own left.
+    assert!(store.blob(&sha(&shared)).unwrap().is_some());
+    assert!(store.blob(&sha(b"only A has this")).unwrap().is_none());
+    // A resend of an archived document is recognised; other content is refused.
+    match store.accept(a.clone(), Vec::new()).await.unwrap() {
+        AcceptOutcome::Archived(archived) => {
+            assert_eq!(archived.accepted_at_unix_ms, t(40_000));
+            assert_eq!(archived.recipients, vec![H41.to_string(), H42.to_string()]);
+        }
+        other => panic!("a resend of an archived document is recognised, not {other:?}"),
+    }
+    let mut changed = a.clone();
+    changed.header_bytes = b"other content".to_vec();
+    changed.content_sha256 = sha(&changed.header_bytes);
+    assert!(matches!(
+        store.accept(changed, Vec::new()).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    // Nothing more is recorded on an archived delivery.
+    assert!(matches!(
+        store
+            .move_status(&a_id, H41, entry(6, t(61_000), H41, ""))
+            .await,
+        Err(StoreError::Archived { .. })
+    ));
+    // The live chain starts where the archive's ends.
+    let live = check_audit(&store);
+    let path = archives.path().join(&file.name);
+    let checked = truc_archive::verify(&path, None, true).unwrap();
+    assert_eq!(checked.problem, None);
+    assert_eq!((checked.documents, checked.batches), (4, 1));
+    assert_eq!(checked.signatures_checked, 4);
+    assert_eq!(
+        hex::encode(live[0].previous_sha256),
+        checked.audit_last_sha256,
+        "the live chain goes on from the archive's last entry"
+    );
+    assert_eq!(checked.audit_first_seq, 1);
+    // The archive tells A's whole story, found through the duplicate index.
+    let mut reader = truc_archive::ArchiveReader::open(&path).unwrap();
+    let offset = store.archived(&a_id).unwrap().unwrap().archive_offset;
+    let story = reader.document_at(offset).unwrap();
+    assert_eq!(story.header_bytes, a.header_bytes);
+    assert_eq!(story.overdue.len(), 2);
+    assert_eq!(
+        story
+            .deliveries
+            .iter()
+            .map(|d| d.history.len())
+            .collect::<Vec<_>>(),
+        vec![3, 3]
+    );
+    assert_eq!(reader.find_document(&c_id).unwrap().dead_letters.len(), 1);
+    assert!(!reader.audit_entries_of(&a_id).unwrap().is_empty());
+    // A new month closes the file; nothing left to archive writes nothing new.
+    let outcome = store
+        .retire(request(t(70_000), "2026-12"), writer.clone())
+        .await
+        .unwrap();
+    assert_eq!(outcome.archived, 0);
+    assert!(outcome.closed.is_some_and(|closed| !closed.open));
+    assert_eq!(
+        truc_archive::verify(&path, None, false).unwrap().problem,
+        None
+    );
+
+    let mut snapshot = Snapshot::of(&store);
+    drop(store);
+    let store = place.open();
+    let mut again = Snapshot::of(&store);
+    let bytes = std::fs::read(archives.path().join(&file.name)).unwrap();
+    snapshot
+        .archive_bytes
+        .insert(file.name.clone(), bytes.clone());
+    again.archive_bytes.insert(file.name.clone(), bytes);
+    assert_eq!(snapshot, again, "retention's state is there after a reopen");
+    snapshot
+}
+
 /// What the store holds, engine-independently, to compare engines.
 #[derive(Debug, PartialEq)]
 struct Snapshot {
@@ -629,6 +989,12 @@ struct Snapshot {
     audit: Vec<AuditEntry>,
     overdue: Vec<truc_store::OverdueRecord>,
     dead_letters: Vec<truc_store::DeadLetterRecord>,
+    archived: Vec<ArchivedDocument>,
+    retained: BTreeMap<(String, u32), RetainedFigures>,
+    archive_files: Vec<ArchiveFile>,
+    report: BTreeMap<String, truc_store::ReportRow>,
+    /// The archive files' bytes, by name: the same from either engine.
+    archive_bytes: BTreeMap<String, Vec<u8>>,
 }
 
 impl Snapshot {
@@ -656,6 +1022,11 @@ impl Snapshot {
                 store.dead_letters(None).map(Result::unwrap).collect(),
                 |l| (l.recipient.clone(), l.document_id.clone()),
             ),
+            archived: store.archived_documents().map(Result::unwrap).collect(),
+            retained: store.retained_figures().unwrap(),
+            archive_files: store.archive_files().unwrap(),
+            report: store.report(20000101, 20991231, Some(H41)).unwrap(),
+            archive_bytes: BTreeMap::new(),
         }
     }
 }
@@ -673,6 +1044,7 @@ async fn suite(places: Places) -> Vec<Snapshot> {
         recall_agreed_before_fetch(&places("recall_agreed_before_fetch")).await,
         deadlines(&places("deadlines")).await,
         attachments(&places("attachments")).await,
+        retention(places("retention")).await,
     ]
 }
 
@@ -685,12 +1057,13 @@ fn start_postgres() -> (tempfile::TempDir, Arc<truc_cluster::PostgresServer>) {
 }
 
 /// Scenarios of the suite, by the name of their database.
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "accept_acknowledge_move",
     "recall",
     "recall_agreed_before_fetch",
     "deadlines",
     "attachments",
+    "retention",
 ];
 
 /// The database server is started, and databases made, outside the async

@@ -249,6 +249,8 @@ async fn run(steps: Vec<Step>) {
                     AcceptOutcome::Duplicate(_) => {
                         assert!(model.documents.contains_key(&id), "{id} is no duplicate")
                     }
+                    // The model's store has no retention: nothing is ever archived.
+                    AcceptOutcome::Archived(_) => panic!("{id}: archived without retention"),
                 }
             }
             Step::Ack { recipient, count } => {

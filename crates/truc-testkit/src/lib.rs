@@ -75,6 +75,9 @@ pub struct TestHubOptions {
     /// Runs the hub on this PostgreSQL database instead of the embedded
     /// store (see [`TestDatabase`]).
     pub postgres_url: Option<String>,
+    /// How long the PKI's certificates are valid; `None`: a day. A test
+    /// that moves a manual clock far ahead needs them valid that far.
+    pub certificate_validity: Option<Duration>,
 }
 
 /// A PostgreSQL server of a test's own, in a temporary folder, started on a
@@ -171,7 +174,9 @@ impl TestHub {
             .map(|code| (code.clone(), format!("Agency {code}")))
             .collect();
         certified.push((UNREGISTERED.to_string(), "Unregistered".into()));
-        let validity = Duration::from_secs(86_400);
+        let validity = options
+            .certificate_validity
+            .unwrap_or(Duration::from_secs(86_400));
         let pki = truc_pki::init_dev_pki_with_key_algorithm(
             &root.path().join("pki"),
             &certified,

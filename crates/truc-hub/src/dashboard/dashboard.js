@@ -80,7 +80,9 @@ function drawCharts(data) {
 
 function drawFunnel(funnel) {
   const total = funnel.deliveries;
-  $("funnel-total").textContent = `${number(total)} deliveries`;
+  $("funnel-total").textContent = funnel.archived
+    ? `${number(total)} deliveries, ${number(funnel.archived)} of them archived`
+    : `${number(total)} deliveries`;
   const pct = (n) => (total ? (100 * n) / total : 0);
   const row = (name, count, kind) => `
     <div class="funnel-row">
@@ -101,6 +103,34 @@ function drawFunnel(funnel) {
     funnelBox.querySelectorAll("[data-width]").forEach((bar) => {
       bar.style.width = bar.dataset.width + "%";
     });
+  }
+}
+
+function bytes(n) {
+  if (n >= 2 ** 30) return (n / 2 ** 30).toFixed(2) + " GiB";
+  if (n >= 2 ** 20) return (n / 2 ** 20).toFixed(1) + " MiB";
+  return Math.round(n / 1024) + " KiB";
+}
+
+// The live store's size, what the archives hold, and retention's last run.
+function drawRetention(store, retention) {
+  $("kpi-store").textContent = bytes(store.size_bytes);
+  const backlog = retention.enabled
+    ? ` · backlog ${number(retention.backlog)} (${number(retention.held)} held)`
+    : "";
+  $("kpi-store-note").textContent =
+    `${number(store.archived_documents)} documents in ${number(store.archive_files)} archives${backlog}`;
+  if (!retention.enabled) {
+    $("kpi-archive").textContent = "off";
+    $("kpi-archive-note").textContent = "retention is not enabled";
+  } else if (retention.last_run_at_unix_ms == null) {
+    $("kpi-archive").textContent = "–";
+    $("kpi-archive-note").textContent = `none yet; documents leave ${retention.period_days} days after acceptance`;
+  } else {
+    $("kpi-archive").textContent = vietnamTime(retention.last_run_at_unix_ms).slice(-8);
+    $("kpi-archive-note").textContent = retention.last_error
+      ? `failed: ${retention.last_error}`
+      : `${number(retention.last_run_archived)} archived into ${retention.last_file || "–"} in ${duration(retention.last_run_took_ms)}`;
   }
 }
 
@@ -141,6 +171,7 @@ function draw(data) {
   $("kpi-queue").textContent = number(n.documents_queued);
   $("kpi-queue-note").textContent = `and ${number(n.notices_queued)} status notices for senders`;
   $("kpi-overdue").textContent = number(data.overdue.rows.length) + (data.overdue.truncated ? "+" : "");
+  drawRetention(data.store, data.retention);
 
   drawStorage(data.storage);
   drawCharts(data);

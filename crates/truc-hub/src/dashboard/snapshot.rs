@@ -232,6 +232,17 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             recent.truncate(RECENT_DOCUMENTS_MAX);
         }
     }
+    // Deliveries of archived documents, from the figures kept for them.
+    let mut archived_deliveries = 0u64;
+    for figures in hub.store.retained_figures()?.values() {
+        archived_deliveries += figures.deliveries;
+        for (count, kept) in reached.iter_mut().zip(figures.reached) {
+            *count += kept;
+        }
+        rejected += figures.rejected;
+        recalled += figures.recalled;
+    }
+    deliveries += archived_deliveries;
     let stages: Vec<Value> = FUNNEL
         .iter()
         .zip(reached)
@@ -361,6 +372,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
         "months": {"rows": month_rows, "truncated": months.len() > MONTHS_MAX},
         "funnel": {
             "deliveries": deliveries,
+            "archived": archived_deliveries,
             "queued": queued,
             "stages": stages,
             "rejected": rejected,
@@ -376,8 +388,40 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
         },
         "overdue": {"rows": overdue_rows, "truncated": overdue.truncated},
         "storage": storage,
+        "store": store_figures(hub)?,
+        "retention": retention_figures(hub),
         "recent": recent.into_iter().map(|(_, row)| row).collect::<Vec<_>>(),
     }))
+}
+
+/// The live store's size and what its archives hold.
+fn store_figures(hub: &Hub) -> Result<Value, HubError> {
+    let files = hub.store.archive_files()?;
+    Ok(json!({
+        "size_bytes": hub.store.size_on_disk()?,
+        "archive_files": files.len(),
+        "archived_documents": files.iter().map(|file| file.documents).sum::<u64>(),
+        "open_archive": files.iter().rev().find(|file| file.open).map(|file| file.name.clone()),
+    }))
+}
+
+/// What retention's last run did.
+fn retention_figures(hub: &Hub) -> Value {
+    let status = hub.retention.status();
+    json!({
+        "enabled": status.enabled,
+        "period_days": status.period_days,
+        "runs": status.runs,
+        "last_run_at_unix_ms": (status.runs > 0).then_some(status.last_run_at_unix_ms),
+        "last_run_took_ms": status.last_run_took_ms,
+        "last_run_archived": status.last_run_archived,
+        "last_run_audit_entries": status.last_run_audit_entries,
+        "last_file": status.last_file,
+        "last_error": status.last_error,
+        "archived_since_start": status.archived_total,
+        "held": status.held,
+        "backlog": status.backlog,
+    })
 }
 
 /// One document as the lookup shows it: each recipient's route and status

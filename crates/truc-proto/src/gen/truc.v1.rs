@@ -139,7 +139,8 @@ pub struct EnvelopeHeader {
     /// Document ids this one revokes, updates or replaces: required for
     /// those, at most `limits.references_max` (100); each must be on the axis
     /// (NOT_FOUND) and sent by this sender (PERMISSION_DENIED naming
-    /// `business_refs\[i\]`), and not this document itself.
+    /// `business_refs\[i\]`), and not this document itself. One that left the
+    /// live store for an archive (every delivery final) is FAILED_PRECONDITION.
     #[prost(string, repeated, tag = "12")]
     pub business_refs: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// At least one, unless the document is a recall (BUSINESS_TYPE_REVOKE),
@@ -337,7 +338,9 @@ pub struct MoveStatusRequest {
     /// 03, 04, 05, 06, 02 (with a reason), or 15/16 answering a recall, update
     /// or replace; 01 is recorded by the acknowledgement and 13 by the
     /// sender's request (INVALID_ARGUMENT naming `status`). A move the status
-    /// machine does not allow from the current state is FAILED_PRECONDITION.
+    /// machine does not allow from the current state is FAILED_PRECONDITION,
+    /// and so is any move on a document that left for an archive (naming
+    /// `document_id`).
     #[prost(enumeration = "StatusCode", tag = "3")]
     pub status: i32,
     /// Required for 02 and 16 (INVALID_ARGUMENT naming `reason`); at most
@@ -434,6 +437,15 @@ pub struct GetStatusResponse {
     /// through others (the chain), earliest first.
     #[prost(message, repeated, tag = "9")]
     pub chain: ::prost::alloc::vec::Vec<DocumentLink>,
+    /// The archive file that holds the document once it has left the live
+    /// store (every delivery final, older than the retention period); empty
+    /// while it is live. The rest of the answer is read from that file.
+    #[prost(string, tag = "10")]
+    pub archive: ::prost::alloc::string::String,
+    /// Set when the archive file is not at the hub (moved to other storage):
+    /// the recipients are listed from the duplicate index, without statuses.
+    #[prost(bool, tag = "11")]
+    pub archive_unreadable: bool,
 }
 /// `later` recalls, updates or replaces `earlier`.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -11,6 +11,7 @@
 //! connected to another at once.
 
 mod reader;
+mod retention;
 mod rows;
 mod schema;
 mod writer;

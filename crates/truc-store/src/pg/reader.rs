@@ -15,8 +15,8 @@ use crate::audit::{AuditEntry, AuditHead, AuditKind};
 use crate::engine::{DocumentSummary, DueWatches, QueueDepth, Reader, Rows};
 use crate::error::StoreError;
 use crate::records::{
-    BlobRecord, DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord, OverdueRecord,
-    QueueItem, StatusEntry, WatchRecord,
+    ArchiveFile, ArchivedDocument, BlobRecord, DeadLetterRecord, DeliveryRecord, DocumentRecord,
+    LinkRecord, OverdueRecord, QueueItem, RetainedFigures, StatusEntry, WatchRecord,
 };
 use crate::{CounterMap, Extent, NodeLease, ReportRow};
 
@@ -159,6 +159,28 @@ pub(crate) fn read_deliveries(
     Ok(deliveries)
 }
 
+/// The links of a document, either way, read inside any connection.
+pub(crate) fn read_links(
+    connection: &mut Connection,
+    document_id: &str,
+) -> Result<Vec<LinkRecord>, StoreError> {
+    let rows = connection
+        .query(
+            "SELECT earlier, later, business_type FROM links
+             WHERE earlier = $1 OR later = $1 ORDER BY earlier, later",
+            &[&document_id],
+        )
+        .map_err(fail("reading links"))?;
+    Ok(rows
+        .iter()
+        .map(|row| LinkRecord {
+            earlier: row.get(0),
+            later: row.get(1),
+            business_type: row.get(2),
+        })
+        .collect())
+}
+
 /// A queue item from `kind, document_id, recipient, entries`.
 pub(crate) fn row_queue_item(row: &Row) -> Result<QueueItem, StoreError> {
     let kind: &str = row.get(0);
@@ -214,7 +236,7 @@ fn row_overdue(row: &Row) -> Result<OverdueRecord, StoreError> {
     })
 }
 
-fn row_audit(row: &Row) -> Result<AuditEntry, StoreError> {
+pub(crate) fn row_audit(row: &Row) -> Result<AuditEntry, StoreError> {
     let optional = |index: usize, what: &str| -> Result<Option<[u8; 32]>, StoreError> {
         row.get::<_, Option<Vec<u8>>>(index)
             .map(|bytes| rows::sha256_of(&bytes, what))
@@ -260,23 +282,8 @@ impl Reader for PgReader {
 
     fn links(&self, document_id: &str) -> Result<Vec<LinkRecord>, StoreError> {
         let document_id = document_id.to_owned();
-        self.pool.run(move |connection| {
-            let rows = connection
-                .query(
-                    "SELECT earlier, later, business_type FROM links
-                     WHERE earlier = $1 OR later = $1 ORDER BY earlier, later",
-                    &[&document_id],
-                )
-                .map_err(fail("reading links"))?;
-            Ok(rows
-                .iter()
-                .map(|row| LinkRecord {
-                    earlier: row.get(0),
-                    later: row.get(1),
-                    business_type: row.get(2),
-                })
-                .collect())
-        })
+        self.pool
+            .run(move |connection| read_links(connection, &document_id))
     }
 
     fn queue_after(
@@ -522,6 +529,40 @@ impl Reader for PgReader {
             for row in overdue {
                 report.entry(row.get(0)).or_default().overdue = row.get::<_, i64>(1) as u64;
             }
+            // Documents that left for archives: the figures kept for them,
+            // and the duplicate index for those sent to the focus.
+            let retained = connection
+                .query(
+                    "SELECT agency, sum(sent)::bigint, sum(received)::bigint,
+                            bit_or(statuses), sum(overdue)::bigint
+                     FROM retained_figures WHERE day BETWEEN $1 AND $2 GROUP BY agency",
+                    &[&from, &to],
+                )
+                .map_err(fail("reporting archived documents"))?;
+            for row in retained {
+                let entry = report.entry(row.get(0)).or_default();
+                entry.sent += row.get::<_, i64>(1) as u64;
+                entry.received += row.get::<_, i64>(2) as u64;
+                entry.statuses_reported |= row.get::<_, i32>(3) as u32;
+                entry.overdue += row.get::<_, i64>(4) as u64;
+            }
+            if focus.is_some() {
+                let archived = connection
+                    .query(
+                        "SELECT sender, count(*),
+                                count(*) FILTER (WHERE document_signature_state = 'valid')
+                         FROM archived_documents
+                         WHERE document_date BETWEEN $1 AND $2 AND $3::text = ANY(recipients)
+                         GROUP BY sender",
+                        &[&from, &to, &focus],
+                    )
+                    .map_err(fail("reporting archived documents"))?;
+                for row in archived {
+                    let entry = report.entry(row.get(0)).or_default();
+                    entry.sent_to_focus += row.get::<_, i64>(1) as u64;
+                    entry.sent_to_focus_signed += row.get::<_, i64>(2) as u64;
+                }
+            }
             Ok(report)
         })
     }
@@ -559,6 +600,10 @@ impl Reader for PgReader {
                     .or_default()
                     .1 = row.get::<_, i64>(2) as u64;
             }
+            crate::report::add_retained(
+                &mut counters,
+                super::retention::retained_figures(connection)?,
+            );
             Ok(counters)
         })
     }
@@ -839,6 +884,37 @@ impl Reader for PgReader {
                 .map_err(fail("reading the database's size"))?;
             Ok(row.map_or(0, |row| row.get::<_, i64>(0) as u64))
         })
+    }
+
+    fn archived(&self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {
+        let document_id = document_id.to_owned();
+        self.pool
+            .run(move |connection| super::retention::archived(connection, &document_id))
+    }
+
+    fn archived_documents(&self) -> Rows<'_, ArchivedDocument> {
+        self.paged(|connection, after| {
+            super::retention::archived_page(connection, after, PAGE_ROWS)
+        })
+    }
+
+    fn retained_figures(&self) -> Result<BTreeMap<(String, u32), RetainedFigures>, StoreError> {
+        self.pool.run(super::retention::retained_figures)
+    }
+
+    fn retention_candidates(
+        &self,
+        cutoff_unix_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.pool.run(move |connection| {
+            super::retention::candidates(connection, cutoff_unix_ms, after, limit)
+        })
+    }
+
+    fn archive_files(&self) -> Result<Vec<ArchiveFile>, StoreError> {
+        self.pool.run(super::retention::archive_files)
     }
 
     fn lease_node(&self, agency: &str, ttl: Duration) -> Result<Option<String>, StoreError> {

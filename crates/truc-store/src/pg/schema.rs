@@ -19,11 +19,12 @@ struct Migration {
 
 /// Every migration, in order. A released migration is never edited: a
 /// change to the schema is a new migration.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "documents, deliveries with their status history, queues, counters, \
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "documents, deliveries with their status history, queues, counters, \
                   deadlines, overdue records, dead letters, the audit chain, node leases",
-    sql: r#"
+        sql: r#"
 -- One row. The writer of each group locks it first, so that groups of
 -- every hub apply one after another: the audit chain has one head, queue
 -- sequence numbers only grow, and every group reads what the one before
@@ -202,10 +203,86 @@ CREATE TABLE node_leases (
     expires_at timestamptz NOT NULL
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "retention: documents by acceptance time with their send's audit entry, \
+                  attachment reference counts, the duplicate index of archived documents, \
+                  the report figures kept for them, archive files",
+        sql: r#"
+-- Retention finds old documents by acceptance time, and lets a document go
+-- no earlier than its send's entry of the audit chain.
+ALTER TABLE documents ADD COLUMN send_audit_seq bigint;
+UPDATE documents d SET send_audit_seq = a.seq
+FROM audit_log a WHERE a.kind = 'send' AND a.document_id = d.document_id;
+UPDATE documents SET send_audit_seq = 0 WHERE send_audit_seq IS NULL;
+ALTER TABLE documents ALTER COLUMN send_audit_seq SET NOT NULL;
+CREATE INDEX documents_by_accepted ON documents (accepted_at, document_id);
+
+-- How many documents name each attachment: one that none names goes.
+ALTER TABLE attachments ADD COLUMN refs bigint NOT NULL DEFAULT 0;
+UPDATE attachments a SET refs = r.n
+FROM (SELECT decode(x ->> 'sha256', 'hex') AS sha256, count(*) AS n
+      FROM documents d, jsonb_array_elements(d.attachments) x GROUP BY 1) r
+WHERE a.sha256 = r.sha256;
+
+-- The permanent duplicate index: what stays of a document that left for an
+-- archive file (which file, and where its record starts in it).
+CREATE TABLE archived_documents (
+    document_id text COLLATE "C" PRIMARY KEY,
+    sender text COLLATE "C" NOT NULL,
+    document_date date NOT NULL,
+    content_sha256 bytea NOT NULL,
+    accepted_at timestamptz NOT NULL,
+    recipients text[] NOT NULL,
+    refused jsonb NOT NULL,
+    document_signature_state text NOT NULL,
+    archive text NOT NULL,
+    archive_offset bigint NOT NULL,
+    archived_at timestamptz NOT NULL
+);
+CREATE INDEX archived_documents_by_date ON archived_documents (document_date);
+
+-- The report figures archived documents gave, per agency and document date
+-- (reached: deliveries at each step of arrived, received, assigned,
+-- processing, completed, or beyond).
+CREATE TABLE retained_figures (
+    agency text COLLATE "C" NOT NULL,
+    day date NOT NULL,
+    sent bigint NOT NULL,
+    received bigint NOT NULL,
+    statuses integer NOT NULL,
+    overdue bigint NOT NULL,
+    deliveries bigint NOT NULL,
+    reached bigint[] NOT NULL,
+    rejected bigint NOT NULL,
+    recalled bigint NOT NULL,
+    PRIMARY KEY (agency, day)
+);
+
+-- Each archive file as committed: a batch written after committed_bytes
+-- was never committed, and the next write cuts it off.
+CREATE TABLE archive_files (
+    name text COLLATE "C" PRIMARY KEY,
+    period text NOT NULL,
+    hub text COLLATE "C" NOT NULL,
+    open boolean NOT NULL,
+    committed_bytes bigint NOT NULL,
+    batches bigint NOT NULL,
+    documents bigint NOT NULL,
+    last_seal_sha256 bytea NOT NULL,
+    audit_first_seq bigint NOT NULL,
+    audit_last_seq bigint NOT NULL,
+    created_at timestamptz NOT NULL,
+    closed_at timestamptz
+);
+CREATE UNIQUE INDEX archive_files_one_open_per_hub ON archive_files (hub) WHERE open;
+"#,
+    },
+];
 
 /// The newest schema this hub knows.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// An arbitrary, fixed advisory-lock key for migrations.
 const MIGRATION_LOCK: i64 = 0x7472_7563_0001;

@@ -12,11 +12,13 @@ use time::{Date, OffsetDateTime};
 use super::reader::{read_deliveries, read_document, row_dead_letter, row_queue_item};
 use super::rows::{self, timestamp};
 use super::{database_error, Background, Connection, PostgresOptions, QUEUE_CHANNEL};
+use crate::audit::AuditEntry;
 use crate::audit::{sha256, AuditHead};
 use crate::engine::GroupWriter;
 use crate::error::StoreError;
 use crate::records::{
-    DeadLetterRecord, DeliveryRecord, DocumentRecord, QueueItem, StatusEntry, WatchRecord,
+    ArchiveFile, ArchivedDocument, DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord,
+    OverdueRecord, QueueItem, StatusEntry, WatchRecord,
 };
 use crate::rules::{GroupChanges, GroupStart, View, WatchBlockId};
 use crate::Extent;
@@ -153,6 +155,49 @@ impl View for PgWriter {
     fn room_for_documents(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn blob_refs(&mut self, sha256: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+        self.read(|connection| super::retention::blob_refs(connection, sha256))
+    }
+
+    fn archived(&mut self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {
+        self.read(|connection| super::retention::archived(connection, document_id))
+    }
+
+    fn overdue_of(
+        &mut self,
+        recipient: &str,
+        document_id: &str,
+    ) -> Result<Vec<OverdueRecord>, StoreError> {
+        self.read(|connection| super::retention::overdue_of(connection, recipient, document_id))
+    }
+
+    fn links(&mut self, document_id: &str) -> Result<Vec<LinkRecord>, StoreError> {
+        self.read(|connection| super::reader::read_links(connection, document_id))
+    }
+
+    fn audit_oldest(
+        &mut self,
+        before_unix_ms: i64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|connection| {
+            super::retention::audit_oldest(connection, before_unix_ms, through_seq, limit)
+        })
+    }
+
+    fn send_seq(
+        &mut self,
+        document_id: &str,
+        _accepted_at_unix_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.read(|connection| super::retention::send_seq(connection, document_id))
+    }
+
+    fn open_archive(&mut self, hub: &str) -> Result<Option<ArchiveFile>, StoreError> {
+        self.read(|connection| super::retention::open_archive(connection, hub))
+    }
 }
 
 impl GroupWriter for PgWriter {
@@ -274,9 +319,10 @@ fn write_group(
     woken: &BTreeSet<String>,
 ) -> Result<(), StoreError> {
     let GroupChanges {
-        changes,
+        mut changes,
         audit,
         next_queue_seq,
+        send_seqs,
     } = group;
 
     // Certificates, once per digest.
@@ -318,7 +364,13 @@ fn write_group(
         let mut signers: Vec<Option<Vec<u8>>> = Vec::new();
         let mut document_signatures: Vec<Option<Vec<u8>>> = Vec::new();
         let mut certificate_shas = Vec::new();
+        let mut send_audit_seqs = Vec::new();
         for document in &changes.documents {
+            send_audit_seqs.push(
+                send_seqs
+                    .get(&document.document_id)
+                    .map_or(0, |seq| *seq as i64),
+            );
             ids.push(document.document_id.clone());
             senders.push(document.sender.clone());
             dates.push(rows::date(document.date_key)?);
@@ -342,13 +394,14 @@ fn write_group(
                 "INSERT INTO documents (document_id, sender, document_date, subject, accepted_at,
                      recipients, refused, attachments, document_signature_state, content_sha256,
                      header, signature, document_signer_certificate, document_signature,
-                     certificate_sha256)
+                     certificate_sha256, send_audit_seq)
                  SELECT d, s, dt, subj, acc, string_to_array(r, ','), rf, att, st, c, h, sig, sc,
-                        ds, cs
+                        ds, cs, sq
                  FROM UNNEST($1::text[], $2::text[], $3::date[], $4::text[], $5::timestamptz[],
                              $6::text[], $7::jsonb[], $8::jsonb[], $9::text[], $10::bytea[],
-                             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[])
-                      AS u(d, s, dt, subj, acc, r, rf, att, st, c, h, sig, sc, ds, cs)",
+                             $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[],
+                             $16::bigint[])
+                      AS u(d, s, dt, subj, acc, r, rf, att, st, c, h, sig, sc, ds, cs, sq)",
                 &[
                     &ids,
                     &senders,
@@ -365,6 +418,7 @@ fn write_group(
                     &signers,
                     &document_signatures,
                     &certificate_shas,
+                    &send_audit_seqs,
                 ],
             )
             .map_err(fail("storing documents"))?;
@@ -485,6 +539,8 @@ fn write_group(
             )
             .map_err(fail("recording a dead letter"))?;
     }
+
+    super::retention::write(connection, &mut changes)?;
 
     let audit_head = audit.last().map(|entry| AuditHead {
         seq: entry.seq,

@@ -10,7 +10,7 @@ use super::business::{BusinessEffect, BusinessOutcome, BusinessRequest};
 use super::{Notices, Op, Rules};
 use crate::audit::{sha256, AuditEvent, AuditKind};
 use crate::error::StoreError;
-use crate::records::{DeliveryRecord, DocumentRecord, QueueItem};
+use crate::records::{ArchivedDocument, DeliveryRecord, DocumentRecord, QueueItem};
 use crate::PendingBlob;
 
 #[derive(Debug)]
@@ -18,6 +18,9 @@ pub enum AcceptOutcome {
     Accepted(DocumentRecord),
     /// The same document was accepted before: here is the original.
     Duplicate(DocumentRecord),
+    /// The same document was accepted before and has left the live store
+    /// for an archive: here is what the duplicate index kept of it.
+    Archived(ArchivedDocument),
 }
 
 /// How an accepted document reaches its recipients, and what it asks of
@@ -48,13 +51,37 @@ impl Rules<'_> {
             if let Some(original) = self.document(&op, &document.document_id)? {
                 // A resend changes nothing: the original's effects already stand.
                 return if original.content_sha256 == document.content_sha256 {
-                    Ok(Some(original))
+                    Ok(Some(AcceptOutcome::Duplicate(original)))
                 } else {
                     Err(StoreError::AlreadyExists {
                         document_id: original.document_id,
                         accepted_at_unix_ms: original.accepted_at_unix_ms,
                     })
                 };
+            }
+            // The duplicate index outlives the live store.
+            if let Some(archived) = self.archived(&op, &document.document_id)? {
+                return if archived.content_sha256 == document.content_sha256 {
+                    Ok(Some(AcceptOutcome::Archived(archived)))
+                } else {
+                    Err(StoreError::AlreadyExists {
+                        document_id: archived.document_id,
+                        accepted_at_unix_ms: archived.accepted_at_unix_ms,
+                    })
+                };
+            }
+            // An attachment the send found stored and did not keep may have
+            // left with the last document that named it meanwhile.
+            for (index, attachment) in document.attachments.iter().enumerate() {
+                let brought = blobs.iter().any(|blob| blob.sha256 == attachment.sha256);
+                if !brought && !self.blob_stored(&op, &attachment.sha256)? {
+                    return Err(StoreError::Retry {
+                        field: format!("attachments[{index}]"),
+                        reason: "the stored copy of these bytes was archived while the document \
+                                 was sent; send it again"
+                            .into(),
+                    });
+                }
             }
             if let Some(business) = &plan.business {
                 self.stage_business(&mut op, &document, business, &mut notices, &mut outcomes)?;
@@ -86,7 +113,7 @@ impl Rules<'_> {
             }
             Ok(Some(original)) => {
                 self.abandon(op);
-                Ok((AcceptOutcome::Duplicate(original), Vec::new()))
+                Ok((original, Vec::new()))
             }
             Err(error) => {
                 self.abandon(op);
@@ -133,6 +160,9 @@ impl Rules<'_> {
         );
         op.changes.count(&document.sender, document.date_key, 1, 0);
         op.changes.blobs.extend(blobs);
+        for attachment in &document.attachments {
+            *op.changes.blob_refs.entry(attachment.sha256).or_insert(0) += 1;
+        }
         // The send comes before what it did to earlier documents (a recall's
         // entries, staged first).
         op.changes.audit_events.insert(

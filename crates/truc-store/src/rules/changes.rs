@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::audit::{AuditEntry, AuditEvent};
 use crate::records::{
-    DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord, OverdueRecord, QueueItem,
-    WatchRecord,
+    ArchiveFile, ArchivedDocument, DeadLetterRecord, DeadlineKind, DeliveryRecord, DocumentRecord,
+    LinkRecord, OverdueRecord, QueueItem, RetainedFigures, WatchRecord,
 };
 use crate::PendingBlob;
 
@@ -40,6 +40,20 @@ impl DeliveriesChange {
     }
 }
 
+/// A document leaving the live store, with what is stored under it that
+/// leaves too (its deliveries go with it).
+#[derive(Clone, Debug)]
+pub(crate) struct RetiredDocument {
+    pub document_id: String,
+    pub accepted_at_unix_ms: i64,
+    /// Its overdue records, by (recipient, deadline).
+    pub overdue: Vec<(String, DeadlineKind)>,
+    /// The recipients of its dead letters.
+    pub dead_letters: Vec<String>,
+    /// The other document of each link stored under it.
+    pub links: Vec<String>,
+}
+
 /// What one operation, or one group of them, changes. Reads see the
 /// operation's own changes first, then the group's, then the engine.
 #[derive(Debug, Default)]
@@ -68,6 +82,23 @@ pub(crate) struct ChangeSet {
     pub audit_events: Vec<AuditEvent>,
     /// Each sender's deliveries waiting in some queue: +1 queued, −1 taken.
     pub backlog: HashMap<String, i64>,
+    /// Documents that leave the live store (archived first).
+    pub retired: Vec<RetiredDocument>,
+    /// The duplicate index's entries of the documents that left.
+    pub archived: Vec<ArchivedDocument>,
+    /// Added to the report figures kept per (agency, `yyyymmdd`).
+    pub retained: BTreeMap<(String, u32), RetainedFigures>,
+    /// How many more (or fewer) documents name each attachment.
+    pub blob_refs: HashMap<[u8; 32], i64>,
+    /// Attachments no document names any more: removed with their bytes.
+    pub blobs_dropped: Vec<[u8; 32]>,
+    /// The audit chain's entries through this sequence number leave the
+    /// live store (they are in an archive).
+    pub audit_pruned_through: Option<u64>,
+    /// Archive files whose committed state changed.
+    pub archive_files: Vec<ArchiveFile>,
+    /// The retention task's archive now (`Some(None)`: none is open).
+    pub open_archive: Option<Option<String>>,
 }
 
 impl ChangeSet {
@@ -90,6 +121,14 @@ impl ChangeSet {
             && self.overdue.is_empty()
             && self.dead_letters.is_empty()
             && self.audit_events.is_empty()
+            && self.retired.is_empty()
+            && self.archived.is_empty()
+            && self.retained.is_empty()
+            && self.blob_refs.is_empty()
+            && self.blobs_dropped.is_empty()
+            && self.audit_pruned_through.is_none()
+            && self.archive_files.is_empty()
+            && self.open_archive.is_none()
     }
 
     /// A delivery of `document_id` queued (+1) or taken from its queue (−1).
@@ -125,6 +164,22 @@ impl ChangeSet {
         for (sender, change) in later.backlog {
             *self.backlog.entry(sender).or_insert(0) += change;
         }
+        self.retired.extend(later.retired);
+        self.archived.extend(later.archived);
+        for (key, figures) in later.retained {
+            self.retained.entry(key).or_default().add(&figures);
+        }
+        for (digest, change) in later.blob_refs {
+            *self.blob_refs.entry(digest).or_insert(0) += change;
+        }
+        self.blobs_dropped.extend(later.blobs_dropped);
+        if later.audit_pruned_through.is_some() {
+            self.audit_pruned_through = later.audit_pruned_through;
+        }
+        self.archive_files.extend(later.archive_files);
+        if later.open_archive.is_some() {
+            self.open_archive = later.open_archive;
+        }
     }
 }
 
@@ -136,6 +191,10 @@ pub(crate) struct GroupChanges {
     pub changes: ChangeSet,
     pub audit: Vec<AuditEntry>,
     pub next_queue_seq: u64,
+    /// The sequence number of each accepted document's send entry, kept
+    /// with the document so that retention knows when the chain holding
+    /// it has been archived.
+    pub send_seqs: HashMap<String, u64>,
 }
 
 impl GroupChanges {

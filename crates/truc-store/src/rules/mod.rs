@@ -1,6 +1,7 @@
 //! The store's rules, once for every engine: each operation (accept,
-//! acknowledge, move, recall / update / replace, lapse, resend, cancel)
-//! reads what it needs through [`View`] and stages a typed [`ChangeSet`].
+//! acknowledge, move, recall / update / replace, lapse, resend, cancel,
+//! retire into an archive) reads what it needs through [`View`] and stages
+//! a typed [`ChangeSet`].
 //! An operation that fails stages nothing; one that succeeds joins its
 //! group, whose audit entries are chained here. Engines only read, write,
 //! group and make durable; they never decide.
@@ -10,24 +11,29 @@ mod ack;
 mod business;
 pub(crate) mod changes;
 pub(crate) mod moves;
+pub(crate) mod retention;
 mod watch;
 
 use std::collections::{BTreeSet, HashMap};
 
 use truc_domain::DocumentId;
 
-pub(crate) use changes::{ChangeSet, DeliveriesChange, GroupChanges, WatchBlockId};
+pub(crate) use changes::{
+    ChangeSet, DeliveriesChange, GroupChanges, RetiredDocument, WatchBlockId,
+};
 
 use crate::audit::{AuditEntry, AuditEvent, AuditHead, AuditKind};
 use crate::error::StoreError;
 use crate::records::{
-    DeadLetterRecord, DeliveryRecord, DocumentRecord, QueueItem, StatusEntry, WatchRecord,
+    ArchiveFile, ArchivedDocument, DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord,
+    OverdueRecord, QueueItem, StatusEntry, WatchRecord,
 };
 
 pub use accept::{AcceptOutcome, AcceptPlan, PlannedAcceptResult};
 pub use ack::AckOutcome;
 pub use business::{BusinessEffect, BusinessOutcome, BusinessRequest};
 pub use moves::MoveRequest;
+pub use retention::{ArchiveBatch, ArchivedBundle, RetireOutcome};
 pub use watch::{AcceptDeadlines, LapseOutcome, EXPIRED_CODE, HUB_ACTOR, OVERDUE_CODE};
 
 /// What the rules read from an engine, as the group found it when it began
@@ -49,6 +55,36 @@ pub(crate) trait View {
         -> Result<Option<Vec<WatchRecord>>, StoreError>;
     /// `StorageFull` when a new document may not be stored now.
     fn room_for_documents(&mut self) -> Result<(), StoreError>;
+    /// How many documents name a stored attachment (`None`: not stored).
+    fn blob_refs(&mut self, sha256: &[u8; 32]) -> Result<Option<u64>, StoreError>;
+    /// The duplicate index's entry of a document that left for an archive.
+    fn archived(&mut self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError>;
+    /// A document's overdue records to one recipient.
+    fn overdue_of(
+        &mut self,
+        recipient: &str,
+        document_id: &str,
+    ) -> Result<Vec<OverdueRecord>, StoreError>;
+    /// The links stored under a document.
+    fn links(&mut self, document_id: &str) -> Result<Vec<LinkRecord>, StoreError>;
+    /// The audit chain's oldest live entries, oldest first and without a
+    /// gap, as long as each was recorded before `before_unix_ms` or is
+    /// numbered at most `through_seq`; at most `limit`.
+    fn audit_oldest(
+        &mut self,
+        before_unix_ms: i64,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The sequence number of a live document's send entry (`None`: the
+    /// document is not live).
+    fn send_seq(
+        &mut self,
+        document_id: &str,
+        accepted_at_unix_ms: i64,
+    ) -> Result<Option<u64>, StoreError>;
+    /// The archive file the retention of hub `hub` appends to now.
+    fn open_archive(&mut self, hub: &str) -> Result<Option<ArchiveFile>, StoreError>;
 }
 
 /// Where a group starts: the counters the engine holds.
@@ -139,6 +175,11 @@ pub(crate) struct Rules<'view> {
     /// The group's committed operations.
     group: ChangeSet,
     audit: Vec<AuditEntry>,
+    /// The send entry of each document accepted in the group.
+    send_seqs: HashMap<String, u64>,
+    /// Reference counts of attachments as the engine held them, for those
+    /// the group reads (retention): the group drops those left at zero.
+    blob_refs_read: HashMap<[u8; 32], u64>,
     /// Agencies whose queues got something, to be woken once it is durable.
     pub woken: BTreeSet<String>,
 }
@@ -151,17 +192,29 @@ impl<'view> Rules<'view> {
             audit_head: start.audit_head,
             group: ChangeSet::default(),
             audit: Vec::new(),
+            send_seqs: HashMap::new(),
+            blob_refs_read: HashMap::new(),
             woken: BTreeSet::new(),
         }
     }
 
-    /// The group's changes, for the engine to make durable.
-    pub(crate) fn finish(self) -> (GroupChanges, BTreeSet<String>) {
+    /// The group's changes, for the engine to make durable. An attachment
+    /// the group left named by no document goes, with its bytes; one named
+    /// again later in the same group (a send that reuses it) stays.
+    pub(crate) fn finish(mut self) -> (GroupChanges, BTreeSet<String>) {
+        for (digest, refs) in &self.blob_refs_read {
+            let change = self.group.blob_refs.get(digest).copied().unwrap_or(0);
+            if (*refs as i64).saturating_add(change) <= 0 {
+                self.group.blobs_dropped.push(*digest);
+            }
+        }
+        self.group.blobs_dropped.sort_unstable();
         (
             GroupChanges {
                 changes: self.group,
                 audit: self.audit,
                 next_queue_seq: self.next_queue_seq,
+                send_seqs: self.send_seqs,
             },
             self.woken,
         )
@@ -178,6 +231,9 @@ impl<'view> Rules<'view> {
         for event in std::mem::take(&mut op.changes.audit_events) {
             let entry = AuditEntry::chain(event, self.audit_head.seq + 1, self.audit_head.sha256);
             debug_assert_eq!(entry.seq, self.audit_head.seq + 1);
+            if entry.kind == AuditKind::Send {
+                self.send_seqs.insert(entry.document_id.clone(), entry.seq);
+            }
             self.audit_head = AuditHead {
                 seq: entry.seq,
                 sha256: entry.sha256,
@@ -220,6 +276,10 @@ impl<'view> Rules<'view> {
         op: &Op,
         document_id: &str,
     ) -> Result<DeliveriesChange, StoreError> {
+        // A document this group retired has no deliveries left to change.
+        if self.retired(op, document_id) {
+            return Ok(DeliveriesChange::default());
+        }
         if let Some(change) = op
             .changes
             .deliveries
@@ -276,13 +336,21 @@ impl<'view> Rules<'view> {
         recipient: &str,
     ) -> Result<(DeliverySlot, String, u32), StoreError> {
         let deliveries = self.deliveries(op, document_id)?;
-        let index = deliveries
+        let Some(index) = deliveries
             .records
             .iter()
             .position(|delivery| delivery.recipient == recipient)
-            .ok_or_else(|| StoreError::NotFound {
+        else {
+            if let Some(archived) = self.archived(op, document_id)? {
+                return Err(StoreError::Archived {
+                    document_id: document_id.to_owned(),
+                    archive: archived.archive,
+                });
+            }
+            return Err(StoreError::NotFound {
                 what: format!("delivery of {document_id} to {recipient}"),
-            })?;
+            });
+        };
         let id: DocumentId = document_id.parse().map_err(|_| StoreError::Corrupt {
             key: format!("deliveries of {document_id}"),
             reason: "stored document id does not parse".into(),
@@ -419,6 +487,65 @@ impl<'view> Rules<'view> {
 
     pub(crate) fn room_for_documents(&mut self) -> Result<(), StoreError> {
         self.view.room_for_documents()
+    }
+
+    /// Whether an attachment is stored for a document of this group to
+    /// name: in the engine (and not dropped by the group so far), or
+    /// brought by an earlier send of the group.
+    pub(crate) fn blob_stored(&mut self, op: &Op, sha256: &[u8; 32]) -> Result<bool, StoreError> {
+        let brought = |changes: &ChangeSet| changes.blobs.iter().any(|b| b.sha256 == *sha256);
+        if brought(&op.changes) || brought(&self.group) {
+            return Ok(true);
+        }
+        Ok(self.blob_refs(op, sha256)?.is_some_and(|refs| refs > 0))
+    }
+
+    /// How many documents name an attachment as the operation sees it
+    /// (`None`: not stored at all).
+    pub(crate) fn blob_refs(
+        &mut self,
+        op: &Op,
+        sha256: &[u8; 32],
+    ) -> Result<Option<u64>, StoreError> {
+        let stored = match self.blob_refs_read.get(sha256) {
+            Some(refs) => Some(*refs),
+            None => {
+                let refs = self.view.blob_refs(sha256)?;
+                if let Some(refs) = refs {
+                    self.blob_refs_read.insert(*sha256, refs);
+                }
+                refs
+            }
+        };
+        let change = self.group.blob_refs.get(sha256).copied().unwrap_or(0)
+            + op.changes.blob_refs.get(sha256).copied().unwrap_or(0);
+        Ok(stored.map(|refs| (refs as i64).saturating_add(change).max(0) as u64))
+    }
+
+    /// The duplicate index's entry of a document, as the operation sees it.
+    pub(crate) fn archived(
+        &mut self,
+        op: &Op,
+        document_id: &str,
+    ) -> Result<Option<ArchivedDocument>, StoreError> {
+        let staged = |changes: &ChangeSet| {
+            changes
+                .archived
+                .iter()
+                .find(|a| a.document_id == document_id)
+                .cloned()
+        };
+        if let Some(found) = staged(&op.changes).or_else(|| staged(&self.group)) {
+            return Ok(Some(found));
+        }
+        self.view.archived(document_id)
+    }
+
+    /// Whether the group retired a document already.
+    pub(crate) fn retired(&self, op: &Op, document_id: &str) -> bool {
+        [&op.changes, &self.group]
+            .iter()
+            .any(|changes| changes.retired.iter().any(|r| r.document_id == document_id))
     }
 
     pub(crate) fn watch_block(
