@@ -224,9 +224,17 @@ async fn a_replay_waits_out_the_hubs_per_agency_quota_and_still_matches() {
 async fn a_scaled_2021_replay_with_retention_reproduces_the_table_from_live_and_archived() {
     let scale = (1, 1000);
     let plan = Arc::new(Dataset::Y2021.plan(11, Some(scale)).unwrap());
-    let hub = EmbeddedHub::start_retained(&plan, None, truc_hub::Observe::default(), 30)
-        .await
-        .unwrap();
+    // A folder of the test's own, so that the archives outlive the hub.
+    let folder = tempfile::tempdir().unwrap();
+    let hub = EmbeddedHub::start_retained(
+        &plan,
+        Some(&folder.path().join("data")),
+        truc_hub::Observe::default(),
+        30,
+    )
+    .await
+    .unwrap();
+    let archive_dir = hub.archive_dir.clone().unwrap();
     let outcome = driver::replay(
         plan.clone(),
         &hub.target,
@@ -274,4 +282,22 @@ async fn a_scaled_2021_replay_with_retention_reproduces_the_table_from_live_and_
     );
     assert_eq!(report.mismatches(), Vec::new(), "{}", report.render_text());
     hub.stop().await.unwrap();
+    // Every file checks offline (each sender's certificate at the document's
+    // historical acceptance), oldest first, each chain following the one
+    // before, and together they hold every archived document.
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&archive_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "truca"))
+        .collect();
+    files.sort();
+    let (mut next_seq, mut in_files) = (1, 0);
+    for (index, path) in files.iter().enumerate() {
+        let checked = truc_archive::verify(path, None, index + 1 == files.len()).unwrap();
+        assert_eq!(checked.problem, None, "{}", path.display());
+        assert_eq!(checked.audit_first_seq, next_seq, "{}", path.display());
+        next_seq = checked.audit_last_seq + 1;
+        in_files += checked.documents;
+    }
+    assert!(in_files >= archived, "{in_files} documents in the files");
 }

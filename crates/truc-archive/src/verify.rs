@@ -256,8 +256,20 @@ impl Checker<'_> {
         let identity = self
             .trust()
             .verify_certificate(certificate, unix_time(document.accepted_at_unix_ms))
-            .map_err(|error| {
-                altered(format!("the sender's certificate does not check: {error}"))
+            .map_err(|error| Problem {
+                // Not an alteration: checked against another CA, or at a
+                // time the certificate did not cover.
+                offset,
+                document_id: Some(id.clone()),
+                what: format!(
+                    "document {id}: the sender's certificate does not check at its acceptance \
+                     ({}, by the hub's clock): {error}",
+                    truc_domain::DocumentDate::vietnam_date_of_unix_ms(
+                        document.accepted_at_unix_ms
+                    )
+                    .map(|date| date.iso())
+                    .unwrap_or_default()
+                ),
             })?;
         match &identity.role {
             PeerRole::Agency { code } if *code == document.sender => {}
@@ -505,7 +517,7 @@ pub fn verify(
                 &checker,
                 offset,
                 &format!(
-                    "in a {} frame that needs {} bytes where {} remain",
+                    "in a frame ({}) that needs {} bytes where {} remain",
                     kind.name(),
                     frame_length + 4,
                     remaining

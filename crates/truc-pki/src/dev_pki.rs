@@ -578,6 +578,43 @@ pub fn init_dev_pki_with_key_algorithm(
     validity: std::time::Duration,
     key_algorithm: KeyAlgorithm,
 ) -> Result<PkiPaths, PkiError> {
+    let window = window_from_now(validity)?;
+    init_dev_pki_in(dir, agencies, operators, window, key_algorithm)
+}
+
+/// [`init_dev_pki`] with every certificate valid since `valid_since_unix_s`
+/// (when that is earlier than now) as well: for replays of past years, whose
+/// documents are accepted at their historical times and whose archives check
+/// each sender's certificate at that time.
+pub fn init_dev_pki_valid_since(
+    dir: &Path,
+    agencies: &[(String, String)],
+    operators: &[String],
+    valid_since_unix_s: i64,
+    validity: std::time::Duration,
+) -> Result<PkiPaths, PkiError> {
+    let (not_before, not_after) = window_from_now(validity)?;
+    let since = OffsetDateTime::from_unix_timestamp(valid_since_unix_s).map_err(|error| {
+        PkiError::Validity {
+            reason: format!("valid since {valid_since_unix_s}: {error}"),
+        }
+    })?;
+    init_dev_pki_in(
+        dir,
+        agencies,
+        operators,
+        (not_before.min(since), not_after),
+        KeyAlgorithm::Ed25519,
+    )
+}
+
+fn init_dev_pki_in(
+    dir: &Path,
+    agencies: &[(String, String)],
+    operators: &[String],
+    window: (OffsetDateTime, OffsetDateTime),
+    key_algorithm: KeyAlgorithm,
+) -> Result<PkiPaths, PkiError> {
     for (code, _name) in agencies {
         check_file_name("agency code", code)?;
     }
@@ -590,7 +627,6 @@ pub fn init_dev_pki_with_key_algorithm(
             return Err(PkiError::CaAlreadyExists { path: existing });
         }
     }
-    let window = window_from_now(validity)?;
     let (not_before, not_after) = window;
 
     let ca_key = generate_key("the CA", key_algorithm)?;

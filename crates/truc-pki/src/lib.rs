@@ -25,9 +25,9 @@ mod tests;
 
 pub use credentials::Credentials;
 pub use dev_pki::{
-    init_dev_pki, init_dev_pki_with_key_algorithm, issue_administrators, issue_agencies,
-    issue_agencies_with_key_algorithm, issue_agency, issue_agency_pem_with_window, issue_hub,
-    issue_hub_with_key_algorithm, issue_operator, write_crl, PkiPaths,
+    init_dev_pki, init_dev_pki_valid_since, init_dev_pki_with_key_algorithm, issue_administrators,
+    issue_agencies, issue_agencies_with_key_algorithm, issue_agency, issue_agency_pem_with_window,
+    issue_hub, issue_hub_with_key_algorithm, issue_operator, write_crl, PkiPaths,
 };
 pub use error::PkiError;
 pub use identity::{

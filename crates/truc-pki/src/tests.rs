@@ -907,3 +907,34 @@ fn a_revoked_client_certificate_fails_the_handshake_and_others_pass() {
     let (mut client, mut server) = connect(&server_config, &client_config, HUB_SERVER_NAME);
     handshake(&mut client, &mut server).unwrap();
 }
+
+#[test]
+fn a_pki_valid_since_a_past_day_checks_then_and_now_but_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2021-01-01T00:00:00Z, the first day a replay of 2021 accepts documents.
+    let since = 1_609_459_200;
+    let paths = init_dev_pki_valid_since(
+        dir.path(),
+        &sample_agencies(),
+        &["admin".to_owned()],
+        since,
+        VALIDITY,
+    )
+    .unwrap();
+    let roots = paths.trust_roots().unwrap();
+    let agency = paths.agency_credentials(NGHE_AN).unwrap();
+    let at = |unix_s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(unix_s);
+    for when in [at(since as u64 + 3_600), SystemTime::now()] {
+        assert!(roots
+            .verify_certificate(agency.certificate_der(), when)
+            .is_ok());
+    }
+    assert!(roots
+        .verify_certificate(agency.certificate_der(), at(since as u64 - 86_400))
+        .is_err());
+    // The hub's certificate too: it seals archives.
+    let hub = paths.hub_credentials().unwrap();
+    assert!(roots
+        .verify_hub_certificate(hub.certificate_der(), at(since as u64 + 3_600))
+        .is_ok());
+}

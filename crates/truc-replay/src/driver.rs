@@ -397,11 +397,16 @@ impl EmbeddedHub {
             .map(|unit| (unit.code.to_string(), unit.name.clone()))
             .collect();
         let pki_dir = root.path().join("pki");
+        // Valid since the day before the plan's first document too: with
+        // retention the hub accepts each document at its historical time,
+        // and its archives check the sender's certificate at that time.
+        let first_unix_s = plan.documents.first().map_or(0, |d| d.at_unix_ms) / 1000 - 86_400;
         let pki = tokio::task::spawn_blocking(move || {
-            truc_pki::init_dev_pki(
+            truc_pki::init_dev_pki_valid_since(
                 &pki_dir,
                 &agencies,
                 &[DEFAULT_OPERATOR.to_owned()],
+                first_unix_s,
                 EMBEDDED_VALIDITY,
             )
         })
