@@ -564,8 +564,8 @@ fn named(path: &Path, mut problem: Problem) -> Problem {
                     .iter()
                     .find(|listed| listed.offset == problem.offset)
                 {
-                    problem.what =
-                        format!("document {} was altered: {}", listed.name, problem.what);
+                    // What it says already ends "it was altered".
+                    problem.what = format!("document {}: {}", listed.name, problem.what);
                     problem.document_id = Some(listed.name.clone());
                 }
             }

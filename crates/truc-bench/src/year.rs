@@ -141,13 +141,20 @@ impl YearReport {
                 mib(sample.archive_bytes),
             ));
         }
-        let ratio = self.rss_max_after as f64 / self.rss_at_first_period.max(1) as f64;
-        out.push_str(&format!(
-            "\nRSS at the end of the first retention period {:.0} MiB; highest after it {:.0} MiB ({:+.0} %)\n",
-            mib(self.rss_at_first_period),
-            mib(self.rss_max_after),
-            (ratio - 1.0) * 100.0
-        ));
+        if self.rss_at_first_period == 0 {
+            out.push_str(&format!(
+                "\nThe retention period is longer than the run ({} s): nothing could leave the live store\n",
+                self.first_period_seconds
+            ));
+        } else {
+            let ratio = self.rss_max_after as f64 / self.rss_at_first_period as f64;
+            out.push_str(&format!(
+                "\nRSS at the end of the first retention period {:.0} MiB; highest after it {:.0} MiB ({:+.0} %)\n",
+                mib(self.rss_at_first_period),
+                mib(self.rss_max_after),
+                (ratio - 1.0) * 100.0
+            ));
+        }
         for archive in &self.archives {
             out.push_str(&format!(
                 "archive {}: {} documents, audit entries {} to {}, {:.0} MiB: {}\n",
