@@ -433,6 +433,65 @@ impl Load {
     }
 }
 
+/// The node agents and the load of a crash test, running.
+pub(crate) struct Running {
+    pub nodes: BTreeMap<&'static str, Process>,
+    pub load: Arc<Load>,
+    pub stop: Arc<AtomicBool>,
+    pub sender: tokio::task::JoinHandle<()>,
+    pub movers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a node agent per recipient, the senders at `rate` documents a
+/// second and each recipient's status moves, against the layout's hubs.
+pub(crate) fn start_load(
+    layout: &Layout,
+    roots: &TrustRoots,
+    documents: &Arc<Vec<PlannedDocument>>,
+    rate: f64,
+    concurrency: usize,
+) -> anyhow::Result<Running> {
+    let mut nodes = BTreeMap::new();
+    for code in RECIPIENTS {
+        nodes.insert(code, layout.start_node(code)?);
+    }
+    let clients = Arc::new(Clients {
+        hubs: layout.hub_addresses(),
+        roots: roots.clone(),
+        pki: layout.pki.clone(),
+        open: Mutex::default(),
+    });
+    let load = Arc::new(Load::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = tokio::spawn(send_all(
+        documents.clone(),
+        clients.clone(),
+        load.clone(),
+        rate,
+        concurrency,
+    ));
+    let movers = RECIPIENTS
+        .into_iter()
+        .map(|code| {
+            tokio::spawn(move_loop(
+                code,
+                layout.inbox(code),
+                documents.clone(),
+                clients.clone(),
+                load.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    Ok(Running {
+        nodes,
+        load,
+        stop,
+        sender,
+        movers,
+    })
+}
+
 pub(crate) async fn send_all(
     documents: Arc<Vec<PlannedDocument>>,
     clients: Arc<Clients>,
@@ -991,36 +1050,19 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
 
     let mut hub = layout.start_hub()?;
     wait_ready(&layout, &roots).await?;
-    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
-    for code in RECIPIENTS {
-        nodes.insert(code, layout.start_node(code)?);
-    }
-    let clients = Arc::new(Clients {
-        hubs: layout.hub_addresses(),
-        roots: roots.clone(),
-        pki: layout.pki.clone(),
-        open: Mutex::default(),
-    });
-    let load = Arc::new(Load::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = tokio::spawn(send_all(
-        documents.clone(),
-        clients.clone(),
-        load.clone(),
+    let Running {
+        mut nodes,
+        load,
+        stop,
+        sender,
+        movers,
+    } = start_load(
+        &layout,
+        &roots,
+        &documents,
         args.rate.unwrap_or(80.0),
         args.concurrency,
-    ));
-    let mut movers = Vec::new();
-    for code in RECIPIENTS {
-        movers.push(tokio::spawn(move_loop(
-            code,
-            layout.inbox(code),
-            documents.clone(),
-            clients.clone(),
-            load.clone(),
-            stop.clone(),
-        )));
-    }
+    )?;
 
     // Node kills fall in the middle of the intervals between hub kills, spread evenly.
     let node_kill_every = (args.hub_kills / args.node_kills.max(1)).max(1);

@@ -9,7 +9,6 @@
 //! delivery in its inbox once, each history exactly as moved, counters
 //! equal to a recount, an audit chain that verifies.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +21,8 @@ use truc_cluster::{Cluster, ClusterOptions};
 use truc_node::{AxisClient, FailoverOptions};
 
 use crate::crashtest::{
-    check_online, check_store, move_loop, path_str, plan, send_all, settle, setup, wait_ready_at,
-    Clients, CrashtestArgs, HubSpec, Layout, Load, PlannedDocument, Process, Rng, RECIPIENTS,
+    check_online, check_store, path_str, plan, settle, setup, start_load, wait_ready_at,
+    CrashtestArgs, HubSpec, Layout, Load, PlannedDocument, Process, Rng, Running,
 };
 
 /// Hub processes on the database.
@@ -260,36 +259,19 @@ pub async fn run(args: CrashtestArgs, root: &Path) -> anyhow::Result<ExitCode> {
         wait_ready_at(&layout, &roots, index).await?;
     }
     eprintln!("{} hubs on the cluster: {}", HUBS, layout.hub_addresses());
-    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
-    for code in RECIPIENTS {
-        nodes.insert(code, layout.start_node(code)?);
-    }
-    let clients = Arc::new(Clients {
-        hubs: layout.hub_addresses(),
-        roots: roots.clone(),
-        pki: layout.pki.clone(),
-        open: Mutex::default(),
-    });
-    let load = Arc::new(Load::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = tokio::spawn(send_all(
-        documents.clone(),
-        clients.clone(),
-        load.clone(),
+    let Running {
+        mut nodes,
+        load,
+        stop,
+        sender,
+        movers,
+    } = start_load(
+        &layout,
+        &roots,
+        &documents,
         args.rate.unwrap_or(10.0),
         args.concurrency,
-    ));
-    let mut movers = Vec::new();
-    for code in RECIPIENTS {
-        movers.push(tokio::spawn(move_loop(
-            code,
-            layout.inbox(code),
-            documents.clone(),
-            clients.clone(),
-            load.clone(),
-            stop.clone(),
-        )));
-    }
+    )?;
 
     // Database failovers and hub kills, spread evenly and taking turns.
     let total = args.db_failovers + args.hub_kills;

@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,9 +22,8 @@ use truc_node::AxisClient;
 use truc_pki::TrustRoots;
 
 use crate::crashtest::{
-    check_online, deliveries_in_flight, inbox_entries, move_loop, plan, send_all, settle, setup,
-    Checked, Clients, CrashtestArgs, Layout, Load, PlannedDocument, Process, Rng, OPERATOR,
-    RECIPIENTS,
+    check_online, deliveries_in_flight, inbox_entries, plan, settle, setup, start_load, Checked,
+    CrashtestArgs, Layout, PlannedDocument, Process, Rng, Running, OPERATOR, RECIPIENTS,
 };
 
 /// How long a cut waits for its trigger's request before the power stops wherever the
@@ -322,36 +321,13 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
     });
 
     let (mut hub, _) = start_hub(&layout, &roots).await?;
-    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
-    for code in RECIPIENTS {
-        nodes.insert(code, layout.start_node(code)?);
-    }
-    let clients = Arc::new(Clients {
-        hubs: layout.hub_addresses(),
-        roots: roots.clone(),
-        pki: layout.pki.clone(),
-        open: Mutex::default(),
-    });
-    let load = Arc::new(Load::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = tokio::spawn(send_all(
-        documents.clone(),
-        clients.clone(),
-        load.clone(),
-        rate,
-        args.concurrency,
-    ));
-    let mut movers = Vec::new();
-    for code in RECIPIENTS {
-        movers.push(tokio::spawn(move_loop(
-            code,
-            layout.inbox(code),
-            documents.clone(),
-            clients.clone(),
-            load.clone(),
-            stop.clone(),
-        )));
-    }
+    let Running {
+        mut nodes,
+        load,
+        stop,
+        sender,
+        movers,
+    } = start_load(&layout, &roots, &documents, rate, args.concurrency)?;
 
     let mut cuts = Vec::new();
     let mut problems: Vec<String> = Vec::new();
