@@ -433,7 +433,7 @@ impl View for EmbeddedWriter {
 }
 
 impl GroupWriter for EmbeddedWriter {
-    fn begin(&mut self) -> Result<GroupStart, StoreError> {
+    fn begin(&mut self, _sent: &[&str]) -> Result<GroupStart, StoreError> {
         self.room = None;
         if self.inner.failed.load(Ordering::Acquire) {
             return Err(match self.inner.check_room() {

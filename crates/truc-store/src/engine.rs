@@ -174,10 +174,9 @@ pub(crate) trait Reader: Send + Sync {
 /// on the store's one writer thread.
 pub(crate) trait GroupWriter: Send {
     /// Opens a group: what the rules read, and the counters they start from.
-    fn begin(&mut self) -> Result<GroupStart, StoreError>;
-    /// Told, once the group is open, which documents its sends name, so an
-    /// engine whose reads are round trips can learn in one which are new.
-    fn expect_documents(&mut self, _document_ids: &[&str]) {}
+    /// `sent` names the documents the group's sends bring, so an engine
+    /// whose reads are round trips can learn at once which are new.
+    fn begin(&mut self, sent: &[&str]) -> Result<GroupStart, StoreError>;
     /// The engine's reads inside the open group.
     fn view(&mut self) -> &mut dyn View;
     /// Makes the group durable; callers are answered only after this returns

@@ -184,7 +184,7 @@ impl Writer {
 
     /// Writes copied records as they are, in a group of their own.
     fn import(&mut self, group: GroupChanges, reply: Reply<()>) {
-        let result = self.engine.begin().and_then(|_| {
+        let result = self.engine.begin(&[]).and_then(|_| {
             let written = self.engine.commit(group, &BTreeSet::new());
             if written.is_err() {
                 self.engine.abort();
@@ -211,7 +211,16 @@ impl Writer {
                 return;
             }
         }
-        let start = match self.engine.begin() {
+        let sent: Vec<&str> = group
+            .iter()
+            .filter_map(|command| match command {
+                Command::Accept { document, .. } => Some(document.document_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let start = self.engine.begin(&sent);
+        drop(sent);
+        let start = match start {
             Ok(start) => start,
             Err(error) => {
                 for command in group.drain(..) {
@@ -220,16 +229,6 @@ impl Writer {
                 return;
             }
         };
-        let sent: Vec<&str> = group
-            .iter()
-            .filter_map(|command| match command {
-                Command::Accept { document, .. } => Some(document.document_id.as_str()),
-                _ => None,
-            })
-            .collect();
-        if !sent.is_empty() {
-            self.engine.expect_documents(&sent);
-        }
         let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         let mut checkpoints = Vec::new();
         let mut retired = false;

@@ -10,6 +10,7 @@
 //! delivery streams, so a document accepted by one hub reaches a node
 //! connected to another at once.
 
+mod connection;
 mod reader;
 mod retention;
 mod rows;
@@ -28,6 +29,7 @@ use postgres::Client;
 use crate::error::StoreError;
 use crate::Shared;
 
+pub(crate) use connection::{params, Connection, Pipeline};
 pub(crate) use reader::PgReader;
 pub(crate) use writer::PgWriter;
 
@@ -109,10 +111,14 @@ pub(crate) fn database_error(what: &str, error: &postgres::Error) -> StoreError 
     }
 }
 
-/// Opens a connection to the primary, with TLS if a CA is given, and the
-/// session settings every truc connection runs with.
-pub(crate) fn connect(options: &PostgresOptions) -> Result<Client, StoreError> {
-    let mut config: postgres::Config =
+/// Settings every truc connection runs with. Acknowledged means committed
+/// on the primary and flushed by a synchronous standby, whatever the
+/// server's default.
+pub(crate) const SESSION_SETTINGS: &str = "SET synchronous_commit = on; SET TIME ZONE 'UTC'";
+
+/// The connection settings of `options`, without TLS.
+pub(crate) fn config(options: &PostgresOptions) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config =
         options.url.parse().map_err(|error| StoreError::Database {
             reason: format!("the [store] url does not parse: {error}"),
         })?;
@@ -120,7 +126,14 @@ pub(crate) fn connect(options: &PostgresOptions) -> Result<Client, StoreError> {
     if let Some(password) = &options.password {
         config.password(password);
     }
-    config.application_name(&format!("truc hub {}", options.hub_name));
+    config.application_name(format!("truc hub {}", options.hub_name));
+    Ok(config)
+}
+
+/// Opens a synchronous client to the primary, with TLS if a CA is given,
+/// for the listener and migrations.
+pub(crate) fn connect(options: &PostgresOptions) -> Result<Client, StoreError> {
+    let mut config = postgres::Config::from(config(options)?);
     let mut client = match &options.ca_cert_pem {
         // With a CA given, never fall back to a plain connection.
         Some(ca_pem) => config
@@ -129,15 +142,15 @@ pub(crate) fn connect(options: &PostgresOptions) -> Result<Client, StoreError> {
         None => config.connect(postgres::NoTls),
     }
     .map_err(|error| database_error("connecting to the database", &error))?;
-    // Acknowledged means committed on the primary and flushed by a
-    // synchronous standby, whatever the server's default.
     client
-        .batch_execute("SET synchronous_commit = on; SET TIME ZONE 'UTC'")
+        .batch_execute(SESSION_SETTINGS)
         .map_err(|error| database_error("setting up the session", &error))?;
     Ok(client)
 }
 
-fn tls_connector(ca_pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+pub(crate) fn tls_connector(
+    ca_pem: &[u8],
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     let mut roots = rustls::RootCertStore::empty();
     let mut reader = ca_pem;
     for certificate in rustls_pemfile::certs(&mut reader) {
@@ -160,64 +173,6 @@ fn tls_connector(ca_pem: &[u8]) -> Result<tokio_postgres_rustls::MakeRustlsConne
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-/// A connection with the statements it has prepared, so each query is one
-/// round trip after its first.
-pub(crate) struct Connection {
-    pub(crate) client: Client,
-    statements: HashMap<&'static str, postgres::Statement>,
-}
-
-type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
-
-impl Connection {
-    pub(crate) fn open(options: &PostgresOptions) -> Result<Connection, StoreError> {
-        Ok(Connection {
-            client: connect(options)?,
-            statements: HashMap::new(),
-        })
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.client.is_closed()
-    }
-
-    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.client.prepare(sql)?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
-    }
-
-    pub(crate) fn query(
-        &mut self,
-        sql: &'static str,
-        params: Params<'_>,
-    ) -> Result<Vec<postgres::Row>, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.query(&statement, params)
-    }
-
-    pub(crate) fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: Params<'_>,
-    ) -> Result<Option<postgres::Row>, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.query_opt(&statement, params)
-    }
-
-    pub(crate) fn execute(
-        &mut self,
-        sql: &'static str,
-        params: Params<'_>,
-    ) -> Result<u64, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.execute(&statement, params)
-    }
 }
 
 type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
@@ -438,9 +393,8 @@ pub(crate) fn open(
         std::thread::Builder::new()
             .name("truc-store-pg-open".into())
             .spawn(move || -> Result<Connection, StoreError> {
-                let mut connection = Connection::open(&options)?;
-                schema::migrate(&mut connection.client)?;
-                Ok(connection)
+                schema::migrate(&mut connect(&options)?)?;
+                Connection::open(&options)
             })
             .map_err(|error| StoreError::io("starting", Path::new("the opening thread"), error))?
             .join()

@@ -785,7 +785,6 @@ impl Reader for PgReader {
             // synchronous commit, later in the same WAL, makes it durable on
             // both; a failover in between loses it, and the send is refused.
             connection
-                .client
                 .batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
                 .map_err(fail("storing attachment bytes"))?;
             let stored = connection
@@ -794,7 +793,7 @@ impl Reader for PgReader {
                     &[&data],
                 )
                 .and_then(|row| {
-                    connection.client.batch_execute("COMMIT")?;
+                    connection.batch_execute("COMMIT")?;
                     Ok(row)
                 });
             match stored {
@@ -803,7 +802,7 @@ impl Reader for PgReader {
                     reason: "storing attachment bytes returned no id".into(),
                 }),
                 Err(error) => {
-                    let _ = connection.client.batch_execute("ROLLBACK");
+                    let _ = connection.batch_execute("ROLLBACK");
                     Err(database_error("storing attachment bytes", &error))
                 }
             }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::Date;
 
 use super::rows::{self, timestamp, unix_ms};
-use super::{database_error, Connection};
+use super::{database_error, params, Connection, Pipeline};
 use crate::audit::AuditEntry;
 use crate::error::StoreError;
 use crate::records::{ArchiveFile, ArchivedDocument, OverdueRecord, RetainedFigures};
@@ -32,7 +32,7 @@ pub(crate) fn blob_refs(
         .map(|row| row.get::<_, i64>(0).max(0) as u64))
 }
 
-fn row_archived(row: &Row) -> Result<ArchivedDocument, StoreError> {
+pub(crate) fn row_archived(row: &Row) -> Result<ArchivedDocument, StoreError> {
     Ok(ArchivedDocument {
         document_id: row.get(0),
         content_sha256: rows::sha256_of(row.get(1), "archived_documents.content_sha256")?,
@@ -45,6 +45,12 @@ fn row_archived(row: &Row) -> Result<ArchivedDocument, StoreError> {
         archived_at_unix_ms: unix_ms(row.get(8)),
     })
 }
+
+/// The duplicate index's entries of several documents.
+pub(crate) const ARCHIVED_ANY: &str =
+    "SELECT document_id, content_sha256, accepted_at, recipients, refused,
+            document_signature_state, archive, archive_offset, archived_at
+     FROM archived_documents WHERE document_id = ANY($1)";
 
 pub(crate) fn archived(
     connection: &mut Connection,
@@ -269,23 +275,20 @@ pub(crate) fn candidates(
 /// those no document names removed, retired documents removed with every
 /// row under them, the duplicate index and the kept figures written, the
 /// archived audit entries removed, and the archive files' states.
-pub(crate) fn write(
-    connection: &mut Connection,
-    changes: &mut ChangeSet,
-) -> Result<(), StoreError> {
+pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreError> {
+    let mut pipeline = Pipeline::default();
     if !changes.blob_refs.is_empty() {
         let (digests, deltas): (Vec<Vec<u8>>, Vec<i64>) = changes
             .blob_refs
             .drain()
             .map(|(digest, delta)| (digest.to_vec(), delta))
             .unzip();
-        connection
-            .execute(
-                "UPDATE attachments a SET refs = greatest(a.refs + u.d, 0)
+        pipeline.push(
+            "counting attachments' references",
+            "UPDATE attachments a SET refs = greatest(a.refs + u.d, 0)
                  FROM UNNEST($1::bytea[], $2::bigint[]) AS u(s, d) WHERE a.sha256 = u.s",
-                &[&digests, &deltas],
-            )
-            .map_err(fail("counting attachments' references"))?;
+            params![digests, deltas],
+        );
     }
     if !changes.blobs_dropped.is_empty() {
         let digests: Vec<Vec<u8>> = changes
@@ -293,18 +296,16 @@ pub(crate) fn write(
             .drain(..)
             .map(|d| d.to_vec())
             .collect();
-        connection
-            .execute(
-                "DELETE FROM attachment_chunks WHERE sha256 = ANY($1)",
-                &[&digests],
-            )
-            .map_err(fail("removing archived attachments' bytes"))?;
-        connection
-            .execute(
-                "DELETE FROM attachments WHERE sha256 = ANY($1) AND refs = 0",
-                &[&digests],
-            )
-            .map_err(fail("removing archived attachments"))?;
+        pipeline.push(
+            "removing archived attachments' bytes",
+            "DELETE FROM attachment_chunks WHERE sha256 = ANY($1)",
+            params![digests.clone()],
+        );
+        pipeline.push(
+            "removing archived attachments",
+            "DELETE FROM attachments WHERE sha256 = ANY($1) AND refs = 0",
+            params![digests],
+        );
     }
     let retired: Vec<String> = changes
         .retired
@@ -342,9 +343,7 @@ pub(crate) fn write(
             ),
         ] {
             let statement: &'static str = sql;
-            connection
-                .execute(statement, &[&retired])
-                .map_err(fail(what))?;
+            pipeline.push(what, statement, params![retired.clone()]);
         }
     }
     if !changes.archived.is_empty() {
@@ -379,9 +378,9 @@ pub(crate) fn write(
             offsets.push(archived.archive_offset as i64);
             archived_at.push(timestamp(archived.archived_at_unix_ms));
         }
-        connection
-            .execute(
-                "INSERT INTO archived_documents (document_id, sender, document_date,
+        pipeline.push(
+            "writing the duplicate index",
+            "INSERT INTO archived_documents (document_id, sender, document_date,
                      content_sha256, accepted_at, recipients, refused, document_signature_state,
                      archive, archive_offset, archived_at)
                  SELECT d, s, dt, c, acc, CASE WHEN r = '' THEN '{}'::text[]
@@ -391,27 +390,26 @@ pub(crate) fn write(
                              $5::timestamptz[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
                              $10::bigint[], $11::timestamptz[])
                       AS u(d, s, dt, c, acc, r, rf, st, ar, o, aa)",
-                &[
-                    &ids,
-                    &senders,
-                    &dates,
-                    &contents,
-                    &accepted,
-                    &recipients,
-                    &refused,
-                    &states,
-                    &archives,
-                    &offsets,
-                    &archived_at,
-                ],
-            )
-            .map_err(fail("writing the duplicate index"))?;
+            params![
+                ids,
+                senders,
+                dates,
+                contents,
+                accepted,
+                recipients,
+                refused,
+                states,
+                archives,
+                offsets,
+                archived_at
+            ],
+        );
     }
     for ((agency, date_key), figures) in std::mem::take(&mut changes.retained) {
         let reached: Vec<i64> = figures.reached.iter().map(|count| *count as i64).collect();
-        connection
-            .execute(
-                "INSERT INTO retained_figures (agency, day, sent, received, statuses, overdue,
+        pipeline.push(
+            "keeping archived documents' figures",
+            "INSERT INTO retained_figures (agency, day, sent, received, statuses, overdue,
                      deliveries, reached, rejected, recalled)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (agency, day) DO UPDATE SET
@@ -424,34 +422,32 @@ pub(crate) fn write(
                                                                EXCLUDED.reached) AS t(a, b)),
                      rejected = retained_figures.rejected + EXCLUDED.rejected,
                      recalled = retained_figures.recalled + EXCLUDED.recalled",
-                &[
-                    &agency,
-                    &rows::date(date_key)?,
-                    &(figures.sent as i64),
-                    &(figures.received as i64),
-                    &(figures.statuses_reported as i32),
-                    &(figures.overdue as i64),
-                    &(figures.deliveries as i64),
-                    &reached,
-                    &(figures.rejected as i64),
-                    &(figures.recalled as i64),
-                ],
-            )
-            .map_err(fail("keeping archived documents' figures"))?;
+            params![
+                agency,
+                rows::date(date_key)?,
+                figures.sent as i64,
+                figures.received as i64,
+                figures.statuses_reported as i32,
+                figures.overdue as i64,
+                figures.deliveries as i64,
+                reached,
+                figures.rejected as i64,
+                figures.recalled as i64
+            ],
+        );
     }
     if let Some(through) = changes.audit_pruned_through.take() {
-        connection
-            .execute(
-                "DELETE FROM audit_log WHERE seq <= $1",
-                &[&(through.min(i64::MAX as u64) as i64)],
-            )
-            .map_err(fail("removing archived audit entries"))?;
+        pipeline.push(
+            "removing archived audit entries",
+            "DELETE FROM audit_log WHERE seq <= $1",
+            params![through.min(i64::MAX as u64) as i64],
+        );
     }
     // In order: a file closed before the next one opens.
     for file in changes.archive_files.drain(..) {
-        connection
-            .execute(
-                "INSERT INTO archive_files (name, period, hub, open, committed_bytes, batches,
+        pipeline.push(
+            "recording an archive file",
+            "INSERT INTO archive_files (name, period, hub, open, committed_bytes, batches,
                      documents, last_seal_sha256, audit_first_seq, audit_last_seq, created_at,
                      closed_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -461,24 +457,23 @@ pub(crate) fn write(
                      last_seal_sha256 = EXCLUDED.last_seal_sha256,
                      audit_first_seq = EXCLUDED.audit_first_seq,
                      audit_last_seq = EXCLUDED.audit_last_seq, closed_at = EXCLUDED.closed_at",
-                &[
-                    &file.name,
-                    &file.period,
-                    &file.hub,
-                    &file.open,
-                    &(file.committed_bytes as i64),
-                    &(file.batches as i64),
-                    &(file.documents as i64),
-                    &file.last_seal_sha256.to_vec(),
-                    &(file.audit_first_seq as i64),
-                    &(file.audit_last_seq as i64),
-                    &timestamp(file.created_at_unix_ms),
-                    &(file.closed_at_unix_ms > 0).then(|| timestamp(file.closed_at_unix_ms)),
-                ],
-            )
-            .map_err(fail("recording an archive file"))?;
+            params![
+                file.name,
+                file.period,
+                file.hub,
+                file.open,
+                file.committed_bytes as i64,
+                file.batches as i64,
+                file.documents as i64,
+                file.last_seal_sha256.to_vec(),
+                file.audit_first_seq as i64,
+                file.audit_last_seq as i64,
+                timestamp(file.created_at_unix_ms),
+                (file.closed_at_unix_ms > 0).then(|| timestamp(file.closed_at_unix_ms))
+            ],
+        );
     }
     // The open file is the one with `open` set.
     changes.open_archive = None;
-    Ok(())
+    Ok(pipeline)
 }

@@ -1,8 +1,9 @@
-//! The PostgreSQL engine's writer: one transaction per group. The group
-//! begins by locking `truc_meta` (so groups of all hubs apply one after
-//! another, and the rules read what every earlier group wrote), the rules
-//! read through it, and its changes are written table by table, a
-//! statement per table for the whole group, before one COMMIT.
+//! The PostgreSQL engine's writer: one transaction per group, in two round
+//! trips. The first takes the lock on `truc_meta` (so groups of all hubs
+//! apply one after another, and the rules read what every earlier group
+//! wrote) and learns which of the group's documents are new; the rules then
+//! read through it, and the second sends the group's changes, a statement
+//! per table for the whole group, with the COMMIT in one pipeline.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -11,7 +12,9 @@ use time::{Date, OffsetDateTime};
 
 use super::reader::{read_deliveries, read_document, row_dead_letter, row_queue_item};
 use super::rows::{self, timestamp};
-use super::{database_error, Background, Connection, PostgresOptions, QUEUE_CHANNEL};
+use super::{
+    database_error, params, Background, Connection, Pipeline, PostgresOptions, QUEUE_CHANNEL,
+};
 use crate::audit::AuditEntry;
 use crate::audit::{sha256, AuditHead};
 use crate::engine::GroupWriter;
@@ -34,8 +37,10 @@ pub(crate) struct PgWriter {
     /// The first failure inside the open group: the group fails with it.
     group_error: Option<StoreError>,
     /// Documents of the open group's sends that the database does not hold,
-    /// learned in one query: a new document costs no round trip of its own.
+    /// and their entries in the duplicate index, learned as the group opens:
+    /// a new document costs no round trip of its own.
     absent: HashSet<String>,
+    archived: HashMap<String, Option<ArchivedDocument>>,
     background: Background,
 }
 
@@ -50,6 +55,7 @@ impl PgWriter {
             connection: Some(connection),
             group_error: None,
             absent: HashSet::new(),
+            archived: HashMap::new(),
             background,
         }
     }
@@ -161,6 +167,11 @@ impl View for PgWriter {
     }
 
     fn archived(&mut self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {
+        if self.group_error.is_none() {
+            if let Some(known) = self.archived.get(document_id) {
+                return Ok(known.clone());
+            }
+        }
         self.read(|connection| super::retention::archived(connection, document_id))
     }
 
@@ -201,72 +212,77 @@ impl View for PgWriter {
 }
 
 impl GroupWriter for PgWriter {
-    fn begin(&mut self) -> Result<GroupStart, StoreError> {
+    fn begin(&mut self, sent: &[&str]) -> Result<GroupStart, StoreError> {
         self.group_error = None;
         self.absent.clear();
+        self.archived.clear();
         let connection = self.connection()?;
-        let started = (|| {
-            connection.client.batch_execute("BEGIN")?;
-            connection.query_opt(
-                "SELECT next_queue_seq, audit_seq, audit_sha256 FROM truc_meta
-                 WHERE id = 1 FOR UPDATE",
-                &[],
-            )
-        })();
-        let row = match started {
-            Ok(Some(row)) => row,
-            Ok(None) => {
-                let _ = connection.client.batch_execute("ROLLBACK");
-                return Err(StoreError::Corrupt {
-                    key: "truc_meta".into(),
-                    reason: "its one row is missing".into(),
-                });
-            }
+        // One round trip: the lock, and (read under it, so no other hub can
+        // store one of them before this group commits) which of the sends'
+        // documents are stored or in the duplicate index.
+        let mut pipeline = Pipeline::default();
+        pipeline.push("starting a group", "BEGIN", params![]);
+        pipeline.push(
+            "starting a group",
+            "SELECT next_queue_seq, audit_seq, audit_sha256 FROM truc_meta
+             WHERE id = 1 FOR UPDATE",
+            params![],
+        );
+        if !sent.is_empty() {
+            pipeline.push(
+                "looking up documents",
+                "SELECT document_id FROM documents WHERE document_id = ANY($1)",
+                params![sent],
+            );
+            pipeline.push(
+                "reading the duplicate index",
+                super::retention::ARCHIVED_ANY,
+                params![sent],
+            );
+        }
+        let answers = match connection.run(pipeline) {
+            Ok(answers) => answers,
             Err(error) => {
-                let error = database_error("starting a group", &error);
                 if connection.is_closed() {
                     self.connection = None;
                 } else {
-                    let _ = connection.client.batch_execute("ROLLBACK");
+                    let _ = connection.batch_execute("ROLLBACK");
                 }
                 return Err(error);
             }
         };
+        let Some(row) = answers[1].first() else {
+            let _ = connection.batch_execute("ROLLBACK");
+            return Err(StoreError::Corrupt {
+                key: "truc_meta".into(),
+                reason: "its one row is missing".into(),
+            });
+        };
         let next_queue_seq: i64 = row.get(0);
         let audit_seq: i64 = row.get(1);
         let audit_sha256: Vec<u8> = row.get(2);
-        Ok(GroupStart {
+        let start = GroupStart {
             next_queue_seq: next_queue_seq as u64,
             audit_head: AuditHead {
                 seq: audit_seq as u64,
                 sha256: rows::sha256_of(&audit_sha256, "truc_meta.audit_sha256")?,
             },
-        })
-    }
-
-    fn expect_documents(&mut self, document_ids: &[&str]) {
-        // Read under the group's lock on `truc_meta`, so no other hub can
-        // store one of them before this group commits.
-        let held = self.read(|connection| {
-            let rows = connection
-                .query(
-                    "SELECT document_id FROM documents WHERE document_id = ANY($1)",
-                    &[&document_ids],
-                )
-                .map_err(|error| database_error("looking up documents", &error))?;
-            Ok(rows
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect::<HashSet<_>>())
-        });
-        // A failed lookup is the group's failure (kept by `read`).
-        if let Ok(held) = held {
-            self.absent = document_ids
+        };
+        if !sent.is_empty() {
+            let held: HashSet<String> = answers[2].iter().map(|row| row.get(0)).collect();
+            self.absent = sent
                 .iter()
                 .filter(|id| !held.contains(**id))
                 .map(|id| (*id).to_owned())
                 .collect();
+            self.archived = sent.iter().map(|id| ((*id).to_owned(), None)).collect();
+            for row in &answers[3] {
+                let archived = super::retention::row_archived(row)?;
+                self.archived
+                    .insert(archived.document_id.clone(), Some(archived));
+            }
         }
+        Ok(start)
     }
 
     fn view(&mut self) -> &mut dyn View {
@@ -283,12 +299,9 @@ impl GroupWriter for PgWriter {
                 reason: "the connection to the database was lost".into(),
             });
         };
-        let written = write_group(connection, group, woken).and_then(|()| {
-            connection
-                .client
-                .batch_execute("COMMIT")
-                .map_err(|error| database_error("committing", &error))
-        });
+        // Every write and the COMMIT leave together: one round trip under
+        // the lock, besides the commit's wait for the standby.
+        let written = write_group(connection, group, woken);
         if written.is_err() {
             self.abort();
         }
@@ -297,7 +310,7 @@ impl GroupWriter for PgWriter {
 
     fn abort(&mut self) {
         if let Some(connection) = self.connection.as_mut() {
-            if connection.client.batch_execute("ROLLBACK").is_err() || connection.is_closed() {
+            if connection.batch_execute("ROLLBACK").is_err() || connection.is_closed() {
                 self.connection = None;
             }
         }
@@ -312,7 +325,9 @@ impl GroupWriter for PgWriter {
     }
 }
 
-/// Writes one group's changes inside the open transaction.
+/// Writes one group's changes inside the open transaction and commits it:
+/// the statements, a table each for the whole group, and the COMMIT are
+/// sent together.
 fn write_group(
     connection: &mut Connection,
     group: GroupChanges,
@@ -324,6 +339,9 @@ fn write_group(
         next_queue_seq,
         send_seqs,
     } = group;
+    // Owned rows, before the pipeline borrows from the rest.
+    let retention = super::retention::write(&mut changes)?;
+    let mut pipeline = Pipeline::default();
 
     // Certificates, once per digest.
     let mut certificate_digests = Vec::new();
@@ -337,16 +355,15 @@ fn write_group(
         }
     }
     if !certificates.is_empty() {
-        connection
-            .execute(
-                "INSERT INTO certificates (sha256, der)
+        pipeline.push(
+            "storing certificates",
+            "INSERT INTO certificates (sha256, der)
                  SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) ON CONFLICT DO NOTHING",
-                &[&certificate_digests, &certificates],
-            )
-            .map_err(fail("storing certificates"))?;
+            params![certificate_digests, certificates],
+        );
     }
 
-    write_attachments(connection, &changes.blobs)?;
+    write_attachments(connection, &mut pipeline, &changes.blobs)?;
 
     if !changes.documents.is_empty() {
         let mut ids = Vec::new();
@@ -389,9 +406,9 @@ fn write_group(
             document_signatures.push(document.document_signature.as_ref().map(|(_, s)| s.clone()));
             certificate_shas.push(sha256(&document.sender_certificate).to_vec());
         }
-        connection
-            .execute(
-                "INSERT INTO documents (document_id, sender, document_date, subject, accepted_at,
+        pipeline.push(
+            "storing documents",
+            "INSERT INTO documents (document_id, sender, document_date, subject, accepted_at,
                      recipients, refused, attachments, document_signature_state, content_sha256,
                      header, signature, document_signer_certificate, document_signature,
                      certificate_sha256, send_audit_seq)
@@ -402,30 +419,29 @@ fn write_group(
                              $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[],
                              $16::bigint[])
                       AS u(d, s, dt, subj, acc, r, rf, att, st, c, h, sig, sc, ds, cs, sq)",
-                &[
-                    &ids,
-                    &senders,
-                    &dates,
-                    &subjects,
-                    &accepted,
-                    &recipients,
-                    &refused,
-                    &attachments,
-                    &states,
-                    &contents,
-                    &headers,
-                    &signatures,
-                    &signers,
-                    &document_signatures,
-                    &certificate_shas,
-                    &send_audit_seqs,
-                ],
-            )
-            .map_err(fail("storing documents"))?;
+            params![
+                ids,
+                senders,
+                dates,
+                subjects,
+                accepted,
+                recipients,
+                refused,
+                attachments,
+                states,
+                contents,
+                headers,
+                signatures,
+                signers,
+                document_signatures,
+                certificate_shas,
+                send_audit_seqs
+            ],
+        );
     }
 
-    write_deliveries(connection, &changes.deliveries)?;
-    write_queue(connection, &changes.queue)?;
+    write_deliveries(&mut pipeline, &changes.deliveries);
+    write_queue(&mut pipeline, &changes.queue);
 
     if !changes.counters.is_empty() {
         let mut agencies = Vec::new();
@@ -438,26 +454,24 @@ fn write_group(
             sent.push(*s as i64);
             received.push(*r as i64);
         }
-        connection
-            .execute(
-                "INSERT INTO counters (agency, day, sent, received)
+        pipeline.push(
+            "counting",
+            "INSERT INTO counters (agency, day, sent, received)
                  SELECT * FROM UNNEST($1::text[], $2::date[], $3::bigint[], $4::bigint[])
                  ON CONFLICT (agency, day) DO UPDATE
                  SET sent = counters.sent + EXCLUDED.sent,
                      received = counters.received + EXCLUDED.received",
-                &[&agencies, &days, &sent, &received],
-            )
-            .map_err(fail("counting"))?;
+            params![agencies, days, sent, received],
+        );
     }
 
     for link in &changes.links {
-        connection
-            .execute(
-                "INSERT INTO links (earlier, later, business_type) VALUES ($1, $2, $3)
+        pipeline.push(
+            "linking documents",
+            "INSERT INTO links (earlier, later, business_type) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
-                &[&link.earlier, &link.later, &link.business_type],
-            )
-            .map_err(fail("linking documents"))?;
+            params![&link.earlier, &link.later, &link.business_type],
+        );
     }
 
     if !changes.watches.is_empty() {
@@ -478,14 +492,13 @@ fn write_group(
             .map(|w| w.recipient.as_str())
             .collect();
         let senders: Vec<&str> = changes.watches.iter().map(|w| w.sender.as_str()).collect();
-        connection
-            .execute(
-                "INSERT INTO deadlines (kind, deadline, document_id, recipient, sender)
+        pipeline.push(
+            "setting deadlines",
+            "INSERT INTO deadlines (kind, deadline, document_id, recipient, sender)
                  SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[],
                                       $5::text[])",
-                &[&kinds, &deadlines, &documents, &recipients, &senders],
-            )
-            .map_err(fail("setting deadlines"))?;
+            params![kinds, deadlines, documents, recipients, senders],
+        );
     }
     if !changes.watch_blocks_done.is_empty() {
         let ids: Vec<i64> = changes
@@ -494,53 +507,53 @@ fn write_group(
             .filter_map(|block| <[u8; 8]>::try_from(block.as_slice()).ok())
             .map(i64::from_be_bytes)
             .collect();
-        connection
-            .execute("DELETE FROM deadlines WHERE id = ANY($1)", &[&ids])
-            .map_err(fail("settling deadlines"))?;
+        pipeline.push(
+            "settling deadlines",
+            "DELETE FROM deadlines WHERE id = ANY($1)",
+            params![ids],
+        );
     }
 
     for record in &changes.overdue {
-        connection
-            .execute(
-                "INSERT INTO overdue (recipient, document_id, kind, deadline, detected_at, sender)
+        pipeline.push(
+            "recording an overdue delivery",
+            "INSERT INTO overdue (recipient, document_id, kind, deadline, detected_at, sender)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (recipient, document_id, kind) DO UPDATE
                  SET deadline = EXCLUDED.deadline, detected_at = EXCLUDED.detected_at",
-                &[
-                    &record.recipient,
-                    &record.document_id,
-                    &record.kind.name(),
-                    &timestamp(record.deadline_unix_ms),
-                    &timestamp(record.detected_at_unix_ms),
-                    &record.sender,
-                ],
-            )
-            .map_err(fail("recording an overdue delivery"))?;
+            params![
+                &record.recipient,
+                &record.document_id,
+                record.kind.name(),
+                timestamp(record.deadline_unix_ms),
+                timestamp(record.detected_at_unix_ms),
+                &record.sender
+            ],
+        );
     }
 
     for letter in changes.dead_letters.values() {
-        connection
-            .execute(
-                "INSERT INTO dead_letters (recipient, document_id, sender, queue_owner,
+        pipeline.push(
+            "recording a dead letter",
+            "INSERT INTO dead_letters (recipient, document_id, sender, queue_owner,
                      expired_at, reason, state, actions)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (recipient, document_id) DO UPDATE
                  SET state = EXCLUDED.state, actions = EXCLUDED.actions",
-                &[
-                    &letter.recipient,
-                    &letter.document_id,
-                    &letter.sender,
-                    &letter.queue_owner,
-                    &timestamp(letter.expired_at_unix_ms),
-                    &letter.reason,
-                    &letter.state.name(),
-                    &rows::actions_json(&letter.actions),
-                ],
-            )
-            .map_err(fail("recording a dead letter"))?;
+            params![
+                &letter.recipient,
+                &letter.document_id,
+                &letter.sender,
+                &letter.queue_owner,
+                timestamp(letter.expired_at_unix_ms),
+                &letter.reason,
+                letter.state.name(),
+                rows::actions_json(&letter.actions)
+            ],
+        );
     }
 
-    super::retention::write(connection, &mut changes)?;
+    pipeline.append(retention);
 
     let audit_head = audit.last().map(|entry| AuditHead {
         seq: entry.seq,
@@ -566,70 +579,95 @@ fn write_group(
             .collect();
         let previous: Vec<Vec<u8>> = audit.iter().map(|e| e.previous_sha256.to_vec()).collect();
         let hashes: Vec<Vec<u8>> = audit.iter().map(|e| e.sha256.to_vec()).collect();
-        connection
-            .execute(
-                "INSERT INTO audit_log (seq, at, kind, actor, document_id, recipient, status,
+        pipeline.push(
+            "appending to the audit log",
+            "INSERT INTO audit_log (seq, at, kind, actor, document_id, recipient, status,
                      reason, signed_sha256, signature, certificate_sha256, previous_sha256, sha256)
                  SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],
                      $5::text[], $6::text[], $7::integer[], $8::text[], $9::bytea[], $10::bytea[],
                      $11::bytea[], $12::bytea[], $13::bytea[])",
-                &[
-                    &seqs,
-                    &at,
-                    &kinds,
-                    &actors,
-                    &documents,
-                    &recipients,
-                    &statuses,
-                    &reasons,
-                    &signed,
-                    &signatures,
-                    &certificates,
-                    &previous,
-                    &hashes,
-                ],
-            )
-            .map_err(fail("appending to the audit log"))?;
+            params![
+                seqs,
+                at,
+                kinds,
+                actors,
+                documents,
+                recipients,
+                statuses,
+                reasons,
+                signed,
+                signatures,
+                certificates,
+                previous,
+                hashes
+            ],
+        );
     }
     match audit_head {
-        Some(head) => connection.execute(
+        Some(head) => pipeline.push(
+            "moving the group's counters",
             "UPDATE truc_meta SET next_queue_seq = $1, audit_seq = $2, audit_sha256 = $3
              WHERE id = 1",
-            &[
-                &(next_queue_seq as i64),
-                &(head.seq as i64),
-                &head.sha256.to_vec(),
-            ],
+            params![next_queue_seq as i64, head.seq as i64, head.sha256.to_vec()],
         ),
-        None => connection.execute(
+        None => pipeline.push(
+            "moving the group's counters",
             "UPDATE truc_meta SET next_queue_seq = $1 WHERE id = 1",
-            &[&(next_queue_seq as i64)],
+            params![next_queue_seq as i64],
         ),
-    }
-    .map_err(fail("moving the group's counters"))?;
+    };
 
     if !woken.is_empty() {
         let agencies: Vec<&str> = woken.iter().map(String::as_str).collect();
-        connection
-            .query(
-                "SELECT pg_notify($1, agency) FROM UNNEST($2::text[]) AS agency",
-                &[&QUEUE_CHANNEL, &agencies],
-            )
-            .map_err(fail("waking delivery streams"))?;
+        pipeline.push(
+            "waking delivery streams",
+            "SELECT pg_notify($1, agency) FROM UNNEST($2::text[]) AS agency",
+            params![QUEUE_CHANNEL, agencies],
+        );
     }
-    Ok(())
+    pipeline.push("committing", "COMMIT", params![]);
+    connection.run(pipeline).map(drop)
 }
 
 /// Attachments the group's documents name: each digest once. Small ones
 /// bring their bytes; large ones were streamed into chunks that now get
 /// their attachment. A digest stored already leaves the new bytes unused.
-fn write_attachments(
+fn write_attachments<'a>(
     connection: &mut Connection,
-    blobs: &[crate::PendingBlob],
+    pipeline: &mut Pipeline<'a>,
+    blobs: &'a [crate::PendingBlob],
 ) -> Result<(), StoreError> {
     if blobs.is_empty() {
         return Ok(());
     }
+    if blobs.iter().all(|blob| blob.inline.is_some()) {
+        // Bytes only for the digests this statement inserts.
+        let mut digests = Vec::with_capacity(blobs.len());
+        let mut sizes = Vec::with_capacity(blobs.len());
+        let mut bytes = Vec::with_capacity(blobs.len());
+        let mut seen = HashSet::new();
+        for blob in blobs {
+            if let (true, Some(inline)) = (seen.insert(blob.sha256), &blob.inline) {
+                digests.push(blob.sha256.to_vec());
+                sizes.push(blob.size_bytes as i64);
+                bytes.push(inline.as_slice());
+            }
+        }
+        pipeline.push(
+            "storing attachments",
+            "WITH new AS (
+                 INSERT INTO attachments (sha256, size_bytes)
+                 SELECT * FROM UNNEST($1::bytea[], $2::bigint[]) ON CONFLICT DO NOTHING
+                 RETURNING sha256)
+             INSERT INTO attachment_chunks (sha256, position, bytes)
+             SELECT u.d, 0, u.b FROM UNNEST($1::bytea[], $3::bytea[]) AS u(d, b)
+             JOIN new ON new.sha256 = u.d",
+            params![digests, sizes, bytes],
+        );
+        return Ok(());
+    }
+    // Streamed bytes must all be claimed before the COMMIT is sent, so
+    // these statements go one by one.
     let mut first: HashMap<[u8; 32], &crate::PendingBlob> = HashMap::new();
     let mut unused: Vec<i64> = Vec::new();
     for blob in blobs {
@@ -728,10 +766,10 @@ fn row_ids(extents: &[Extent]) -> impl Iterator<Item = i64> + '_ {
 
 /// New deliveries and new status entries are inserted; changed deliveries
 /// get their queue item and current status.
-fn write_deliveries(
-    connection: &mut Connection,
-    deliveries: &HashMap<String, crate::rules::DeliveriesChange>,
-) -> Result<(), StoreError> {
+fn write_deliveries<'a>(
+    pipeline: &mut Pipeline<'a>,
+    deliveries: &'a HashMap<String, crate::rules::DeliveriesChange>,
+) {
     let mut new = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut changed = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut entries: EntryColumns<'_> = Default::default();
@@ -757,39 +795,32 @@ fn write_deliveries(
         }
     }
     if !new.0.is_empty() {
-        connection
-            .execute(
-                "INSERT INTO deliveries (document_id, recipient, queue_seq, status)
+        pipeline.push(
+            "storing deliveries",
+            "INSERT INTO deliveries (document_id, recipient, queue_seq, status)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::integer[])",
-                &[&new.0, &new.1, &new.2, &new.3],
-            )
-            .map_err(fail("storing deliveries"))?;
+            params![new.0, new.1, new.2, new.3],
+        );
     }
     if !changed.0.is_empty() {
-        connection
-            .execute(
-                "UPDATE deliveries d SET queue_seq = u.q, status = u.s
+        pipeline.push(
+            "moving deliveries",
+            "UPDATE deliveries d SET queue_seq = u.q, status = u.s
                  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::integer[]) AS u(d, r, q, s)
                  WHERE d.document_id = u.d AND d.recipient = u.r",
-                &[&changed.0, &changed.1, &changed.2, &changed.3],
-            )
-            .map_err(fail("moving deliveries"))?;
+            params![changed.0, changed.1, changed.2, changed.3],
+        );
     }
     if !entries.0.is_empty() {
-        connection
-            .execute(
-                "INSERT INTO status_entries (document_id, recipient, position, code, at, actor,
+        pipeline.push(
+            "recording statuses",
+            "INSERT INTO status_entries (document_id, recipient, position, code, at, actor,
                      reason)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::integer[], $4::integer[],
                                       $5::timestamptz[], $6::text[], $7::text[])",
-                &[
-                    &entries.0, &entries.1, &entries.2, &entries.3, &entries.4, &entries.5,
-                    &entries.6,
-                ],
-            )
-            .map_err(fail("recording statuses"))?;
+            params![entries.0, entries.1, entries.2, entries.3, entries.4, entries.5, entries.6],
+        );
     }
-    Ok(())
 }
 
 /// Status entries, a column each: document id, recipient, position, code,
@@ -831,10 +862,10 @@ type QueueColumns<'a> = (
     Vec<Option<Value>>,
 );
 
-fn write_queue(
-    connection: &mut Connection,
-    queue: &std::collections::BTreeMap<(String, u64), Option<QueueItem>>,
-) -> Result<(), StoreError> {
+fn write_queue<'a>(
+    pipeline: &mut Pipeline<'a>,
+    queue: &'a std::collections::BTreeMap<(String, u64), Option<QueueItem>>,
+) {
     let mut put: QueueColumns<'_> = Default::default();
     let mut taken: (Vec<&str>, Vec<i64>) = Default::default();
     for ((owner, seq), item) in queue {
@@ -882,23 +913,20 @@ fn write_queue(
         }
     }
     if !put.0.is_empty() {
-        connection
-            .execute(
-                "INSERT INTO queue_items (owner, seq, kind, document_id, recipient, sender, entries)
+        pipeline.push(
+            "queueing",
+            "INSERT INTO queue_items (owner, seq, kind, document_id, recipient, sender, entries)
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                                       $6::text[], $7::jsonb[])",
-                &[&put.0, &put.1, &put.2, &put.3, &put.4, &put.5, &put.6],
-            )
-            .map_err(fail("queueing"))?;
+            params![put.0, put.1, put.2, put.3, put.4, put.5, put.6],
+        );
     }
     if !taken.0.is_empty() {
-        connection
-            .execute(
-                "DELETE FROM queue_items q USING UNNEST($1::text[], $2::bigint[]) AS u(o, s)
+        pipeline.push(
+            "taking queue items",
+            "DELETE FROM queue_items q USING UNNEST($1::text[], $2::bigint[]) AS u(o, s)
                  WHERE q.owner = u.o AND q.seq = u.s",
-                &[&taken.0, &taken.1],
-            )
-            .map_err(fail("taking queue items"))?;
+            params![taken.0, taken.1],
+        );
     }
-    Ok(())
 }
