@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
-use truc_domain::{AgencyCode, Limits, Status};
+use truc_domain::{AgencyCode, Limits, SplitMix64, Status};
 use truc_hub::config::DeliveryConfig;
 use truc_hub::{AgencyEntry, Directory, HubSetup};
 use truc_node::compose::{Attachment, Draft};
@@ -33,7 +33,6 @@ use crate::plan::{Plan, PlannedDocument};
 use crate::progress::{Progress, ProgressMode, Totals};
 use crate::published::GOVERNMENT_OFFICE;
 use crate::report::HubFigures;
-use crate::rng::SplitMix64;
 use crate::source::{figures_from_hub, SourceError};
 
 /// The notation (ký hiệu) every replayed document carries: with the sender, date and the

@@ -1,18 +1,22 @@
-//! SplitMix64: a tiny generator with a fixed algorithm, so a plan is the same for the same
-//! seed on every machine and every version of the dependencies.
+//! SplitMix64: a tiny generator with a fixed algorithm, so that whatever follows from a seed
+//! (a replay's plan) is the same on every machine and with every version of the dependencies.
+//! Not for anything secret.
+
+/// Added to the state at each step (2^64 divided by the golden ratio).
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 #[derive(Clone, Debug)]
-pub(crate) struct SplitMix64 {
+pub struct SplitMix64 {
     state: u64,
 }
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub const fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -21,20 +25,20 @@ impl SplitMix64 {
 
     /// A value in `0..bound` (`bound > 0`). Multiply-shift: the bias is below 2^-32 for the
     /// bounds used here, which is irrelevant for traffic shapes.
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         debug_assert!(bound > 0);
         ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
     }
 
     /// An independent stream for one purpose, so changing how one step draws numbers does not
     /// shift every later step.
-    pub(crate) fn fork(&self, stream: u64) -> Self {
+    pub fn fork(&self, stream: u64) -> Self {
         let mut mixer = Self::new(self.state ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
         Self::new(mixer.next_u64())
     }
 
     /// Fisher–Yates.
-    pub(crate) fn shuffle<T>(&mut self, items: &mut [T]) {
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for upper in (1..items.len()).rev() {
             let other = self.below(upper as u64 + 1) as usize;
             items.swap(upper, other);
@@ -45,6 +49,15 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seed_zero_gives_the_reference_outputs() {
+        // The first outputs of the reference implementation (Vigna's splitmix64.c) for seed 0.
+        let mut rng = SplitMix64::new(0);
+        assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(rng.next_u64(), 0x06C4_5D18_8009_454F);
+    }
 
     #[test]
     fn same_seed_same_stream_and_forks_differ() {
