@@ -1,6 +1,6 @@
 //! The domain of the axis: agency codes, document ids, envelope headers,
 //! signatures, the status machine and limits; and the seeded generator that
-//! replay plans draw from. No I/O, no wire or disk types.
+//! plans, crash tests and benches draw from. No I/O, no wire or disk types.
 
 pub mod agency;
 pub mod document;
