@@ -342,14 +342,6 @@ pub(crate) fn setup(root: &Path, disk: &Path) -> anyhow::Result<Layout> {
     })
 }
 
-/// The hub was down or went down during the call: try again.
-fn is_transient(error: &ClientError) -> bool {
-    matches!(
-        error.code(),
-        Some(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
-    ) || matches!(error, ClientError::Connect { .. } | ClientError::Io(_))
-}
-
 /// One connection per identity, opened again after the hub went away.
 pub(crate) struct Clients {
     /// Every hub; a client that lost its hub connects to the first that answers.
@@ -521,7 +513,7 @@ pub(crate) async fn send_all(
                         load.acknowledged.lock().expect("acks").insert(index);
                         return;
                     }
-                    Err(error) if is_transient(&error) => {
+                    Err(error) if error.is_transient() => {
                         // A resend of a stored document answers with its first acknowledgement.
                         load.send_retries.fetch_add(1, Ordering::Relaxed);
                         clients.forget(document.sender);
@@ -647,7 +639,7 @@ pub(crate) async fn move_loop(
                     }
                     break;
                 }
-                Err(error) if is_transient(&error) => {
+                Err(error) if error.is_transient() => {
                     after_transient = true;
                     load.move_retries.fetch_add(1, Ordering::Relaxed);
                     clients.forget(recipient);
