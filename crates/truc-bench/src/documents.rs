@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
+use truc_domain::SplitMix64;
 use truc_node::compose::{AttachmentSource, Prepared};
 use truc_node::{Attachment, Draft};
 use truc_pki::Credentials;
@@ -190,13 +191,9 @@ pub async fn presign(
 /// SplitMix64 stream.
 pub(crate) fn attachment_content(index: u64, salt: u64, length: usize) -> Vec<u8> {
     let mut bytes = format!("%PDF-1.4\n% truc bench {salt} document {index}\n").into_bytes();
-    let mut state = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt;
+    let mut rng = SplitMix64::new(index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt);
     while bytes.len() < length {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
     bytes.truncate(length);
     bytes

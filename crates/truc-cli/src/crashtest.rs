@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use truc_domain::Status;
+use truc_domain::{SplitMix64, Status};
 use truc_node::agent::inbox_name;
 use truc_node::{Attachment, AxisClient, ClientError, Draft, FailoverOptions, HubAddresses};
 use truc_pki::{PkiPaths, TrustRoots};
@@ -102,23 +102,6 @@ pub struct CrashtestArgs {
     pub scale: Option<(u64, u64)>,
 }
 
-/// SplitMix64: the plan and the kill schedule follow from `--seed`.
-pub(crate) struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
-
 pub(crate) struct PlannedDocument {
     pub sender: &'static str,
     pub number: usize,
@@ -155,17 +138,19 @@ impl PlannedDocument {
     }
 }
 
-pub(crate) fn plan(documents: usize, rng: &mut Rng) -> Vec<PlannedDocument> {
+/// The documents a run sends, drawn from `--seed` like the kill schedule; by
+/// `below_modulo`, as the runs RELIABILITY.md records by seed were drawn.
+pub(crate) fn plan(documents: usize, rng: &mut SplitMix64) -> Vec<PlannedDocument> {
     (0..documents)
         .map(|index| {
-            let sender = SENDERS[rng.below(SENDERS.len() as u64) as usize];
+            let sender = SENDERS[rng.below_modulo(SENDERS.len() as u64) as usize];
             let candidates: Vec<&'static str> =
                 RECIPIENTS.into_iter().filter(|r| *r != sender).collect();
             let mut recipients = Vec::new();
             while recipients.is_empty() {
                 for candidate in &candidates {
-                    if rng.below(2) == 0 {
-                        let moves = rng.below(MOVES.len() as u64 + 1) as usize;
+                    if rng.below_modulo(2) == 0 {
+                        let moves = rng.below_modulo(MOVES.len() as u64 + 1) as usize;
                         recipients.push((*candidate, &MOVES[..moves]));
                     }
                 }
@@ -357,14 +342,6 @@ pub(crate) fn setup(root: &Path, disk: &Path) -> anyhow::Result<Layout> {
     })
 }
 
-/// The hub was down or went down during the call: try again.
-fn is_transient(error: &ClientError) -> bool {
-    matches!(
-        error.code(),
-        Some(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
-    ) || matches!(error, ClientError::Connect { .. } | ClientError::Io(_))
-}
-
 /// One connection per identity, opened again after the hub went away.
 pub(crate) struct Clients {
     /// Every hub; a client that lost its hub connects to the first that answers.
@@ -536,7 +513,7 @@ pub(crate) async fn send_all(
                         load.acknowledged.lock().expect("acks").insert(index);
                         return;
                     }
-                    Err(error) if is_transient(&error) => {
+                    Err(error) if error.is_transient() => {
                         // A resend of a stored document answers with its first acknowledgement.
                         load.send_retries.fetch_add(1, Ordering::Relaxed);
                         clients.forget(document.sender);
@@ -662,7 +639,7 @@ pub(crate) async fn move_loop(
                     }
                     break;
                 }
-                Err(error) if is_transient(&error) => {
+                Err(error) if error.is_transient() => {
                     after_transient = true;
                     load.move_retries.fetch_add(1, Ordering::Relaxed);
                     clients.forget(recipient);
@@ -1007,7 +984,7 @@ pub(crate) fn check_store(
 
 pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
     if let Some(data_dir) = &args.check_stopped {
-        let documents = plan(args.documents, &mut Rng(args.seed));
+        let documents = plan(args.documents, &mut SplitMix64::new(args.seed));
         for problem in check_offline(data_dir, &documents)? {
             println!("{problem}");
         }
@@ -1037,7 +1014,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
     if args.cluster {
         return crate::crashtest_cluster::run(args, &root).await;
     }
-    let mut rng = Rng(args.seed);
+    let mut rng = SplitMix64::new(args.seed);
     let documents = Arc::new(plan(args.documents, &mut rng));
     let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
     let moves: usize = documents
@@ -1073,10 +1050,10 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
             .kill_after_max_ms
             .saturating_sub(args.kill_after_min_ms)
             + 1;
-        let wait = Duration::from_millis(args.kill_after_min_ms + rng.below(span));
+        let wait = Duration::from_millis(args.kill_after_min_ms + rng.below_modulo(span));
         if node_kills < args.node_kills && round.is_multiple_of(node_kill_every) {
             tokio::time::sleep(wait / 2).await;
-            let code = RECIPIENTS[rng.below(RECIPIENTS.len() as u64) as usize];
+            let code = RECIPIENTS[rng.below_modulo(RECIPIENTS.len() as u64) as usize];
             if let Some(mut node) = nodes.remove(code) {
                 node.kill_9();
             }

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use truc_cluster::{Cluster, ClusterOptions};
-
+use truc_domain::SplitMix64;
 use truc_node::{AxisClient, FailoverOptions};
 
 use crate::crashtest::{
     check_online, check_store, path_str, plan, settle, setup, start_load, wait_ready_at,
-    CrashtestArgs, HubSpec, Layout, Load, PlannedDocument, Process, Rng, Running,
+    CrashtestArgs, HubSpec, Layout, Load, PlannedDocument, Process, Running,
 };
 
 /// Hub processes on the database.
@@ -237,7 +237,7 @@ pub async fn run(args: CrashtestArgs, root: &Path) -> anyhow::Result<ExitCode> {
         return replay(args.clone(), dataset, root).await;
     }
     let started = Instant::now();
-    let mut rng = Rng(args.seed);
+    let mut rng = SplitMix64::new(args.seed);
     let documents = Arc::new(plan(args.documents, &mut rng));
     let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
     let mut layout = setup(root, root)?;
@@ -289,7 +289,7 @@ pub async fn run(args: CrashtestArgs, root: &Path) -> anyhow::Result<ExitCode> {
             .saturating_sub(args.kill_after_min_ms)
             + 1;
         tokio::time::sleep(Duration::from_millis(
-            args.kill_after_min_ms + rng.below(span),
+            args.kill_after_min_ms + rng.below_modulo(span),
         ))
         .await;
         let in_flight = (

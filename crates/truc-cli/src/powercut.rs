@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use truc_domain::SplitMix64;
 use truc_faultfs::{CutMode, CutReport, FaultFs, Operation, PowerSwitch, Trigger};
 use truc_node::agent::inbox_name;
 use truc_node::AxisClient;
@@ -23,7 +24,7 @@ use truc_pki::TrustRoots;
 
 use crate::crashtest::{
     check_online, deliveries_in_flight, inbox_entries, plan, settle, setup, start_load, Checked,
-    CrashtestArgs, Layout, PlannedDocument, Process, Rng, Running, OPERATOR, RECIPIENTS,
+    CrashtestArgs, Layout, PlannedDocument, Process, Running, OPERATOR, RECIPIENTS,
 };
 
 /// How long a cut waits for its trigger's request before the power stops wherever the
@@ -60,8 +61,8 @@ const AIMS: [Aim; 6] = [
 
 impl Aim {
     /// The request the power stops at, chosen among the aim's kinds.
-    fn trigger(self, rng: &mut Rng) -> (Operation, &'static str) {
-        let pick = rng.below(3);
+    fn trigger(self, rng: &mut SplitMix64) -> (Operation, &'static str) {
+        let pick = rng.below_modulo(3);
         match self {
             Aim::Send | Aim::Move => match pick {
                 0 => (Operation::Write, "/data/journal/"),
@@ -304,7 +305,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&mount)?;
     let mut disk = FaultFs::mount(&mount).context("the power-cut file system")?;
     let switch: PowerSwitch = disk.switch();
-    let mut rng = Rng(args.seed);
+    let mut rng = SplitMix64::new(args.seed);
     let documents = Arc::new(plan(args.documents, &mut rng));
     let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
     let moves: usize = documents
@@ -341,7 +342,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
             .saturating_sub(args.kill_after_min_ms)
             + 1;
         tokio::time::sleep(Duration::from_millis(
-            args.kill_after_min_ms + rng.below(span),
+            args.kill_after_min_ms + rng.below_modulo(span),
         ))
         .await;
         let aim = AIMS[round as usize % AIMS.len()];
@@ -374,8 +375,8 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         switch.arm(Trigger {
             operation,
             path_contains: path_contains.into(),
-            skip: rng.below(3),
-            apply_first: rng.below(2) == 1,
+            skip: rng.below_modulo(3),
+            apply_first: rng.below_modulo(2) == 1,
         });
         if aim == Aim::Rollover {
             hub = layout.start_hub()?;
@@ -407,10 +408,13 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         let moves_acknowledged = load.moves_acknowledged.lock().expect("moves").clone();
         let told_before = told(&layout);
         let notices_before = notices_told(&layout);
-        let (mode, mode_name) = match rng.below(4) {
+        let (mode, mode_name) = match rng.below_modulo(4) {
             0 => (CutMode::LoseAll, "lose-all"),
             1 => (CutMode::KeepNames, "keep-names"),
-            _ => (CutMode::Torn { seed: rng.next() }, "torn"),
+            _ => {
+                let seed = rng.next_u64();
+                (CutMode::Torn { seed }, "torn")
+            }
         };
         let report = disk.cut(mode)?;
         let cut_at = Instant::now();

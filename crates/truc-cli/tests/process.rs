@@ -802,24 +802,25 @@ async fn a_stalled_consumer_keeps_the_hub_memory_bounded_while_its_queue_grows()
     const QUEUED: u32 = 1_600;
     send_range(200..200 + QUEUED).await;
     let peak = truc_bench::resources::peak_rss_bytes(pid).expect("the hub's peak RSS");
-    let payload = u64::from(QUEUED) * ATTACHMENT_BYTES as u64;
+    const PAYLOAD: u64 = QUEUED as u64 * ATTACHMENT_BYTES as u64;
     eprintln!(
         "stalled consumer: {QUEUED} documents ({} MiB) queued behind it; hub RSS {} MiB before, peak {} MiB",
-        payload >> 20,
+        PAYLOAD >> 20,
         settled >> 20,
         peak >> 20
     );
     // The stream's byte budget (`delivery.window_bytes_max`, 8 MiB; 1,024
     // such messages would be 60 MiB) bounds what the hub holds for the node;
     // the queue itself stays on disk.
-    let window_bytes = (8 << 20) + ATTACHMENT_BYTES as u64;
+    const WINDOW_BYTES: u64 = (8 << 20) + ATTACHMENT_BYTES as u64;
     assert!(
-        peak < settled + window_bytes + (32 << 20),
+        peak < settled + WINDOW_BYTES + (32 << 20),
         "the hub grew from {} to {} MiB behind a stalled consumer",
         settled >> 20,
         peak >> 20
     );
-    assert!(payload > 2 * window_bytes, "the queue outgrows the window");
+    // Otherwise the bound above would prove nothing.
+    const _: () = assert!(PAYLOAD > 2 * WINDOW_BYTES, "the queue outgrows the window");
     // And the queue is all there: the operator sees its depth.
     let operator = connect(address, &pki, pki.operator_credentials("ops").unwrap()).await;
     let depth = operator

@@ -1,5 +1,6 @@
 //! The domain of the axis: agency codes, document ids, envelope headers,
-//! signatures, the status machine and limits. No I/O, no wire or disk types.
+//! signatures, the status machine and limits; and the seeded generator that
+//! plans, crash tests and benches draw from. No I/O, no wire or disk types.
 
 pub mod agency;
 pub mod document;
@@ -7,6 +8,7 @@ pub mod envelope;
 pub mod file_name;
 pub mod limits;
 pub mod signature;
+pub mod splitmix;
 pub mod status;
 
 pub use agency::{AgencyCode, AgencyCodeError};
@@ -24,4 +26,5 @@ pub use signature::{
     document_signing_bytes, envelope_signing_bytes, verify_archive_seal, verify_audit_export,
     verify_document, verify_envelope, KeyAlgorithm, PublicKey, SignatureError, SigningKey,
 };
+pub use splitmix::SplitMix64;
 pub use status::{check_reason, RequestEffect, Status, StatusMoveError};

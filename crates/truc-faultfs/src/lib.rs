@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub use model::{CutMode, CutReport, SplitMix};
+pub use model::{CutMode, CutReport};
 
 /// How long a request waits while the power is stopped before it fails on
 /// its own (the controller normally ends the wait much sooner).

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::time::SystemTime;
 
+use truc_domain::SplitMix64;
+
 /// Inode number of the root directory.
 pub const ROOT_INODE: u64 = 1;
 
@@ -124,29 +126,6 @@ pub struct CutReport {
 
 /// Paths named in one cut's report.
 const REPORT_PATHS_MAX: usize = 32;
-
-/// SplitMix64: the cut's choices follow from its seed.
-#[derive(Clone, Debug)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..bound` (0 when `bound` is 0).
-    pub fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 {
-            0
-        } else {
-            self.next_u64() % bound
-        }
-    }
-}
 
 pub(crate) struct Model {
     pub inodes: HashMap<u64, Inode>,
@@ -472,7 +451,9 @@ impl Model {
     /// survives.
     pub fn cut(&mut self, mode: CutMode) -> CutReport {
         let mut report = CutReport::default();
-        let mut rng = SplitMix(match mode {
+        // The cut's choices follow from its seed; by remainder, as the power
+        // cuts RELIABILITY.md records were drawn (no bound here is 0).
+        let mut rng = SplitMix64::new(match mode {
             CutMode::LoseAll | CutMode::KeepNames => 0,
             CutMode::Torn { seed } => seed,
         });
@@ -496,8 +477,8 @@ impl Model {
                     report.files_unsynced += 1;
                     let changes = std::mem::take(pending);
                     // Half the files lose everything; the others keep a prefix.
-                    let kept = if torn && rng.below(2) == 1 {
-                        rng.below(changes.len() as u64 + 1) as usize
+                    let kept = if torn && rng.below_modulo(2) == 1 {
+                        rng.below_modulo(changes.len() as u64 + 1) as usize
                     } else {
                         0
                     };
@@ -509,7 +490,7 @@ impl Model {
                     let mut torn_here = false;
                     if let Some(FileChange::Write { offset, bytes }) = changes.get(kept) {
                         if torn {
-                            let sector = if rng.below(2) == 0 { 512 } else { 4096 };
+                            let sector = if rng.below_modulo(2) == 0 { 512 } else { 4096 };
                             let end = offset + bytes.len() as u64;
                             // The boundaries inside this write.
                             let first = (offset / sector + 1) * sector;
@@ -519,7 +500,7 @@ impl Model {
                             // the cut that would lose it whole is `LoseAll`.
                             if !boundaries.is_empty() {
                                 let cut_at =
-                                    boundaries[rng.below(boundaries.len() as u64) as usize];
+                                    boundaries[rng.below_modulo(boundaries.len() as u64) as usize];
                                 let kept_bytes = (cut_at - offset) as usize;
                                 apply_file_change(
                                     durable,
@@ -551,8 +532,8 @@ impl Model {
                     let changes = std::mem::take(pending);
                     let kept = if mode == CutMode::KeepNames {
                         changes.len()
-                    } else if torn && rng.below(2) == 1 {
-                        rng.below(changes.len() as u64 + 1) as usize
+                    } else if torn && rng.below_modulo(2) == 1 {
+                        rng.below_modulo(changes.len() as u64 + 1) as usize
                     } else {
                         0
                     };

@@ -138,6 +138,19 @@ impl ClientError {
             _ => false,
         }
     }
+
+    /// Worth the same request again after a wait: unreachable (above), any
+    /// UNAVAILABLE, UNKNOWN or CANCELLED (what a call cut by a hub's death
+    /// ends with, transport cause or not), or an I/O error. Wider than
+    /// `is_unreachable`, which decides whether another hub may take a request.
+    pub fn is_transient(&self) -> bool {
+        self.is_unreachable()
+            || matches!(
+                self.code(),
+                Some(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+            )
+            || matches!(self, ClientError::Io(_))
+    }
 }
 
 /// A mutual-TLS channel to the hub, for any service on its port (the Axis,
@@ -846,6 +859,33 @@ impl tokio_stream::Stream for MergedAcks {
 mod tests {
     use super::*;
     use crate::agent::ack_message;
+
+    #[test]
+    fn a_hub_that_went_away_is_transient_and_a_refusal_is_not() {
+        let connect = ClientError::Connect {
+            address: SocketAddr::from(([127, 0, 0, 1], 1)),
+            reason: "refused".into(),
+        };
+        assert!(connect.is_transient());
+        assert!(ClientError::NoHubAnswered(vec![]).is_transient());
+        assert!(ClientError::Io(std::io::ErrorKind::BrokenPipe.into()).is_transient());
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::Unknown,
+            tonic::Code::Cancelled,
+        ] {
+            assert!(ClientError::Refused(tonic::Status::new(code, "")).is_transient());
+        }
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::PermissionDenied,
+            tonic::Code::FailedPrecondition,
+            tonic::Code::ResourceExhausted,
+        ] {
+            assert!(!ClientError::Refused(tonic::Status::new(code, "")).is_transient());
+        }
+        assert!(!ClientError::Draft("no subject".into()).is_transient());
+    }
 
     fn seqs(message: &pb::NodeMessage) -> Option<&[u64]> {
         match &message.kind {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::transport::Channel;
+use truc_domain::SplitMix64;
 use truc_proto::v1 as pb;
 
 use crate::client::{connect_tls, ClientError};
@@ -402,7 +403,7 @@ impl Hubs {
 }
 
 /// A small generator for jitter in waits, seeded per identity and process.
-pub(crate) struct Jitter(u64);
+pub(crate) struct Jitter(SplitMix64);
 
 impl Jitter {
     pub(crate) fn new(certificate: &[u8]) -> Self {
@@ -413,17 +414,12 @@ impl Jitter {
         for &byte in certificate.iter().rev().take(32) {
             seed = (seed ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
         }
-        Jitter(seed)
+        Jitter(SplitMix64::new(seed))
     }
 
-    /// SplitMix64, as a fraction in [0, 1).
+    /// A fraction in [0, 1): the top 53 bits, all an `f64` holds exactly.
     pub(crate) fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
-use truc_domain::{AgencyCode, Limits, Status};
+use truc_domain::{AgencyCode, Limits, SplitMix64, Status};
 use truc_hub::config::DeliveryConfig;
 use truc_hub::{AgencyEntry, Directory, HubSetup};
 use truc_node::compose::{Attachment, Draft};
@@ -33,7 +33,6 @@ use crate::plan::{Plan, PlannedDocument};
 use crate::progress::{Progress, ProgressMode, Totals};
 use crate::published::GOVERNMENT_OFFICE;
 use crate::report::HubFigures;
-use crate::rng::SplitMix64;
 use crate::source::{figures_from_hub, SourceError};
 
 /// The notation (ký hiệu) every replayed document carries: with the sender, date and the
@@ -901,15 +900,6 @@ pub fn draft_of(document: &PlannedDocument, sender_name: &str) -> Draft {
     }
 }
 
-fn is_transient(error: &ClientError) -> bool {
-    error.is_unreachable()
-        || matches!(
-            error.code(),
-            Some(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
-        )
-        || matches!(error, ClientError::Io(_))
-}
-
 /// The wait a RESOURCE_EXHAUSTED refusal asks for in its `retry-after`
 /// metadata (a hub's per-agency quotas), if it carries one.
 fn quota_wait(error: &ClientError) -> Option<Duration> {
@@ -959,7 +949,7 @@ async fn send_document(
                 shared.send_retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(quota_wait(&error).unwrap_or_default()).await;
             }
-            Err(error) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
+            Err(error) if error.is_transient() && attempt < TRANSIENT_ATTEMPTS_MAX => {
                 shared.send_retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(retry_delay(attempt)).await;
                 attempt += 1;
@@ -1163,7 +1153,7 @@ async fn receive_delivery(
         loop {
             match check_attachment(&node.client, &verified.document_id, index as u32, info).await {
                 Ok(()) => break,
-                Err(Some(error)) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
+                Err(Some(error)) if error.is_transient() && attempt < TRANSIENT_ATTEMPTS_MAX => {
                     tokio::time::sleep(retry_delay(attempt)).await;
                     attempt += 1;
                 }
@@ -1280,7 +1270,7 @@ async fn move_batch(
                 }
                 return Ok(());
             }
-            Err(error) if is_transient(&error) && attempt < TRANSIENT_ATTEMPTS_MAX => {
+            Err(error) if error.is_transient() && attempt < TRANSIENT_ATTEMPTS_MAX => {
                 after_transient = true;
                 shared.move_retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(retry_delay(attempt)).await;

@@ -12,7 +12,6 @@ pub mod plan;
 pub mod progress;
 pub mod published;
 pub mod report;
-mod rng;
 pub mod source;
 
 pub use plan::{

@@ -1,10 +1,9 @@
 //! When planned documents are sent: working days of the period, office hours in Vietnam.
 
-use truc_domain::DocumentDate;
+use truc_domain::{DocumentDate, SplitMix64};
 
 use super::apportion::apportion;
 use super::PlanError;
-use crate::rng::SplitMix64;
 
 const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;

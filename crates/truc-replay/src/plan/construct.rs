@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use truc_domain::{AgencyCode, DocumentDate};
+use truc_domain::{AgencyCode, DocumentDate, SplitMix64};
 
 use super::apportion::apportion;
 use super::calendar::{schedule, working_days};
 use super::{describe, Constraints, FeedbackProfile, Plan, PlanError, PlannedDocument, Unit};
-use crate::rng::SplitMix64;
 
 /// Streams of the seed, one per step.
 const STREAM_LAYOUT: u64 = 1;

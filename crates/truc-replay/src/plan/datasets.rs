@@ -7,12 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use truc_domain::{AgencyCode, DocumentDate};
+use truc_domain::{AgencyCode, DocumentDate, SplitMix64};
 use truc_seeds::ConnectionMode;
 
 use super::apportion::{apportion, apportion_at_least_one, scale_column};
 use super::{build, Constraints, FeedbackProfile, Pin, Plan, PlanError, Signing, Unit};
-use crate::rng::SplitMix64;
 
 /// The Government Office, recipient of every document of Phụ lục V.
 pub const GOVERNMENT_OFFICE: &str = "000.00.00.G22";

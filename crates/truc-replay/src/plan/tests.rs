@@ -3,12 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use truc_domain::{AgencyCode, DocumentDate};
+use truc_domain::{AgencyCode, DocumentDate, SplitMix64};
 
 use super::apportion::scale_column;
 use super::datasets::GOVERNMENT_OFFICE;
 use super::*;
-use crate::rng::SplitMix64;
 
 fn unit_code(position: usize) -> AgencyCode {
     format!("000.00.00.H{:02}", position + 1).parse().unwrap()
