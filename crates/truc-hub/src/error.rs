@@ -149,3 +149,26 @@ impl From<HubError> for Status {
         status
     }
 }
+
+/// Why the hub could not start serving, or stopped serving on an error: a
+/// fault of its set-up or of the machine, never a caller's request.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The hub's certificate, key, trust anchors or revocation list do not
+    /// make a TLS configuration.
+    #[error("the hub's TLS cannot be set up: {reason}")]
+    Tls { reason: String },
+    /// A setting the hub runs with cannot be honoured; `field` names it as
+    /// the config file does.
+    #[error("{field}: {reason}")]
+    Setting { field: &'static str, reason: String },
+    /// The API's descriptors for server reflection do not load.
+    #[error("server reflection cannot start: {reason}")]
+    Reflection { reason: String },
+    /// Serving stopped on a transport error (the listener failed).
+    #[error("serving gRPC failed: {source}")]
+    Serve {
+        #[source]
+        source: tonic::transport::Error,
+    },
+}

@@ -54,7 +54,7 @@ pub use config::HubConfig;
 /// reads it; public for the property tests and fuzz targets.
 pub use convert::raw_header;
 pub use directory::{AgencyEntry, ConnectionMode, Directory, DirectoryReload, NotAdmitted};
-pub use error::HubError;
+pub use error::{HubError, RunError};
 pub use identity::Caller;
 pub use observe::AXIS_SERVICE;
 pub use retention::{RetentionSetup, RetentionStatus};
@@ -325,7 +325,7 @@ pub async fn run(
     listener: TcpListener,
     setup: HubSetup,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), HubError> {
+) -> Result<(), RunError> {
     run_observed(listener, setup, Observe::default(), shutdown).await
 }
 
@@ -335,16 +335,12 @@ pub async fn run_observed(
     setup: HubSetup,
     observe: Observe,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), HubError> {
+) -> Result<(), RunError> {
     let verifier =
         security::RevocableVerifier::new(setup.trust.clone(), setup.security.crl.as_ref())
-            .map_err(|reason| HubError::Unauthenticated {
-                field: "tls".into(),
-                reason,
-            })?;
+            .map_err(|reason| RunError::Tls { reason })?;
     let tls = truc_pki::server_tls_config_with_verifier(&setup.credentials, verifier.clone())
-        .map_err(|e| HubError::Unauthenticated {
-            field: "tls".into(),
+        .map_err(|e| RunError::Tls {
             reason: e.to_string(),
         })?;
     let reflection_v1 = observe::reflection_v1()?;
@@ -361,8 +357,10 @@ pub async fn run_observed(
     );
     let metrics_endpoint = match observe.metrics_listener {
         Some(listener) => {
-            let handle = metrics::install()
-                .map_err(|reason| HubError::invalid("observe.metrics_listen", reason))?;
+            let handle = metrics::install().map_err(|reason| RunError::Setting {
+                field: "observe.metrics_listen",
+                reason,
+            })?;
             record_certificate_expiry(&setup);
             Some((listener, handle))
         }
@@ -386,12 +384,15 @@ pub async fn run_observed(
     // Retention seals archives with the hub's key: without one it cannot run.
     let archive_sink: Option<std::sync::Arc<dyn truc_store::ArchiveSink>> =
         if setup.watch.retention.enabled {
-            let key = setup.credentials.signing_key().map_err(|error| {
-                HubError::invalid(
-                    "retention.enabled",
-                    format!("archives are sealed with the hub's key, which cannot sign: {error}"),
-                )
-            })?;
+            let key = setup
+                .credentials
+                .signing_key()
+                .map_err(|error| RunError::Setting {
+                    field: "retention.enabled",
+                    reason: format!(
+                        "archives are sealed with the hub's key, which cannot sign: {error}"
+                    ),
+                })?;
             Some(std::sync::Arc::new(truc_archive::ArchiveWriter::new(
                 &setup.watch.retention.archive_dir,
                 &setup.store.hub_name().unwrap_or_default(),
@@ -508,10 +509,7 @@ pub async fn run_observed(
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
-        .map_err(|error| HubError::Invalid {
-            field: "server".into(),
-            reason: error.to_string(),
-        });
+        .map_err(|source| RunError::Serve { source });
     // The watcher holds the store: it must let go before `run_observed` returns.
     let _ = stop_watcher(&hub, watcher_task).await;
     if let Some(task) = retention_task {

@@ -25,7 +25,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 use truc_proto::v1 as pb;
 
-use crate::error::HubError;
+use crate::error::RunError;
 
 /// The gRPC name of the Axis service, as health checks ask for it.
 pub const AXIS_SERVICE: &str = pb::axis_server::SERVICE_NAME;
@@ -169,7 +169,7 @@ pub(crate) fn reflection_v1() -> Result<
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
-    HubError,
+    RunError,
 > {
     reflection_builder().build_v1().map_err(reflection_error)
 }
@@ -179,7 +179,7 @@ pub(crate) fn reflection_v1alpha() -> Result<
     tonic_reflection::server::v1alpha::ServerReflectionServer<
         impl tonic_reflection::server::v1alpha::ServerReflection,
     >,
-    HubError,
+    RunError,
 > {
     reflection_builder()
         .build_v1alpha()
@@ -198,11 +198,10 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
-fn reflection_error(error: tonic_reflection::server::Error) -> HubError {
-    HubError::invalid(
-        "reflection",
-        format!("the API descriptors do not load: {error}"),
-    )
+fn reflection_error(error: tonic_reflection::server::Error) -> RunError {
+    RunError::Reflection {
+        reason: format!("the API descriptors do not load: {error}"),
+    }
 }
 
 /// Resolves once the hub is stopping.

@@ -297,7 +297,7 @@ pub struct EmbeddedHub {
     pub archive_dir: Option<PathBuf>,
     started: Instant,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), truc_hub::HubError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), truc_hub::RunError>>>,
 }
 
 impl EmbeddedHub {
