@@ -193,3 +193,58 @@ macro_rules! params {
     };
 }
 pub(crate) use params;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipeline whose third statement fails leaves nothing of the first
+    /// two, though they were sent, with the COMMIT, before any answer came.
+    #[test]
+    fn a_failing_statement_voids_the_whole_pipelined_transaction() {
+        truc_cluster::ensure_packages().expect("PostgreSQL is installed");
+        let dir = tempfile::tempdir().unwrap();
+        let server = truc_cluster::PostgresServer::start(dir.path()).expect("server starts");
+        let options = PostgresOptions {
+            url: server.url(),
+            ..PostgresOptions::default()
+        };
+        let mut connection = Connection::open(&options).unwrap();
+        connection
+            .batch_execute("CREATE TABLE pipelined (n integer PRIMARY KEY)")
+            .unwrap();
+        let insert = "INSERT INTO pipelined (n) SELECT * FROM UNNEST($1::integer[])";
+
+        let mut pipeline = Pipeline::default();
+        pipeline.push("opening", "BEGIN", params![]);
+        pipeline.push("first", insert, params![vec![1i32, 2]]);
+        pipeline.push("second", insert, params![vec![3i32]]);
+        pipeline.push("the duplicate", insert, params![vec![2i32]]);
+        pipeline.push("committing", "COMMIT", params![]);
+        let error = connection.run(pipeline).unwrap_err();
+        assert!(
+            error.to_string().contains("the duplicate"),
+            "the first failure names its statement: {error}"
+        );
+        let _ = connection.batch_execute("ROLLBACK");
+        let count = connection
+            .query("SELECT count(*) FROM pipelined", &[])
+            .unwrap()[0]
+            .get::<_, i64>(0);
+        assert_eq!(count, 0, "nothing of the failed transaction is stored");
+
+        // The same without the duplicate commits all of it, in one go.
+        let mut pipeline = Pipeline::default();
+        pipeline.push("opening", "BEGIN", params![]);
+        pipeline.push("first", insert, params![vec![1i32, 2]]);
+        pipeline.push("second", insert, params![vec![3i32]]);
+        pipeline.push("committing", "COMMIT", params![]);
+        let answers = connection.run(pipeline).unwrap();
+        assert_eq!(answers.len(), 4);
+        let count = connection
+            .query("SELECT count(*) FROM pipelined", &[])
+            .unwrap()[0]
+            .get::<_, i64>(0);
+        assert_eq!(count, 3);
+    }
+}
