@@ -10,7 +10,7 @@ use truc_store::{ArchivedDocument, DeliveryRecord, DocumentRecord};
 
 use crate::convert::signature_state;
 use crate::error::HubError;
-use crate::{operator, Caller, Hub, Rows};
+use crate::{operator, Caller, Hub};
 
 pub(crate) fn status_of(
     hub: &Hub,
@@ -96,19 +96,7 @@ pub(crate) fn status_of(
         accepted_at_unix_ms: record.accepted_at_unix_ms,
         document_signature: signature_state(record.document_signature_state) as i32,
         recipients,
-        refused: if matches!(rows, Rows::Of(_)) {
-            Vec::new()
-        } else {
-            record
-                .refused
-                .into_iter()
-                .map(|r| pb::RecipientOutcome {
-                    organ_id: r.organ_id,
-                    accepted: false,
-                    reason: r.reason,
-                })
-                .collect()
-        },
+        refused: rows.refused(record.refused),
         business_type,
         chain: links
             .into_iter()

@@ -705,6 +705,27 @@ pub(crate) enum Rows {
 }
 
 impl Rows {
+    /// The recipients a send refused, as the sender and operators see them:
+    /// a recipient is not told who else was refused.
+    pub(crate) fn refused(
+        &self,
+        refused: Vec<truc_store::RefusedRecipient>,
+    ) -> Vec<pb::RecipientOutcome> {
+        match self {
+            Rows::Of(_) => Vec::new(),
+            Rows::All => refused
+                .into_iter()
+                .map(|r| pb::RecipientOutcome {
+                    organ_id: r.organ_id,
+                    accepted: false,
+                    reason: r.reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Rows {
     pub(crate) fn shows(&self, directory: &Directory, recipient: &str) -> bool {
         match self {
             Rows::All => true,
@@ -923,19 +944,7 @@ impl Hub {
             chain,
             archive: String::new(),
             archive_unreadable: false,
-            refused: if matches!(rows, Rows::Of(_)) {
-                Vec::new()
-            } else {
-                record
-                    .refused
-                    .into_iter()
-                    .map(|r| pb::RecipientOutcome {
-                        organ_id: r.organ_id,
-                        accepted: false,
-                        reason: r.reason,
-                    })
-                    .collect()
-            },
+            refused: rows.refused(record.refused),
         })
     }
 

@@ -57,12 +57,7 @@ pub(crate) fn archived(
     document_id: &str,
 ) -> Result<Option<ArchivedDocument>, StoreError> {
     connection
-        .query_opt(
-            "SELECT document_id, content_sha256, accepted_at, recipients, refused,
-                    document_signature_state, archive, archive_offset, archived_at
-             FROM archived_documents WHERE document_id = $1",
-            &[&document_id],
-        )
+        .query_opt(ARCHIVED_ANY, &[&[document_id].as_slice()])
         .map_err(fail("reading the duplicate index"))?
         .map(|row| row_archived(&row))
         .transpose()
