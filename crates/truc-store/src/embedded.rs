@@ -652,7 +652,7 @@ impl EmbeddedWriter {
         self.inner.layers.merge(staged.into_iter(), commit_seq);
         // Durable and visible: the bytes of what left can go.
         if !released.is_empty() {
-            self.inner.payload.release(&retention::coalesce(released));
+            self.inner.payload.release(&released);
         }
         if !backlog.is_empty() {
             let mut counts = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());

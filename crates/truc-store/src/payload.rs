@@ -331,18 +331,20 @@ impl PayloadLog {
     }
 
     /// Gives the disk space of bytes nothing names back to the file system
-    /// (a refused or failed send's). Best effort: a file system without
-    /// hole punching keeps them as unused space.
+    /// (a refused or failed send's, a retired document's). Pieces that touch
+    /// on disk, each with the CRC after it, are punched as one range: a file
+    /// system frees only the whole blocks inside one punch, and pieces smaller
+    /// than a block share theirs with a neighbour. Best effort: a file system
+    /// without hole punching keeps them as unused space.
     pub(crate) fn release(&self, extents: &[Extent]) {
         use rustix::fs::{fallocate, FallocateFlags};
-        for extent in extents {
-            let punched = self.segment(extent.segment).and_then(|segment| {
-                let crc = if segment.checked { CRC_BYTES } else { 0 };
+        for (segment, offset, len) in self.physical_ranges(extents) {
+            let punched = self.segment(segment).and_then(|segment| {
                 fallocate(
                     &*segment.file,
                     FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
-                    extent.offset,
-                    u64::from(extent.len) + crc,
+                    offset,
+                    len,
                 )
                 .map_err(std::io::Error::from)
             });
@@ -350,6 +352,30 @@ impl PayloadLog {
                 tracing::debug!(%error, "cannot release unused payload bytes");
             }
         }
+    }
+
+    /// `(segment, offset, length)` of the bytes `extents` hold on disk, CRCs
+    /// included, joined where they touch.
+    fn physical_ranges(&self, extents: &[Extent]) -> Vec<(u32, u64, u64)> {
+        let mut ranges: Vec<(u32, u64, u64)> = extents
+            .iter()
+            .filter_map(|extent| {
+                let checked = self.segment(extent.segment).ok()?.checked;
+                let crc = if checked { CRC_BYTES } else { 0 };
+                Some((extent.segment, extent.offset, u64::from(extent.len) + crc))
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut joined: Vec<(u32, u64, u64)> = Vec::with_capacity(ranges.len());
+        for (segment, offset, len) in ranges {
+            match joined.last_mut() {
+                Some(last) if last.0 == segment && last.1 + last.2 >= offset => {
+                    last.2 = last.2.max(offset + len - last.1);
+                }
+                _ => joined.push((segment, offset, len)),
+            }
+        }
+        joined
     }
 
     /// The bytes of a piece, checked against their CRC where the segment
@@ -415,6 +441,42 @@ mod tests {
         );
         assert_eq!(log.read(&kept).unwrap(), vec![1; 8192]);
         assert_eq!(log.read(&after).unwrap(), vec![3; 8192]);
+    }
+
+    /// Attachments smaller than a block share blocks with their neighbours
+    /// (and each is followed by its CRC): released together, the blocks
+    /// they fill go back to the file system.
+    #[test]
+    fn small_neighbours_released_together_give_their_blocks_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PayloadLog::open(dir.path()).unwrap();
+        let kept = log.append(&[1; 100]).unwrap();
+        let small: Vec<Extent> = (0..512)
+            .map(|number| log.append(&[number as u8; 2048]).unwrap())
+            .collect();
+        let after = log.append(&[3; 100]).unwrap();
+        log.sync().unwrap();
+        let blocks = || {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(segment_path(log.dir(), 1))
+                .unwrap()
+                .blocks()
+                * 512
+        };
+        let before = blocks();
+        // In another order than written, as a group may retire them.
+        let mut released = small.clone();
+        released.reverse();
+        log.release(&released);
+        // 512 pieces of 2,052 bytes are a megabyte: all of it but the two
+        // blocks shared with the pieces kept goes back.
+        assert!(
+            blocks() + 1_000_000 < before,
+            "{before} bytes then {}",
+            blocks()
+        );
+        assert_eq!(log.read(&kept).unwrap(), vec![1; 100]);
+        assert_eq!(log.read(&after).unwrap(), vec![3; 100]);
     }
 
     #[test]

@@ -293,26 +293,6 @@ fn prune_audit(inner: &Inner, staged: &mut Changes, through: u64) -> Result<(), 
     Ok(())
 }
 
-/// Payload extents freed by a group, joined where they touch, so that the
-/// file system gives back whole blocks between neighbours released together.
-pub(super) fn coalesce(mut extents: Vec<payload::Extent>) -> Vec<payload::Extent> {
-    extents.sort_by_key(|extent| (extent.segment, extent.offset));
-    let mut joined: Vec<payload::Extent> = Vec::with_capacity(extents.len());
-    for extent in extents {
-        match joined.last_mut() {
-            Some(last)
-                if last.segment == extent.segment
-                    && last.offset + u64::from(last.len) == extent.offset
-                    && u64::from(last.len) + u64::from(extent.len) <= u64::from(u32::MAX) =>
-            {
-                last.len += extent.len;
-            }
-            _ => joined.push(extent),
-        }
-    }
-    joined
-}
-
 /// Builds the acceptance index and the attachments' reference counts of a
 /// directory written before retention, once, at open (the live layers
 /// already hold the journal's groups, so every document is seen).
