@@ -101,6 +101,8 @@ impl HubTarget {
 /// run: retention, a fast clock, metrics).
 #[derive(Clone, Debug)]
 pub struct HubExtras {
+    /// Top-level settings (`cache_mib = 16`), one per line, before the first section.
+    pub settings: Vec<String>,
     /// Appended to the hub's config file (whole sections).
     pub config: String,
     /// Appended to `truc hub --config …`.
@@ -112,6 +114,7 @@ pub struct HubExtras {
 impl Default for HubExtras {
     fn default() -> Self {
         HubExtras {
+            settings: Vec::new(),
             config: String::new(),
             args: Vec::new(),
             certificate_validity: CERTIFICATE_VALIDITY,
@@ -308,9 +311,14 @@ impl SpawnedHub {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{address}\"\ndata_dir = \"{}\"\ndirectory = \"agencies.toml\"\n\n\
+                "listen = \"{address}\"\ndata_dir = \"{}\"\ndirectory = \"agencies.toml\"\n{}\n\
                  [tls]\nca_cert = \"pki/ca.crt\"\ncert = \"pki/hub.crt\"\nkey = \"pki/hub.key\"\n{store_section}{}",
                 data_dir.display(),
+                extras
+                    .settings
+                    .iter()
+                    .map(|line| format!("{line}\n"))
+                    .collect::<String>(),
                 extras.config
             ),
         )?;

@@ -56,6 +56,8 @@ pub struct YearOptions {
     pub window: u32,
     /// Keep the hub's folder here.
     pub keep: Option<PathBuf>,
+    /// Top-level hub settings beyond the defaults (`cache_mib = 16`).
+    pub hub_settings: Vec<String>,
 }
 
 /// One row of the table.
@@ -216,6 +218,7 @@ pub async fn run_year(
     // fast clock would make every delivery late).
     let run_interval_seconds = (86_400.0 / speed).ceil().max(1.0) as u64;
     let extras = HubExtras {
+        settings: options.hub_settings.clone(),
         config: format!(
             "\n[observe]\nmetrics_listen = \"{metrics}\"\n\n\
              [deadlines]\narrived_within_minutes = 0\nreceived_within_working_minutes = 0\n\

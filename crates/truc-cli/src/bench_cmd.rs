@@ -112,6 +112,10 @@ pub struct BenchArgs {
     /// With --year: seconds between samples.
     #[arg(long, default_value_t = 60)]
     sample_seconds: u64,
+    /// With --year: a top-level setting of the hub it starts, as in its config file
+    /// (`--hub-setting 'cache_mib = 16'`); repeat for several.
+    #[arg(long, value_name = "SETTING", requires = "year")]
+    hub_setting: Vec<String>,
 }
 
 fn parse_scenario(text: &str) -> Result<Scenario, String> {
@@ -358,6 +362,7 @@ async fn year(args: BenchArgs) -> anyhow::Result<ExitCode> {
         sample_every: Duration::from_secs(args.sample_seconds.max(1)),
         window: args.window,
         keep: args.keep.clone(),
+        hub_settings: args.hub_setting.clone(),
     };
     let program =
         std::env::current_exe().context("finding this executable to start `truc hub` from")?;
