@@ -1,6 +1,12 @@
 //! The `truc` binary: thin subcommands over the library crates.
 
 /// Allocation is a fifth of the replay's CPU with glibc's allocator.
+/// mimalloc 2 rather than 3: it gives freed pages back to the system after
+/// 10 ms where 3 waits a second, and a hub running for months must not keep
+/// what it freed (a year run's RSS peaked 24 % above its first-period level
+/// against 50 % with 3; BENCHMARKS.md). The `system-allocator` feature keeps
+/// glibc's, for heap profilers that watch `malloc` (CONTRIBUTING.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
