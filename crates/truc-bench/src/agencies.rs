@@ -12,13 +12,15 @@ pub enum ScenarioKind {
     Intake,
     Fanout,
     Moves,
+    Attachments,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 3] = [
+    pub const ALL: [ScenarioKind; 4] = [
         ScenarioKind::Intake,
         ScenarioKind::Fanout,
         ScenarioKind::Moves,
+        ScenarioKind::Attachments,
     ];
 
     /// The level-1 letter of this scenario's agency codes.
@@ -27,6 +29,7 @@ impl ScenarioKind {
             ScenarioKind::Intake => 'I',
             ScenarioKind::Fanout => 'F',
             ScenarioKind::Moves => 'M',
+            ScenarioKind::Attachments => 'A',
         }
     }
 
@@ -35,6 +38,7 @@ impl ScenarioKind {
             ScenarioKind::Intake => "intake",
             ScenarioKind::Fanout => "fanout",
             ScenarioKind::Moves => "moves",
+            ScenarioKind::Attachments => "attachments",
         }
     }
 }
@@ -97,9 +101,10 @@ mod tests {
                 assert!(codes.insert(agency.code));
             }
         }
-        assert_eq!(codes.len(), 36);
+        assert_eq!(codes.len(), 48);
         let text = directory_toml(12);
-        assert_eq!(text.matches("[[agency]]").count(), 36);
+        assert_eq!(text.matches("[[agency]]").count(), 48);
+        assert!(text.contains("code = \"000.00.00.A12\""));
         assert!(text.contains("code = \"000.00.00.M12\""));
     }
 }

@@ -151,6 +151,24 @@ pub async fn presign(
     maker: Arc<DocumentMaker>,
     indices: Range<u64>,
 ) -> Result<Vec<SignedDocument>, BenchError> {
+    sign_in_parallel(indices, move |index| {
+        let maker = maker.clone();
+        async move { maker.make(index).await }
+    })
+    .await
+}
+
+/// `make(index)` for every index of `indices`, spread over every core, in
+/// index order.
+pub(crate) async fn sign_in_parallel<T, F, Fut>(
+    indices: Range<u64>,
+    make: F,
+) -> Result<Vec<T>, BenchError>
+where
+    T: Send + 'static,
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, BenchError>> + Send + 'static,
+{
     let count = (indices.end - indices.start) as usize;
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -159,13 +177,13 @@ pub async fn presign(
     let per_worker = count.div_ceil(workers) as u64;
     let mut tasks = Vec::with_capacity(workers);
     for worker in 0..workers as u64 {
-        let maker = maker.clone();
+        let make = make.clone();
         let first = indices.start + worker * per_worker;
         let range = first..(first + per_worker).min(indices.end);
         tasks.push(tokio::spawn(async move {
             let mut documents = Vec::with_capacity(range.clone().count());
             for index in range {
-                documents.push(maker.make(index).await?);
+                documents.push(make(index).await?);
                 // Signing never waits, so without a yield these tasks hold
                 // every worker for the whole pool (a minute for a 300 s
                 // phase) and the nodes already connected miss the hub's

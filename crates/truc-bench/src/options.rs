@@ -13,16 +13,21 @@ pub enum Scenario {
     Intake,
     Fanout,
     Moves,
+    /// Intake, fan-out and moves: the figures BENCHMARKS.md records.
     All,
+    /// Sends of one attachment size after another, beside the disk's own
+    /// bandwidth; never part of `all` (its phases write gigabytes).
+    Attachments,
 }
 
 impl Scenario {
     pub fn includes(self, kind: ScenarioKind) -> bool {
         match self {
-            Scenario::All => true,
+            Scenario::All => kind != ScenarioKind::Attachments,
             Scenario::Intake => kind == ScenarioKind::Intake,
             Scenario::Fanout => kind == ScenarioKind::Fanout,
             Scenario::Moves => kind == ScenarioKind::Moves,
+            Scenario::Attachments => kind == ScenarioKind::Attachments,
         }
     }
 }
@@ -36,8 +41,9 @@ impl FromStr for Scenario {
             "fanout" => Ok(Scenario::Fanout),
             "moves" => Ok(Scenario::Moves),
             "all" => Ok(Scenario::All),
+            "attachments" => Ok(Scenario::Attachments),
             other => Err(format!(
-                "'{other}' is not a scenario: intake, fanout, moves or all"
+                "'{other}' is not a scenario: intake, fanout, moves, all or attachments"
             )),
         }
     }
@@ -90,6 +96,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Bytes of the one attachment each document carries.
     pub attachment_bytes: usize,
+    /// The attachment scenario's sizes, one phase each, in order.
+    pub attachment_sizes: Vec<u64>,
     pub fanout: FanoutMix,
     pub rate: RateSpec,
     /// Agencies per scenario; each sends and receives.
@@ -133,6 +141,19 @@ pub const BATCHED_MOVES_RATE_PLANNED: f64 = 100_000.0;
 pub const MOVES_PER_CALL_DEFAULT: usize = 64;
 /// Most envelopes signed for one phase (memory: about 2.5 KB each by default).
 pub const PRESIGN_MAX: usize = 2_000_000;
+/// Attachment bytes per second the attachment scenario's pool is sized
+/// for: a margin above a fast NVMe drive's sequential writes (at most
+/// [`PRESIGN_RATE_PLANNED`] documents/s for small attachments).
+pub const ATTACHMENT_BYTES_RATE_PLANNED: f64 = 4e9;
+/// The attachment scenario's sizes unless asked: from a one-page letter to
+/// a large scanned document.
+pub const ATTACHMENT_SIZES_DEFAULT: [u64; 4] = [1 << 10, 64 << 10, 1 << 20, 16 << 20];
+/// The smallest attachment the scenario sends: every document's ends with
+/// bytes of its own (`DISTINCT_SUFFIX_BYTES`), so that no two are equal.
+pub const ATTACHMENT_SIZE_MIN: u64 = 64;
+/// The largest: the scenario holds one attachment of each size in memory,
+/// shared by the documents of its phase.
+pub const ATTACHMENT_SIZE_MAX: u64 = 256 << 20;
 
 impl Default for BenchOptions {
     fn default() -> Self {
@@ -141,6 +162,7 @@ impl Default for BenchOptions {
             duration: Duration::from_secs(30),
             concurrency: 64,
             attachment_bytes: 2048,
+            attachment_sizes: ATTACHMENT_SIZES_DEFAULT.to_vec(),
             fanout: FanoutMix::from_hundredths(363).expect("3.63 is in range"),
             rate: RateSpec::Unpaced,
             agencies: 8,
@@ -199,6 +221,30 @@ impl BenchOptions {
                     .to_owned(),
             );
         }
+        if self.scenario == Scenario::Attachments {
+            if self.attachment_sizes.is_empty() {
+                problems.push("--attachment-sizes needs at least one size".to_owned());
+            }
+            let out_of_range: Vec<String> = self
+                .attachment_sizes
+                .iter()
+                .filter(|size| !(ATTACHMENT_SIZE_MIN..=ATTACHMENT_SIZE_MAX).contains(*size))
+                .map(|size| truc_domain::ByteSize(*size).to_string())
+                .collect();
+            if !out_of_range.is_empty() {
+                problems.push(format!(
+                    "--attachment-sizes: {} outside {} to {} (every attachment ends with bytes of \
+                     its own; one of each size is held in memory)",
+                    out_of_range.join(", "),
+                    truc_domain::ByteSize(ATTACHMENT_SIZE_MIN),
+                    truc_domain::ByteSize(ATTACHMENT_SIZE_MAX)
+                ));
+            }
+            if self.rate != RateSpec::Unpaced {
+                problems
+                    .push("--rate: the attachment scenario measures bandwidth, unpaced".to_owned());
+            }
+        }
         if self.nats.is_some() && !self.scenario.includes(ScenarioKind::Fanout) {
             problems.push(
                 "--compare-nats compares fan-out deliveries: use --scenario fanout or all"
@@ -217,6 +263,16 @@ impl BenchOptions {
         // A paced run needs exactly rate × duration; one more second of margin.
         let seconds = self.duration.as_secs_f64() + if rate.is_some() { 1.0 } else { 0.0 };
         ((per_second * seconds).ceil() as usize).clamp(1, PRESIGN_MAX)
+    }
+
+    /// Envelopes to sign for one phase of the attachment scenario.
+    pub fn attachments_pool_size(&self, attachment_bytes: u64) -> usize {
+        if let Some(count) = self.presign {
+            return count;
+        }
+        let per_second = (ATTACHMENT_BYTES_RATE_PLANNED / attachment_bytes.max(1) as f64)
+            .min(PRESIGN_RATE_PLANNED);
+        ((per_second * self.duration.as_secs_f64()).ceil() as usize).clamp(1, PRESIGN_MAX)
     }
 
     /// Documents to deliver before the timed status moves.
@@ -328,6 +384,41 @@ mod tests {
         assert!("0".parse::<RateSpec>().is_err());
         assert!("fast".parse::<RateSpec>().is_err());
         assert_eq!("moves".parse::<Scenario>(), Ok(Scenario::Moves));
+        assert_eq!("attachments".parse::<Scenario>(), Ok(Scenario::Attachments));
         assert!("everything".parse::<Scenario>().is_err());
+        // `all` keeps to the figures BENCHMARKS.md records.
+        assert!(!Scenario::All.includes(ScenarioKind::Attachments));
+        assert!(Scenario::Attachments.includes(ScenarioKind::Attachments));
+        assert!(!Scenario::Attachments.includes(ScenarioKind::Fanout));
+    }
+
+    #[test]
+    fn attachment_sizes_are_checked_and_size_their_pools() {
+        let options = BenchOptions {
+            scenario: Scenario::Attachments,
+            duration: Duration::from_secs(10),
+            ..BenchOptions::default()
+        };
+        assert!(options.problems().is_empty(), "{:?}", options.problems());
+        // 10,000 documents/s at most; 4 GB/s of 16 MiB documents is 238/s.
+        assert_eq!(options.attachments_pool_size(1024), 100_000);
+        assert_eq!(options.attachments_pool_size(16 << 20), 2_385);
+        let bad = BenchOptions {
+            attachment_sizes: vec![10, 1 << 20, 1 << 30],
+            rate: RateSpec::PerSecond(5.0),
+            ..options.clone()
+        };
+        let problems = bad.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("10 B, 1 GiB outside 64 B to 256 MiB"),
+            "{problems:?}"
+        );
+        assert!(problems[1].starts_with("--rate"), "{problems:?}");
+        let none = BenchOptions {
+            attachment_sizes: Vec::new(),
+            ..options
+        };
+        assert_eq!(none.problems().len(), 1);
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::latency::LatencySummary;
+use crate::resources::DiskBandwidth;
 
 /// What acknowledgements mean for hubs on PostgreSQL.
 pub const CLUSTER_DURABILITY: &str =
@@ -32,6 +33,7 @@ pub struct BenchReport {
     pub intake: Vec<SendFigures>,
     pub fanout: Vec<FanoutFigures>,
     pub moves: Option<MovesFigures>,
+    pub attachments: Option<AttachmentsFigures>,
     pub resources: Vec<ResourceSample>,
     pub nats: Option<NatsComparison>,
     /// Everything that went wrong; a run with failures is not a measurement.
@@ -153,6 +155,61 @@ pub struct MovesFigures {
     pub bench_cores: Option<f64>,
 }
 
+/// The attachment scenario: one phase per size.
+#[derive(Debug, Default, Serialize)]
+pub struct AttachmentsFigures {
+    /// How attachments travel: in chunks of this many bytes, as a node streams them.
+    pub chunk_bytes: usize,
+    pub recipients_mean: f64,
+    /// Whether the deliveries are part of the run, and how.
+    pub deliveries: String,
+    /// How the disk's own figure is measured.
+    pub disk_method: String,
+    /// How the hub's peak memory per phase is measured.
+    pub memory_method: String,
+    /// What the bench set of the hub's size limits, if anything.
+    pub hub_limits: Option<String>,
+    pub phases: Vec<AttachmentPhase>,
+}
+
+/// One attachment size's phase.
+#[derive(Debug, Default, Serialize)]
+pub struct AttachmentPhase {
+    pub attachment_bytes: u64,
+    pub send: SendFigures,
+    /// The hub refused every document of this size: its first answer.
+    pub refused: Option<String>,
+    /// Documents the hub counted as accepted over the phase (its operator counts).
+    pub hub_documents_accepted: u64,
+    /// Attachment bytes acknowledged (documents × size) per second of the
+    /// send window, in millions of bytes.
+    pub attachment_mb_per_second: f64,
+    pub deliveries_expected: u64,
+    pub deliveries_received: u64,
+    pub hub_arrivals_recorded: u64,
+    pub arrived_notices: u64,
+    /// documents acknowledged = the hub's count, and deliveries received =
+    /// expected = the hub's arrivals = the notices.
+    pub consistent: bool,
+    /// Growth of the data directory's allocated size from the phase's
+    /// start to its last delivery (the journal is cut back at checkpoints,
+    /// so not every byte that went through it is still there)…
+    pub data_dir_growth_bytes: Option<u64>,
+    /// …per second of the send window, in millions of bytes.
+    pub data_dir_mb_per_second: Option<f64>,
+    pub disk: Option<DiskBandwidth>,
+    pub disk_unmeasured: Option<String>,
+    /// The hub's attachment MB/s as a share of the disk's.
+    pub hub_over_disk_percent: Option<f64>,
+    /// `VmRSS` before the phase, its highest sample over the phase (sends
+    /// and the deliveries' drain), and the number of samples.
+    pub hub_rss_before_bytes: Option<u64>,
+    pub hub_peak_rss_sampled_bytes: Option<u64>,
+    pub hub_rss_samples: u64,
+    /// `VmHWM` after the phase: the peak over the hub's whole life so far.
+    pub hub_lifetime_peak_rss_bytes: Option<u64>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct ResourceSample {
     pub after: String,
@@ -268,11 +325,133 @@ fn pace(rate: Option<f64>) -> String {
     }
 }
 
+/// `16 MiB` for a table.
+fn size_label(bytes: u64) -> String {
+    truc_domain::ByteSize(bytes).to_string()
+}
+
+fn optional_mib(bytes: Option<u64>) -> String {
+    bytes.map(mib).unwrap_or_else(|| "unknown".into())
+}
+
+/// The attachment scenario's section of the table.
+fn attachments_table(out: &mut String, figures: &AttachmentsFigures) {
+    let _ = writeln!(
+        out,
+        "\nattachments: one per document, streamed in chunks of {} as a node sends them, {} \
+         recipients per document on average; MB = 10^6 bytes",
+        size_label(figures.chunk_bytes as u64),
+        figures.recipients_mean
+    );
+    let _ = writeln!(out, "    deliveries: {}", figures.deliveries);
+    let _ = writeln!(out, "    disk: {}", figures.disk_method);
+    let _ = writeln!(out, "    memory: {}", figures.memory_method);
+    if let Some(limits) = &figures.hub_limits {
+        let _ = writeln!(out, "    hub limits: {limits}");
+    }
+    let _ = writeln!(
+        out,
+        "    {:>8} {:>9} {:>9} {:>11} {:>11} {:>11} {:>8} {:>11} {:>10} {:>10}",
+        "size",
+        "documents",
+        "docs/s",
+        "attach MB/s",
+        "data dir",
+        "disk MB/s",
+        "hub/disk",
+        "p99 → ack",
+        "RSS before",
+        "RSS peak"
+    );
+    for phase in &figures.phases {
+        if let Some(refused) = &phase.refused {
+            let _ = writeln!(
+                out,
+                "    {:>8} REFUSED by the hub: {refused}",
+                size_label(phase.attachment_bytes)
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "    {:>8} {:>9} {:>9.1} {:>11.1} {:>11} {:>11} {:>8} {:>8.1} ms {:>10} {:>10}{}",
+            size_label(phase.attachment_bytes),
+            group(phase.send.documents_acknowledged),
+            phase.send.documents_per_second,
+            phase.attachment_mb_per_second,
+            phase
+                .data_dir_mb_per_second
+                .map(|rate| format!("{rate:.1} MB/s"))
+                .unwrap_or_else(|| "unknown".into()),
+            phase
+                .disk
+                .as_ref()
+                .map(|disk| format!("{:.1}", disk.mb_per_second))
+                .unwrap_or_else(|| "unknown".into()),
+            phase
+                .hub_over_disk_percent
+                .map(|percent| format!("{percent:.0} %"))
+                .unwrap_or_else(|| "n/a".into()),
+            phase.send.send_to_ack.p99_ms,
+            optional_mib(phase.hub_rss_before_bytes),
+            optional_mib(phase.hub_peak_rss_sampled_bytes),
+            if phase.consistent {
+                ""
+            } else {
+                "  INCONSISTENT"
+            },
+        );
+    }
+    for phase in &figures.phases {
+        if phase.refused.is_some() {
+            continue;
+        }
+        let label = size_label(phase.attachment_bytes);
+        let _ = writeln!(
+            out,
+            "    {label}: {} documents acknowledged, the hub counted {}; {} of {} deliveries \
+             received, {} arrivals recorded, {} notices{}",
+            group(phase.send.documents_acknowledged),
+            group(phase.hub_documents_accepted),
+            group(phase.deliveries_received),
+            group(phase.deliveries_expected),
+            group(phase.hub_arrivals_recorded),
+            group(phase.arrived_notices),
+            if phase.send.pool_exhausted {
+                format!(
+                    "; the {} pre-signed documents ran out before the end: raise --presign",
+                    group(phase.send.presigned as u64)
+                )
+            } else {
+                String::new()
+            }
+        );
+        latency_line(out, "send → ack", &phase.send.send_to_ack);
+        if let Some(disk) = &phase.disk {
+            let _ = writeln!(
+                out,
+                "        disk: {} in {} writes of {} with fdatasync in {:.1} s",
+                mib(disk.bytes),
+                group(disk.syncs),
+                size_label(disk.chunk_bytes),
+                disk.seconds
+            );
+        } else if let Some(why) = &phase.disk_unmeasured {
+            let _ = writeln!(out, "        disk: not measured: {why}");
+        }
+        cores_line(out, "hub", phase.send.hub_cores, phase.send.bench_cores);
+    }
+}
+
 impl BenchReport {
     /// The headline figures and every latency, for a terminal.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let s = &self.settings;
+        let only_attachments = self.attachments.is_some()
+            && self.intake.is_empty()
+            && self.fanout.is_empty()
+            && self.moves.is_none();
         let _ = writeln!(
             out,
             "truc bench on {} cores (Linux {}); hub {} on {}{}",
@@ -291,17 +470,32 @@ impl BenchReport {
         );
         let _ = writeln!(
             out,
-            "{:.0} s per phase, {} in flight, one attachment of {} B ({} B with the signed envelope), \
+            "{:.0} s per phase, {} in flight, {}, \
              {} recipients per document on average, {} agencies per scenario, window {}{}{}",
             s.duration_s,
             s.concurrency,
-            group(s.attachment_bytes as u64),
-            group(s.payload_bytes_mean.round() as u64),
+            if only_attachments {
+                "attachments of the sizes below".to_owned()
+            } else {
+                format!(
+                    "one attachment of {} B ({} B with the signed envelope)",
+                    group(s.attachment_bytes as u64),
+                    group(s.payload_bytes_mean.round() as u64)
+                )
+            },
             s.recipients_mean,
             s.agencies_per_scenario,
             s.window,
-            if s.verify_deliveries { ", recipients verify every delivery" } else { "" },
-            if s.sign_documents { ", documents carry their own signature" } else { "" },
+            if s.verify_deliveries {
+                ", recipients verify every delivery"
+            } else {
+                ""
+            },
+            if s.sign_documents {
+                ", documents carry their own signature"
+            } else {
+                ""
+            },
         );
         let _ = writeln!(
             out,
@@ -384,12 +578,15 @@ impl BenchReport {
             latency_line(&mut out, "move call", &moves.move_call);
             cores_line(&mut out, "hub", moves.hub_cores, moves.bench_cores);
         }
+        if let Some(attachments) = &self.attachments {
+            attachments_table(&mut out, attachments);
+        }
         if !self.resources.is_empty() {
             let _ = writeln!(out, "\nhub process");
             for sample in &self.resources {
                 let _ = writeln!(
                     out,
-                    "    after {:<8} RSS {:>10}   peak RSS {:>10}   data {:>10} for {} documents = {} per document",
+                    "    after {:<11} RSS {:>10}   peak RSS {:>10}   data {:>10} for {} documents = {} per document",
                     sample.after,
                     sample.hub_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
                     sample.hub_peak_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
@@ -492,6 +689,55 @@ mod tests {
         assert!(table.contains("INCONSISTENT"), "{table}");
         assert!(table.contains("1 FAILURES"), "{table}");
         assert!(table.contains("9 of 10 deliveries"), "{table}");
+    }
+
+    #[test]
+    fn the_attachment_table_shows_each_size_and_names_refusals() {
+        let report = BenchReport {
+            attachments: Some(AttachmentsFigures {
+                chunk_bytes: 256 << 10,
+                deliveries: "made and acknowledged".into(),
+                phases: vec![
+                    AttachmentPhase {
+                        attachment_bytes: 1 << 20,
+                        send: SendFigures {
+                            documents_acknowledged: 300,
+                            documents_per_second: 100.0,
+                            ..SendFigures::default()
+                        },
+                        attachment_mb_per_second: 104.9,
+                        disk: Some(DiskBandwidth {
+                            mb_per_second: 150.0,
+                            ..DiskBandwidth::default()
+                        }),
+                        hub_over_disk_percent: Some(69.9),
+                        consistent: true,
+                        ..AttachmentPhase::default()
+                    },
+                    AttachmentPhase {
+                        attachment_bytes: 128 << 20,
+                        refused: Some("RESOURCE_EXHAUSTED: attachments: too large".into()),
+                        ..AttachmentPhase::default()
+                    },
+                ],
+                ..AttachmentsFigures::default()
+            }),
+            ..BenchReport::default()
+        };
+        let table = report.table();
+        assert!(table.contains("attachments of the sizes below"), "{table}");
+        assert!(table.contains("chunks of 256 KiB"), "{table}");
+        let row = table
+            .lines()
+            .find(|line| line.trim_start().starts_with("1 MiB "))
+            .unwrap_or_else(|| panic!("{table}"));
+        for figure in ["300", "100.0", "104.9", "150.0", "70 %"] {
+            assert!(row.contains(figure), "{figure} in {row}");
+        }
+        assert!(
+            table.contains("128 MiB REFUSED by the hub: RESOURCE_EXHAUSTED"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! What a server process costs: its resident memory now and at its peak (`VmRSS`, `VmHWM` in
-//! `/proc/<pid>/status`), the CPU time it used (`/proc/<pid>/stat`), and the
-//! bytes its data directory takes on disk.
+//! `/proc/<pid>/status`), its peak over one phase (`VmRSS` sampled), the CPU time it used
+//! (`/proc/<pid>/stat`), and the bytes its data directory takes on disk; and what the disk
+//! under it can do: sequential writes with an `fdatasync` after each.
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 /// The peak resident set size of a process, in bytes, while it runs.
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
@@ -79,6 +86,142 @@ impl CpuMeter {
     }
 }
 
+/// The highest `VmRSS` of a process over a stretch of time, read every
+/// `every` by a task of its own. `VmHWM` cannot give it: that is the peak
+/// over the process's whole life, so a phase after a larger one would show
+/// the larger one's peak.
+pub struct RssSampler {
+    peak: Arc<AtomicU64>,
+    samples: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32, every: Duration) -> Self {
+        let peak = Arc::new(AtomicU64::new(0));
+        let samples = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (peak, samples) = (peak.clone(), samples.clone());
+            async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    ticks.tick().await;
+                    if let Some(rss) = rss_bytes(pid) {
+                        peak.fetch_max(rss, Ordering::AcqRel);
+                        samples.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        });
+        Self {
+            peak,
+            samples,
+            task,
+        }
+    }
+
+    /// One last sample, then the highest seen (`None` if the process could
+    /// never be read) and how many samples it is the highest of.
+    pub fn stop(self, pid: u32) -> (Option<u64>, u64) {
+        self.task.abort();
+        if let Some(rss) = rss_bytes(pid) {
+            self.peak.fetch_max(rss, Ordering::AcqRel);
+            self.samples.fetch_add(1, Ordering::AcqRel);
+        }
+        let samples = self.samples.load(Ordering::Acquire);
+        (
+            (samples > 0).then(|| self.peak.load(Ordering::Acquire)),
+            samples,
+        )
+    }
+}
+
+/// What the disk did for [`sequential_write_sync`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DiskBandwidth {
+    /// The file written (removed afterwards).
+    pub path: String,
+    /// Bytes of each write, each followed by an `fdatasync`.
+    pub chunk_bytes: u64,
+    pub bytes: u64,
+    pub syncs: u64,
+    pub seconds: f64,
+    /// Millions of bytes per second.
+    pub mb_per_second: f64,
+}
+
+/// Where to measure the disk under a data directory: beside it when its
+/// parent is on the same file system (nothing of the hub's is touched),
+/// else inside it.
+pub fn disk_probe_folder(data_dir: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let device = |path: &Path| std::fs::metadata(path).map(|m| m.dev()).ok();
+    match data_dir.parent() {
+        Some(parent) if device(parent).is_some() && device(parent) == device(data_dir) => {
+            parent.to_owned()
+        }
+        _ => data_dir.to_owned(),
+    }
+}
+
+/// Appends `chunk_bytes` at a time to a new file in `dir`, each write
+/// followed by an `fdatasync` (what the hub does before it acknowledges),
+/// until `time_max` has passed or `bytes_max` are written, and at least
+/// `chunks_min` times; then removes the file. The bytes are pseudo-random
+/// so that no layer below can make light of them.
+pub fn sequential_write_sync(
+    dir: &Path,
+    chunk_bytes: u64,
+    time_max: Duration,
+    bytes_max: u64,
+    chunks_min: u64,
+) -> std::io::Result<DiskBandwidth> {
+    let path = dir.join(format!(".truc-bench-disk-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let _remove = RemoveOnDrop(path.clone());
+    let length = usize::try_from(chunk_bytes.max(1)).map_err(std::io::Error::other)?;
+    let mut chunk = Vec::with_capacity(length + 8);
+    let mut rng = truc_domain::SplitMix64::new(chunk_bytes ^ u64::from(std::process::id()));
+    while chunk.len() < length {
+        chunk.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    chunk.truncate(length);
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut syncs = 0u64;
+    loop {
+        file.write_all(&chunk)?;
+        file.sync_data()?;
+        written += chunk.len() as u64;
+        syncs += 1;
+        if syncs >= chunks_min && (started.elapsed() >= time_max || written >= bytes_max) {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(DiskBandwidth {
+        path: path.display().to_string(),
+        chunk_bytes: chunk.len() as u64,
+        bytes: written,
+        syncs,
+        seconds,
+        mb_per_second: written as f64 / 1e6 / seconds.max(1e-9),
+    })
+}
+
+/// Removes a file when dropped, whatever happened meanwhile.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Bytes allocated on disk under `dir` (blocks, as `du` counts them, so
 /// sparse or preallocated files count for what they really take).
 pub fn disk_bytes(dir: &Path) -> std::io::Result<u64> {
@@ -132,6 +275,45 @@ mod tests {
         let (server, own) = meter.cores();
         assert_eq!(server, None);
         assert!(own.unwrap() > 0.3, "{own:?}");
+    }
+
+    #[test]
+    fn the_disk_probe_writes_and_syncs_what_it_says_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = sequential_write_sync(
+            dir.path(),
+            64 * 1024,
+            Duration::from_millis(100),
+            1 << 20,
+            3,
+        )
+        .unwrap();
+        assert_eq!(probe.chunk_bytes, 64 * 1024);
+        assert_eq!(probe.bytes, probe.syncs * 64 * 1024);
+        assert!((3..=16).contains(&probe.syncs), "{probe:?}");
+        assert!(probe.mb_per_second > 0.0);
+        let expected = probe.bytes as f64 / 1e6 / probe.seconds;
+        assert!((probe.mb_per_second - expected).abs() < 1e-6 * expected);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Beside a data directory, on the same file system.
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        assert_eq!(disk_probe_folder(&data), dir.path());
+    }
+
+    #[tokio::test]
+    async fn the_sampler_keeps_the_highest_rss_it_saw() {
+        let pid = std::process::id();
+        let sampler = RssSampler::start(pid, Duration::from_millis(5));
+        let held = vec![1u8; 64 << 20];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let peak_with = rss_bytes(pid).unwrap();
+        drop(held);
+        let (peak, samples) = sampler.stop(pid);
+        assert!(samples >= 2, "{samples}");
+        // Other tests of this process allocate too: within 8 MiB of what it held.
+        let peak = peak.unwrap();
+        assert!(peak + (8 << 20) >= peak_with, "{peak} against {peak_with}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! One bench run: the selected scenarios in order (intake, fan-out, moves),
-//! each on its own agencies, then the NATS comparison if asked.
+//! One bench run: the selected scenarios in order (intake, fan-out, moves,
+//! or the attachment sizes), each on its own agencies, then the NATS
+//! comparison if asked.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -106,6 +107,10 @@ pub async fn run(
         bench.moves().await?;
         bench.sample("moves").await;
     }
+    if options.scenario.includes(ScenarioKind::Attachments) {
+        bench.attachments().await?;
+        bench.sample("attachments").await;
+    }
     #[cfg(feature = "nats")]
     if let Some(nats) = &options.nats {
         // The ratio is taken against the first fan-out phase, at its pace.
@@ -131,13 +136,13 @@ pub async fn run(
     Ok(report)
 }
 
-struct Bench<'a> {
-    options: &'a BenchOptions,
-    target: &'a HubTarget,
+pub(crate) struct Bench<'a> {
+    pub(crate) options: &'a BenchOptions,
+    pub(crate) target: &'a HubTarget,
     operator: AxisClient,
-    tag: RunTag,
-    progress: &'a (dyn Fn(&str) + Sync),
-    report: &'a mut BenchReport,
+    pub(crate) tag: RunTag,
+    pub(crate) progress: &'a (dyn Fn(&str) + Sync),
+    pub(crate) report: &'a mut BenchReport,
 }
 
 impl Bench<'_> {
@@ -189,7 +194,7 @@ impl Bench<'_> {
         }
     }
 
-    fn record_dispatch_failures(&mut self, label: &str, outcome: &DispatchOutcome) {
+    pub(crate) fn record_dispatch_failures(&mut self, label: &str, outcome: &DispatchOutcome) {
         if outcome.failures > 0 {
             self.report.failures.push(format!(
                 "{label}: {} sends failed; the first: {}",
@@ -298,44 +303,27 @@ impl Bench<'_> {
             let expected = outcome.units;
             let drained = self.drain(&label, &fleet, &phase, expected).await;
             let cores = cpu.cores();
-            let received = phase.delivered_count();
-            if !drained {
-                self.report.failures.push(format!(
-                    "{label}: {} of {} deliveries arrived within {} s after the sends",
-                    group(received),
-                    group(expected),
-                    self.options.drain_timeout.as_secs()
-                ));
-            }
-            // Untimed: the hub's own counters and the senders' notices catch up.
-            let counters = &fleet.context.counters;
-            wait_until(counters, COUNTS_WAIT_MAX, || {
-                counters.notices_arrived.load(Ordering::Acquire) - notices_before >= received
-            })
-            .await;
-            let hub_arrivals = self.wait_for_arrivals(arrivals_before, received).await?;
-            let notices = counters.notices_arrived.load(Ordering::Acquire) - notices_before;
-            fleet.context.set_phase(None);
-            let consistent =
-                received == expected && hub_arrivals == received && notices == received;
-            if !consistent {
-                self.report.failures.push(format!(
-                    "{label}: {} deliveries expected, {} received, {} arrivals counted by the hub, \
-                     {} arrival notices",
-                    expected, received, hub_arrivals, notices
-                ));
-            }
+            let settled = self
+                .settle(
+                    &label,
+                    &fleet,
+                    &phase,
+                    expected,
+                    drained,
+                    (arrivals_before, notices_before),
+                )
+                .await?;
             let until_last = phase.until_last_delivery();
             let send = send_figures(pace, count, presign_s, &outcome, cores);
             let figures = FanoutFigures {
                 deliveries_expected: expected,
-                deliveries_received: received,
+                deliveries_received: settled.received,
                 seconds_until_last_delivery: until_last.as_secs_f64(),
-                deliveries_per_second: received as f64 / until_last.as_secs_f64().max(1e-9),
+                deliveries_per_second: settled.received as f64 / until_last.as_secs_f64().max(1e-9),
                 send_to_delivery: phase.send_to_delivery.summary(),
-                arrived_notices: notices,
-                hub_arrivals_recorded: hub_arrivals,
-                consistent,
+                arrived_notices: settled.notices,
+                hub_arrivals_recorded: settled.hub_arrivals,
+                consistent: settled.consistent,
                 send,
             };
             (self.progress)(&format!(
@@ -358,7 +346,7 @@ impl Bench<'_> {
     }
 
     /// The hub's live counters, or an error if it cannot answer in time.
-    async fn counts(&self) -> Result<truc_proto::v1::CountsResponse, BenchError> {
+    pub(crate) async fn counts(&self) -> Result<truc_proto::v1::CountsResponse, BenchError> {
         tokio::time::timeout(COUNTS_CALL_MAX, self.operator.counts("", ""))
             .await
             .map_err(|_| {
@@ -373,7 +361,13 @@ impl Bench<'_> {
     /// Waits up to the drain timeout for `expected` deliveries of `phase`,
     /// saying every few seconds how far it has got, so that a slow hub is
     /// told from a stuck bench.
-    async fn drain(&self, label: &str, fleet: &Fleet, phase: &PhaseTracker, expected: u64) -> bool {
+    pub(crate) async fn drain(
+        &self,
+        label: &str,
+        fleet: &Fleet,
+        phase: &PhaseTracker,
+        expected: u64,
+    ) -> bool {
         let deadline = Instant::now() + self.options.drain_timeout;
         loop {
             let slice = DRAIN_REPORT_EVERY.min(deadline.saturating_duration_since(Instant::now()));
@@ -395,9 +389,60 @@ impl Bench<'_> {
         }
     }
 
+    /// After a phase's drain (`drained`: every delivery came in time), waits
+    /// for the senders' arrival notices and the hub's arrival counts to
+    /// catch up with what was received (untimed), ends the phase, and says
+    /// whether all four agree; `before` is (the hub's arrivals, the notices)
+    /// at the phase's start.
+    pub(crate) async fn settle(
+        &mut self,
+        label: &str,
+        fleet: &Fleet,
+        phase: &PhaseTracker,
+        expected: u64,
+        drained: bool,
+        (arrivals_before, notices_before): (u64, u64),
+    ) -> Result<Settled, BenchError> {
+        let received = phase.delivered_count();
+        if !drained {
+            self.report.failures.push(format!(
+                "{label}: {} of {} deliveries arrived within {} s after the sends",
+                group(received),
+                group(expected),
+                self.options.drain_timeout.as_secs()
+            ));
+        }
+        let counters = &fleet.context.counters;
+        wait_until(counters, COUNTS_WAIT_MAX, || {
+            counters.notices_arrived.load(Ordering::Acquire) - notices_before >= received
+        })
+        .await;
+        let hub_arrivals = self.wait_for_arrivals(arrivals_before, received).await?;
+        let notices = counters.notices_arrived.load(Ordering::Acquire) - notices_before;
+        fleet.context.set_phase(None);
+        let consistent = received == expected && hub_arrivals == received && notices == received;
+        if !consistent {
+            self.report.failures.push(format!(
+                "{label}: {} deliveries expected, {} received, {} arrivals counted by the hub, \
+                 {} arrival notices",
+                expected, received, hub_arrivals, notices
+            ));
+        }
+        Ok(Settled {
+            received,
+            hub_arrivals,
+            notices,
+            consistent,
+        })
+    }
+
     /// Waits until the hub counts `expected` more arrivals than `before`;
     /// returns how many it counts.
-    async fn wait_for_arrivals(&self, before: u64, expected: u64) -> Result<u64, BenchError> {
+    pub(crate) async fn wait_for_arrivals(
+        &self,
+        before: u64,
+        expected: u64,
+    ) -> Result<u64, BenchError> {
         let deadline = Instant::now() + COUNTS_WAIT_MAX;
         loop {
             let counted = self.counts().await?.total_received.saturating_sub(before);
@@ -542,6 +587,15 @@ impl Bench<'_> {
     }
 }
 
+/// A phase's deliveries once they are in.
+pub(crate) struct Settled {
+    pub(crate) received: u64,
+    pub(crate) hub_arrivals: u64,
+    pub(crate) notices: u64,
+    /// received = expected = the hub's arrivals = the notices.
+    pub(crate) consistent: bool,
+}
+
 fn pace_name(pace: Option<f64>) -> String {
     match pace {
         None => "unpaced".to_owned(),
@@ -549,7 +603,7 @@ fn pace_name(pace: Option<f64>) -> String {
     }
 }
 
-fn send_figures(
+pub(crate) fn send_figures(
     pace: Option<f64>,
     presigned: usize,
     presign_s: f64,

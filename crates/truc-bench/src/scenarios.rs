@@ -184,15 +184,7 @@ pub async fn send_to_hub(
     answer_timeout: Duration,
 ) -> DispatchOutcome {
     let clients: Arc<Vec<AxisClient>> = Arc::new(clients.to_vec());
-    // The window is shared evenly among the senders, as agencies would each
-    // keep their own: the hub's per-agency limit on sends in progress
-    // (`quotas.sends_in_flight_max`, 16 by default) then holds as shipped.
-    let per_sender = concurrency.max(1).div_ceil(clients.len().max(1));
-    let sender_slots: Arc<Vec<Arc<Semaphore>>> = Arc::new(
-        (0..clients.len())
-            .map(|_| Arc::new(Semaphore::new(per_sender)))
-            .collect(),
-    );
+    let sender_slots = sender_slots(clients.len(), concurrency);
     let origin = phase.origin;
     dispatch(
         documents,
@@ -219,26 +211,49 @@ pub async fn send_to_hub(
                     .send_prepared(document.prepared)
                     .await
                     .map_err(|error| format!("sending {document_id}: {error}"))?;
-                if response.duplicate {
-                    return Err(format!("the hub took {document_id} for a resend"));
-                }
-                if let Some(refused) = response.recipients.iter().find(|r| !r.accepted) {
-                    return Err(format!(
-                        "the hub refused recipient {} of {document_id}: {}",
-                        refused.organ_id, refused.reason
-                    ));
-                }
-                if response.recipients.len() != expected {
-                    return Err(format!(
-                        "{document_id}: {} recipients accepted of {expected}",
-                        response.recipients.len()
-                    ));
-                }
-                Ok(expected as u64)
+                check_response(&document_id, &response, expected)
             }
         },
     )
     .await
+}
+
+/// One slot semaphore per sender, sharing the window evenly among them, as
+/// agencies would each keep their own: the hub's per-agency limit on sends
+/// in progress (`quotas.sends_in_flight_max`, 16 by default) then holds as
+/// shipped.
+pub(crate) fn sender_slots(senders: usize, concurrency: usize) -> Arc<Vec<Arc<Semaphore>>> {
+    let per_sender = concurrency.max(1).div_ceil(senders.max(1));
+    Arc::new(
+        (0..senders)
+            .map(|_| Arc::new(Semaphore::new(per_sender)))
+            .collect(),
+    )
+}
+
+/// A send counts when every one of its `expected` recipients was accepted
+/// and the hub did not take it for a resend; the count is of deliveries owed.
+pub(crate) fn check_response(
+    document_id: &str,
+    response: &pb::SendResponse,
+    expected: usize,
+) -> Result<u64, String> {
+    if response.duplicate {
+        return Err(format!("the hub took {document_id} for a resend"));
+    }
+    if let Some(refused) = response.recipients.iter().find(|r| !r.accepted) {
+        return Err(format!(
+            "the hub refused recipient {} of {document_id}: {}",
+            refused.organ_id, refused.reason
+        ));
+    }
+    if response.recipients.len() != expected {
+        return Err(format!(
+            "{document_id}: {} recipients accepted of {expected}",
+            response.recipients.len()
+        ));
+    }
+    Ok(expected as u64)
 }
 
 /// Polls until `done()` holds, a node fails, or `timeout` passes. Returns

@@ -9,24 +9,32 @@ use std::time::Duration;
 
 use anyhow::Context;
 use truc_bench::{
-    bench_agencies, BenchOptions, FanoutMix, HubTarget, NatsOptions, RateSpec, Scenario,
+    bench_agencies, BenchOptions, FanoutMix, HubExtras, HubTarget, NatsOptions, RateSpec, Scenario,
     ScenarioKind, SpawnedHub,
 };
+use truc_domain::{ByteSize, Limits};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Which scenarios: intake, fanout, moves or all.
+    /// Which scenarios: intake, fanout, moves, all (those three), or attachments (one phase per
+    /// size of --attachment-sizes, beside the disk's own write + fdatasync bandwidth).
     #[arg(long, default_value = "all", value_parser = parse_scenario)]
     scenario: Scenario,
-    /// Seconds of each timed phase.
-    #[arg(long, default_value_t = 30)]
-    duration: u64,
+    /// Seconds of each timed phase [default: 30; 10 per size with --scenario attachments].
+    #[arg(long)]
+    duration: Option<u64>,
     /// Sends, or status-move chains, in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Bytes of the one attachment each document carries.
     #[arg(long, default_value_t = 2048)]
     attachment_bytes: usize,
+    /// With --scenario attachments: the sizes, one timed phase each, in order [default:
+    /// 1KiB,64KiB,1MiB,16MiB]. A spawned hub whose limits.document_bytes_max (64 MiB) is
+    /// below the largest gets that size as its limit for the run; a hub already running
+    /// refuses larger documents, and the table says so with its answer.
+    #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size)]
+    attachment_sizes: Vec<u64>,
     /// Mean recipients per document (3.63: a fixed mix of 3 and 4).
     #[arg(long, default_value = "3.63", value_parser = parse_fanout)]
     recipients: FanoutMix,
@@ -130,6 +138,39 @@ fn parse_rate(text: &str) -> Result<RateSpec, String> {
     text.parse()
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<ByteSize>()
+        .map(ByteSize::bytes)
+        .map_err(|error| error.to_string())
+}
+
+/// Seconds per phase unless --duration says: each size of the attachment
+/// scenario writes gigabytes at disk speed, so its phases are shorter.
+const DURATION_DEFAULT_S: u64 = 30;
+const ATTACHMENT_DURATION_DEFAULT_S: u64 = 10;
+
+/// The environment variable that sets a hub's `limits.document_bytes_max`,
+/// which a spawned hub inherits.
+const DOCUMENT_LIMIT_VARIABLE: &str = "TRUC_HUB__LIMITS__DOCUMENT_BYTES_MAX";
+
+/// The hub limit the attachment scenario needs raised on a hub it spawns,
+/// as config to append, and the sentence that says so.
+fn attachment_limits(options: &BenchOptions) -> Option<(String, String)> {
+    let largest = options.attachment_sizes.iter().copied().max()?;
+    let default = Limits::default().document_bytes_max;
+    (options.scenario == Scenario::Attachments && largest > default).then(|| {
+        (
+            format!("\n[limits]\ndocument_bytes_max = {largest}\n"),
+            format!(
+                "the spawned hub's limits.document_bytes_max was set to {} for this run (its \
+                 default, {}, is below the largest size)",
+                ByteSize(largest),
+                ByteSize(default)
+            ),
+        )
+    })
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.print_directory {
         print!("{}", truc_bench::directory_toml(args.agencies));
@@ -138,11 +179,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.year {
         return year(args).await;
     }
+    if !args.attachment_sizes.is_empty() && args.scenario != Scenario::Attachments {
+        anyhow::bail!(
+            "--attachment-sizes: only --scenario attachments sends attachments of several sizes"
+        );
+    }
+    let attachments = args.scenario == Scenario::Attachments;
+    if attachments && args.cluster {
+        anyhow::bail!(
+            "--cluster: the attachment scenario sets the embedded store beside its own disk; \
+             run it without --cluster"
+        );
+    }
     let options = BenchOptions {
         scenario: args.scenario,
-        duration: Duration::from_secs(args.duration),
+        duration: Duration::from_secs(args.duration.unwrap_or(if attachments {
+            ATTACHMENT_DURATION_DEFAULT_S
+        } else {
+            DURATION_DEFAULT_S
+        })),
         concurrency: args.concurrency,
         attachment_bytes: args.attachment_bytes,
+        attachment_sizes: if args.attachment_sizes.is_empty() {
+            truc_bench::ATTACHMENT_SIZES_DEFAULT.to_vec()
+        } else {
+            args.attachment_sizes.clone()
+        },
         fanout: args.recipients,
         rate: args.rate.unwrap_or(RateSpec::Unpaced),
         agencies: args.agencies,
@@ -164,6 +226,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let progress = |line: &str| eprintln!("bench: {line}");
     let spawned;
+    let limits = attachment_limits(&options);
     let target = match (args.hub.is_empty(), &args.certs) {
         (false, Some(certs)) => HubTarget {
             hubs: truc_node::HubAddresses::new(args.hub.iter().copied()).context("--hub")?,
@@ -182,7 +245,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .flat_map(|kind| bench_agencies(kind, args.agencies))
                 .collect();
             progress("making a development PKI and starting `truc hub` as its own process");
-            spawned = SpawnedHub::start(&program, &agencies, args.keep.as_deref()).await?;
+            let extras = HubExtras {
+                config: limits
+                    .as_ref()
+                    .map(|(config, _)| config.clone())
+                    .unwrap_or_default(),
+                ..HubExtras::default()
+            };
+            if let Some((_, said)) = &limits {
+                progress(said);
+            }
+            spawned =
+                SpawnedHub::start_with(&program, &agencies, args.keep.as_deref(), &extras).await?;
             progress(&format!(
                 "hub pid {} on {} (log {})",
                 spawned.target.pid.unwrap_or(0),
@@ -194,6 +268,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut report = truc_bench::run(&options, &target, &progress).await?;
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    if let Some(figures) = report.attachments.as_mut() {
+        let from_environment = std::env::var(DOCUMENT_LIMIT_VARIABLE).ok();
+        figures.hub_limits = Some(match (&limits, target.spawned, from_environment) {
+            // The hub reads its environment after its file: the variable wins.
+            (_, true, Some(value)) => format!(
+                "the spawned hub's limits.document_bytes_max is {value} bytes, from \
+                 {DOCUMENT_LIMIT_VARIABLE} in the environment"
+            ),
+            (Some((_, said)), true, None) => said.clone(),
+            (_, true, None) => format!(
+                "the spawned hub's own: limits.document_bytes_max {}",
+                ByteSize(Limits::default().document_bytes_max)
+            ),
+            (_, false, _) => "the running hub's own (a size above its \
+                           limits.document_bytes_max is refused, and shown so)"
+                .to_owned(),
+        });
+    }
     print!("{}", report.table());
     if !args.cluster {
         if let Some(path) = &args.json {
@@ -353,7 +445,7 @@ async fn year(args: BenchArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--year needs a rate in documents per second (--rate 300)");
     };
     let options = truc_bench::year::YearOptions {
-        duration: Duration::from_secs(args.duration),
+        duration: Duration::from_secs(args.duration.unwrap_or(DURATION_DEFAULT_S)),
         rate,
         agencies: args.agencies,
         fanout: args.recipients,

@@ -230,10 +230,12 @@ enum Command {
     /// The report of a running hub, or of a stopped hub's data directory.
     Report(report_cmd::ReportArgs),
     /// Load generator: durable intake, deliveries at a fan-out, status moves and latencies of a
-    /// hub in its own process, optionally beside NATS JetStream.
+    /// hub in its own process, optionally beside NATS JetStream; or attachment sizes beside the
+    /// disk's own write-and-sync bandwidth.
     #[command(
         after_help = "Examples:\n  truc bench --duration 30 --json bench.json\n  truc bench --scenario fanout --rate half\n  \
                       truc bench --scenario fanout --compare-nats   (see bench/compare-nats.sh)\n  \
+                      truc bench --scenario attachments --attachment-sizes 1KiB,64KiB,1MiB,16MiB --json attachments.json\n  \
                       truc bench --hub 127.0.0.1:7443 --certs certs/bench --hub-pid 1234 --data-dir data/hub"
     )]
     Bench(bench_cmd::BenchArgs),

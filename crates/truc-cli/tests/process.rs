@@ -582,6 +582,116 @@ fn a_short_bench_against_a_hub_process_adds_up() {
     assert!(last["bytes_per_document"].as_f64().unwrap() > 2048.0);
 }
 
+/// `truc bench --scenario attachments` shrunk to two sizes of 2 s each
+/// against a hub process it starts: every figure of a size follows from the
+/// others and from the hub's own counts.
+#[test]
+fn a_short_attachment_bench_adds_up_size_by_size() {
+    let root = tempfile::tempdir().unwrap();
+    let json = root.path().join("attachments.json");
+    let output = Command::new(TRUC)
+        .args([
+            "bench",
+            "--scenario",
+            "attachments",
+            "--attachment-sizes",
+            "1KiB,1MiB",
+            "--duration",
+            "2",
+            "--agencies",
+            "6",
+            "--concurrency",
+            "16",
+            // More than 2 s of sends, and a multiple of 100: the second size's documents
+            // follow the 3.63 mix from its start.
+            "--presign",
+            "10000",
+            "--drain-timeout",
+            "60",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run truc bench --scenario attachments");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "truc bench failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("no failures"), "{stdout}");
+    assert!(
+        stdout.contains("attachments of the sizes below"),
+        "{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("{value}"));
+    let real = |value: &serde_json::Value| value.as_f64().unwrap_or_else(|| panic!("{value}"));
+    assert!(report["intake"].as_array().unwrap().is_empty());
+    let figures = &report["attachments"];
+    assert_eq!(number(&figures["chunk_bytes"]), 256 * 1024);
+    let phases = figures["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2);
+    for (phase, size) in phases.iter().zip([1024u64, 1 << 20]) {
+        assert_eq!(number(&phase["attachment_bytes"]), size);
+        assert!(phase["refused"].is_null(), "{phase}");
+        // Every document sent was acknowledged, and the hub counts exactly those.
+        let send = &phase["send"];
+        let acknowledged = number(&send["documents_acknowledged"]);
+        assert!(acknowledged > 0, "{phase}");
+        assert_eq!(number(&send["documents_sent"]), acknowledged);
+        assert_eq!(number(&phase["hub_documents_accepted"]), acknowledged);
+        assert_eq!(number(&send["send_to_ack"]["count"]), acknowledged);
+        // MB/s is the acknowledged attachment bytes over the send window.
+        let seconds = real(&send["seconds"]);
+        let mb_per_second = real(&phase["attachment_mb_per_second"]);
+        let bytes = (acknowledged * size) as f64;
+        assert!(
+            (mb_per_second * 1e6 * seconds - bytes).abs() <= bytes * 1e-9 + 1.0,
+            "{mb_per_second} MB/s × {seconds} s against {bytes} B"
+        );
+        assert!((real(&send["documents_per_second"]) * seconds - acknowledged as f64).abs() < 1e-6);
+        // Every delivery came and was counted, three or four per document.
+        assert_eq!(
+            number(&phase["deliveries_expected"]),
+            deliveries_of(acknowledged)
+        );
+        assert_eq!(
+            number(&phase["deliveries_received"]),
+            deliveries_of(acknowledged)
+        );
+        assert_eq!(
+            number(&phase["hub_arrivals_recorded"]),
+            deliveries_of(acknowledged)
+        );
+        assert_eq!(phase["consistent"], true);
+        // The disk was measured in writes of the same size, and the ratio is the two figures'.
+        let disk = &phase["disk"];
+        assert_eq!(number(&disk["chunk_bytes"]), size);
+        assert_eq!(
+            number(&disk["bytes"]),
+            number(&disk["syncs"]) * size,
+            "{disk}"
+        );
+        let disk_mb_per_second = real(&disk["mb_per_second"]);
+        assert!(disk_mb_per_second > 0.0, "{disk}");
+        let percent = real(&phase["hub_over_disk_percent"]);
+        assert!(
+            (percent - mb_per_second * 100.0 / disk_mb_per_second).abs() < 1e-6 * percent.max(1.0),
+            "{percent}"
+        );
+        // The hub's memory was sampled over the phase, and its data directory measured.
+        assert!(number(&phase["hub_rss_samples"]) > 0);
+        assert!(number(&phase["hub_peak_rss_sampled_bytes"]) > 1024 * 1024);
+        let growth = number(&phase["data_dir_growth_bytes"]) as f64;
+        assert!(
+            (real(&phase["data_dir_mb_per_second"]) * 1e6 * seconds - growth).abs()
+                <= growth * 1e-9 + 1.0
+        );
+    }
+    assert!(!stdout.contains("disk: not measured"), "{stdout}");
+}
+
 /// The documents `truc report --data-dir` counts, or its error output.
 fn offline_sent(data_dir: &Path) -> Result<u64, String> {
     let json = data_dir.with_extension("report.json");

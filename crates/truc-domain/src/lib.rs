@@ -1,8 +1,10 @@
 //! The domain of the axis: agency codes, document ids, envelope headers,
 //! signatures, the status machine and limits; and the seeded generator that
-//! plans, crash tests and benches draw from. No I/O, no wire or disk types.
+//! plans, crash tests and benches draw from, and byte sizes as flags write
+//! them. No I/O, no wire or disk types.
 
 pub mod agency;
+pub mod byte_size;
 pub mod document;
 pub mod envelope;
 pub mod file_name;
@@ -12,6 +14,7 @@ pub mod splitmix;
 pub mod status;
 
 pub use agency::{AgencyCode, AgencyCodeError};
+pub use byte_size::{ByteSize, ByteSizeError};
 pub use document::{vietnam_time, DocumentDate, DocumentId, DocumentIdError};
 pub use envelope::{
     Addressee, AttachmentMeta, BusinessType, EnvelopeError, Header, Organ, RawAttachment,

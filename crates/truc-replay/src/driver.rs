@@ -29,6 +29,7 @@ use truc_pki::{PkiPaths, TrustRoots};
 use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
 
+use crate::attachments::{AttachmentSizes, AttachmentsSent};
 use crate::plan::{Plan, PlannedDocument};
 use crate::progress::{Progress, ProgressMode, Totals};
 use crate::published::GOVERNMENT_OFFICE;
@@ -38,9 +39,6 @@ use crate::source::{figures_from_hub, SourceError};
 /// The notation (ký hiệu) every replayed document carries: with the sender, date and the
 /// plan's per-sender number it makes a unique document id.
 pub const NOTATION: &str = "VP-TLT";
-/// Bytes of the one attachment each replayed document carries: small, so a replay measures
-/// the axis rather than disk bandwidth, and different for every document.
-pub const ATTACHMENT_BYTES: usize = 320;
 /// Operator the embedded hub's PKI issues, and the default for `--operator`.
 pub const DEFAULT_OPERATOR: &str = "ops";
 /// Certificates of an embedded replay: long enough for the longest paced replay.
@@ -107,6 +105,8 @@ pub struct ReplayOptions {
     /// instant before it is sent (with retention: documents then age as
     /// they did, and leave for archives as the replay goes on).
     pub clock: Option<truc_hub::Clock>,
+    /// The size of each document's one attachment.
+    pub attachment_sizes: AttachmentSizes,
 }
 
 impl Default for ReplayOptions {
@@ -119,6 +119,7 @@ impl Default for ReplayOptions {
             progress: ProgressMode::Auto,
             stall_timeout: Duration::from_secs(120),
             clock: None,
+            attachment_sizes: AttachmentSizes::default(),
         }
     }
 }
@@ -533,6 +534,8 @@ pub struct ReplayOutcome {
     /// From the first send until every delivery and move was on record.
     pub run: Duration,
     pub figures: HubFigures,
+    /// The attachments' sizes and the bytes the hub accepted.
+    pub attachments: AttachmentsSent,
 }
 
 impl ReplayOutcome {
@@ -584,6 +587,8 @@ struct Shared {
     arrived: AtomicU64,
     moved: AtomicU64,
     notices: AtomicU64,
+    /// Attachment bytes of the documents the hub accepted.
+    attachment_bytes: AtomicU64,
     send_retries: AtomicU64,
     move_retries: AtomicU64,
     failures: AtomicU64,
@@ -655,6 +660,7 @@ pub async fn replay(
         arrived: AtomicU64::new(0),
         moved: AtomicU64::new(0),
         notices: AtomicU64::new(0),
+        attachment_bytes: AtomicU64::new(0),
         send_retries: AtomicU64::new(0),
         move_retries: AtomicU64::new(0),
         failures: AtomicU64::new(0),
@@ -761,6 +767,11 @@ pub async fn replay(
         connect,
         run,
         figures,
+        attachments: AttachmentsSent {
+            sizes: options.attachment_sizes,
+            documents: shared.sent.load(Ordering::Relaxed),
+            total_bytes: shared.attachment_bytes.load(Ordering::Relaxed),
+        },
     })
 }
 
@@ -858,21 +869,30 @@ async fn dispatch(plan: Arc<Plan>, nodes: Nodes, shared: Arc<Shared>) {
     }
 }
 
-/// The one attachment of a document: a few hundred bytes that differ for every document, so
-/// every digest (and the hub's blob store) sees distinct content.
-pub fn attachment_bytes(plan_seed: u64, document: &PlannedDocument) -> Vec<u8> {
-    let mut bytes = format!(
-        "%PDF-1.4\n% truc replay: document {} of {} dated {}, number {}/{NOTATION}\n",
-        document.seq, document.sender, document.date, document.number
-    )
-    .into_bytes();
+/// The one attachment of a document, `length` bytes that differ for every document (unless
+/// too short to hold its header line), so every digest (and the hub's blob store) sees
+/// distinct content.
+pub fn attachment_bytes(plan_seed: u64, document: &PlannedDocument, length: u64) -> Vec<u8> {
+    let length = usize::try_from(length).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(length.min(ATTACHMENT_CAPACITY_MAX));
+    bytes.extend_from_slice(
+        format!(
+            "%PDF-1.4\n% truc replay: document {} of {} dated {}, number {}/{NOTATION}\n",
+            document.seq, document.sender, document.date, document.number
+        )
+        .as_bytes(),
+    );
     let mut rng = SplitMix64::new(plan_seed ^ document.seq.rotate_left(17));
-    while bytes.len() < ATTACHMENT_BYTES {
+    while bytes.len() < length {
         bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
-    bytes.truncate(ATTACHMENT_BYTES);
+    bytes.truncate(length);
     bytes
 }
+
+/// Most bytes reserved up front for one attachment: sizes are parsed within the hub's
+/// document limit, but a size that is not must not reserve memory it will never fill.
+const ATTACHMENT_CAPACITY_MAX: usize = 64 << 20;
 
 /// The draft of a planned document: its date and number, the fixed notation, the recipients.
 pub fn draft_of(document: &PlannedDocument, sender_name: &str) -> Draft {
@@ -935,10 +955,16 @@ async fn send_document(
 ) -> Result<(), String> {
     let node = &nodes[&document.sender.to_string()];
     let draft = draft_of(document, &node.name);
+    let length = shared
+        .options
+        .attachment_sizes
+        .size_of(plan.seed, document.seq);
+    // Whole in memory while it is signed and sent (sends in flight × the mean size);
+    // the node's client streams it in chunks.
     let attachment = Attachment::bytes(
         "van-ban.pdf",
         "application/pdf",
-        attachment_bytes(plan.seed, document),
+        attachment_bytes(plan.seed, document, length),
     );
     let mut attempt = 0;
     let response = loop {
@@ -981,6 +1007,7 @@ async fn send_document(
             response.document_signature, expected_signature as i32
         ));
     }
+    shared.attachment_bytes.fetch_add(length, Ordering::Relaxed);
     Ok(())
 }
 
@@ -1314,13 +1341,107 @@ mod tests {
     }
 
     #[test]
-    fn attachments_differ_per_document_and_stay_small() {
+    fn attachments_differ_per_document_and_have_the_asked_size() {
         let plan = crate::plan::plan_2021(1, Some((1, 2000))).unwrap();
-        let first = attachment_bytes(plan.seed, &plan.documents[0]);
-        let second = attachment_bytes(plan.seed, &plan.documents[1]);
-        assert_eq!(first.len(), ATTACHMENT_BYTES);
+        let default = crate::attachments::ATTACHMENT_BYTES_DEFAULT;
+        let first = attachment_bytes(plan.seed, &plan.documents[0], default);
+        let second = attachment_bytes(plan.seed, &plan.documents[1], default);
+        assert_eq!(first.len(), 320);
         assert_ne!(first, second);
-        assert_eq!(first, attachment_bytes(plan.seed, &plan.documents[0]));
+        assert_eq!(first, attachment_bytes(plan.seed, &plan.documents[0], 320));
+        // A longer one starts with the same bytes: the default replay's are unchanged.
+        let long = attachment_bytes(plan.seed, &plan.documents[0], 100_000);
+        assert_eq!(long.len(), 100_000);
+        assert_eq!(long[..320], first[..]);
+        assert!(attachment_bytes(plan.seed, &plan.documents[0], 0).is_empty());
+    }
+
+    /// Bytes of the files under `dir`, as their lengths say.
+    fn file_bytes(dir: &Path) -> u64 {
+        let mut total = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            total += if metadata.is_dir() {
+                file_bytes(&entry.path())
+            } else {
+                metadata.len()
+            };
+        }
+        total
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_of_pdf_sized_documents_reproduces_its_figures_and_counts_its_bytes() {
+        let scale = (1, 5000);
+        let plan = Arc::new(crate::plan::plan_2021(3, Some(scale)).unwrap());
+        let sizes = AttachmentSizes::Pdf;
+        let planned_bytes: u64 = plan
+            .documents
+            .iter()
+            .map(|document| sizes.size_of(plan.seed, document.seq))
+            .sum();
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().join("hub");
+        let hub = EmbeddedHub::start(&plan, Some(&data_dir)).await.unwrap();
+        let options = ReplayOptions {
+            progress: ProgressMode::Off,
+            // A broken hub fails the test instead of hanging it.
+            stall_timeout: Duration::from_secs(60),
+            attachment_sizes: sizes,
+            ..ReplayOptions::default()
+        };
+        let outcome = replay(plan.clone(), &hub.target, options).await.unwrap();
+        let (documents, deliveries) = plan.totals();
+
+        // The sizes change nothing of what the hub counts.
+        assert_eq!(
+            outcome.figures.counter_totals,
+            Some((documents, deliveries))
+        );
+        for (code, (sent, received)) in plan.counts() {
+            let measured = outcome
+                .figures
+                .agencies
+                .get(&code)
+                .map(|row| (row.sent, row.received))
+                .unwrap_or((0, 0));
+            assert_eq!(measured, (sent, received), "{code}");
+        }
+        let expected = crate::published::Expected::for_plan(&plan, Some(scale)).unwrap();
+        let mut report = crate::report::Report::build(
+            &outcome.figures,
+            Some(&expected),
+            (Some(plan.period.0), Some(plan.period.1)),
+            crate::report::FigureSource::Hub {
+                address: hub.target.hubs.to_string(),
+                embedded: true,
+            },
+        );
+        assert_eq!(report.mismatches(), Vec::new(), "{}", report.render_text());
+
+        // Every document's bytes were sent once, as the plan's seed sized them, well above
+        // the default 320 B each.
+        assert_eq!(outcome.attachments.documents, documents);
+        assert_eq!(outcome.attachments.total_bytes, planned_bytes);
+        assert!(planned_bytes >= documents * 16 * 1024, "{planned_bytes}");
+        report.attachments = Some(outcome.attachments.clone());
+        let json = report.to_json();
+        assert_eq!(json["attachments"]["sizes"], "pdf");
+        assert_eq!(json["attachments"]["total_bytes"], planned_bytes);
+        let text = report.render_text();
+        assert!(text.contains("ASSUMED distribution"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "{} bytes sent in all",
+                crate::report::group(planned_bytes)
+            )),
+            "{text}"
+        );
+        hub.stop().await.unwrap();
+        // And the hub's payload log holds at least those bytes: they were really stored.
+        let stored = file_bytes(&data_dir.join("payload"));
+        assert!(stored >= planned_bytes, "{stored} < {planned_bytes}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 use truc_domain::{AgencyCode, DocumentDate};
 
+use crate::attachments::AttachmentsSent;
 use crate::published::{Dataset, Expected, ExpectedFeedback, GOVERNMENT_OFFICE};
 
 /// The edXML code of "arrived" (01).
@@ -177,6 +178,9 @@ pub struct Report {
     pub focus: AgencyCode,
     pub to_government_office: Vec<OfficeRow>,
     pub status_feedback: FeedbackSummary,
+    /// The attachments a replay sent, when the report is a replay's (a report read from a hub
+    /// or a data directory does not know them).
+    pub attachments: Option<AttachmentsSent>,
 }
 
 /// The report's figures, each with whether it matches, for the verdict.
@@ -331,6 +335,7 @@ impl Report {
             focus,
             to_government_office,
             status_feedback,
+            attachments: None,
         }
     }
 
@@ -492,6 +497,7 @@ impl Report {
                 "section": m.section, "row": m.row, "detail": m.detail,
             })).collect::<Vec<_>>(),
             "matches_published": self.matches_published(),
+            "attachments": self.attachments.as_ref().map(AttachmentsSent::to_json),
         })
     }
 
@@ -556,6 +562,9 @@ impl Report {
             period(self.period.1),
             self.source.describe()
         );
+        if let Some(attachments) = &self.attachments {
+            let _ = writeln!(out, "{}", attachments.line());
+        }
         let _ = writeln!(out);
 
         let _ = writeln!(
