@@ -150,21 +150,89 @@ impl From<HubError> for Status {
     }
 }
 
+/// Why a hub cannot be set up from its configuration file: each names the
+/// setting as the file writes it, or the file, and carries the error
+/// underneath.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("directory: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
+    /// The CA's certificates, or the hub's certificate and key (`field`
+    /// is `tls.ca_cert`, or `tls.cert` and `tls.key`).
+    #[error("{field}: {source}")]
+    Certificates {
+        field: &'static str,
+        #[source]
+        source: truc_pki::PkiError,
+    },
+    /// The calendar's error names its key already.
+    #[error(transparent)]
+    Calendar(#[from] crate::calendar::CalendarError),
+    #[error("data_dir: cannot create {}: {source}", path.display())]
+    CreateDataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not damage: restoring a backup over it would lose what the other
+    /// hub accepted.
+    #[error(
+        "data_dir: {} is in use by another hub{}; stop that hub first, or give this one a \
+         data_dir of its own. Nothing is damaged.",
+        path.display(),
+        pid.map(|pid| format!(" (PID {pid}: `ps -p {pid}` shows it)")).unwrap_or_default()
+    )]
+    DataDirInUse {
+        path: std::path::PathBuf,
+        pid: Option<u32>,
+    },
+    #[error(
+        "cannot open the data directory {}: {source}. If the files are damaged, restore them \
+         from a backup; the hub will not serve from damaged storage.",
+        path.display()
+    )]
+    OpenDataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    /// `store.password_file` or `store.ca_cert`.
+    #[error("{field}: cannot read {}: {source}", path.display())]
+    ReadStoreFile {
+        field: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the database of [store] url: {source}")]
+    OpenDatabase {
+        #[source]
+        source: StoreError,
+    },
+}
+
 /// Why the hub could not start serving, or stopped serving on an error: a
 /// fault of its set-up or of the machine, never a caller's request.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The hub's certificate, key, trust anchors or revocation list do not
     /// make a TLS configuration.
-    #[error("the hub's TLS cannot be set up: {reason}")]
-    Tls { reason: String },
+    #[error("the hub's TLS cannot be set up: {0}")]
+    Tls(#[from] crate::security::TlsSetupError),
     /// A setting the hub runs with cannot be honoured; `field` names it as
     /// the config file does.
-    #[error("{field}: {reason}")]
-    Setting { field: &'static str, reason: String },
+    #[error("{field}: {source}")]
+    Setting {
+        field: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The API's descriptors for server reflection do not load.
-    #[error("server reflection cannot start: {reason}")]
-    Reflection { reason: String },
+    #[error("server reflection cannot start: the API descriptors do not load: {source}")]
+    Reflection {
+        #[source]
+        source: tonic_reflection::server::Error,
+    },
     /// Serving stopped on a transport error (the listener failed).
     #[error("serving gRPC failed: {source}")]
     Serve {
