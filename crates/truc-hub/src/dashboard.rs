@@ -284,7 +284,7 @@ impl State {
             "/dashboard.css" => asset("text/css; charset=utf-8", DASHBOARD_CSS),
             "/api/overview" => match self.snapshots.overview(&self.hub).await {
                 Ok(json) => json_response(StatusCode::OK, json),
-                Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error),
+                Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
             },
             "/api/document" => {
                 let id = request
@@ -299,19 +299,18 @@ impl State {
                     );
                 }
                 let hub = self.hub.clone();
-                let looked_up =
-                    tokio::task::spawn_blocking(move || snapshot::document(&hub, &operator, &id))
-                        .await;
+                let looked_up = crate::error::blocking("a document's lookup", move || {
+                    snapshot::document(&hub, &operator, &id)
+                })
+                .await
+                .and_then(|looked_up| looked_up);
                 match looked_up {
-                    Ok(Ok(json)) => json_response(StatusCode::OK, Bytes::from(json.to_string())),
-                    Ok(Err(crate::HubError::NotFound { reason, .. })) => {
+                    Ok(json) => json_response(StatusCode::OK, Bytes::from(json.to_string())),
+                    Err(crate::HubError::NotFound { reason, .. }) => {
                         error_response(StatusCode::NOT_FOUND, &reason)
                     }
-                    Ok(Err(crate::HubError::Invalid { reason, .. })) => {
+                    Err(crate::HubError::Invalid { reason, .. }) => {
                         error_response(StatusCode::BAD_REQUEST, &reason)
-                    }
-                    Ok(Err(error)) => {
-                        error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
                     }
                     Err(error) => {
                         error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())

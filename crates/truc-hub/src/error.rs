@@ -29,6 +29,14 @@ pub enum HubError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Work run on a blocking thread for the call did not finish: it
+    /// panicked, or the runtime is shutting down. Never the caller's fault.
+    #[error("{what} did not finish: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl HubError {
@@ -52,6 +60,20 @@ impl HubError {
             reason: reason.into(),
         }
     }
+}
+
+/// Runs `work` on a blocking thread and waits for it: the one way the
+/// hub's calls keep sled reads and whole-store scans off the runtime's
+/// workers, and the one conversion of a task that did not finish
+/// ([`HubError::Task`], INTERNAL on the wire). `what` says what the work
+/// was, for the message.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HubError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| HubError::Task { what, source })
 }
 
 impl From<EnvelopeError> for HubError {
@@ -102,6 +124,7 @@ impl From<HubError> for Status {
                 StoreError::Retry { .. } => Code::Unavailable,
                 StoreError::Archive { .. } => Code::Internal,
             },
+            HubError::Task { .. } => Code::Internal,
         };
         let message = match &error {
             HubError::Store(StoreError::AlreadyExists {

@@ -593,18 +593,20 @@ async fn log_started(
     // Off the async threads: on PostgreSQL the counters are a query.
     let store = hub.store.clone();
     let (documents, deliveries_received) =
-        tokio::task::spawn_blocking(move || store.counts(0, u32::MAX))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|counts| {
-                counts
-                    .values()
-                    .fold((0u64, 0u64), |(sent, received), (s, r)| {
-                        (sent + s, received + r)
-                    })
-            })
-            .unwrap_or_default();
+        error::blocking("counting the stored documents", move || {
+            store.counts(0, u32::MAX)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|counts| {
+            counts
+                .values()
+                .fold((0u64, 0u64), |(sent, received), (s, r)| {
+                    (sent + s, received + r)
+                })
+        })
+        .unwrap_or_default();
     let address = |address: &Option<std::net::SocketAddr>| {
         address.map_or_else(|| "off".to_owned(), |address| address.to_string())
     };
@@ -1258,10 +1260,11 @@ impl pb::axis_server::Axis for AxisService {
         let focus = (!request.focus_recipient.is_empty()).then_some(request.focus_recipient);
         let store = self.0.store.clone();
         // A report reads every stored document: keep it off the runtime's workers.
-        let rows = tokio::task::spawn_blocking(move || store.report(from, to, focus.as_deref()))
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?
-            .map_err(HubError::from)?;
+        let rows = error::blocking("the report", move || {
+            store.report(from, to, focus.as_deref())
+        })
+        .await?
+        .map_err(HubError::from)?;
         Ok(Response::new(pb::ReportResponse {
             rows: rows
                 .into_iter()
@@ -1328,10 +1331,10 @@ impl pb::axis_server::Axis for AxisService {
         let hub = self.0.clone();
         let request = request.into_inner();
         // It reads every stored document: keep it off the runtime's workers.
-        let response =
-            tokio::task::spawn_blocking(move || operator::list_documents(&hub, &caller, request))
-                .await
-                .map_err(|error| Status::internal(error.to_string()))??;
+        let response = error::blocking("listing documents", move || {
+            operator::list_documents(&hub, &caller, request)
+        })
+        .await??;
         Ok(Response::new(response))
     }
 
@@ -1344,9 +1347,8 @@ impl pb::axis_server::Axis for AxisService {
             return Err(HubError::denied("certificate", "the node list is for operators").into());
         }
         let hub = self.0.clone();
-        let response = tokio::task::spawn_blocking(move || operator::list_nodes(&hub))
-            .await
-            .map_err(|error| Status::internal(error.to_string()))??;
+        let response =
+            error::blocking("listing nodes", move || operator::list_nodes(&hub)).await??;
         Ok(Response::new(response))
     }
 
@@ -1358,10 +1360,10 @@ impl pb::axis_server::Axis for AxisService {
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
         let request = request.into_inner();
-        let response =
-            tokio::task::spawn_blocking(move || feedback::list_overdue(&hub, &caller, request))
-                .await
-                .map_err(|error| Status::internal(error.to_string()))??;
+        let response = error::blocking("listing overdue deliveries", move || {
+            feedback::list_overdue(&hub, &caller, request)
+        })
+        .await??;
         Ok(Response::new(response))
     }
 
@@ -1373,11 +1375,10 @@ impl pb::axis_server::Axis for AxisService {
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
         let request = request.into_inner();
-        let response = tokio::task::spawn_blocking(move || {
+        let response = error::blocking("listing dead letters", move || {
             feedback::list_dead_letters(&hub, &caller, request)
         })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))??;
+        .await??;
         Ok(Response::new(response))
     }
 
