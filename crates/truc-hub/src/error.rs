@@ -1,5 +1,7 @@
-//! The hub's refusals, and the one place they become gRPC statuses (and are
-//! counted, per code, in `truc_refusals_total`).
+//! The hub's refusals, and the one place they become gRPC statuses; the
+//! errors of setting a hub up and starting it. Converting has no side
+//! effects: every refusal is logged and counted once, on its way out, by
+//! the refusal layer (`refusals.rs`).
 
 use tonic::{Code, Status};
 use truc_domain::{EnvelopeError, StatusMoveError};
@@ -76,6 +78,56 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|source| HubError::Task { what, source })
 }
 
+/// Metadata that tells the refusal layer what the code alone does not: a
+/// storage failure, or a full disk (RESOURCE_EXHAUSTED is also an oversize
+/// message or a quota). The layer reads it and removes it before the answer
+/// leaves the hub.
+pub(crate) const CAUSE_KEY: &str = "truc-refusal-cause";
+
+/// What [`CAUSE_KEY`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The store failed (a file, the database, damage): logged as an error.
+    Storage,
+    /// The data directory's disk is full: logged as a warning.
+    StorageFull,
+}
+
+impl Cause {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Cause::Storage => "storage",
+            Cause::StorageFull => "storage-full",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Cause> {
+        [Cause::Storage, Cause::StorageFull]
+            .into_iter()
+            .find(|cause| cause.name() == name)
+    }
+}
+
+impl HubError {
+    /// What the refusal layer should know beyond the code, if anything.
+    fn cause(&self) -> Option<Cause> {
+        match self {
+            HubError::Store(StoreError::StorageFull { .. }) => Some(Cause::StorageFull),
+            HubError::Store(
+                StoreError::Io { .. }
+                | StoreError::WriterGone
+                | StoreError::Locked { .. }
+                | StoreError::Unavailable { .. }
+                | StoreError::Database { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::DataLost { .. }
+                | StoreError::Archive { .. },
+            ) => Some(Cause::Storage),
+            _ => None,
+        }
+    }
+}
+
 impl From<EnvelopeError> for HubError {
     fn from(error: EnvelopeError) -> Self {
         if error.too_large {
@@ -92,7 +144,7 @@ impl From<EnvelopeError> for HubError {
     }
 }
 
-/// The one mapping from every refusal to a gRPC status.
+/// The one mapping from every refusal to a gRPC status; it only converts.
 impl From<HubError> for Status {
     fn from(error: HubError) -> Status {
         let code = match &error {
@@ -151,14 +203,13 @@ impl From<HubError> for Status {
             ),
             other => other.to_string(),
         };
-        if code == Code::Internal || code == Code::Unavailable {
-            tracing::error!(%message, "storage failure");
-        }
-        if matches!(error, HubError::Store(StoreError::StorageFull { .. })) {
-            tracing::warn!(%message, "storage full: send refused");
-        }
-        crate::metrics::refused(code);
         let mut status = Status::new(code, message);
+        if let Some(cause) = error.cause() {
+            status.metadata_mut().insert(
+                CAUSE_KEY,
+                tonic::metadata::MetadataValue::from_static(cause.name()),
+            );
+        }
         if let HubError::Exhausted {
             retry_after_seconds,
             ..

@@ -25,6 +25,7 @@ pub mod metrics;
 mod moves;
 mod observe;
 mod operator;
+mod refusals;
 pub mod retention;
 mod security;
 mod tls;
@@ -526,6 +527,8 @@ pub async fn run_observed(
         // identity's connection slots for ever; unanswered pings free it.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        // Outermost: every refusal, the other layers' too, is counted once.
+        .layer(refusals::RefusalLayer)
         .layer(security::SecurityLayer { verifier })
         .layer(malformed::layer())
         .add_service(service)
@@ -1425,8 +1428,8 @@ impl pb::axis_server::Axis for AxisService {
                 made_at_unix_ms,
                 &mut out,
             );
+            // Logged and counted by the refusal layer as it reaches the client.
             if let Err(error) = result {
-                tracing::error!(%error, "audit export failed");
                 let _ = sender.blocking_send(Err(Status::internal(error.to_string())));
             }
         });

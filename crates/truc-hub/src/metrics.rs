@@ -24,7 +24,7 @@ use tonic::Code;
 
 /// Sends finished per sending agency; `outcome` is `accepted`, `duplicate` or `refused`.
 pub const SENDS_TOTAL: &str = "truc_sends_total";
-/// Refusals per gRPC code, counted where a refusal becomes a `Status`.
+/// Refusals per gRPC code, counted once per answer by the refusal layer.
 pub const REFUSALS_TOTAL: &str = "truc_refusals_total";
 /// Calls per Axis method, refused ones included.
 pub const REQUESTS_TOTAL: &str = "truc_requests_total";
@@ -258,7 +258,8 @@ pub fn send_finished(agency: &str, outcome: SendOutcome) {
     counter!(SENDS_TOTAL, "agency" => agency.to_owned(), "outcome" => outcome.label()).increment(1);
 }
 
-pub fn refused(code: Code) {
+/// For the refusal layer (`refusals.rs`), once per answer that is not OK.
+pub(crate) fn refused(code: Code) {
     counter!(REFUSALS_TOTAL, "code" => code_label(code)).increment(1);
 }
 
