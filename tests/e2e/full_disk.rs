@@ -111,6 +111,13 @@ fn assert_full(result: Result<pb::SendResponse, truc_node::ClientError>, context
                 "{context}: {}",
                 status.message()
             );
+            // The hub marks a full disk for its refusal layer, which logs it
+            // as a warning and takes the mark off before the answer leaves.
+            assert!(
+                status.metadata().get("truc-refusal-cause").is_none(),
+                "{context}: {:?}",
+                status.metadata()
+            );
             status.message().to_owned()
         }
         other => panic!("{context}: expected RESOURCE_EXHAUSTED, got {other:?}"),

@@ -613,8 +613,13 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let path = dir.join("dashboard.token");
-            truc_hub::dashboard::DashboardToken::write_new(&path).map_err(|error| {
-                anyhow::anyhow!("{error} (remove the old token first to replace it)")
+            truc_hub::dashboard::DashboardToken::write_new(&path).map_err(|error| match error {
+                truc_hub::dashboard::TokenError::Create { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    anyhow::anyhow!("{error} (remove the old token first to replace it)")
+                }
+                error => error.into(),
             })?;
             println!(
                 "wrote a dashboard token to {} (mode 0600; never commit it); set [observe] dashboard_token_file to it",
@@ -652,7 +657,7 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
             days,
             key_algorithm,
         } => {
-            let loaded = truc_hub::Directory::load(&directory).map_err(anyhow::Error::msg)?;
+            let loaded = truc_hub::Directory::load(&directory)?;
             let agencies: Vec<(String, String)> = loaded
                 .entries()
                 .map(|entry| (entry.code.to_string(), entry.name.clone()))
@@ -769,7 +774,7 @@ async fn hub(
     clock_speed: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
     let config = truc_hub::HubConfig::load(&config_path)?;
-    let mut setup = truc_hub::HubSetup::from_config(&config).map_err(anyhow::Error::msg)?;
+    let mut setup = truc_hub::HubSetup::from_config(&config)?;
     if let Some(speed) = clock_speed {
         if !(speed.is_finite() && speed >= 1.0) {
             anyhow::bail!("--clock-speed {speed}: must be a number of at least 1");
@@ -805,8 +810,8 @@ async fn hub(
         observe.metrics_listener = Some(metrics);
     }
     if let Some(address) = config.observe.dashboard_listen {
-        let token = truc_hub::dashboard::DashboardToken::load(&config.observe.dashboard_token_file)
-            .map_err(anyhow::Error::msg)?;
+        let token =
+            truc_hub::dashboard::DashboardToken::load(&config.observe.dashboard_token_file)?;
         let dashboard = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen for the dashboard on {address}"))?;

@@ -27,7 +27,7 @@ pub struct RouteArgs {
 pub async fn route(args: RouteArgs) -> anyhow::Result<ExitCode> {
     let (node, explanation) = match &args.directory {
         Some(path) => {
-            let directory = truc_hub::Directory::load(path).map_err(anyhow::Error::msg)?;
+            let directory = truc_hub::Directory::load(path)?;
             let code: truc_domain::AgencyCode = args
                 .code
                 .parse()

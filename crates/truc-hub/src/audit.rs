@@ -117,22 +117,43 @@ impl From<&AuditEntry> for ExportEntry {
     }
 }
 
-fn digest_from_hex(field: &str, text: &str) -> Result<[u8; 32], String> {
-    hex::decode(text)
-        .ok()
-        .and_then(|bytes| bytes.try_into().ok())
-        .ok_or_else(|| format!("{field} is not 32 bytes of hex"))
+/// Why an exported entry does not give back the entry it records: the
+/// export was altered (or written by something else).
+#[derive(Debug, thiserror::Error)]
+pub enum EntryFieldError {
+    #[error("kind {0:?} is not an audit kind")]
+    Kind(String),
+    #[error("{field} is not 32 bytes of hex")]
+    NotADigest {
+        field: &'static str,
+        /// None when the hex was good but not 32 bytes long.
+        #[source]
+        source: Option<hex::FromHexError>,
+    },
+    #[error("signature is not hex")]
+    SignatureNotHex(#[source] hex::FromHexError),
+}
+
+fn digest_from_hex(field: &'static str, text: &str) -> Result<[u8; 32], EntryFieldError> {
+    let bytes = hex::decode(text).map_err(|source| EntryFieldError::NotADigest {
+        field,
+        source: Some(source),
+    })?;
+    bytes.try_into().map_err(|_| EntryFieldError::NotADigest {
+        field,
+        source: None,
+    })
 }
 
 impl TryFrom<&ExportEntry> for AuditEntry {
-    type Error = String;
+    type Error = EntryFieldError;
 
-    fn try_from(entry: &ExportEntry) -> Result<Self, String> {
+    fn try_from(entry: &ExportEntry) -> Result<Self, EntryFieldError> {
         Ok(AuditEntry {
             seq: entry.seq,
             at_unix_ms: entry.at_unix_ms,
             kind: AuditKind::from_name(&entry.kind)
-                .ok_or_else(|| format!("kind {:?} is not an audit kind", entry.kind))?,
+                .ok_or_else(|| EntryFieldError::Kind(entry.kind.clone()))?,
             actor: entry.actor.clone(),
             document_id: entry.document_id.clone(),
             recipient: entry.recipient.clone(),
@@ -143,8 +164,7 @@ impl TryFrom<&ExportEntry> for AuditEntry {
                 .as_deref()
                 .map(|text| digest_from_hex("signed_sha256", text))
                 .transpose()?,
-            signature: hex::decode(&entry.signature)
-                .map_err(|_| "signature is not hex".to_owned())?,
+            signature: hex::decode(&entry.signature).map_err(EntryFieldError::SignatureNotHex)?,
             certificate_sha256: entry
                 .certificate_sha256
                 .as_deref()
@@ -154,6 +174,26 @@ impl TryFrom<&ExportEntry> for AuditEntry {
             sha256: digest_from_hex("sha256", &entry.sha256)?,
         })
     }
+}
+
+/// Why a send's envelope signature does not check against what the export
+/// carries: each is an alteration the verification names.
+#[derive(Debug, thiserror::Error)]
+enum SendProblem {
+    #[error("header_bytes is not hex")]
+    HeaderBytesNotHex(#[source] hex::FromHexError),
+    #[error("the signed header bytes do not match the digest the entry records")]
+    DigestMismatch,
+    #[error("the certificate it names is not in the export")]
+    CertificateMissing,
+    #[error("the sender's certificate does not check: {0}")]
+    Certificate(#[source] truc_pki::PkiError),
+    #[error("the certificate names {named}, not the sender {sender}")]
+    NotTheSender { named: String, sender: String },
+    #[error("{0}")]
+    PublicKey(#[source] truc_pki::PkiError),
+    #[error("the envelope signature does not verify: {0}")]
+    Signature(#[source] truc_domain::SignatureError),
 }
 
 /// Who signs an export: the hub's certificate and key.
@@ -355,8 +395,8 @@ impl Checker {
             }
         });
         self.expected_seq = header.first_seq;
-        self.expected_previous =
-            digest_from_hex("previous_sha256", &header.previous_sha256).map_err(problem)?;
+        self.expected_previous = digest_from_hex("previous_sha256", &header.previous_sha256)
+            .map_err(|error| problem(error.to_string()))?;
         self.header = Some(header);
         Ok(())
     }
@@ -437,33 +477,32 @@ impl Checker {
 
     /// The envelope signature of a send, against the header bytes, the
     /// sender's certificate as it was at the time, and the CA.
-    fn check_send(&self, entry: &AuditEntry, exported: &ExportEntry) -> Result<(), String> {
+    fn check_send(&self, entry: &AuditEntry, exported: &ExportEntry) -> Result<(), SendProblem> {
         let header_bytes = hex::decode(exported.header_bytes.as_deref().unwrap_or_default())
-            .map_err(|_| "header_bytes is not hex".to_owned())?;
+            .map_err(SendProblem::HeaderBytesNotHex)?;
         if Some(sha256(&header_bytes)) != entry.signed_sha256 {
-            return Err("the signed header bytes do not match the digest the entry records".into());
+            return Err(SendProblem::DigestMismatch);
         }
         let certificate = entry
             .certificate_sha256
             .and_then(|digest| self.certificates.get(&digest))
-            .ok_or("the certificate it names is not in the export")?;
+            .ok_or(SendProblem::CertificateMissing)?;
         let identity = self
             .trust()
             .verify_certificate(certificate, unix_time(entry.at_unix_ms))
-            .map_err(|error| format!("the sender's certificate does not check: {error}"))?;
+            .map_err(SendProblem::Certificate)?;
         match identity.role {
             PeerRole::Agency { code } if code == entry.actor => {}
             other => {
-                return Err(format!(
-                    "the certificate names {}, not the sender {}",
-                    other.uri(),
-                    entry.actor
-                ))
+                return Err(SendProblem::NotTheSender {
+                    named: other.uri(),
+                    sender: entry.actor.clone(),
+                })
             }
         }
-        let key = truc_pki::certificate_public_key(certificate).map_err(|e| e.to_string())?;
+        let key = truc_pki::certificate_public_key(certificate).map_err(SendProblem::PublicKey)?;
         truc_domain::verify_envelope(&key, &header_bytes, &entry.signature)
-            .map_err(|error| format!("the envelope signature does not verify: {error}"))
+            .map_err(SendProblem::Signature)
     }
 
     fn end(&mut self, line: usize, end: &ExportEnd) -> Result<(), Problem> {

@@ -25,6 +25,42 @@ pub struct WorkingCalendar {
 
 const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
+/// A `[calendar]` setting that does not parse; each variant's text starts
+/// with the key as the config file writes it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    #[error("calendar.utc_offset_minutes: {minutes} is outside -840..=840")]
+    UtcOffset { minutes: i64 },
+    #[error("calendar.working_days: {name:?} is not one of Mon, Tue, Wed, Thu, Fri, Sat, Sun")]
+    UnknownDay { name: String },
+    #[error("calendar.working_days: at least one day must be worked")]
+    NoWorkingDay,
+    #[error("calendar.working_hours: {hours:?} is not like 07:30-16:30")]
+    NotARange { hours: String },
+    #[error("calendar.working_hours: {time:?} is not a time like 07:30")]
+    NotATime { time: String },
+    #[error("calendar.working_hours: {hours:?} ends before it starts")]
+    EndsBeforeStart { hours: String },
+    #[error("calendar.holidays: {date:?} is not an ISO date like 2025-09-02")]
+    NotADate { date: String },
+}
+
+impl CalendarError {
+    /// The key as the config file writes it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            CalendarError::UtcOffset { .. } => "calendar.utc_offset_minutes",
+            CalendarError::UnknownDay { .. } | CalendarError::NoWorkingDay => {
+                "calendar.working_days"
+            }
+            CalendarError::NotARange { .. }
+            | CalendarError::NotATime { .. }
+            | CalendarError::EndsBeforeStart { .. } => "calendar.working_hours",
+            CalendarError::NotADate { .. } => "calendar.holidays",
+        }
+    }
+}
+
 impl WorkingCalendar {
     /// Parses `"Mon,Tue,…"`, `"07:30-16:30"` and `"2025-01-01,…"`; errors name the key.
     pub fn parse(
@@ -32,11 +68,11 @@ impl WorkingCalendar {
         working_days: &str,
         working_hours: &str,
         holidays: &str,
-    ) -> Result<WorkingCalendar, String> {
+    ) -> Result<WorkingCalendar, CalendarError> {
         if !(-14 * 60..=14 * 60).contains(&utc_offset_minutes) {
-            return Err(format!(
-                "calendar.utc_offset_minutes: {utc_offset_minutes} is outside -840..=840"
-            ));
+            return Err(CalendarError::UtcOffset {
+                minutes: utc_offset_minutes,
+            });
         }
         let mut days = [false; 7];
         for name in working_days
@@ -47,41 +83,45 @@ impl WorkingCalendar {
             let index = DAY_NAMES
                 .iter()
                 .position(|day| day.eq_ignore_ascii_case(name))
-                .ok_or_else(|| {
-                    format!("calendar.working_days: {name:?} is not one of Mon, Tue, Wed, Thu, Fri, Sat, Sun")
+                .ok_or_else(|| CalendarError::UnknownDay {
+                    name: name.to_owned(),
                 })?;
             days[index] = true;
         }
         if !days.contains(&true) {
-            return Err("calendar.working_days: at least one day must be worked".into());
+            return Err(CalendarError::NoWorkingDay);
         }
-        let (start, end) = working_hours.split_once('-').ok_or_else(|| {
-            format!("calendar.working_hours: {working_hours:?} is not like 07:30-16:30")
-        })?;
-        let clock = |text: &str| -> Result<i64, String> {
-            let (hours, minutes) = text.trim().split_once(':').ok_or_else(|| {
-                format!("calendar.working_hours: {text:?} is not a time like 07:30")
-            })?;
+        let (start, end) =
+            working_hours
+                .split_once('-')
+                .ok_or_else(|| CalendarError::NotARange {
+                    hours: working_hours.to_owned(),
+                })?;
+        let clock = |text: &str| -> Result<i64, CalendarError> {
+            let not_a_time = || CalendarError::NotATime {
+                time: text.to_owned(),
+            };
+            let (hours, minutes) = text.trim().split_once(':').ok_or_else(not_a_time)?;
             match (hours.parse::<i64>(), minutes.parse::<i64>()) {
                 (Ok(h), Ok(m)) if (0..24).contains(&h) && (0..60).contains(&m) => {
                     Ok((h * 60 + m) * MINUTE_MS)
                 }
-                _ => Err(format!(
-                    "calendar.working_hours: {text:?} is not a time like 07:30"
-                )),
+                _ => Err(not_a_time()),
             }
         };
         let (start_ms, end_ms) = (clock(start)?, clock(end)?);
         if start_ms >= end_ms {
-            return Err(format!(
-                "calendar.working_hours: {working_hours:?} ends before it starts"
-            ));
+            return Err(CalendarError::EndsBeforeStart {
+                hours: working_hours.to_owned(),
+            });
         }
         let mut holiday_days = BTreeSet::new();
         for text in holidays.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            holiday_days.insert(local_day_of_iso(text).ok_or_else(|| {
-                format!("calendar.holidays: {text:?} is not an ISO date like 2025-09-02")
-            })?);
+            holiday_days.insert(
+                local_day_of_iso(text).ok_or_else(|| CalendarError::NotADate {
+                    date: text.to_owned(),
+                })?,
+            );
         }
         Ok(WorkingCalendar {
             utc_offset_ms: utc_offset_minutes * MINUTE_MS,
@@ -183,19 +223,37 @@ mod tests {
 
     #[test]
     fn bad_calendars_name_the_key() {
-        assert!(WorkingCalendar::parse(420, "Mon,Funday", "07:30-16:30", "")
-            .unwrap_err()
-            .contains("working_days"));
-        assert!(WorkingCalendar::parse(420, "Mon", "16:30-07:30", "")
-            .unwrap_err()
-            .contains("working_hours"));
-        assert!(
-            WorkingCalendar::parse(420, "Mon", "07:30-16:30", "2025-13-01")
-                .unwrap_err()
-                .contains("holidays")
+        let refused = |days: &str, hours: &str, holidays: &str| {
+            WorkingCalendar::parse(420, days, hours, holidays).unwrap_err()
+        };
+        let funday = refused("Mon,Funday", "07:30-16:30", "");
+        assert_eq!(
+            funday,
+            CalendarError::UnknownDay {
+                name: "Funday".into()
+            }
         );
-        assert!(WorkingCalendar::parse(420, "", "07:30-16:30", "")
-            .unwrap_err()
-            .contains("working_days"));
+        assert_eq!(funday.field(), "calendar.working_days");
+        assert!(funday
+            .to_string()
+            .starts_with("calendar.working_days: \"Funday\""));
+        let backwards = refused("Mon", "16:30-07:30", "");
+        assert_eq!(backwards.field(), "calendar.working_hours");
+        assert!(backwards.to_string().contains("ends before it starts"));
+        assert_eq!(
+            refused("Mon", "7h30-16:30", "").to_string(),
+            "calendar.working_hours: \"7h30\" is not a time like 07:30"
+        );
+        assert_eq!(
+            refused("Mon", "07:30-16:30", "2025-13-01").field(),
+            "calendar.holidays"
+        );
+        assert_eq!(refused("", "07:30-16:30", ""), CalendarError::NoWorkingDay);
+        assert_eq!(
+            WorkingCalendar::parse(900, "Mon", "07:30-16:30", "")
+                .unwrap_err()
+                .field(),
+            "calendar.utc_offset_minutes"
+        );
     }
 }

@@ -212,7 +212,9 @@ impl Default for CalendarConfig {
 }
 
 impl CalendarConfig {
-    pub fn calendar(&self) -> Result<crate::calendar::WorkingCalendar, String> {
+    pub fn calendar(
+        &self,
+    ) -> Result<crate::calendar::WorkingCalendar, crate::calendar::CalendarError> {
         crate::calendar::WorkingCalendar::parse(
             self.utc_offset_minutes,
             &self.working_days,
@@ -937,7 +939,7 @@ impl HubConfig {
             problems.push("limits: chunk_bytes_max and header_bytes_max must be at least 1".into());
         }
         if let Err(problem) = self.calendar.calendar() {
-            problems.push(problem);
+            problems.push(problem.to_string());
         }
         if self.deadlines.watch_interval_seconds == 0 {
             problems.push("deadlines.watch_interval_seconds: must be at least 1".into());

@@ -15,7 +15,7 @@
 mod snapshot;
 
 use std::convert::Infallible;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,14 +62,69 @@ impl std::fmt::Debug for DashboardToken {
 /// The file `truc certs dashboard-token` writes into its folder.
 pub const TOKEN_FILE_NAME: &str = "dashboard.token";
 
+/// Why a dashboard token cannot be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "the dashboard token has {characters} characters; at least {TOKEN_CHARS_MIN} (make one with `truc certs dashboard-token`)"
+    )]
+    TooShort { characters: usize },
+    /// The file is missing or unreadable: the text says how to make one.
+    #[error("cannot read the dashboard token {}: {source}; {}", path.display(), how_to_make(path))]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read, but what it holds is no token.
+    #[error("{}: {problem}", path.display())]
+    InFile {
+        path: PathBuf,
+        #[source]
+        problem: Box<TokenError>,
+    },
+    /// ring's error says nothing more than that (`Unspecified`, by design).
+    #[error("the system's random source failed")]
+    Random,
+    /// `write_new` never replaces a token: `source` is `AlreadyExists` when one is there.
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The command that makes the token `path` names. The token is made once
+/// by the operator: name the command, and the folder it writes into.
+fn how_to_make(path: &Path) -> String {
+    let folder = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let made = if path.file_name() == Some(std::ffi::OsStr::new(TOKEN_FILE_NAME)) {
+        String::new()
+    } else {
+        format!(" and rename it to {}", path.display())
+    };
+    format!(
+        "make one with `truc certs dashboard-token --dir {}`{made}",
+        folder.display()
+    )
+}
+
 impl DashboardToken {
-    pub fn new(secret: &str) -> Result<DashboardToken, String> {
+    pub fn new(secret: &str) -> Result<DashboardToken, TokenError> {
         let secret = secret.trim();
-        if secret.chars().count() < TOKEN_CHARS_MIN {
-            return Err(format!(
-                "the dashboard token has {} characters; at least {TOKEN_CHARS_MIN} (make one with `truc certs dashboard-token`)",
-                secret.chars().count()
-            ));
+        let characters = secret.chars().count();
+        if characters < TOKEN_CHARS_MIN {
+            return Err(TokenError::TooShort { characters });
         }
         Ok(DashboardToken {
             sha256: sha256(secret.as_bytes()),
@@ -77,41 +132,29 @@ impl DashboardToken {
     }
 
     /// Reads the token from a file (surrounding white space ignored).
-    pub fn load(path: &Path) -> Result<DashboardToken, String> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            // The token is made once by the operator: name the command, and
-            // the folder it writes into.
-            let folder = path
-                .parent()
-                .filter(|folder| !folder.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let made = if path.file_name() == Some(std::ffi::OsStr::new(TOKEN_FILE_NAME)) {
-                String::new()
-            } else {
-                format!(" and rename it to {}", path.display())
-            };
-            format!(
-                "cannot read the dashboard token {}: {error}; make one with `truc certs \
-                 dashboard-token --dir {}`{made}",
-                path.display(),
-                folder.display()
-            )
+    pub fn load(path: &Path) -> Result<DashboardToken, TokenError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+            path: path.to_owned(),
+            source,
         })?;
-        Self::new(&text).map_err(|error| format!("{}: {error}", path.display()))
+        Self::new(&text).map_err(|problem| TokenError::InFile {
+            path: path.to_owned(),
+            problem: Box::new(problem),
+        })
     }
 
     /// A fresh random token: 32 bytes as 64 hex characters.
-    pub fn generate() -> Result<String, String> {
+    pub fn generate() -> Result<String, TokenError> {
         use ring::rand::SecureRandom as _;
         let mut bytes = [0u8; 32];
         ring::rand::SystemRandom::new()
             .fill(&mut bytes)
-            .map_err(|_| "the system's random source failed".to_owned())?;
+            .map_err(|_| TokenError::Random)?;
         Ok(hex::encode(bytes))
     }
 
     /// Writes a fresh token to `path`, readable by its owner only, and returns it.
-    pub fn write_new(path: &Path) -> Result<String, String> {
+    pub fn write_new(path: &Path) -> Result<String, TokenError> {
         let token = Self::generate()?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -120,11 +163,16 @@ impl DashboardToken {
             use std::os::unix::fs::OpenOptionsExt as _;
             options.mode(0o600);
         }
-        let mut file = options
-            .open(path)
-            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
-        std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        let mut file = options.open(path).map_err(|source| TokenError::Create {
+            path: path.to_owned(),
+            source,
+        })?;
+        std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(
+            |source| TokenError::Write {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         Ok(token)
     }
 
@@ -236,7 +284,7 @@ impl State {
             "/dashboard.css" => asset("text/css; charset=utf-8", DASHBOARD_CSS),
             "/api/overview" => match self.snapshots.overview(&self.hub).await {
                 Ok(json) => json_response(StatusCode::OK, json),
-                Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error),
+                Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
             },
             "/api/document" => {
                 let id = request
@@ -251,19 +299,18 @@ impl State {
                     );
                 }
                 let hub = self.hub.clone();
-                let looked_up =
-                    tokio::task::spawn_blocking(move || snapshot::document(&hub, &operator, &id))
-                        .await;
+                let looked_up = crate::error::blocking("a document's lookup", move || {
+                    snapshot::document(&hub, &operator, &id)
+                })
+                .await
+                .and_then(|looked_up| looked_up);
                 match looked_up {
-                    Ok(Ok(json)) => json_response(StatusCode::OK, Bytes::from(json.to_string())),
-                    Ok(Err(crate::HubError::NotFound { reason, .. })) => {
+                    Ok(json) => json_response(StatusCode::OK, Bytes::from(json.to_string())),
+                    Err(crate::HubError::NotFound { reason, .. }) => {
                         error_response(StatusCode::NOT_FOUND, &reason)
                     }
-                    Ok(Err(crate::HubError::Invalid { reason, .. })) => {
+                    Err(crate::HubError::Invalid { reason, .. }) => {
                         error_response(StatusCode::BAD_REQUEST, &reason)
-                    }
-                    Ok(Err(error)) => {
-                        error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
                     }
                     Err(error) => {
                         error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
@@ -399,7 +446,44 @@ mod tests {
         assert!(token.matches(secret.as_bytes()));
         assert!(!token.matches(&secret.as_bytes()[1..]));
         assert!(!token.matches(b""));
-        assert!(DashboardToken::new("short").is_err());
+        assert!(matches!(
+            DashboardToken::new("short"),
+            Err(TokenError::TooShort { characters: 5 })
+        ));
+    }
+
+    #[test]
+    fn token_files_are_named_with_what_is_wrong() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join(TOKEN_FILE_NAME);
+        let missing = DashboardToken::load(&path).unwrap_err();
+        assert!(
+            matches!(&missing, TokenError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{missing:?}"
+        );
+        assert!(
+            missing.to_string().ends_with(&format!(
+                "make one with `truc certs dashboard-token --dir {}`",
+                folder.path().display()
+            )),
+            "{missing}"
+        );
+        std::fs::write(&path, "short\n").unwrap();
+        let short = DashboardToken::load(&path).unwrap_err();
+        assert!(
+            short.to_string().starts_with(&format!(
+                "{}: the dashboard token has 5 characters",
+                path.display()
+            )),
+            "{short}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        DashboardToken::write_new(&path).unwrap();
+        let again = DashboardToken::write_new(&path).unwrap_err();
+        assert!(
+            matches!(&again, TokenError::Create { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{again:?}"
+        );
     }
 
     #[test]

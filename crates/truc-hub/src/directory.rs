@@ -58,21 +58,56 @@ impl AgencyEntry {
     }
 
     /// What is wrong with the entry on its own, if anything.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), EntryProblem> {
         if !self.own_node && self.relay {
-            return Err(format!(
-                "agency {}: a relay must have a node of its own (own_node = false with relay = true)",
-                self.code
-            ));
+            return Err(EntryProblem::RelayWithoutNode { code: self.code });
         }
         if !self.own_node && self.connection == ConnectionMode::Direct {
-            return Err(format!(
-                "agency {}: a unit without a node of its own reaches the axis through an LGSP (set connection = \"lgsp\")",
-                self.code
-            ));
+            return Err(EntryProblem::NoNodeNotThroughLgsp { code: self.code });
         }
         Ok(())
     }
+}
+
+/// Why a directory file is not put in force; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is {bytes} bytes; at most {DIRECTORY_FILE_BYTES_MAX}", path.display())]
+    TooLarge { path: PathBuf, bytes: u64 },
+    /// Not TOML, or keys the directory does not know.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// Entries that contradict themselves or each other, all of them.
+    #[error("{}: {}", path.display(), problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<EntryProblem>,
+    },
+}
+
+/// What is wrong with one entry of a directory file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryProblem {
+    #[error("agency {code} is listed twice")]
+    ListedTwice { code: AgencyCode },
+    #[error(
+        "agency {code}: a relay must have a node of its own (own_node = false with relay = true)"
+    )]
+    RelayWithoutNode { code: AgencyCode },
+    #[error(
+        "agency {code}: a unit without a node of its own reaches the axis through an LGSP (set connection = \"lgsp\")"
+    )]
+    NoNodeNotThroughLgsp { code: AgencyCode },
 }
 
 #[derive(Deserialize)]
@@ -152,22 +187,26 @@ impl Directory {
         }
     }
 
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, DirectoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// The directory of a file's text; `path` only names it in problems.
-    fn parse(text: &str, path: &Path) -> Result<Self, String> {
-        let file: DirectoryFile =
-            toml::from_str(text).map_err(|error| format!("{}: {error}", path.display()))?;
+    fn parse(text: &str, path: &Path) -> Result<Self, DirectoryError> {
+        let file: DirectoryFile = toml::from_str(text).map_err(|source| DirectoryError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut directory = Directory::default();
         // Every problem of the file at once, so that one edit fixes them all.
         let mut problems = Vec::new();
         for entry in file.agency {
             if directory.agencies.contains_key(&entry.code) {
-                problems.push(format!("agency {} is listed twice", entry.code));
+                problems.push(EntryProblem::ListedTwice { code: entry.code });
             }
             if let Err(problem) = entry.check() {
                 problems.push(problem);
@@ -175,7 +214,10 @@ impl Directory {
             directory.agencies.insert(entry.code, entry);
         }
         if !problems.is_empty() {
-            return Err(format!("{}: {}", path.display(), problems.join("; ")));
+            return Err(DirectoryError::Invalid {
+                path: path.to_owned(),
+                problems,
+            });
         }
         Ok(directory)
     }
@@ -340,18 +382,19 @@ pub(crate) async fn watch(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     changed: impl Fn(&Directory),
 ) {
-    let read = |path: &Path| -> Result<String, String> {
-        let size = std::fs::metadata(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?
-            .len();
-        if size > DIRECTORY_FILE_BYTES_MAX {
-            return Err(format!(
-                "{} is {size} bytes; at most {DIRECTORY_FILE_BYTES_MAX}",
-                path.display()
-            ));
+    let read = |path: &Path| -> Result<String, DirectoryError> {
+        let unreadable = |source| DirectoryError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let bytes = std::fs::metadata(path).map_err(unreadable)?.len();
+        if bytes > DIRECTORY_FILE_BYTES_MAX {
+            return Err(DirectoryError::TooLarge {
+                path: path.to_owned(),
+                bytes,
+            });
         }
-        std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))
+        std::fs::read_to_string(path).map_err(unreadable)
     };
     let mut seen = read(&reload.path).ok();
     loop {
@@ -570,13 +613,50 @@ own_node = false
         )
         .unwrap();
         let error = Directory::load(&path).unwrap_err();
+        let DirectoryError::Invalid { problems, .. } = &error else {
+            panic!("not refused for its entries: {error}");
+        };
+        let code = |text: &str| text.parse::<AgencyCode>().unwrap();
+        assert_eq!(
+            problems,
+            &[
+                EntryProblem::RelayWithoutNode {
+                    code: code("000.00.00.H41")
+                },
+                EntryProblem::NoNodeNotThroughLgsp {
+                    code: code("000.00.05.H41")
+                },
+            ]
+        );
+        let said = error.to_string();
+        assert!(said.starts_with(&path.display().to_string()), "{said}");
         assert!(
-            error.contains("000.00.00.H41: a relay must have a node"),
-            "{error}"
+            said.contains("000.00.00.H41: a relay must have a node"),
+            "{said}"
         );
         assert!(
-            error.contains("000.00.05.H41: a unit without a node"),
-            "{error}"
+            said.contains("000.00.05.H41: a unit without a node"),
+            "{said}"
         );
+    }
+
+    #[test]
+    fn a_missing_file_keeps_the_system_error() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("absent.toml");
+        let error = Directory::load(&path).unwrap_err();
+        match &error {
+            DirectoryError::Read {
+                path: named,
+                source,
+            } => {
+                assert_eq!(named, &path);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("not a read error: {other}"),
+        }
+        assert!(error
+            .to_string()
+            .starts_with(&format!("cannot read {}: ", path.display())));
     }
 }

@@ -1,5 +1,7 @@
-//! The hub's refusals, and the one place they become gRPC statuses (and are
-//! counted, per code, in `truc_refusals_total`).
+//! The hub's refusals, and the one place they become gRPC statuses; the
+//! errors of setting a hub up and starting it. Converting has no side
+//! effects: every refusal is logged and counted once, on its way out, by
+//! the refusal layer (`refusals.rs`).
 
 use tonic::{Code, Status};
 use truc_domain::{EnvelopeError, StatusMoveError};
@@ -29,6 +31,14 @@ pub enum HubError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Work run on a blocking thread for the call did not finish: it
+    /// panicked, or the runtime is shutting down. Never the caller's fault.
+    #[error("{what} did not finish: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 impl HubError {
@@ -54,6 +64,70 @@ impl HubError {
     }
 }
 
+/// Runs `work` on a blocking thread and waits for it: the one way the
+/// hub's calls keep sled reads and whole-store scans off the runtime's
+/// workers, and the one conversion of a task that did not finish
+/// ([`HubError::Task`], INTERNAL on the wire). `what` says what the work
+/// was, for the message.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HubError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| HubError::Task { what, source })
+}
+
+/// Metadata that tells the refusal layer what the code alone does not: a
+/// storage failure, or a full disk (RESOURCE_EXHAUSTED is also an oversize
+/// message or a quota). The layer reads it and removes it before the answer
+/// leaves the hub.
+pub(crate) const CAUSE_KEY: &str = "truc-refusal-cause";
+
+/// What [`CAUSE_KEY`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// The store failed (a file, the database, damage): logged as an error.
+    Storage,
+    /// The data directory's disk is full: logged as a warning.
+    StorageFull,
+}
+
+impl Cause {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Cause::Storage => "storage",
+            Cause::StorageFull => "storage-full",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Cause> {
+        [Cause::Storage, Cause::StorageFull]
+            .into_iter()
+            .find(|cause| cause.name() == name)
+    }
+}
+
+impl HubError {
+    /// What the refusal layer should know beyond the code, if anything.
+    fn cause(&self) -> Option<Cause> {
+        match self {
+            HubError::Store(StoreError::StorageFull { .. }) => Some(Cause::StorageFull),
+            HubError::Store(
+                StoreError::Io { .. }
+                | StoreError::WriterGone
+                | StoreError::Locked { .. }
+                | StoreError::Unavailable { .. }
+                | StoreError::Database { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::DataLost { .. }
+                | StoreError::Archive { .. },
+            ) => Some(Cause::Storage),
+            _ => None,
+        }
+    }
+}
+
 impl From<EnvelopeError> for HubError {
     fn from(error: EnvelopeError) -> Self {
         if error.too_large {
@@ -70,7 +144,7 @@ impl From<EnvelopeError> for HubError {
     }
 }
 
-/// The one mapping from every refusal to a gRPC status.
+/// The one mapping from every refusal to a gRPC status; it only converts.
 impl From<HubError> for Status {
     fn from(error: HubError) -> Status {
         let code = match &error {
@@ -102,6 +176,7 @@ impl From<HubError> for Status {
                 StoreError::Retry { .. } => Code::Unavailable,
                 StoreError::Archive { .. } => Code::Internal,
             },
+            HubError::Task { .. } => Code::Internal,
         };
         let message = match &error {
             HubError::Store(StoreError::AlreadyExists {
@@ -128,14 +203,13 @@ impl From<HubError> for Status {
             ),
             other => other.to_string(),
         };
-        if code == Code::Internal || code == Code::Unavailable {
-            tracing::error!(%message, "storage failure");
-        }
-        if matches!(error, HubError::Store(StoreError::StorageFull { .. })) {
-            tracing::warn!(%message, "storage full: send refused");
-        }
-        crate::metrics::refused(code);
         let mut status = Status::new(code, message);
+        if let Some(cause) = error.cause() {
+            status.metadata_mut().insert(
+                CAUSE_KEY,
+                tonic::metadata::MetadataValue::from_static(cause.name()),
+            );
+        }
         if let HubError::Exhausted {
             retry_after_seconds,
             ..
@@ -150,21 +224,89 @@ impl From<HubError> for Status {
     }
 }
 
+/// Why a hub cannot be set up from its configuration file: each names the
+/// setting as the file writes it, or the file, and carries the error
+/// underneath.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("directory: {0}")]
+    Directory(#[from] crate::directory::DirectoryError),
+    /// The CA's certificates, or the hub's certificate and key (`field`
+    /// is `tls.ca_cert`, or `tls.cert` and `tls.key`).
+    #[error("{field}: {source}")]
+    Certificates {
+        field: &'static str,
+        #[source]
+        source: truc_pki::PkiError,
+    },
+    /// The calendar's error names its key already.
+    #[error(transparent)]
+    Calendar(#[from] crate::calendar::CalendarError),
+    #[error("data_dir: cannot create {}: {source}", path.display())]
+    CreateDataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not damage: restoring a backup over it would lose what the other
+    /// hub accepted.
+    #[error(
+        "data_dir: {} is in use by another hub{}; stop that hub first, or give this one a \
+         data_dir of its own. Nothing is damaged.",
+        path.display(),
+        pid.map(|pid| format!(" (PID {pid}: `ps -p {pid}` shows it)")).unwrap_or_default()
+    )]
+    DataDirInUse {
+        path: std::path::PathBuf,
+        pid: Option<u32>,
+    },
+    #[error(
+        "cannot open the data directory {}: {source}. If the files are damaged, restore them \
+         from a backup; the hub will not serve from damaged storage.",
+        path.display()
+    )]
+    OpenDataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    /// `store.password_file` or `store.ca_cert`.
+    #[error("{field}: cannot read {}: {source}", path.display())]
+    ReadStoreFile {
+        field: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the database of [store] url: {source}")]
+    OpenDatabase {
+        #[source]
+        source: StoreError,
+    },
+}
+
 /// Why the hub could not start serving, or stopped serving on an error: a
 /// fault of its set-up or of the machine, never a caller's request.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The hub's certificate, key, trust anchors or revocation list do not
     /// make a TLS configuration.
-    #[error("the hub's TLS cannot be set up: {reason}")]
-    Tls { reason: String },
+    #[error("the hub's TLS cannot be set up: {0}")]
+    Tls(#[from] crate::security::TlsSetupError),
     /// A setting the hub runs with cannot be honoured; `field` names it as
     /// the config file does.
-    #[error("{field}: {reason}")]
-    Setting { field: &'static str, reason: String },
+    #[error("{field}: {source}")]
+    Setting {
+        field: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The API's descriptors for server reflection do not load.
-    #[error("server reflection cannot start: {reason}")]
-    Reflection { reason: String },
+    #[error("server reflection cannot start: the API descriptors do not load: {source}")]
+    Reflection {
+        #[source]
+        source: tonic_reflection::server::Error,
+    },
     /// Serving stopped on a transport error (the listener failed).
     #[error("serving gRPC failed: {source}")]
     Serve {

@@ -287,11 +287,10 @@ async fn check_queued_quota(hub: &Hub, sender: AgencyCode) -> Result<(), HubErro
         None => {
             let store = hub.store.clone();
             let count =
-                tokio::task::spawn_blocking(move || store.pending_sends(&sender.to_string(), max))
-                    .await
-                    .map_err(|error| {
-                        HubError::invalid("sender", format!("counting failed: {error}"))
-                    })??;
+                crate::error::blocking("counting the sender's queued deliveries", move || {
+                    store.pending_sends(&sender.to_string(), max)
+                })
+                .await??;
             hub.queued_counts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

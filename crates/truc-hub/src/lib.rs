@@ -25,6 +25,7 @@ pub mod metrics;
 mod moves;
 mod observe;
 mod operator;
+mod refusals;
 pub mod retention;
 mod security;
 mod tls;
@@ -53,12 +54,14 @@ pub use config::HubConfig;
 /// The wire header as the fields `Header::validate` checks, exactly as intake
 /// reads it; public for the property tests and fuzz targets.
 pub use convert::raw_header;
-pub use directory::{AgencyEntry, ConnectionMode, Directory, DirectoryReload, NotAdmitted};
-pub use error::{HubError, RunError};
+pub use directory::{
+    AgencyEntry, ConnectionMode, Directory, DirectoryError, DirectoryReload, NotAdmitted,
+};
+pub use error::{HubError, RunError, SetupError};
 pub use identity::Caller;
 pub use observe::AXIS_SERVICE;
 pub use retention::{RetentionSetup, RetentionStatus};
-pub use security::{CrlSetup, SecuritySetup};
+pub use security::{CrlSetup, SecuritySetup, TlsSetupError};
 
 use convert::{signature_state, status_entry};
 
@@ -104,7 +107,7 @@ impl Default for WatchSetup {
 
 impl WatchSetup {
     /// The watch configuration of a config file, on the system clock.
-    pub fn from_config(config: &HubConfig) -> Result<WatchSetup, String> {
+    pub fn from_config(config: &HubConfig) -> Result<WatchSetup, calendar::CalendarError> {
         Ok(WatchSetup {
             deadlines: config.deadlines.clone(),
             calendar: config.calendar.calendar()?,
@@ -140,7 +143,7 @@ impl WatchSetup {
 
 /// Opens the store the config names: the embedded engine in `data_dir`, or
 /// the PostgreSQL database several hubs share.
-fn open_store(config: &HubConfig) -> Result<Store, String> {
+fn open_store(config: &HubConfig) -> Result<Store, SetupError> {
     let options = StoreOptions {
         cache_bytes: config.cache_mib * 1024 * 1024,
         checkpoint_interval: std::time::Duration::from_secs(config.checkpoint_seconds),
@@ -149,34 +152,39 @@ fn open_store(config: &HubConfig) -> Result<Store, String> {
     };
     match config.store.backend {
         config::StoreBackend::Embedded => {
-            std::fs::create_dir_all(&config.data_dir)
-                .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-            Store::open(&config.data_dir, &options).map_err(|e| match e {
-                // Not damage: restoring a backup over it would lose what
-                // the other hub accepted.
-                truc_store::StoreError::Locked { pid, .. } => format!(
-                    "data_dir: {} is in use by another hub{}; stop that hub first, or give this \
-                     one a data_dir of its own. Nothing is damaged.",
-                    config.data_dir.display(),
-                    pid.map(|pid| format!(" (PID {pid}: `ps -p {pid}` shows it)"))
-                        .unwrap_or_default()
-                ),
-                e => format!(
-                    "cannot open the data directory {}: {e}. If the files are damaged, restore them from a backup; the hub will not serve from damaged storage.",
-                    config.data_dir.display()
-                ),
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+                SetupError::CreateDataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                }
+            })?;
+            Store::open(&config.data_dir, &options).map_err(|error| match error {
+                truc_store::StoreError::Locked { pid, .. } => SetupError::DataDirInUse {
+                    path: config.data_dir.clone(),
+                    pid,
+                },
+                source => SetupError::OpenDataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                },
             })
         }
         config::StoreBackend::Postgres => {
-            let read = |path: &std::path::Path, what: &str| -> Result<Option<Vec<u8>>, String> {
+            let read = |path: &std::path::Path,
+                        field: &'static str|
+             -> Result<Option<Vec<u8>>, SetupError> {
                 if path.as_os_str().is_empty() {
                     return Ok(None);
                 }
                 std::fs::read(path)
                     .map(Some)
-                    .map_err(|e| format!("store.{what}: cannot read {}: {e}", path.display()))
+                    .map_err(|source| SetupError::ReadStoreFile {
+                        field,
+                        path: path.to_owned(),
+                        source,
+                    })
             };
-            let password = read(&config.store.password_file, "password_file")?.map(|bytes| {
+            let password = read(&config.store.password_file, "store.password_file")?.map(|bytes| {
                 String::from_utf8_lossy(&bytes)
                     .lines()
                     .next()
@@ -186,7 +194,7 @@ fn open_store(config: &HubConfig) -> Result<Store, String> {
             let postgres = truc_store::PostgresOptions {
                 url: config.store.url.clone(),
                 password,
-                ca_cert_pem: read(&config.store.ca_cert, "ca_cert")?,
+                ca_cert_pem: read(&config.store.ca_cert, "store.ca_cert")?,
                 hub_name: if config.store.hub_name.is_empty() {
                     config.listen.to_string()
                 } else {
@@ -196,18 +204,37 @@ fn open_store(config: &HubConfig) -> Result<Store, String> {
                 ..truc_store::PostgresOptions::default()
             };
             Store::open_postgres(&postgres, &options)
-                .map_err(|e| format!("cannot open the database of [store] url: {e}"))
+                .map_err(|source| SetupError::OpenDatabase { source })
         }
     }
 }
 
 impl HubSetup {
     /// Loads the directory, certificates and store named by a config.
-    pub fn from_config(config: &HubConfig) -> Result<HubSetup, String> {
+    pub fn from_config(config: &HubConfig) -> Result<HubSetup, SetupError> {
         let directory = Directory::load(&config.directory)?;
-        let trust = TrustRoots::from_pem_file(&config.tls.ca_cert).map_err(|e| e.to_string())?;
+        let trust = TrustRoots::from_pem_file(&config.tls.ca_cert).map_err(|source| {
+            SetupError::Certificates {
+                field: "tls.ca_cert",
+                source,
+            }
+        })?;
         let credentials =
-            Credentials::load(&config.tls.cert, &config.tls.key).map_err(|e| e.to_string())?;
+            Credentials::load(&config.tls.cert, &config.tls.key).map_err(|source| {
+                // The key's file, or a key that is not the certificate's, is `tls.key`.
+                let field = match &source {
+                    truc_pki::PkiError::Io { path, .. }
+                    | truc_pki::PkiError::Pem { path, .. }
+                    | truc_pki::PkiError::PrivateKey { path, .. }
+                        if *path == config.tls.key =>
+                    {
+                        "tls.key"
+                    }
+                    truc_pki::PkiError::KeyMismatch { .. } => "tls.key",
+                    _ => "tls.cert",
+                };
+                SetupError::Certificates { field, source }
+            })?;
         let store = open_store(config)?;
         Ok(HubSetup {
             store,
@@ -337,11 +364,12 @@ pub async fn run_observed(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let verifier =
-        security::RevocableVerifier::new(setup.trust.clone(), setup.security.crl.as_ref())
-            .map_err(|reason| RunError::Tls { reason })?;
+        security::RevocableVerifier::new(setup.trust.clone(), setup.security.crl.as_ref())?;
     let tls = truc_pki::server_tls_config_with_verifier(&setup.credentials, verifier.clone())
-        .map_err(|e| RunError::Tls {
-            reason: e.to_string(),
+        .map_err(|source| security::TlsSetupError {
+            field: "tls.cert",
+            path: None,
+            source,
         })?;
     let reflection_v1 = observe::reflection_v1()?;
     let reflection_v1alpha = observe::reflection_v1alpha()?;
@@ -357,9 +385,9 @@ pub async fn run_observed(
     );
     let metrics_endpoint = match observe.metrics_listener {
         Some(listener) => {
-            let handle = metrics::install().map_err(|reason| RunError::Setting {
+            let handle = metrics::install().map_err(|error| RunError::Setting {
                 field: "observe.metrics_listen",
-                reason,
+                source: Box::new(error),
             })?;
             record_certificate_expiry(&setup);
             Some((listener, handle))
@@ -389,9 +417,7 @@ pub async fn run_observed(
                 .signing_key()
                 .map_err(|error| RunError::Setting {
                     field: "retention.enabled",
-                    reason: format!(
-                        "archives are sealed with the hub's key, which cannot sign: {error}"
-                    ),
+                    source: Box::new(CannotSeal(error)),
                 })?;
             Some(std::sync::Arc::new(truc_archive::ArchiveWriter::new(
                 &setup.watch.retention.archive_dir,
@@ -501,6 +527,8 @@ pub async fn run_observed(
         // identity's connection slots for ever; unanswered pings free it.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        // Outermost: every refusal, the other layers' too, is counted once.
+        .layer(refusals::RefusalLayer)
         .layer(security::SecurityLayer { verifier })
         .layer(malformed::layer())
         .add_service(service)
@@ -547,6 +575,11 @@ pub async fn run_observed(
     served
 }
 
+/// Retention is on, but the hub's key cannot sign the archives' seals.
+#[derive(Debug, thiserror::Error)]
+#[error("archives are sealed with the hub's key, which cannot sign: {0}")]
+struct CannotSeal(#[source] truc_pki::PkiError);
+
 /// The target of the hub's start and stop lines (info, logged at the default level).
 pub const LIFECYCLE_TARGET: &str = "truc::hub";
 
@@ -563,18 +596,20 @@ async fn log_started(
     // Off the async threads: on PostgreSQL the counters are a query.
     let store = hub.store.clone();
     let (documents, deliveries_received) =
-        tokio::task::spawn_blocking(move || store.counts(0, u32::MAX))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|counts| {
-                counts
-                    .values()
-                    .fold((0u64, 0u64), |(sent, received), (s, r)| {
-                        (sent + s, received + r)
-                    })
-            })
-            .unwrap_or_default();
+        error::blocking("counting the stored documents", move || {
+            store.counts(0, u32::MAX)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|counts| {
+            counts
+                .values()
+                .fold((0u64, 0u64), |(sent, received), (s, r)| {
+                    (sent + s, received + r)
+                })
+        })
+        .unwrap_or_default();
     let address = |address: &Option<std::net::SocketAddr>| {
         address.map_or_else(|| "off".to_owned(), |address| address.to_string())
     };
@@ -1228,10 +1263,11 @@ impl pb::axis_server::Axis for AxisService {
         let focus = (!request.focus_recipient.is_empty()).then_some(request.focus_recipient);
         let store = self.0.store.clone();
         // A report reads every stored document: keep it off the runtime's workers.
-        let rows = tokio::task::spawn_blocking(move || store.report(from, to, focus.as_deref()))
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?
-            .map_err(HubError::from)?;
+        let rows = error::blocking("the report", move || {
+            store.report(from, to, focus.as_deref())
+        })
+        .await?
+        .map_err(HubError::from)?;
         Ok(Response::new(pb::ReportResponse {
             rows: rows
                 .into_iter()
@@ -1298,10 +1334,10 @@ impl pb::axis_server::Axis for AxisService {
         let hub = self.0.clone();
         let request = request.into_inner();
         // It reads every stored document: keep it off the runtime's workers.
-        let response =
-            tokio::task::spawn_blocking(move || operator::list_documents(&hub, &caller, request))
-                .await
-                .map_err(|error| Status::internal(error.to_string()))??;
+        let response = error::blocking("listing documents", move || {
+            operator::list_documents(&hub, &caller, request)
+        })
+        .await??;
         Ok(Response::new(response))
     }
 
@@ -1314,9 +1350,8 @@ impl pb::axis_server::Axis for AxisService {
             return Err(HubError::denied("certificate", "the node list is for operators").into());
         }
         let hub = self.0.clone();
-        let response = tokio::task::spawn_blocking(move || operator::list_nodes(&hub))
-            .await
-            .map_err(|error| Status::internal(error.to_string()))??;
+        let response =
+            error::blocking("listing nodes", move || operator::list_nodes(&hub)).await??;
         Ok(Response::new(response))
     }
 
@@ -1328,10 +1363,10 @@ impl pb::axis_server::Axis for AxisService {
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
         let request = request.into_inner();
-        let response =
-            tokio::task::spawn_blocking(move || feedback::list_overdue(&hub, &caller, request))
-                .await
-                .map_err(|error| Status::internal(error.to_string()))??;
+        let response = error::blocking("listing overdue deliveries", move || {
+            feedback::list_overdue(&hub, &caller, request)
+        })
+        .await??;
         Ok(Response::new(response))
     }
 
@@ -1343,11 +1378,10 @@ impl pb::axis_server::Axis for AxisService {
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
         let request = request.into_inner();
-        let response = tokio::task::spawn_blocking(move || {
+        let response = error::blocking("listing dead letters", move || {
             feedback::list_dead_letters(&hub, &caller, request)
         })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))??;
+        .await??;
         Ok(Response::new(response))
     }
 
@@ -1394,8 +1428,8 @@ impl pb::axis_server::Axis for AxisService {
                 made_at_unix_ms,
                 &mut out,
             );
+            // Logged and counted by the refusal layer as it reaches the client.
             if let Err(error) = result {
-                tracing::error!(%error, "audit export failed");
                 let _ = sender.blocking_send(Err(Status::internal(error.to_string())));
             }
         });

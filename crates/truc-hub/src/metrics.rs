@@ -12,17 +12,19 @@
 //! for the delivery loop), queue depth and group commits (in
 //! `truc_store::metrics`, for the store writer, which cannot reach this crate).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics::Unit;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tonic::Code;
 
 /// Sends finished per sending agency; `outcome` is `accepted`, `duplicate` or `refused`.
 pub const SENDS_TOTAL: &str = "truc_sends_total";
-/// Refusals per gRPC code, counted where a refusal becomes a `Status`.
+/// Refusals per gRPC code, counted once per answer by the refusal layer.
 pub const REFUSALS_TOTAL: &str = "truc_refusals_total";
 /// Calls per Axis method, refused ones included.
 pub const REQUESTS_TOTAL: &str = "truc_requests_total";
@@ -76,12 +78,25 @@ const FLUSH_SECONDS_BUCKETS: &[f64] = &[
 const CHECKPOINT_KEYS_BUCKETS: &[f64] = &[10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
 const CHECKPOINT_SECONDS_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+/// Why the hub's Prometheus recorder is not in place. Cloned for every hub
+/// that asks again (the first answer is kept for the whole process), so the
+/// sources are shared.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The histogram buckets were refused (they are constants: a bug).
+    #[error("the metrics recorder cannot be built: {0}")]
+    Build(#[source] Arc<metrics_exporter_prometheus::BuildError>),
+    /// Some other recorder came first: the hub's figures would go elsewhere.
+    #[error("another metrics recorder is already installed in this process: {0}")]
+    OtherRecorder(#[source] Arc<metrics::SetRecorderError<PrometheusRecorder>>),
+}
+
+static RECORDER: OnceLock<Result<PrometheusHandle, InstallError>> = OnceLock::new();
 
 /// Installs the Prometheus recorder for the whole process, once, and returns
 /// the handle that renders a scrape. Fails if some other recorder was
 /// installed first, since the hub's figures would then go elsewhere.
-pub fn install() -> Result<PrometheusHandle, String> {
+pub fn install() -> Result<PrometheusHandle, InstallError> {
     RECORDER
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
@@ -107,12 +122,11 @@ pub fn install() -> Result<PrometheusHandle, String> {
                         CHECKPOINT_SECONDS_BUCKETS,
                     )
                 })
-                .map_err(|error| error.to_string())?
+                .map_err(|error| InstallError::Build(Arc::new(error)))?
                 .build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).map_err(|error| {
-                format!("another metrics recorder is already installed in this process: {error}")
-            })?;
+            metrics::set_global_recorder(recorder)
+                .map_err(|error| InstallError::OtherRecorder(Arc::new(error)))?;
             describe();
             Ok(handle)
         })
@@ -244,7 +258,8 @@ pub fn send_finished(agency: &str, outcome: SendOutcome) {
     counter!(SENDS_TOTAL, "agency" => agency.to_owned(), "outcome" => outcome.label()).increment(1);
 }
 
-pub fn refused(code: Code) {
+/// For the refusal layer (`refusals.rs`), once per answer that is not OK.
+pub(crate) fn refused(code: Code) {
     counter!(REFUSALS_TOTAL, "code" => code_label(code)).increment(1);
 }
 

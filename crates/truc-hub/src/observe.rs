@@ -198,10 +198,8 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
-fn reflection_error(error: tonic_reflection::server::Error) -> RunError {
-    RunError::Reflection {
-        reason: format!("the API descriptors do not load: {error}"),
-    }
+fn reflection_error(source: tonic_reflection::server::Error) -> RunError {
+    RunError::Reflection { source }
 }
 
 /// Resolves once the hub is stopping.

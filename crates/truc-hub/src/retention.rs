@@ -15,7 +15,7 @@ use truc_domain::DocumentDate;
 use truc_store::{ArchiveSink, RetireRequest};
 
 use crate::config::RetentionConfig;
-use crate::Hub;
+use crate::{Hub, HubError};
 
 /// What retention does, loaded from `[retention]`.
 #[derive(Clone, Debug)]
@@ -191,15 +191,13 @@ async fn run_once(
         let limit = setup
             .documents_per_batch_max
             .min(setup.documents_per_run_max - examined);
-        let page =
-            tokio::task::spawn_blocking(move || store.retention_candidates(cutoff, after, limit))
-                .await;
+        let page = crate::error::blocking("looking for documents to archive", move || {
+            store.retention_candidates(cutoff, after, limit)
+        })
+        .await
+        .and_then(|page| page.map_err(HubError::from));
         let page = match page {
-            Ok(Ok(page)) => page,
-            Ok(Err(error)) => {
-                failure = Some(error.to_string());
-                break;
-            }
+            Ok(page) => page,
             Err(error) => {
                 failure = Some(error.to_string());
                 break;

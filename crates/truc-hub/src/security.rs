@@ -130,12 +130,31 @@ pub(crate) struct RevocableVerifier {
     revoked: RwLock<Arc<RevokedCertificates>>,
 }
 
+/// Why the hub's TLS cannot be set up, or a revocation list put in force.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {}{source}", path.as_ref().map(|path| format!("{}: ", path.display())).unwrap_or_default())]
+pub struct TlsSetupError {
+    /// The setting as the config file writes it: `tls.crl`, `tls.ca_cert`, `tls.cert`.
+    pub field: &'static str,
+    /// The file, where `source` does not name it already.
+    pub path: Option<PathBuf>,
+    #[source]
+    pub source: truc_pki::PkiError,
+}
+
 impl RevocableVerifier {
-    pub(crate) fn new(trust: TrustRoots, crl: Option<&CrlSetup>) -> Result<Arc<Self>, String> {
+    pub(crate) fn new(
+        trust: TrustRoots,
+        crl: Option<&CrlSetup>,
+    ) -> Result<Arc<Self>, TlsSetupError> {
         let (verifier, revoked) = match crl {
             Some(crl) => load(&trust, crl)?,
             None => (
-                truc_pki::client_verifier(&trust, Vec::new()).map_err(|e| e.to_string())?,
+                truc_pki::client_verifier(&trust, Vec::new()).map_err(|source| TlsSetupError {
+                    field: "tls.ca_cert",
+                    path: None,
+                    source,
+                })?,
                 RevokedCertificates::default(),
             ),
         };
@@ -171,12 +190,20 @@ impl RevocableVerifier {
 fn load(
     trust: &TrustRoots,
     crl: &CrlSetup,
-) -> Result<(Arc<dyn ClientCertVerifier>, RevokedCertificates), String> {
-    let lists = truc_pki::read_crls(&crl.path).map_err(|e| format!("tls.crl: {e}"))?;
-    let revoked = RevokedCertificates::from_crls(&lists)
-        .map_err(|e| format!("tls.crl: {}: {e}", crl.path.display()))?;
-    let verifier = truc_pki::client_verifier(trust, lists)
-        .map_err(|e| format!("tls.crl: {}: {e}", crl.path.display()))?;
+) -> Result<(Arc<dyn ClientCertVerifier>, RevokedCertificates), TlsSetupError> {
+    // Reading names the file itself; parsing and building do not.
+    let lists = truc_pki::read_crls(&crl.path).map_err(|source| TlsSetupError {
+        field: "tls.crl",
+        path: None,
+        source,
+    })?;
+    let unusable = |source| TlsSetupError {
+        field: "tls.crl",
+        path: Some(crl.path.clone()),
+        source,
+    };
+    let revoked = RevokedCertificates::from_crls(&lists).map_err(unusable)?;
+    let verifier = truc_pki::client_verifier(trust, lists).map_err(unusable)?;
     Ok((verifier, revoked))
 }
 

@@ -100,13 +100,69 @@ pub fn prepare_inbox(inbox: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why something could not be written into the inbox (a document, its
+/// edXML package, a notice, a recall's mark). A full disk or a refused
+/// permission stays recognisable by the `io::ErrorKind` of the source.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// A file or folder operation failed; `op` says which ("create", "sync", …).
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The hub did not give an attachment the delivery did not carry inline.
+    #[error("cannot fetch attachment {name}: {source}")]
+    Fetch {
+        name: String,
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// The bytes received are not those the sender signed.
+    #[error("attachment {name} does not match its signed digest")]
+    Mismatch { name: String },
+    #[error("cannot encode {what}: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The document does not map to an edXML package.
+    #[error("no edXML package for {document_id}: {source}")]
+    Package {
+        document_id: String,
+        #[source]
+        source: truc_edxml::FromEnvelopeError,
+    },
+    #[error("cannot write edXML: {0}")]
+    Edxml(#[from] truc_edxml::WriteError),
+    /// The package was written on a blocking thread that did not finish.
+    #[error("writing an edXML package did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl InboxError {
+    /// A failed file operation on `path`.
+    pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InboxError {
+        let path = path.to_owned();
+        move |source| InboxError::Io { op, path, source }
+    }
+}
+
 /// Creates `folder` in `parent` if missing, its name durable in `parent`.
-async fn create_durable_folder(parent: &Path, folder: &Path) -> Result<(), ClientError> {
-    if tokio::fs::try_exists(folder).await? {
+async fn create_durable_folder(parent: &Path, folder: &Path) -> Result<(), InboxError> {
+    if tokio::fs::try_exists(folder)
+        .await
+        .map_err(InboxError::io("look for", folder))?
+    {
         return Ok(());
     }
-    tokio::fs::create_dir_all(folder).await?;
-    sync_dir(parent).await.map_err(ClientError::Draft)
+    tokio::fs::create_dir_all(folder)
+        .await
+        .map_err(InboxError::io("create", folder))?;
+    sync_dir(parent).await
 }
 
 /// First wait before reconnecting; it doubles up to `backoff_max` while
@@ -280,9 +336,7 @@ async fn session(
                 let seq = notice.queue_seq;
                 record_notice(config, &notice).await?;
                 if let (true, Some(inbox)) = (config.edxml, &config.inbox) {
-                    crate::edxml_inbox::write_notice_messages(inbox, &notice)
-                        .await
-                        .map_err(ClientError::Draft)?;
+                    crate::edxml_inbox::write_notice_messages(inbox, &notice).await?;
                 }
                 if let Some(events) = &config.events {
                     let _ = events.send(NodeEvent::Notice(notice)).await;
@@ -344,7 +398,10 @@ async fn receive(
                 _ => inbox.clone(),
             };
             let folder = inbox.join(inbox_name(&verified.document_id));
-            let new = if tokio::fs::try_exists(&folder).await? {
+            let new = if tokio::fs::try_exists(&folder)
+                .await
+                .map_err(InboxError::io("look for", &folder))?
+            {
                 false
             } else {
                 if let Err(reason) =
@@ -422,14 +479,15 @@ async fn receive_attachments(
     delivery: &pb::Delivery,
     verified: &VerifiedDelivery,
     staging: Option<&Path>,
-) -> Result<(), String> {
+) -> Result<(), InboxError> {
     let inline = delivery.inline_attachments.len() == verified.header.attachments.len();
     for (index, info) in verified.header.attachments.iter().enumerate() {
-        let mut file = match staging {
-            Some(staging) => Some(
-                tokio::fs::File::create(staging.join(ATTACHMENTS_FOLDER).join(&info.name))
+        let path = staging.map(|staging| staging.join(ATTACHMENTS_FOLDER).join(&info.name));
+        let mut file = match &path {
+            Some(path) => Some(
+                tokio::fs::File::create(path)
                     .await
-                    .map_err(|e| e.to_string())?,
+                    .map_err(InboxError::io("create", path))?,
             ),
             None => None,
         };
@@ -439,35 +497,42 @@ async fn receive_attachments(
             size += data.len() as u64;
             context.update(data);
         };
+        let fetch_failed = |source: ClientError| InboxError::Fetch {
+            name: info.name.clone(),
+            source: Box::new(source),
+        };
         if inline {
             let data = &delivery.inline_attachments[index];
             take(data);
-            if let Some(file) = file.as_mut() {
-                file.write_all(data).await.map_err(|e| e.to_string())?;
+            if let (Some(file), Some(path)) = (file.as_mut(), &path) {
+                file.write_all(data)
+                    .await
+                    .map_err(InboxError::io("write", path))?;
             }
         } else {
             let mut stream = client
                 .fetch_attachment(&verified.document_id, index as u32)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(fetch_failed)?;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| e.to_string())?;
+                let chunk = chunk.map_err(|status| fetch_failed(ClientError::from(status)))?;
                 take(&chunk.data);
-                if let Some(file) = file.as_mut() {
+                if let (Some(file), Some(path)) = (file.as_mut(), &path) {
                     file.write_all(&chunk.data)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(InboxError::io("write", path))?;
                 }
             }
         }
         if size != info.size_bytes || context.finish().as_ref() != info.sha256.as_slice() {
-            return Err(format!(
-                "attachment {} does not match its signed digest",
-                info.name
-            ));
+            return Err(InboxError::Mismatch {
+                name: info.name.clone(),
+            });
         }
-        if let Some(file) = file {
-            file.sync_all().await.map_err(|e| e.to_string())?;
+        if let (Some(file), Some(path)) = (file, &path) {
+            file.sync_all()
+                .await
+                .map_err(InboxError::io("sync", path))?;
         }
     }
     Ok(())
@@ -481,19 +546,23 @@ async fn write_document(
     folder: &Path,
     delivery: &pb::Delivery,
     verified: &VerifiedDelivery,
-) -> Result<(), String> {
+) -> Result<(), InboxError> {
     let staging = inbox.join(format!(".incoming-{}", inbox_name(&verified.document_id)));
     let _ = tokio::fs::remove_dir_all(&staging).await;
-    tokio::fs::create_dir_all(staging.join(ATTACHMENTS_FOLDER))
+    let attachments = staging.join(ATTACHMENTS_FOLDER);
+    tokio::fs::create_dir_all(&attachments)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(InboxError::io("create", &attachments))?;
     receive_attachments(client, delivery, verified, Some(&staging)).await?;
     let envelope = delivery.envelope.clone().unwrap_or_default();
     let header_json = header_json(&verified.header, delivery);
     for (name, bytes) in [
         (
             "header.json",
-            serde_json::to_vec_pretty(&header_json).map_err(|e| e.to_string())?,
+            serde_json::to_vec_pretty(&header_json).map_err(|source| InboxError::Json {
+                what: "header.json",
+                source,
+            })?,
         ),
         ("envelope.header.pb", envelope.header),
         ("envelope.signature", envelope.signature),
@@ -501,27 +570,30 @@ async fn write_document(
     ] {
         write_synced(&staging.join(name), &bytes).await?;
     }
-    sync_dir(&staging.join(ATTACHMENTS_FOLDER)).await?;
+    sync_dir(&attachments).await?;
     sync_dir(&staging).await?;
     tokio::fs::rename(&staging, folder)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(InboxError::io("rename into place", folder))?;
     sync_dir(inbox).await
 }
 
-async fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+async fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), InboxError> {
     let mut file = tokio::fs::File::create(path)
         .await
-        .map_err(|e| e.to_string())?;
-    file.write_all(bytes).await.map_err(|e| e.to_string())?;
-    file.sync_all().await.map_err(|e| e.to_string())
+        .map_err(InboxError::io("create", path))?;
+    file.write_all(bytes)
+        .await
+        .map_err(InboxError::io("write", path))?;
+    file.sync_all().await.map_err(InboxError::io("sync", path))
 }
 
-async fn sync_dir(path: &Path) -> Result<(), String> {
+/// Makes the names in the folder `path` durable.
+pub(crate) async fn sync_dir(path: &Path) -> Result<(), InboxError> {
     let dir = tokio::fs::File::open(path)
         .await
-        .map_err(|e| e.to_string())?;
-    dir.sync_all().await.map_err(|e| e.to_string())
+        .map_err(InboxError::io("open", path))?;
+    dir.sync_all().await.map_err(InboxError::io("sync", path))
 }
 
 fn header_json(header: &pb::EnvelopeHeader, delivery: &pb::Delivery) -> serde_json::Value {
@@ -583,7 +655,11 @@ async fn mark_recalled(
         Some(own) if own != notice.recipient => inbox.join(inbox_name(&notice.recipient)),
         _ => inbox.clone(),
     };
-    if !tokio::fs::try_exists(inbox.join(inbox_name(&notice.document_id))).await? {
+    let folder = inbox.join(inbox_name(&notice.document_id));
+    if !tokio::fs::try_exists(&folder)
+        .await
+        .map_err(InboxError::io("look for", &folder))?
+    {
         return Ok(None);
     }
     let entry = notice.entries.last().cloned().unwrap_or_default();
@@ -601,11 +677,12 @@ async fn mark_recalled(
         &temporary,
         &serde_json::to_vec_pretty(&json).unwrap_or_default(),
     )
-    .await
-    .map_err(ClientError::Draft)?;
+    .await?;
     let marked = inbox.join(name);
-    tokio::fs::rename(&temporary, &marked).await?;
-    sync_dir(&inbox).await.map_err(ClientError::Draft)?;
+    tokio::fs::rename(&temporary, &marked)
+        .await
+        .map_err(InboxError::io("rename into place", &marked))?;
+    sync_dir(&inbox).await?;
     Ok(Some(marked))
 }
 
@@ -633,12 +710,14 @@ async fn record_notice(config: &NodeConfig, notice: &pb::StatusNotice) -> Result
                 &temporary,
                 &serde_json::to_vec_pretty(&json).unwrap_or_default(),
             )
-            .await
-            .map_err(|e| ClientError::Draft(e.to_string()))?;
-            tokio::fs::rename(&temporary, folder.join(name)).await?;
+            .await?;
+            let named = folder.join(name);
+            tokio::fs::rename(&temporary, &named)
+                .await
+                .map_err(InboxError::io("rename into place", &named))?;
         }
         // The renames are durable before the notice is acknowledged.
-        sync_dir(&folder).await.map_err(ClientError::Draft)?;
+        sync_dir(&folder).await?;
     }
     Ok(())
 }

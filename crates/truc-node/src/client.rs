@@ -40,6 +40,9 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Draft(String),
+    /// The node could not write what it received into its inbox.
+    #[error("inbox: {0}")]
+    Inbox(#[from] crate::agent::InboxError),
 }
 
 fn list(errors: &[ClientError]) -> String {

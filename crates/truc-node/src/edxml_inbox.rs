@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 use truc_proto::v1 as pb;
 
-use crate::agent::{inbox_name, ATTACHMENTS_FOLDER};
+use crate::agent::{inbox_name, sync_dir, InboxError, ATTACHMENTS_FOLDER};
 use crate::compose::raw_from_header;
 
 /// The edXML package of a document written into `inbox` as `folder`.
@@ -28,20 +28,21 @@ pub async fn write_document_package(
     folder: &Path,
     document_id: &str,
     header: &pb::EnvelopeHeader,
-) -> Result<(), String> {
+) -> Result<(), InboxError> {
     let path = package_path(inbox, document_id);
     if tokio::fs::try_exists(&path)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(InboxError::io("look for", &path))?
     {
         return Ok(());
     }
     let mut raw = raw_from_header(header);
     let mut attachments = Vec::with_capacity(raw.attachments.len());
     for attachment in &raw.attachments {
-        let bytes = tokio::fs::read(folder.join(ATTACHMENTS_FOLDER).join(&attachment.name))
+        let file = folder.join(ATTACHMENTS_FOLDER).join(&attachment.name);
+        let bytes = tokio::fs::read(&file)
             .await
-            .map_err(|error| format!("cannot read attachment {}: {error}", attachment.name))?;
+            .map_err(InboxError::io("read", &file))?;
         attachments.push(bytes);
     }
     let package = match truc_edxml::from_envelope(&raw, attachments.clone()) {
@@ -53,21 +54,24 @@ pub async fn write_document_package(
             if let Some(last) = raw.attachments.last_mut() {
                 last.media_type = "application/json".into();
             }
-            truc_edxml::from_envelope(&raw, attachments).map_err(|error| error.to_string())?
+            truc_edxml::from_envelope(&raw, attachments).map_err(|source| InboxError::Package {
+                document_id: document_id.to_owned(),
+                source,
+            })?
         }
     };
     // Base64 of up to 64 MiB of attachments: off the runtime's threads.
-    let bytes = tokio::task::spawn_blocking(move || truc_edxml::write_package(&package))
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| error.to_string())?;
+    let bytes = tokio::task::spawn_blocking(move || truc_edxml::write_package(&package)).await??;
     write_atomically(inbox, &path, &bytes).await
 }
 
 /// Writes each entry of a notice about a document this agency sent as an
 /// edXML status message. The hub's own codes (overdue, expired) are not
 /// edXML statuses: they stay in the notices the node writes today.
-pub async fn write_notice_messages(inbox: &Path, notice: &pb::StatusNotice) -> Result<(), String> {
+pub async fn write_notice_messages(
+    inbox: &Path,
+    notice: &pb::StatusNotice,
+) -> Result<(), InboxError> {
     for entry in &notice.entries {
         let Ok(code) = u32::try_from(entry.status) else {
             continue;
@@ -84,7 +88,7 @@ pub async fn write_notice_messages(inbox: &Path, notice: &pb::StatusNotice) -> R
         let path = inbox.join(name);
         if tokio::fs::try_exists(&path)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(InboxError::io("look for", &path))?
         {
             continue;
         }
@@ -95,7 +99,7 @@ pub async fn write_notice_messages(inbox: &Path, notice: &pb::StatusNotice) -> R
             entry.at_unix_ms,
             &entry.reason,
         );
-        let bytes = truc_edxml::write_status(&message).map_err(|error| error.to_string())?;
+        let bytes = truc_edxml::write_status(&message)?;
         write_atomically(inbox, &path, &bytes).await?;
     }
     Ok(())
@@ -106,7 +110,7 @@ pub(crate) async fn write_atomically(
     folder: &Path,
     path: &Path,
     bytes: &[u8],
-) -> Result<(), String> {
+) -> Result<(), InboxError> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -114,15 +118,42 @@ pub(crate) async fn write_atomically(
     let temporary = folder.join(format!(".{name}.tmp"));
     let mut file = tokio::fs::File::create(&temporary)
         .await
-        .map_err(|e| e.to_string())?;
-    file.write_all(bytes).await.map_err(|e| e.to_string())?;
-    file.sync_all().await.map_err(|e| e.to_string())?;
+        .map_err(InboxError::io("create", &temporary))?;
+    file.write_all(bytes)
+        .await
+        .map_err(InboxError::io("write", &temporary))?;
+    file.sync_all()
+        .await
+        .map_err(InboxError::io("sync", &temporary))?;
     drop(file);
     tokio::fs::rename(&temporary, path)
         .await
-        .map_err(|e| e.to_string())?;
-    let directory = tokio::fs::File::open(folder)
-        .await
-        .map_err(|e| e.to_string())?;
-    directory.sync_all().await.map_err(|e| e.to_string())
+        .map_err(InboxError::io("rename into place", path))?;
+    sync_dir(folder).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_write_names_the_file_and_keeps_the_system_error() {
+        let folder = tempfile::tempdir().unwrap();
+        let missing = folder.path().join("gone");
+        let error = write_atomically(&missing, &missing.join("a.edxml"), b"<edXML/>")
+            .await
+            .unwrap_err();
+        let InboxError::Io { op, path, source } = &error else {
+            panic!("not a file error: {error}");
+        };
+        assert_eq!((*op, path), ("create", &missing.join(".a.edxml.tmp")));
+        // A full disk or a refused permission is told apart the same way.
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("cannot create {}: ", path.display())),
+            "{error}"
+        );
+    }
 }

@@ -17,7 +17,7 @@ pub mod verify;
 #[cfg(test)]
 mod signing_example;
 
-pub use agent::{ack_message, recalled_marker_name, run_node, NodeConfig, NodeEvent};
+pub use agent::{ack_message, recalled_marker_name, run_node, InboxError, NodeConfig, NodeEvent};
 pub use client::{
     certificate_problem, connect_channel, AxisClient, CertificateProblem, ClientError,
 };

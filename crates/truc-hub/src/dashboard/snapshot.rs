@@ -63,7 +63,7 @@ struct Cache {
 impl Snapshots {
     /// The overview as JSON: the cached one while fresh, else a new one.
     /// Callers wait on the lock while one is computed, so it is computed once.
-    pub(super) async fn overview(&self, hub: &Arc<Hub>) -> Result<Bytes, String> {
+    pub(super) async fn overview(&self, hub: &Arc<Hub>) -> Result<Bytes, HubError> {
         let mut cache = self.cache.lock().await;
         if let Some((at, took, json)) = &cache.latest {
             if at.elapsed() < REFRESH_MIN.max(*took * REFRESH_COST_FACTOR) {
@@ -74,15 +74,14 @@ impl Snapshots {
         let samples = std::mem::take(&mut cache.samples);
         let started = Instant::now();
         // It reads every stored document: keep it off the runtime's workers.
-        let (json, samples) = tokio::task::spawn_blocking(move || {
+        let (json, samples) = crate::error::blocking("the dashboard's overview", move || {
             let mut samples = samples;
             let json = overview(&hub, &mut samples);
             (json, samples)
         })
-        .await
-        .map_err(|error| error.to_string())?;
+        .await?;
         cache.samples = samples;
-        let json = Bytes::from(json.map_err(|error| error.to_string())?.to_string());
+        let json = Bytes::from(json?.to_string());
         cache.latest = Some((Instant::now(), started.elapsed(), json.clone()));
         Ok(json)
     }
