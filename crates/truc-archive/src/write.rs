@@ -22,6 +22,25 @@ use crate::format::{
 };
 use crate::read::ArchiveReader;
 
+/// Why an attachment could not be copied into an archive.
+#[derive(Debug, thiserror::Error)]
+enum AttachmentError {
+    #[error("attachment {name} is too large for one frame")]
+    TooLarge { name: String },
+    #[error("attachment {name}: {source}")]
+    Store { name: String, source: StoreError },
+    #[error(
+        "attachment {name}: the store holds {written} bytes of the {size_bytes} its document names"
+    )]
+    Short {
+        name: String,
+        written: u64,
+        size_bytes: u64,
+    },
+    #[error("writing an attachment: {0}")]
+    Write(#[from] std::io::Error),
+}
+
 /// What a file holds through its last committed seal, as the next batch
 /// needs it.
 #[derive(Clone, Debug, Default)]
@@ -483,35 +502,38 @@ impl FrameWriter {
         size_bytes: u64,
         blobs: &dyn BlobSource,
         name: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), AttachmentError> {
         let length = 1 + 32 + size_bytes;
         if length > FRAME_BYTES_MAX {
-            return Err(format!("attachment {name} is too large for one frame"));
+            return Err(AttachmentError::TooLarge { name: name.into() });
         }
         let mut context = ring::digest::Context::new(&ring::digest::SHA256);
         let mut head = Vec::with_capacity(37);
         head.extend_from_slice(&(length as u32).to_be_bytes());
         head.push(FrameKind::Attachment.byte());
         head.extend_from_slice(digest);
-        self.out.write_all(&head).map_err(|e| e.to_string())?;
+        self.out.write_all(&head)?;
         context.update(&head);
         let mut written = 0u64;
-        for chunk in blobs
-            .chunks(digest)
-            .map_err(|error| format!("attachment {name}: {error}"))?
-        {
-            let chunk = chunk.map_err(|error| format!("attachment {name}: {error}"))?;
+        let unreadable = |source| AttachmentError::Store {
+            name: name.into(),
+            source,
+        };
+        for chunk in blobs.chunks(digest).map_err(unreadable)? {
+            let chunk = chunk.map_err(unreadable)?;
             written += chunk.len() as u64;
             if written > size_bytes {
                 break;
             }
-            self.out.write_all(&chunk).map_err(|e| e.to_string())?;
+            self.out.write_all(&chunk)?;
             context.update(&chunk);
         }
         if written != size_bytes {
-            return Err(format!(
-                "attachment {name}: the store holds {written} bytes of the {size_bytes} its document names"
-            ));
+            return Err(AttachmentError::Short {
+                name: name.into(),
+                written,
+                size_bytes,
+            });
         }
         let digest_of_frame: [u8; 32] = context.finish().as_ref().try_into().expect("32 bytes");
         self.record(FrameKind::Attachment, digest_of_frame, 4 + length, name);
