@@ -172,6 +172,166 @@ pub(crate) fn check_text(
     Ok(())
 }
 
+/// The promulgation date: a real day, not before 1945, and not further in
+/// the future than the limits allow.
+fn promulgation_date(
+    text: &str,
+    limits: &Limits,
+    today: DocumentDate,
+) -> Result<DocumentDate, EnvelopeError> {
+    let date = DocumentDate::parse_iso(text)
+        .map_err(|error| EnvelopeError::invalid("promulgation.date", format!("{error}")))?;
+    if date.year() < 1945 {
+        return Err(EnvelopeError::invalid(
+            "promulgation.date",
+            "is before 1945",
+        ));
+    }
+    let latest = (0..limits.future_days_max).try_fold(today, |day, _| day.next_day());
+    if latest.is_some_and(|latest| date > latest) {
+        return Err(EnvelopeError::invalid(
+            "promulgation.date",
+            format!("{date} is in the future (today is {today})"),
+        ));
+    }
+    Ok(date)
+}
+
+/// The recipients in header order: each named once and not the sender; an
+/// ill-formed code is refused for that recipient alone, not the document.
+fn addressees(
+    raw: &[RawOrgan],
+    from: AgencyCode,
+    limits: &Limits,
+) -> Result<Vec<Addressee>, EnvelopeError> {
+    if raw.is_empty() {
+        return Err(EnvelopeError::invalid(
+            "to",
+            "at least one recipient is required",
+        ));
+    }
+    if raw.len() > limits.recipients_max {
+        return Err(EnvelopeError::too_large(
+            "to",
+            format!("more than {} recipients", limits.recipients_max),
+        ));
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut to = Vec::with_capacity(raw.len());
+    for (index, organ) in raw.iter().enumerate() {
+        let field = format!("to[{index}]");
+        check_organ_text(&field, organ, limits)?;
+        if let Some(first) = seen.insert(organ.organ_id.as_str(), index) {
+            return Err(EnvelopeError::invalid(
+                format!("{field}.organ_id"),
+                format!("{:?} is already to[{first}]", organ.organ_id),
+            ));
+        }
+        to.push(match organ.organ_id.parse::<AgencyCode>() {
+            Ok(code) if code == from => {
+                return Err(EnvelopeError::invalid(
+                    format!("{field}.organ_id"),
+                    "is the sender itself",
+                ))
+            }
+            Ok(code) => Addressee::Valid(Organ {
+                code,
+                name: organ.organ_name.clone(),
+            }),
+            Err(error) => Addressee::Refused {
+                organ_id: organ.organ_id.chars().take(40).collect(),
+                reason: format!("ill-formed agency code: {error}"),
+            },
+        });
+    }
+    Ok(to)
+}
+
+/// The optional due date: not before the promulgation date and at most ten
+/// years after it.
+fn due_date(text: &str, date: DocumentDate) -> Result<Option<DocumentDate>, EnvelopeError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let due = DocumentDate::parse_iso(text)
+        .map_err(|error| EnvelopeError::invalid("due_date", format!("{error}")))?;
+    if due < date {
+        return Err(EnvelopeError::invalid(
+            "due_date",
+            format!("{due} is before the promulgation date {date}"),
+        ));
+    }
+    if due.year() > date.year() + 10 {
+        return Err(EnvelopeError::invalid(
+            "due_date",
+            "is more than ten years away",
+        ));
+    }
+    Ok(Some(due))
+}
+
+/// The attachments' descriptions: at least one (but for a revoke), names
+/// safe for recipients' file systems, 32-byte digests, and all of them
+/// within the document's size limit.
+fn attachments(
+    raw: Vec<RawAttachment>,
+    business_type: BusinessType,
+    limits: &Limits,
+) -> Result<Vec<AttachmentMeta>, EnvelopeError> {
+    if raw.is_empty() && business_type != BusinessType::Revoke {
+        return Err(EnvelopeError::invalid(
+            "attachments",
+            "a document must carry at least one attachment",
+        ));
+    }
+    if raw.len() > limits.attachments_max {
+        return Err(EnvelopeError::too_large(
+            "attachments",
+            format!("more than {} attachments", limits.attachments_max),
+        ));
+    }
+    // Names reach recipients' file systems and screens: one rule, file_name.rs.
+    crate::file_name::check_attachment_names(raw.iter().map(|a| a.name.as_str())).map_err(
+        |(index, error)| {
+            EnvelopeError::invalid(format!("attachments[{index}].name"), error.to_string())
+        },
+    )?;
+    let mut total_bytes: u64 = 0;
+    let mut attachments = Vec::with_capacity(raw.len());
+    for (index, attachment) in raw.into_iter().enumerate() {
+        let field = format!("attachments[{index}]");
+        check_text(
+            &format!("{field}.media_type"),
+            &attachment.media_type,
+            100,
+            true,
+        )?;
+        let sha256: [u8; 32] = attachment.sha256.as_slice().try_into().map_err(|_| {
+            EnvelopeError::invalid(
+                format!("{field}.sha256"),
+                format!("must be 32 bytes, not {}", attachment.sha256.len()),
+            )
+        })?;
+        total_bytes = total_bytes.saturating_add(attachment.size_bytes);
+        if total_bytes > limits.document_bytes_max {
+            return Err(EnvelopeError::too_large(
+                format!("{field}.size_bytes"),
+                format!(
+                    "the attachments exceed the limit of {} bytes per document",
+                    limits.document_bytes_max
+                ),
+            ));
+        }
+        attachments.push(AttachmentMeta {
+            name: attachment.name,
+            media_type: attachment.media_type,
+            size_bytes: attachment.size_bytes,
+            sha256,
+        });
+    }
+    Ok(attachments)
+}
+
 fn check_organ_text(field: &str, organ: &RawOrgan, limits: &Limits) -> Result<(), EnvelopeError> {
     check_text(
         &format!("{field}.organ_name"),
@@ -238,65 +398,15 @@ impl Header {
             .parse()
             .map_err(|error| EnvelopeError::invalid("from.organ_id", format!("{error}")))?;
         check_organ_text("from", raw_from, limits)?;
+        let from = Organ {
+            code: from_code,
+            name: raw_from.organ_name.clone(),
+        };
 
-        let date = DocumentDate::parse_iso(&raw.promulgation_date)
-            .map_err(|error| EnvelopeError::invalid("promulgation.date", format!("{error}")))?;
-        if date.year() < 1945 {
-            return Err(EnvelopeError::invalid(
-                "promulgation.date",
-                "is before 1945",
-            ));
-        }
-        let latest = (0..limits.future_days_max).try_fold(today, |day, _| day.next_day());
-        if latest.is_some_and(|latest| date > latest) {
-            return Err(EnvelopeError::invalid(
-                "promulgation.date",
-                format!("{date} is in the future (today is {today})"),
-            ));
-        }
+        let date = promulgation_date(&raw.promulgation_date, limits, today)?;
         let document_id = DocumentId::new(from_code, date, &raw.code_number, &raw.code_notation)
             .map_err(|error| EnvelopeError::invalid("code", format!("{error}")))?;
-
-        if raw.to.is_empty() {
-            return Err(EnvelopeError::invalid(
-                "to",
-                "at least one recipient is required",
-            ));
-        }
-        if raw.to.len() > limits.recipients_max {
-            return Err(EnvelopeError::too_large(
-                "to",
-                format!("more than {} recipients", limits.recipients_max),
-            ));
-        }
-        let mut seen = std::collections::HashMap::new();
-        let mut to = Vec::with_capacity(raw.to.len());
-        for (index, organ) in raw.to.iter().enumerate() {
-            let field = format!("to[{index}]");
-            check_organ_text(&field, organ, limits)?;
-            if let Some(first) = seen.insert(organ.organ_id.as_str(), index) {
-                return Err(EnvelopeError::invalid(
-                    format!("{field}.organ_id"),
-                    format!("{:?} is already to[{first}]", organ.organ_id),
-                ));
-            }
-            to.push(match organ.organ_id.parse::<AgencyCode>() {
-                Ok(code) if code == from_code => {
-                    return Err(EnvelopeError::invalid(
-                        format!("{field}.organ_id"),
-                        "is the sender itself",
-                    ))
-                }
-                Ok(code) => Addressee::Valid(Organ {
-                    code,
-                    name: organ.organ_name.clone(),
-                }),
-                Err(error) => Addressee::Refused {
-                    organ_id: organ.organ_id.chars().take(40).collect(),
-                    reason: format!("ill-formed agency code: {error}"),
-                },
-            });
-        }
+        let to = addressees(&raw.to, from_code, limits)?;
 
         check_text(
             "promulgation.place",
@@ -311,25 +421,7 @@ impl Header {
             false,
         )?;
         check_text("subject", &raw.subject, limits.subject_chars_max, true)?;
-        let due_date = if raw.due_date.is_empty() {
-            None
-        } else {
-            let due = DocumentDate::parse_iso(&raw.due_date)
-                .map_err(|error| EnvelopeError::invalid("due_date", format!("{error}")))?;
-            if due < date {
-                return Err(EnvelopeError::invalid(
-                    "due_date",
-                    format!("{due} is before the promulgation date {date}"),
-                ));
-            }
-            if due.year() > date.year() + 10 {
-                return Err(EnvelopeError::invalid(
-                    "due_date",
-                    "is more than ten years away",
-                ));
-            }
-            Some(due)
-        };
+        let due_date = due_date(&raw.due_date, date)?;
 
         let business_type = BusinessType::from_code(raw.business_type).ok_or_else(|| {
             EnvelopeError::invalid(
@@ -348,63 +440,10 @@ impl Header {
                 "a revoke, update or replace must name the document it acts on",
             ));
         }
-
-        if raw.attachments.is_empty() && business_type != BusinessType::Revoke {
-            return Err(EnvelopeError::invalid(
-                "attachments",
-                "a document must carry at least one attachment",
-            ));
-        }
-        if raw.attachments.len() > limits.attachments_max {
-            return Err(EnvelopeError::too_large(
-                "attachments",
-                format!("more than {} attachments", limits.attachments_max),
-            ));
-        }
-        // Names reach recipients' file systems and screens: one rule, file_name.rs.
-        crate::file_name::check_attachment_names(raw.attachments.iter().map(|a| a.name.as_str()))
-            .map_err(|(index, error)| {
-            EnvelopeError::invalid(format!("attachments[{index}].name"), error.to_string())
-        })?;
-        let mut total_bytes: u64 = 0;
-        let mut attachments = Vec::with_capacity(raw.attachments.len());
-        for (index, attachment) in raw.attachments.into_iter().enumerate() {
-            let field = format!("attachments[{index}]");
-            check_text(
-                &format!("{field}.media_type"),
-                &attachment.media_type,
-                100,
-                true,
-            )?;
-            let sha256: [u8; 32] = attachment.sha256.as_slice().try_into().map_err(|_| {
-                EnvelopeError::invalid(
-                    format!("{field}.sha256"),
-                    format!("must be 32 bytes, not {}", attachment.sha256.len()),
-                )
-            })?;
-            total_bytes = total_bytes.saturating_add(attachment.size_bytes);
-            if total_bytes > limits.document_bytes_max {
-                return Err(EnvelopeError::too_large(
-                    format!("{field}.size_bytes"),
-                    format!(
-                        "the attachments exceed the limit of {} bytes per document",
-                        limits.document_bytes_max
-                    ),
-                ));
-            }
-            attachments.push(AttachmentMeta {
-                name: attachment.name,
-                media_type: attachment.media_type,
-                size_bytes: attachment.size_bytes,
-                sha256,
-            });
-        }
+        let attachments = attachments(raw.attachments, business_type, limits)?;
 
         Ok(Header {
-            from: Organ {
-                code: from_code,
-                name: raw_from.organ_name.clone(),
-            },
+            from,
             to,
             document_id,
             promulgation_place: raw.promulgation_place,
