@@ -537,7 +537,17 @@ impl Report {
     /// dataset is given); for 2019 they are in the JSON and CSV.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let compared = self.dataset.is_some();
+        self.write_heading(&mut out);
+        self.write_volumes(&mut out);
+        self.write_agencies(&mut out);
+        self.write_to_government_office(&mut out);
+        self.write_status_feedback(&mut out);
+        self.write_verdict(&mut out);
+        out
+    }
+
+    /// What was compared with what, over which period, from which figures.
+    fn write_heading(&self, out: &mut String) {
         let heading = match self.dataset {
             Some(dataset) => {
                 let scale = self
@@ -566,7 +576,11 @@ impl Report {
             let _ = writeln!(out, "{}", attachments.line());
         }
         let _ = writeln!(out);
+    }
 
+    /// Sent and received in total and per level, and the live counters beside them.
+    fn write_volumes(&self, out: &mut String) {
+        let compared = self.dataset.is_some();
         let _ = writeln!(
             out,
             "{:<40} {:>12} {:>12}   {:>12} {:>12}",
@@ -603,7 +617,11 @@ impl Report {
                 group(received)
             );
         }
+    }
 
+    /// One row per agency where the dataset publishes them, else where to find them.
+    fn write_agencies(&self, out: &mut String) {
+        let compared = self.dataset.is_some();
         let print_agencies = self.dataset.is_none_or(|d| d != Dataset::Y2019);
         if print_agencies && !self.agencies.is_empty() {
             let _ = writeln!(out);
@@ -646,7 +664,10 @@ impl Report {
                 self.dataset.map(|d| d.name()).unwrap_or_default()
             );
         }
+    }
 
+    /// Phụ lục V: what each body sent the Government Office, electronic and signed.
+    fn write_to_government_office(&self, out: &mut String) {
         if !self.to_government_office.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
@@ -721,7 +742,10 @@ impl Report {
                 percent(signed, electronic).unwrap_or(0.0)
             );
         }
+    }
 
+    /// How many level-1 bodies stored five statuses or more, three or four, or only "arrived".
+    fn write_status_feedback(&self, out: &mut String) {
         let feedback = &self.status_feedback;
         let _ = writeln!(out);
         let _ = writeln!(
@@ -773,7 +797,10 @@ impl Report {
                 "in none of these groups", feedback.other
             );
         }
+    }
 
+    /// Whether every figure is reproduced, and the rows that differ when not.
+    fn write_verdict(&self, out: &mut String) {
         let _ = writeln!(out);
         match self.matches_published() {
             None => {
@@ -820,7 +847,6 @@ impl Report {
                 }
             }
         }
-        out
     }
 }
 
