@@ -20,15 +20,32 @@ pub const ENCODED: &str = "AttachmentEncoded";
 /// carry (a package in a folder beside its files).
 pub trait AttachmentFiles {
     /// The bytes of the file named `name`, or why they cannot be read.
-    fn read(&self, name: &str) -> Result<Vec<u8>, String>;
+    fn read(&self, name: &str) -> Result<Vec<u8>, FileError>;
+}
+
+/// Why an attachment file named by a package cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("the package does not carry it in AttachmentEncoded")]
+    NotCarried,
+    #[error("not a plain file name of the folder")]
+    NotPlainName,
+    #[error("no such file in the folder ({0})")]
+    Missing(std::io::Error),
+    #[error("not a file")]
+    NotAFile,
+    #[error("{size} bytes, more than the limit of {limit} per document")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("{0}")]
+    Read(std::io::Error),
 }
 
 /// No files: every attachment must travel inside the package.
 pub struct InlineOnly;
 
 impl AttachmentFiles for InlineOnly {
-    fn read(&self, _name: &str) -> Result<Vec<u8>, String> {
-        Err("the package does not carry it in AttachmentEncoded".into())
+    fn read(&self, _name: &str) -> Result<Vec<u8>, FileError> {
+        Err(FileError::NotCarried)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::check::{check_package, check_status, CheckContext};
 use crate::json::{document_from_json, status_from_json, HEADER_JSON};
 use crate::model::{Message, Package, StatusMessage};
-use crate::parse::{parse_message, AttachmentFiles, InlineOnly};
+use crate::parse::{parse_message, AttachmentFiles, FileError, InlineOnly};
 use crate::problem::{Category, Problem, Problems, Refused};
 
 /// A dropped document or status, read and checked.
@@ -38,24 +38,22 @@ pub struct FolderFiles<'a> {
 }
 
 impl AttachmentFiles for FolderFiles<'_> {
-    fn read(&self, name: &str) -> Result<Vec<u8>, String> {
+    fn read(&self, name: &str) -> Result<Vec<u8>, FileError> {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-            return Err("not a plain file name of the folder".into());
+            return Err(FileError::NotPlainName);
         }
         let path = self.folder.join(name);
-        let metadata = std::fs::metadata(&path)
-            .map_err(|error| format!("no such file in the folder ({error})"))?;
+        let metadata = std::fs::metadata(&path).map_err(FileError::Missing)?;
         if !metadata.is_file() {
-            return Err("not a file".into());
+            return Err(FileError::NotAFile);
         }
         if metadata.len() > self.bytes_max {
-            return Err(format!(
-                "{} bytes, more than the limit of {} per document",
-                metadata.len(),
-                self.bytes_max
-            ));
+            return Err(FileError::TooLarge {
+                size: metadata.len(),
+                limit: self.bytes_max,
+            });
         }
-        std::fs::read(&path).map_err(|error| error.to_string())
+        std::fs::read(&path).map_err(FileError::Read)
     }
 }
 

@@ -26,7 +26,7 @@ impl Credentials {
         let cert_chain: Vec<Vec<u8>> = read_pem_certificates(&cert_pem)
             .map_err(|reason| PkiError::Pem {
                 path: cert_pem_path.to_owned(),
-                reason,
+                reason: reason.to_string(),
             })?
             .into_iter()
             .map(|certificate| certificate.to_vec())
@@ -35,7 +35,7 @@ impl Credentials {
         let key_pem = read_file(key_pem_path)?;
         let key_pkcs8_der = read_pem_pkcs8_key(&key_pem).map_err(|reason| PkiError::Pem {
             path: key_pem_path.to_owned(),
-            reason,
+            reason: reason.to_string(),
         })?;
 
         let signing_key =
@@ -103,27 +103,38 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, PkiError> {
     })
 }
 
+/// Why a PEM text does not hold what was asked of it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PemError {
+    #[error("malformed PEM: {0}")]
+    Malformed(std::io::Error),
+    #[error("no CERTIFICATE block found")]
+    NoCertificate,
+    #[error("no PKCS#8 PRIVATE KEY block found")]
+    NoKey,
+    #[error("{0} PRIVATE KEY blocks found; exactly one is allowed")]
+    ManyKeys(usize),
+}
+
 /// All `CERTIFICATE` blocks of a PEM text; none at all is an error.
-pub(crate) fn read_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certificates = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("malformed PEM: {error}"))?;
+        .map_err(PemError::Malformed)?;
     if certificates.is_empty() {
-        return Err("no CERTIFICATE block found".to_owned());
+        return Err(PemError::NoCertificate);
     }
     Ok(certificates)
 }
 
 /// The single `PRIVATE KEY` (PKCS#8) block of a PEM text.
-pub(crate) fn read_pem_pkcs8_key(pem: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn read_pem_pkcs8_key(pem: &[u8]) -> Result<Vec<u8>, PemError> {
     let mut keys = rustls_pemfile::pkcs8_private_keys(&mut &pem[..])
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("malformed PEM: {error}"))?;
+        .map_err(PemError::Malformed)?;
     match keys.len() {
-        0 => Err("no PKCS#8 PRIVATE KEY block found".to_owned()),
+        0 => Err(PemError::NoKey),
         1 => Ok(keys.remove(0).secret_pkcs8_der().to_vec()),
-        count => Err(format!(
-            "{count} PRIVATE KEY blocks found; exactly one is allowed"
-        )),
+        count => Err(PemError::ManyKeys(count)),
     }
 }

@@ -490,14 +490,14 @@ impl LoadedCa {
         let cert_der = crate::credentials::read_pem_certificates(&cert_pem)
             .map_err(|reason| PkiError::Pem {
                 path: cert_path.clone(),
-                reason,
+                reason: reason.to_string(),
             })?
             .remove(0);
         let key_pem = read_file(&key_path)?;
         let key_der =
             crate::credentials::read_pem_pkcs8_key(&key_pem).map_err(|reason| PkiError::Pem {
                 path: key_path.clone(),
-                reason,
+                reason: reason.to_string(),
             })?;
         let private_key_error = |reason: String| PkiError::PrivateKey {
             path: key_path.clone(),

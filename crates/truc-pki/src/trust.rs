@@ -57,8 +57,9 @@ impl VerifiedCache {
 impl TrustRoots {
     /// Parses every `CERTIFICATE` block in `pem`; at least one is required.
     pub fn from_pem(pem: &[u8]) -> Result<Self, PkiError> {
-        let certificates =
-            read_pem_certificates(pem).map_err(|reason| PkiError::TrustRoots { reason })?;
+        let certificates = read_pem_certificates(pem).map_err(|reason| PkiError::TrustRoots {
+            reason: reason.to_string(),
+        })?;
         Self::from_der_certificates(certificates)
     }
 
@@ -67,7 +68,7 @@ impl TrustRoots {
         let pem = read_file(path)?;
         let certificates = read_pem_certificates(&pem).map_err(|reason| PkiError::Pem {
             path: path.to_owned(),
-            reason,
+            reason: reason.to_string(),
         })?;
         Self::from_der_certificates(certificates).map_err(|error| match error {
             PkiError::TrustRoots { reason } => PkiError::Pem {
