@@ -549,6 +549,14 @@ pub async fn run_many_nodes(
     )
     .await?;
 
+    // Each node delivers a document once (its agent keeps what it saw), and
+    // every document of the run belongs to the delivery phase.
+    let outside = shared.counters.outside_phase.load(Ordering::Acquire);
+    if outside > 0 {
+        report.failures.push(format!(
+            "{outside} deliveries of this run arrived outside the delivery phase"
+        ));
+    }
     if let Some(failure) = shared.counters.first_failure() {
         report.failures.push(format!(
             "nodes: {} failures; the first: {failure}",
