@@ -13,6 +13,9 @@ pub enum ScenarioKind {
     Fanout,
     Moves,
     Attachments,
+    /// Many nodes (`many_nodes`): thousands of agencies of their own, so not
+    /// in [`ScenarioKind::ALL`] nor the printed directory.
+    Nodes,
 }
 
 impl ScenarioKind {
@@ -30,6 +33,7 @@ impl ScenarioKind {
             ScenarioKind::Fanout => 'F',
             ScenarioKind::Moves => 'M',
             ScenarioKind::Attachments => 'A',
+            ScenarioKind::Nodes => 'N',
         }
     }
 
@@ -39,6 +43,7 @@ impl ScenarioKind {
             ScenarioKind::Fanout => "fanout",
             ScenarioKind::Moves => "moves",
             ScenarioKind::Attachments => "attachments",
+            ScenarioKind::Nodes => "nodes",
         }
     }
 }

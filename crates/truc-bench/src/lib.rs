@@ -18,6 +18,7 @@ mod error;
 mod fanout;
 mod hub_process;
 mod latency;
+pub mod many_nodes;
 #[cfg(feature = "nats")]
 pub mod nats;
 mod nodes;

@@ -18,6 +18,9 @@ pub enum Scenario {
     /// Sends of one attachment size after another, beside the disk's own
     /// bandwidth; never part of `all` (its phases write gigabytes).
     Attachments,
+    /// Many nodes connected at once, a hub restart under them
+    /// (`many_nodes`); a run of its own, never part of `all`.
+    Nodes,
 }
 
 impl Scenario {
@@ -28,6 +31,7 @@ impl Scenario {
             Scenario::Fanout => kind == ScenarioKind::Fanout,
             Scenario::Moves => kind == ScenarioKind::Moves,
             Scenario::Attachments => kind == ScenarioKind::Attachments,
+            Scenario::Nodes => false,
         }
     }
 }
@@ -42,8 +46,9 @@ impl FromStr for Scenario {
             "moves" => Ok(Scenario::Moves),
             "all" => Ok(Scenario::All),
             "attachments" => Ok(Scenario::Attachments),
+            "nodes" => Ok(Scenario::Nodes),
             other => Err(format!(
-                "'{other}' is not a scenario: intake, fanout, moves, all or attachments"
+                "'{other}' is not a scenario: intake, fanout, moves, all, attachments or nodes"
             )),
         }
     }

@@ -17,7 +17,9 @@ use truc_domain::{ByteSize, Limits};
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Which scenarios: intake, fanout, moves, all (those three), or attachments (one phase per
-    /// size of --attachment-sizes, beside the disk's own write + fdatasync bandwidth).
+    /// size of --attachment-sizes, beside the disk's own write + fdatasync bandwidth), or nodes
+    /// (--nodes nodes connected at once: the hub's memory per idle node, deliveries among them,
+    /// and a kill -9 and restart of the hub under them).
     #[arg(long, default_value = "all", value_parser = parse_scenario)]
     scenario: Scenario,
     /// Seconds of each timed phase [default: 30; 10 per size with --scenario attachments].
@@ -45,6 +47,9 @@ pub struct BenchArgs {
     /// Agencies per scenario; each sends and receives.
     #[arg(long, default_value_t = 8)]
     agencies: usize,
+    /// With --scenario nodes: how many nodes, each its own agency and connection.
+    #[arg(long, default_value_t = truc_bench::many_nodes::NODES_DEFAULT)]
+    nodes: usize,
     /// Unacknowledged items each node's delivery stream accepts.
     #[arg(long, default_value_t = 256)]
     window: u32,
@@ -178,6 +183,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.year {
         return year(args).await;
+    }
+    if args.scenario == Scenario::Nodes {
+        return many_nodes(args).await;
     }
     if !args.attachment_sizes.is_empty() && args.scenario != Scenario::Attachments {
         anyhow::bail!(
@@ -460,6 +468,45 @@ async fn year(args: BenchArgs) -> anyhow::Result<ExitCode> {
         std::env::current_exe().context("finding this executable to start `truc hub` from")?;
     let progress = |line: &str| eprintln!("bench: {line}");
     let mut report = truc_bench::year::run_year(&program, &options, &progress).await?;
+    report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: figures written to {}", path.display());
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `truc bench --scenario nodes`: many nodes on one hub (`truc_bench::many_nodes`).
+async fn many_nodes(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if !args.hub.is_empty() || args.cluster || args.compare_nats {
+        anyhow::bail!(
+            "--scenario nodes starts its own hub (it kills and restarts it): \
+             without --hub, --cluster or --compare-nats"
+        );
+    }
+    let rate = match args.rate {
+        None => truc_bench::many_nodes::NODES_RATE_DEFAULT,
+        Some(RateSpec::PerSecond(rate)) => rate,
+        Some(_) => anyhow::bail!("--scenario nodes sends at a fixed rate: --rate 200"),
+    };
+    let options = truc_bench::many_nodes::ManyNodesOptions {
+        nodes: args.nodes,
+        duration: Duration::from_secs(args.duration.unwrap_or(DURATION_DEFAULT_S)),
+        rate,
+        attachment_bytes: args.attachment_bytes,
+        window: args.window,
+        keep: args.keep.clone(),
+    };
+    let program =
+        std::env::current_exe().context("finding this executable to start `truc hub` from")?;
+    let progress = |line: &str| eprintln!("bench: {line}");
+    let mut report = truc_bench::many_nodes::run_many_nodes(&program, &options, &progress).await?;
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
     print!("{}", report.table());
     if let Some(path) = &args.json {

@@ -792,9 +792,8 @@ async fn hub(
         );
         setup.watch.clock = truc_hub::Clock::faster(start_unix_ms, speed);
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     // The bound address, so that `listen = "127.0.0.1:0"` reports the port it got.
     let listen = listener
         .local_addr()
@@ -877,6 +876,26 @@ fn print_hub_config(config_path: PathBuf) -> anyhow::Result<ExitCode> {
         eprintln!("note: the hub would not start with this configuration: {error}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connections the kernel completes for the hub before it accepts them.
+/// tokio's `bind` asks for 1,024; after a restart every node comes back
+/// within a second or two, and a full queue drops the connection, which
+/// costs its node a SYN retransmit (1 s, then 3 s, 7 s). The kernel caps it
+/// at `net.core.somaxconn` (4,096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The hub's listener, as tokio's `bind` makes it (the address reusable at
+/// once after a restart) but with [`LISTEN_BACKLOG`].
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn node(
