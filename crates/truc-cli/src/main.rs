@@ -1,14 +1,15 @@
 //! The `truc` binary: thin subcommands over the library crates.
 
-/// Allocation is a fifth of the replay's CPU with glibc's allocator.
-/// mimalloc 2 rather than 3: it gives freed pages back to the system after
-/// 10 ms where 3 waits a second, and a hub running for months must not keep
-/// what it freed (a year run's RSS peaked 24 % above its first-period level
-/// against 50 % with 3; BENCHMARKS.md). The `system-allocator` feature keeps
-/// glibc's, for heap profilers that watch `malloc` (CONTRIBUTING.md).
+/// Allocation is a fifth of the replay's CPU with glibc's allocator, and a
+/// hub that runs for years must give back what it frees. jemalloc, with a
+/// background thread purging pages unused for a second (`.cargo/config.toml`
+/// compiles this in), held a year run's RSS about 40 % below mimalloc 2's in
+/// the same run (BENCHMARKS.md, "What the hub's memory grew with"). The
+/// `system-allocator` feature keeps glibc's, for heap profilers that watch
+/// `malloc` (CONTRIBUTING.md).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod archive_cmd;
 mod audit_cmd;
