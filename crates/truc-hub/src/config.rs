@@ -390,7 +390,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn default_cache_mib() -> u64 {
-    64
+    16
 }
 
 fn default_checkpoint_seconds() -> u64 {
@@ -429,7 +429,7 @@ const KEYS: &[(&str, &str)] = &[
     ),
     (
         "cache_mib",
-        "sled page cache, in MiB. Recent changes are served from memory\nuntil a checkpoint writes them into the tree, so the tree's pages\nneed little cache.",
+        "sled page cache, in MiB. Recent changes are served from memory\nuntil a checkpoint writes them into the tree, so the tree's pages\nneed little cache. The hub's memory grows until the cache is full\n(about 1.3 times this); raise it for hubs that read many older records.",
     ),
     (
         "checkpoint_seconds",
@@ -1191,7 +1191,7 @@ mod tests {
         let config = HubConfig::read_with_env(&path, env(&[])).unwrap();
         let printed = config.to_commented_toml();
         assert!(printed.contains("\ncache_mib = 7\n"), "{printed}");
-        assert!(printed.contains("# Default: 64. Environment: TRUC_HUB__CACHE_MIB.\n"));
+        assert!(printed.contains("# Default: 16. Environment: TRUC_HUB__CACHE_MIB.\n"));
         assert!(printed.contains("# Required. Environment: TRUC_HUB__TLS__KEY.\n"));
         std::fs::write(&path, &printed).unwrap();
         let again = HubConfig::read_with_env(&path, env(&[])).unwrap();
