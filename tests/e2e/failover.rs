@@ -257,7 +257,12 @@ async fn history(operator: &AxisClient, document_id: &str, agency: &str) -> Vec<
         .recipients
         .iter()
         .find(|row| row.recipient == agency)
-        .map(|row| row.history.iter().map(|entry| entry.status).collect())
+        .map(|row| {
+            row.history
+                .iter()
+                .map(|entry| entry.status.code())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -294,7 +299,7 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
         .await
         .unwrap()
         .expect("the move recorded before its answer was lost");
-    assert_eq!(entry.status, code(pb::StatusCode::StatusReceived));
+    assert_eq!(entry.status.code(), code(pb::StatusCode::StatusReceived));
     assert_eq!(entry.actor, H41);
     assert_eq!(recipient.current_hub(), hub.address);
 
@@ -303,14 +308,14 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
     let relay = LossyRelay::start(hub.address).await;
     let recipient = client_of(&hub, &[relay.address, hub.address], H41).await;
     let moves = [
-        pb::StatusCode::StatusAssigned,
-        pb::StatusCode::StatusProcessing,
-        pb::StatusCode::StatusAssigned,
+        truc_domain::Status::Assigned,
+        truc_domain::Status::Processing,
+        truc_domain::Status::Assigned,
     ]
-    .map(|status| pb::MoveStatusRequest {
+    .map(|status| truc_domain::views::MoveRequest {
         document_id: id.clone(),
         recipient: String::new(),
-        status: status as i32,
+        status,
         reason: String::new(),
     });
     relay.lose_answers();
@@ -326,11 +331,11 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
     let results = moving.await.unwrap().unwrap();
     assert_eq!(recipient.current_hub(), hub.address);
     assert_eq!(
-        results[0].as_ref().map(|entry| entry.status).ok(),
+        results[0].as_ref().map(|entry| entry.status.code()).ok(),
         Some(code(pb::StatusCode::StatusAssigned))
     );
     assert_eq!(
-        results[1].as_ref().map(|entry| entry.status).ok(),
+        results[1].as_ref().map(|entry| entry.status.code()).ok(),
         Some(code(pb::StatusCode::StatusProcessing))
     );
     assert_eq!(
@@ -396,7 +401,7 @@ async fn the_same_envelope_sent_again_to_the_store_under_another_address_gets_th
             .expect("a delivery within the bound")
             .expect("stream open")
             .unwrap();
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) = message.kind {
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
             break delivery;
         }
     };
@@ -482,7 +487,7 @@ async fn a_node_agent_goes_on_at_the_next_hub_and_writes_each_document_once() {
     for id in [&both.document_id, &after.document_id] {
         loop {
             let status = operator.get_status(id).await.unwrap();
-            if status.recipients[0].current == pb::StatusCode::StatusArrived as i32 {
+            if status.recipients[0].current.code() == pb::StatusCode::StatusArrived as i32 {
                 assert_eq!(status.recipients[0].history.len(), 1, "arrived once");
                 break;
             }

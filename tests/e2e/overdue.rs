@@ -49,9 +49,12 @@ where
     }
 }
 
-async fn overdue(client: &truc_node::AxisClient, agency: &str) -> Vec<pb::OverdueDelivery> {
+async fn overdue(
+    client: &truc_node::AxisClient,
+    agency: &str,
+) -> Vec<truc_domain::views::OverdueDelivery> {
     client
-        .list_overdue(pb::ListOverdueRequest {
+        .list_overdue(&truc_domain::views::OverdueFilter {
             agency: agency.into(),
             limit: 0,
         })
@@ -67,15 +70,19 @@ async fn notice(
     document_id: &str,
     recipient: &str,
     status: pb::StatusCode,
-) -> pb::StatusEntry {
+) -> truc_domain::views::StatusEntry {
     let client = hub.client(sender).await;
     let (_acks, mut stream) = client.deliveries(64).await.unwrap();
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let message = stream.next().await.unwrap().unwrap();
-            if let Some(pb::hub_message::Kind::Notice(notice)) = message.kind {
+            if let truc_domain::views::HubItem::Notice(notice) = message {
                 if notice.document_id == document_id && notice.recipient == recipient {
-                    if let Some(entry) = notice.entries.iter().find(|e| e.status == status as i32) {
+                    if let Some(entry) = notice
+                        .entries
+                        .iter()
+                        .find(|e| e.status.code() == status as i32)
+                    {
                         return entry.clone();
                     }
                 }
@@ -128,7 +135,7 @@ async fn overdue_feedback_is_found_listed_per_agency_counted_and_told_to_the_sen
         let recipient = recipient.to_owned();
         async move {
             client
-                .list_documents(pb::ListDocumentsRequest {
+                .list_documents(&truc_domain::views::DocumentFilter {
                     overdue: true,
                     recipient,
                     ..Default::default()
@@ -205,7 +212,7 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
     let operator = hub.operator().await;
     let list = |client: truc_node::AxisClient, all: bool| async move {
         client
-            .list_dead_letters(pb::ListDeadLettersRequest {
+            .list_dead_letters(&truc_domain::views::DeadLetterFilter {
                 include_resolved: all,
                 ..Default::default()
             })
@@ -236,15 +243,15 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
                 .into_iter()
                 .map(|r| {
                     let letter = r.dead_letter.map(|l| l.state).unwrap_or_default();
-                    (r.recipient, r.current, letter)
+                    (r.recipient, r.current.code(), letter)
                 })
                 .collect::<Vec<_>>()
         }
     };
     let expired = pb::StatusCode::StatusExpired as i32;
     let expired_documents = operator
-        .list_documents(pb::ListDocumentsRequest {
-            status: expired,
+        .list_documents(&truc_domain::views::DocumentFilter {
+            status: Some(truc_domain::views::StatusCode::Expired),
             ..Default::default()
         })
         .await

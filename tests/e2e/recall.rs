@@ -26,13 +26,11 @@ pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
             .unwrap_or_else(|_| panic!("{document_id} was not delivered to {agency} within 30 s"))
             .unwrap()
             .unwrap();
-        match message.kind {
-            Some(pb::hub_message::Kind::Delivery(delivery))
+        match message {
+            truc_domain::views::HubItem::Delivery(delivery)
                 if delivery.document_id == document_id =>
             {
-                acks.send(truc_node::ack_message(vec![delivery.queue_seq]))
-                    .await
-                    .unwrap();
+                acks.ack(vec![delivery.queue_seq]).await.unwrap();
                 break;
             }
             _ => {}
@@ -50,16 +48,19 @@ pub fn business(from: &str, to: &[&str], number: u32, kind: pb::BusinessType, of
     }
 }
 
-fn history(status: &pb::GetStatusResponse, recipient: &str) -> Vec<i32> {
+fn history(status: &truc_domain::views::DocumentStatus, recipient: &str) -> Vec<i32> {
     status
         .recipients
         .iter()
         .find(|r| r.recipient == recipient)
-        .map(|r| r.history.iter().map(|e| e.status).collect())
+        .map(|r| r.history.iter().map(|e| e.status.code()).collect())
         .unwrap_or_default()
 }
 
-fn outcome<'a>(response: &'a pb::SendResponse, recipient: &str) -> &'a pb::RecipientOutcome {
+fn outcome<'a>(
+    response: &'a truc_domain::views::SendReceipt,
+    recipient: &str,
+) -> &'a truc_domain::views::RecipientOutcome {
     response
         .recipients
         .iter()
@@ -129,10 +130,10 @@ async fn a_recall_withdraws_what_was_not_fetched_and_asks_who_holds_it() {
     assert_eq!(history(&status, H41), vec![1, 13, 15]);
     assert_eq!(
         status.chain,
-        vec![pb::DocumentLink {
+        vec![truc_domain::views::DocumentLink {
             earlier: original.clone(),
             later: recall.document_id.clone(),
-            business_type: pb::BusinessType::Revoke as i32
+            business_type: truc_domain::BusinessType::Revoke
         }]
     );
 
@@ -223,10 +224,8 @@ async fn a_refused_recall_needs_a_reason_and_the_delivery_goes_on() {
     // The sender hears the refusal with its reason on its stream.
     let (_acks, mut stream) = sender.deliveries(64).await.unwrap();
     loop {
-        if let Some(pb::hub_message::Kind::Notice(notice)) =
-            stream.next().await.unwrap().unwrap().kind
-        {
-            if let Some(entry) = notice.entries.iter().find(|e| e.status == 16) {
+        if let truc_domain::views::HubItem::Notice(notice) = stream.next().await.unwrap().unwrap() {
+            if let Some(entry) = notice.entries.iter().find(|e| e.status.code() == 16) {
                 assert_eq!(entry.actor, H41);
                 assert_eq!(entry.reason, "Đã ban hành thực hiện");
                 break;
@@ -344,8 +343,8 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
     let h41 = hub.client(H41).await;
     let (acks, mut stream) = h41.deliveries(64).await.unwrap();
     let delivered = loop {
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) =
-            stream.next().await.unwrap().unwrap().kind
+        if let truc_domain::views::HubItem::Delivery(delivery) =
+            stream.next().await.unwrap().unwrap()
         {
             break delivery;
         }
@@ -364,15 +363,15 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
 
     // Every document of the chain shows the whole chain, earliest first.
     let expected = vec![
-        pb::DocumentLink {
+        truc_domain::views::DocumentLink {
             earlier: first.clone(),
             later: update.document_id.clone(),
-            business_type: pb::BusinessType::Update as i32,
+            business_type: truc_domain::BusinessType::Update,
         },
-        pb::DocumentLink {
+        truc_domain::views::DocumentLink {
             earlier: update.document_id.clone(),
             later: replace.document_id.clone(),
-            business_type: pb::BusinessType::Replace as i32,
+            business_type: truc_domain::BusinessType::Replace,
         },
     ];
     for id in [&first, &update.document_id, &replace.document_id] {
@@ -385,7 +384,7 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
             .await
             .unwrap()
             .business_type,
-        pb::BusinessType::Replace as i32
+        truc_domain::BusinessType::Replace
     );
 }
 
