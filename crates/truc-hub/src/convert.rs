@@ -315,3 +315,31 @@ pub fn link_view(link: truc_store::LinkRecord) -> views::DocumentLink {
         business_type: BusinessType::from_code(link.business_type).unwrap_or(BusinessType::New),
     }
 }
+
+pub(crate) fn asked_move(request: pb::MoveStatusRequest) -> crate::moves::AskedMove {
+    crate::moves::AskedMove {
+        document_id: request.document_id,
+        recipient: request.recipient,
+        status: request.status,
+        reason: request.reason,
+    }
+}
+
+/// One move of a batch: its entry, or its refusal as the refusal layer
+/// would have made it for a call of its own.
+pub(crate) fn wire_move_result(
+    result: Result<StatusEntry, crate::error::HubError>,
+) -> pb::MoveResult {
+    pb::MoveResult {
+        outcome: Some(match result {
+            Ok(entry) => pb::move_result::Outcome::Entry(status_entry(&entry)),
+            Err(error) => {
+                let status = tonic::Status::from(error);
+                pb::move_result::Outcome::Refused(pb::MoveRefusal {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                })
+            }
+        }),
+    }
+}

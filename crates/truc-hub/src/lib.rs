@@ -1150,7 +1150,7 @@ impl pb::axis_server::Axis for AxisService {
     ) -> Result<Response<pb::MoveStatusResponse>, Status> {
         metrics::request("move_status");
         let agency = self.0.node_agency(&request, "move statuses")?;
-        let request = moves::check(&self.0, agency, request.into_inner())?;
+        let request = moves::check(&self.0, agency, convert::asked_move(request.into_inner()))?;
         tracing::Span::current().record("document_id", request.document_id.as_str());
         let (document_id, recipient) = (request.document_id.clone(), request.recipient.clone());
         let entry = self
@@ -1174,8 +1174,12 @@ impl pb::axis_server::Axis for AxisService {
     ) -> Result<Response<pb::MoveStatusesResponse>, Status> {
         metrics::request("move_statuses");
         let agency = self.0.node_agency(&request, "move statuses")?;
-        let results = moves::move_all(&self.0, agency, request.into_inner().moves).await?;
-        Ok(Response::new(pb::MoveStatusesResponse { results }))
+        let asked = request.into_inner().moves;
+        let asked = asked.into_iter().map(convert::asked_move).collect();
+        let results = moves::move_all(&self.0, agency, asked).await?;
+        Ok(Response::new(pb::MoveStatusesResponse {
+            results: results.into_iter().map(convert::wire_move_result).collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(document_id = tracing::field::Empty))]
