@@ -10,7 +10,6 @@ use truc_domain::Status;
 use truc_node::compose::Prepared;
 use truc_node::NodeEvent;
 use truc_pki::KeyAlgorithm;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 use crate::{inbox_documents, wait_for};
@@ -261,10 +260,7 @@ async fn ed25519_and_p256_agencies_exchange_documents_under_one_ca() {
         .iter()
         .find(|recipient| recipient.recipient == H41)
         .unwrap();
-    assert_eq!(
-        h41_status.current.code(),
-        pb::StatusCode::StatusCompleted as i32
-    );
+    assert_eq!(h41_status.current.code(), Status::Completed.code() as i32);
 
     // On G12's connection, neither H41's P-256 key nor G22's Ed25519 key will do.
     for (signer, number) in [(&h41, 2), (&g22, 3)] {

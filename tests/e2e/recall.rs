@@ -4,9 +4,8 @@
 
 use tokio_stream::StreamExt;
 use tonic::Code;
-use truc_domain::Status;
+use truc_domain::{BusinessType, Status};
 use truc_node::Draft;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, AGENCIES};
 
 const G22: &str = AGENCIES[0];
@@ -39,11 +38,11 @@ pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
     fetch_done(hub, agency, document_id).await;
 }
 
-pub fn business(from: &str, to: &[&str], number: u32, kind: pb::BusinessType, of: &str) -> Draft {
+pub fn business(from: &str, to: &[&str], number: u32, kind: BusinessType, of: &str) -> Draft {
     Draft {
-        business_type: kind as i32,
+        business_type: kind.code(),
         business_refs: vec![of.to_owned()],
-        subject: format!("{} {of}", kind.as_str_name()),
+        subject: format!("{kind:?} {of}"),
         ..draft(from, to, number)
     }
 }
@@ -81,7 +80,7 @@ async fn a_recall_withdraws_what_was_not_fetched_and_asks_who_holds_it() {
 
     let recall = sender
         .send(
-            &business(G22, &[H41, G12], 2, pb::BusinessType::Revoke, &original),
+            &business(G22, &[H41, G12], 2, BusinessType::Revoke, &original),
             Vec::new(),
         )
         .await
@@ -177,7 +176,7 @@ async fn a_refused_recall_needs_a_reason_and_the_delivery_goes_on() {
     assert_eq!(early.code(), Some(Code::FailedPrecondition));
     sender
         .send(
-            &business(G22, &[H41], 2, pb::BusinessType::Revoke, &original),
+            &business(G22, &[H41], 2, BusinessType::Revoke, &original),
             Vec::new(),
         )
         .await
@@ -245,11 +244,11 @@ async fn only_the_original_sender_may_recall_update_or_replace() {
         .document_id;
     // Another agency, even a recipient, may not.
     for (who, kind) in [
-        (H41, pb::BusinessType::Revoke),
-        (G12, pb::BusinessType::Update),
-        (G12, pb::BusinessType::Replace),
+        (H41, BusinessType::Revoke),
+        (G12, BusinessType::Update),
+        (G12, BusinessType::Replace),
     ] {
-        let attachments = if kind == pb::BusinessType::Revoke {
+        let attachments = if kind == BusinessType::Revoke {
             Vec::new()
         } else {
             vec![pdf("b.pdf", 2, 10)]
@@ -267,7 +266,7 @@ async fn only_the_original_sender_may_recall_update_or_replace() {
     let unknown = "000.00.00.G22,2020/01/01,404/VPCP-TTĐT";
     let error = sender
         .send(
-            &business(G22, &[H41], 3, pb::BusinessType::Revoke, unknown),
+            &business(G22, &[H41], 3, BusinessType::Revoke, unknown),
             Vec::new(),
         )
         .await
@@ -277,7 +276,7 @@ async fn only_the_original_sender_may_recall_update_or_replace() {
     // A recall to someone who never got the document is refused for that recipient.
     let recall = sender
         .send(
-            &business(G22, &[H41, G17], 4, pb::BusinessType::Revoke, &original),
+            &business(G22, &[H41, G17], 4, BusinessType::Revoke, &original),
             Vec::new(),
         )
         .await
@@ -314,7 +313,7 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
     fetch(&hub, H41, &first).await;
     let update = sender
         .send(
-            &business(G22, &[H41], 2, pb::BusinessType::Update, &first),
+            &business(G22, &[H41], 2, BusinessType::Update, &first),
             vec![pdf("v2.pdf", 2, 20)],
         )
         .await
@@ -323,13 +322,7 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
     // The update was not fetched yet when it is replaced: withdrawn at once.
     let replace = sender
         .send(
-            &business(
-                G22,
-                &[H41],
-                3,
-                pb::BusinessType::Replace,
-                &update.document_id,
-            ),
+            &business(G22, &[H41], 3, BusinessType::Replace, &update.document_id),
             vec![pdf("v3.pdf", 3, 30)],
         )
         .await
@@ -417,7 +410,7 @@ async fn a_recalled_document_never_reaches_the_inbox_and_one_held_is_marked() {
         .unwrap();
     let recall = sender
         .send(
-            &business(G22, &[H41], 32, pb::BusinessType::Revoke, &unseen),
+            &business(G22, &[H41], 32, BusinessType::Revoke, &unseen),
             Vec::new(),
         )
         .await
@@ -470,7 +463,7 @@ async fn a_recalled_document_never_reaches_the_inbox_and_one_held_is_marked() {
     fetch_done(&hub, H41, &held).await;
     let second = sender
         .send(
-            &business(G22, &[H41], 34, pb::BusinessType::Revoke, &held),
+            &business(G22, &[H41], 34, BusinessType::Revoke, &held),
             Vec::new(),
         )
         .await

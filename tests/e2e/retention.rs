@@ -12,7 +12,6 @@ use std::time::Duration;
 use tonic::Code;
 use truc_domain::Status;
 use truc_hub::{Clock, RetentionSetup, WatchSetup};
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 use crate::recall::{business, fetch};
@@ -218,7 +217,13 @@ async fn final_documents_leave_for_a_signed_archive_and_stay_counted_and_recogni
     let recalled = refusal(
         sender
             .send(
-                &business(G22, &[H41], 3, pb::BusinessType::Revoke, &a.document_id),
+                &business(
+                    G22,
+                    &[H41],
+                    3,
+                    truc_domain::BusinessType::Revoke,
+                    &a.document_id,
+                ),
                 Vec::new(),
             )
             .await,
