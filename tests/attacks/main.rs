@@ -538,9 +538,7 @@ async fn run(attack: &Attack, context: &Context) -> Outcome {
         ),
         Attack::AcknowledgesAnothersQueue => {
             let (acks, stream) = context.g12.deliveries(8).await.unwrap();
-            acks.send(truc_node::ack_message(vec![context.h41_queue_seq]))
-                .await
-                .unwrap();
+            acks.ack(vec![context.h41_queue_seq]).await.unwrap();
             drop(acks);
             drop(stream);
             // Whatever G12 acknowledged, H41's delivery is still waiting.
@@ -793,7 +791,7 @@ async fn attack_table(postgres_url: Option<String>) {
             .expect("H41 gets its delivery")
             .unwrap()
             .unwrap();
-        if let Some(truc_proto::v1::hub_message::Kind::Delivery(delivery)) = message.kind {
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
             break delivery.queue_seq;
         }
     };
@@ -1031,7 +1029,7 @@ async fn a_code_removed_from_the_directory_stops_acting_without_a_restart() {
         }
     };
     assert!(
-        matches!(&ended, Err(status) if status.code() == Code::PermissionDenied && status.message().contains(REMOVED)),
+        matches!(&ended, Err(truc_node::ClientError::Refused(status)) if status.code() == Code::PermissionDenied && status.message().contains(REMOVED)),
         "{ended:?}"
     );
     assert!(denied_naming(

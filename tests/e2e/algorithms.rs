@@ -10,7 +10,6 @@ use truc_domain::Status;
 use truc_node::compose::Prepared;
 use truc_node::NodeEvent;
 use truc_pki::KeyAlgorithm;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 use crate::{inbox_documents, wait_for};
@@ -19,7 +18,9 @@ const G22: &str = AGENCIES[0];
 const G12: &str = AGENCIES[1];
 const H41: &str = AGENCIES[2];
 
-fn refusal(result: Result<pb::SendResponse, truc_node::ClientError>) -> tonic::Status {
+fn refusal(
+    result: Result<truc_domain::views::SendReceipt, truc_node::ClientError>,
+) -> tonic::Status {
     match result {
         Err(truc_node::ClientError::Refused(status)) => status,
         other => panic!("expected a refusal, got {other:?}"),
@@ -76,7 +77,7 @@ async fn a_p256_pki_carries_signed_documents_from_sender_to_verified_inbox() {
     assert_eq!(response.recipients.iter().filter(|r| r.accepted).count(), 2);
     assert_eq!(
         response.document_signature,
-        pb::DocumentSignatureState::DocumentSignatureValid as i32
+        truc_domain::views::SignatureState::Valid
     );
 
     // Both recipients verify the sender certificate, the ECDSA signature and
@@ -93,7 +94,7 @@ async fn a_p256_pki_carries_signed_documents_from_sender_to_verified_inbox() {
                 assert_eq!(document_id, &response.document_id);
                 assert_eq!(
                     *document_signature,
-                    pb::DocumentSignatureState::DocumentSignatureValid
+                    truc_domain::views::SignatureState::Valid
                 );
                 delivered.insert(recipient.clone(), document_id.clone());
             }
@@ -172,7 +173,7 @@ async fn a_p256_pki_carries_signed_documents_from_sender_to_verified_inbox() {
     .as_ref()
     .try_into()
     .unwrap();
-    misattributed.envelope.document_signature = Some(pb::DocumentSignature {
+    misattributed.envelope.document_signature = Some(truc_domain::views::DocumentSignature {
         signer_certificate: g22.credentials().certificate_der().to_vec(),
         signature: g12
             .credentials()
@@ -184,7 +185,7 @@ async fn a_p256_pki_carries_signed_documents_from_sender_to_verified_inbox() {
     let response = g22.send_prepared(misattributed).await.unwrap();
     assert_eq!(
         response.document_signature,
-        pb::DocumentSignatureState::DocumentSignatureInvalid as i32
+        truc_domain::views::SignatureState::Invalid
     );
 
     let _ = stop.send(true);
@@ -259,7 +260,7 @@ async fn ed25519_and_p256_agencies_exchange_documents_under_one_ca() {
         .iter()
         .find(|recipient| recipient.recipient == H41)
         .unwrap();
-    assert_eq!(h41_status.current, pb::StatusCode::StatusCompleted as i32);
+    assert_eq!(h41_status.current.code(), Status::Completed.code() as i32);
 
     // On G12's connection, neither H41's P-256 key nor G22's Ed25519 key will do.
     for (signer, number) in [(&h41, 2), (&g22, 3)] {

@@ -26,7 +26,7 @@ async fn export(hub: &TestHub, from_unix_ms: i64, to_unix_ms: i64) -> Vec<String
         .unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = chunks.message().await.unwrap() {
-        bytes.extend_from_slice(&chunk.data);
+        bytes.extend_from_slice(&chunk);
     }
     String::from_utf8(bytes)
         .unwrap()

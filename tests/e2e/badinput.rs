@@ -375,23 +375,17 @@ async fn arrive(hub: &TestHub, agency: &str, wanted: &[&str]) {
             .expect("deliveries in time")
             .expect("stream open")
             .expect("a hub message");
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) = message.kind {
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
             if let Some(at) = pending.iter().position(|id| *id == delivery.document_id) {
                 pending.remove(at);
-                acks.send(pb::NodeMessage {
-                    kind: Some(pb::node_message::Kind::Ack(pb::Ack {
-                        queue_seqs: vec![delivery.queue_seq],
-                    })),
-                })
-                .await
-                .expect("ack sent");
+                acks.ack(vec![delivery.queue_seq]).await.expect("ack sent");
             }
         }
     }
     for id in wanted {
         loop {
             let status = client.get_status(id).await.expect("own delivery status");
-            if status.recipients.iter().any(|r| r.current == 1) {
+            if status.recipients.iter().any(|r| r.current.code() == 1) {
                 break;
             }
             assert!(
@@ -698,7 +692,7 @@ async fn bad_input_table(options: TestHubOptions) {
         .expect("stream open")
         .expect("a hub message");
     assert!(
-        matches!(&delivered.kind, Some(pb::hub_message::Kind::Delivery(d)) if d.document_id == good.document_id),
+        matches!(&delivered, truc_domain::views::HubItem::Delivery(d) if d.document_id == good.document_id),
         "{delivered:?}"
     );
     drop(stream);

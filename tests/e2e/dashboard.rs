@@ -182,7 +182,7 @@ async fn the_dashboard_answers_only_with_the_token_and_shows_the_real_traffic() 
     let operator = hub.operator().await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while operator
-        .list_overdue(truc_proto::v1::ListOverdueRequest::default())
+        .list_overdue(&truc_domain::views::OverdueFilter::default())
         .await
         .unwrap()
         .deliveries

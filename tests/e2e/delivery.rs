@@ -45,7 +45,7 @@ async fn fan_out_reaches_every_recipient_inbox_and_the_sender_hears_arrivals() {
     wait_for(&mut receiver, |event| {
         match event {
             NodeEvent::Delivered { .. } => delivered += 1,
-            NodeEvent::Notice(notice) if notice.entries.iter().any(|e| e.status == 1) => {
+            NodeEvent::Notice(notice) if notice.entries.iter().any(|e| e.status.code() == 1) => {
                 arrival_notices += 1
             }
             _ => {}
@@ -71,7 +71,12 @@ async fn fan_out_reaches_every_recipient_inbox_and_the_sender_hears_arrivals() {
     assert!(inbox_documents(&hub.root.path().join("inbox").join(G22)).is_empty());
     let status = sender.get_status(&ids[2]).await.unwrap();
     for recipient in &status.recipients {
-        assert_eq!(recipient.current, 1, "{} arrived", recipient.recipient);
+        assert_eq!(
+            recipient.current.code(),
+            1,
+            "{} arrived",
+            recipient.recipient
+        );
         assert_eq!(recipient.history[0].actor, recipient.recipient);
     }
     let _ = stop.send(true);
@@ -80,8 +85,21 @@ async fn fan_out_reaches_every_recipient_inbox_and_the_sender_hears_arrivals() {
     }
 }
 
-/// Reads the next delivery from a raw stream.
-async fn next_delivery(stream: &mut tonic::Streaming<pb::HubMessage>) -> pb::Delivery {
+/// Reads the next delivery from a node's stream.
+async fn next_delivery(stream: &mut truc_node::Deliveries) -> truc_domain::views::Delivery {
+    let message = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+        .await
+        .expect("a delivery within the bound")
+        .expect("stream open")
+        .expect("no error");
+    match message {
+        truc_domain::views::HubItem::Delivery(delivery) => *delivery,
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
+
+/// Reads the next delivery from a stream of wire messages.
+async fn next_wire_delivery(stream: &mut tonic::Streaming<pb::HubMessage>) -> pb::Delivery {
     let message = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
         .await
         .expect("a delivery within the bound")
@@ -120,13 +138,11 @@ async fn unacknowledged_deliveries_come_again_after_reconnect_and_restart() {
     assert_eq!(again.queue_seq, delivery.queue_seq);
     let next = next_delivery(&mut stream).await;
     assert_eq!(next.document_id, second.document_id);
-    acks.send(truc_node::ack_message(vec![again.queue_seq]))
-        .await
-        .unwrap();
+    acks.ack(vec![again.queue_seq]).await.unwrap();
     // The acknowledgement is durable once the status shows it.
     loop {
         let status = sender.get_status(&first.document_id).await.unwrap();
-        if status.recipients[0].current == 1 {
+        if status.recipients[0].current.code() == 1 {
             break;
         }
         tokio::task::yield_now().await;
@@ -164,7 +180,7 @@ async fn acknowledgements_followed_at_once_by_the_end_of_the_stream_are_recorded
     for _ in &ids {
         seqs.push(next_delivery(&mut stream).await.queue_seq);
     }
-    acks.send(truc_node::ack_message(seqs)).await.unwrap();
+    acks.ack(seqs).await.unwrap();
     drop(acks);
     // The hub ends its side once it has read the end of the node's.
     tokio::time::timeout(std::time::Duration::from_secs(30), async {
@@ -175,7 +191,11 @@ async fn acknowledgements_followed_at_once_by_the_end_of_the_stream_are_recorded
     // Recorded without an answer on the stream: GetStatus shows it once durable.
     tokio::time::timeout(std::time::Duration::from_secs(30), async {
         for id in &ids {
-            while sender.get_status(id).await.unwrap().recipients[0].current != 1 {
+            while sender.get_status(id).await.unwrap().recipients[0]
+                .current
+                .code()
+                != 1
+            {
                 tokio::task::yield_now().await;
             }
         }
@@ -205,7 +225,7 @@ async fn acknowledgements_waiting_together_beyond_the_limit_are_written_in_turn(
     let (acks, mut stream) = recipient.deliveries_as_sent(8).await.unwrap();
     let mut seqs = Vec::new();
     for _ in &ids {
-        seqs.push(next_delivery(&mut stream).await.queue_seq);
+        seqs.push(next_wire_delivery(&mut stream).await.queue_seq);
     }
     acks.send(truc_node::ack_message(seqs[..2].to_vec()))
         .await
@@ -215,7 +235,11 @@ async fn acknowledgements_waiting_together_beyond_the_limit_are_written_in_turn(
         .unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(30), async {
         for id in &ids {
-            while sender.get_status(id).await.unwrap().recipients[0].current != 1 {
+            while sender.get_status(id).await.unwrap().recipients[0]
+                .current
+                .code()
+                != 1
+            {
                 tokio::task::yield_now().await;
             }
         }
@@ -228,7 +252,7 @@ async fn acknowledgements_waiting_together_beyond_the_limit_are_written_in_turn(
         .await
         .unwrap();
     assert_eq!(
-        next_delivery(&mut stream).await.document_id,
+        next_wire_delivery(&mut stream).await.document_id,
         next.document_id
     );
     // One message over the limit ends the stream with the field named.
@@ -298,7 +322,7 @@ async fn queued_documents_survive_restarts_and_reach_the_inbox_exactly_once() {
                 .iter()
                 .find(|r| r.recipient == H41)
                 .unwrap();
-            if h41.current == 1 {
+            if h41.current.code() == 1 {
                 assert_eq!(h41.history.len(), 1, "arrived exactly once");
                 break;
             }

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use truc_node::compose::Prepared;
 use truc_node::{AxisClient, HubAddresses, NodeEvent};
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, AGENCIES};
 
 use crate::{inbox_documents, wait_for};
@@ -257,7 +256,12 @@ async fn history(operator: &AxisClient, document_id: &str, agency: &str) -> Vec<
         .recipients
         .iter()
         .find(|row| row.recipient == agency)
-        .map(|row| row.history.iter().map(|entry| entry.status).collect())
+        .map(|row| {
+            row.history
+                .iter()
+                .map(|entry| entry.status.code())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -272,7 +276,7 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
         .await
         .unwrap();
     let id = sent.document_id.clone();
-    let code = |status: pb::StatusCode| status as i32;
+    let code = |status: truc_domain::Status| status.code() as i32;
 
     let relay = LossyRelay::start(hub.address).await;
     let recipient = client_of(&hub, &[relay.address, hub.address], H41).await;
@@ -294,7 +298,7 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
         .await
         .unwrap()
         .expect("the move recorded before its answer was lost");
-    assert_eq!(entry.status, code(pb::StatusCode::StatusReceived));
+    assert_eq!(entry.status.code(), code(truc_domain::Status::Received));
     assert_eq!(entry.actor, H41);
     assert_eq!(recipient.current_hub(), hub.address);
 
@@ -303,14 +307,14 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
     let relay = LossyRelay::start(hub.address).await;
     let recipient = client_of(&hub, &[relay.address, hub.address], H41).await;
     let moves = [
-        pb::StatusCode::StatusAssigned,
-        pb::StatusCode::StatusProcessing,
-        pb::StatusCode::StatusAssigned,
+        truc_domain::Status::Assigned,
+        truc_domain::Status::Processing,
+        truc_domain::Status::Assigned,
     ]
-    .map(|status| pb::MoveStatusRequest {
+    .map(|status| truc_domain::views::MoveRequest {
         document_id: id.clone(),
         recipient: String::new(),
-        status: status as i32,
+        status,
         reason: String::new(),
     });
     relay.lose_answers();
@@ -326,12 +330,12 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
     let results = moving.await.unwrap().unwrap();
     assert_eq!(recipient.current_hub(), hub.address);
     assert_eq!(
-        results[0].as_ref().map(|entry| entry.status).ok(),
-        Some(code(pb::StatusCode::StatusAssigned))
+        results[0].as_ref().map(|entry| entry.status.code()).ok(),
+        Some(code(truc_domain::Status::Assigned))
     );
     assert_eq!(
-        results[1].as_ref().map(|entry| entry.status).ok(),
-        Some(code(pb::StatusCode::StatusProcessing))
+        results[1].as_ref().map(|entry| entry.status.code()).ok(),
+        Some(code(truc_domain::Status::Processing))
     );
     assert_eq!(
         results[2].as_ref().map_err(tonic::Status::code).err(),
@@ -341,10 +345,10 @@ async fn a_move_whose_answer_was_lost_returns_the_entry_recorded_once() {
     assert_eq!(
         history(&operator, &id, H41).await,
         [
-            pb::StatusCode::StatusArrived,
-            pb::StatusCode::StatusReceived,
-            pb::StatusCode::StatusAssigned,
-            pb::StatusCode::StatusProcessing,
+            truc_domain::Status::Arrived,
+            truc_domain::Status::Received,
+            truc_domain::Status::Assigned,
+            truc_domain::Status::Processing,
         ]
         .map(code),
         "each move recorded once"
@@ -396,7 +400,7 @@ async fn the_same_envelope_sent_again_to_the_store_under_another_address_gets_th
             .expect("a delivery within the bound")
             .expect("stream open")
             .unwrap();
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) = message.kind {
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
             break delivery;
         }
     };
@@ -482,7 +486,7 @@ async fn a_node_agent_goes_on_at_the_next_hub_and_writes_each_document_once() {
     for id in [&both.document_id, &after.document_id] {
         loop {
             let status = operator.get_status(id).await.unwrap();
-            if status.recipients[0].current == pb::StatusCode::StatusArrived as i32 {
+            if status.recipients[0].current.code() == truc_domain::Status::Arrived.code() as i32 {
                 assert_eq!(status.recipients[0].history.len(), 1, "arrived once");
                 break;
             }

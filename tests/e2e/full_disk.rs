@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use truc_domain::Status;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 const G22: &str = AGENCIES[0];
@@ -97,7 +96,10 @@ fn fill(folder: &Path, leave_bytes: u64) -> PathBuf {
     path
 }
 
-fn assert_full(result: Result<pb::SendResponse, truc_node::ClientError>, context: &str) -> String {
+fn assert_full(
+    result: Result<truc_domain::views::SendReceipt, truc_node::ClientError>,
+    context: &str,
+) -> String {
     match result {
         Err(truc_node::ClientError::Refused(status)) => {
             assert_eq!(
@@ -134,10 +136,8 @@ async fn receive_and_ack(hub: &TestHub, agency: &str) -> String {
             .expect("a delivery")
             .unwrap()
             .unwrap();
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) = message.kind {
-            acks.send(truc_node::ack_message(vec![delivery.queue_seq]))
-                .await
-                .unwrap();
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
+            acks.ack(vec![delivery.queue_seq]).await.unwrap();
             // The stream stays open until the hub has recorded the arrival.
             arrived(hub, &delivery.document_id, agency).await;
             return delivery.document_id;
@@ -153,7 +153,7 @@ async fn arrived(hub: &TestHub, document_id: &str, recipient: &str) {
         if status
             .recipients
             .iter()
-            .any(|r| r.recipient == recipient && r.current >= 1)
+            .any(|r| r.recipient == recipient && r.current.code() >= 1)
         {
             return;
         }
@@ -217,7 +217,7 @@ async fn full_disk_refuses_sends_serves_the_rest_and_recovers() {
         .recipients[0]
         .history
         .iter()
-        .map(|entry| entry.status)
+        .map(|entry| entry.status.code())
         .collect();
     assert_eq!(history, [1, 3]);
     hub.stop().await;

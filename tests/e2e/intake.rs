@@ -12,7 +12,7 @@ const H41: &str = AGENCIES[2];
 const G17: &str = AGENCIES[3];
 
 fn assert_refused(
-    result: Result<truc_proto::v1::SendResponse, truc_node::ClientError>,
+    result: Result<truc_domain::views::SendReceipt, truc_node::ClientError>,
     code: Code,
     field: &str,
 ) {
@@ -65,7 +65,7 @@ async fn accepts_many_recipients_and_refuses_unknown_ones_one_by_one() {
     );
     assert_eq!(
         response.document_signature,
-        truc_proto::v1::DocumentSignatureState::DocumentSignatureValid as i32
+        truc_domain::views::SignatureState::Valid
     );
     // The attachment comes back byte for byte.
     let recipient = hub.client(H41).await;

@@ -4,7 +4,6 @@
 
 use tonic::Code;
 use truc_domain::Status;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf};
 
 use crate::recall::fetch;
@@ -14,7 +13,7 @@ const G22: &str = truc_testkit::AGENCIES[0];
 const G12: &str = truc_testkit::AGENCIES[1];
 const G17: &str = truc_testkit::AGENCIES[3];
 
-fn ids(response: &pb::ListDocumentsResponse) -> Vec<String> {
+fn ids(response: &truc_domain::views::DocumentList) -> Vec<String> {
     let mut ids: Vec<String> = response
         .documents
         .iter()
@@ -55,17 +54,19 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
         .unwrap();
 
     let operator = hub.operator().await;
-    let list = |request: pb::ListDocumentsRequest| {
+    let list = |request: truc_domain::views::DocumentFilter| {
         let operator = operator.clone();
-        async move { operator.list_documents(request).await }
+        async move { operator.list_documents(&request).await }
     };
-    let all = list(pb::ListDocumentsRequest::default()).await.unwrap();
+    let all = list(truc_domain::views::DocumentFilter::default())
+        .await
+        .unwrap();
     assert_eq!(
         ids(&all),
         sorted(vec![to_g12.clone(), to_district.clone(), from_g12.clone()])
     );
     assert!(!all.truncated);
-    let by_sender = list(pb::ListDocumentsRequest {
+    let by_sender = list(truc_domain::views::DocumentFilter {
         sender: G22.into(),
         ..Default::default()
     })
@@ -75,14 +76,14 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
         ids(&by_sender),
         sorted(vec![to_g12.clone(), to_district.clone()])
     );
-    let received = list(pb::ListDocumentsRequest {
-        status: Status::Received.code() as i32,
+    let received = list(truc_domain::views::DocumentFilter {
+        status: Some(Status::Received.into()),
         ..Default::default()
     })
     .await
     .unwrap();
     assert_eq!(ids(&received), vec![to_g12.clone()]);
-    let queued = list(pb::ListDocumentsRequest {
+    let queued = list(truc_domain::views::DocumentFilter {
         queued: true,
         ..Default::default()
     })
@@ -92,21 +93,21 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
         ids(&queued),
         sorted(vec![to_district.clone(), from_g12.clone()])
     );
-    let to_unit = list(pb::ListDocumentsRequest {
+    let to_unit = list(truc_domain::views::DocumentFilter {
         recipient: DISTRICT.into(),
         ..Default::default()
     })
     .await
     .unwrap();
     assert_eq!(ids(&to_unit), vec![to_district.clone()]);
-    let long_ago = list(pb::ListDocumentsRequest {
+    let long_ago = list(truc_domain::views::DocumentFilter {
         to_date: "2020-01-01".into(),
         ..Default::default()
     })
     .await
     .unwrap();
     assert!(long_ago.documents.is_empty());
-    let one = list(pb::ListDocumentsRequest {
+    let one = list(truc_domain::views::DocumentFilter {
         limit: 1,
         ..Default::default()
     })
@@ -117,14 +118,14 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
     // The same list as an agency: only what it sent or receives.
     assert_eq!(
         ids(&g12
-            .list_documents(pb::ListDocumentsRequest::default())
+            .list_documents(&truc_domain::views::DocumentFilter::default())
             .await
             .unwrap()),
         sorted(vec![to_g12.clone(), from_g12.clone()])
     );
     // A filter cannot widen it: asking for another's documents gives none.
     assert!(g12
-        .list_documents(pb::ListDocumentsRequest {
+        .list_documents(&truc_domain::views::DocumentFilter {
             sender: G22.into(),
             recipient: DISTRICT.into(),
             ..Default::default()
@@ -138,13 +139,13 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
         ids(&hub
             .client(RELAY)
             .await
-            .list_documents(pb::ListDocumentsRequest::default())
+            .list_documents(&truc_domain::views::DocumentFilter::default())
             .await
             .unwrap()),
         vec![to_district.clone()]
     );
     // Bad filters name their field.
-    let bad = list(pb::ListDocumentsRequest {
+    let bad = list(truc_domain::views::DocumentFilter {
         sender: "G22".into(),
         ..Default::default()
     })
@@ -152,7 +153,7 @@ async fn operators_list_everything_by_filter_and_agencies_only_their_own() {
     .unwrap_err();
     assert_eq!(bad.code(), Some(Code::InvalidArgument));
     assert!(bad.to_string().contains("sender:"), "{bad}");
-    let too_many = list(pb::ListDocumentsRequest {
+    let too_many = list(truc_domain::views::DocumentFilter {
         limit: 1_000_000,
         ..Default::default()
     })

@@ -14,7 +14,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_reflection::pb::v1 as reflection;
 use tonic_reflection::pb::v1alpha as reflection_alpha;
 use truc_domain::Status;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, http_get, pdf, TestHub, TestHubOptions, AGENCIES};
 
 const G22: &str = AGENCIES[0];
@@ -363,7 +362,7 @@ async fn metrics_count_sends_moves_and_refusals_as_they_happen() {
             .expect("deliveries arrive")
             .unwrap()
             .unwrap();
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) = message.kind {
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
             delivered.push(delivery);
         }
     }
@@ -371,13 +370,11 @@ async fn metrics_count_sends_moves_and_refusals_as_they_happen() {
         .iter()
         .find(|d| d.document_id == accepted.document_id)
         .expect("the first document is delivered");
-    acks.send(truc_node::ack_message(vec![first.queue_seq]))
-        .await
-        .unwrap();
+    acks.ack(vec![first.queue_seq]).await.unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let status = recipient.get_status(&accepted.document_id).await.unwrap();
-        if status.recipients.iter().any(|r| r.current == 1) {
+        if status.recipients.iter().any(|r| r.current.code() == 1) {
             break;
         }
         assert!(

@@ -7,7 +7,6 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use truc_hub::{Clock, WatchSetup};
 use truc_node::ClientError;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions};
 
 use crate::recall::{business, fetch};
@@ -49,9 +48,12 @@ where
     }
 }
 
-async fn overdue(client: &truc_node::AxisClient, agency: &str) -> Vec<pb::OverdueDelivery> {
+async fn overdue(
+    client: &truc_node::AxisClient,
+    agency: &str,
+) -> Vec<truc_domain::views::OverdueDelivery> {
     client
-        .list_overdue(pb::ListOverdueRequest {
+        .list_overdue(&truc_domain::views::OverdueFilter {
             agency: agency.into(),
             limit: 0,
         })
@@ -66,16 +68,16 @@ async fn notice(
     sender: &str,
     document_id: &str,
     recipient: &str,
-    status: pb::StatusCode,
-) -> pb::StatusEntry {
+    status: truc_domain::views::StatusCode,
+) -> truc_domain::views::StatusEntry {
     let client = hub.client(sender).await;
     let (_acks, mut stream) = client.deliveries(64).await.unwrap();
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let message = stream.next().await.unwrap().unwrap();
-            if let Some(pb::hub_message::Kind::Notice(notice)) = message.kind {
+            if let truc_domain::views::HubItem::Notice(notice) = message {
                 if notice.document_id == document_id && notice.recipient == recipient {
-                    if let Some(entry) = notice.entries.iter().find(|e| e.status == status as i32) {
+                    if let Some(entry) = notice.entries.iter().find(|e| e.status == status) {
                         return entry.clone();
                     }
                 }
@@ -128,7 +130,7 @@ async fn overdue_feedback_is_found_listed_per_agency_counted_and_told_to_the_sen
         let recipient = recipient.to_owned();
         async move {
             client
-                .list_documents(pb::ListDocumentsRequest {
+                .list_documents(&truc_domain::views::DocumentFilter {
                     overdue: true,
                     recipient,
                     ..Default::default()
@@ -156,7 +158,14 @@ async fn overdue_feedback_is_found_listed_per_agency_counted_and_told_to_the_sen
         "G12 owes nothing"
     );
 
-    let told = notice(&hub, G22, &document_id, G17, pb::StatusCode::StatusOverdue).await;
+    let told = notice(
+        &hub,
+        G22,
+        &document_id,
+        G17,
+        truc_domain::views::StatusCode::Overdue,
+    )
+    .await;
     assert_eq!(told.actor, "hub");
     assert!(told.reason.contains("arrived"), "{}", told.reason);
 
@@ -205,7 +214,7 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
     let operator = hub.operator().await;
     let list = |client: truc_node::AxisClient, all: bool| async move {
         client
-            .list_dead_letters(pb::ListDeadLettersRequest {
+            .list_dead_letters(&truc_domain::views::DeadLetterFilter {
                 include_resolved: all,
                 ..Default::default()
             })
@@ -222,7 +231,14 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
         "{}",
         letters[0].reason
     );
-    let told = notice(&hub, G22, &document_id, G12, pb::StatusCode::StatusExpired).await;
+    let told = notice(
+        &hub,
+        G22,
+        &document_id,
+        G12,
+        truc_domain::views::StatusCode::Expired,
+    )
+    .await;
     assert!(told.reason.contains("time to live"));
     // The sender's status view says where each delivery stands.
     let standing = |client: truc_node::AxisClient| {
@@ -236,15 +252,15 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
                 .into_iter()
                 .map(|r| {
                     let letter = r.dead_letter.map(|l| l.state).unwrap_or_default();
-                    (r.recipient, r.current, letter)
+                    (r.recipient, r.current.code(), letter)
                 })
                 .collect::<Vec<_>>()
         }
     };
-    let expired = pb::StatusCode::StatusExpired as i32;
+    let expired = truc_domain::views::StatusCode::EXPIRED;
     let expired_documents = operator
-        .list_documents(pb::ListDocumentsRequest {
-            status: expired,
+        .list_documents(&truc_domain::views::DocumentFilter {
+            status: Some(truc_domain::views::StatusCode::Expired),
             ..Default::default()
         })
         .await
@@ -338,7 +354,7 @@ async fn unacknowledged_deliveries_expire_into_dead_letters_that_operators_resen
         vec![
             (
                 G12.to_owned(),
-                pb::StatusCode::StatusArrived as i32,
+                truc_domain::Status::Arrived.code() as i32,
                 "resent".to_owned()
             ),
             (G17.to_owned(), expired, "cancelled".to_owned())
@@ -443,7 +459,13 @@ async fn a_sender_over_its_queued_deliveries_quota_is_told_when_to_retry() {
     };
     // Backlog 1 (G17's copy of the first): the recall may be sent.
     send_when_room(
-        business(G22, &[G12, G17], 5, pb::BusinessType::Revoke, &first),
+        business(
+            G22,
+            &[G12, G17],
+            5,
+            truc_domain::BusinessType::Revoke,
+            &first,
+        ),
         vec![],
     )
     .await;

@@ -4,9 +4,8 @@
 
 use tokio_stream::StreamExt;
 use tonic::Code;
-use truc_domain::Status;
+use truc_domain::{BusinessType, Status};
 use truc_node::Draft;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, AGENCIES};
 
 const G22: &str = AGENCIES[0];
@@ -26,13 +25,11 @@ pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
             .unwrap_or_else(|_| panic!("{document_id} was not delivered to {agency} within 30 s"))
             .unwrap()
             .unwrap();
-        match message.kind {
-            Some(pb::hub_message::Kind::Delivery(delivery))
+        match message {
+            truc_domain::views::HubItem::Delivery(delivery)
                 if delivery.document_id == document_id =>
             {
-                acks.send(truc_node::ack_message(vec![delivery.queue_seq]))
-                    .await
-                    .unwrap();
+                acks.ack(vec![delivery.queue_seq]).await.unwrap();
                 break;
             }
             _ => {}
@@ -41,25 +38,28 @@ pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
     fetch_done(hub, agency, document_id).await;
 }
 
-pub fn business(from: &str, to: &[&str], number: u32, kind: pb::BusinessType, of: &str) -> Draft {
+pub fn business(from: &str, to: &[&str], number: u32, kind: BusinessType, of: &str) -> Draft {
     Draft {
-        business_type: kind as i32,
+        business_type: kind.code(),
         business_refs: vec![of.to_owned()],
-        subject: format!("{} {of}", kind.as_str_name()),
+        subject: format!("{kind:?} {of}"),
         ..draft(from, to, number)
     }
 }
 
-fn history(status: &pb::GetStatusResponse, recipient: &str) -> Vec<i32> {
+fn history(status: &truc_domain::views::DocumentStatus, recipient: &str) -> Vec<i32> {
     status
         .recipients
         .iter()
         .find(|r| r.recipient == recipient)
-        .map(|r| r.history.iter().map(|e| e.status).collect())
+        .map(|r| r.history.iter().map(|e| e.status.code()).collect())
         .unwrap_or_default()
 }
 
-fn outcome<'a>(response: &'a pb::SendResponse, recipient: &str) -> &'a pb::RecipientOutcome {
+fn outcome<'a>(
+    response: &'a truc_domain::views::SendReceipt,
+    recipient: &str,
+) -> &'a truc_domain::views::RecipientOutcome {
     response
         .recipients
         .iter()
@@ -80,7 +80,7 @@ async fn a_recall_withdraws_what_was_not_fetched_and_asks_who_holds_it() {
 
     let recall = sender
         .send(
-            &business(G22, &[H41, G12], 2, pb::BusinessType::Revoke, &original),
+            &business(G22, &[H41, G12], 2, BusinessType::Revoke, &original),
             Vec::new(),
         )
         .await
@@ -129,10 +129,10 @@ async fn a_recall_withdraws_what_was_not_fetched_and_asks_who_holds_it() {
     assert_eq!(history(&status, H41), vec![1, 13, 15]);
     assert_eq!(
         status.chain,
-        vec![pb::DocumentLink {
+        vec![truc_domain::views::DocumentLink {
             earlier: original.clone(),
             later: recall.document_id.clone(),
-            business_type: pb::BusinessType::Revoke as i32
+            business_type: truc_domain::BusinessType::Revoke
         }]
     );
 
@@ -176,7 +176,7 @@ async fn a_refused_recall_needs_a_reason_and_the_delivery_goes_on() {
     assert_eq!(early.code(), Some(Code::FailedPrecondition));
     sender
         .send(
-            &business(G22, &[H41], 2, pb::BusinessType::Revoke, &original),
+            &business(G22, &[H41], 2, BusinessType::Revoke, &original),
             Vec::new(),
         )
         .await
@@ -223,10 +223,8 @@ async fn a_refused_recall_needs_a_reason_and_the_delivery_goes_on() {
     // The sender hears the refusal with its reason on its stream.
     let (_acks, mut stream) = sender.deliveries(64).await.unwrap();
     loop {
-        if let Some(pb::hub_message::Kind::Notice(notice)) =
-            stream.next().await.unwrap().unwrap().kind
-        {
-            if let Some(entry) = notice.entries.iter().find(|e| e.status == 16) {
+        if let truc_domain::views::HubItem::Notice(notice) = stream.next().await.unwrap().unwrap() {
+            if let Some(entry) = notice.entries.iter().find(|e| e.status.code() == 16) {
                 assert_eq!(entry.actor, H41);
                 assert_eq!(entry.reason, "Đã ban hành thực hiện");
                 break;
@@ -246,11 +244,11 @@ async fn only_the_original_sender_may_recall_update_or_replace() {
         .document_id;
     // Another agency, even a recipient, may not.
     for (who, kind) in [
-        (H41, pb::BusinessType::Revoke),
-        (G12, pb::BusinessType::Update),
-        (G12, pb::BusinessType::Replace),
+        (H41, BusinessType::Revoke),
+        (G12, BusinessType::Update),
+        (G12, BusinessType::Replace),
     ] {
-        let attachments = if kind == pb::BusinessType::Revoke {
+        let attachments = if kind == BusinessType::Revoke {
             Vec::new()
         } else {
             vec![pdf("b.pdf", 2, 10)]
@@ -268,7 +266,7 @@ async fn only_the_original_sender_may_recall_update_or_replace() {
     let unknown = "000.00.00.G22,2020/01/01,404/VPCP-TTĐT";
     let error = sender
         .send(
-            &business(G22, &[H41], 3, pb::BusinessType::Revoke, unknown),
+            &business(G22, &[H41], 3, BusinessType::Revoke, unknown),
             Vec::new(),
         )
         .await
@@ -278,7 +276,7 @@ async fn only_the_original_sender_may_recall_update_or_replace() {
     // A recall to someone who never got the document is refused for that recipient.
     let recall = sender
         .send(
-            &business(G22, &[H41, G17], 4, pb::BusinessType::Revoke, &original),
+            &business(G22, &[H41, G17], 4, BusinessType::Revoke, &original),
             Vec::new(),
         )
         .await
@@ -315,7 +313,7 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
     fetch(&hub, H41, &first).await;
     let update = sender
         .send(
-            &business(G22, &[H41], 2, pb::BusinessType::Update, &first),
+            &business(G22, &[H41], 2, BusinessType::Update, &first),
             vec![pdf("v2.pdf", 2, 20)],
         )
         .await
@@ -324,13 +322,7 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
     // The update was not fetched yet when it is replaced: withdrawn at once.
     let replace = sender
         .send(
-            &business(
-                G22,
-                &[H41],
-                3,
-                pb::BusinessType::Replace,
-                &update.document_id,
-            ),
+            &business(G22, &[H41], 3, BusinessType::Replace, &update.document_id),
             vec![pdf("v3.pdf", 3, 30)],
         )
         .await
@@ -344,8 +336,8 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
     let h41 = hub.client(H41).await;
     let (acks, mut stream) = h41.deliveries(64).await.unwrap();
     let delivered = loop {
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) =
-            stream.next().await.unwrap().unwrap().kind
+        if let truc_domain::views::HubItem::Delivery(delivery) =
+            stream.next().await.unwrap().unwrap()
         {
             break delivery;
         }
@@ -364,15 +356,15 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
 
     // Every document of the chain shows the whole chain, earliest first.
     let expected = vec![
-        pb::DocumentLink {
+        truc_domain::views::DocumentLink {
             earlier: first.clone(),
             later: update.document_id.clone(),
-            business_type: pb::BusinessType::Update as i32,
+            business_type: truc_domain::BusinessType::Update,
         },
-        pb::DocumentLink {
+        truc_domain::views::DocumentLink {
             earlier: update.document_id.clone(),
             later: replace.document_id.clone(),
-            business_type: pb::BusinessType::Replace as i32,
+            business_type: truc_domain::BusinessType::Replace,
         },
     ];
     for id in [&first, &update.document_id, &replace.document_id] {
@@ -385,7 +377,7 @@ async fn updates_and_replaces_carry_new_content_and_link_both_ways() {
             .await
             .unwrap()
             .business_type,
-        pb::BusinessType::Replace as i32
+        truc_domain::BusinessType::Replace
     );
 }
 
@@ -418,7 +410,7 @@ async fn a_recalled_document_never_reaches_the_inbox_and_one_held_is_marked() {
         .unwrap();
     let recall = sender
         .send(
-            &business(G22, &[H41], 32, pb::BusinessType::Revoke, &unseen),
+            &business(G22, &[H41], 32, BusinessType::Revoke, &unseen),
             Vec::new(),
         )
         .await
@@ -471,7 +463,7 @@ async fn a_recalled_document_never_reaches_the_inbox_and_one_held_is_marked() {
     fetch_done(&hub, H41, &held).await;
     let second = sender
         .send(
-            &business(G22, &[H41], 34, pb::BusinessType::Revoke, &held),
+            &business(G22, &[H41], 34, BusinessType::Revoke, &held),
             Vec::new(),
         )
         .await

@@ -7,7 +7,6 @@ use tonic::Code;
 use truc_domain::Status;
 use truc_hub::{AgencyEntry, ConnectionMode};
 use truc_node::NodeEvent;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 use crate::{inbox_documents, wait_for};
@@ -123,7 +122,7 @@ async fn a_relay_receives_for_its_units_passes_them_down_and_moves_their_statuse
         if status
             .recipients
             .iter()
-            .filter(|r| r.current == Status::Arrived.code() as i32)
+            .filter(|r| r.current.code() == Status::Arrived.code() as i32)
             .count()
             == 2
         {
@@ -174,7 +173,7 @@ async fn a_relay_receives_for_its_units_passes_them_down_and_moves_their_statuse
         .iter()
         .find(|r| r.recipient == COMMUNE)
         .unwrap();
-    assert_eq!(commune.current, Status::Received.code() as i32);
+    assert_eq!(commune.current.code(), Status::Received.code() as i32);
     assert_eq!(commune.history.last().unwrap().actor, RELAY);
     // The relay reads the rows of its subtree (a district with its own node
     // included: the province's LGSP may act for any unit below it), not the sender's others.
@@ -202,11 +201,9 @@ async fn a_relay_receives_for_its_units_passes_them_down_and_moves_their_statuse
     let mut heard = Vec::new();
     while heard.len() < 4 {
         use tokio_stream::StreamExt;
-        if let Some(pb::hub_message::Kind::Notice(notice)) =
-            stream.next().await.unwrap().unwrap().kind
-        {
+        if let truc_domain::views::HubItem::Notice(notice) = stream.next().await.unwrap().unwrap() {
             for entry in notice.entries {
-                heard.push((notice.recipient.clone(), entry.status, entry.actor));
+                heard.push((notice.recipient.clone(), entry.status.code(), entry.actor));
             }
         }
     }
@@ -263,7 +260,7 @@ async fn the_directory_says_where_each_code_is_delivered_and_why() {
     let hub = relay_hub().await;
     let operator = hub.operator().await;
     let route = operator.explain_route(DISTRICT).await.unwrap();
-    assert_eq!(route.kind, pb::RouteKind::RouteRelay as i32);
+    assert_eq!(route.kind, truc_domain::views::RouteKind::Relay);
     assert_eq!(route.node, RELAY);
     assert_eq!(
         route.explanation,
@@ -277,16 +274,16 @@ async fn the_directory_says_where_each_code_is_delivered_and_why() {
     let own = operator.explain_route(OWN_DISTRICT).await.unwrap();
     assert_eq!(
         (own.kind, own.node.as_str()),
-        (pb::RouteKind::RouteOwnNode as i32, OWN_DISTRICT)
+        (truc_domain::views::RouteKind::OwnNode, OWN_DISTRICT)
     );
     let none = operator.explain_route(STRANDED).await.unwrap();
     assert_eq!(
         (none.kind, none.node.as_str()),
-        (pb::RouteKind::RouteNone as i32, "")
+        (truc_domain::views::RouteKind::None, "")
     );
     assert_eq!(
         operator.explain_route("000.00.09.H41").await.unwrap().kind,
-        pb::RouteKind::RouteUnregistered as i32
+        truc_domain::views::RouteKind::Unregistered
     );
     let bad = operator.explain_route("000.09.00.H41").await.unwrap_err();
     assert_eq!(bad.code(), Some(Code::InvalidArgument));

@@ -12,7 +12,6 @@ use std::time::Duration;
 use tonic::Code;
 use truc_domain::Status;
 use truc_hub::{Clock, RetentionSetup, WatchSetup};
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 use crate::recall::{business, fetch};
@@ -55,7 +54,7 @@ async fn start(archives: &std::path::Path, clock: Clock) -> TestHub {
 }
 
 /// Waits until the operator sees `document_id` in an archive.
-async fn archived(hub: &TestHub, document_id: &str) -> pb::GetStatusResponse {
+async fn archived(hub: &TestHub, document_id: &str) -> truc_domain::views::DocumentStatus {
     let operator = hub.operator().await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -168,7 +167,7 @@ async fn final_documents_leave_for_a_signed_archive_and_stay_counted_and_recogni
         .map(|r| {
             (
                 r.recipient.clone(),
-                r.history.iter().map(|e| e.status).collect(),
+                r.history.iter().map(|e| e.status.code()).collect(),
             )
         })
         .collect();
@@ -218,7 +217,13 @@ async fn final_documents_leave_for_a_signed_archive_and_stay_counted_and_recogni
     let recalled = refusal(
         sender
             .send(
-                &business(G22, &[H41], 3, pb::BusinessType::Revoke, &a.document_id),
+                &business(
+                    G22,
+                    &[H41],
+                    3,
+                    truc_domain::BusinessType::Revoke,
+                    &a.document_id,
+                ),
                 Vec::new(),
             )
             .await,
@@ -238,7 +243,7 @@ async fn final_documents_leave_for_a_signed_archive_and_stay_counted_and_recogni
     let mut chunks = operator.export_audit(0, 0).await.unwrap();
     let mut export = Vec::new();
     while let Some(chunk) = chunks.message().await.unwrap() {
-        export.extend_from_slice(&chunk.data);
+        export.extend_from_slice(&chunk);
     }
     let live = truc_hub::audit::verify(Cursor::new(export), Some(&hub.pki.trust_roots().unwrap()))
         .unwrap();

@@ -3,7 +3,6 @@
 
 use tonic::Code;
 use truc_domain::Status;
-use truc_proto::v1 as pb;
 use truc_testkit::{draft, pdf, TestHub, AGENCIES};
 
 const G22: &str = AGENCIES[0];
@@ -20,13 +19,13 @@ async fn arrive_all(hub: &TestHub, agency: &str, expected: usize) {
     let mut seqs = Vec::new();
     while seen < expected {
         let message = stream.next().await.unwrap().unwrap();
-        if let Some(pb::hub_message::Kind::Delivery(delivery)) = message.kind {
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
             seen += 1;
             seqs.push(delivery.queue_seq);
         }
     }
     // All at once, in one message: one durable write on the hub.
-    acks.send(truc_node::ack_message(seqs)).await.unwrap();
+    acks.ack(seqs).await.unwrap();
     let sender = hub.operator().await;
     // Wait until the arrivals are on record.
     loop {
@@ -110,7 +109,7 @@ async fn status_moves_follow_the_machine_and_name_the_current_state() {
         .iter()
         .find(|r| r.recipient == H41)
         .unwrap();
-    let codes: Vec<i32> = h41_row.history.iter().map(|e| e.status).collect();
+    let codes: Vec<i32> = h41_row.history.iter().map(|e| e.status.code()).collect();
     assert_eq!(codes, vec![1, 4, 5, 6]);
     assert!(h41_row
         .history
@@ -121,7 +120,7 @@ async fn status_moves_follow_the_machine_and_name_the_current_state() {
         .iter()
         .find(|r| r.recipient == G12)
         .unwrap();
-    assert_eq!(g12_row.current, 2);
+    assert_eq!(g12_row.current.code(), 2);
     assert_eq!(g12_row.history.last().unwrap().reason, "Sai thẩm quyền");
 }
 
@@ -140,12 +139,12 @@ async fn a_first_move_on_a_queued_delivery_records_its_arrival_once() {
         .move_status(&first.document_id, None, Status::Received, "")
         .await
         .unwrap();
-    assert_eq!(moved.status, Status::Received.code() as i32);
-    let history = |status: pb::GetStatusResponse| -> Vec<i32> {
+    assert_eq!(moved.status.code(), Status::Received.code() as i32);
+    let history = |status: truc_domain::views::DocumentStatus| -> Vec<i32> {
         status.recipients[0]
             .history
             .iter()
-            .map(|e| e.status)
+            .map(|e| e.status.code())
             .collect()
     };
     let arrived_then_received = vec![
@@ -160,23 +159,19 @@ async fn a_first_move_on_a_queued_delivery_records_its_arrival_once() {
     // The node still gets the document, and acknowledges it.
     let (acks, mut stream) = h41.deliveries(8).await.unwrap();
     let delivery = loop {
-        if let Some(pb::hub_message::Kind::Delivery(d)) = stream.next().await.unwrap().unwrap().kind
-        {
+        if let truc_domain::views::HubItem::Delivery(d) = stream.next().await.unwrap().unwrap() {
             break d;
         }
     };
     assert_eq!(delivery.document_id, first.document_id);
-    acks.send(truc_node::ack_message(vec![delivery.queue_seq]))
-        .await
-        .unwrap();
+    acks.ack(vec![delivery.queue_seq]).await.unwrap();
     let second = sender
         .send(&draft(G22, &[H41], 2), vec![pdf("b.pdf", 2, 10)])
         .await
         .unwrap();
     // Once the acknowledgement is written, the stream goes on with the second document.
     let next = loop {
-        if let Some(pb::hub_message::Kind::Delivery(d)) = stream.next().await.unwrap().unwrap().kind
-        {
+        if let truc_domain::views::HubItem::Delivery(d) = stream.next().await.unwrap().unwrap() {
             break d;
         }
     };
@@ -186,8 +181,7 @@ async fn a_first_move_on_a_queued_delivery_records_its_arrival_once() {
     loop {
         let (acks, mut stream) = h41.deliveries(1).await.unwrap();
         let next = loop {
-            if let Some(pb::hub_message::Kind::Delivery(d)) =
-                stream.next().await.unwrap().unwrap().kind
+            if let truc_domain::views::HubItem::Delivery(d) = stream.next().await.unwrap().unwrap()
             {
                 break d;
             }

@@ -18,14 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prost::Message;
 use ring::digest::{Context, SHA256};
-use tokio::sync::mpsc;
-use tonic::transport::Channel;
+use truc_domain::views::{DocumentSignature, SendReceipt, SignedEnvelope};
 use truc_domain::{ByteSize, RawAttachment, RawHeader, RawOrgan, SigningKey, SplitMix64};
-use truc_node::compose::{document_id_of, header_from_raw, CHUNK_BYTES};
+use truc_node::compose::{document_id_of, header_bytes, CHUNK_BYTES};
+use truc_node::{AxisClient, ClientError};
 use truc_pki::Credentials;
-use truc_proto::v1 as pb;
 
 use crate::agencies::{bench_agencies, Agency, ScenarioKind};
 use crate::documents::{sign_in_parallel, RunTag};
@@ -54,14 +52,6 @@ const DISK_PROBE_WRITES_MIN: u64 = 3;
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// Longest wait for one sender's connection (TCP and the TLS handshake).
 const CONNECT_MAX: Duration = Duration::from_secs(30);
-/// Largest gRPC message either way, as the node's client allows.
-const MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
-/// Messages of one send queued ahead of the HTTP/2 stream, as the node's
-/// client queues them: at most this many chunks of a document are in
-/// memory at once.
-const SEND_QUEUE_MESSAGES: usize = 4;
-
-type Stub = pb::axis_client::AxisClient<Channel>;
 
 /// One phase's attachment: the bytes its documents share, and their digest
 /// state.
@@ -114,15 +104,25 @@ impl AttachmentBody {
 
     /// Document `index`'s attachment, [`CHUNK_BYTES`] at a time, as the
     /// node's client cuts an attachment.
+    #[cfg(test)]
     fn chunks(&self, index: u64) -> impl Iterator<Item = Vec<u8>> + '_ {
-        let suffix = self.suffix(index);
-        let shared_len = self.shared.len();
+        Self::chunks_of(self, index)
+    }
+
+    /// [`AttachmentBody::chunks`] from a body the iterator holds (an `Arc`
+    /// for a send's own task).
+    fn chunks_of<B: std::ops::Deref<Target = Self>>(
+        body: B,
+        index: u64,
+    ) -> impl Iterator<Item = Vec<u8>> {
+        let suffix = body.suffix(index);
+        let shared_len = body.shared.len();
         let total = shared_len + DISTINCT_SUFFIX_BYTES;
         (0..total).step_by(CHUNK_BYTES).map(move |start| {
             let end = (start + CHUNK_BYTES).min(total);
             let mut chunk = Vec::with_capacity(end - start);
             if start < shared_len {
-                chunk.extend_from_slice(&self.shared[start..end.min(shared_len)]);
+                chunk.extend_from_slice(&body.shared[start..end.min(shared_len)]);
             }
             if end > shared_len {
                 chunk.extend_from_slice(
@@ -140,7 +140,7 @@ pub(crate) struct AttachmentEnvelope {
     sender: usize,
     recipients: usize,
     document_id: String,
-    envelope: pb::SignedEnvelope,
+    envelope: SignedEnvelope,
 }
 
 /// Everything needed to sign any document of one phase.
@@ -196,13 +196,13 @@ impl AttachmentSigner {
             }],
             ..RawHeader::default()
         };
-        let header = header_from_raw(&raw).encode_to_vec();
+        let header = header_bytes(&raw);
         let key = &self.keys[sender];
         let signing = |error: truc_domain::SignatureError| BenchError::Setup(error.to_string());
         let signature = key.sign_envelope(&header).map_err(signing)?;
         let document_id = document_id_of(&raw);
         let document_signature = if self.sign_documents {
-            Some(pb::DocumentSignature {
+            Some(DocumentSignature {
                 signer_certificate: self.credentials[sender].certificate_der().to_vec(),
                 signature: key
                     .sign_document(&document_id, &[digest])
@@ -216,7 +216,7 @@ impl AttachmentSigner {
             sender,
             recipients: recipients.len(),
             document_id,
-            envelope: pb::SignedEnvelope {
+            envelope: SignedEnvelope {
                 header,
                 signature,
                 document_signature,
@@ -228,50 +228,32 @@ impl AttachmentSigner {
 /// Sends one document as the node's client does: the envelope, then the
 /// attachment in chunks, made as the stream takes them.
 async fn send_streamed(
-    mut stub: Stub,
-    document: AttachmentEnvelope,
+    client: &AxisClient,
+    document: &AttachmentEnvelope,
     body: Arc<AttachmentBody>,
-) -> Result<pb::SendResponse, tonic::Status> {
-    let (sender, receiver) = mpsc::channel(SEND_QUEUE_MESSAGES);
+) -> Result<SendReceipt, ClientError> {
     let index = document.index;
-    let producer = tokio::spawn(async move {
-        let part = |part| pb::SendRequest { part: Some(part) };
-        if sender
-            .send(part(pb::send_request::Part::Envelope(document.envelope)))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        for data in body.chunks(index) {
-            let chunk = pb::AttachmentChunk { index: 0, data };
-            if sender
-                .send(part(pb::send_request::Part::Chunk(chunk)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    let response = stub
-        .send(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await;
-    producer.abort();
-    Ok(response?.into_inner())
+    client
+        .send_streamed(&document.envelope, || {
+            AttachmentBody::chunks_of(body.clone(), index)
+        })
+        .await
 }
 
-/// One gRPC connection per sending agency for the streamed sends.
-async fn connect_senders(bench: &Bench<'_>, agencies: &[Agency]) -> Result<Vec<Stub>, BenchError> {
+/// One connection per sending agency for the streamed sends.
+async fn connect_senders(
+    bench: &Bench<'_>,
+    agencies: &[Agency],
+) -> Result<Vec<AxisClient>, BenchError> {
     let roots = bench.target.pki.trust_roots()?;
-    let mut stubs = Vec::with_capacity(agencies.len());
+    let mut clients = Vec::with_capacity(agencies.len());
     for (index, agency) in agencies.iter().enumerate() {
         let credentials = bench.target.pki.agency_credentials(&agency.code)?;
         // With several hubs, agency `index` starts on the `index`-th, as the fleet does.
         let address = bench.target.hubs.rotated(index).first();
-        let channel = tokio::time::timeout(
+        let client = tokio::time::timeout(
             CONNECT_MAX,
-            truc_node::client::connect_channel(address, &roots, &credentials),
+            AxisClient::connect(address, &roots, credentials),
         )
         .await
         .map_err(|_| {
@@ -281,13 +263,9 @@ async fn connect_senders(bench: &Bench<'_>, agencies: &[Agency]) -> Result<Vec<S
                 CONNECT_MAX.as_secs()
             ))
         })??;
-        stubs.push(
-            pb::axis_client::AxisClient::new(channel)
-                .max_decoding_message_size(MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(MESSAGE_BYTES_MAX),
-        );
+        clients.push(client);
     }
-    Ok(stubs)
+    Ok(clients)
 }
 
 impl Bench<'_> {
@@ -426,14 +404,15 @@ impl Bench<'_> {
                             let (document_id, expected) =
                                 (document.document_id.clone(), document.recipients);
                             let response =
-                                send_streamed(stub, document, body)
+                                send_streamed(&stub, &document, body)
                                     .await
-                                    .map_err(|status| {
-                                        format!(
+                                    .map_err(|error| match error {
+                                        ClientError::Refused(status) => format!(
                                             "sending {document_id}: {:?}: {}",
                                             status.code(),
                                             status.message()
-                                        )
+                                        ),
+                                        other => format!("sending {document_id}: {other}"),
                                     })?;
                             check_response(&document_id, &response, expected)
                         }
@@ -647,7 +626,7 @@ mod tests {
                     .unwrap();
             let envelope = &document.envelope;
             truc_domain::verify_envelope(&key, &envelope.header, &envelope.signature).unwrap();
-            let header = pb::EnvelopeHeader::decode(envelope.header.as_slice()).unwrap();
+            let header = truc_node::compose::decode_header(&envelope.header).unwrap();
             assert_eq!(header.attachments.len(), 1);
             assert_eq!(header.attachments[0].size_bytes, 100_000);
             assert_eq!(header.attachments[0].sha256, body.digest(index).to_vec());

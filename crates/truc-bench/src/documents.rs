@@ -7,7 +7,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use prost::Message;
 use truc_domain::SplitMix64;
 use truc_node::compose::{AttachmentSource, Prepared};
 use truc_node::{Attachment, Draft};
@@ -84,7 +83,7 @@ impl SignedDocument {
     /// encoded signed envelope followed by the attachment's bytes. The NATS
     /// comparison publishes exactly these bytes.
     pub fn payload(&self) -> Bytes {
-        let mut bytes = self.prepared.envelope.encode_to_vec();
+        let mut bytes = self.prepared.envelope_bytes();
         for attachment in &self.prepared.attachments {
             if let AttachmentSource::Bytes(data) = &attachment.source {
                 bytes.extend_from_slice(data);
@@ -302,7 +301,7 @@ mod tests {
             truc_domain::verify_envelope(&key, &envelope.header, &envelope.signature).unwrap();
             assert_eq!(
                 document.payload().len(),
-                envelope.encode_to_vec().len() + 500
+                document.prepared.envelope_bytes().len() + 500
             );
         }
     }

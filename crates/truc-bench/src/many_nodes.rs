@@ -21,10 +21,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use truc_domain::SplitMix64;
+use truc_domain::views::{Counts, StatusCode};
+use truc_domain::{SplitMix64, Status};
 use truc_node::compose::Prepared;
 use truc_node::{Attachment, AxisClient, Draft, NodeConfig, NodeEvent};
-use truc_proto::v1 as pb;
 
 use crate::agencies::{Agency, ScenarioKind};
 use crate::documents::{attachment_content, sign_in_parallel, RunTag, SignedDocument};
@@ -314,7 +314,7 @@ impl Shared {
             NodeEvent::Notice(notice) => {
                 if self.tag.index_of(&notice.document_id).is_some() {
                     for entry in &notice.entries {
-                        if entry.status == pb::StatusCode::StatusArrived as i32 {
+                        if entry.status == StatusCode::Status(Status::Arrived) {
                             counters.notices_arrived.fetch_add(1, Ordering::AcqRel);
                         } else {
                             counters.notices_moved.fetch_add(1, Ordering::AcqRel);
@@ -939,7 +939,7 @@ async fn restart(
     Ok(figures)
 }
 
-async fn counts(operator: &AxisClient) -> Result<pb::CountsResponse, BenchError> {
+async fn counts(operator: &AxisClient) -> Result<Counts, BenchError> {
     Ok(operator.counts("", "").await?)
 }
 

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 use tokio_stream::StreamExt;
+use truc_domain::views::{HubItem, StatusCode};
+use truc_domain::Status;
 use truc_node::AxisClient;
 use truc_pki::TrustRoots;
-use truc_proto::v1 as pb;
 
 use crate::agencies::Agency;
 use crate::documents::RunTag;
@@ -280,8 +281,8 @@ async fn run_node(
             message = stream.next() => message,
             _ = stop.changed() => return,
         };
-        let kind = match message {
-            Some(Ok(message)) => message.kind,
+        let item = match message {
+            Some(Ok(item)) => item,
             Some(Err(status)) => {
                 if !*stop.borrow() {
                     counters.fail(format!("{code}: the delivery stream broke: {status}"));
@@ -295,8 +296,8 @@ async fn run_node(
                 return;
             }
         };
-        let queue_seq = match kind {
-            Some(pb::hub_message::Kind::Delivery(delivery)) => {
+        let queue_seq = match item {
+            HubItem::Delivery(delivery) => {
                 let now = Instant::now();
                 if delivery.recipient != code {
                     counters.fail(format!(
@@ -335,14 +336,14 @@ async fn run_node(
                 }
                 delivery.queue_seq
             }
-            Some(pb::hub_message::Kind::Notice(notice)) => {
+            HubItem::Notice(notice) => {
                 if context.tag.index_of(&notice.document_id).is_none() {
                     counters.other_runs.fetch_add(1, Ordering::AcqRel);
                 } else {
                     // One notice carries every entry one write recorded on a
                     // delivery: an arrival and the moves made with it.
                     for entry in &notice.entries {
-                        if entry.status == pb::StatusCode::StatusArrived as i32 {
+                        if entry.status == StatusCode::Status(Status::Arrived) {
                             counters.notices_arrived.fetch_add(1, Ordering::AcqRel);
                         } else {
                             counters.notices_moved.fetch_add(1, Ordering::AcqRel);
@@ -351,13 +352,8 @@ async fn run_node(
                 }
                 notice.queue_seq
             }
-            None => continue,
         };
-        if acks
-            .send(truc_node::ack_message(vec![queue_seq]))
-            .await
-            .is_err()
-        {
+        if acks.ack(vec![queue_seq]).await.is_err() {
             if !*stop.borrow() {
                 counters.fail(format!("{code}: the delivery stream closed"));
             }

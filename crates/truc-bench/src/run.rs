@@ -346,7 +346,7 @@ impl Bench<'_> {
     }
 
     /// The hub's live counters, or an error if it cannot answer in time.
-    pub(crate) async fn counts(&self) -> Result<truc_proto::v1::CountsResponse, BenchError> {
+    pub(crate) async fn counts(&self) -> Result<truc_domain::views::Counts, BenchError> {
         tokio::time::timeout(COUNTS_CALL_MAX, self.operator.counts("", ""))
             .await
             .map_err(|_| {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use truc_domain::views::{MoveRequest, SendReceipt};
 use truc_domain::Status;
 use truc_node::{AxisClient, ClientError};
-use truc_proto::v1 as pb;
 
 use crate::documents::SignedDocument;
 use crate::latency::{LatencyRecorder, LatencySummary};
@@ -235,7 +235,7 @@ pub(crate) fn sender_slots(senders: usize, concurrency: usize) -> Arc<Vec<Arc<Se
 /// and the hub did not take it for a resend; the count is of deliveries owed.
 pub(crate) fn check_response(
     document_id: &str,
-    response: &pb::SendResponse,
+    response: &SendReceipt,
     expected: usize,
 ) -> Result<u64, String> {
     if response.duplicate {
@@ -488,13 +488,13 @@ async fn move_one_by_one(client: &AxisClient, document_id: &str, tally: &MoveTal
 /// delivery's moves in order; every refused move is a failure, and a call
 /// that fails fails all its moves.
 async fn move_batch(client: &AxisClient, documents: &[String], tally: &MoveTally) {
-    let requests: Vec<pb::MoveStatusRequest> = documents
+    let requests: Vec<MoveRequest> = documents
         .iter()
         .flat_map(|document_id| {
-            MOVE_PATH.map(|status| pb::MoveStatusRequest {
+            MOVE_PATH.map(|status| MoveRequest {
                 document_id: document_id.clone(),
                 recipient: String::new(),
-                status: status.code() as i32,
+                status,
                 reason: String::new(),
             })
         })

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use truc_domain::views::MoveRequest;
+use truc_domain::Status;
 use truc_node::compose::Prepared;
 use truc_node::{Attachment, AxisClient, Draft};
-use truc_proto::v1 as pb;
 
 use crate::agencies::{bench_agencies, ScenarioKind};
 use crate::documents::{attachment_content, RunTag};
@@ -475,15 +476,15 @@ async fn complete_arrivals(
                         .iter()
                         .flat_map(|id| {
                             [
-                                pb::StatusCode::StatusReceived,
-                                pb::StatusCode::StatusAssigned,
-                                pb::StatusCode::StatusProcessing,
-                                pb::StatusCode::StatusCompleted,
+                                Status::Received,
+                                Status::Assigned,
+                                Status::Processing,
+                                Status::Completed,
                             ]
-                            .map(|status| pb::MoveStatusRequest {
+                            .map(|status| MoveRequest {
                                 document_id: id.clone(),
                                 recipient: String::new(),
-                                status: status as i32,
+                                status,
                                 reason: String::new(),
                             })
                         })

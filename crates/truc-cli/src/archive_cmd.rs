@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use prost::Message as _;
 use truc_pki::TrustRoots;
 
 use crate::{format_time, status_name};
+use truc_domain::views::StatusCode;
 
 #[derive(clap::Subcommand)]
 pub enum ArchiveCommand {
@@ -176,7 +176,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let mut reader = truc_archive::ArchiveReader::open(&args.file)?;
     let document = reader.find_document(&args.document_id)?;
     let audit = reader.audit_entries_of(&args.document_id)?;
-    let header = truc_proto::v1::EnvelopeHeader::decode(document.header_bytes.as_slice()).ok();
+    let header = truc_node::compose::decode_header(&document.header_bytes).ok();
     if args.json {
         println!(
             "{}",
@@ -194,7 +194,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
                 "deliveries": document.deliveries.iter().map(|d| serde_json::json!({
                     "recipient": d.recipient,
                     "history": d.history.iter().map(|e| serde_json::json!({
-                        "code": e.code, "status": status_name(e.code as i32),
+                        "code": e.code, "status": status_name(StatusCode::from_code(e.code as i32)),
                         "at_unix_ms": e.at_unix_ms, "actor": e.actor, "reason": e.reason,
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
@@ -230,9 +230,8 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  {}", document.subject);
     if let Some(header) = &header {
-        let number = header.code.as_ref().map_or(String::new(), |code| {
-            format!("{}/{}", code.number, code.notation)
-        });
+        // Intake refuses a header without its number and notation.
+        let number = format!("{}/{}", header.code_number, header.code_notation);
         println!(
             "  number {number}; signed header SHA-256 {}",
             hex::encode(document.content_sha256)
@@ -256,7 +255,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "    {:02} {:<16} {} by {}{reason}",
                 entry.code,
-                status_name(entry.code as i32),
+                status_name(StatusCode::from_code(entry.code as i32)),
                 format_time(entry.at_unix_ms),
                 entry.actor
             );

@@ -157,8 +157,8 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             let mut chunks = client.export_audit(from_unix_ms, to_unix_ms).await?;
             let mut bytes = 0usize;
             while let Some(chunk) = chunks.message().await.context("the export stopped")? {
-                out.write_all(&chunk.data)?;
-                bytes += chunk.data.len();
+                out.write_all(&chunk)?;
+                bytes += chunk.len();
             }
             eprintln!("{bytes} bytes written to {}", args.out.display());
         }

@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use truc_domain::views::MoveRequest;
 use truc_domain::{SplitMix64, Status};
 use truc_node::agent::inbox_name;
 use truc_node::{Attachment, AxisClient, ClientError, Draft, FailoverOptions, HubAddresses};
 use truc_pki::{PkiPaths, TrustRoots};
-use truc_proto::v1 as pb;
 
 /// Senders of the load; `G12` also receives, so one node gets both deliveries and notices.
 pub(crate) const SENDERS: [&str; 2] = ["000.00.00.G22", "000.00.00.G12"];
@@ -592,10 +592,10 @@ pub(crate) async fn move_loop(
                 .map(|(_, m)| *m)
                 .unwrap_or_default();
             for status in moves {
-                requests.push(pb::MoveStatusRequest {
+                requests.push(MoveRequest {
                     document_id: documents[index].draft().document_id(),
                     recipient: String::new(),
-                    status: status.code() as i32,
+                    status: *status,
                     reason: String::new(),
                 });
                 keys.push((index, status.code()));
@@ -828,7 +828,7 @@ pub(crate) async fn check_online(
                 problems.push(format!("{id}: no delivery to {recipient}"));
                 continue;
             };
-            let codes: Vec<u32> = row.history.iter().map(|e| e.status as u32).collect();
+            let codes: Vec<u32> = row.history.iter().map(|e| e.status.code() as u32).collect();
             let expected: Vec<u32> = std::iter::once(Status::Arrived.code())
                 .chain(planned.iter().map(|s| s.code()))
                 .collect();

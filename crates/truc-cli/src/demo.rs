@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, Semaphore};
+use truc_domain::views::StatusCode;
 use truc_domain::Status;
 use truc_hub::{AgencyEntry, Directory, HubSetup};
 use truc_node::{Attachment, AxisClient, Draft, NodeConfig, NodeEvent};
@@ -203,7 +204,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 delivered += 1;
                 deliveries.push((document_id, recipient));
             }
-            NodeEvent::Notice(notice) if notice.entries.iter().any(|e| e.status == 1) => {
+            NodeEvent::Notice(notice)
+                if notice
+                    .entries
+                    .iter()
+                    .any(|e| e.status == StatusCode::Status(Status::Arrived)) =>
+            {
                 arrived_notices += 1
             }
             NodeEvent::Refused {

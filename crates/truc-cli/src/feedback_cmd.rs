@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use truc_proto::v1 as pb;
+use truc_domain::views::{DeadLetter, DeadLetterFilter, OverdueFilter};
 
 use crate::connect::Connection;
 use crate::{format_time, TIME_WIDTH};
@@ -40,7 +40,7 @@ fn lateness(ms: i64) -> String {
 pub async fn overdue(args: OverdueArgs) -> anyhow::Result<ExitCode> {
     let client = args.connection.connect().await?;
     let response = client
-        .list_overdue(pb::ListOverdueRequest {
+        .list_overdue(&OverdueFilter {
             agency: args.of_agency,
             limit: args.limit,
         })
@@ -143,7 +143,7 @@ enum DeadLetterAction {
     },
 }
 
-fn letter_json(letter: &pb::DeadLetter) -> serde_json::Value {
+fn letter_json(letter: &DeadLetter) -> serde_json::Value {
     serde_json::json!({
         "document_id": letter.document_id, "sender": letter.sender, "recipient": letter.recipient,
         "queue_owner": letter.queue_owner, "expired_at_unix_ms": letter.expired_at_unix_ms,
@@ -154,7 +154,7 @@ fn letter_json(letter: &pb::DeadLetter) -> serde_json::Value {
     })
 }
 
-fn print_letter(letter: &pb::DeadLetter) {
+fn print_letter(letter: &DeadLetter) {
     println!(
         "{:<15} {:<9} {:<TIME_WIDTH$} {:<15} {}",
         letter.recipient,
@@ -211,7 +211,7 @@ pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
         None => {
             let client = args.connection.connect().await?;
             let response = client
-                .list_dead_letters(pb::ListDeadLettersRequest {
+                .list_dead_letters(&DeadLetterFilter {
                     agency: args.of_agency,
                     include_resolved: args.all,
                     limit: args.limit,

@@ -32,7 +32,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use truc_domain::{DocumentDate, Status};
+use truc_domain::views::{SendReceipt, StatusCode};
+use truc_domain::{BusinessType, DocumentDate, Status};
 use truc_node::{Attachment, Draft};
 
 use connect::Connection;
@@ -1056,9 +1057,9 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         response_for: args.response_for,
         sign_document: args.sign_document,
         business_type: match (&args.updates, &args.replaces) {
-            (Some(_), _) => truc_proto::v1::BusinessType::Update as i32,
-            (None, Some(_)) => truc_proto::v1::BusinessType::Replace as i32,
-            (None, None) => truc_proto::v1::BusinessType::New as i32,
+            (Some(_), _) => BusinessType::Update.code(),
+            (None, Some(_)) => BusinessType::Replace.code(),
+            (None, None) => BusinessType::New.code(),
         },
         business_refs: args.updates.into_iter().chain(args.replaces).collect(),
         ..Draft::default()
@@ -1072,7 +1073,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
 
 /// 0 when every recipient was accepted; [`EXIT_SOME_RECIPIENTS_REFUSED`]
 /// when some were refused, said on stderr too.
-pub(crate) fn send_exit_code(response: &truc_proto::v1::SendResponse) -> ExitCode {
+pub(crate) fn send_exit_code(response: &SendReceipt) -> ExitCode {
     let refused = response.recipients.iter().filter(|r| !r.accepted).count();
     if refused == 0 {
         return ExitCode::SUCCESS;
@@ -1084,7 +1085,7 @@ pub(crate) fn send_exit_code(response: &truc_proto::v1::SendResponse) -> ExitCod
     ExitCode::from(EXIT_SOME_RECIPIENTS_REFUSED)
 }
 
-pub(crate) fn print_send_response(response: &truc_proto::v1::SendResponse, json: bool) {
+pub(crate) fn print_send_response(response: &SendReceipt, json: bool) {
     if json {
         let recipients: Vec<_> = response
             .recipients
@@ -1121,17 +1122,8 @@ pub(crate) fn print_send_response(response: &truc_proto::v1::SendResponse, json:
     }
 }
 
-pub fn status_name(code: i32) -> &'static str {
-    match truc_proto::v1::StatusCode::try_from(code) {
-        // The hub's own codes, never moves of a recipient.
-        Ok(truc_proto::v1::StatusCode::StatusOverdue) => "overdue",
-        Ok(truc_proto::v1::StatusCode::StatusExpired) => "expired",
-        _ => u32::try_from(code)
-            .ok()
-            .and_then(|code| Status::from_code(code).ok())
-            .map(Status::name)
-            .unwrap_or("queued"),
-    }
+pub fn status_name(code: StatusCode) -> &'static str {
+    code.name()
 }
 
 /// An instant for people: Vietnam time with its offset, `2026-11-22 09:30:00 +07:00`.
@@ -1184,7 +1176,7 @@ async fn status(
                     "recipient": r.recipient,
                     "current": status_name(r.current),
                     "history": r.history.iter().map(|e| serde_json::json!({
-                        "status": status_name(e.status), "code": e.status, "at_unix_ms": e.at_unix_ms,
+                        "status": status_name(e.status), "code": e.status.code(), "at_unix_ms": e.at_unix_ms,
                         "actor": e.actor, "reason": e.reason,
                     })).collect::<Vec<_>>(),
                 })
@@ -1242,7 +1234,7 @@ async fn status(
                 };
                 format!(
                     "{:02} {} {} by {}{}",
-                    e.status,
+                    e.status.code(),
                     status_name(e.status),
                     format_time(e.at_unix_ms),
                     e.actor,
@@ -1283,8 +1275,8 @@ async fn status(
         println!("  chain:");
         for link in &response.chain {
             let verb = match link.business_type {
-                1 => "recalls",
-                2 => "updates",
+                BusinessType::Revoke => "recalls",
+                BusinessType::Update => "updates",
                 _ => "replaces",
             };
             let mark = |id: &str| {

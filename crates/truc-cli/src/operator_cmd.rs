@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use truc_proto::v1 as pb;
+use truc_domain::views::{DocumentFilter, NodeView, StatusCode};
+use truc_domain::BusinessType;
 
 use crate::connect::Connection;
-use crate::{format_time, status_name, usage, TIME_WIDTH};
+use crate::{format_time, usage, TIME_WIDTH};
 
 #[derive(clap::Args)]
 pub struct RouteArgs {
@@ -94,10 +95,10 @@ pub struct DocumentsArgs {
 
 pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
     let status = match &args.status {
-        None => 0,
-        Some(name) if name == "expired" => pb::StatusCode::StatusExpired as i32,
+        None => None,
+        Some(name) if name == "expired" => Some(StatusCode::Expired),
         Some(name) => truc_domain::Status::from_name(name)
-            .map(|s| s.code() as i32)
+            .map(|s| Some(StatusCode::Status(s)))
             .ok_or_else(|| {
                 usage(format!(
                     "--status: '{name}' is not a status name; use arrived, received, assigned, \
@@ -113,7 +114,7 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
     }
     let client = args.connection.connect().await?;
     let response = client
-        .list_documents(pb::ListDocumentsRequest {
+        .list_documents(&DocumentFilter {
             sender: args.sender,
             recipient: args.recipient,
             status,
@@ -136,7 +137,7 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
                     "accepted_at_unix_ms": d.accepted_at_unix_ms,
                     "business_type": business_name(d.business_type),
                     "recipients": d.recipients.iter().map(|r| serde_json::json!({
-                        "recipient": r.recipient, "current": status_name(r.current),
+                        "recipient": r.recipient, "current": r.current.name(),
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -155,7 +156,7 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
         let recipients: Vec<String> = document
             .recipients
             .iter()
-            .map(|r| format!("{} {}", r.recipient, status_name(r.current)))
+            .map(|r| format!("{} {}", r.recipient, r.current.name()))
             .collect();
         println!(
             "{:<44} {:<8} {:<TIME_WIDTH$} {}",
@@ -177,13 +178,12 @@ pub async fn documents(args: DocumentsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn business_name(code: i32) -> &'static str {
-    match code {
-        0 => "new",
-        1 => "recall",
-        2 => "update",
-        3 => "replace",
-        _ => "unknown",
+pub fn business_name(kind: BusinessType) -> &'static str {
+    match kind {
+        BusinessType::New => "new",
+        BusinessType::Revoke => "recall",
+        BusinessType::Update => "update",
+        BusinessType::Replace => "replace",
     }
 }
 
@@ -199,7 +199,7 @@ pub struct NodesArgs {
 pub async fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
     let client = args.connection.connect().await?;
     let response = client.list_nodes().await?;
-    let mode = |node: &pb::NodeView| {
+    let mode = |node: &NodeView| {
         if node.relay {
             "LGSP relay".to_owned()
         } else if !node.own_node {
@@ -371,7 +371,7 @@ pub async fn recall(args: RecallArgs) -> anyhow::Result<ExitCode> {
         subject: args
             .subject
             .unwrap_or_else(|| format!("Thu hồi văn bản {}", args.document_id)),
-        business_type: pb::BusinessType::Revoke as i32,
+        business_type: BusinessType::Revoke.code(),
         business_refs: vec![args.document_id],
         ..truc_node::Draft::default()
     };

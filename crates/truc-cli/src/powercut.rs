@@ -237,7 +237,7 @@ async fn check_after_cut(
                 .recipients
                 .iter()
                 .find(|row| row.recipient == *recipient)
-                .map(|row| row.history.iter().map(|e| e.status as u32).collect())
+                .map(|row| row.history.iter().map(|e| e.status.code() as u32).collect())
                 .unwrap_or_default();
             if let Some(before) = seen.get(&(index, *recipient)) {
                 if !codes.starts_with(before) {

@@ -219,7 +219,7 @@ async fn outbox_entries_survive_sigkill_of_the_node_and_are_sent_once() {
 
     let operator = hub.operator().await;
     let listed = operator
-        .list_documents(truc_proto::v1::ListDocumentsRequest {
+        .list_documents(&truc_domain::views::DocumentFilter {
             sender: "000.00.00.G22".into(),
             limit: 1000,
             ..Default::default()
@@ -442,17 +442,21 @@ async fn finished_documents(folder: &HubFolder, count: u32) -> Vec<(String, i64)
             .expect("deliveries arrive")
             .unwrap()
             .unwrap();
-        if let Some(truc_proto::v1::hub_message::Kind::Delivery(delivery)) = message.kind {
-            acks.send(truc_node::ack_message(vec![delivery.queue_seq]))
-                .await
-                .unwrap();
+        if let truc_domain::views::HubItem::Delivery(delivery) = message {
+            acks.ack(vec![delivery.queue_seq]).await.unwrap();
             acknowledged += 1;
         }
     }
     let moves = documents
         .iter()
         .flat_map(|(id, _)| {
-            [3, 4, 5, 6].map(|status| truc_proto::v1::MoveStatusRequest {
+            [
+                truc_domain::Status::Received,
+                truc_domain::Status::Assigned,
+                truc_domain::Status::Processing,
+                truc_domain::Status::Completed,
+            ]
+            .map(|status| truc_domain::views::MoveRequest {
                 document_id: id.clone(),
                 recipient: String::new(),
                 status,
@@ -535,7 +539,7 @@ async fn retention_killed_at_each_step_loses_nothing_and_archives_each_document_
             let history: Vec<i32> = status.recipients[0]
                 .history
                 .iter()
-                .map(|e| e.status)
+                .map(|e| e.status.code())
                 .collect();
             assert_eq!(history, vec![1, 3, 4, 5, 6], "{step}: {id}");
             archive = status.archive;

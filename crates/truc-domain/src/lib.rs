@@ -1,7 +1,8 @@
 //! The domain of the axis: agency codes, document ids, envelope headers,
 //! signatures, the status machine and limits; and the seeded generator that
 //! plans, crash tests and benches draw from, and byte sizes as flags write
-//! them. No I/O, no wire or disk types.
+//! them; the axis's answers as plain types (`views`). No I/O, no wire or
+//! disk types.
 
 pub mod agency;
 pub mod byte_size;
@@ -12,6 +13,7 @@ pub mod limits;
 pub mod signature;
 pub mod splitmix;
 pub mod status;
+pub mod views;
 
 pub use agency::{AgencyCode, AgencyCodeError};
 pub use byte_size::{ByteSize, ByteSizeError};

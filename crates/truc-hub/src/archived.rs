@@ -4,11 +4,10 @@
 //! has been moved to other storage, the answer says so and lists the
 //! recipients the index kept, without their statuses.
 
-use prost::Message as _;
-use truc_proto::v1 as pb;
+use truc_domain::views::DocumentStatus;
 use truc_store::{ArchivedDocument, DeliveryRecord, DocumentRecord};
 
-use crate::convert::signature_state;
+use crate::convert::{business_type_of, link_view, signature_view};
 use crate::error::HubError;
 use crate::{operator, Caller, Hub};
 
@@ -16,7 +15,7 @@ pub(crate) fn status_of(
     hub: &Hub,
     caller: &Caller,
     document_id: &str,
-) -> Result<pb::GetStatusResponse, HubError> {
+) -> Result<DocumentStatus, HubError> {
     let archived = hub.store.archived(document_id)?.ok_or_else(|| {
         HubError::not_found("document_id", format!("{document_id} is not on the axis"))
     })?;
@@ -87,25 +86,17 @@ pub(crate) fn status_of(
             operator::recipient_status_with(delivery, letter, true)
         })
         .collect();
-    let business_type = pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
-        .map_or(0, |header| header.business_type);
-    Ok(pb::GetStatusResponse {
+    let business_type = business_type_of(&record.header_bytes);
+    Ok(DocumentStatus {
         document_id: record.document_id,
         sender: record.sender,
         subject: record.subject,
         accepted_at_unix_ms: record.accepted_at_unix_ms,
-        document_signature: signature_state(record.document_signature_state) as i32,
+        document_signature: signature_view(record.document_signature_state),
         recipients,
         refused: rows.refused(record.refused),
         business_type,
-        chain: links
-            .into_iter()
-            .map(|link| pb::DocumentLink {
-                earlier: link.earlier,
-                later: link.later,
-                business_type: link.business_type,
-            })
-            .collect(),
+        chain: links.into_iter().map(link_view).collect(),
         archive: archived.archive,
         archive_unreadable: frame.is_none(),
     })

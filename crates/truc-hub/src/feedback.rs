@@ -2,8 +2,11 @@
 //! all; agencies: what they sent or receive, a relay also its units'), and
 //! the operators' resend and cancel, recorded with the operator's name.
 
+use truc_domain::views::{
+    DeadLetter, DeadLetterAction, DeadLetterFilter, DeadLetterList, OverdueDelivery, OverdueFilter,
+    OverdueList,
+};
 use truc_domain::AgencyCode;
-use truc_proto::v1 as pb;
 use truc_store::{DeadLetterRecord, DeadLetterState, OverdueRecord};
 
 use crate::error::HubError;
@@ -72,8 +75,8 @@ pub(crate) fn owed(hub: &Hub) -> impl Iterator<Item = Result<OverdueRecord, HubE
 pub(crate) fn list_overdue(
     hub: &Hub,
     caller: &Caller,
-    request: pb::ListOverdueRequest,
-) -> Result<pb::ListOverdueResponse, HubError> {
+    request: &OverdueFilter,
+) -> Result<OverdueList, HubError> {
     let agency = agency_filter(&request.agency)?;
     let limit = limit(hub, request.limit)?;
     let now = hub.watch.clock.now_unix_ms();
@@ -92,7 +95,7 @@ pub(crate) fn list_overdue(
             .document(&record.document_id)?
             .map(|d| d.subject)
             .unwrap_or_default();
-        rows.push(pb::OverdueDelivery {
+        rows.push(OverdueDelivery {
             late_ms: (now - record.deadline_unix_ms).max(0),
             document_id: record.document_id,
             sender: record.sender,
@@ -111,14 +114,14 @@ pub(crate) fn list_overdue(
     });
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(pb::ListOverdueResponse {
+    Ok(OverdueList {
         deliveries: rows,
         truncated,
     })
 }
 
-pub(crate) fn dead_letter(letter: DeadLetterRecord) -> pb::DeadLetter {
-    pb::DeadLetter {
+pub(crate) fn dead_letter(letter: DeadLetterRecord) -> DeadLetter {
+    DeadLetter {
         document_id: letter.document_id,
         sender: letter.sender,
         recipient: letter.recipient,
@@ -129,7 +132,7 @@ pub(crate) fn dead_letter(letter: DeadLetterRecord) -> pb::DeadLetter {
         actions: letter
             .actions
             .into_iter()
-            .map(|action| pb::DeadLetterAction {
+            .map(|action| DeadLetterAction {
                 action: action.action.name().into(),
                 operator: action.operator,
                 at_unix_ms: action.at_unix_ms,
@@ -142,8 +145,8 @@ pub(crate) fn dead_letter(letter: DeadLetterRecord) -> pb::DeadLetter {
 pub(crate) fn list_dead_letters(
     hub: &Hub,
     caller: &Caller,
-    request: pb::ListDeadLettersRequest,
-) -> Result<pb::ListDeadLettersResponse, HubError> {
+    request: &DeadLetterFilter,
+) -> Result<DeadLetterList, HubError> {
     let agency = agency_filter(&request.agency)?;
     let limit = limit(hub, request.limit)?;
     let mut rows = Vec::new();
@@ -164,7 +167,7 @@ pub(crate) fn list_dead_letters(
     }
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(pb::ListDeadLettersResponse {
+    Ok(DeadLetterList {
         dead_letters: rows,
         truncated,
     })
@@ -207,22 +210,17 @@ fn named_letter(hub: &Hub, document_id: &str, recipient: &str) -> Result<(), Hub
 pub(crate) async fn resend(
     hub: &Hub,
     caller: &Caller,
-    request: pb::ResendDeadLetterRequest,
-) -> Result<pb::DeadLetter, HubError> {
+    document_id: &str,
+    recipient: &str,
+) -> Result<DeadLetter, HubError> {
     let operator = administrator(caller, "resend")?;
-    named_letter(hub, &request.document_id, &request.recipient)?;
+    named_letter(hub, document_id, recipient)?;
     let now = hub.watch.clock.now_unix_ms();
     let mut deadlines = hub.watch.accept_deadlines(now, None);
     deadlines.due_date_unix_ms = None;
     let letter = hub
         .store
-        .resend_dead_letter(
-            &request.document_id,
-            &request.recipient,
-            &operator,
-            now,
-            deadlines,
-        )
+        .resend_dead_letter(document_id, recipient, &operator, now, deadlines)
         .await?;
     tracing::info!(document_id = %letter.document_id, recipient = %letter.recipient, %operator, "dead letter resent");
     Ok(dead_letter(letter))
@@ -231,26 +229,28 @@ pub(crate) async fn resend(
 pub(crate) async fn cancel(
     hub: &Hub,
     caller: &Caller,
-    request: pb::CancelDeadLetterRequest,
-) -> Result<pb::DeadLetter, HubError> {
+    document_id: &str,
+    recipient: &str,
+    reason: &str,
+) -> Result<DeadLetter, HubError> {
     let operator = administrator(caller, "cancel")?;
-    parse_document_id("document_id", &request.document_id)?;
-    if request.reason.trim().is_empty() {
+    parse_document_id("document_id", document_id)?;
+    if reason.trim().is_empty() {
         return Err(HubError::invalid(
             "reason",
             "a cancelled dead letter must say why",
         ));
     }
-    truc_domain::check_reason(&request.reason, hub.limits.reason_chars_max)?;
-    named_letter(hub, &request.document_id, &request.recipient)?;
+    truc_domain::check_reason(reason, hub.limits.reason_chars_max)?;
+    named_letter(hub, document_id, recipient)?;
     let letter = hub
         .store
         .cancel_dead_letter(
-            &request.document_id,
-            &request.recipient,
+            document_id,
+            recipient,
             &operator,
             hub.watch.clock.now_unix_ms(),
-            &request.reason,
+            reason,
         )
         .await?;
     tracing::info!(document_id = %letter.document_id, recipient = %letter.recipient, %operator, "dead letter cancelled");

@@ -35,7 +35,6 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;
@@ -63,7 +62,7 @@ pub use observe::AXIS_SERVICE;
 pub use retention::{RetentionSetup, RetentionStatus};
 pub use security::{CrlSetup, SecuritySetup, TlsSetupError};
 
-use convert::{signature_state, status_entry};
+use convert::status_entry;
 
 /// Everything a running hub needs, already loaded and checked.
 pub struct HubSetup {
@@ -745,12 +744,12 @@ impl Rows {
     pub(crate) fn refused(
         &self,
         refused: Vec<truc_store::RefusedRecipient>,
-    ) -> Vec<pb::RecipientOutcome> {
+    ) -> Vec<truc_domain::views::RecipientOutcome> {
         match self {
             Rows::Of(_) => Vec::new(),
             Rows::All => refused
                 .into_iter()
-                .map(|r| pb::RecipientOutcome {
+                .map(|r| truc_domain::views::RecipientOutcome {
                     organ_id: r.organ_id,
                     accepted: false,
                     reason: r.reason,
@@ -943,7 +942,7 @@ impl Hub {
         &self,
         caller: &Caller,
         document_id: &str,
-    ) -> Result<pb::GetStatusResponse, HubError> {
+    ) -> Result<truc_domain::views::DocumentStatus, HubError> {
         let (record, rows) = match self.readable_document(caller, document_id) {
             Err(HubError::Store(truc_store::StoreError::Archived { .. })) => {
                 return archived::status_of(self, caller, document_id);
@@ -951,16 +950,11 @@ impl Hub {
             other => other?,
         };
         let deliveries = self.store.deliveries(document_id)?;
-        let business_type = pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
-            .map_or(0, |header| header.business_type);
+        let business_type = convert::business_type_of(&record.header_bytes);
         let chain = self
             .chain(document_id)?
             .into_iter()
-            .map(|link| pb::DocumentLink {
-                earlier: link.earlier,
-                later: link.later,
-                business_type: link.business_type,
-            })
+            .map(convert::link_view)
             .collect();
         let directory = self.directory();
         let recipients = deliveries
@@ -968,12 +962,12 @@ impl Hub {
             .filter(|d| rows.shows(&directory, &d.recipient))
             .map(|d| operator::recipient_status(self, d, true))
             .collect::<Result<_, HubError>>()?;
-        Ok(pb::GetStatusResponse {
+        Ok(truc_domain::views::DocumentStatus {
             document_id: record.document_id,
             sender: record.sender,
             subject: record.subject,
             accepted_at_unix_ms: record.accepted_at_unix_ms,
-            document_signature: signature_state(record.document_signature_state) as i32,
+            document_signature: convert::signature_view(record.document_signature_state),
             recipients,
             business_type,
             chain,
@@ -1156,7 +1150,7 @@ impl pb::axis_server::Axis for AxisService {
     ) -> Result<Response<pb::MoveStatusResponse>, Status> {
         metrics::request("move_status");
         let agency = self.0.node_agency(&request, "move statuses")?;
-        let request = moves::check(&self.0, agency, request.into_inner())?;
+        let request = moves::check(&self.0, agency, convert::asked_move(request.into_inner()))?;
         tracing::Span::current().record("document_id", request.document_id.as_str());
         let (document_id, recipient) = (request.document_id.clone(), request.recipient.clone());
         let entry = self
@@ -1180,8 +1174,12 @@ impl pb::axis_server::Axis for AxisService {
     ) -> Result<Response<pb::MoveStatusesResponse>, Status> {
         metrics::request("move_statuses");
         let agency = self.0.node_agency(&request, "move statuses")?;
-        let results = moves::move_all(&self.0, agency, request.into_inner().moves).await?;
-        Ok(Response::new(pb::MoveStatusesResponse { results }))
+        let asked = request.into_inner().moves;
+        let asked = asked.into_iter().map(convert::asked_move).collect();
+        let results = moves::move_all(&self.0, agency, asked).await?;
+        Ok(Response::new(pb::MoveStatusesResponse {
+            results: results.into_iter().map(convert::wire_move_result).collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(document_id = tracing::field::Empty))]
@@ -1193,7 +1191,8 @@ impl pb::axis_server::Axis for AxisService {
         let caller = self.0.caller(&request)?;
         let document_id = request.into_inner().document_id;
         tracing::Span::current().record("document_id", document_id.as_str());
-        Ok(Response::new(self.0.status_of(&caller, &document_id)?))
+        let status = self.0.status_of(&caller, &document_id)?;
+        Ok(Response::new(convert::wire_document_status(status)))
     }
 
     type FetchAttachmentStream = BoxStream<pb::FetchAttachmentChunk>;
@@ -1319,10 +1318,8 @@ impl pb::axis_server::Axis for AxisService {
     ) -> Result<Response<pb::ExplainRouteResponse>, Status> {
         metrics::request("explain_route");
         self.0.caller(&request)?;
-        Ok(Response::new(operator::explain_route(
-            &self.0,
-            request.into_inner(),
-        )?))
+        let route = operator::explain_route(&self.0, &request.into_inner().organ_id)?;
+        Ok(Response::new(convert::wire_route(route)))
     }
 
     async fn list_documents(
@@ -1332,13 +1329,13 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("list_documents");
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
-        let request = request.into_inner();
+        let filter = convert::document_filter(request.into_inner());
         // It reads every stored document: keep it off the runtime's workers.
-        let response = error::blocking("listing documents", move || {
-            operator::list_documents(&hub, &caller, request)
+        let list = error::blocking("listing documents", move || {
+            operator::list_documents(&hub, &caller, &filter)
         })
         .await??;
-        Ok(Response::new(response))
+        Ok(Response::new(convert::wire_document_list(list)))
     }
 
     async fn list_nodes(
@@ -1350,9 +1347,8 @@ impl pb::axis_server::Axis for AxisService {
             return Err(HubError::denied("certificate", "the node list is for operators").into());
         }
         let hub = self.0.clone();
-        let response =
-            error::blocking("listing nodes", move || operator::list_nodes(&hub)).await??;
-        Ok(Response::new(response))
+        let list = error::blocking("listing nodes", move || operator::list_nodes(&hub)).await??;
+        Ok(Response::new(convert::wire_node_list(list)))
     }
 
     async fn list_overdue(
@@ -1362,12 +1358,12 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("list_overdue");
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
-        let request = request.into_inner();
-        let response = error::blocking("listing overdue deliveries", move || {
-            feedback::list_overdue(&hub, &caller, request)
+        let filter = convert::overdue_filter(request.into_inner());
+        let list = error::blocking("listing overdue deliveries", move || {
+            feedback::list_overdue(&hub, &caller, &filter)
         })
         .await??;
-        Ok(Response::new(response))
+        Ok(Response::new(convert::wire_overdue_list(list)))
     }
 
     async fn list_dead_letters(
@@ -1377,12 +1373,12 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("list_dead_letters");
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
-        let request = request.into_inner();
-        let response = error::blocking("listing dead letters", move || {
-            feedback::list_dead_letters(&hub, &caller, request)
+        let filter = convert::dead_letter_filter(request.into_inner());
+        let list = error::blocking("listing dead letters", move || {
+            feedback::list_dead_letters(&hub, &caller, &filter)
         })
         .await??;
-        Ok(Response::new(response))
+        Ok(Response::new(convert::wire_dead_letter_list(list)))
     }
 
     async fn resend_dead_letter(
@@ -1391,9 +1387,10 @@ impl pb::axis_server::Axis for AxisService {
     ) -> Result<Response<pb::DeadLetter>, Status> {
         metrics::request("resend_dead_letter");
         let caller = self.0.caller(&request)?;
-        Ok(Response::new(
-            feedback::resend(&self.0, &caller, request.into_inner()).await?,
-        ))
+        let request = request.into_inner();
+        let letter =
+            feedback::resend(&self.0, &caller, &request.document_id, &request.recipient).await?;
+        Ok(Response::new(convert::wire_dead_letter(letter)))
     }
 
     type ExportAuditStream = BoxStream<pb::AuditExportChunk>;
@@ -1442,8 +1439,15 @@ impl pb::axis_server::Axis for AxisService {
     ) -> Result<Response<pb::DeadLetter>, Status> {
         metrics::request("cancel_dead_letter");
         let caller = self.0.caller(&request)?;
-        Ok(Response::new(
-            feedback::cancel(&self.0, &caller, request.into_inner()).await?,
-        ))
+        let request = request.into_inner();
+        let letter = feedback::cancel(
+            &self.0,
+            &caller,
+            &request.document_id,
+            &request.recipient,
+            &request.reason,
+        )
+        .await?;
+        Ok(Response::new(convert::wire_dead_letter(letter)))
     }
 }

@@ -1,20 +1,30 @@
-//! Status moves by recipients: the wire request checked once into a store
-//! request, for single moves and batches alike.
+//! Status moves by recipients: the request as asked checked once into a
+//! store request, for single moves and batches alike.
 
 use truc_domain::{AgencyCode, Status as DocStatus};
-use truc_proto::v1 as pb;
 use truc_store::{MoveRequest, StatusEntry, StoreError};
 
 use crate::directory::{Directory, Route};
 use crate::error::HubError;
 use crate::{parse_document_id, Hub};
 
+/// A move as a recipient asked it, nothing checked yet (the service's
+/// conversion of the wire request).
+pub(crate) struct AskedMove {
+    pub document_id: String,
+    /// Empty: the caller's own delivery.
+    pub recipient: String,
+    /// The code as sent, checked by [`check`] so that its refusal names it.
+    pub status: i32,
+    pub reason: String,
+}
+
 /// Checks one move made by `agency`: the document id, that the delivery is
 /// the caller's own, the status code and the reason's length.
 pub(crate) fn check(
     hub: &Hub,
     agency: AgencyCode,
-    request: pb::MoveStatusRequest,
+    request: AskedMove,
 ) -> Result<MoveRequest, HubError> {
     parse_document_id("document_id", &request.document_id)?;
     let recipient = if request.recipient.is_empty() {
@@ -111,8 +121,8 @@ pub(crate) fn record_moved(recipient: &str, entry: &StatusEntry) {
 pub(crate) async fn move_all(
     hub: &Hub,
     agency: AgencyCode,
-    requests: Vec<pb::MoveStatusRequest>,
-) -> Result<Vec<pb::MoveResult>, HubError> {
+    requests: Vec<AskedMove>,
+) -> Result<Vec<Result<StatusEntry, HubError>>, HubError> {
     if requests.len() > hub.limits.moves_per_call_max {
         return Err(HubError::TooLarge {
             field: "moves".into(),
@@ -148,17 +158,6 @@ pub(crate) async fn move_all(
     }
     Ok(results
         .into_iter()
-        .map(|result| pb::MoveResult {
-            outcome: Some(match result.expect("every move has a result") {
-                Ok(entry) => pb::move_result::Outcome::Entry(crate::convert::status_entry(&entry)),
-                Err(error) => {
-                    let status = tonic::Status::from(error);
-                    pb::move_result::Outcome::Refused(pb::MoveRefusal {
-                        code: status.code() as i32,
-                        message: status.message().to_owned(),
-                    })
-                }
-            }),
-        })
+        .map(|result| result.expect("every move has a result"))
         .collect())
 }

@@ -4,8 +4,11 @@
 
 use std::collections::HashSet;
 
+use truc_domain::views::{
+    DatabaseView, DocumentFilter, DocumentList, DocumentSummary, NodeList, NodeView,
+    RecipientStatus, Route as RouteView, RouteKind, StandbyView, StatusCode,
+};
 use truc_domain::{AgencyCode, Status};
-use truc_proto::v1 as pb;
 use truc_store::{DeadLetterState, DeliveryRecord, DocumentRecord, QueueItem};
 
 use crate::directory::{ConnectionMode, Route};
@@ -15,24 +18,20 @@ use crate::{date_range, Caller, Hub, Rows};
 /// Documents listed when the request names no limit.
 const LIST_ROWS_DEFAULT: usize = 100;
 
-pub(crate) fn explain_route(
-    hub: &Hub,
-    request: pb::ExplainRouteRequest,
-) -> Result<pb::ExplainRouteResponse, HubError> {
-    let unit: AgencyCode = request
-        .organ_id
+pub(crate) fn explain_route(hub: &Hub, organ_id: &str) -> Result<RouteView, HubError> {
+    let unit: AgencyCode = organ_id
         .parse()
         .map_err(|error| HubError::invalid("organ_id", format!("{error}")))?;
     let route = hub.directory().route(&unit);
     let kind = match route {
-        Route::Own { .. } => pb::RouteKind::RouteOwnNode,
-        Route::Relay { .. } => pb::RouteKind::RouteRelay,
-        Route::NoRoute { .. } => pb::RouteKind::RouteNone,
-        Route::Unregistered { .. } => pb::RouteKind::RouteUnregistered,
+        Route::Own { .. } => RouteKind::OwnNode,
+        Route::Relay { .. } => RouteKind::Relay,
+        Route::NoRoute { .. } => RouteKind::None,
+        Route::Unregistered { .. } => RouteKind::Unregistered,
     };
-    Ok(pb::ExplainRouteResponse {
+    Ok(RouteView {
         organ_id: unit.to_string(),
-        kind: kind as i32,
+        kind,
         node: route.node().map(|n| n.to_string()).unwrap_or_default(),
         explanation: route.to_string(),
     })
@@ -60,16 +59,15 @@ fn agency_field(field: &str, text: &str) -> Result<Option<String>, HubError> {
         .map_err(|error| HubError::invalid(field, format!("{error}")))
 }
 
-fn filter(hub: &Hub, request: &pb::ListDocumentsRequest) -> Result<Filter, HubError> {
-    let status = match request.status {
+fn filter(hub: &Hub, request: &DocumentFilter) -> Result<Filter, HubError> {
+    let status = match request.status.map_or(0, StatusCode::code) {
         0 => None,
         code => Some(
             u32::try_from(code)
                 .ok()
                 // A recipient's status, or expired (a dead letter).
                 .filter(|code| {
-                    Status::from_code(*code).is_ok()
-                        || *code == pb::StatusCode::StatusExpired as u32
+                    Status::from_code(*code).is_ok() || *code == StatusCode::EXPIRED as u32
                 })
                 .ok_or_else(|| {
                     HubError::invalid("status", format!("{code} is not a status code"))
@@ -114,11 +112,11 @@ fn filter(hub: &Hub, request: &pb::ListDocumentsRequest) -> Result<Filter, HubEr
 pub(crate) fn list_documents(
     hub: &Hub,
     caller: &Caller,
-    request: pb::ListDocumentsRequest,
-) -> Result<pb::ListDocumentsResponse, HubError> {
-    let filter = filter(hub, &request)?;
+    request: &DocumentFilter,
+) -> Result<DocumentList, HubError> {
+    let filter = filter(hub, request)?;
     let directory = hub.directory();
-    let mut matched: Vec<(DocumentRecord, Vec<pb::RecipientStatus>)> = Vec::new();
+    let mut matched: Vec<(DocumentRecord, Vec<RecipientStatus>)> = Vec::new();
     for record in hub.store.documents() {
         let record = record?;
         if !(filter.from..=filter.to).contains(&record.date_key)
@@ -133,7 +131,7 @@ pub(crate) fn list_documents(
         let Some(rows) = hub.visibility(caller, &record) else {
             continue;
         };
-        let recipients: Vec<pb::RecipientStatus> = hub
+        let recipients: Vec<RecipientStatus> = hub
             .store
             .deliveries(&record.document_id)?
             .into_iter()
@@ -151,8 +149,8 @@ pub(crate) fn list_documents(
         };
         if filter
             .status
-            .is_some_and(|code| !considered().any(|r| r.current as u32 == code))
-            || (filter.queued && !considered().any(|r| r.current == 0))
+            .is_some_and(|code| !considered().any(|r| r.current.code() as u32 == code))
+            || (filter.queued && !considered().any(|r| r.current == StatusCode::Queued))
             || filter.overdue.as_ref().is_some_and(|owed| {
                 !considered()
                     .any(|r| owed.contains(&(record.document_id.clone(), r.recipient.clone())))
@@ -172,20 +170,16 @@ pub(crate) fn list_documents(
     });
     let truncated = matched.len() > filter.limit;
     matched.truncate(filter.limit);
-    Ok(pb::ListDocumentsResponse {
+    Ok(DocumentList {
         documents: matched
             .into_iter()
-            .map(|(record, recipients)| {
-                use prost::Message as _;
-                pb::DocumentSummary {
-                    business_type: pb::EnvelopeHeader::decode(record.header_bytes.as_slice())
-                        .map_or(0, |header| header.business_type),
-                    document_id: record.document_id,
-                    sender: record.sender,
-                    subject: record.subject,
-                    accepted_at_unix_ms: record.accepted_at_unix_ms,
-                    recipients,
-                }
+            .map(|(record, recipients)| DocumentSummary {
+                business_type: crate::convert::business_type_of(&record.header_bytes),
+                document_id: record.document_id,
+                sender: record.sender,
+                subject: record.subject,
+                accepted_at_unix_ms: record.accepted_at_unix_ms,
+                recipients,
             })
             .collect(),
         truncated,
@@ -193,7 +187,7 @@ pub(crate) fn list_documents(
 }
 
 /// The directory with each node's state; synchronous, as it reads queues.
-pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
+pub(crate) fn list_nodes(hub: &Hub) -> Result<NodeList, HubError> {
     let presence = hub.presence();
     // Where hubs share a database, a node online on another hub holds a lease.
     let leases = hub.store.node_leases()?;
@@ -227,7 +221,7 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
             }
             _ => (String::new(), 0),
         };
-        nodes.push(pb::NodeView {
+        nodes.push(NodeView {
             organ_id: code,
             name: entry.name.clone(),
             connection: match entry.connection {
@@ -255,21 +249,21 @@ pub(crate) fn list_nodes(hub: &Hub) -> Result<pb::ListNodesResponse, HubError> {
             serving_hub,
         });
     }
-    Ok(pb::ListNodesResponse {
+    Ok(NodeList {
         nodes,
         answering_hub: hub.name.clone(),
         database: hub.store.database_state()?.map(database_view),
     })
 }
 
-pub(crate) fn database_view(state: truc_store::DatabaseState) -> pb::DatabaseView {
-    pb::DatabaseView {
+pub(crate) fn database_view(state: truc_store::DatabaseState) -> DatabaseView {
+    DatabaseView {
         primary: state.primary,
         writable: state.writable,
         standbys: state
             .standbys
             .into_iter()
-            .map(|standby| pb::StandbyView {
+            .map(|standby| StandbyView {
                 name: standby.name,
                 address: standby.address,
                 state: standby.state,
@@ -286,7 +280,7 @@ pub(crate) fn recipient_status(
     hub: &Hub,
     delivery: DeliveryRecord,
     with_history: bool,
-) -> Result<pb::RecipientStatus, HubError> {
+) -> Result<RecipientStatus, HubError> {
     let dead_letter = hub
         .store
         .dead_letter(&delivery.document_id, &delivery.recipient)?;
@@ -298,21 +292,19 @@ pub(crate) fn recipient_status_with(
     delivery: DeliveryRecord,
     dead_letter: Option<truc_store::DeadLetterRecord>,
     with_history: bool,
-) -> pb::RecipientStatus {
+) -> RecipientStatus {
     let current = match (delivery.current_code(), &dead_letter) {
-        (Some(code), _) => code as i32,
-        (None, Some(letter)) if letter.state != DeadLetterState::Resent => {
-            pb::StatusCode::StatusExpired as i32
-        }
-        (None, _) => 0,
+        (Some(code), _) => StatusCode::from_code(code as i32),
+        (None, Some(letter)) if letter.state != DeadLetterState::Resent => StatusCode::Expired,
+        (None, _) => StatusCode::Queued,
     };
-    pb::RecipientStatus {
+    RecipientStatus {
         current,
         history: if with_history {
             delivery
                 .history
                 .iter()
-                .map(crate::convert::status_entry)
+                .map(crate::convert::entry_view)
                 .collect()
         } else {
             Vec::new()

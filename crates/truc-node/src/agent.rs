@@ -25,7 +25,7 @@ use truc_proto::v1 as pb;
 
 use crate::client::{AxisClient, ClientError};
 use crate::failover::{FailoverOptions, HubAddresses, Jitter};
-use crate::verify::{verify_delivery, VerifiedDelivery};
+use crate::verify::{verify_wire, WireVerified};
 
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -56,11 +56,11 @@ pub enum NodeEvent {
     Delivered {
         document_id: String,
         recipient: String,
-        header: Box<pb::EnvelopeHeader>,
-        document_signature: pb::DocumentSignatureState,
+        header: Box<truc_domain::RawHeader>,
+        document_signature: truc_domain::views::SignatureState,
     },
     /// A status notice about a document this agency sent.
-    Notice(pb::StatusNotice),
+    Notice(truc_domain::views::StatusNotice),
     /// A document this node received (for its agency, or for a unit it
     /// relays for) was recalled: the recall was agreed, or the sender
     /// withdrew it while it was on its way. `marked` is the file written
@@ -279,7 +279,7 @@ async fn session(
     seen: &mut HashSet<String>,
     opened: &mut Option<SocketAddr>,
 ) -> Result<(), ClientError> {
-    let (acks, mut stream) = client.deliveries(config.window).await?;
+    let (acks, mut stream) = client.wire_deliveries(config.window, true).await?;
     let hub = client.current_hub();
     *opened = Some(hub);
     tracing::info!(%hub, "delivery stream open");
@@ -339,7 +339,9 @@ async fn session(
                     crate::edxml_inbox::write_notice_messages(inbox, &notice).await?;
                 }
                 if let Some(events) = &config.events {
-                    let _ = events.send(NodeEvent::Notice(notice)).await;
+                    let _ = events
+                        .send(NodeEvent::Notice(crate::wire::status_notice(notice)))
+                        .await;
                 }
                 (seq, true)
             }
@@ -369,7 +371,7 @@ async fn receive(
     seen: &mut HashSet<String>,
     delivery: pb::Delivery,
 ) -> Result<bool, ClientError> {
-    let verified = match verify_delivery(&delivery, &config.roots) {
+    let verified = match verify_wire(&delivery, &config.roots) {
         Ok(verified) => verified,
         Err(error) => {
             tracing::error!(document_id = %delivery.document_id, %error, "security: delivery refused");
@@ -448,11 +450,10 @@ async fn receive(
                 .send(NodeEvent::Delivered {
                     document_id: verified.document_id.clone(),
                     recipient: delivery.recipient.clone(),
-                    header: Box::new(verified.header),
-                    document_signature: pb::DocumentSignatureState::try_from(
+                    header: Box::new(crate::compose::raw_from_header(&verified.header)),
+                    document_signature: truc_domain::views::SignatureState::from_code(
                         delivery.document_signature,
-                    )
-                    .unwrap_or(pb::DocumentSignatureState::DocumentSignatureAbsent),
+                    ),
                 })
                 .await;
         }
@@ -477,7 +478,7 @@ fn own_code(config: &NodeConfig) -> Option<String> {
 async fn receive_attachments(
     client: &AxisClient,
     delivery: &pb::Delivery,
-    verified: &VerifiedDelivery,
+    verified: &WireVerified,
     staging: Option<&Path>,
 ) -> Result<(), InboxError> {
     let inline = delivery.inline_attachments.len() == verified.header.attachments.len();
@@ -515,10 +516,10 @@ async fn receive_attachments(
                 .await
                 .map_err(fetch_failed)?;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|status| fetch_failed(ClientError::from(status)))?;
-                take(&chunk.data);
+                let chunk = chunk.map_err(fetch_failed)?;
+                take(&chunk);
                 if let (Some(file), Some(path)) = (file.as_mut(), &path) {
-                    file.write_all(&chunk.data)
+                    file.write_all(&chunk)
                         .await
                         .map_err(InboxError::io("write", path))?;
                 }
@@ -545,7 +546,7 @@ async fn write_document(
     inbox: &Path,
     folder: &Path,
     delivery: &pb::Delivery,
-    verified: &VerifiedDelivery,
+    verified: &WireVerified,
 ) -> Result<(), InboxError> {
     let staging = inbox.join(format!(".incoming-{}", inbox_name(&verified.document_id)));
     let _ = tokio::fs::remove_dir_all(&staging).await;

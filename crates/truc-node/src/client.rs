@@ -10,11 +10,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
+use truc_domain::views::{
+    Counts, DeadLetter, DeadLetterFilter, DeadLetterList, DocumentFilter, DocumentList,
+    DocumentStatus, HubItem, MoveRequest, NodeList, OverdueFilter, OverdueList, Report, Route,
+    SendReceipt, SignedEnvelope, StatusCode, StatusEntry,
+};
 use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
 
 use crate::compose::{Attachment, Draft, Prepared};
 use crate::failover::{hub_did_not_answer, FailoverOptions, HubAddresses, Hubs, Stub};
+use crate::wire;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -43,6 +49,9 @@ pub enum ClientError {
     /// The node could not write what it received into its inbox.
     #[error("inbox: {0}")]
     Inbox(#[from] crate::agent::InboxError),
+    /// An acknowledgement found its delivery stream already closed.
+    #[error("the delivery stream closed")]
+    StreamClosed,
 }
 
 fn list(errors: &[ClientError]) -> String {
@@ -387,7 +396,7 @@ impl AxisClient {
         &self,
         draft: &Draft,
         attachments: Vec<Attachment>,
-    ) -> Result<pb::SendResponse, ClientError> {
+    ) -> Result<SendReceipt, ClientError> {
         let prepared =
             Prepared::signed_with(draft, attachments, &self.credentials, &self.signing_key).await?;
         self.send_prepared(prepared).await
@@ -397,10 +406,58 @@ impl AxisClient {
     /// hub that does not answer is left for the next with the same signed
     /// envelope: a hub that had already stored it answers with the
     /// original acknowledgement (`duplicate`), never a second document.
-    pub async fn send_prepared(&self, prepared: Prepared) -> Result<pb::SendResponse, ClientError> {
+    pub async fn send_prepared(&self, prepared: Prepared) -> Result<SendReceipt, ClientError> {
         self.hubs
             .call(|stub| send_once(stub, prepared.clone()))
             .await
+            .map(wire::send_receipt)
+    }
+
+    /// Sends a signed envelope with one attachment whose chunks are made as
+    /// the stream takes them (a load generator's large attachments, never
+    /// all in memory). `chunks` makes them anew for each attempt: a hub that
+    /// does not answer is left for the next like [`AxisClient::send_prepared`].
+    pub async fn send_streamed<C, I>(
+        &self,
+        envelope: &SignedEnvelope,
+        chunks: C,
+    ) -> Result<SendReceipt, ClientError>
+    where
+        C: Fn() -> I,
+        I: Iterator<Item = Vec<u8>> + Send + 'static,
+    {
+        let envelope = wire::wire_envelope(envelope);
+        self.hubs
+            .call(|mut stub| {
+                let (sender, receiver) = tokio::sync::mpsc::channel(4);
+                let (envelope, chunks) = (envelope.clone(), chunks());
+                async move {
+                    let producer = tokio::spawn(async move {
+                        let part = |part| pb::SendRequest { part: Some(part) };
+                        let first = part(pb::send_request::Part::Envelope(envelope));
+                        if sender.send(first).await.is_err() {
+                            return;
+                        }
+                        for data in chunks {
+                            let chunk = pb::AttachmentChunk { index: 0, data };
+                            if sender
+                                .send(part(pb::send_request::Part::Chunk(chunk)))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                    let response = stub
+                        .send(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                        .await;
+                    producer.abort();
+                    Ok(response?.into_inner())
+                }
+            })
+            .await
+            .map(wire::send_receipt)
     }
 
     /// Moves a delivery on. After a hub that did not answer, the move is
@@ -413,24 +470,25 @@ impl AxisClient {
         recipient: Option<&str>,
         status: truc_domain::Status,
         reason: &str,
-    ) -> Result<pb::StatusEntry, ClientError> {
-        let request = pb::MoveStatusRequest {
+    ) -> Result<StatusEntry, ClientError> {
+        let request = MoveRequest {
             document_id: document_id.to_owned(),
             recipient: recipient.unwrap_or_default().to_owned(),
-            status: status.code() as i32,
+            status,
             reason: reason.to_owned(),
         };
+        let wire_request = wire::move_request(&request);
         let mut issued = 0u32;
         let outcome = self
             .hubs
             .call(|mut stub| {
                 issued += 1;
-                let request = request.clone();
+                let request = wire_request.clone();
                 async move { Ok(stub.move_status(request).await?.into_inner()) }
             })
             .await;
         match outcome {
-            Ok(response) => Ok(response.entry.unwrap_or_default()),
+            Ok(response) => Ok(wire::status_entry(response.entry.unwrap_or_default())),
             Err(ClientError::Refused(refusal))
                 if issued > 1 && refusal.code() == tonic::Code::FailedPrecondition =>
             {
@@ -450,15 +508,16 @@ impl AxisClient {
     /// move refused then as already made is checked the same way.
     pub async fn move_statuses(
         &self,
-        moves: Vec<pb::MoveStatusRequest>,
-    ) -> Result<Vec<Result<pb::StatusEntry, tonic::Status>>, ClientError> {
+        moves: Vec<MoveRequest>,
+    ) -> Result<Vec<Result<StatusEntry, tonic::Status>>, ClientError> {
+        let wire_moves: Vec<pb::MoveStatusRequest> = moves.iter().map(wire::move_request).collect();
         let mut issued = 0u32;
         let response = self
             .hubs
             .call(|mut stub| {
                 issued += 1;
                 let request = pb::MoveStatusesRequest {
-                    moves: moves.clone(),
+                    moves: wire_moves.clone(),
                 };
                 async move { Ok(stub.move_statuses(request).await?.into_inner()) }
             })
@@ -467,7 +526,7 @@ impl AxisClient {
         let mut documents = RecordedMoves::default();
         for (index, result) in response.results.into_iter().enumerate() {
             results.push(match result.outcome {
-                Some(pb::move_result::Outcome::Entry(entry)) => Ok(entry),
+                Some(pb::move_result::Outcome::Entry(entry)) => Ok(wire::status_entry(entry)),
                 Some(pb::move_result::Outcome::Refused(refusal)) => {
                     let code = tonic::Code::from(refusal.code);
                     let recorded = match moves.get(index) {
@@ -490,9 +549,9 @@ impl AxisClient {
     /// caller: a move whose answer was lost with a hub that stopped.
     async fn recorded_move(
         &self,
-        asked: &pb::MoveStatusRequest,
+        asked: &MoveRequest,
         documents: &mut RecordedMoves,
-    ) -> Option<pb::StatusEntry> {
+    ) -> Option<StatusEntry> {
         let own = match truc_pki::peer_identity(self.credentials.certificate_der()) {
             Ok(truc_pki::PeerIdentity {
                 role: truc_pki::PeerRole::Agency { code },
@@ -518,7 +577,7 @@ impl AxisClient {
         // Each entry answers one move at most: a batch that asked the same
         // move twice had the second refused the first time too.
         let (position, entry) = history.iter().enumerate().find(|(position, entry)| {
-            entry.status == asked.status
+            entry.status == StatusCode::from(asked.status)
                 && entry.actor == own
                 && entry.reason == asked.reason
                 && !documents.1.contains(&(
@@ -534,10 +593,7 @@ impl AxisClient {
         Some(entry)
     }
 
-    pub async fn get_status(
-        &self,
-        document_id: &str,
-    ) -> Result<pb::GetStatusResponse, ClientError> {
+    pub async fn get_status(&self, document_id: &str) -> Result<DocumentStatus, ClientError> {
         self.unary(
             pb::GetStatusRequest {
                 document_id: document_id.to_owned(),
@@ -545,13 +601,10 @@ impl AxisClient {
             |mut stub, request| async move { stub.get_status(request).await },
         )
         .await
+        .map(wire::document_status)
     }
 
-    pub async fn counts(
-        &self,
-        from_date: &str,
-        to_date: &str,
-    ) -> Result<pb::CountsResponse, ClientError> {
+    pub async fn counts(&self, from_date: &str, to_date: &str) -> Result<Counts, ClientError> {
         self.unary(
             pb::CountsRequest {
                 from_date: from_date.to_owned(),
@@ -560,6 +613,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.counts(request).await },
         )
         .await
+        .map(wire::counts)
     }
 
     /// Per-agency figures recomputed from the stored records (operators only).
@@ -568,7 +622,7 @@ impl AxisClient {
         from_date: &str,
         to_date: &str,
         focus_recipient: &str,
-    ) -> Result<pb::ReportResponse, ClientError> {
+    ) -> Result<Report, ClientError> {
         self.unary(
             pb::ReportRequest {
                 from_date: from_date.to_owned(),
@@ -578,13 +632,11 @@ impl AxisClient {
             |mut stub, request| async move { stub.report(request).await },
         )
         .await
+        .map(wire::report)
     }
 
     /// Where documents to `organ_id` are delivered, and why.
-    pub async fn explain_route(
-        &self,
-        organ_id: &str,
-    ) -> Result<pb::ExplainRouteResponse, ClientError> {
+    pub async fn explain_route(&self, organ_id: &str) -> Result<Route, ClientError> {
         self.unary(
             pb::ExplainRouteRequest {
                 organ_id: organ_id.to_owned(),
@@ -592,47 +644,52 @@ impl AxisClient {
             |mut stub, request| async move { stub.explain_route(request).await },
         )
         .await
+        .map(wire::route)
     }
 
     /// Documents matching a filter (an agency sees only its own).
     pub async fn list_documents(
         &self,
-        request: pb::ListDocumentsRequest,
-    ) -> Result<pb::ListDocumentsResponse, ClientError> {
-        self.unary(request, |mut stub, request| async move {
-            stub.list_documents(request).await
-        })
+        filter: &DocumentFilter,
+    ) -> Result<DocumentList, ClientError> {
+        self.unary(
+            wire::document_filter(filter),
+            |mut stub, request| async move { stub.list_documents(request).await },
+        )
         .await
+        .map(wire::document_list)
     }
 
     /// The directory with each node's state (operators only).
-    pub async fn list_nodes(&self) -> Result<pb::ListNodesResponse, ClientError> {
+    pub async fn list_nodes(&self) -> Result<NodeList, ClientError> {
         self.unary(pb::ListNodesRequest {}, |mut stub, request| async move {
             stub.list_nodes(request).await
         })
         .await
+        .map(wire::node_list)
     }
 
     /// Deliveries past a feedback deadline and still unanswered.
-    pub async fn list_overdue(
-        &self,
-        request: pb::ListOverdueRequest,
-    ) -> Result<pb::ListOverdueResponse, ClientError> {
-        self.unary(request, |mut stub, request| async move {
-            stub.list_overdue(request).await
-        })
+    pub async fn list_overdue(&self, filter: &OverdueFilter) -> Result<OverdueList, ClientError> {
+        self.unary(
+            wire::overdue_filter(filter),
+            |mut stub, request| async move { stub.list_overdue(request).await },
+        )
         .await
+        .map(wire::overdue_list)
     }
 
     /// Deliveries that expired unacknowledged.
     pub async fn list_dead_letters(
         &self,
-        request: pb::ListDeadLettersRequest,
-    ) -> Result<pb::ListDeadLettersResponse, ClientError> {
-        self.unary(request, |mut stub, request| async move {
-            stub.list_dead_letters(request).await
-        })
+        filter: &DeadLetterFilter,
+    ) -> Result<DeadLetterList, ClientError> {
+        self.unary(
+            wire::dead_letter_filter(filter),
+            |mut stub, request| async move { stub.list_dead_letters(request).await },
+        )
         .await
+        .map(wire::dead_letter_list)
     }
 
     /// Queues a dead letter again (operators only).
@@ -640,7 +697,7 @@ impl AxisClient {
         &self,
         document_id: &str,
         recipient: &str,
-    ) -> Result<pb::DeadLetter, ClientError> {
+    ) -> Result<DeadLetter, ClientError> {
         self.unary(
             pb::ResendDeadLetterRequest {
                 document_id: document_id.into(),
@@ -649,6 +706,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.resend_dead_letter(request).await },
         )
         .await
+        .map(wire::dead_letter)
     }
 
     /// Closes a dead letter for good (operators only).
@@ -657,7 +715,7 @@ impl AxisClient {
         document_id: &str,
         recipient: &str,
         reason: &str,
-    ) -> Result<pb::DeadLetter, ClientError> {
+    ) -> Result<DeadLetter, ClientError> {
         self.unary(
             pb::CancelDeadLetterRequest {
                 document_id: document_id.into(),
@@ -667,6 +725,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.cancel_dead_letter(request).await },
         )
         .await
+        .map(wire::dead_letter)
     }
 
     /// Streams the audit export of a period (operators only), as the file's
@@ -676,15 +735,19 @@ impl AxisClient {
         &self,
         from_unix_ms: i64,
         to_unix_ms: i64,
-    ) -> Result<tonic::Streaming<pb::AuditExportChunk>, ClientError> {
-        self.unary(
-            pb::ExportAuditRequest {
-                from_unix_ms,
-                to_unix_ms,
-            },
-            |mut stub, request| async move { stub.export_audit(request).await },
-        )
-        .await
+    ) -> Result<ByteChunks, ClientError> {
+        let stream = self
+            .unary(
+                pb::ExportAuditRequest {
+                    from_unix_ms,
+                    to_unix_ms,
+                },
+                |mut stub, request| async move { stub.export_audit(request).await },
+            )
+            .await?;
+        Ok(ByteChunks(Box::pin(stream.map(|chunk| {
+            chunk.map(|chunk| chunk.data).map_err(ClientError::from)
+        }))))
     }
 
     /// Streams one attachment's bytes (opened like [`AxisClient::export_audit`]).
@@ -692,38 +755,50 @@ impl AxisClient {
         &self,
         document_id: &str,
         index: u32,
-    ) -> Result<tonic::Streaming<pb::FetchAttachmentChunk>, ClientError> {
-        self.unary(
-            pb::FetchAttachmentRequest {
-                document_id: document_id.to_owned(),
-                index,
-            },
-            |mut stub, request| async move { stub.fetch_attachment(request).await },
-        )
-        .await
+    ) -> Result<ByteChunks, ClientError> {
+        let stream = self
+            .unary(
+                pb::FetchAttachmentRequest {
+                    document_id: document_id.to_owned(),
+                    index,
+                },
+                |mut stub, request| async move { stub.fetch_attachment(request).await },
+            )
+            .await?;
+        Ok(ByteChunks(Box::pin(stream.map(|chunk| {
+            chunk.map(|chunk| chunk.data).map_err(ClientError::from)
+        }))))
     }
 
     /// Opens the delivery stream with a window of `window` unacknowledged
-    /// items. Acknowledgements queued while an earlier message is being
+    /// items: the acknowledgements' side and the items the hub sends.
+    /// Acknowledgements queued while an earlier message is being
     /// written go out as one message of at most [`truc_domain::MERGED_ACKS_MAX`] queue
     /// items, so a busy node costs the hub one message for many deliveries.
     /// Opening goes to the next hub if needed; [`AxisClient::current_hub`]
     /// then says which hub serves the stream.
-    pub async fn deliveries(&self, window: u32) -> Result<DeliveryStream, ClientError> {
-        self.open_deliveries(window, true).await
+    pub async fn deliveries(&self, window: u32) -> Result<(Acks, Deliveries), ClientError> {
+        let (sender, stream) = self.wire_deliveries(window, true).await?;
+        let items = stream.filter_map(|message| match message {
+            Ok(message) => wire::hub_item(message).map(Ok),
+            Err(status) => Some(Err(ClientError::from(status))),
+        });
+        Ok((Acks(sender), Deliveries(Box::pin(items))))
     }
 
-    /// [`AxisClient::deliveries`], but every message goes out as it was
-    /// queued (for checking how the hub treats each one).
-    pub async fn deliveries_as_sent(&self, window: u32) -> Result<DeliveryStream, ClientError> {
-        self.open_deliveries(window, false).await
+    /// The delivery stream as wire messages, every message going out as it
+    /// was queued: for tests of how the hub treats each message, a second
+    /// hello included.
+    pub async fn deliveries_as_sent(&self, window: u32) -> Result<WireDeliveryStream, ClientError> {
+        self.wire_deliveries(window, false).await
     }
 
-    async fn open_deliveries(
+    /// The delivery stream as the node agent reads it, wire messages and all.
+    pub(crate) async fn wire_deliveries(
         &self,
         window: u32,
         merge: bool,
-    ) -> Result<DeliveryStream, ClientError> {
+    ) -> Result<WireDeliveryStream, ClientError> {
         self.hubs
             .call(|mut stub| async move {
                 let (sender, receiver) = tokio::sync::mpsc::channel(window.max(16) as usize);
@@ -755,9 +830,84 @@ impl AxisClient {
         let mut stream = self.fetch_attachment(document_id, index).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
-            bytes.extend_from_slice(&chunk?.data);
+            bytes.extend_from_slice(&chunk?);
         }
         Ok(bytes)
+    }
+}
+
+/// A stream of bytes from the hub (an attachment, an audit export), chunk
+/// by chunk; a refusal midway ends it with the error.
+pub struct ByteChunks(
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Vec<u8>, ClientError>> + Send>>,
+);
+
+impl ByteChunks {
+    /// The next chunk, or `None` once the stream has ended.
+    pub async fn message(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        self.next().await.transpose()
+    }
+}
+
+impl tokio_stream::Stream for ByteChunks {
+    type Item = Result<Vec<u8>, ClientError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+/// What the hub sends on a delivery stream: deliveries and status notices.
+pub struct Deliveries(
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<HubItem, ClientError>> + Send>>,
+);
+
+impl Deliveries {
+    /// The next item, or `None` once the hub has ended the stream.
+    pub async fn message(&mut self) -> Result<Option<HubItem>, ClientError> {
+        self.next().await.transpose()
+    }
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deliveries")
+    }
+}
+
+impl std::fmt::Debug for ByteChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ByteChunks")
+    }
+}
+
+impl tokio_stream::Stream for Deliveries {
+    type Item = Result<HubItem, ClientError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+/// The node's side of a delivery stream: acknowledgements of queue items.
+/// Clones share the stream.
+#[derive(Clone)]
+pub struct Acks(tokio::sync::mpsc::Sender<pb::NodeMessage>);
+
+impl Acks {
+    /// Acknowledges the items `queue_seqs` names (a delivery that arrived,
+    /// a notice read).
+    pub async fn ack(&self, queue_seqs: Vec<u64>) -> Result<(), ClientError> {
+        self.0
+            .send(crate::agent::ack_message(queue_seqs))
+            .await
+            .map_err(|_| ClientError::StreamClosed)
     }
 }
 
@@ -783,7 +933,7 @@ async fn send_once(mut stub: Stub, prepared: Prepared) -> Result<pb::SendRespons
 /// matched to a move.
 #[derive(Default)]
 struct RecordedMoves(
-    std::collections::HashMap<String, Option<pb::GetStatusResponse>>,
+    std::collections::HashMap<String, Option<DocumentStatus>>,
     std::collections::HashSet<(String, String, usize)>,
 );
 
@@ -797,9 +947,9 @@ fn source_chain(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// A delivery stream: where the node's messages go (the hello is already
-/// sent), and what the hub sends.
-pub type DeliveryStream = (
+/// A delivery stream as wire messages: where the node's messages go (the
+/// hello is already sent), and what the hub sends.
+pub type WireDeliveryStream = (
     tokio::sync::mpsc::Sender<pb::NodeMessage>,
     tonic::Streaming<pb::HubMessage>,
 );

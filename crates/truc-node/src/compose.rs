@@ -7,6 +7,7 @@ use prost::Message;
 use ring::digest::{Context, SHA256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+use truc_domain::views::{DocumentSignature, SignedEnvelope};
 use truc_domain::{RawAttachment, RawHeader, RawOrgan, SigningKey};
 use truc_pki::Credentials;
 use truc_proto::v1 as pb;
@@ -103,7 +104,7 @@ impl Attachment {
 /// A signed envelope ready to stream.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    pub envelope: pb::SignedEnvelope,
+    pub envelope: SignedEnvelope,
     pub attachments: Vec<Attachment>,
     pub document_id: String,
 }
@@ -212,7 +213,7 @@ impl Prepared {
             .map_err(|error| ClientError::Draft(error.to_string()))?;
         let document_id = draft.document_id();
         let document_signature = if draft.sign_document {
-            Some(pb::DocumentSignature {
+            Some(DocumentSignature {
                 signer_certificate: credentials.certificate_der().to_vec(),
                 signature: key
                     .sign_document(&document_id, &digests)
@@ -222,7 +223,7 @@ impl Prepared {
             None
         };
         Ok(Prepared {
-            envelope: pb::SignedEnvelope {
+            envelope: SignedEnvelope {
                 header: header_bytes,
                 signature,
                 document_signature,
@@ -260,7 +261,7 @@ impl Prepared {
             .sign_envelope(&header_bytes)
             .map_err(|error| ClientError::Draft(error.to_string()))?;
         let document_signature = if sign_document {
-            Some(pb::DocumentSignature {
+            Some(DocumentSignature {
                 signer_certificate: credentials.certificate_der().to_vec(),
                 signature: key
                     .sign_document(&document_id, &digests)
@@ -270,7 +271,7 @@ impl Prepared {
             None
         };
         Ok(Prepared {
-            envelope: pb::SignedEnvelope {
+            envelope: SignedEnvelope {
                 header: header_bytes,
                 signature,
                 document_signature,
@@ -286,14 +287,21 @@ impl Prepared {
         })
     }
 
+    /// The signed envelope encoded as a send carries it.
+    pub fn envelope_bytes(&self) -> Vec<u8> {
+        crate::wire::wire_envelope(&self.envelope).encode_to_vec()
+    }
+
     /// Sends the envelope, then every attachment in chunks (at least one each).
-    pub async fn stream_into(
+    pub(crate) async fn stream_into(
         self,
         sender: mpsc::Sender<pb::SendRequest>,
     ) -> Result<(), std::io::Error> {
         let part = |part| pb::SendRequest { part: Some(part) };
         if sender
-            .send(part(pb::send_request::Part::Envelope(self.envelope)))
+            .send(part(pb::send_request::Part::Envelope(
+                crate::wire::wire_envelope(&self.envelope),
+            )))
             .await
             .is_err()
         {
@@ -380,7 +388,7 @@ fn wire_organ(organ: &RawOrgan) -> pb::Organ {
 }
 
 /// The wire header of the domain's header fields, field for field.
-pub fn header_from_raw(raw: &RawHeader) -> pb::EnvelopeHeader {
+pub(crate) fn header_from_raw(raw: &RawHeader) -> pb::EnvelopeHeader {
     pb::EnvelopeHeader {
         from: raw.from.as_ref().map(wire_organ),
         to: raw.to.iter().map(wire_organ).collect(),
@@ -431,7 +439,7 @@ fn domain_organ(organ: &pb::Organ) -> RawOrgan {
 }
 
 /// The domain's header fields of a wire header, field for field.
-pub fn raw_from_header(header: &pb::EnvelopeHeader) -> RawHeader {
+pub(crate) fn raw_from_header(header: &pb::EnvelopeHeader) -> RawHeader {
     let code = header.code.clone().unwrap_or_default();
     let promulgation = header.promulgation.clone().unwrap_or_default();
     let document_type = header.document_type.clone().unwrap_or_default();
@@ -465,4 +473,21 @@ pub fn raw_from_header(header: &pb::EnvelopeHeader) -> RawHeader {
             })
             .collect(),
     }
+}
+
+/// The header's bytes as they are signed and sent.
+pub fn header_bytes(raw: &RawHeader) -> Vec<u8> {
+    header_from_raw(raw).encode_to_vec()
+}
+
+/// Header bytes that did not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("the header does not decode: {0}")]
+pub struct HeaderDecodeError(#[source] prost::DecodeError);
+
+/// The header fields of signed header bytes, as sent (nothing checked).
+pub fn decode_header(bytes: &[u8]) -> Result<RawHeader, HeaderDecodeError> {
+    pb::EnvelopeHeader::decode(bytes)
+        .map(|header| raw_from_header(&header))
+        .map_err(HeaderDecodeError)
 }

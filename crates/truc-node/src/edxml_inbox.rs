@@ -23,7 +23,7 @@ pub fn package_path(inbox: &Path, document_id: &str) -> PathBuf {
 /// Writes `<document>.edxml` beside the document's folder, unless it is
 /// there already (after a crash between the folder and this file, the
 /// redelivery writes it).
-pub async fn write_document_package(
+pub(crate) async fn write_document_package(
     inbox: &Path,
     folder: &Path,
     document_id: &str,
@@ -68,7 +68,7 @@ pub async fn write_document_package(
 /// Writes each entry of a notice about a document this agency sent as an
 /// edXML status message. The hub's own codes (overdue, expired) are not
 /// edXML statuses: they stay in the notices the node writes today.
-pub async fn write_notice_messages(
+pub(crate) async fn write_notice_messages(
     inbox: &Path,
     notice: &pb::StatusNotice,
 ) -> Result<(), InboxError> {

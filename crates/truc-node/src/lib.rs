@@ -13,13 +13,15 @@ pub mod edxml_inbox;
 pub mod failover;
 pub mod outbox;
 pub mod verify;
+mod wire;
 
 #[cfg(test)]
 mod signing_example;
 
 pub use agent::{ack_message, recalled_marker_name, run_node, InboxError, NodeConfig, NodeEvent};
 pub use client::{
-    certificate_problem, connect_channel, AxisClient, CertificateProblem, ClientError,
+    certificate_problem, connect_channel, Acks, AxisClient, ByteChunks, CertificateProblem,
+    ClientError, Deliveries,
 };
 pub use compose::{Attachment, Draft};
 pub use failover::{FailoverOptions, HubAddressError, HubAddresses};

@@ -24,12 +24,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::watch;
+use truc_domain::views::StatusEntry;
 use truc_domain::{AgencyCode, DocumentDate, SigningKey, Status};
 use truc_edxml::{
     element_for_field, status_element_for_field, status_move, Category, CheckContext, Checked,
     EdxmlLimits, Entry, Package, Problem, Refused, StatusMessage,
 };
-use truc_proto::v1 as pb;
 
 use crate::agent::{NodeConfig, NodeEvent};
 use crate::client::{AxisClient, ClientError};
@@ -508,9 +508,7 @@ impl Worker {
                         "accepted_at": truc_edxml::status::vietnam_timestamp(response.accepted_at_unix_ms),
                         "duplicate": response.duplicate,
                         "resumed_after_restart": self.resumed.contains(name),
-                        "document_signature": pb::DocumentSignatureState::try_from(response.document_signature)
-                            .map(|state| state.as_str_name())
-                            .unwrap_or("UNKNOWN"),
+                        "document_signature": response.document_signature.as_str_name(),
                         "recipients": recipients,
                         "warnings": problems_json(warnings),
                     }),
@@ -550,7 +548,7 @@ impl Worker {
         };
         let client = self.client().await?;
         let recipient = (moved.recipient != self.own).then_some(moved.recipient.as_str());
-        let sent = |entry: &pb::StatusEntry, already: bool| Record {
+        let sent = |entry: &StatusEntry, already: bool| Record {
             destination: SENT_FOLDER.into(),
             final_name: String::new(),
             document_id: moved.document_id.clone(),
@@ -559,7 +557,7 @@ impl Worker {
                 "kind": "status",
                 "document_id": moved.document_id,
                 "recipient": moved.recipient,
-                "status": format!("{:02}", entry.status),
+                "status": format!("{:02}", entry.status.code()),
                 "at_unix_ms": entry.at_unix_ms,
                 "at": truc_edxml::status::vietnam_timestamp(entry.at_unix_ms),
                 "actor": entry.actor,
@@ -631,7 +629,7 @@ impl Worker {
         recipient: &str,
         code: u32,
         reason: Option<&str>,
-    ) -> Result<Option<pb::StatusEntry>, Pending> {
+    ) -> Result<Option<StatusEntry>, Pending> {
         let response = match client.get_status(document_id).await {
             Ok(response) => response,
             Err(ClientError::Refused(status)) if final_refusal(&status).is_ok() => return Ok(None),
@@ -644,7 +642,7 @@ impl Worker {
         else {
             return Ok(None);
         };
-        let current = u32::try_from(row.current).ok();
+        let current = u32::try_from(row.current.code()).ok();
         if reason.is_some() && current != Some(code) {
             return Ok(None);
         }
@@ -653,7 +651,7 @@ impl Worker {
             .iter()
             .rev()
             .find(|entry| {
-                u32::try_from(entry.status).ok() == Some(code)
+                u32::try_from(entry.status.code()).ok() == Some(code)
                     && reason.is_none_or(|reason| entry.reason == reason)
             })
             .cloned())

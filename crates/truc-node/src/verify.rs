@@ -3,6 +3,7 @@
 //! signature covers exactly the header bytes that arrived.
 
 use prost::Message;
+use truc_domain::views::Delivery;
 use truc_pki::{PeerRole, TrustRoots};
 use truc_proto::v1 as pb;
 
@@ -25,27 +26,69 @@ pub enum VerifyError {
 /// A delivery whose signature and sender have been checked.
 #[derive(Debug, Clone)]
 pub struct VerifiedDelivery {
+    pub header: truc_domain::RawHeader,
+    pub document_id: String,
+}
+
+/// [`VerifiedDelivery`] with the header as it came off the wire, for the
+/// node agent, which writes it into the inbox as is.
+#[derive(Debug, Clone)]
+pub(crate) struct WireVerified {
     pub header: pb::EnvelopeHeader,
     pub document_id: String,
 }
 
 pub fn verify_delivery(
-    delivery: &pb::Delivery,
+    delivery: &Delivery,
     roots: &TrustRoots,
 ) -> Result<VerifiedDelivery, VerifyError> {
     let envelope = delivery.envelope.as_ref().ok_or(VerifyError::NoEnvelope)?;
+    let verified = verify_parts(
+        &delivery.document_id,
+        &envelope.header,
+        &envelope.signature,
+        &delivery.sender_certificate,
+        roots,
+    )?;
+    Ok(VerifiedDelivery {
+        header: crate::compose::raw_from_header(&verified.header),
+        document_id: verified.document_id,
+    })
+}
+
+pub(crate) fn verify_wire(
+    delivery: &pb::Delivery,
+    roots: &TrustRoots,
+) -> Result<WireVerified, VerifyError> {
+    let envelope = delivery.envelope.as_ref().ok_or(VerifyError::NoEnvelope)?;
+    verify_parts(
+        &delivery.document_id,
+        &envelope.header,
+        &envelope.signature,
+        &delivery.sender_certificate,
+        roots,
+    )
+}
+
+fn verify_parts(
+    document_id: &str,
+    header_bytes: &[u8],
+    signature: &[u8],
+    sender_certificate: &[u8],
+    roots: &TrustRoots,
+) -> Result<WireVerified, VerifyError> {
     let identity = roots
-        .verify_certificate(&delivery.sender_certificate, std::time::SystemTime::now())
+        .verify_certificate(sender_certificate, std::time::SystemTime::now())
         .map_err(|error| VerifyError::Certificate(error.to_string()))?;
     let PeerRole::Agency { code } = identity.role else {
         return Err(VerifyError::Certificate("not an agency certificate".into()));
     };
     // The certificate's key type (Ed25519 or ECDSA P-256) decides how the signature is checked.
-    let key = truc_pki::certificate_public_key(&delivery.sender_certificate)
+    let key = truc_pki::certificate_public_key(sender_certificate)
         .map_err(|error| VerifyError::Certificate(error.to_string()))?;
-    truc_domain::verify_envelope(&key, &envelope.header, &envelope.signature)
+    truc_domain::verify_envelope(&key, header_bytes, signature)
         .map_err(|_| VerifyError::Signature)?;
-    let header = pb::EnvelopeHeader::decode(envelope.header.as_slice())
+    let header = pb::EnvelopeHeader::decode(header_bytes)
         .map_err(|error| VerifyError::Header(error.to_string()))?;
     let from = header
         .from
@@ -70,13 +113,13 @@ pub fn verify_delivery(
         .map(|p| p.date.replace('-', "/"))
         .unwrap_or_default();
     let derived = format!("{from},{date},{}/{}", code_part.number, code_part.notation);
-    if derived != delivery.document_id {
+    if derived != document_id {
         return Err(VerifyError::DocumentId {
-            delivered: delivery.document_id.clone(),
+            delivered: document_id.to_owned(),
             derived,
         });
     }
-    Ok(VerifiedDelivery {
+    Ok(WireVerified {
         header,
         document_id: derived,
     })
@@ -89,14 +132,14 @@ mod tests {
 
     async fn signed_delivery(
         key_algorithm: truc_pki::KeyAlgorithm,
-    ) -> (pb::Delivery, TrustRoots, tempfile::TempDir) {
+    ) -> (Delivery, TrustRoots, tempfile::TempDir) {
         signed_delivery_of(key_algorithm, "a.pdf").await
     }
 
     async fn signed_delivery_of(
         key_algorithm: truc_pki::KeyAlgorithm,
         attachment_name: &str,
-    ) -> (pb::Delivery, TrustRoots, tempfile::TempDir) {
+    ) -> (Delivery, TrustRoots, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let agencies = vec![
             ("000.00.00.G22".to_string(), "VPCP".to_string()),
@@ -131,7 +174,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let delivery = pb::Delivery {
+        let delivery = Delivery {
             document_id: prepared.document_id.clone(),
             envelope: Some(prepared.envelope),
             sender_certificate: credentials.certificate_der().to_vec(),

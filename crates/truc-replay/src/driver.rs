@@ -19,14 +19,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
+use truc_domain::views::{Delivery, HubItem, MoveRequest, SignatureState};
+use truc_domain::RawAttachment;
 use truc_domain::{AgencyCode, Limits, SplitMix64, Status};
 use truc_hub::config::DeliveryConfig;
 use truc_hub::{AgencyEntry, Directory, HubSetup};
 use truc_node::compose::{Attachment, Draft};
 use truc_node::verify::verify_delivery;
+use truc_node::Acks;
 use truc_node::{AxisClient, ClientError, HubAddresses};
 use truc_pki::{PkiPaths, TrustRoots};
-use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
 
 use crate::attachments::{AttachmentSizes, AttachmentsSent};
@@ -997,14 +999,15 @@ async fn send_document(
         ));
     }
     let expected_signature = if document.document_signed {
-        pb::DocumentSignatureState::DocumentSignatureValid
+        SignatureState::Valid
     } else {
-        pb::DocumentSignatureState::DocumentSignatureAbsent
+        SignatureState::Absent
     };
-    if response.document_signature != expected_signature as i32 {
+    if response.document_signature != expected_signature {
         return Err(format!(
             "document signature state {} where {} was expected",
-            response.document_signature, expected_signature as i32
+            response.document_signature.code(),
+            expected_signature.code()
         ));
     }
     shared.attachment_bytes.fetch_add(length, Ordering::Relaxed);
@@ -1078,11 +1081,11 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
                 message = stream.next() => message,
                 _ = stop.changed() => return,
             };
-            let kind = match message {
-                Some(Ok(message)) => message.kind,
+            let item = match message {
+                Some(Ok(item)) => item,
                 Some(Err(error)) => {
                     tracing::warn!(agency = %node.code, %error, "delivery stream broke; reopening");
-                    if truc_node::failover::hub_did_not_answer(&error) {
+                    if error.is_unreachable() {
                         node.client.move_on_from(hub);
                     }
                     break;
@@ -1092,18 +1095,14 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
                     break;
                 }
             };
-            match kind {
-                Some(pb::hub_message::Kind::Notice(notice)) => {
-                    if acks
-                        .send(truc_node::ack_message(vec![notice.queue_seq]))
-                        .await
-                        .is_err()
-                    {
+            match item {
+                HubItem::Notice(notice) => {
+                    if acks.ack(vec![notice.queue_seq]).await.is_err() {
                         break;
                     }
                     shared.notices.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(pb::hub_message::Kind::Delivery(delivery)) => {
+                HubItem::Delivery(delivery) => {
                     let Ok(slot) = shared.receive_slots.clone().acquire_owned().await else {
                         return;
                     };
@@ -1123,7 +1122,6 @@ async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
                         }
                     });
                 }
-                None => {}
             }
         }
         attempt += 1;
@@ -1142,10 +1140,10 @@ type Mover = mpsc::UnboundedSender<String>;
 async fn receive_delivery(
     node: &Node,
     shared: &Shared,
-    acks: &mpsc::Sender<pb::NodeMessage>,
+    acks: &Acks,
     moves: &Mover,
     handled: &Mutex<Recent>,
-    delivery: pb::Delivery,
+    delivery: Box<Delivery>,
 ) -> Result<(), String> {
     if delivery.recipient != node.code {
         return Err(format!("delivered for {}", delivery.recipient));
@@ -1157,7 +1155,7 @@ async fn receive_delivery(
         .insert(&delivery.document_id);
     if !first_time {
         // Sent again after a broken stream: already checked and moved.
-        let _ = acks.send(truc_node::ack_message(vec![queue_seq])).await;
+        let _ = acks.ack(vec![queue_seq]).await;
         return Ok(());
     }
     let verified = verify_delivery(&delivery, &node.roots)
@@ -1194,7 +1192,7 @@ async fn receive_delivery(
             }
         }
     }
-    acks.send(truc_node::ack_message(vec![queue_seq]))
+    acks.ack(vec![queue_seq])
         .await
         .map_err(|_| "the delivery stream closed before the acknowledgement".to_string())?;
     shared.arrived.fetch_add(1, Ordering::Relaxed);
@@ -1213,7 +1211,7 @@ async fn check_attachment(
     client: &AxisClient,
     document_id: &str,
     index: u32,
-    info: &pb::AttachmentInfo,
+    info: &RawAttachment,
 ) -> Result<(), Option<ClientError>> {
     let mut stream = client
         .fetch_attachment(document_id, index)
@@ -1222,9 +1220,9 @@ async fn check_attachment(
     let mut context = Context::new(&SHA256);
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|status| Some(ClientError::Refused(status)))?;
-        size += chunk.data.len() as u64;
-        context.update(&chunk.data);
+        let chunk = chunk.map_err(Some)?;
+        size += chunk.len() as u64;
+        context.update(&chunk);
     }
     if size == info.size_bytes && context.finish().as_ref() == info.sha256.as_slice() {
         Ok(())
@@ -1249,13 +1247,13 @@ async fn move_loop(
                 Err(_) => break,
             }
         }
-        let requests: Vec<pb::MoveStatusRequest> = documents
+        let requests: Vec<MoveRequest> = documents
             .iter()
             .flat_map(|document_id| {
-                node.moves.iter().map(|status| pb::MoveStatusRequest {
+                node.moves.iter().map(|&status| MoveRequest {
                     document_id: document_id.clone(),
                     recipient: String::new(),
-                    status: status.code() as i32,
+                    status,
                     reason: String::new(),
                 })
             })
@@ -1270,7 +1268,7 @@ async fn move_loop(
 async fn move_batch(
     node: &Node,
     shared: &Shared,
-    requests: Vec<pb::MoveStatusRequest>,
+    requests: Vec<MoveRequest>,
 ) -> Result<(), String> {
     let mut attempt = 0;
     let mut after_transient = false;

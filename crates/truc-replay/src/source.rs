@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use truc_domain::views::Report;
 use truc_domain::{AgencyCode, DocumentDate};
 use truc_node::AxisClient;
-use truc_proto::v1 as pb;
 use truc_store::{Store, StoreOptions};
 
 use crate::report::{AgencyFigures, HubFigures};
@@ -103,7 +103,7 @@ pub async fn figures_from_hub(
     Ok(figures)
 }
 
-fn from_report_rows(report: pb::ReportResponse) -> Result<HubFigures, SourceError> {
+fn from_report_rows(report: Report) -> Result<HubFigures, SourceError> {
     let mut agencies = BTreeMap::new();
     for row in report.rows {
         agencies.insert(

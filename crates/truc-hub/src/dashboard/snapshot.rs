@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use truc_domain::{AgencyCode, Status};
-use truc_proto::v1 as pb;
+use truc_domain::views::{NodeView, OverdueFilter};
+use truc_domain::{AgencyCode, BusinessType, Status};
 
 use crate::error::HubError;
 use crate::{feedback, intake, operator, Caller, Hub};
@@ -96,6 +96,16 @@ fn name_of(hub: &Hub, code: &str) -> String {
 
 fn status_name(code: u32) -> &'static str {
     Status::from_code(code).map_or("queued", Status::name)
+}
+
+/// A business type as the protocol spells it, which the page shows.
+fn business_type_name(kind: BusinessType) -> &'static str {
+    match kind {
+        BusinessType::New => "BUSINESS_TYPE_NEW",
+        BusinessType::Revoke => "BUSINESS_TYPE_REVOKE",
+        BusinessType::Update => "BUSINESS_TYPE_UPDATE",
+        BusinessType::Replace => "BUSINESS_TYPE_REPLACE",
+    }
 }
 
 /// `yyyymmdd` as `yyyy-mm-dd`.
@@ -276,7 +286,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
     });
     let nodes = listed.nodes;
     let now_ms = intake::now_unix_ms();
-    let with_node: Vec<&pb::NodeView> = nodes.iter().filter(|n| n.own_node).collect();
+    let with_node: Vec<&NodeView> = nodes.iter().filter(|n| n.own_node).collect();
     let online = with_node.iter().filter(|n| n.online).count();
     // Documents and notices apart: a notice waits for a sender's node and
     // says nothing about documents not yet delivered.
@@ -318,7 +328,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
         &Caller::Operator {
             name: "dashboard".into(),
         },
-        pb::ListOverdueRequest {
+        &OverdueFilter {
             agency: String::new(),
             limit: OVERDUE_ROWS_MAX.min(hub.limits.list_rows_max as u32),
         },
@@ -452,7 +462,7 @@ pub(super) fn document(hub: &Hub, operator: &str, document_id: &str) -> Result<V
                 .history
                 .iter()
                 .map(|entry| {
-                    let code = entry.status as u32;
+                    let code = entry.status.code() as u32;
                     timeline.push(json!({
                         "at_unix_ms": entry.at_unix_ms,
                         "event": status_name(code),
@@ -472,7 +482,7 @@ pub(super) fn document(hub: &Hub, operator: &str, document_id: &str) -> Result<V
             json!({
                 "recipient": recipient.recipient,
                 "name": name_of(hub, &recipient.recipient),
-                "current": status_name(recipient.current as u32),
+                "current": status_name(recipient.current.code() as u32),
                 "route": route,
                 "history": history,
             })
@@ -485,10 +495,8 @@ pub(super) fn document(hub: &Hub, operator: &str, document_id: &str) -> Result<V
         "sender_name": name_of(hub, &status.sender),
         "subject": status.subject,
         "accepted_at_unix_ms": status.accepted_at_unix_ms,
-        "business_type": pb::BusinessType::try_from(status.business_type)
-            .map_or("unknown", |kind| kind.as_str_name()),
-        "document_signature": pb::DocumentSignatureState::try_from(status.document_signature)
-            .map_or("unknown", |state| state.as_str_name()),
+        "business_type": business_type_name(status.business_type),
+        "document_signature": status.document_signature.as_str_name(),
         "recipients": recipients,
         "refused": status.refused.iter().map(|r| json!({"organ_id": r.organ_id, "reason": r.reason})).collect::<Vec<_>>(),
         "chain": status.chain.iter().map(|l| json!({"earlier": l.earlier, "later": l.later})).collect::<Vec<_>>(),
