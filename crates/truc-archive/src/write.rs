@@ -53,8 +53,10 @@ struct Known {
     audit_last_seq: u64,
     audit_previous_sha256: [u8; 32],
     audit_last_sha256: [u8; 32],
-    certificates: HashSet<String>,
-    attachments: HashSet<String>,
+    /// Digests of the certificates and attachments the file holds: 32
+    /// bytes each, as a month's file can name half a million attachments.
+    certificates: HashSet<[u8; 32]>,
+    attachments: HashSet<[u8; 32]>,
 }
 
 /// The hub's archive writer.
@@ -112,15 +114,17 @@ impl ArchiveWriter {
 
     /// What the file holds through `file.committed_bytes`: from memory if
     /// this writer wrote it last, else from its seals.
+    /// The remembered state is taken, not copied: a batch that fails does
+    /// not give it back, and the next one reads the seals again.
     fn known(&self, file: &ArchiveFile) -> Result<Known, StoreError> {
         if let Some(known) = self
             .known
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
+            .take()
             .filter(|k| k.name == file.name && k.committed_bytes == file.committed_bytes)
         {
-            return Ok(known.clone());
+            return Ok(known);
         }
         let mut known = Known {
             name: file.name.clone(),
@@ -155,10 +159,15 @@ impl ArchiveWriter {
         known.audit_last_sha256 = last.body.audit_last_sha256;
         for (_, seal) in &seals {
             for frame in &seal.body.frames {
+                let digest = || {
+                    hex::decode(&frame.name)
+                        .ok()
+                        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                };
                 if frame.kind == FrameKind::Certificate.byte() {
-                    known.certificates.insert(frame.name.clone());
+                    known.certificates.extend(digest());
                 } else if frame.kind == FrameKind::Attachment.byte() {
-                    known.attachments.insert(frame.name.clone());
+                    known.attachments.extend(digest());
                 }
             }
         }
@@ -291,20 +300,20 @@ impl ArchiveWriter {
         let document = &bundle.document;
         let certificate_sha256 = sha256(&document.sender_certificate);
         let certificate_hex = hex::encode(certificate_sha256);
-        if !known.certificates.contains(&certificate_hex) {
+        if !known.certificates.contains(&certificate_sha256) {
             let frame = CertificateFrame {
                 sha256: certificate_sha256,
                 der: document.sender_certificate.clone(),
             };
             out.frame(FrameKind::Certificate, &encode(&frame), &certificate_hex)
                 .map_err(|error| self.fail(name, error))?;
-            known.certificates.insert(certificate_hex);
+            known.certificates.insert(certificate_sha256);
         }
         for attachment in &document.attachments {
-            let digest_hex = hex::encode(attachment.sha256);
-            if known.attachments.contains(&digest_hex) {
+            if known.attachments.contains(&attachment.sha256) {
                 continue;
             }
+            let digest_hex = hex::encode(attachment.sha256);
             out.attachment(
                 &attachment.sha256,
                 attachment.size_bytes,
@@ -312,7 +321,7 @@ impl ArchiveWriter {
                 &digest_hex,
             )
             .map_err(|reason| self.fail(name, reason))?;
-            known.attachments.insert(digest_hex);
+            known.attachments.insert(attachment.sha256);
         }
         let frame = DocumentFrame {
             document_id: document.document_id.clone(),
