@@ -108,38 +108,82 @@ impl DocumentMaker {
         let count = self.agencies.len();
         let sender = (index % count as u64) as usize;
         let recipients = recipients_after(sender, self.mix.recipients_of(index), count);
-        let number = index + 1;
-        let draft = Draft {
-            from: self.agencies[sender].code.clone(),
-            from_name: self.agencies[sender].name.clone(),
-            to: recipients
-                .iter()
-                .map(|&r| self.agencies[r].code.clone())
-                .collect(),
-            number: number.to_string(),
-            notation: self.tag.notation.clone(),
-            place: "Hà Nội".into(),
-            date: self.tag.date.clone(),
-            document_type: 1,
-            document_type_name: "Công văn".into(),
-            subject: format!("Văn bản thử tải số {number} về việc liên thông văn bản điện tử"),
-            page_count: 1,
-            sign_document: self.sign_documents,
-            ..Draft::default()
-        };
-        let attachment = Attachment::bytes(
-            "van-ban.pdf",
-            "application/pdf",
-            attachment_content(index, self.tag.salt, self.attachment_bytes),
-        );
-        let prepared = Prepared::new(&draft, vec![attachment], &self.credentials[sender]).await?;
-        Ok(SignedDocument {
-            index,
-            sender,
-            recipients,
-            prepared,
-        })
+        sign_bench_document(
+            &self.agencies,
+            &self.credentials[sender],
+            &self.tag,
+            Signing {
+                index,
+                sender,
+                recipients,
+                attachment_bytes: self.attachment_bytes,
+                sign_document: self.sign_documents,
+                subject: format!(
+                    "Văn bản thử tải số {} về việc liên thông văn bản điện tử",
+                    index + 1
+                ),
+            },
+        )
+        .await
     }
+}
+
+/// What differs between one bench document and the next.
+pub(crate) struct Signing {
+    pub index: u64,
+    pub sender: usize,
+    pub recipients: Vec<usize>,
+    pub attachment_bytes: usize,
+    pub sign_document: bool,
+    pub subject: String,
+}
+
+/// One bench document from `agencies[sender]` to the `recipients`, its one
+/// attachment made from the index and the run's salt, signed by `credentials`.
+pub(crate) async fn sign_bench_document(
+    agencies: &[Agency],
+    credentials: &Credentials,
+    tag: &RunTag,
+    signing: Signing,
+) -> Result<SignedDocument, BenchError> {
+    let Signing {
+        index,
+        sender,
+        recipients,
+        attachment_bytes,
+        sign_document,
+        subject,
+    } = signing;
+    let draft = Draft {
+        from: agencies[sender].code.clone(),
+        from_name: agencies[sender].name.clone(),
+        to: recipients
+            .iter()
+            .map(|&r| agencies[r].code.clone())
+            .collect(),
+        number: (index + 1).to_string(),
+        notation: tag.notation.clone(),
+        place: "Hà Nội".into(),
+        date: tag.date.clone(),
+        document_type: 1,
+        document_type_name: "Công văn".into(),
+        subject,
+        page_count: 1,
+        sign_document,
+        ..Draft::default()
+    };
+    let attachment = Attachment::bytes(
+        "van-ban.pdf",
+        "application/pdf",
+        attachment_content(index, tag.salt, attachment_bytes),
+    );
+    let prepared = Prepared::new(&draft, vec![attachment], credentials).await?;
+    Ok(SignedDocument {
+        index,
+        sender,
+        recipients,
+        prepared,
+    })
 }
 
 /// Documents signed between two yields to the other tasks of the runtime.

@@ -23,11 +23,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use truc_domain::views::{Counts, StatusCode};
 use truc_domain::{SplitMix64, Status};
-use truc_node::compose::Prepared;
-use truc_node::{Attachment, AxisClient, Draft, NodeConfig, NodeEvent};
+use truc_node::{AxisClient, NodeConfig, NodeEvent};
 
 use crate::agencies::{Agency, ScenarioKind};
-use crate::documents::{attachment_content, sign_in_parallel, RunTag, SignedDocument};
+use crate::documents::{sign_bench_document, sign_in_parallel, RunTag, SignedDocument, Signing};
 use crate::error::BenchError;
 use crate::hub_process::{log_tail, HubExtras, HubTarget, SpawnedHub};
 use crate::latency::{LatencyRecorder, LatencySummary};
@@ -763,33 +762,23 @@ impl RandomRecipients {
         // Anyone but the sender.
         let drawn = random.below(self.agencies.len() as u64 - 1) as usize;
         let recipient = if drawn >= sender { drawn + 1 } else { drawn };
-        let number = index + 1;
-        let draft = Draft {
-            from: self.agencies[sender].code.clone(),
-            from_name: self.agencies[sender].name.clone(),
-            to: vec![self.agencies[recipient].code.clone()],
-            number: number.to_string(),
-            notation: self.tag.notation.clone(),
-            place: "Hà Nội".into(),
-            date: self.tag.date.clone(),
-            document_type: 1,
-            document_type_name: "Công văn".into(),
-            subject: format!("Văn bản thử tải số {number} gửi một trong nhiều đơn vị"),
-            page_count: 1,
-            ..Draft::default()
-        };
-        let attachment = Attachment::bytes(
-            "van-ban.pdf",
-            "application/pdf",
-            attachment_content(index, self.tag.salt, self.attachment_bytes),
-        );
-        let prepared = Prepared::new(&draft, vec![attachment], &self.credentials[sender]).await?;
-        Ok(SignedDocument {
-            index,
-            sender,
-            recipients: vec![recipient],
-            prepared,
-        })
+        sign_bench_document(
+            &self.agencies,
+            &self.credentials[sender],
+            &self.tag,
+            Signing {
+                index,
+                sender,
+                recipients: vec![recipient],
+                attachment_bytes: self.attachment_bytes,
+                sign_document: false,
+                subject: format!(
+                    "Văn bản thử tải số {} gửi một trong nhiều đơn vị",
+                    index + 1
+                ),
+            },
+        )
+        .await
     }
 }
 

@@ -469,17 +469,12 @@ async fn year(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let progress = |line: &str| eprintln!("bench: {line}");
     let mut report = truc_bench::year::run_year(&program, &options, &progress).await?;
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
-    print!("{}", report.table());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("bench: figures written to {}", path.display());
-    }
-    Ok(if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    finish(
+        &report,
+        report.table(),
+        report.failures.is_empty(),
+        args.json.as_deref(),
+    )
 }
 
 /// `truc bench --scenario nodes`: many nodes on one hub (`truc_bench::many_nodes`).
@@ -508,13 +503,29 @@ async fn many_nodes(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let progress = |line: &str| eprintln!("bench: {line}");
     let mut report = truc_bench::many_nodes::run_many_nodes(&program, &options, &progress).await?;
     report.command = std::env::args().collect::<Vec<_>>().join(" ");
-    print!("{}", report.table());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+    finish(
+        &report,
+        report.table(),
+        report.failures.is_empty(),
+        args.json.as_deref(),
+    )
+}
+
+/// Prints a run's table, writes its figures as JSON when asked, and fails
+/// the command when the run had failures.
+fn finish(
+    report: &impl serde::Serialize,
+    table: String,
+    clean: bool,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    print!("{table}");
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("bench: figures written to {}", path.display());
     }
-    Ok(if report.failures.is_empty() {
+    Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
