@@ -3,16 +3,18 @@
 //! its delivery stream, counting and acknowledging every delivery and notice
 //! at once, as a node that has written the document would.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
-use tokio_stream::StreamExt;
-use truc_domain::views::{HubItem, StatusCode};
+use truc_domain::views::{Delivery, HubItem, StatusCode, StatusNotice};
 use truc_domain::Status;
-use truc_node::AxisClient;
+use truc_node::{
+    Acks, AxisClient, ClientError, DeliveryHandler, Receipt, SessionEnd, StreamOptions,
+};
 use truc_pki::TrustRoots;
 
 use crate::agencies::Agency;
@@ -262,103 +264,142 @@ async fn run_node(
     code: String,
     window: u32,
     context: Arc<NodeContext>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     opened: oneshot::Sender<Result<(), String>>,
 ) {
-    let (acks, mut stream) = match client.deliveries(window).await {
-        Ok(pair) => {
-            let _ = opened.send(Ok(()));
-            pair
-        }
-        Err(error) => {
-            let _ = opened.send(Err(error.to_string()));
-            return;
-        }
+    let mut stopped = stop.clone();
+    let mut node = BenchNode {
+        me,
+        code,
+        context,
+        stop,
+        opened: Some(opened),
     };
-    let counters = &context.counters;
-    loop {
-        let message = tokio::select! {
-            message = stream.next() => message,
-            _ = stop.changed() => return,
-        };
-        let item = match message {
-            Some(Ok(item)) => item,
-            Some(Err(status)) => {
-                if !*stop.borrow() {
-                    counters.fail(format!("{code}: the delivery stream broke: {status}"));
-                }
-                return;
-            }
-            None => {
-                if !*stop.borrow() {
-                    counters.fail(format!("{code}: the hub ended the delivery stream"));
-                }
-                return;
-            }
-        };
-        let queue_seq = match item {
-            HubItem::Delivery(delivery) => {
-                let now = Instant::now();
-                if delivery.recipient != code {
-                    counters.fail(format!(
-                        "{code} was handed a delivery for {}",
-                        delivery.recipient
-                    ));
-                    return;
-                }
-                if let Some(roots) = &context.verify_with {
-                    if let Err(error) = truc_node::verify::verify_delivery(&delivery, roots) {
-                        // Not acknowledged: a node never accepts what does not verify.
-                        counters.fail(format!(
-                            "{code}: delivery {} does not verify: {error}",
-                            delivery.document_id
-                        ));
-                        continue;
-                    }
-                }
-                match context.tag.index_of(&delivery.document_id) {
-                    None => {
-                        counters.other_runs.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Some(index) => match context.current_phase() {
-                        Some(phase) if phase.delivered(index, now) => {
-                            if let Some(arrivals) = &phase.arrivals {
-                                arrivals
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push((delivery.document_id.clone(), me));
-                            }
-                        }
-                        _ => {
-                            counters.outside_phase.fetch_add(1, Ordering::AcqRel);
-                        }
-                    },
-                }
-                delivery.queue_seq
-            }
-            HubItem::Notice(notice) => {
-                if context.tag.index_of(&notice.document_id).is_none() {
-                    counters.other_runs.fetch_add(1, Ordering::AcqRel);
-                } else {
-                    // One notice carries every entry one write recorded on a
-                    // delivery: an arrival and the moves made with it.
-                    for entry in &notice.entries {
-                        if entry.status == StatusCode::Status(Status::Arrived) {
-                            counters.notices_arrived.fetch_add(1, Ordering::AcqRel);
-                        } else {
-                            counters.notices_moved.fetch_add(1, Ordering::AcqRel);
-                        }
-                    }
-                }
-                notice.queue_seq
-            }
-        };
-        if acks.ack(vec![queue_seq]).await.is_err() {
-            if !*stop.borrow() {
-                counters.fail(format!("{code}: the delivery stream closed"));
-            }
-            return;
+    let options = StreamOptions {
+        window,
+        batch_acks: false,
+    };
+    let shutdown = async move {
+        let _ = stopped.changed().await;
+    };
+    truc_node::run_deliveries(&client, options, &mut node, shutdown).await;
+}
+
+/// One agency's node: counts and times what arrives, acknowledging it at once.
+struct BenchNode {
+    /// The agency's place in the scenario's list.
+    me: usize,
+    code: String,
+    context: Arc<NodeContext>,
+    stop: watch::Receiver<bool>,
+    /// Told once whether the stream opened.
+    opened: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl BenchNode {
+    /// Records a failure of the run, unless the run is stopping.
+    fn fail_unless_stopped(&self, what: String) {
+        if !*self.stop.borrow() {
+            self.context.counters.fail(what);
         }
+    }
+
+    fn delivered(&self, delivery: &Delivery) -> Receipt {
+        let now = Instant::now();
+        let (code, context, counters) = (&self.code, &self.context, &self.context.counters);
+        if delivery.recipient != *code {
+            counters.fail(format!(
+                "{code} was handed a delivery for {}",
+                delivery.recipient
+            ));
+            return Receipt::Stop;
+        }
+        if let Some(roots) = &context.verify_with {
+            if let Err(error) = truc_node::verify::verify_delivery(delivery, roots) {
+                // Not acknowledged: a node never accepts what does not verify.
+                counters.fail(format!(
+                    "{code}: delivery {} does not verify: {error}",
+                    delivery.document_id
+                ));
+                return Receipt::Hold;
+            }
+        }
+        match context.tag.index_of(&delivery.document_id) {
+            None => {
+                counters.other_runs.fetch_add(1, Ordering::AcqRel);
+            }
+            Some(index) => match context.current_phase() {
+                Some(phase) if phase.delivered(index, now) => {
+                    if let Some(arrivals) = &phase.arrivals {
+                        arrivals
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((delivery.document_id.clone(), self.me));
+                    }
+                }
+                _ => {
+                    counters.outside_phase.fetch_add(1, Ordering::AcqRel);
+                }
+            },
+        }
+        Receipt::Ack
+    }
+
+    fn notified(&self, notice: &StatusNotice) -> Receipt {
+        let counters = &self.context.counters;
+        if self.context.tag.index_of(&notice.document_id).is_none() {
+            counters.other_runs.fetch_add(1, Ordering::AcqRel);
+        } else {
+            // One notice carries every entry one write recorded on a
+            // delivery: an arrival and the moves made with it.
+            for entry in &notice.entries {
+                if entry.status == StatusCode::Status(Status::Arrived) {
+                    counters.notices_arrived.fetch_add(1, Ordering::AcqRel);
+                } else {
+                    counters.notices_moved.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        }
+        Receipt::Ack
+    }
+}
+
+impl DeliveryHandler for BenchNode {
+    type Item = HubItem;
+
+    async fn opened(&mut self, _: SocketAddr) {
+        if let Some(opened) = self.opened.take() {
+            let _ = opened.send(Ok(()));
+        }
+    }
+
+    async fn handle(&mut self, item: HubItem, _: &Acks) -> Result<Receipt, ClientError> {
+        Ok(match item {
+            HubItem::Delivery(delivery) => self.delivered(&delivery),
+            HubItem::Notice(notice) => self.notified(&notice),
+        })
+    }
+
+    /// Never: the bench measures streams that hold.
+    fn reconnect(&mut self, end: &SessionEnd) -> Option<Duration> {
+        let code = &self.code;
+        match end {
+            SessionEnd::NotOpened(error) => {
+                if let Some(opened) = self.opened.take() {
+                    let _ = opened.send(Err(error.to_string()));
+                }
+            }
+            SessionEnd::Broke(error) | SessionEnd::Failed(error) => {
+                self.fail_unless_stopped(format!("{code}: the delivery stream broke: {error}"))
+            }
+            SessionEnd::Ended => {
+                self.fail_unless_stopped(format!("{code}: the hub ended the delivery stream"))
+            }
+            SessionEnd::AcksClosed => {
+                self.fail_unless_stopped(format!("{code}: the delivery stream closed"))
+            }
+        }
+        None
     }
 }
 

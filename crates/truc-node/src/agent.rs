@@ -23,8 +23,11 @@ use tokio_stream::StreamExt;
 use truc_pki::{Credentials, TrustRoots};
 use truc_proto::v1 as pb;
 
-use crate::client::{AxisClient, ClientError};
-use crate::failover::{FailoverOptions, HubAddresses, Jitter};
+use crate::client::{Acks, AxisClient, ClientError};
+use crate::deliveries::{
+    run_deliveries, Backoff, DeliveryHandler, Receipt, SessionEnd, StreamOptions,
+};
+use crate::failover::{FailoverOptions, HubAddresses};
 use crate::verify::{verify_wire, WireVerified};
 
 #[derive(Clone)]
@@ -166,7 +169,7 @@ async fn create_durable_folder(parent: &Path, folder: &Path) -> Result<(), Inbox
 }
 
 /// First wait before reconnecting; it doubles up to `backoff_max` while
-/// attempts fail, and starts again after a stream that opened.
+/// attempts fail, and starts again after a stream that opened ([`Backoff`]).
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 
 /// Runs the node until `shutdown` resolves: the delivery stream, and the
@@ -196,131 +199,74 @@ pub async fn run_node(config: NodeConfig, shutdown: impl std::future::Future<Out
 
 /// The delivery stream, reconnecting, until `shutdown` resolves.
 async fn run_delivery_stream(config: NodeConfig, shutdown: impl std::future::Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut backoff = BACKOFF_FIRST;
-    let mut jitter = Jitter::new(
-        config
-            .credentials
-            .cert_chain_der
-            .first()
-            .map_or(&[][..], Vec::as_slice),
-    );
-    // One client for every session: it knows which hub is current, so a
-    // stream that ends sends the next session to the next hub.
-    let mut client: Option<AxisClient> = None;
-    loop {
-        let mut opened = None;
-        let outcome = match client_of(&config, &mut client) {
-            Ok(current) => {
-                let session = session(&config, &current, &mut seen, &mut opened);
-                tokio::select! {
-                    _ = &mut shutdown => return,
-                    outcome = session => outcome,
-                }
-            }
-            Err(error) => Err(error),
-        };
-        match &outcome {
-            Ok(()) => tracing::info!("delivery stream ended; reconnecting"),
-            Err(error) => tracing::warn!(%error, "node session failed; reconnecting"),
-        }
-        // A hub that ended the stream is stopping, and one that broke it has
-        // stopped answering: the next session asks the next hub. A hub that
-        // refused something is asked again. (A stream that never opened has
-        // already been asked of every hub by the client.)
-        if let (Some(hub), Some(current)) = (opened, &client) {
-            if outcome
-                .as_ref()
-                .err()
-                .is_none_or(ClientError::is_unreachable)
-            {
-                current.move_on_from(hub);
-            }
-        }
-        // A hub that restarts ends every stream at once: a stream that had
-        // opened starts the backoff again, and the wait is spread over its
-        // second half so that the nodes do not all come back together.
-        if opened.is_some() {
-            backoff = BACKOFF_FIRST;
-        }
-        let wait = backoff / 2 + backoff.mul_f64(jitter.next_unit() / 2.0);
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        backoff = (backoff * 2).min(config.backoff_max);
-    }
-}
-
-/// The node's client, made at the first session (it connects at its first call).
-fn client_of(
-    config: &NodeConfig,
-    client: &mut Option<AxisClient>,
-) -> Result<AxisClient, ClientError> {
-    if let Some(client) = client {
-        return Ok(client.clone());
-    }
-    let made = AxisClient::lazy(
+    // One client for every stream: it knows which hub is current, so a
+    // stream that ends sends the next one to the next hub. It connects at
+    // its first call, so a node may start before its hubs.
+    let client = match AxisClient::lazy(
         &config.hubs,
         &config.roots,
         config.credentials.clone(),
         FailoverOptions::default(),
-    )?;
-    *client = Some(made.clone());
-    Ok(made)
+    ) {
+        Ok(client) => client,
+        Err(error) => {
+            // Made from the node's own credentials: no later attempt would fare better.
+            tracing::error!(%error, "node cannot make its client; no delivery stream");
+            return shutdown.await;
+        }
+    };
+    let seed = config
+        .credentials
+        .cert_chain_der
+        .first()
+        .map_or(&[][..], Vec::as_slice);
+    let mut inbox = Inbox {
+        own: own_code(&config),
+        backoff: Backoff::new(BACKOFF_FIRST, config.backoff_max, seed),
+        config: &config,
+        client: client.clone(),
+        seen: HashSet::new(),
+    };
+    let options = StreamOptions {
+        window: config.window,
+        batch_acks: true,
+    };
+    run_deliveries(&client, options, &mut inbox, shutdown).await;
 }
 
-/// One delivery stream, from its opening until it ends; `opened` is set to
-/// the hub that serves it.
-async fn session(
-    config: &NodeConfig,
-    client: &AxisClient,
-    seen: &mut HashSet<String>,
-    opened: &mut Option<SocketAddr>,
-) -> Result<(), ClientError> {
-    let (acks, mut stream) = client.wire_deliveries(config.window, true).await?;
-    let hub = client.current_hub();
-    *opened = Some(hub);
-    tracing::info!(%hub, "delivery stream open");
-    if let Some(events) = &config.events {
-        let _ = events.send(NodeEvent::Connected { hub }).await;
+/// The agent's part of the delivery loop: each delivery verified and
+/// written into the inbox (or remembered, without one), each notice recorded.
+struct Inbox<'a> {
+    config: &'a NodeConfig,
+    client: AxisClient,
+    /// The agency code of the node's own certificate.
+    own: Option<String>,
+    /// Deliveries received, when there is no inbox to find them in.
+    seen: HashSet<String>,
+    backoff: Backoff,
+}
+
+impl DeliveryHandler for Inbox<'_> {
+    type Item = pb::HubMessage;
+
+    async fn opened(&mut self, hub: SocketAddr) {
+        tracing::info!(%hub, "delivery stream open");
+        if let Some(events) = &self.config.events {
+            let _ = events.send(NodeEvent::Connected { hub }).await;
+        }
     }
-    let own = own_code(config);
-    // Acknowledgements wait while more messages are ready, then go in one
-    // message: the hub writes them in one durable write.
-    let mut ready_acks: Vec<u64> = Vec::new();
-    loop {
-        let next = if ready_acks.is_empty() {
-            stream.next().await
-        } else {
-            match tokio::time::timeout(Duration::ZERO, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    if acks
-                        .send(ack_message(std::mem::take(&mut ready_acks)))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                    continue;
-                }
+
+    async fn handle(&mut self, message: pb::HubMessage, _: &Acks) -> Result<Receipt, ClientError> {
+        let (config, own) = (self.config, self.own.as_deref());
+        let accepted = match message.kind {
+            Some(pb::hub_message::Kind::Delivery(delivery)) => {
+                receive(config, &self.client, &mut self.seen, delivery).await?
             }
-        };
-        let Some(message) = next else { break };
-        let message = message?;
-        let (seq, accepted) = match message.kind {
-            Some(pb::hub_message::Kind::Delivery(delivery)) => (
-                delivery.queue_seq,
-                receive(config, client, seen, delivery).await?,
-            ),
-            Some(pb::hub_message::Kind::Notice(notice)) if !sent_by(own.as_deref(), &notice) => {
+            Some(pb::hub_message::Kind::Notice(notice)) if !sent_by(own, &notice) => {
                 // A notice about a document this node received: its recall
                 // was agreed, and the document must not be acted on.
-                let seq = notice.queue_seq;
                 record_notice(config, &notice).await?;
-                let marked = mark_recalled(config, own.as_deref(), &notice).await?;
+                let marked = mark_recalled(config, own, &notice).await?;
                 if let Some(events) = &config.events {
                     let _ = events
                         .send(NodeEvent::Recalled {
@@ -330,10 +276,9 @@ async fn session(
                         })
                         .await;
                 }
-                (seq, true)
+                true
             }
             Some(pb::hub_message::Kind::Notice(notice)) => {
-                let seq = notice.queue_seq;
                 record_notice(config, &notice).await?;
                 if let (true, Some(inbox)) = (config.edxml, &config.inbox) {
                     crate::edxml_inbox::write_notice_messages(inbox, &notice).await?;
@@ -343,18 +288,30 @@ async fn session(
                         .send(NodeEvent::Notice(crate::wire::status_notice(notice)))
                         .await;
                 }
-                (seq, true)
+                true
             }
-            None => continue,
+            None => false,
         };
-        if accepted {
-            ready_acks.push(seq);
+        Ok(if accepted {
+            Receipt::Ack
+        } else {
+            Receipt::Hold
+        })
+    }
+
+    /// Forever: a node holds its stream as long as it runs.
+    fn reconnect(&mut self, end: &SessionEnd) -> Option<Duration> {
+        match end {
+            SessionEnd::Ended | SessionEnd::AcksClosed => {
+                tracing::info!("delivery stream ended; reconnecting")
+            }
+            SessionEnd::NotOpened(error) | SessionEnd::Broke(error) | SessionEnd::Failed(error) => {
+                tracing::warn!(%error, "node session failed; reconnecting")
+            }
         }
+        let opened = !matches!(end, SessionEnd::NotOpened(_));
+        Some(self.backoff.after(opened))
     }
-    if !ready_acks.is_empty() {
-        let _ = acks.send(ack_message(ready_acks)).await;
-    }
-    Ok(())
 }
 
 /// The message that acknowledges `queue_seqs`.

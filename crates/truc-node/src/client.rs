@@ -901,6 +901,10 @@ impl tokio_stream::Stream for Deliveries {
 pub struct Acks(tokio::sync::mpsc::Sender<pb::NodeMessage>);
 
 impl Acks {
+    pub(crate) fn new(sender: tokio::sync::mpsc::Sender<pb::NodeMessage>) -> Self {
+        Acks(sender)
+    }
+
     /// Acknowledges the items `queue_seqs` names (a delivery that arrived,
     /// a notice read).
     pub async fn ack(&self, queue_seqs: Vec<u64>) -> Result<(), ClientError> {

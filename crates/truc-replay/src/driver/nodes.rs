@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ring::digest::{Context, SHA256};
 use tokio::sync::mpsc;
@@ -11,15 +12,16 @@ use tokio_stream::StreamExt;
 use truc_domain::views::{Delivery, HubItem, MoveRequest};
 use truc_domain::RawAttachment;
 use truc_node::verify::verify_delivery;
-use truc_node::Acks;
-use truc_node::{AxisClient, ClientError};
+use truc_node::{
+    run_deliveries, Acks, AxisClient, ClientError, DeliveryHandler, Receipt, SessionEnd,
+    StreamOptions,
+};
 
 use super::{retry_delay, Node, Shared, TRANSIENT_ATTEMPTS_MAX};
 
 /// Most moves one unit makes in one call (the hub's default limit is 4,096).
 const MOVES_PER_CALL_MAX: usize = 1_024;
 
-/// One unit's delivery stream, reopened if it breaks, until the replay stops.
 /// The documents a unit handled lately. Only a delivery the hub has not
 /// recorded as acknowledged comes again, and the hub never has more than a
 /// window of those out at once: remembering the last few windows is enough,
@@ -55,85 +57,101 @@ impl Recent {
     }
 }
 
+/// One unit's delivery stream, reopened if it breaks, until the replay stops.
 pub(super) async fn receive_loop(node: Arc<Node>, shared: Arc<Shared>, moves: Mover) {
     // Four windows: what was in flight when a stream broke, with room to spare.
     let handled = Arc::new(Mutex::new(Recent::new(
         4 * (shared.options.window as usize).max(1),
     )));
     let mut stop = shared.stop.clone();
-    let mut attempt = 0;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let (acks, mut stream) = match node.client.deliveries(shared.options.window).await {
-            Ok(opened) => opened,
-            Err(error) if attempt < TRANSIENT_ATTEMPTS_MAX => {
-                tracing::warn!(agency = %node.code, %error, "delivery stream refused; retrying");
-                tokio::time::sleep(retry_delay(attempt)).await;
-                attempt += 1;
-                continue;
+    let options = StreamOptions {
+        window: shared.options.window,
+        batch_acks: false,
+    };
+    let client = node.client.clone();
+    let mut unit = UnitStream {
+        node,
+        shared,
+        moves,
+        handled,
+        attempt: 0,
+    };
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    run_deliveries(&client, options, &mut unit, shutdown).await;
+}
+
+/// A unit's part of the delivery loop: notices acknowledged and counted,
+/// deliveries received on tasks of their own, within the replay's bound.
+struct UnitStream {
+    node: Arc<Node>,
+    shared: Arc<Shared>,
+    moves: Mover,
+    handled: Arc<Mutex<Recent>>,
+    /// Streams opened or tried so far, over the whole replay.
+    attempt: u32,
+}
+
+impl DeliveryHandler for UnitStream {
+    type Item = HubItem;
+
+    async fn handle(&mut self, item: HubItem, acks: &Acks) -> Result<Receipt, ClientError> {
+        match item {
+            HubItem::Notice(notice) => {
+                // Counted once acknowledged: the outcome reports notices acknowledged.
+                acks.ack(vec![notice.queue_seq]).await?;
+                self.shared.notices.fetch_add(1, Ordering::Relaxed);
             }
-            Err(error) => {
-                shared.fail(format!("{}: delivery stream: {error}", node.code));
-                return;
-            }
-        };
-        // A stream its hub ended or that broke with its hub goes to the next hub.
-        let hub = node.client.current_hub();
-        loop {
-            let message = tokio::select! {
-                message = stream.next() => message,
-                _ = stop.changed() => return,
-            };
-            let item = match message {
-                Some(Ok(item)) => item,
-                Some(Err(error)) => {
-                    tracing::warn!(agency = %node.code, %error, "delivery stream broke; reopening");
-                    if error.is_unreachable() {
-                        node.client.move_on_from(hub);
+            HubItem::Delivery(delivery) => {
+                let Ok(slot) = self.shared.receive_slots.clone().acquire_owned().await else {
+                    return Ok(Receipt::Stop);
+                };
+                let node = self.node.clone();
+                let shared = self.shared.clone();
+                let acks = acks.clone();
+                let handled = self.handled.clone();
+                let moves = self.moves.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let document_id = delivery.document_id.clone();
+                    if let Err(error) =
+                        receive_delivery(&node, &shared, &acks, &moves, &handled, delivery).await
+                    {
+                        shared.fail(format!("{} receiving {document_id}: {error}", node.code));
                     }
-                    break;
-                }
-                None => {
-                    node.client.move_on_from(hub);
-                    break;
-                }
-            };
-            match item {
-                HubItem::Notice(notice) => {
-                    if acks.ack(vec![notice.queue_seq]).await.is_err() {
-                        break;
-                    }
-                    shared.notices.fetch_add(1, Ordering::Relaxed);
-                }
-                HubItem::Delivery(delivery) => {
-                    let Ok(slot) = shared.receive_slots.clone().acquire_owned().await else {
-                        return;
-                    };
-                    let node = node.clone();
-                    let shared = shared.clone();
-                    let acks = acks.clone();
-                    let handled = handled.clone();
-                    let moves = moves.clone();
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let document_id = delivery.document_id.clone();
-                        if let Err(error) =
-                            receive_delivery(&node, &shared, &acks, &moves, &handled, delivery)
-                                .await
-                        {
-                            shared.fail(format!("{} receiving {document_id}: {error}", node.code));
-                        }
-                    });
-                }
+                });
             }
         }
-        attempt += 1;
-        if attempt > TRANSIENT_ATTEMPTS_MAX {
-            shared.fail(format!("{}: the delivery stream keeps breaking", node.code));
-            return;
+        // The delivery's task acknowledges it once checked.
+        Ok(Receipt::Hold)
+    }
+
+    /// At once after a stream that opened, after a short wait after one
+    /// that did not, up to [`TRANSIENT_ATTEMPTS_MAX`] times in all.
+    fn reconnect(&mut self, end: &SessionEnd) -> Option<Duration> {
+        let code = &self.node.code;
+        if let SessionEnd::NotOpened(error) = end {
+            if self.attempt < TRANSIENT_ATTEMPTS_MAX {
+                tracing::warn!(agency = %code, %error, "delivery stream refused; retrying");
+                let wait = retry_delay(self.attempt);
+                self.attempt += 1;
+                return Some(wait);
+            }
+            self.shared
+                .fail(format!("{code}: delivery stream: {error}"));
+            return None;
         }
+        if let SessionEnd::Broke(error) = end {
+            tracing::warn!(agency = %code, %error, "delivery stream broke; reopening");
+        }
+        self.attempt += 1;
+        if self.attempt > TRANSIENT_ATTEMPTS_MAX {
+            self.shared
+                .fail(format!("{code}: the delivery stream keeps breaking"));
+            return None;
+        }
+        Some(Duration::ZERO)
     }
 }
 
