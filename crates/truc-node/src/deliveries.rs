@@ -48,6 +48,7 @@ impl StreamItem for pb::HubMessage {
         match &self.kind {
             Some(pb::hub_message::Kind::Delivery(delivery)) => delivery.queue_seq,
             Some(pb::hub_message::Kind::Notice(notice)) => notice.queue_seq,
+            // Never asked: `from_wire` keeps only messages with a kind.
             None => 0,
         }
     }
