@@ -1012,7 +1012,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.cluster {
-        return crate::crashtest_cluster::run(args, &root).await;
+        return crate::cluster::run(args, &root).await;
     }
     let mut rng = SplitMix64::new(args.seed);
     let documents = Arc::new(plan(args.documents, &mut rng));

@@ -607,7 +607,11 @@ async fn replay(
     for hub in &mut hubs {
         hub.kill_9();
     }
-    crate::replay_cmd::write_outputs(&report, args.json.as_ref(), None)?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.to_json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(
         if report.matches_published() == Some(true) && !faults.is_empty() {
             ExitCode::SUCCESS
