@@ -22,10 +22,11 @@ use truc_node::agent::inbox_name;
 use truc_node::AxisClient;
 use truc_pki::TrustRoots;
 
-use crate::crashtest::{
-    check_online, deliveries_in_flight, inbox_entries, plan, settle, setup, start_load, Checked,
-    CrashtestArgs, Layout, PlannedDocument, Process, Running, OPERATOR, RECIPIENTS,
-};
+use crate::check::{check_online, print_problems, Checked};
+use crate::layout::{setup, Layout, Process, RunFolder};
+use crate::load::{deliveries_in_flight, inbox_entries, start_load, Load, Running, AIM_WAIT_MAX};
+use crate::plan::{plan, totals, PlannedDocument, OPERATOR, RECIPIENTS};
+use crate::CrashtestArgs;
 
 /// How long a cut waits for its trigger's request before the power stops wherever the
 /// processes are.
@@ -282,204 +283,182 @@ fn check_stopped_store(data_dir: &Path, args: &CrashtestArgs) -> anyhow::Result<
         .collect())
 }
 
-pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
+/// What the cuts found so far.
+#[derive(Default)]
+struct Findings {
+    cuts: Vec<Cut>,
+    problems: Vec<String>,
+    /// The hub refusing to open what a cut left, naming what is missing.
+    refusals: Vec<String>,
+    /// Each delivery's history as the last check after a cut saw it.
+    seen: BTreeMap<(usize, &'static str), Vec<u32>>,
+    lost: usize,
+    notices_checked: usize,
+}
+
+/// The machine whose power is cut: the processes running on it first (so that they are
+/// killed before the file system under them goes away), the run's files and plan, and the
+/// power-cut file system with its switch.
+struct Machine {
+    hub: Process,
+    running: Running,
+    layout: Arc<Layout>,
+    roots: TrustRoots,
+    documents: Arc<Vec<PlannedDocument>>,
+    started: Instant,
+    switch: PowerSwitch,
+    disk: FaultFs,
+}
+
+pub(crate) async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let temporary;
-    let root = match &args.keep {
-        Some(path) => {
-            std::fs::create_dir_all(path)?;
-            if std::fs::read_dir(path)?.next().is_some() {
-                bail!(
-                    "{} is not empty: a crash test starts from nothing",
-                    path.display()
-                );
-            }
-            path.clone()
-        }
-        None => {
-            temporary = tempfile::Builder::new().prefix("truc-power-").tempdir()?;
-            temporary.path().to_owned()
-        }
-    };
-    let mount = root.join("disk");
+    let folder = RunFolder::create(args.keep.as_ref(), "truc-power-")?;
+    let mount = folder.path().join("disk");
     std::fs::create_dir_all(&mount)?;
-    let mut disk = FaultFs::mount(&mount).context("the power-cut file system")?;
+    let disk = FaultFs::mount(&mount).context("the power-cut file system")?;
     let switch: PowerSwitch = disk.switch();
     let mut rng = SplitMix64::new(args.seed);
     let documents = Arc::new(plan(args.documents, &mut rng));
-    let deliveries: usize = documents.iter().map(|d| d.recipients.len()).sum();
-    let moves: usize = documents
-        .iter()
-        .flat_map(|d| &d.recipients)
-        .map(|(_, m)| m.len())
-        .sum();
-    let layout = Arc::new(setup(&root, &mount)?);
+    let layout = Arc::new(setup(folder.path(), &mount)?);
     let roots = layout.pki.trust_roots()?;
-    // Sends spread over the cuts, so that every cut falls under load.
-    let mean_wait_ms = (args.kill_after_min_ms + args.kill_after_max_ms) as f64 / 2.0;
-    let rate = args.rate.unwrap_or_else(|| {
-        (args.documents as f64 / (f64::from(args.cuts) * (mean_wait_ms + 1500.0) / 1000.0)).max(1.0)
-    });
+    let rate = args.rate.unwrap_or_else(|| spread_rate(&args));
 
-    let (mut hub, _) = start_hub(&layout, &roots).await?;
-    let Running {
-        mut nodes,
-        load,
-        stop,
-        sender,
-        movers,
-    } = start_load(&layout, &roots, &documents, rate, args.concurrency)?;
-
-    let mut cuts = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
-    let mut refusals = Vec::new();
-    let mut seen: BTreeMap<(usize, &'static str), Vec<u32>> = BTreeMap::new();
-    let mut lost = 0usize;
-    let mut notices_checked = 0usize;
+    let (hub, _) = start_hub(&layout, &roots).await?;
+    let running = start_load(&layout, &roots, &documents, rate, args.concurrency)?;
+    let load = running.load.clone();
+    let mut machine = Machine {
+        hub,
+        running,
+        layout,
+        roots,
+        documents,
+        started,
+        switch,
+        disk,
+    };
+    let mut findings = Findings::default();
     for round in 0..args.cuts {
-        let span = args
-            .kill_after_max_ms
-            .saturating_sub(args.kill_after_min_ms)
-            + 1;
-        tokio::time::sleep(Duration::from_millis(
-            args.kill_after_min_ms + rng.below_modulo(span),
-        ))
-        .await;
+        tokio::time::sleep(args.kill_wait(&mut rng)).await;
         let aim = AIMS[round as usize % AIMS.len()];
-        // Wait (briefly) for the kind of work the cut aims at.
-        let aim_until = Instant::now() + crate::crashtest::AIM_WAIT_MAX;
-        let pending = loop {
-            let pending = {
-                let (layout, documents, load) = (layout.clone(), documents.clone(), load.clone());
-                tokio::task::spawn_blocking(move || {
-                    deliveries_in_flight(&layout, &documents, &load)
-                })
-                .await?
-            };
-            let ready = match aim {
-                Aim::Send | Aim::Payload => load.sends_in_flight.load(Ordering::SeqCst) > 0,
-                Aim::Move => load.moves_in_flight.load(Ordering::SeqCst) > 0,
-                Aim::Delivery => pending > 0,
-                Aim::Checkpoint | Aim::Rollover => true,
-            };
-            if ready || Instant::now() >= aim_until {
-                break pending;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        let (operation, path_contains) = aim.trigger(&mut rng);
-        if aim == Aim::Rollover {
-            // The hub stops (a crash, not yet a cut) and the cut falls while it starts again.
-            hub.kill_9();
+        if !machine.cut(round, aim, &mut rng, &mut findings).await? {
+            break;
         }
-        switch.arm(Trigger {
-            operation,
-            path_contains: path_contains.into(),
-            skip: rng.below_modulo(3),
-            apply_first: rng.below_modulo(2) == 1,
-        });
-        if aim == Aim::Rollover {
-            hub = layout.start_hub()?;
+    }
+    let documents = machine.documents.clone();
+    let duplicates = machine.finish(&args, &mut findings).await?;
+
+    let figures = Figures::new(&args, &documents, &load, started, &mut findings, duplicates);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
+    }
+    figures.print();
+    let Findings {
+        problems, refusals, ..
+    } = findings;
+    for refusal in &refusals {
+        eprintln!("refused: {refusal}");
+    }
+    if problems.is_empty() && refusals.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_problems(&problems);
+    eprintln!("{} problems, {} refusals", problems.len(), refusals.len());
+    // The file system is unmounted: its contents are gone, the logs are kept.
+    folder.keep_failed(&format!("truc-power-failed-{}", args.seed), "logs");
+    Ok(ExitCode::FAILURE)
+}
+
+/// Sends spread over the cuts, so that every cut falls under load.
+fn spread_rate(args: &CrashtestArgs) -> f64 {
+    let mean_wait_ms = (args.kill_after_min_ms + args.kill_after_max_ms) as f64 / 2.0;
+    (args.documents as f64 / (f64::from(args.cuts) * (mean_wait_ms + 1500.0) / 1000.0)).max(1.0)
+}
+
+/// How much of what was not synced a cut takes, drawn from the run's generator.
+fn cut_mode(rng: &mut SplitMix64) -> (CutMode, &'static str) {
+    match rng.below_modulo(4) {
+        0 => (CutMode::LoseAll, "lose-all"),
+        1 => (CutMode::KeepNames, "keep-names"),
+        _ => {
+            let seed = rng.next_u64();
+            (CutMode::Torn { seed }, "torn")
         }
-        let hit = {
-            let switch = switch.clone();
-            tokio::task::spawn_blocking(move || switch.wait_hit(HIT_WAIT_MAX)).await?
-        };
-        if hit.is_none() {
-            switch.stop_power();
-        }
-        let at = started.elapsed();
+    }
+}
+
+/// The machine is off: every process dies where it stands.
+fn power_off(switch: &PowerSwitch, hub: &mut Process, nodes: &mut BTreeMap<&'static str, Process>) {
+    hub.signal_kill();
+    for node in nodes.values_mut() {
+        node.signal_kill();
+    }
+    switch.power_off();
+    hub.kill_9();
+    for node in nodes.values_mut() {
+        node.kill_9();
+    }
+}
+
+impl Machine {
+    /// One power cut aimed at `aim`, the checks after it, and the hub and nodes started
+    /// again; `false` when the hub refused to open what the cut left, which ends the cuts.
+    async fn cut(
+        &mut self,
+        round: u32,
+        aim: Aim,
+        rng: &mut SplitMix64,
+        findings: &mut Findings,
+    ) -> anyhow::Result<bool> {
+        let load = self.running.load.clone();
+        let pending = self.wait_for_aim(aim).await?;
+        let hit = self.stop_power_at(aim, rng).await?;
+        let at = self.started.elapsed();
         let in_flight = (
             load.sends_in_flight.load(Ordering::SeqCst),
             load.moves_in_flight.load(Ordering::SeqCst),
         );
-        // The machine is off: every process dies where it stands.
-        hub.signal_kill();
-        for node in nodes.values_mut() {
-            node.signal_kill();
-        }
-        switch.power_off();
-        hub.kill_9();
-        for node in nodes.values_mut() {
-            node.kill_9();
-        }
+        power_off(&self.switch, &mut self.hub, &mut self.running.nodes);
         // No process is left to acknowledge anything: this is what was promised.
         let sends = load.acknowledged.lock().expect("acks").clone();
         let moves_acknowledged = load.moves_acknowledged.lock().expect("moves").clone();
-        let told_before = told(&layout);
-        let notices_before = notices_told(&layout);
-        let (mode, mode_name) = match rng.below_modulo(4) {
-            0 => (CutMode::LoseAll, "lose-all"),
-            1 => (CutMode::KeepNames, "keep-names"),
-            _ => {
-                let seed = rng.next_u64();
-                (CutMode::Torn { seed }, "torn")
-            }
-        };
-        let report = disk.cut(mode)?;
+        let told_before = told(&self.layout);
+        let notices_before = notices_told(&self.layout);
+        let (mode, mode_name) = cut_mode(rng);
+        let report = self.disk.cut(mode)?;
         let cut_at = Instant::now();
-        // The applications: every document a node told of is still in its inbox.
-        for (code, ids) in &told_before {
-            let inbox = layout.inbox(code);
-            let present = tokio::task::spawn_blocking(move || inbox_entries(&inbox)).await?;
-            for id in ids {
-                if !present.contains(&inbox_name(id)) {
-                    lost += 1;
-                    problems.push(format!(
-                        "cut {}: {code} was told of {id}, and the cut took it from the inbox",
-                        round + 1
-                    ));
-                }
-            }
-        }
-        for (code, files) in &notices_before {
-            let folder = layout.inbox(code).join(".notices");
-            let present = tokio::task::spawn_blocking(move || {
-                std::fs::read_dir(folder)
-                    .map(|entries| {
-                        entries
-                            .filter_map(Result::ok)
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .collect::<BTreeSet<String>>()
-                    })
-                    .unwrap_or_default()
-            })
+        findings
+            .check_inboxes(&self.layout, round, &told_before, &notices_before)
             .await?;
-            for file in files.difference(&present) {
-                lost += 1;
-                problems.push(format!(
-                    "cut {}: {code} was told of the notice {file}, and the cut took it",
-                    round + 1
-                ));
-            }
-            notices_checked += files.len();
-        }
-        let operator = match start_hub(&layout, &roots).await {
+        let operator = match start_hub(&self.layout, &self.roots).await {
             Ok((started_hub, operator)) => {
-                hub = started_hub;
+                self.hub = started_hub;
                 operator
             }
             Err(error) => {
-                refusals.push(format!(
+                findings.refusals.push(format!(
                     "cut {} ({aim:?}, {mode_name}): {error:#}",
                     round + 1
                 ));
                 eprintln!("cut {}: {error:#}", round + 1);
-                break;
+                return Ok(false);
             }
         };
         let (found, documents_checked) = check_after_cut(
             &operator,
-            &documents,
+            &self.documents,
             &sends,
             &moves_acknowledged,
-            &mut seen,
+            &mut findings.seen,
         )
         .await;
-        lost += found.len();
-        problems.extend(found.into_iter().map(|p| format!("cut {}: {p}", round + 1)));
+        findings.lost += found.len();
+        findings
+            .problems
+            .extend(found.into_iter().map(|p| format!("cut {}: {p}", round + 1)));
         for code in RECIPIENTS {
-            nodes.insert(code, layout.start_node(code)?);
+            self.running
+                .nodes
+                .insert(code, self.layout.start_node(code)?);
         }
         eprintln!(
             "cut {} at {aim:?} ({}): {} writes lost, {} torn, {} names lost; {} sends, {} \
@@ -498,7 +477,7 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
             cut_at.elapsed().as_millis(),
             documents_checked,
         );
-        cuts.push(Cut {
+        findings.cuts.push(Cut {
             after_start_ms: at.as_millis() as u64,
             aim,
             hit,
@@ -514,130 +493,246 @@ pub async fn run(args: CrashtestArgs) -> anyhow::Result<ExitCode> {
         if let Some(failure) = load.failure.lock().expect("failure").clone() {
             bail!("the load failed: {failure}");
         }
+        Ok(true)
     }
 
-    let mut duplicates = 0;
-    if refusals.is_empty() {
-        settle(
-            &layout,
-            &documents,
-            &load,
-            Duration::from_secs(args.settle_timeout_secs),
-        )
-        .await?;
-        stop.store(true, Ordering::SeqCst);
-        sender.await?;
-        for mover in movers {
-            mover.await?;
-        }
-        let Checked {
-            problems: found,
-            lost: lost_at_end,
-            duplicates: repeated,
-        } = check_online(&layout, &roots, &documents, &load).await?;
-        problems.extend(found);
-        lost += lost_at_end;
-        duplicates += repeated;
-        // A last cut with every process stopped, then the data directory itself.
-        hub.signal_kill();
-        for node in nodes.values_mut() {
-            node.signal_kill();
-        }
-        switch.power_off();
-        hub.kill_9();
-        for (_, mut node) in std::mem::take(&mut nodes) {
-            node.kill_9();
-        }
-        disk.cut(CutMode::LoseAll)?;
-        problems.extend(check_stopped_store(&layout.data_dir, &args)?);
-    } else {
-        stop.store(true, Ordering::SeqCst);
-        sender.abort();
-        for mover in movers {
-            mover.abort();
-        }
-        hub.kill_9();
-        for (_, mut node) in std::mem::take(&mut nodes) {
-            node.kill_9();
+    /// Waits (briefly) for the kind of work the cut aims at; returns the deliveries not yet
+    /// in their inbox.
+    async fn wait_for_aim(&self, aim: Aim) -> anyhow::Result<u64> {
+        let load = &self.running.load;
+        let aim_until = Instant::now() + AIM_WAIT_MAX;
+        loop {
+            let pending = {
+                let (layout, documents, load) =
+                    (self.layout.clone(), self.documents.clone(), load.clone());
+                tokio::task::spawn_blocking(move || {
+                    deliveries_in_flight(&layout, &documents, &load)
+                })
+                .await?
+            };
+            let ready = match aim {
+                Aim::Send | Aim::Payload => load.sends_in_flight.load(Ordering::SeqCst) > 0,
+                Aim::Move => load.moves_in_flight.load(Ordering::SeqCst) > 0,
+                Aim::Delivery => pending > 0,
+                Aim::Checkpoint | Aim::Rollover => true,
+            };
+            if ready || Instant::now() >= aim_until {
+                return Ok(pending);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    drop(disk);
 
-    let mut cuts_by_aim: BTreeMap<String, usize> = BTreeMap::new();
-    for cut in &cuts {
-        *cuts_by_aim.entry(format!("{:?}", cut.aim)).or_default() += 1;
+    /// Arms the switch at a request of the aim's kind and waits for it; `None` when it did
+    /// not come in time and the power stopped wherever the processes were.
+    async fn stop_power_at(
+        &mut self,
+        aim: Aim,
+        rng: &mut SplitMix64,
+    ) -> anyhow::Result<Option<truc_faultfs::Hit>> {
+        let (operation, path_contains) = aim.trigger(rng);
+        if aim == Aim::Rollover {
+            // The hub stops (a crash, not yet a cut) and the cut falls while it starts again.
+            self.hub.kill_9();
+        }
+        self.switch.arm(Trigger {
+            operation,
+            path_contains: path_contains.into(),
+            skip: rng.below_modulo(3),
+            apply_first: rng.below_modulo(2) == 1,
+        });
+        if aim == Aim::Rollover {
+            self.hub = self.layout.start_hub()?;
+        }
+        let hit = {
+            let switch = self.switch.clone();
+            tokio::task::spawn_blocking(move || switch.wait_hit(HIT_WAIT_MAX)).await?
+        };
+        if hit.is_none() {
+            self.switch.stop_power();
+        }
+        Ok(hit)
     }
-    let figures = Figures {
-        seed: args.seed,
-        documents: documents.len(),
-        deliveries,
-        moves,
-        cuts: cuts.len(),
-        cuts_by_aim,
-        cuts_at_their_request: cuts.iter().filter(|c| c.hit.is_some()).count(),
-        writes_lost: cuts.iter().map(|c| c.lost.writes_lost).sum(),
-        writes_torn: cuts.iter().map(|c| c.lost.writes_torn).sum(),
-        writes_kept_unsynced: cuts.iter().map(|c| c.lost.writes_kept).sum(),
-        entries_lost: cuts.iter().map(|c| c.lost.entries_lost).sum(),
-        entries_kept_unsynced: cuts.iter().map(|c| c.lost.entries_kept).sum(),
-        acknowledged_sends_checked: cuts.iter().map(|c| c.documents_checked).sum(),
-        acknowledged_moves_checked: cuts.iter().map(|c| c.moves_checked).sum(),
-        histories_checked: seen.len(),
-        notices_checked,
-        refusals: refusals.clone(),
-        lost,
-        duplicates,
-        send_retries: load.send_retries.load(Ordering::Relaxed),
-        move_retries: load.move_retries.load(Ordering::Relaxed),
-        seconds: started.elapsed().as_secs_f64(),
-        cut_list: cuts,
-    };
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
+
+    /// After the cuts: the load completes and the checks of `truc crashtest` run, then a
+    /// last cut with every process stopped and the data directory is checked itself; after
+    /// a refusal the load is abandoned. Returns the duplicates found, and unmounts the file
+    /// system.
+    async fn finish(self, args: &CrashtestArgs, findings: &mut Findings) -> anyhow::Result<usize> {
+        let Machine {
+            mut hub,
+            running,
+            layout,
+            roots,
+            documents,
+            switch,
+            mut disk,
+            ..
+        } = self;
+        let mut duplicates = 0;
+        if findings.refusals.is_empty() {
+            let load = running.load.clone();
+            let mut nodes = running
+                .complete(
+                    &layout,
+                    &documents,
+                    Duration::from_secs(args.settle_timeout_secs),
+                )
+                .await?;
+            let Checked {
+                problems: found,
+                lost: lost_at_end,
+                duplicates: repeated,
+            } = check_online(&layout, &roots, &documents, &load).await?;
+            findings.problems.extend(found);
+            findings.lost += lost_at_end;
+            duplicates += repeated;
+            // A last cut with every process stopped, then the data directory itself.
+            power_off(&switch, &mut hub, &mut nodes);
+            disk.cut(CutMode::LoseAll)?;
+            findings
+                .problems
+                .extend(check_stopped_store(&layout.data_dir, args)?);
+        } else {
+            let Running {
+                nodes,
+                stop,
+                sender,
+                movers,
+                ..
+            } = running;
+            stop.store(true, Ordering::SeqCst);
+            sender.abort();
+            for mover in movers {
+                mover.abort();
+            }
+            hub.kill_9();
+            for (_, mut node) in nodes {
+                node.kill_9();
+            }
+        }
+        drop(disk);
+        Ok(duplicates)
     }
-    println!(
-        "{} power cuts ({} at their aimed request; {}) over {} documents, {} deliveries, {} \
-         moves in {:.1} s: {} unsynced writes lost and {} torn, {} directory entries lost; {} \
-         acknowledged sends and {} acknowledged moves checked after the cuts; refusals {}, lost \
-         {}, duplicates {}",
-        figures.cuts,
-        figures.cuts_at_their_request,
-        figures
-            .cuts_by_aim
-            .iter()
-            .map(|(aim, n)| format!("{n} {aim}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        figures.documents,
-        figures.deliveries,
-        figures.moves,
-        figures.seconds,
-        figures.writes_lost,
-        figures.writes_torn,
-        figures.entries_lost,
-        figures.acknowledged_sends_checked,
-        figures.acknowledged_moves_checked,
-        figures.refusals.len(),
-        figures.lost,
-        figures.duplicates
-    );
-    for refusal in &refusals {
-        eprintln!("refused: {refusal}");
+}
+
+impl Findings {
+    /// The applications after a cut: every document and notice a node had told its
+    /// application of is still in its inbox.
+    async fn check_inboxes(
+        &mut self,
+        layout: &Layout,
+        round: u32,
+        told_before: &HashMap<&'static str, BTreeSet<String>>,
+        notices_before: &HashMap<&'static str, BTreeSet<String>>,
+    ) -> anyhow::Result<()> {
+        for (code, ids) in told_before {
+            let inbox = layout.inbox(code);
+            let present = tokio::task::spawn_blocking(move || inbox_entries(&inbox)).await?;
+            for id in ids {
+                if !present.contains(&inbox_name(id)) {
+                    self.lost += 1;
+                    self.problems.push(format!(
+                        "cut {}: {code} was told of {id}, and the cut took it from the inbox",
+                        round + 1
+                    ));
+                }
+            }
+        }
+        for (code, files) in notices_before {
+            let folder = layout.inbox(code).join(".notices");
+            let present = tokio::task::spawn_blocking(move || {
+                std::fs::read_dir(folder)
+                    .map(|entries| {
+                        entries
+                            .filter_map(Result::ok)
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect::<BTreeSet<String>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .await?;
+            for file in files.difference(&present) {
+                self.lost += 1;
+                self.problems.push(format!(
+                    "cut {}: {code} was told of the notice {file}, and the cut took it",
+                    round + 1
+                ));
+            }
+            self.notices_checked += files.len();
+        }
+        Ok(())
     }
-    if problems.is_empty() && refusals.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    for problem in problems.iter().take(20) {
-        eprintln!("✗ {problem}");
-    }
-    eprintln!("{} problems, {} refusals", problems.len(), refusals.len());
-    if args.keep.is_none() {
-        let kept = std::env::temp_dir().join(format!("truc-power-failed-{}", args.seed));
-        let _ = std::fs::remove_dir_all(&kept);
-        // The file system is unmounted: its contents are gone, the logs are kept.
-        if std::fs::rename(&root, &kept).is_ok() {
-            eprintln!("logs kept in {}", kept.display());
+}
+
+impl Figures {
+    fn new(
+        args: &CrashtestArgs,
+        documents: &[PlannedDocument],
+        load: &Load,
+        started: Instant,
+        findings: &mut Findings,
+        duplicates: usize,
+    ) -> Figures {
+        let (deliveries, moves) = totals(documents);
+        let cuts = std::mem::take(&mut findings.cuts);
+        let mut cuts_by_aim: BTreeMap<String, usize> = BTreeMap::new();
+        for cut in &cuts {
+            *cuts_by_aim.entry(format!("{:?}", cut.aim)).or_default() += 1;
+        }
+        Figures {
+            seed: args.seed,
+            documents: documents.len(),
+            deliveries,
+            moves,
+            cuts: cuts.len(),
+            cuts_by_aim,
+            cuts_at_their_request: cuts.iter().filter(|c| c.hit.is_some()).count(),
+            writes_lost: cuts.iter().map(|c| c.lost.writes_lost).sum(),
+            writes_torn: cuts.iter().map(|c| c.lost.writes_torn).sum(),
+            writes_kept_unsynced: cuts.iter().map(|c| c.lost.writes_kept).sum(),
+            entries_lost: cuts.iter().map(|c| c.lost.entries_lost).sum(),
+            entries_kept_unsynced: cuts.iter().map(|c| c.lost.entries_kept).sum(),
+            acknowledged_sends_checked: cuts.iter().map(|c| c.documents_checked).sum(),
+            acknowledged_moves_checked: cuts.iter().map(|c| c.moves_checked).sum(),
+            histories_checked: findings.seen.len(),
+            notices_checked: findings.notices_checked,
+            refusals: findings.refusals.clone(),
+            lost: findings.lost,
+            duplicates,
+            send_retries: load.send_retries.load(Ordering::Relaxed),
+            move_retries: load.move_retries.load(Ordering::Relaxed),
+            seconds: started.elapsed().as_secs_f64(),
+            cut_list: cuts,
         }
     }
-    Ok(ExitCode::FAILURE)
+
+    /// The run in one line.
+    fn print(&self) {
+        println!(
+            "{} power cuts ({} at their aimed request; {}) over {} documents, {} deliveries, {} \
+             moves in {:.1} s: {} unsynced writes lost and {} torn, {} directory entries lost; {} \
+             acknowledged sends and {} acknowledged moves checked after the cuts; refusals {}, lost \
+             {}, duplicates {}",
+            self.cuts,
+            self.cuts_at_their_request,
+            self.cuts_by_aim
+                .iter()
+                .map(|(aim, n)| format!("{n} {aim}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.documents,
+            self.deliveries,
+            self.moves,
+            self.seconds,
+            self.writes_lost,
+            self.writes_torn,
+            self.entries_lost,
+            self.acknowledged_sends_checked,
+            self.acknowledged_moves_checked,
+            self.refusals.len(),
+            self.lost,
+            self.duplicates
+        );
+    }
 }
