@@ -83,3 +83,33 @@ impl CrashtestArgs {
         Duration::from_millis(self.kill_after_min_ms + rng.below_modulo(span))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: CrashtestArgs,
+    }
+
+    #[test]
+    fn the_wait_between_faults_stays_within_the_flags() {
+        let args = Command::parse_from([
+            "crashtest",
+            "--kill-after-min-ms",
+            "300",
+            "--kill-after-max-ms",
+            "900",
+        ])
+        .args;
+        let mut rng = SplitMix64::new(1);
+        let waits: Vec<u128> = (0..1000)
+            .map(|_| args.kill_wait(&mut rng).as_millis())
+            .collect();
+        assert!(waits.iter().all(|ms| (300..=900).contains(ms)), "{waits:?}");
+    }
+}

@@ -712,3 +712,22 @@ async fn replay(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_spreads_database_failovers_among_hub_kills() {
+        let schedule = fault_schedule(10, 24);
+        assert_eq!(schedule.len(), 34);
+        assert_eq!(schedule.iter().filter(|k| **k == "database").count(), 10);
+        // Never two failovers in a row when hub kills outnumber them.
+        assert!(!schedule
+            .windows(2)
+            .any(|pair| pair == ["database", "database"]));
+        assert_eq!(fault_schedule(1, 1), ["hub", "database"]);
+        assert_eq!(fault_schedule(0, 2), ["hub", "hub"]);
+        assert!(fault_schedule(0, 0).is_empty());
+    }
+}

@@ -85,3 +85,30 @@ pub(crate) fn totals(documents: &[PlannedDocument]) -> (usize, usize) {
         .sum();
     (deliveries, moves)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_is_the_same_for_a_seed_and_every_delivery_is_to_another_agency() {
+        let first = plan(300, &mut SplitMix64::new(7));
+        let again = plan(300, &mut SplitMix64::new(7));
+        let documents = |plan: &[PlannedDocument]| -> Vec<String> {
+            plan.iter()
+                .map(|d| format!("{} {:?}", d.sender, d.recipients))
+                .collect()
+        };
+        assert_eq!(documents(&first), documents(&again));
+        for document in &first {
+            assert!(!document.recipients.is_empty());
+            for (recipient, moves) in &document.recipients {
+                assert_ne!(*recipient, document.sender);
+                // Moves are a prefix of the path, so the hub accepts them in order.
+                assert_eq!(*moves, &MOVES[..moves.len()]);
+            }
+        }
+        let (deliveries, _) = totals(&first);
+        assert!(deliveries >= first.len());
+    }
+}
