@@ -49,6 +49,28 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
 }
 
+/// The embedded hub of the demo, on a loopback port.
+struct RunningHub {
+    address: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), truc_hub::RunError>>,
+}
+
+/// The node agents, one per agency, and what they report.
+struct RunningNodes {
+    events: mpsc::Receiver<NodeEvent>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How the sends went: each one's latency, sorted, the documents' ids in order, and how
+/// long they all took.
+struct Sent {
+    latencies: Vec<Duration>,
+    document_ids: Vec<String>,
+    elapsed: Duration,
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let temporary = tempfile::tempdir()?;
     let root = args
@@ -69,6 +91,97 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(86_400),
     )
     .context("making the development PKI (is --keep pointing at an old demo?)")?;
+    let hub = start_hub(&root, &pki).await?;
+    let address = hub.address;
+    println!(
+        "hub on {address} (mutual TLS 1.3), {} agencies with their own certificates",
+        AGENCIES.len()
+    );
+    let mut nodes = start_nodes(address, &pki, &root)?;
+    let mut clients = BTreeMap::new();
+    for (code, _) in AGENCIES {
+        clients.insert(
+            code,
+            AxisClient::connect(address, &pki.trust_roots()?, pki.agency_credentials(code)?)
+                .await?,
+        );
+    }
+
+    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let started = Instant::now();
+    let sent = send_documents(&args, &clients, &limit).await?;
+    let expected = args.documents as usize * RECIPIENTS_PER_DOCUMENT;
+    let (deliveries, arrived_notices) = wait_for_deliveries(&mut nodes.events, expected).await?;
+    let delivered_elapsed = started.elapsed();
+    let moves_started = Instant::now();
+    let moves = move_deliveries(deliveries, &clients, &limit).await?;
+    let moves_elapsed = moves_started.elapsed();
+    // The sender hears of every move.
+    let mut notices = arrived_notices;
+    while notices < expected + moves {
+        let event = tokio::time::timeout(Duration::from_secs(60), nodes.events.recv())
+            .await
+            .context("status notices stopped arriving")?
+            .context("nodes stopped")?;
+        if matches!(event, NodeEvent::Notice(_)) {
+            notices += 1;
+        }
+    }
+
+    let operator = AxisClient::connect(
+        address,
+        &pki.trust_roots()?,
+        pki.operator_credentials(OPERATOR)?,
+    )
+    .await?;
+    let counts = operator.counts("", "").await?;
+    let example = operator
+        .get_status(&sent.document_ids[9.min(sent.document_ids.len() - 1)])
+        .await?;
+    print_counts(&counts);
+    print_example(&example);
+    let per_second =
+        |count: usize, elapsed: Duration| count as f64 / elapsed.as_secs_f64().max(1e-9);
+    println!();
+    println!(
+        "sent {} documents in {:.2} s: {:.0} documents/s ({} in flight); send→ack p50 {:.1} ms, p99 {:.1} ms",
+        args.documents,
+        sent.elapsed.as_secs_f64(),
+        per_second(args.documents as usize, sent.elapsed),
+        args.concurrency,
+        percentile(&sent.latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&sent.latencies, 0.99).as_secs_f64() * 1e3,
+    );
+    println!(
+        "{} deliveries verified and written to inboxes, all arrived after {:.2} s; {} status moves in {:.2} s ({:.0}/s); {} notices back to senders",
+        expected,
+        delivered_elapsed.as_secs_f64(),
+        moves,
+        moves_elapsed.as_secs_f64(),
+        per_second(moves, moves_elapsed),
+        notices,
+    );
+
+    let consistent =
+        counts.total_sent == u64::from(args.documents) && counts.total_received == expected as u64;
+    let _ = nodes.stop.send(true);
+    for node in nodes.tasks {
+        let _ = node.await;
+    }
+    drop((clients, operator));
+    let _ = hub.stop.send(());
+    hub.task.await??;
+    if consistent {
+        println!("every document reached every recipient exactly once; the hub's counts agree");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("the hub's counts disagree with what was sent");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// A hub on a loopback port, its data in `root`, the demo's agencies in its directory.
+async fn start_hub(root: &std::path::Path, pki: &truc_pki::PkiPaths) -> anyhow::Result<RunningHub> {
     let store =
         truc_store::Store::open(&root.join("hub-data"), &truc_store::StoreOptions::default())?;
     let directory = Directory::new(AGENCIES.iter().map(|(code, name)| {
@@ -86,22 +199,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let (stop_hub, hub_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, hub_stopped) = tokio::sync::oneshot::channel::<()>();
     // The PKI lives a day and goes with the demo: its expiry concerns no one.
     let observe = truc_hub::Observe {
         certificate_warning_days: 0,
         ..truc_hub::Observe::default()
     };
-    let hub = tokio::spawn(truc_hub::run_observed(listener, setup, observe, async {
+    let task = tokio::spawn(truc_hub::run_observed(listener, setup, observe, async {
         let _ = hub_stopped.await;
     }));
-    println!(
-        "hub on {address} (mutual TLS 1.3), {} agencies with their own certificates",
-        AGENCIES.len()
-    );
+    Ok(RunningHub {
+        address,
+        stop,
+        task,
+    })
+}
 
-    // One node per agency, each writing into its own inbox.
-    let (events, mut event_receiver) = mpsc::channel(4096);
+/// One node per agency, each writing into its own inbox.
+fn start_nodes(
+    address: std::net::SocketAddr,
+    pki: &truc_pki::PkiPaths,
+    root: &std::path::Path,
+) -> anyhow::Result<RunningNodes> {
+    let (events, event_receiver) = mpsc::channel(4096);
     let (stop_nodes, nodes_stopped) = tokio::sync::watch::channel(false);
     let mut nodes = Vec::new();
     for (code, _) in AGENCIES {
@@ -121,20 +241,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let _ = stopped.changed().await;
         })));
     }
-    drop(events);
+    Ok(RunningNodes {
+        events: event_receiver,
+        stop: stop_nodes,
+        tasks: nodes,
+    })
+}
 
-    let mut clients = BTreeMap::new();
-    for (code, _) in AGENCIES {
-        clients.insert(
-            code,
-            AxisClient::connect(address, &pki.trust_roots()?, pki.agency_credentials(code)?)
-                .await?,
-        );
-    }
+/// Every agency sends in turn, to the next three agencies, at most `--concurrency` at once.
+async fn send_documents(
+    args: &DemoArgs,
+    clients: &BTreeMap<&'static str, AxisClient>,
+    limit: &Arc<Semaphore>,
+) -> anyhow::Result<Sent> {
     let today = crate::today_in_vietnam();
-
-    // Send: every agency in turn, to the next three agencies.
-    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
     let mut sends = Vec::new();
     for number in 0..args.documents {
@@ -183,15 +303,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         latencies.push(latency);
         document_ids.push(response.document_id);
     }
-    let send_elapsed = started.elapsed();
+    let elapsed = started.elapsed();
     latencies.sort();
+    Ok(Sent {
+        latencies,
+        document_ids,
+        elapsed,
+    })
+}
 
-    // Wait for every delivery and every arrival notice.
-    let expected = args.documents as usize * RECIPIENTS_PER_DOCUMENT;
+/// Waits for every delivery and every arrival notice; returns the deliveries (document,
+/// recipient) and the arrival notices counted.
+async fn wait_for_deliveries(
+    events: &mut mpsc::Receiver<NodeEvent>,
+    expected: usize,
+) -> anyhow::Result<(Vec<(String, String)>, usize)> {
     let (mut delivered, mut arrived_notices) = (0usize, 0usize);
     let mut deliveries: Vec<(String, String)> = Vec::new();
     while delivered < expected || arrived_notices < expected {
-        let event = tokio::time::timeout(Duration::from_secs(60), event_receiver.recv())
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
             .await
             .context("deliveries stopped arriving")?
             .context("nodes stopped")?;
@@ -219,10 +349,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
-    let delivered_elapsed = started.elapsed();
+    Ok((deliveries, arrived_notices))
+}
 
-    // Recipients move their documents on; one in ten is rejected with a reason.
-    let moves_started = Instant::now();
+/// Recipients move their documents on; one in ten is rejected with a reason. Returns the
+/// moves made.
+async fn move_deliveries(
+    deliveries: Vec<(String, String)>,
+    clients: &BTreeMap<&'static str, AxisClient>,
+    limit: &Arc<Semaphore>,
+) -> anyhow::Result<usize> {
     let mut moving = Vec::new();
     for (index, (document_id, recipient)) in deliveries.into_iter().enumerate() {
         let client = clients[recipient.as_str()].clone();
@@ -254,31 +390,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for task in moving {
         moves += task.await??;
     }
-    let moves_elapsed = moves_started.elapsed();
+    Ok(moves)
+}
 
-    // The sender hears of every move.
-    let mut notices = arrived_notices;
-    while notices < expected + moves {
-        let event = tokio::time::timeout(Duration::from_secs(60), event_receiver.recv())
-            .await
-            .context("status notices stopped arriving")?
-            .context("nodes stopped")?;
-        if matches!(event, NodeEvent::Notice(_)) {
-            notices += 1;
-        }
-    }
-
-    let operator = AxisClient::connect(
-        address,
-        &pki.trust_roots()?,
-        pki.operator_credentials(OPERATOR)?,
-    )
-    .await?;
-    let counts = operator.counts("", "").await?;
-    let example = operator
-        .get_status(&document_ids[9.min(document_ids.len() - 1)])
-        .await?;
-
+/// The hub's counts per agency, as a table.
+fn print_counts(counts: &truc_domain::views::Counts) {
     println!();
     println!(
         "{:<15} {:<22} {:>6} {:>9}",
@@ -299,6 +415,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "{:<15} {:<22} {:>6} {:>9}",
         "total", "", counts.total_sent, counts.total_received
     );
+}
+
+/// One document's history at each recipient.
+fn print_example(example: &truc_domain::views::DocumentStatus) {
     println!();
     println!(
         "one document: {} — {}",
@@ -317,43 +437,5 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         println!("  {} {}", recipient.recipient, steps.join(" → "));
-    }
-    let per_second =
-        |count: usize, elapsed: Duration| count as f64 / elapsed.as_secs_f64().max(1e-9);
-    println!();
-    println!(
-        "sent {} documents in {:.2} s: {:.0} documents/s ({} in flight); send→ack p50 {:.1} ms, p99 {:.1} ms",
-        args.documents,
-        send_elapsed.as_secs_f64(),
-        per_second(args.documents as usize, send_elapsed),
-        args.concurrency,
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-    );
-    println!(
-        "{} deliveries verified and written to inboxes, all arrived after {:.2} s; {} status moves in {:.2} s ({:.0}/s); {} notices back to senders",
-        expected,
-        delivered_elapsed.as_secs_f64(),
-        moves,
-        moves_elapsed.as_secs_f64(),
-        per_second(moves, moves_elapsed),
-        notices,
-    );
-
-    let consistent =
-        counts.total_sent == u64::from(args.documents) && counts.total_received == expected as u64;
-    let _ = stop_nodes.send(true);
-    for node in nodes {
-        let _ = node.await;
-    }
-    drop((clients, operator));
-    let _ = stop_hub.send(());
-    hub.await??;
-    if consistent {
-        println!("every document reached every recipient exactly once; the hub's counts agree");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("the hub's counts disagree with what was sent");
-        Ok(ExitCode::FAILURE)
     }
 }

@@ -15,14 +15,11 @@ mod archive_cmd;
 mod audit_cmd;
 mod bench_cmd;
 mod connect;
-mod crashtest;
-mod crashtest_cluster;
 mod demo;
 mod edxml_cmd;
 mod feedback_cmd;
 mod grpc_cmd;
 mod operator_cmd;
-mod powercut;
 mod replay_cmd;
 mod report_cmd;
 mod store_cmd;
@@ -246,7 +243,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  truc crashtest                      # 24 hub kills, 8 node kills, 2,400 documents\n  truc crashtest --hub-kills 3 --node-kills 1 --documents 150 --seed 7\n  truc crashtest --power-cut --cuts 100 --documents 1500 --seed 1   # root, /dev/fuse"
     )]
-    Crashtest(crashtest::CrashtestArgs),
+    Crashtest(truc_crashtest::CrashtestArgs),
     /// gRPC server reflection and health of a running hub, over its mutual TLS.
     Grpc {
         #[command(subcommand)]
@@ -601,7 +598,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<ExitCode
         Command::Replay(args) => replay_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
         Command::Bench(args) => bench_cmd::run(args).await,
-        Command::Crashtest(args) => crashtest::run(args).await,
+        Command::Crashtest(args) => truc_crashtest::run(args).await,
         Command::Audit { command } => audit_cmd::run(command).await,
         Command::Grpc { command } => grpc_cmd::run(command).await,
         Command::Store { command } => store_cmd::run(command).await,
