@@ -1,10 +1,12 @@
 //! The `truc` binary: thin subcommands over the library crates.
 
 /// Allocation is a fifth of the replay's CPU with glibc's allocator, and a
-/// hub that runs for years must give back what it frees. jemalloc, with a
-/// background thread purging pages unused for a second (`.cargo/config.toml`
-/// compiles this in), held a year run's RSS about 40 % below mimalloc 2's in
-/// the same run (BENCHMARKS.md, "What the hub's memory grew with"). The
+/// hub that runs for years must give back what it frees. jemalloc held a
+/// year run's RSS about 40 % below mimalloc 2's in the same run, and with
+/// one arena per CPU and free pages purged at once (`.cargo/config.toml`
+/// compiles this in) the archive batches' passing peaks no longer stay in
+/// the RSS (BENCHMARKS.md, "What the hub's memory grew with" and "Arenas
+/// and purging"). The
 /// `system-allocator` feature keeps glibc's, for heap profilers that watch
 /// `malloc` (CONTRIBUTING.md).
 #[cfg(not(feature = "system-allocator"))]
