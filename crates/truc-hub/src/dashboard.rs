@@ -14,7 +14,6 @@
 
 mod snapshot;
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +24,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use ring::digest::{digest, SHA256};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 use crate::Hub;
 
@@ -202,54 +199,22 @@ pub struct DashboardSetup {
 }
 
 /// Serves the dashboard on `setup.listener` until the hub stops, then lets go of the port.
-pub(crate) async fn serve(
-    hub: Arc<Hub>,
-    setup: DashboardSetup,
-    mut stopping: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(hub: Arc<Hub>, setup: DashboardSetup, stopping: watch::Receiver<bool>) {
     let state = Arc::new(State {
         hub,
         token: setup.token,
         snapshots: snapshot::Snapshots::default(),
     });
-    let slots = Arc::new(Semaphore::new(DASHBOARD_CONNECTIONS_MAX));
-    // Dropped at the end, which ends any request still in progress.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = crate::observe::stopped(&mut stopping) => return,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = setup.listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "dashboard: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "dashboard: too many connections; dropped one");
-                    continue;
-                };
-                let state = state.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(state.respond(request).await) }
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service);
-                    if let Ok(Err(error)) =
-                        tokio::time::timeout(DASHBOARD_CONNECTION_TIMEOUT, connection).await
-                    {
-                        tracing::debug!(%peer, %error, "dashboard: connection failed");
-                    }
-                    drop(slot);
-                });
-            }
-        }
-    }
+    let limits = crate::http::Limits {
+        name: "dashboard",
+        connections_max: DASHBOARD_CONNECTIONS_MAX,
+        connection_timeout: DASHBOARD_CONNECTION_TIMEOUT,
+    };
+    crate::http::serve(setup.listener, limits, stopping, move |request| {
+        let state = state.clone();
+        async move { state.respond(request).await }
+    })
+    .await;
 }
 
 struct State {

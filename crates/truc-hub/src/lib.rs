@@ -19,6 +19,7 @@ mod delivery;
 pub mod directory;
 mod error;
 mod feedback;
+mod http;
 mod identity;
 mod intake;
 mod leases;

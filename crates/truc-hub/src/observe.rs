@@ -2,19 +2,15 @@
 //! server reflection on the Axis port (mutual TLS like everything there),
 //! and the Prometheus scrape endpoint on a port of its own (plain HTTP).
 
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
@@ -219,48 +215,32 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) async fn serve_metrics(
     listener: TcpListener,
     handle: PrometheusHandle,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(METRICS_CONNECTIONS_MAX));
-    // Dropped at the end, which ends any scrape still in progress.
-    let mut connections = JoinSet::new();
-    let mut upkeep = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = stopped(&mut stopping) => return,
-            _ = upkeep.tick() => handle.run_upkeep(),
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "metrics: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "metrics: too many scrape connections; dropped one");
-                    continue;
-                };
-                let handle = handle.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let response = respond(&handle, &request);
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service);
-                    if let Ok(Err(error)) =
-                        tokio::time::timeout(METRICS_CONNECTION_TIMEOUT, connection).await
-                    {
-                        tracing::debug!(%peer, %error, "metrics: connection failed");
-                    }
-                    drop(slot);
-                });
+    // Histograms are folded whether or not anyone scrapes.
+    let upkeep = {
+        let handle = handle.clone();
+        let mut stopping = stopping.clone();
+        async move {
+            let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = stopped(&mut stopping) => return,
+                    _ = ticks.tick() => handle.run_upkeep(),
+                }
             }
         }
-    }
+    };
+    let limits = crate::http::Limits {
+        name: "metrics",
+        connections_max: METRICS_CONNECTIONS_MAX,
+        connection_timeout: METRICS_CONNECTION_TIMEOUT,
+    };
+    let serve = crate::http::serve(listener, limits, stopping, move |request| {
+        let response = respond(&handle, &request);
+        async move { response }
+    });
+    tokio::join!(upkeep, serve);
 }
 
 fn respond(handle: &PrometheusHandle, request: &Request<Incoming>) -> Response<Full<Bytes>> {
