@@ -128,75 +128,155 @@ fn per_minute(now: u64, then: u64, elapsed: Duration) -> Value {
 
 fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError> {
     let started = Instant::now();
+    let traffic = Traffic::read(hub)?;
+    let (rates, agencies) = traffic.rates_and_agencies(hub, samples);
+    let (sent_total, received_total) = traffic.totals();
+    let (days, months) = traffic.days_and_months();
+    let (funnel, recent) = funnel_and_recent(hub)?;
+    let now_ms = intake::now_unix_ms();
+    let (nodes, storage) = nodes_and_storage(hub, now_ms)?;
+    let overdue = overdue_rows(hub)?;
+    Ok(json!({
+        "generated_at_unix_ms": now_ms,
+        "compute_ms": started.elapsed().as_millis() as u64,
+        "totals": {
+            "documents_sent": sent_total,
+            "deliveries_received": received_total,
+            "agencies_with_traffic": traffic.agencies.len(),
+            "agencies_registered": hub.directory().len(),
+        },
+        "rates": rates,
+        "agencies": agencies,
+        "days": days,
+        "months": months,
+        "funnel": funnel,
+        "nodes": nodes,
+        "overdue": overdue,
+        "storage": storage,
+        "store": store_figures(hub)?,
+        "retention": retention_figures(hub),
+        "recent": recent,
+    }))
+}
 
-    // Counters: per agency, per day and per month, exact at every moment.
-    let counters = hub.store.counter_entries()?;
-    let mut agencies: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut days: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    for ((agency, date), (sent, received)) in &counters {
-        let total = agencies.entry(agency.clone()).or_default();
-        total.0 += sent;
-        total.1 += received;
-        let day = days.entry(*date).or_default();
-        day.0 += sent;
-        day.1 += received;
-    }
-    let mut months: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    for (date, (sent, received)) in &days {
-        let month = months.entry(date / 100).or_default();
-        month.0 += sent;
-        month.1 += received;
+/// (sent, received) per agency, per day and per month, from the counters:
+/// exact at every moment.
+struct Traffic {
+    agencies: BTreeMap<String, (u64, u64)>,
+    days: BTreeMap<u32, (u64, u64)>,
+    months: BTreeMap<u32, (u64, u64)>,
+}
+
+impl Traffic {
+    fn read(hub: &Hub) -> Result<Traffic, HubError> {
+        let mut traffic = Traffic {
+            agencies: BTreeMap::new(),
+            days: BTreeMap::new(),
+            months: BTreeMap::new(),
+        };
+        for ((agency, date), (sent, received)) in &hub.store.counter_entries()? {
+            for total in [
+                traffic.agencies.entry(agency.clone()).or_default(),
+                traffic.days.entry(*date).or_default(),
+                traffic.months.entry(date / 100).or_default(),
+            ] {
+                total.0 += sent;
+                total.1 += received;
+            }
+        }
+        Ok(traffic)
     }
 
-    // Rates: the change since the oldest sample within the window.
-    let now = Instant::now();
-    while samples.len() > 1
-        && samples
-            .get(1)
-            .is_some_and(|(at, _)| now.duration_since(*at) >= RATE_WINDOW)
-    {
-        samples.pop_front();
+    fn totals(&self) -> (u64, u64) {
+        total(&self.agencies)
     }
-    let empty = BTreeMap::new();
-    let (elapsed, earlier) = samples
-        .front()
-        .map_or((Duration::ZERO, &empty), |(at, totals)| {
-            (now.duration_since(*at), totals)
-        });
-    let total = |map: &BTreeMap<String, (u64, u64)>| {
-        map.values()
-            .fold((0u64, 0u64), |acc, (s, r)| (acc.0 + s, acc.1 + r))
-    };
-    let (sent_total, received_total) = total(&agencies);
-    let (sent_before, received_before) = total(earlier);
-    let mut busiest: Vec<(&String, &(u64, u64))> = agencies.iter().collect();
-    busiest.sort_by(|a, b| (b.1 .0 + b.1 .1).cmp(&(a.1 .0 + a.1 .1)).then(a.0.cmp(b.0)));
-    let agency_rows: Vec<Value> = busiest
-        .iter()
-        .take(AGENCY_ROWS_MAX)
-        .map(|(code, (sent, received))| {
-            let (sent_then, received_then) = earlier.get(*code).copied().unwrap_or_default();
-            json!({
-                "code": code,
-                "name": name_of(hub, code),
-                "sent": sent,
-                "received": received,
-                "sent_per_minute": per_minute(*sent, sent_then, elapsed),
-                "received_per_minute": per_minute(*received, received_then, elapsed),
+
+    /// The rates over the window, and the busiest agencies with theirs; the
+    /// change since the oldest sample within the window, this one added.
+    fn rates_and_agencies(&self, hub: &Hub, samples: &mut VecDeque<Sample>) -> (Value, Value) {
+        let now = Instant::now();
+        while samples.len() > 1
+            && samples
+                .get(1)
+                .is_some_and(|(at, _)| now.duration_since(*at) >= RATE_WINDOW)
+        {
+            samples.pop_front();
+        }
+        let empty = BTreeMap::new();
+        let (elapsed, earlier) = samples
+            .front()
+            .map_or((Duration::ZERO, &empty), |(at, totals)| {
+                (now.duration_since(*at), totals)
+            });
+        let (sent_total, received_total) = self.totals();
+        let (sent_before, received_before) = total(earlier);
+        let mut busiest: Vec<(&String, &(u64, u64))> = self.agencies.iter().collect();
+        busiest.sort_by(|a, b| (b.1 .0 + b.1 .1).cmp(&(a.1 .0 + a.1 .1)).then(a.0.cmp(b.0)));
+        let rows: Vec<Value> = busiest
+            .iter()
+            .take(AGENCY_ROWS_MAX)
+            .map(|(code, (sent, received))| {
+                let (sent_then, received_then) = earlier.get(*code).copied().unwrap_or_default();
+                json!({
+                    "code": code,
+                    "name": name_of(hub, code),
+                    "sent": sent,
+                    "received": received,
+                    "sent_per_minute": per_minute(*sent, sent_then, elapsed),
+                    "received_per_minute": per_minute(*received, received_then, elapsed),
+                })
             })
-        })
-        .collect();
-    let rates = json!({
-        "window_seconds": elapsed.as_secs_f64(),
-        "sent_per_minute": per_minute(sent_total, sent_before, elapsed),
-        "received_per_minute": per_minute(received_total, received_before, elapsed),
-    });
-    samples.push_back((now, agencies.clone()));
-    while samples.len() > RATE_SAMPLES_MAX {
-        samples.pop_front();
+            .collect();
+        let rates = json!({
+            "window_seconds": elapsed.as_secs_f64(),
+            "sent_per_minute": per_minute(sent_total, sent_before, elapsed),
+            "received_per_minute": per_minute(received_total, received_before, elapsed),
+        });
+        samples.push_back((now, self.agencies.clone()));
+        while samples.len() > RATE_SAMPLES_MAX {
+            samples.pop_front();
+        }
+        let agencies = json!({"rows": rows, "truncated": self.agencies.len() > AGENCY_ROWS_MAX});
+        (rates, agencies)
     }
 
-    // The funnel and the latest documents: one pass over the stored documents.
+    /// The latest days and months, oldest first.
+    fn days_and_months(&self) -> (Value, Value) {
+        let day_rows: Vec<Value> = self
+            .days
+            .iter()
+            .rev()
+            .take(DAYS_MAX)
+            .rev()
+            .map(|(date, (sent, received))| json!({"date": iso_date(*date), "sent": sent, "received": received}))
+            .collect();
+        let month_rows: Vec<Value> = self
+            .months
+            .iter()
+            .rev()
+            .take(MONTHS_MAX)
+            .rev()
+            .map(|(month, (sent, received))| {
+                json!({"month": format!("{:04}-{:02}", month / 100, month % 100), "sent": sent, "received": received})
+            })
+            .collect();
+        (
+            json!({"rows": day_rows, "truncated": self.days.len() > DAYS_MAX}),
+            json!({"rows": month_rows, "truncated": self.months.len() > MONTHS_MAX}),
+        )
+    }
+}
+
+/// (sent, received) summed over agencies.
+fn total(map: &BTreeMap<String, (u64, u64)>) -> (u64, u64) {
+    map.values()
+        .fold((0u64, 0u64), |acc, (s, r)| (acc.0 + s, acc.1 + r))
+}
+
+/// How far the deliveries got (live ones and the figures kept for archived
+/// ones), and the latest accepted documents: one pass over the stored
+/// documents.
+fn funnel_and_recent(hub: &Hub) -> Result<(Value, Value), HubError> {
     let mut reached = [0u64; FUNNEL.len()];
     let (mut deliveries, mut queued, mut rejected, mut recalled) = (0u64, 0u64, 0u64, 0u64);
     let mut recent: Vec<(i64, Value)> = Vec::with_capacity(RECENT_DOCUMENTS_MAX + 1);
@@ -241,7 +321,6 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             recent.truncate(RECENT_DOCUMENTS_MAX);
         }
     }
-    // Deliveries of archived documents, from the figures kept for them.
     let mut archived_deliveries = 0u64;
     for figures in hub.store.retained_figures()?.values() {
         archived_deliveries += figures.deliveries;
@@ -259,10 +338,23 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             |(status, count)| json!({"code": status.code(), "name": status.name(), "count": count}),
         )
         .collect();
+    let funnel = json!({
+        "deliveries": deliveries,
+        "archived": archived_deliveries,
+        "queued": queued,
+        "stages": stages,
+        "rejected": rejected,
+        "recalled": recalled,
+    });
+    let recent: Vec<Value> = recent.into_iter().map(|(_, row)| row).collect();
+    Ok((funnel, json!(recent)))
+}
 
-    // Nodes: the directory with each node's state, as `ListNodes` gives it.
+/// The nodes with the deepest queues, as `ListNodes` gives them, and where
+/// the hub stores and which hubs serve them.
+fn nodes_and_storage(hub: &Hub, now_ms: i64) -> Result<(Value, Value), HubError> {
     let listed = operator::list_nodes(hub)?;
-    let mut hubs: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut hubs: BTreeMap<&str, usize> = BTreeMap::new();
     for node in &listed.nodes {
         if !node.serving_hub.is_empty() {
             *hubs.entry(node.serving_hub.as_str()).or_default() += 1;
@@ -284,9 +376,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
         })),
         "hubs": hubs.iter().map(|(name, nodes)| json!({"hub": name, "nodes": nodes})).collect::<Vec<_>>(),
     });
-    let nodes = listed.nodes;
-    let now_ms = intake::now_unix_ms();
-    let with_node: Vec<&NodeView> = nodes.iter().filter(|n| n.own_node).collect();
+    let with_node: Vec<&NodeView> = listed.nodes.iter().filter(|n| n.own_node).collect();
     let online = with_node.iter().filter(|n| n.online).count();
     // Documents and notices apart: a notice waits for a sender's node and
     // says nothing about documents not yet delivered.
@@ -300,7 +390,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             .then(b.online.cmp(&a.online))
             .then(a.organ_id.cmp(&b.organ_id))
     });
-    let node_rows: Vec<Value> = deepest
+    let rows: Vec<Value> = deepest
         .iter()
         .take(NODE_ROWS_MAX)
         .map(|node| {
@@ -321,8 +411,19 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             })
         })
         .collect();
+    let nodes = json!({
+        "with_node": with_node.len(),
+        "online": online,
+        "documents_queued": documents_queued,
+        "notices_queued": notices_queued,
+        "rows": rows,
+        "truncated": with_node.len() > NODE_ROWS_MAX,
+    });
+    Ok((nodes, storage))
+}
 
-    // Overdue deliveries still owed, as `ListOverdue` gives them to an operator.
+/// Overdue deliveries still owed, as `ListOverdue` gives them to an operator.
+fn overdue_rows(hub: &Hub) -> Result<Value, HubError> {
     let overdue = feedback::list_overdue(
         hub,
         &Caller::Operator {
@@ -333,7 +434,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             limit: OVERDUE_ROWS_MAX.min(hub.limits.list_rows_max as u32),
         },
     )?;
-    let overdue_rows: Vec<Value> = overdue
+    let rows: Vec<Value> = overdue
         .deliveries
         .iter()
         .map(|row| {
@@ -348,59 +449,7 @@ fn overview(hub: &Hub, samples: &mut VecDeque<Sample>) -> Result<Value, HubError
             })
         })
         .collect();
-
-    let day_rows: Vec<Value> = days
-        .iter()
-        .rev()
-        .take(DAYS_MAX)
-        .rev()
-        .map(|(date, (sent, received))| json!({"date": iso_date(*date), "sent": sent, "received": received}))
-        .collect();
-    let month_rows: Vec<Value> = months
-        .iter()
-        .rev()
-        .take(MONTHS_MAX)
-        .rev()
-        .map(|(month, (sent, received))| {
-            json!({"month": format!("{:04}-{:02}", month / 100, month % 100), "sent": sent, "received": received})
-        })
-        .collect();
-
-    Ok(json!({
-        "generated_at_unix_ms": now_ms,
-        "compute_ms": started.elapsed().as_millis() as u64,
-        "totals": {
-            "documents_sent": sent_total,
-            "deliveries_received": received_total,
-            "agencies_with_traffic": agencies.len(),
-            "agencies_registered": hub.directory().len(),
-        },
-        "rates": rates,
-        "agencies": {"rows": agency_rows, "truncated": agencies.len() > AGENCY_ROWS_MAX},
-        "days": {"rows": day_rows, "truncated": days.len() > DAYS_MAX},
-        "months": {"rows": month_rows, "truncated": months.len() > MONTHS_MAX},
-        "funnel": {
-            "deliveries": deliveries,
-            "archived": archived_deliveries,
-            "queued": queued,
-            "stages": stages,
-            "rejected": rejected,
-            "recalled": recalled,
-        },
-        "nodes": {
-            "with_node": with_node.len(),
-            "online": online,
-            "documents_queued": documents_queued,
-            "notices_queued": notices_queued,
-            "rows": node_rows,
-            "truncated": with_node.len() > NODE_ROWS_MAX,
-        },
-        "overdue": {"rows": overdue_rows, "truncated": overdue.truncated},
-        "storage": storage,
-        "store": store_figures(hub)?,
-        "retention": retention_figures(hub),
-        "recent": recent.into_iter().map(|(_, row)| row).collect::<Vec<_>>(),
-    }))
+    Ok(json!({"rows": rows, "truncated": overdue.truncated}))
 }
 
 /// The live store's size and what its archives hold.
