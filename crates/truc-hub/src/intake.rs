@@ -50,143 +50,15 @@ pub(crate) async fn send(
     public_key: truc_domain::PublicKey,
     mut stream: Streaming<pb::SendRequest>,
 ) -> Result<pb::SendResponse, HubError> {
-    let envelope = match stream.next().await {
-        Some(Ok(pb::SendRequest {
-            part: Some(pb::send_request::Part::Envelope(envelope)),
-        })) => envelope,
-        Some(Ok(_)) => {
-            return Err(HubError::invalid(
-                "envelope",
-                "the first message of a send must be the envelope",
-            ))
-        }
-        // Over the message limit is a size limit, as it is for a chunk.
-        Some(Err(status)) if status.code() == tonic::Code::OutOfRange => {
-            return Err(HubError::TooLarge {
-                field: "envelope".into(),
-                reason: status.message().to_owned(),
-            })
-        }
-        Some(Err(status)) => {
-            return Err(HubError::invalid("envelope", status.message().to_owned()))
-        }
-        None => {
-            return Err(HubError::invalid(
-                "envelope",
-                "the send carried no envelope",
-            ))
-        }
-    };
-    let limits = &hub.limits;
-    if envelope.header.len() > limits.header_bytes_max {
-        return Err(HubError::TooLarge {
-            field: "envelope.header".into(),
-            reason: format!(
-                "{} bytes is more than the limit of {} bytes",
-                envelope.header.len(),
-                limits.header_bytes_max
-            ),
-        });
-    }
-    if envelope.signature.is_empty() {
-        return Err(HubError::Unauthenticated {
-            field: "envelope.signature".into(),
-            reason: "is missing; every envelope must be signed by its sender".into(),
-        });
-    }
-    truc_domain::verify_envelope(&public_key, &envelope.header, &envelope.signature).map_err(
-        |error| HubError::Unauthenticated {
-            field: "envelope.signature".into(),
-            reason: format!("{error} ({sender})"),
-        },
-    )?;
-    let wire_header: pb::EnvelopeHeader = prost::Message::decode(envelope.header.as_slice())
-        .map_err(|error| {
-            HubError::invalid("envelope.header", format!("not an EnvelopeHeader: {error}"))
-        })?;
-    let today = DocumentDate::vietnam_date_of_unix_ms(hub.watch.clock.now_unix_ms())
-        .ok_or_else(|| HubError::invalid("clock", "the hub's clock is out of range"))?;
-    let header = Header::validate(raw_header(wire_header), limits, today)?;
-    if header.from.code != sender {
-        return Err(HubError::denied(
-            "from.organ_id",
-            format!(
-                "{} is not the sending agency; this connection's certificate is {sender}",
-                header.from.code
-            ),
-        ));
-    }
+    let envelope = first_envelope(&mut stream).await?;
+    let header = verified_header(hub, sender, &public_key, &envelope)?;
     let document_id = header.document_id.to_string();
     let content_sha256 = sha256(&envelope.header);
-
-    // A resend of an accepted document is answered from the record, without
-    // reading its attachments again.
-    if let Some(original) = hub.store.document(&document_id)? {
-        if original.content_sha256 == content_sha256 {
-            return Ok(response(&original, true));
-        }
-        return Err(truc_store::StoreError::AlreadyExists {
-            document_id,
-            accepted_at_unix_ms: original.accepted_at_unix_ms,
-        }
-        .into());
+    if let Some(answer) = earlier_answer(hub, &document_id, content_sha256)? {
+        return Ok(answer);
     }
-    // The duplicate index outlives the live store: a resend of an archived
-    // document gets its original acknowledgement too.
-    if let Some(archived) = hub.store.archived(&document_id)? {
-        if archived.content_sha256 == content_sha256 {
-            return Ok(archived_response(&archived));
-        }
-        return Err(truc_store::StoreError::AlreadyExists {
-            document_id,
-            accepted_at_unix_ms: archived.accepted_at_unix_ms,
-        }
-        .into());
-    }
-
-    let mut recipients = Vec::new();
-    let mut refused = Vec::new();
     let mut plan = AcceptPlan::default();
-    let directory = hub.directory();
-    for addressee in &header.to {
-        match addressee {
-            Addressee::Valid(organ) => {
-                let route = directory.route(&organ.code);
-                match (route.node(), route.refusal()) {
-                    (Some(node), _) => {
-                        let code = organ.code.to_string();
-                        if node != organ.code {
-                            plan.queue_owners.insert(code.clone(), node.to_string());
-                        }
-                        recipients.push(code);
-                    }
-                    (None, reason) => refused.push(RefusedRecipient {
-                        organ_id: organ.code.to_string(),
-                        reason: reason.unwrap_or_default(),
-                    }),
-                }
-            }
-            Addressee::Refused { organ_id, reason } => refused.push(RefusedRecipient {
-                organ_id: organ_id.clone(),
-                reason: reason.clone(),
-            }),
-        }
-    }
-    plan.business = check_business(hub, sender, &header, &mut recipients, &mut refused)?;
-    if recipients.is_empty() {
-        let reasons: Vec<String> = refused
-            .iter()
-            // The organ id is as the client wrote it, perhaps ill-formed: quoted with escapes.
-            .map(|r| format!("{:?}: {}", r.organ_id, r.reason))
-            .collect();
-        return Err(HubError::invalid(
-            "to",
-            format!(
-                "no recipient can receive this document ({})",
-                reasons.join("; ")
-            ),
-        ));
-    }
+    let (recipients, refused) = route(hub, sender, &header, &mut plan)?;
 
     let document_signature_state = match &envelope.document_signature {
         None => DocumentSignatureState::Absent,
@@ -258,6 +130,167 @@ pub(crate) async fn send(
         AcceptOutcome::Duplicate(original) => response(&original, true),
         AcceptOutcome::Archived(archived) => archived_response(&archived),
     })
+}
+
+/// The send's first message, which must be the envelope.
+async fn first_envelope(
+    stream: &mut Streaming<pb::SendRequest>,
+) -> Result<pb::SignedEnvelope, HubError> {
+    match stream.next().await {
+        Some(Ok(pb::SendRequest {
+            part: Some(pb::send_request::Part::Envelope(envelope)),
+        })) => Ok(envelope),
+        Some(Ok(_)) => Err(HubError::invalid(
+            "envelope",
+            "the first message of a send must be the envelope",
+        )),
+        // Over the message limit is a size limit, as it is for a chunk.
+        Some(Err(status)) if status.code() == tonic::Code::OutOfRange => Err(HubError::TooLarge {
+            field: "envelope".into(),
+            reason: status.message().to_owned(),
+        }),
+        Some(Err(status)) => Err(HubError::invalid("envelope", status.message().to_owned())),
+        None => Err(HubError::invalid(
+            "envelope",
+            "the send carried no envelope",
+        )),
+    }
+}
+
+/// The envelope's header, once its size, the sender's signature over its
+/// bytes, every field and the sender named in it are checked.
+fn verified_header(
+    hub: &Hub,
+    sender: AgencyCode,
+    public_key: &truc_domain::PublicKey,
+    envelope: &pb::SignedEnvelope,
+) -> Result<Header, HubError> {
+    let limits = &hub.limits;
+    if envelope.header.len() > limits.header_bytes_max {
+        return Err(HubError::TooLarge {
+            field: "envelope.header".into(),
+            reason: format!(
+                "{} bytes is more than the limit of {} bytes",
+                envelope.header.len(),
+                limits.header_bytes_max
+            ),
+        });
+    }
+    if envelope.signature.is_empty() {
+        return Err(HubError::Unauthenticated {
+            field: "envelope.signature".into(),
+            reason: "is missing; every envelope must be signed by its sender".into(),
+        });
+    }
+    truc_domain::verify_envelope(public_key, &envelope.header, &envelope.signature).map_err(
+        |error| HubError::Unauthenticated {
+            field: "envelope.signature".into(),
+            reason: format!("{error} ({sender})"),
+        },
+    )?;
+    let wire_header: pb::EnvelopeHeader = prost::Message::decode(envelope.header.as_slice())
+        .map_err(|error| {
+            HubError::invalid("envelope.header", format!("not an EnvelopeHeader: {error}"))
+        })?;
+    let today = DocumentDate::vietnam_date_of_unix_ms(hub.watch.clock.now_unix_ms())
+        .ok_or_else(|| HubError::invalid("clock", "the hub's clock is out of range"))?;
+    let header = Header::validate(raw_header(wire_header), limits, today)?;
+    if header.from.code != sender {
+        return Err(HubError::denied(
+            "from.organ_id",
+            format!(
+                "{} is not the sending agency; this connection's certificate is {sender}",
+                header.from.code
+            ),
+        ));
+    }
+    Ok(header)
+}
+
+/// The answer to a resend: a document accepted before, live or archived,
+/// gets its original acknowledgement without its attachments being read
+/// again; another document under its id is refused.
+fn earlier_answer(
+    hub: &Hub,
+    document_id: &str,
+    content_sha256: [u8; 32],
+) -> Result<Option<pb::SendResponse>, HubError> {
+    if let Some(original) = hub.store.document(document_id)? {
+        if original.content_sha256 == content_sha256 {
+            return Ok(Some(response(&original, true)));
+        }
+        return Err(truc_store::StoreError::AlreadyExists {
+            document_id: document_id.to_owned(),
+            accepted_at_unix_ms: original.accepted_at_unix_ms,
+        }
+        .into());
+    }
+    // The duplicate index outlives the live store.
+    if let Some(archived) = hub.store.archived(document_id)? {
+        if archived.content_sha256 == content_sha256 {
+            return Ok(Some(archived_response(&archived)));
+        }
+        return Err(truc_store::StoreError::AlreadyExists {
+            document_id: document_id.to_owned(),
+            accepted_at_unix_ms: archived.accepted_at_unix_ms,
+        }
+        .into());
+    }
+    Ok(None)
+}
+
+/// The recipients the directory routes to (whose queues a relay's node
+/// holds go into `plan`) and those refused, with the business rules
+/// applied; a document no recipient can receive is refused whole.
+fn route(
+    hub: &Hub,
+    sender: AgencyCode,
+    header: &Header,
+    plan: &mut AcceptPlan,
+) -> Result<(Vec<String>, Vec<RefusedRecipient>), HubError> {
+    let mut recipients = Vec::new();
+    let mut refused = Vec::new();
+    let directory = hub.directory();
+    for addressee in &header.to {
+        match addressee {
+            Addressee::Valid(organ) => {
+                let route = directory.route(&organ.code);
+                match (route.node(), route.refusal()) {
+                    (Some(node), _) => {
+                        let code = organ.code.to_string();
+                        if node != organ.code {
+                            plan.queue_owners.insert(code.clone(), node.to_string());
+                        }
+                        recipients.push(code);
+                    }
+                    (None, reason) => refused.push(RefusedRecipient {
+                        organ_id: organ.code.to_string(),
+                        reason: reason.unwrap_or_default(),
+                    }),
+                }
+            }
+            Addressee::Refused { organ_id, reason } => refused.push(RefusedRecipient {
+                organ_id: organ_id.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+    plan.business = check_business(hub, sender, header, &mut recipients, &mut refused)?;
+    if recipients.is_empty() {
+        let reasons: Vec<String> = refused
+            .iter()
+            // The organ id is as the client wrote it, perhaps ill-formed: quoted with escapes.
+            .map(|r| format!("{:?}: {}", r.organ_id, r.reason))
+            .collect();
+        return Err(HubError::invalid(
+            "to",
+            format!(
+                "no recipient can receive this document ({})",
+                reasons.join("; ")
+            ),
+        ));
+    }
+    Ok((recipients, refused))
 }
 
 /// Refuses a send while the sender's deliveries already waiting in queues
