@@ -170,6 +170,12 @@ impl DocumentId {
     }
 }
 
+/// The sender's part (`OrganId`) of an id as written, without parsing the
+/// rest: ids reach the store checked, and it counts per sender on hot paths.
+pub fn sender_of_id(document_id: &str) -> &str {
+    document_id.split(',').next().unwrap_or_default()
+}
+
 fn check_code_part(part: &str, code: &str, which: &'static str) -> Result<(), DocumentIdError> {
     let reason = if part.is_empty() {
         Some(if which == "number" {

@@ -17,7 +17,7 @@ pub mod views;
 
 pub use agency::{AgencyCode, AgencyCodeError};
 pub use byte_size::{ByteSize, ByteSizeError};
-pub use document::{vietnam_time, DocumentDate, DocumentId, DocumentIdError};
+pub use document::{sender_of_id, vietnam_time, DocumentDate, DocumentId, DocumentIdError};
 pub use envelope::{
     Addressee, AttachmentMeta, BusinessType, EnvelopeError, Header, Organ, RawAttachment,
     RawHeader, RawOrgan,

@@ -147,7 +147,7 @@ fn count_backlog(
     for item in layers.scan_prefix(main, &[keys::QUEUE]) {
         let (key, bytes) = item?;
         if let QueueItem::Delivery { document_id, .. } = decode(&key, &bytes)? {
-            let sender = document_id.split(',').next().unwrap_or_default();
+            let sender = truc_domain::sender_of_id(&document_id);
             *counts.entry(sender.to_owned()).or_insert(0) += 1;
         }
     }

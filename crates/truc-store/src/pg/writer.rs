@@ -906,8 +906,7 @@ fn write_queue<'a>(
                 put.2.push(kind);
                 put.3.push(document_id);
                 put.4.push(recipient);
-                put.5
-                    .push(document_id.split(',').next().unwrap_or_default());
+                put.5.push(truc_domain::sender_of_id(document_id));
                 put.6.push(entries);
             }
         }

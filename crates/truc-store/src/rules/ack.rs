@@ -48,7 +48,7 @@ impl Rules<'_> {
                         Some(deadline),
                     ) = (&outcome, delivery, received_deadline_unix_ms)
                     {
-                        let sender = document_id.split(',').next().unwrap_or_default().to_owned();
+                        let sender = truc_domain::sender_of_id(&document_id).to_owned();
                         op.changes.watches.push(WatchRecord {
                             kind: DeadlineKind::Received,
                             deadline_unix_ms: deadline,

@@ -133,7 +133,7 @@ impl ChangeSet {
 
     /// A delivery of `document_id` queued (+1) or taken from its queue (−1).
     pub(crate) fn backlog(&mut self, document_id: &str, change: i64) {
-        let sender = document_id.split(',').next().unwrap_or_default();
+        let sender = truc_domain::sender_of_id(document_id);
         *self.backlog.entry(sender.to_owned()).or_insert(0) += change;
     }
 
