@@ -29,54 +29,36 @@ fn map<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
     items.into_iter().map(U::from).collect()
 }
 
+fn opt<T, U: From<T>>(item: Option<T>) -> Option<U> {
+    item.map(U::from)
+}
+
+/// `From` both ways between a wire message and a domain type whose fields
+/// are the message's, name for name: each field as it is, or through `map`
+/// or `opt` where it holds other messages.
+macro_rules! field_for_field {
+    (@field $value:expr) => { $value };
+    (@field $value:expr, $via:ident) => { $via($value) };
+    ($wire:ty, $domain:ty { $($field:ident $(: $via:ident)?),+ $(,)? }) => {
+        impl From<$wire> for $domain {
+            fn from(from: $wire) -> Self {
+                Self { $($field: field_for_field!(@field from.$field $(, $via)?)),+ }
+            }
+        }
+
+        impl From<$domain> for $wire {
+            fn from(from: $domain) -> Self {
+                Self { $($field: field_for_field!(@field from.$field $(, $via)?)),+ }
+            }
+        }
+    };
+}
+
 // The envelope header, field for field: the hub reads what a node sent, a
 // node encodes what it signs and reads what it received.
 
-impl From<pb::Organ> for RawOrgan {
-    fn from(organ: pb::Organ) -> Self {
-        RawOrgan {
-            organ_id: organ.organ_id,
-            organ_name: organ.organ_name,
-            address: organ.address,
-            email: organ.email,
-            phone: organ.phone,
-        }
-    }
-}
-
-impl From<RawOrgan> for pb::Organ {
-    fn from(organ: RawOrgan) -> Self {
-        pb::Organ {
-            organ_id: organ.organ_id,
-            organ_name: organ.organ_name,
-            address: organ.address,
-            email: organ.email,
-            phone: organ.phone,
-        }
-    }
-}
-
-impl From<pb::AttachmentInfo> for RawAttachment {
-    fn from(attachment: pb::AttachmentInfo) -> Self {
-        RawAttachment {
-            name: attachment.name,
-            media_type: attachment.media_type,
-            size_bytes: attachment.size_bytes,
-            sha256: attachment.sha256,
-        }
-    }
-}
-
-impl From<RawAttachment> for pb::AttachmentInfo {
-    fn from(attachment: RawAttachment) -> Self {
-        pb::AttachmentInfo {
-            name: attachment.name,
-            media_type: attachment.media_type,
-            size_bytes: attachment.size_bytes,
-            sha256: attachment.sha256,
-        }
-    }
-}
+field_for_field! { pb::Organ, RawOrgan { organ_id, organ_name, address, email, phone } }
+field_for_field! { pb::AttachmentInfo, RawAttachment { name, media_type, size_bytes, sha256 } }
 
 /// A missing group reads as its empty default.
 impl From<pb::EnvelopeHeader> for RawHeader {
@@ -145,25 +127,7 @@ impl From<RawHeader> for pb::EnvelopeHeader {
 
 // A send and its receipt; a status move.
 
-impl From<pb::RecipientOutcome> for RecipientOutcome {
-    fn from(outcome: pb::RecipientOutcome) -> Self {
-        RecipientOutcome {
-            organ_id: outcome.organ_id,
-            accepted: outcome.accepted,
-            reason: outcome.reason,
-        }
-    }
-}
-
-impl From<RecipientOutcome> for pb::RecipientOutcome {
-    fn from(outcome: RecipientOutcome) -> Self {
-        pb::RecipientOutcome {
-            organ_id: outcome.organ_id,
-            accepted: outcome.accepted,
-            reason: outcome.reason,
-        }
-    }
-}
+field_for_field! { pb::RecipientOutcome, RecipientOutcome { organ_id, accepted, reason } }
 
 impl From<pb::SendResponse> for SendReceipt {
     fn from(response: pb::SendResponse) -> Self {
@@ -292,47 +256,20 @@ impl From<DocumentStatus> for pb::GetStatusResponse {
 
 // Figures.
 
-impl From<pb::AgencyCounts> for AgencyCounts {
-    fn from(row: pb::AgencyCounts) -> Self {
-        AgencyCounts {
-            organ_id: row.organ_id,
-            sent: row.sent,
-            received: row.received,
-        }
+field_for_field! { pb::AgencyCounts, AgencyCounts { organ_id, sent, received } }
+field_for_field! { pb::CountsResponse, Counts { agencies: map, total_sent, total_received } }
+field_for_field! {
+    pb::ReportRow, ReportRow {
+        organ_id,
+        sent,
+        received,
+        statuses_reported,
+        sent_to_focus,
+        sent_to_focus_signed,
+        overdue,
     }
 }
-
-impl From<pb::CountsResponse> for Counts {
-    fn from(response: pb::CountsResponse) -> Self {
-        Counts {
-            agencies: map(response.agencies),
-            total_sent: response.total_sent,
-            total_received: response.total_received,
-        }
-    }
-}
-
-impl From<pb::ReportRow> for ReportRow {
-    fn from(row: pb::ReportRow) -> Self {
-        ReportRow {
-            organ_id: row.organ_id,
-            sent: row.sent,
-            received: row.received,
-            statuses_reported: row.statuses_reported,
-            sent_to_focus: row.sent_to_focus,
-            sent_to_focus_signed: row.sent_to_focus_signed,
-            overdue: row.overdue,
-        }
-    }
-}
-
-impl From<pb::ReportResponse> for Report {
-    fn from(response: pb::ReportResponse) -> Self {
-        Report {
-            rows: map(response.rows),
-        }
-    }
-}
+field_for_field! { pb::ReportResponse, Report { rows: map } }
 
 // Routes.
 
@@ -417,327 +354,88 @@ impl From<DocumentSummary> for pb::DocumentSummary {
     }
 }
 
-impl From<pb::ListDocumentsResponse> for DocumentList {
-    fn from(response: pb::ListDocumentsResponse) -> Self {
-        DocumentList {
-            documents: map(response.documents),
-            truncated: response.truncated,
-        }
-    }
-}
-
-impl From<DocumentList> for pb::ListDocumentsResponse {
-    fn from(list: DocumentList) -> Self {
-        pb::ListDocumentsResponse {
-            documents: map(list.documents),
-            truncated: list.truncated,
-        }
-    }
-}
+field_for_field! { pb::ListDocumentsResponse, DocumentList { documents: map, truncated } }
 
 // The directory and the database behind the hub.
 
-impl From<pb::NodeView> for NodeView {
-    fn from(node: pb::NodeView) -> Self {
-        NodeView {
-            organ_id: node.organ_id,
-            name: node.name,
-            connection: node.connection,
-            relay: node.relay,
-            own_node: node.own_node,
-            via: node.via,
-            online: node.online,
-            last_seen_unix_ms: node.last_seen_unix_ms,
-            queue_depth: node.queue_depth,
-            oldest_unacked_document_id: node.oldest_unacked_document_id,
-            oldest_unacked_accepted_at_unix_ms: node.oldest_unacked_accepted_at_unix_ms,
-            serving_hub: node.serving_hub,
-            queued_documents: node.queued_documents,
-            queued_notices: node.queued_notices,
-        }
+field_for_field! {
+    pb::NodeView, NodeView {
+        organ_id,
+        name,
+        connection,
+        relay,
+        own_node,
+        via,
+        online,
+        last_seen_unix_ms,
+        queue_depth,
+        oldest_unacked_document_id,
+        oldest_unacked_accepted_at_unix_ms,
+        serving_hub,
+        queued_documents,
+        queued_notices,
     }
 }
-
-impl From<NodeView> for pb::NodeView {
-    fn from(node: NodeView) -> Self {
-        pb::NodeView {
-            organ_id: node.organ_id,
-            name: node.name,
-            connection: node.connection,
-            relay: node.relay,
-            own_node: node.own_node,
-            via: node.via,
-            online: node.online,
-            last_seen_unix_ms: node.last_seen_unix_ms,
-            queue_depth: node.queue_depth,
-            oldest_unacked_document_id: node.oldest_unacked_document_id,
-            oldest_unacked_accepted_at_unix_ms: node.oldest_unacked_accepted_at_unix_ms,
-            serving_hub: node.serving_hub,
-            queued_documents: node.queued_documents,
-            queued_notices: node.queued_notices,
-        }
+field_for_field! {
+    pb::StandbyView, StandbyView {
+        name,
+        address,
+        state,
+        sync_state,
+        replay_lag_bytes,
     }
 }
-
-impl From<pb::StandbyView> for StandbyView {
-    fn from(standby: pb::StandbyView) -> Self {
-        StandbyView {
-            name: standby.name,
-            address: standby.address,
-            state: standby.state,
-            sync_state: standby.sync_state,
-            replay_lag_bytes: standby.replay_lag_bytes,
-        }
-    }
-}
-
-impl From<StandbyView> for pb::StandbyView {
-    fn from(standby: StandbyView) -> Self {
-        pb::StandbyView {
-            name: standby.name,
-            address: standby.address,
-            state: standby.state,
-            sync_state: standby.sync_state,
-            replay_lag_bytes: standby.replay_lag_bytes,
-        }
-    }
-}
-
-impl From<pb::DatabaseView> for DatabaseView {
-    fn from(database: pb::DatabaseView) -> Self {
-        DatabaseView {
-            primary: database.primary,
-            writable: database.writable,
-            standbys: map(database.standbys),
-        }
-    }
-}
-
-impl From<DatabaseView> for pb::DatabaseView {
-    fn from(database: DatabaseView) -> Self {
-        pb::DatabaseView {
-            primary: database.primary,
-            writable: database.writable,
-            standbys: map(database.standbys),
-        }
-    }
-}
-
-impl From<pb::ListNodesResponse> for NodeList {
-    fn from(response: pb::ListNodesResponse) -> Self {
-        NodeList {
-            nodes: map(response.nodes),
-            answering_hub: response.answering_hub,
-            database: response.database.map(DatabaseView::from),
-        }
-    }
-}
-
-impl From<NodeList> for pb::ListNodesResponse {
-    fn from(list: NodeList) -> Self {
-        pb::ListNodesResponse {
-            nodes: map(list.nodes),
-            answering_hub: list.answering_hub,
-            database: list.database.map(pb::DatabaseView::from),
-        }
-    }
-}
+field_for_field! { pb::DatabaseView, DatabaseView { primary, writable, standbys: map } }
+field_for_field! { pb::ListNodesResponse, NodeList { nodes: map, answering_hub, database: opt } }
 
 // Overdue deliveries.
 
-impl From<pb::ListOverdueRequest> for OverdueFilter {
-    fn from(request: pb::ListOverdueRequest) -> Self {
-        OverdueFilter {
-            agency: request.agency,
-            limit: request.limit,
-        }
+field_for_field! { pb::ListOverdueRequest, OverdueFilter { agency, limit } }
+field_for_field! {
+    pb::OverdueDelivery, OverdueDelivery {
+        document_id,
+        sender,
+        recipient,
+        deadline,
+        deadline_unix_ms,
+        late_ms,
+        subject,
     }
 }
-
-impl From<OverdueFilter> for pb::ListOverdueRequest {
-    fn from(filter: OverdueFilter) -> Self {
-        pb::ListOverdueRequest {
-            agency: filter.agency,
-            limit: filter.limit,
-        }
-    }
-}
-
-impl From<pb::OverdueDelivery> for OverdueDelivery {
-    fn from(row: pb::OverdueDelivery) -> Self {
-        OverdueDelivery {
-            document_id: row.document_id,
-            sender: row.sender,
-            recipient: row.recipient,
-            deadline: row.deadline,
-            deadline_unix_ms: row.deadline_unix_ms,
-            late_ms: row.late_ms,
-            subject: row.subject,
-        }
-    }
-}
-
-impl From<OverdueDelivery> for pb::OverdueDelivery {
-    fn from(row: OverdueDelivery) -> Self {
-        pb::OverdueDelivery {
-            document_id: row.document_id,
-            sender: row.sender,
-            recipient: row.recipient,
-            deadline: row.deadline,
-            deadline_unix_ms: row.deadline_unix_ms,
-            late_ms: row.late_ms,
-            subject: row.subject,
-        }
-    }
-}
-
-impl From<pb::ListOverdueResponse> for OverdueList {
-    fn from(response: pb::ListOverdueResponse) -> Self {
-        OverdueList {
-            deliveries: map(response.deliveries),
-            truncated: response.truncated,
-        }
-    }
-}
-
-impl From<OverdueList> for pb::ListOverdueResponse {
-    fn from(list: OverdueList) -> Self {
-        pb::ListOverdueResponse {
-            deliveries: map(list.deliveries),
-            truncated: list.truncated,
-        }
-    }
-}
+field_for_field! { pb::ListOverdueResponse, OverdueList { deliveries: map, truncated } }
 
 // Dead letters.
 
-impl From<pb::ListDeadLettersRequest> for DeadLetterFilter {
-    fn from(request: pb::ListDeadLettersRequest) -> Self {
-        DeadLetterFilter {
-            agency: request.agency,
-            include_resolved: request.include_resolved,
-            limit: request.limit,
-        }
+field_for_field! {
+    pb::ListDeadLettersRequest, DeadLetterFilter {
+        agency,
+        include_resolved,
+        limit,
     }
 }
-
-impl From<DeadLetterFilter> for pb::ListDeadLettersRequest {
-    fn from(filter: DeadLetterFilter) -> Self {
-        pb::ListDeadLettersRequest {
-            agency: filter.agency,
-            include_resolved: filter.include_resolved,
-            limit: filter.limit,
-        }
+field_for_field! { pb::DeadLetterAction, DeadLetterAction { action, operator, at_unix_ms, reason } }
+field_for_field! {
+    pb::DeadLetter, DeadLetter {
+        document_id,
+        sender,
+        recipient,
+        queue_owner,
+        expired_at_unix_ms,
+        reason,
+        state,
+        actions: map,
     }
 }
-
-impl From<pb::DeadLetterAction> for DeadLetterAction {
-    fn from(action: pb::DeadLetterAction) -> Self {
-        DeadLetterAction {
-            action: action.action,
-            operator: action.operator,
-            at_unix_ms: action.at_unix_ms,
-            reason: action.reason,
-        }
-    }
-}
-
-impl From<DeadLetterAction> for pb::DeadLetterAction {
-    fn from(action: DeadLetterAction) -> Self {
-        pb::DeadLetterAction {
-            action: action.action,
-            operator: action.operator,
-            at_unix_ms: action.at_unix_ms,
-            reason: action.reason,
-        }
-    }
-}
-
-impl From<pb::DeadLetter> for DeadLetter {
-    fn from(letter: pb::DeadLetter) -> Self {
-        DeadLetter {
-            document_id: letter.document_id,
-            sender: letter.sender,
-            recipient: letter.recipient,
-            queue_owner: letter.queue_owner,
-            expired_at_unix_ms: letter.expired_at_unix_ms,
-            reason: letter.reason,
-            state: letter.state,
-            actions: map(letter.actions),
-        }
-    }
-}
-
-impl From<DeadLetter> for pb::DeadLetter {
-    fn from(letter: DeadLetter) -> Self {
-        pb::DeadLetter {
-            document_id: letter.document_id,
-            sender: letter.sender,
-            recipient: letter.recipient,
-            queue_owner: letter.queue_owner,
-            expired_at_unix_ms: letter.expired_at_unix_ms,
-            reason: letter.reason,
-            state: letter.state,
-            actions: map(letter.actions),
-        }
-    }
-}
-
-impl From<pb::ListDeadLettersResponse> for DeadLetterList {
-    fn from(response: pb::ListDeadLettersResponse) -> Self {
-        DeadLetterList {
-            dead_letters: map(response.dead_letters),
-            truncated: response.truncated,
-        }
-    }
-}
-
-impl From<DeadLetterList> for pb::ListDeadLettersResponse {
-    fn from(list: DeadLetterList) -> Self {
-        pb::ListDeadLettersResponse {
-            dead_letters: map(list.dead_letters),
-            truncated: list.truncated,
-        }
-    }
-}
+field_for_field! { pb::ListDeadLettersResponse, DeadLetterList { dead_letters: map, truncated } }
 
 // Envelopes as they travel, and the delivery stream.
 
-impl From<pb::DocumentSignature> for DocumentSignature {
-    fn from(signature: pb::DocumentSignature) -> Self {
-        DocumentSignature {
-            signer_certificate: signature.signer_certificate,
-            signature: signature.signature,
-        }
-    }
-}
-
-impl From<DocumentSignature> for pb::DocumentSignature {
-    fn from(signature: DocumentSignature) -> Self {
-        pb::DocumentSignature {
-            signer_certificate: signature.signer_certificate,
-            signature: signature.signature,
-        }
-    }
-}
-
-impl From<pb::SignedEnvelope> for SignedEnvelope {
-    fn from(envelope: pb::SignedEnvelope) -> Self {
-        SignedEnvelope {
-            header: envelope.header,
-            signature: envelope.signature,
-            document_signature: envelope.document_signature.map(DocumentSignature::from),
-        }
-    }
-}
-
-impl From<SignedEnvelope> for pb::SignedEnvelope {
-    fn from(envelope: SignedEnvelope) -> Self {
-        pb::SignedEnvelope {
-            header: envelope.header,
-            signature: envelope.signature,
-            document_signature: envelope.document_signature.map(pb::DocumentSignature::from),
-        }
+field_for_field! { pb::DocumentSignature, DocumentSignature { signer_certificate, signature } }
+field_for_field! {
+    pb::SignedEnvelope, SignedEnvelope {
+        header,
+        signature,
+        document_signature: opt,
     }
 }
 
