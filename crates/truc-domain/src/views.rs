@@ -1,7 +1,8 @@
 //! What the axis answers, as plain types: a send's receipt, a document's
 //! statuses, the operator's lists, a delivery as it arrives. The hub's
 //! service edge and the node's client convert the wire messages to and from
-//! these, so that nothing past those two edges names a generated type.
+//! these (with `truc_proto::convert`), so that nothing past those two edges
+//! names a generated type.
 //! Field names follow the wire's, so that JSON written from them keeps its keys.
 
 use crate::envelope::BusinessType;

@@ -284,9 +284,7 @@ impl DeliveryHandler for Inbox<'_> {
                     crate::edxml_inbox::write_notice_messages(inbox, &notice).await?;
                 }
                 if let Some(events) = &config.events {
-                    let _ = events
-                        .send(NodeEvent::Notice(crate::wire::status_notice(notice)))
-                        .await;
+                    let _ = events.send(NodeEvent::Notice(notice.into())).await;
                 }
                 true
             }
@@ -407,7 +405,7 @@ async fn receive(
                 .send(NodeEvent::Delivered {
                     document_id: verified.document_id.clone(),
                     recipient: delivery.recipient.clone(),
-                    header: Box::new(crate::compose::raw_from_header(&verified.header)),
+                    header: Box::new(verified.header.clone().into()),
                     document_signature: truc_domain::views::SignatureState::from_code(
                         delivery.document_signature,
                     ),

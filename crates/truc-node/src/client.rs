@@ -20,7 +20,6 @@ use truc_proto::v1 as pb;
 
 use crate::compose::{Attachment, Draft, Prepared};
 use crate::failover::{hub_did_not_answer, FailoverOptions, HubAddresses, Hubs, Stub};
-use crate::wire;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -410,7 +409,7 @@ impl AxisClient {
         self.hubs
             .call(|stub| send_once(stub, prepared.clone()))
             .await
-            .map(wire::send_receipt)
+            .map(SendReceipt::from)
     }
 
     /// Sends a signed envelope with one attachment whose chunks are made as
@@ -426,7 +425,7 @@ impl AxisClient {
         C: Fn() -> I,
         I: Iterator<Item = Vec<u8>> + Send + 'static,
     {
-        let envelope = wire::wire_envelope(envelope);
+        let envelope = pb::SignedEnvelope::from(envelope.clone());
         self.hubs
             .call(|mut stub| {
                 let (sender, receiver) = tokio::sync::mpsc::channel(4);
@@ -457,7 +456,7 @@ impl AxisClient {
                 }
             })
             .await
-            .map(wire::send_receipt)
+            .map(SendReceipt::from)
     }
 
     /// Moves a delivery on. After a hub that did not answer, the move is
@@ -477,7 +476,7 @@ impl AxisClient {
             status,
             reason: reason.to_owned(),
         };
-        let wire_request = wire::move_request(&request);
+        let wire_request = pb::MoveStatusRequest::from(request.clone());
         let mut issued = 0u32;
         let outcome = self
             .hubs
@@ -488,7 +487,7 @@ impl AxisClient {
             })
             .await;
         match outcome {
-            Ok(response) => Ok(wire::status_entry(response.entry.unwrap_or_default())),
+            Ok(response) => Ok(response.entry.unwrap_or_default().into()),
             Err(ClientError::Refused(refusal))
                 if issued > 1 && refusal.code() == tonic::Code::FailedPrecondition =>
             {
@@ -510,7 +509,11 @@ impl AxisClient {
         &self,
         moves: Vec<MoveRequest>,
     ) -> Result<Vec<Result<StatusEntry, tonic::Status>>, ClientError> {
-        let wire_moves: Vec<pb::MoveStatusRequest> = moves.iter().map(wire::move_request).collect();
+        let wire_moves: Vec<pb::MoveStatusRequest> = moves
+            .iter()
+            .cloned()
+            .map(pb::MoveStatusRequest::from)
+            .collect();
         let mut issued = 0u32;
         let response = self
             .hubs
@@ -526,7 +529,7 @@ impl AxisClient {
         let mut documents = RecordedMoves::default();
         for (index, result) in response.results.into_iter().enumerate() {
             results.push(match result.outcome {
-                Some(pb::move_result::Outcome::Entry(entry)) => Ok(wire::status_entry(entry)),
+                Some(pb::move_result::Outcome::Entry(entry)) => Ok(entry.into()),
                 Some(pb::move_result::Outcome::Refused(refusal)) => {
                     let code = tonic::Code::from(refusal.code);
                     let recorded = match moves.get(index) {
@@ -601,7 +604,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.get_status(request).await },
         )
         .await
-        .map(wire::document_status)
+        .map(DocumentStatus::from)
     }
 
     pub async fn counts(&self, from_date: &str, to_date: &str) -> Result<Counts, ClientError> {
@@ -613,7 +616,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.counts(request).await },
         )
         .await
-        .map(wire::counts)
+        .map(Counts::from)
     }
 
     /// Per-agency figures recomputed from the stored records (operators only).
@@ -632,7 +635,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.report(request).await },
         )
         .await
-        .map(wire::report)
+        .map(Report::from)
     }
 
     /// Where documents to `organ_id` are delivered, and why.
@@ -644,7 +647,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.explain_route(request).await },
         )
         .await
-        .map(wire::route)
+        .map(Route::from)
     }
 
     /// Documents matching a filter (an agency sees only its own).
@@ -653,11 +656,11 @@ impl AxisClient {
         filter: &DocumentFilter,
     ) -> Result<DocumentList, ClientError> {
         self.unary(
-            wire::document_filter(filter),
+            pb::ListDocumentsRequest::from(filter.clone()),
             |mut stub, request| async move { stub.list_documents(request).await },
         )
         .await
-        .map(wire::document_list)
+        .map(DocumentList::from)
     }
 
     /// The directory with each node's state (operators only).
@@ -666,17 +669,17 @@ impl AxisClient {
             stub.list_nodes(request).await
         })
         .await
-        .map(wire::node_list)
+        .map(NodeList::from)
     }
 
     /// Deliveries past a feedback deadline and still unanswered.
     pub async fn list_overdue(&self, filter: &OverdueFilter) -> Result<OverdueList, ClientError> {
         self.unary(
-            wire::overdue_filter(filter),
+            pb::ListOverdueRequest::from(filter.clone()),
             |mut stub, request| async move { stub.list_overdue(request).await },
         )
         .await
-        .map(wire::overdue_list)
+        .map(OverdueList::from)
     }
 
     /// Deliveries that expired unacknowledged.
@@ -685,11 +688,11 @@ impl AxisClient {
         filter: &DeadLetterFilter,
     ) -> Result<DeadLetterList, ClientError> {
         self.unary(
-            wire::dead_letter_filter(filter),
+            pb::ListDeadLettersRequest::from(filter.clone()),
             |mut stub, request| async move { stub.list_dead_letters(request).await },
         )
         .await
-        .map(wire::dead_letter_list)
+        .map(DeadLetterList::from)
     }
 
     /// Queues a dead letter again (operators only).
@@ -706,7 +709,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.resend_dead_letter(request).await },
         )
         .await
-        .map(wire::dead_letter)
+        .map(DeadLetter::from)
     }
 
     /// Closes a dead letter for good (operators only).
@@ -725,7 +728,7 @@ impl AxisClient {
             |mut stub, request| async move { stub.cancel_dead_letter(request).await },
         )
         .await
-        .map(wire::dead_letter)
+        .map(DeadLetter::from)
     }
 
     /// Streams the audit export of a period (operators only), as the file's
@@ -780,7 +783,7 @@ impl AxisClient {
     pub async fn deliveries(&self, window: u32) -> Result<(Acks, Deliveries), ClientError> {
         let (sender, stream) = self.wire_deliveries(window, true).await?;
         let items = stream.filter_map(|message| match message {
-            Ok(message) => wire::hub_item(message).map(Ok),
+            Ok(message) => truc_proto::convert::hub_item(message).map(Ok),
             Err(status) => Some(Err(ClientError::from(status))),
         });
         Ok((Acks(sender), Deliveries(Box::pin(items))))

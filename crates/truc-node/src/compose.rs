@@ -8,7 +8,7 @@ use ring::digest::{Context, SHA256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use truc_domain::views::{DocumentSignature, SignedEnvelope};
-use truc_domain::{RawAttachment, RawHeader, RawOrgan, SigningKey};
+use truc_domain::{RawHeader, SigningKey};
 use truc_pki::Credentials;
 use truc_proto::v1 as pb;
 
@@ -244,7 +244,6 @@ impl Prepared {
         credentials: &Credentials,
         key: &SigningKey,
     ) -> Result<Prepared, ClientError> {
-        let header = header_from_raw(&parts.header);
         let document_id = document_id_of(&parts.header);
         let digests: Vec<[u8; 32]> = parts
             .header
@@ -256,7 +255,7 @@ impl Prepared {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let header_bytes = header.encode_to_vec();
+        let header_bytes = pb::EnvelopeHeader::from(parts.header).encode_to_vec();
         let signature = key
             .sign_envelope(&header_bytes)
             .map_err(|error| ClientError::Draft(error.to_string()))?;
@@ -289,7 +288,7 @@ impl Prepared {
 
     /// The signed envelope encoded as a send carries it.
     pub fn envelope_bytes(&self) -> Vec<u8> {
-        crate::wire::wire_envelope(&self.envelope).encode_to_vec()
+        pb::SignedEnvelope::from(self.envelope.clone()).encode_to_vec()
     }
 
     /// Sends the envelope, then every attachment in chunks (at least one each).
@@ -300,7 +299,7 @@ impl Prepared {
         let part = |part| pb::SendRequest { part: Some(part) };
         if sender
             .send(part(pb::send_request::Part::Envelope(
-                crate::wire::wire_envelope(&self.envelope),
+                pb::SignedEnvelope::from(self.envelope),
             )))
             .await
             .is_err()
@@ -377,107 +376,9 @@ pub fn document_id_of(raw: &RawHeader) -> String {
     )
 }
 
-fn wire_organ(organ: &RawOrgan) -> pb::Organ {
-    pb::Organ {
-        organ_id: organ.organ_id.clone(),
-        organ_name: organ.organ_name.clone(),
-        address: organ.address.clone(),
-        email: organ.email.clone(),
-        phone: organ.phone.clone(),
-    }
-}
-
-/// The wire header of the domain's header fields, field for field.
-pub(crate) fn header_from_raw(raw: &RawHeader) -> pb::EnvelopeHeader {
-    pb::EnvelopeHeader {
-        from: raw.from.as_ref().map(wire_organ),
-        to: raw.to.iter().map(wire_organ).collect(),
-        code: Some(pb::DocumentCode {
-            number: raw.code_number.clone(),
-            notation: raw.code_notation.clone(),
-        }),
-        promulgation: Some(pb::Promulgation {
-            place: raw.promulgation_place.clone(),
-            date: raw.promulgation_date.clone(),
-        }),
-        document_type: Some(pb::DocumentType {
-            r#type: raw.document_type,
-            name: raw.document_type_name.clone(),
-        }),
-        subject: raw.subject.clone(),
-        steering_type: raw.steering_type,
-        due_date: raw.due_date.clone(),
-        other_info: Some(pb::OtherInfo {
-            priority: raw.priority,
-            page_count: raw.page_count,
-            appendix_count: raw.appendix_count,
-        }),
-        response_for: raw.response_for.clone(),
-        business_type: raw.business_type,
-        business_refs: raw.business_refs.clone(),
-        attachments: raw
-            .attachments
-            .iter()
-            .map(|attachment| pb::AttachmentInfo {
-                name: attachment.name.clone(),
-                media_type: attachment.media_type.clone(),
-                size_bytes: attachment.size_bytes,
-                sha256: attachment.sha256.clone(),
-            })
-            .collect(),
-    }
-}
-
-fn domain_organ(organ: &pb::Organ) -> RawOrgan {
-    RawOrgan {
-        organ_id: organ.organ_id.clone(),
-        organ_name: organ.organ_name.clone(),
-        address: organ.address.clone(),
-        email: organ.email.clone(),
-        phone: organ.phone.clone(),
-    }
-}
-
-/// The domain's header fields of a wire header, field for field.
-pub(crate) fn raw_from_header(header: &pb::EnvelopeHeader) -> RawHeader {
-    let code = header.code.clone().unwrap_or_default();
-    let promulgation = header.promulgation.clone().unwrap_or_default();
-    let document_type = header.document_type.clone().unwrap_or_default();
-    let other = header.other_info.unwrap_or_default();
-    RawHeader {
-        from: header.from.as_ref().map(domain_organ),
-        to: header.to.iter().map(domain_organ).collect(),
-        code_number: code.number,
-        code_notation: code.notation,
-        promulgation_place: promulgation.place,
-        promulgation_date: promulgation.date,
-        document_type: document_type.r#type,
-        document_type_name: document_type.name,
-        subject: header.subject.clone(),
-        steering_type: header.steering_type,
-        due_date: header.due_date.clone(),
-        priority: other.priority,
-        page_count: other.page_count,
-        appendix_count: other.appendix_count,
-        response_for: header.response_for.clone(),
-        business_type: header.business_type,
-        business_refs: header.business_refs.clone(),
-        attachments: header
-            .attachments
-            .iter()
-            .map(|attachment| RawAttachment {
-                name: attachment.name.clone(),
-                media_type: attachment.media_type.clone(),
-                size_bytes: attachment.size_bytes,
-                sha256: attachment.sha256.clone(),
-            })
-            .collect(),
-    }
-}
-
 /// The header's bytes as they are signed and sent.
 pub fn header_bytes(raw: &RawHeader) -> Vec<u8> {
-    header_from_raw(raw).encode_to_vec()
+    pb::EnvelopeHeader::from(raw.clone()).encode_to_vec()
 }
 
 /// Header bytes that did not decode.
@@ -488,6 +389,6 @@ pub struct HeaderDecodeError(#[source] prost::DecodeError);
 /// The header fields of signed header bytes, as sent (nothing checked).
 pub fn decode_header(bytes: &[u8]) -> Result<RawHeader, HeaderDecodeError> {
     pb::EnvelopeHeader::decode(bytes)
-        .map(|header| raw_from_header(&header))
+        .map(RawHeader::from)
         .map_err(HeaderDecodeError)
 }

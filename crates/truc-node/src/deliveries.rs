@@ -28,7 +28,7 @@ pub trait StreamItem: Sized + Send {
 
 impl StreamItem for HubItem {
     fn from_wire(message: pb::HubMessage) -> Option<Self> {
-        crate::wire::hub_item(message)
+        truc_proto::convert::hub_item(message)
     }
 
     fn queue_seq(&self) -> u64 {

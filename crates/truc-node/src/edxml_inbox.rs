@@ -13,7 +13,6 @@ use tokio::io::AsyncWriteExt;
 use truc_proto::v1 as pb;
 
 use crate::agent::{inbox_name, sync_dir, InboxError, ATTACHMENTS_FOLDER};
-use crate::compose::raw_from_header;
 
 /// The edXML package of a document written into `inbox` as `folder`.
 pub fn package_path(inbox: &Path, document_id: &str) -> PathBuf {
@@ -36,7 +35,7 @@ pub(crate) async fn write_document_package(
     {
         return Ok(());
     }
-    let mut raw = raw_from_header(header);
+    let mut raw = truc_domain::RawHeader::from(header.clone());
     let mut attachments = Vec::with_capacity(raw.attachments.len());
     for attachment in &raw.attachments {
         let file = folder.join(ATTACHMENTS_FOLDER).join(&attachment.name);

@@ -15,7 +15,6 @@ pub mod edxml_inbox;
 pub mod failover;
 pub mod outbox;
 pub mod verify;
-mod wire;
 
 #[cfg(test)]
 mod signing_example;

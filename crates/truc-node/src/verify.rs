@@ -51,7 +51,7 @@ pub fn verify_delivery(
         roots,
     )?;
     Ok(VerifiedDelivery {
-        header: crate::compose::raw_from_header(&verified.header),
+        header: verified.header.into(),
         document_id: verified.document_id,
     })
 }
