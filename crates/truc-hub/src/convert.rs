@@ -1,7 +1,7 @@
 //! The hub's edge of the wire: stored records into wire answers and views,
-//! moves into the hub's own requests and refusals, and the names the service
-//! methods call the wire <-> domain conversions by (those conversions are
-//! `truc_proto::convert`'s, once for the hub and the node).
+//! moves into the hub's own requests and refusals. The wire <-> domain
+//! conversions themselves are `truc_proto::convert`'s, once for the hub and
+//! the node.
 
 use truc_domain::views;
 use truc_domain::{BusinessType, RawHeader};
@@ -51,49 +51,6 @@ pub fn business_type_of(header_bytes: &[u8]) -> BusinessType {
         .ok()
         .and_then(|header| BusinessType::from_code(header.business_type))
         .unwrap_or(BusinessType::New)
-}
-
-// The service's names for the wire <-> views conversions of
-// `truc_proto::convert`: requests into the hub's filters, views into answers.
-
-pub fn document_filter(request: pb::ListDocumentsRequest) -> views::DocumentFilter {
-    request.into()
-}
-
-pub fn overdue_filter(request: pb::ListOverdueRequest) -> views::OverdueFilter {
-    request.into()
-}
-
-pub fn dead_letter_filter(request: pb::ListDeadLettersRequest) -> views::DeadLetterFilter {
-    request.into()
-}
-
-pub fn wire_route(route: views::Route) -> pb::ExplainRouteResponse {
-    route.into()
-}
-
-pub fn wire_document_status(status: views::DocumentStatus) -> pb::GetStatusResponse {
-    status.into()
-}
-
-pub fn wire_document_list(list: views::DocumentList) -> pb::ListDocumentsResponse {
-    list.into()
-}
-
-pub fn wire_node_list(list: views::NodeList) -> pb::ListNodesResponse {
-    list.into()
-}
-
-pub fn wire_overdue_list(list: views::OverdueList) -> pb::ListOverdueResponse {
-    list.into()
-}
-
-pub fn wire_dead_letter(letter: views::DeadLetter) -> pb::DeadLetter {
-    letter.into()
-}
-
-pub fn wire_dead_letter_list(list: views::DeadLetterList) -> pb::ListDeadLettersResponse {
-    list.into()
 }
 
 // Stored records and the hub's own requests.

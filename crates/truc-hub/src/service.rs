@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use truc_domain::AgencyCode;
+use truc_domain::{views, AgencyCode};
 use truc_proto::v1 as pb;
 
 use crate::convert::{self, status_entry};
@@ -250,7 +250,7 @@ impl pb::axis_server::Axis for AxisService {
         let document_id = request.into_inner().document_id;
         tracing::Span::current().record("document_id", document_id.as_str());
         let status = self.0.status_of(&caller, &document_id)?;
-        Ok(Response::new(convert::wire_document_status(status)))
+        Ok(Response::new(pb::GetStatusResponse::from(status)))
     }
 
     type FetchAttachmentStream = BoxStream<pb::FetchAttachmentChunk>;
@@ -377,7 +377,7 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("explain_route");
         self.0.caller(&request)?;
         let route = operator::explain_route(&self.0, &request.into_inner().organ_id)?;
-        Ok(Response::new(convert::wire_route(route)))
+        Ok(Response::new(pb::ExplainRouteResponse::from(route)))
     }
 
     async fn list_documents(
@@ -387,13 +387,13 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("list_documents");
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
-        let filter = convert::document_filter(request.into_inner());
+        let filter = views::DocumentFilter::from(request.into_inner());
         // It reads every stored document: keep it off the runtime's workers.
         let list = error::blocking("listing documents", move || {
             operator::list_documents(&hub, &caller, &filter)
         })
         .await??;
-        Ok(Response::new(convert::wire_document_list(list)))
+        Ok(Response::new(pb::ListDocumentsResponse::from(list)))
     }
 
     async fn list_nodes(
@@ -406,7 +406,7 @@ impl pb::axis_server::Axis for AxisService {
         }
         let hub = self.0.clone();
         let list = error::blocking("listing nodes", move || operator::list_nodes(&hub)).await??;
-        Ok(Response::new(convert::wire_node_list(list)))
+        Ok(Response::new(pb::ListNodesResponse::from(list)))
     }
 
     async fn list_overdue(
@@ -416,12 +416,12 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("list_overdue");
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
-        let filter = convert::overdue_filter(request.into_inner());
+        let filter = views::OverdueFilter::from(request.into_inner());
         let list = error::blocking("listing overdue deliveries", move || {
             feedback::list_overdue(&hub, &caller, &filter)
         })
         .await??;
-        Ok(Response::new(convert::wire_overdue_list(list)))
+        Ok(Response::new(pb::ListOverdueResponse::from(list)))
     }
 
     async fn list_dead_letters(
@@ -431,12 +431,12 @@ impl pb::axis_server::Axis for AxisService {
         metrics::request("list_dead_letters");
         let caller = self.0.caller(&request)?;
         let hub = self.0.clone();
-        let filter = convert::dead_letter_filter(request.into_inner());
+        let filter = views::DeadLetterFilter::from(request.into_inner());
         let list = error::blocking("listing dead letters", move || {
             feedback::list_dead_letters(&hub, &caller, &filter)
         })
         .await??;
-        Ok(Response::new(convert::wire_dead_letter_list(list)))
+        Ok(Response::new(pb::ListDeadLettersResponse::from(list)))
     }
 
     async fn resend_dead_letter(
@@ -448,7 +448,7 @@ impl pb::axis_server::Axis for AxisService {
         let request = request.into_inner();
         let letter =
             feedback::resend(&self.0, &caller, &request.document_id, &request.recipient).await?;
-        Ok(Response::new(convert::wire_dead_letter(letter)))
+        Ok(Response::new(pb::DeadLetter::from(letter)))
     }
 
     type ExportAuditStream = BoxStream<pb::AuditExportChunk>;
@@ -506,6 +506,6 @@ impl pb::axis_server::Axis for AxisService {
             &request.reason,
         )
         .await?;
-        Ok(Response::new(convert::wire_dead_letter(letter)))
+        Ok(Response::new(pb::DeadLetter::from(letter)))
     }
 }
