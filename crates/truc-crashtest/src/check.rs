@@ -211,3 +211,22 @@ pub(crate) fn print_problems(problems: &[String]) {
         eprintln!("✗ {problem}");
     }
 }
+
+/// A run's end: its figures written as JSON where `--json` asks and
+/// printed, then the problems found, if any; true when there were none.
+pub(crate) fn report<F: serde::Serialize>(
+    json: Option<&std::path::Path>,
+    figures: &F,
+    print: impl FnOnce(&F),
+    problems: &[String],
+) -> anyhow::Result<bool> {
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_vec_pretty(figures)?)?;
+    }
+    print(figures);
+    if problems.is_empty() {
+        return Ok(true);
+    }
+    print_problems(problems);
+    Ok(false)
+}

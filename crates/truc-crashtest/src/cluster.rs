@@ -21,7 +21,7 @@ use truc_domain::SplitMix64;
 use truc_node::{AxisClient, FailoverOptions};
 use truc_pki::TrustRoots;
 
-use crate::check::{check_online, check_store, print_problems, Checked};
+use crate::check::{check_online, check_store, report, Checked};
 use crate::layout::{path_str, setup, wait_ready_at, HubSpec, Layout, Process};
 use crate::load::{start_load, Load, Running};
 use crate::plan::{plan, totals, PlannedDocument, OPERATOR};
@@ -293,15 +293,10 @@ pub(crate) async fn run(args: CrashtestArgs, root: &Path) -> anyhow::Result<Exit
     let checked = settle_and_check(&axis, &args, running, &mut hubs, database).await?;
 
     let figures = Figures::new(&args, &documents, &load, &checked, faults, started);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
-    }
-    figures.print();
     let problems = checked.problems;
-    if problems.is_empty() {
+    if report(args.json.as_deref(), &figures, Figures::print, &problems)? {
         return Ok(ExitCode::SUCCESS);
     }
-    print_problems(&problems);
     eprintln!("{} problems", problems.len());
     Ok(ExitCode::FAILURE)
 }

@@ -14,7 +14,7 @@ use anyhow::bail;
 use truc_domain::SplitMix64;
 use truc_pki::TrustRoots;
 
-use crate::check::{check_offline, check_online, print_problems, Checked};
+use crate::check::{check_offline, check_online, report, Checked};
 use crate::layout::{setup, wait_ready, Layout, Process, RunFolder};
 use crate::load::{deliveries_in_flight, start_load, Load, Running, AIM_WAIT_MAX};
 use crate::plan::{plan, totals, PlannedDocument, RECIPIENTS};
@@ -90,15 +90,10 @@ pub(crate) async fn run(args: CrashtestArgs, folder: &RunFolder) -> anyhow::Resu
     let checked = settle_and_check(&run, &mut hub, running).await?;
 
     let figures = Figures::new(&run, kills, node_kills, &load, &checked);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
-    }
-    figures.print();
     let problems = checked.problems;
-    if problems.is_empty() {
+    if report(args.json.as_deref(), &figures, Figures::print, &problems)? {
         return Ok(ExitCode::SUCCESS);
     }
-    print_problems(&problems);
     folder.keep_failed(
         &format!("truc-crash-failed-{}", args.seed),
         "data, inboxes and logs",
