@@ -262,11 +262,6 @@ async fn malformed_headers_name_their_field() {
         ),
         (|d| d.number = String::new(), Code::InvalidArgument, "code"),
         (
-            |d| d.business_type = 7,
-            Code::InvalidArgument,
-            "business_type",
-        ),
-        (
             |d| d.due_date = "1999-01-01".into(),
             Code::InvalidArgument,
             "due_date",

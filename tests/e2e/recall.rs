@@ -40,7 +40,7 @@ pub async fn fetch(hub: &TestHub, agency: &str, document_id: &str) {
 
 pub fn business(from: &str, to: &[&str], number: u32, kind: BusinessType, of: &str) -> Draft {
     Draft {
-        business_type: kind.code(),
+        business_type: kind,
         business_refs: vec![of.to_owned()],
         subject: format!("{kind:?} {of}"),
         ..draft(from, to, number)

@@ -1056,9 +1056,9 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
         response_for: args.response_for,
         sign_document: args.sign_document,
         business_type: match (&args.updates, &args.replaces) {
-            (Some(_), _) => BusinessType::Update.code(),
-            (None, Some(_)) => BusinessType::Replace.code(),
-            (None, None) => BusinessType::New.code(),
+            (Some(_), _) => BusinessType::Update,
+            (None, Some(_)) => BusinessType::Replace,
+            (None, None) => BusinessType::New,
         },
         business_refs: args.updates.into_iter().chain(args.replaces).collect(),
         ..Draft::default()

@@ -371,7 +371,7 @@ pub async fn recall(args: RecallArgs) -> anyhow::Result<ExitCode> {
         subject: args
             .subject
             .unwrap_or_else(|| format!("Thu hồi văn bản {}", args.document_id)),
-        business_type: BusinessType::Revoke.code(),
+        business_type: BusinessType::Revoke,
         business_refs: vec![args.document_id],
         ..truc_node::Draft::default()
     };

@@ -6,8 +6,9 @@ use crate::agency::AgencyCode;
 use crate::document::{DocumentDate, DocumentId};
 use crate::limits::Limits;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum BusinessType {
+    #[default]
     New,
     Revoke,
     Update,

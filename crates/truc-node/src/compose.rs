@@ -8,7 +8,7 @@ use ring::digest::{Context, SHA256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use truc_domain::views::{DocumentSignature, SignedEnvelope};
-use truc_domain::{RawHeader, SigningKey};
+use truc_domain::{BusinessType, RawHeader, SigningKey};
 use truc_pki::Credentials;
 use truc_proto::v1 as pb;
 
@@ -36,7 +36,7 @@ pub struct Draft {
     pub priority: u32,
     pub page_count: u32,
     pub response_for: Vec<String>,
-    pub business_type: i32,
+    pub business_type: BusinessType,
     pub business_refs: Vec<String>,
     /// Attach the document's own digital signature (by the sending organisation's key).
     pub sign_document: bool,
@@ -203,7 +203,7 @@ impl Prepared {
                 appendix_count: attachments.len().saturating_sub(1) as u32,
             }),
             response_for: draft.response_for.clone(),
-            business_type: draft.business_type,
+            business_type: draft.business_type.code(),
             business_refs: draft.business_refs.clone(),
             attachments: infos,
         };
