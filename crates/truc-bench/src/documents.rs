@@ -138,6 +138,36 @@ pub(crate) struct Signing {
     pub subject: String,
 }
 
+/// The header of bench document `index` from `agencies[sender]` to the
+/// `recipients`, dated `date`: an official letter of one page.
+pub(crate) fn bench_draft(
+    agencies: &[Agency],
+    tag: &RunTag,
+    index: u64,
+    sender: usize,
+    recipients: &[usize],
+    date: String,
+    subject: String,
+) -> Draft {
+    Draft {
+        from: agencies[sender].code.clone(),
+        from_name: agencies[sender].name.clone(),
+        to: recipients
+            .iter()
+            .map(|&r| agencies[r].code.clone())
+            .collect(),
+        number: (index + 1).to_string(),
+        notation: tag.notation.clone(),
+        place: "Hà Nội".into(),
+        date,
+        document_type: 1,
+        document_type_name: "Công văn".into(),
+        subject,
+        page_count: 1,
+        ..Draft::default()
+    }
+}
+
 /// One bench document from `agencies[sender]` to the `recipients`, its one
 /// attachment made from the index and the run's salt, signed by `credentials`.
 pub(crate) async fn sign_bench_document(
@@ -155,22 +185,16 @@ pub(crate) async fn sign_bench_document(
         subject,
     } = signing;
     let draft = Draft {
-        from: agencies[sender].code.clone(),
-        from_name: agencies[sender].name.clone(),
-        to: recipients
-            .iter()
-            .map(|&r| agencies[r].code.clone())
-            .collect(),
-        number: (index + 1).to_string(),
-        notation: tag.notation.clone(),
-        place: "Hà Nội".into(),
-        date: tag.date.clone(),
-        document_type: 1,
-        document_type_name: "Công văn".into(),
-        subject,
-        page_count: 1,
         sign_document,
-        ..Draft::default()
+        ..bench_draft(
+            agencies,
+            tag,
+            index,
+            sender,
+            &recipients,
+            tag.date.clone(),
+            subject,
+        )
     };
     let attachment = Attachment::bytes(
         "van-ban.pdf",

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use truc_domain::views::MoveRequest;
 use truc_domain::Status;
 use truc_node::compose::Prepared;
-use truc_node::{Attachment, AxisClient, Draft};
+use truc_node::{Attachment, AxisClient};
 
 use crate::agencies::{bench_agencies, ScenarioKind};
 use crate::documents::{attachment_content, RunTag};
@@ -322,23 +322,15 @@ pub async fn run_year(
         let date = vietnam_day(hub_clock(Instant::now(), origin) - 86_400_000);
         let recipients =
             recipients_after(sender, options.fanout.recipients_of(index), agencies.len());
-        let draft = Draft {
-            from: agencies[sender].code.clone(),
-            from_name: agencies[sender].name.clone(),
-            to: recipients
-                .iter()
-                .map(|&r| agencies[r].code.clone())
-                .collect(),
-            number: (index + 1).to_string(),
-            notation: tag.notation.clone(),
-            place: "Hà Nội".into(),
+        let draft = crate::documents::bench_draft(
+            &agencies,
+            &tag,
+            index,
+            sender,
+            &recipients,
             date,
-            document_type: 1,
-            document_type_name: "Công văn".into(),
-            subject: format!("Văn bản thử tải số {} về việc lưu trữ", index + 1),
-            page_count: 1,
-            ..Draft::default()
-        };
+            format!("Văn bản thử tải số {} về việc lưu trữ", index + 1),
+        );
         let attachment = Attachment::bytes(
             "van-ban.pdf",
             "application/pdf",
