@@ -255,6 +255,9 @@ async fn final_documents_leave_for_a_signed_archive_and_stay_counted_and_recogni
     let overview = overview(&hub).await;
     assert_eq!(overview["store"]["archived_documents"], 1, "{overview}");
     assert!(overview["store"]["size_bytes"].as_u64().unwrap() > 0);
+    // One archived document's entry, in a run file of its own.
+    let id_index = overview["store"]["id_index_bytes"].as_u64().unwrap();
+    assert!((100..1_000).contains(&id_index), "{overview}");
     assert_eq!(overview["retention"]["enabled"], true);
     assert_eq!(overview["retention"]["held"], 1, "B is held: {overview}");
     assert_eq!(overview["retention"]["backlog"], 1, "{overview}");

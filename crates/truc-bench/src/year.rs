@@ -74,7 +74,10 @@ pub struct YearSample {
     pub archived: u64,
     pub backlog: u64,
     pub rss_bytes: u64,
+    /// The data directory without the duplicate index's run files.
     pub store_bytes: u64,
+    /// The duplicate index's run files (`ids/` in the data directory).
+    pub id_index_bytes: u64,
     pub archive_bytes: u64,
 }
 
@@ -127,12 +130,12 @@ impl YearReport {
             self.first_period_seconds,
         );
         out.push_str(
-            "| min | hub's date | sent | completed | archived | backlog | RSS MiB | live store MiB | archives MiB |\n\
-             |---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| min | hub's date | sent | completed | archived | backlog | RSS MiB | live store MiB | id index MiB | archives MiB |\n\
+             |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for sample in &self.samples {
             out.push_str(&format!(
-                "| {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |\n",
+                "| {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.0} |\n",
                 sample.seconds as f64 / 60.0,
                 sample.hub_date,
                 sample.documents_sent,
@@ -141,6 +144,7 @@ impl YearReport {
                 sample.backlog,
                 mib(sample.rss_bytes),
                 mib(sample.store_bytes),
+                mib(sample.id_index_bytes),
                 mib(sample.archive_bytes),
             ));
         }
@@ -523,6 +527,8 @@ async fn sample(
             .and_then(|value| value.parse::<f64>().ok())
             .map_or(0, |value| value as u64)
     };
+    // The embedded engine's duplicate index, outside its live store.
+    let id_index_bytes = disk_bytes(&data_dir.join("ids")).unwrap_or(0);
     YearSample {
         seconds: origin.elapsed().as_secs(),
         hub_date: vietnam_day(hub_unix_ms),
@@ -531,7 +537,10 @@ async fn sample(
         archived: value("truc_archive_documents_total"),
         backlog: value("truc_archive_backlog_documents"),
         rss_bytes: rss_bytes(pid).unwrap_or(0),
-        store_bytes: disk_bytes(data_dir).unwrap_or(0),
+        store_bytes: disk_bytes(data_dir)
+            .unwrap_or(0)
+            .saturating_sub(id_index_bytes),
+        id_index_bytes,
         archive_bytes: disk_bytes(archive_dir).unwrap_or(0),
     }
 }

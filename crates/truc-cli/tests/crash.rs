@@ -495,14 +495,19 @@ fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
 }
 
 /// The hub killed at each step of archiving (batch written, batch synced,
-/// removal durable) loses no document and archives none twice: after a
+/// duplicate index's run synced, removal durable) loses no document and archives none twice: after a
 /// restart each document is in the archive exactly once, its story whole,
 /// the counts exact, and a resend still gets the original acknowledgement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_killed_at_each_step_loses_nothing_and_archives_each_document_once() {
     use std::os::unix::process::ExitStatusExt;
     const DOCUMENTS: u32 = 12;
-    for step in ["archive-written", "archive-synced", "removed"] {
+    for step in [
+        "archive-written",
+        "archive-synced",
+        "ids-written",
+        "removed",
+    ] {
         let folder = HubFolder::new();
         let mut hub = folder.start(false, false, None);
         let documents = finished_documents(&folder, DOCUMENTS).await;

@@ -3,8 +3,10 @@
 //! synced (payload bytes first); readers see them at once through the
 //! layers in memory, and checkpoints write them into sled in the background
 //! (`journal.rs`, `layers.rs`, `checkpoint.rs`, `payload.rs`, `marker.rs`).
-//! Retention's keys are in `embedded/retention.rs`.
+//! Retention's keys are in `embedded/retention.rs`, the duplicate index's
+//! run files in `embedded/ids.rs`.
 
+mod ids;
 mod retention;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -63,6 +65,8 @@ pub(crate) struct Inner {
     /// counted once at open, then kept by the writer after each successful
     /// write, so a quota check reads a number instead of walking the backlog.
     backlog: Mutex<HashMap<String, u64>>,
+    /// The duplicate index of documents that left for archives.
+    pub(crate) ids: ids::IdIndex,
     /// The data directory's lock, let go with the last reference.
     _lock: crate::lock::DirectoryLock,
 }
@@ -273,6 +277,7 @@ pub(crate) fn open(
     let journal = recovering.start()?;
     retention::build_indexes(&main, &layers, &db)?;
     let backlog = count_backlog(&main, &layers)?;
+    let ids = ids::IdIndex::open(path, retention::id_runs(&main, &layers)?)?;
     let inner = Arc::new(Inner {
         db,
         main,
@@ -285,6 +290,7 @@ pub(crate) fn open(
         path: path.to_owned(),
         free_bytes_min: options.free_bytes_min,
         backlog: Mutex::new(backlog),
+        ids,
         _lock: lock,
     });
     let policy = Policy {
@@ -619,7 +625,13 @@ impl EmbeddedWriter {
         );
         // After every other change: a retired document's keys go whatever
         // the group did to them before.
-        let released = retention::stage(&self.inner, &mut staged, &mut changes, &send_seqs)?;
+        let (released, ids) = retention::stage(
+            &self.inner,
+            &mut staged,
+            &mut changes,
+            &send_seqs,
+            commit_seq,
+        )?;
         let audit_head = audit.last().map_or(self.audit_head, |entry| AuditHead {
             seq: entry.seq,
             sha256: entry.sha256,
@@ -636,7 +648,13 @@ impl EmbeddedWriter {
             keys::META_AUDIT_HEAD.to_vec(),
             Some(audit_head.encode().to_vec()),
         );
-        self.inner.payload.sync().map_err(sled::Error::Io)?;
+        if !ids.is_empty() {
+            crate::sink::crash_point("ids-written");
+        }
+        if let Err(error) = self.inner.payload.sync() {
+            self.inner.ids.abandon(ids);
+            return Err(sled::Error::Io(error));
+        }
         let appended = self.inner.journal().append(
             commit_seq,
             staged
@@ -647,9 +665,11 @@ impl EmbeddedWriter {
         if let Err(error) = appended {
             let extents: Vec<payload::Extent> = carried.iter().map(|(extent, _)| *extent).collect();
             self.inner.payload.release(&extents);
+            self.inner.ids.abandon(ids);
             return Err(sled::Error::Io(error));
         }
         self.inner.layers.merge(staged.into_iter(), commit_seq);
+        self.inner.ids.settle(ids);
         // Durable and visible: the bytes of what left can go.
         if !released.is_empty() {
             self.inner.payload.release(&released);
@@ -998,6 +1018,10 @@ impl Reader for Inner {
         Ok(self.db.size_on_disk()?
             + files(&self.path.join(journal::JOURNAL_DIR))
             + files(self.payload.dir()))
+    }
+
+    fn id_index_bytes(&self) -> Option<u64> {
+        Some(self.ids.size_bytes())
     }
 
     fn archived(&self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError> {

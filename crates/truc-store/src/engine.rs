@@ -98,6 +98,11 @@ pub(crate) trait Reader: Send + Sync {
     fn audit_head(&self) -> Result<AuditHead, StoreError>;
     fn audit_entries(&self, from_seq: u64) -> Rows<'_, AuditEntry>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Bytes the duplicate index keeps outside the live store, where the
+    /// engine keeps it so (PostgreSQL's is a table of the database).
+    fn id_index_bytes(&self) -> Option<u64> {
+        None
+    }
 
     /// The duplicate index's entry of a document that left for an archive.
     fn archived(&self, document_id: &str) -> Result<Option<ArchivedDocument>, StoreError>;

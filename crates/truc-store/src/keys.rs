@@ -163,9 +163,13 @@ pub(crate) fn audit(seq: u64) -> [u8; 9] {
     key
 }
 
-/// The permanent duplicate index: prefix, the id of a document that left
-/// the live store for an archive.
+/// The permanent duplicate index as directories before its run files kept
+/// it (still read): prefix, the id of a document that left the live store
+/// for an archive.
 pub(crate) const ARCHIVED: u8 = b'i';
+/// A committed run file of the duplicate index (`embedded/ids.rs`):
+/// prefix, the file's name.
+pub(crate) const ID_RUN: u8 = b'I';
 /// Report figures kept for archived documents: prefix, agency, `yyyymmdd`.
 pub(crate) const RETAINED: u8 = b'R';
 /// Live documents by acceptance time, for retention: prefix, accepted at

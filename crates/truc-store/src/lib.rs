@@ -702,9 +702,14 @@ impl Store {
         &self.shared.stats
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the live store occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.reader.size_on_disk()
+    }
+
+    /// Bytes of the duplicate index's run files (embedded engine only).
+    pub fn id_index_bytes(&self) -> Option<u64> {
+        self.reader.id_index_bytes()
     }
 
     /// Takes (or keeps) the right to push `agency`'s queue for `ttl`;

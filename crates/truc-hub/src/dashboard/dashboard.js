@@ -118,8 +118,9 @@ function drawRetention(store, retention) {
   const backlog = retention.enabled
     ? ` · backlog ${number(retention.backlog)} (${number(retention.held)} held)`
     : "";
+  const index = store.id_index_bytes == null ? "" : ` · id index ${bytes(store.id_index_bytes)}`;
   $("kpi-store-note").textContent =
-    `${number(store.archived_documents)} documents in ${number(store.archive_files)} archives${backlog}`;
+    `${number(store.archived_documents)} documents in ${number(store.archive_files)} archives${index}${backlog}`;
   if (!retention.enabled) {
     $("kpi-archive").textContent = "off";
     $("kpi-archive-note").textContent = "retention is not enabled";

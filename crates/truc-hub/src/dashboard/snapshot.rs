@@ -457,6 +457,7 @@ fn store_figures(hub: &Hub) -> Result<Value, HubError> {
     let files = hub.store.archive_files()?;
     Ok(json!({
         "size_bytes": hub.store.size_on_disk()?,
+        "id_index_bytes": hub.store.id_index_bytes(),
         "archive_files": files.len(),
         "archived_documents": files.iter().map(|file| file.documents).sum::<u64>(),
         "open_archive": files.iter().rev().find(|file| file.open).map(|file| file.name.clone()),

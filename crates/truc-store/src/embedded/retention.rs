@@ -1,5 +1,5 @@
-//! The embedded engine's part of retention: the keys of the duplicate
-//! index (`i`), the figures kept (`R`), live documents by acceptance time
+//! The embedded engine's part of retention: the duplicate index (run files
+//! named by `I` keys; `i` keys in directories from before them), the figures kept (`R`), live documents by acceptance time
 //! (`t`), attachment reference counts (`B`) and archive files (`Z`); how a
 //! group's retirements become removals; and the one-time build of the
 //! indexes for a directory written before retention.
@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use super::{Changes, Inner};
+use super::{ids, Changes, Inner};
 use crate::audit::AuditEntry;
 use crate::engine::Rows;
 use crate::error::StoreError;
@@ -36,9 +36,10 @@ impl Inner {
         &self,
         document_id: &str,
     ) -> Result<Option<ArchivedDocument>, StoreError> {
-        Ok(self
-            .decoded::<StoredArchived>(&keys::archived(document_id))?
-            .map(|stored| stored.into_record(document_id.to_owned())))
+        match self.decoded::<StoredArchived>(&keys::archived(document_id))? {
+            Some(stored) => Ok(Some(stored.into_record(document_id.to_owned()))),
+            None => self.ids.get(document_id),
+        }
     }
 
     pub(super) fn overdue_of(
@@ -103,11 +104,12 @@ impl Inner {
     }
 
     pub(super) fn archived_rows(&self) -> Rows<'_, ArchivedDocument> {
-        Box::new(self.scan_prefix(&[keys::ARCHIVED]).map(|item| {
+        let in_tree = self.scan_prefix(&[keys::ARCHIVED]).map(|item| {
             let (key, bytes) = item?;
             let stored: StoredArchived = decode(&key, &bytes)?;
             Ok(stored.into_record(String::from_utf8_lossy(&key[1..]).into_owned()))
-        }))
+        });
+        Box::new(in_tree.chain(self.ids.walk()))
     }
 
     pub(super) fn retained_rows(
@@ -173,7 +175,8 @@ pub(super) fn stage(
     staged: &mut Changes,
     changes: &mut ChangeSet,
     send_seqs: &HashMap<String, u64>,
-) -> Result<Vec<payload::Extent>, sled::Error> {
+    commit_seq: u64,
+) -> Result<(Vec<payload::Extent>, ids::Pending), sled::Error> {
     let mut released = Vec::new();
     for document in &changes.documents {
         if let Some(seq) = send_seqs.get(&document.document_id) {
@@ -186,12 +189,11 @@ pub(super) fn stage(
     for retired in std::mem::take(&mut changes.retired) {
         released.extend(retire(inner, staged, &retired)?);
     }
-    for archived in std::mem::take(&mut changes.archived) {
-        staged.insert(
-            keys::archived(&archived.document_id),
-            Some(encode(&StoredArchived::new(&archived))),
-        );
-    }
+    let (run_keys, pending) = inner
+        .ids
+        .stage(std::mem::take(&mut changes.archived), commit_seq)
+        .map_err(sled::Error::Io)?;
+    staged.extend(run_keys);
     for ((agency, date_key), figures) in std::mem::take(&mut changes.retained) {
         let key = keys::retained(&agency, date_key);
         let mut total: RetainedFigures = read(inner, staged, &key)?.unwrap_or_default();
@@ -227,7 +229,24 @@ pub(super) fn stage(
         }
         None => {}
     }
-    Ok(released)
+    Ok((released, pending))
+}
+
+/// The duplicate index's committed runs, as the groups named them.
+pub(super) fn id_runs(
+    main: &sled::Tree,
+    layers: &crate::layers::Layers,
+) -> Result<Vec<(String, ids::RunRecord)>, StoreError> {
+    layers
+        .scan_prefix(main, &[keys::ID_RUN])
+        .map(|item| {
+            let (key, bytes) = item?;
+            Ok((
+                String::from_utf8_lossy(&key[1..]).into_owned(),
+                decode(&key, &bytes)?,
+            ))
+        })
+        .collect()
 }
 
 /// A value as the group leaves it so far, else as stored.
