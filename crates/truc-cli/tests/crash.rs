@@ -3,16 +3,18 @@
 //! figures must show the kills really fell while work was under way. And the
 //! outbox of a `truc node` process killed with SIGKILL while it sends.
 
+mod support;
+
 use std::process::Command;
 
-const TRUC: &str = env!("CARGO_BIN_EXE_truc");
+use support::TRUC;
 
 #[test]
 fn hub_and_node_processes_killed_with_sigkill_lose_nothing_and_repeat_nothing() {
     let root = tempfile::tempdir().unwrap();
     let json = root.path().join("figures.json");
-    let output = Command::new(TRUC)
-        .args([
+    let run = support::reported(
+        Command::new(TRUC).args([
             "crashtest",
             "--documents",
             "160",
@@ -32,16 +34,11 @@ fn hub_and_node_processes_killed_with_sigkill_lose_nothing_and_repeat_nothing() 
             json.to_str().unwrap(),
             "--keep",
             root.path().join("run").to_str().unwrap(),
-        ])
-        .output()
-        .expect("run truc crashtest");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}{stderr}");
-    eprintln!("{stdout}");
-
-    let figures: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        ]),
+        &json,
+    );
+    eprintln!("{}", run.stdout);
+    let figures = run.report;
     assert_eq!(figures["hub_kills"], 4, "{figures}");
     assert_eq!(figures["node_kills"], 2, "{figures}");
     assert_eq!(figures["lost"], 0, "{figures}");
@@ -261,38 +258,35 @@ async fn outbox_entries_survive_sigkill_of_the_node_and_are_sent_once() {
 fn a_database_failover_and_a_hub_kill_lose_nothing_and_repeat_nothing() {
     let root = tempfile::tempdir().unwrap();
     let json = root.path().join("figures.json");
-    let output = Command::new(TRUC)
-        .args([
-            "crashtest",
-            "--cluster",
-            "--db-failovers",
-            "1",
-            "--hub-kills",
-            "1",
-            "--documents",
-            "200",
-            "--rate",
-            "4",
-            "--kill-after-min-ms",
-            "3000",
-            "--kill-after-max-ms",
-            "5000",
-            "--seed",
-            "3",
-            "--json",
-            json.to_str().unwrap(),
-            "--keep",
-            root.path().join("run").to_str().unwrap(),
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run truc crashtest --cluster");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}{stderr}");
-    eprintln!("{stdout}");
-    let figures: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let run = support::reported(
+        Command::new(TRUC)
+            .args([
+                "crashtest",
+                "--cluster",
+                "--db-failovers",
+                "1",
+                "--hub-kills",
+                "1",
+                "--documents",
+                "200",
+                "--rate",
+                "4",
+                "--kill-after-min-ms",
+                "3000",
+                "--kill-after-max-ms",
+                "5000",
+                "--seed",
+                "3",
+                "--json",
+                json.to_str().unwrap(),
+                "--keep",
+                root.path().join("run").to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "warn"),
+        &json,
+    );
+    eprintln!("{}", run.stdout);
+    let figures = run.report;
     assert_eq!(figures["database_failovers"], 1, "{figures}");
     assert_eq!(figures["hub_kills"], 1, "{figures}");
     assert_eq!(figures["lost"], 0, "{figures}");

@@ -2,9 +2,11 @@
 //! starts, kills and restarts: every node connected, every delivery counted
 //! by its recipient and by the hub, every stream reopened after the restart.
 
+mod support;
+
 use std::process::Command;
 
-const TRUC: &str = env!("CARGO_BIN_EXE_truc");
+use support::TRUC;
 const NODES: u64 = 50;
 /// 40 documents/s for 2 s.
 const DOCUMENTS: u64 = 80;
@@ -13,8 +15,8 @@ const DOCUMENTS: u64 = 80;
 fn a_short_many_nodes_bench_connects_delivers_and_reconnects_after_a_kill() {
     let root = tempfile::tempdir().unwrap();
     let json = root.path().join("nodes.json");
-    let output = Command::new(TRUC)
-        .args([
+    let run = support::reported(
+        Command::new(TRUC).args([
             "bench",
             "--scenario",
             "nodes",
@@ -26,17 +28,11 @@ fn a_short_many_nodes_bench_connects_delivers_and_reconnects_after_a_kill() {
             "40",
             "--json",
             json.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run truc bench --scenario nodes");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "truc bench failed:\n{stdout}\n{stderr}"
+        ]),
+        &json,
     );
+    let (stdout, report) = (run.stdout, run.report);
     assert!(stdout.contains("no failures"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let number = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("{value}"));
     let real = |value: &serde_json::Value| value.as_f64().unwrap_or_else(|| panic!("{value}"));
     assert_eq!(number(&report["nodes"]), NODES);

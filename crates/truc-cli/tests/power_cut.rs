@@ -5,9 +5,11 @@
 //! the cuts fell at their requests and really took unsynced writes. Skipped, saying so, where
 //! FUSE is unavailable (a failure where `TRUC_REQUIRE_FUSE` is set, as in `.ci/run`).
 
+mod support;
+
 use std::process::Command;
 
-const TRUC: &str = env!("CARGO_BIN_EXE_truc");
+use support::TRUC;
 
 #[test]
 fn power_cuts_under_load_lose_no_acknowledged_send_delivery_or_move() {
@@ -17,8 +19,8 @@ fn power_cuts_under_load_lose_no_acknowledged_send_delivery_or_move() {
     }
     let root = tempfile::tempdir().unwrap();
     let json = root.path().join("figures.json");
-    let output = Command::new(TRUC)
-        .args([
+    let run = support::reported(
+        Command::new(TRUC).args([
             "crashtest",
             "--power-cut",
             "--cuts",
@@ -35,16 +37,11 @@ fn power_cuts_under_load_lose_no_acknowledged_send_delivery_or_move() {
             json.to_str().unwrap(),
             "--keep",
             root.path().join("run").to_str().unwrap(),
-        ])
-        .output()
-        .expect("run truc crashtest --power-cut");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}{stderr}");
-    eprintln!("{stdout}");
-
-    let figures: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        ]),
+        &json,
+    );
+    eprintln!("{}", run.stdout);
+    let figures = run.report;
     assert_eq!(figures["cuts"], 18, "{figures}");
     assert_eq!(figures["lost"], 0, "{figures}");
     assert_eq!(figures["duplicates"], 0, "{figures}");

@@ -19,20 +19,12 @@ use std::time::Duration;
 use truc_node::{Attachment, AxisClient, Draft};
 use truc_pki::PkiPaths;
 
-const TRUC: &str = env!("CARGO_BIN_EXE_truc");
+mod support;
+
+use support::{truc, TRUC};
+
 const SENDER: &str = "000.00.00.G22";
 const RECIPIENTS: [&str; 2] = ["000.00.00.H41", "000.00.00.G12"];
-
-fn truc(args: &[&str]) -> std::process::Output {
-    let output = Command::new(TRUC).args(args).output().expect("run truc");
-    assert!(
-        output.status.success(),
-        "truc {args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 struct HubProcess {
     child: Child,
@@ -488,8 +480,8 @@ fn deliveries_of(documents: u64) -> u64 {
 fn a_short_bench_against_a_hub_process_adds_up() {
     let root = tempfile::tempdir().unwrap();
     let json = root.path().join("bench.json");
-    let output = Command::new(TRUC)
-        .args([
+    let run = support::reported(
+        Command::new(TRUC).args([
             "bench",
             "--duration",
             "2",
@@ -505,21 +497,15 @@ fn a_short_bench_against_a_hub_process_adds_up() {
             "30",
             "--json",
             json.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run truc bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "truc bench failed:\n{stdout}\n{stderr}"
+        ]),
+        &json,
     );
+    let (stdout, stderr, report) = (run.stdout, run.stderr, run.report);
     assert!(
         stderr.contains("pre-signing"),
         "says it pre-signs: {stderr}"
     );
     assert!(stdout.contains("no failures"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let number = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("{value}"));
     assert_eq!(report["failures"].as_array().unwrap().len(), 0);
     assert_eq!(report["hub"]["spawned"], true);
@@ -589,8 +575,8 @@ fn a_short_bench_against_a_hub_process_adds_up() {
 fn a_short_attachment_bench_adds_up_size_by_size() {
     let root = tempfile::tempdir().unwrap();
     let json = root.path().join("attachments.json");
-    let output = Command::new(TRUC)
-        .args([
+    let run = support::reported(
+        Command::new(TRUC).args([
             "bench",
             "--scenario",
             "attachments",
@@ -610,21 +596,15 @@ fn a_short_attachment_bench_adds_up_size_by_size() {
             "60",
             "--json",
             json.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run truc bench --scenario attachments");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "truc bench failed:\n{stdout}\n{stderr}"
+        ]),
+        &json,
     );
+    let (stdout, report) = (run.stdout, run.report);
     assert!(stdout.contains("no failures"), "{stdout}");
     assert!(
         stdout.contains("attachments of the sizes below"),
         "{stdout}"
     );
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let number = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("{value}"));
     let real = |value: &serde_json::Value| value.as_f64().unwrap_or_else(|| panic!("{value}"));
     assert!(report["intake"].as_array().unwrap().is_empty());
@@ -1447,28 +1427,23 @@ fn a_kept_replay_is_reported_with_its_own_dataset_and_scale() {
 fn a_short_year_run_archives_month_by_month_and_every_archive_checks() {
     let root = tempfile::tempdir().unwrap();
     let json = root.path().join("year.json");
-    let output = Command::new(TRUC)
-        .args([
-            "bench",
-            "--year",
-            "--duration",
-            "40",
-            "--rate",
-            "25",
-            "--sample-seconds",
-            "10",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("run truc bench --year");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let run = support::reported(
+        Command::new(TRUC)
+            .args([
+                "bench",
+                "--year",
+                "--duration",
+                "40",
+                "--rate",
+                "25",
+                "--sample-seconds",
+                "10",
+                "--json",
+            ])
+            .arg(&json),
+        &json,
     );
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (stdout, report) = (run.stdout, run.report);
     let samples = report["samples"].as_array().unwrap();
     let last = samples.last().unwrap();
     assert_eq!(last["documents_sent"], 1000, "{stdout}");
