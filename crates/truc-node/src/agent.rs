@@ -619,6 +619,14 @@ async fn mark_recalled(
         return Ok(None);
     }
     let entry = notice.entries.last().cloned().unwrap_or_default();
+    let name = recalled_marker_name(&notice.document_id);
+    let marked = write_into_place(&inbox, &name, &notice_json(notice, &entry)).await?;
+    sync_dir(&inbox).await?;
+    Ok(Some(marked))
+}
+
+/// One status entry of a notice, as the inbox keeps it.
+fn notice_json(notice: &pb::StatusNotice, entry: &pb::StatusEntry) -> Vec<u8> {
     let json = serde_json::json!({
         "document_id": notice.document_id,
         "recipient": notice.recipient,
@@ -627,19 +635,19 @@ async fn mark_recalled(
         "actor": entry.actor,
         "reason": entry.reason,
     });
-    let name = recalled_marker_name(&notice.document_id);
-    let temporary = inbox.join(format!(".{name}.tmp"));
-    write_synced(
-        &temporary,
-        &serde_json::to_vec_pretty(&json).unwrap_or_default(),
-    )
-    .await?;
-    let marked = inbox.join(name);
-    tokio::fs::rename(&temporary, &marked)
+    serde_json::to_vec_pretty(&json).unwrap_or_default()
+}
+
+/// Writes `folder/name` whole: under a hidden name, synced, then renamed,
+/// so a crash leaves it or not. The caller syncs the folder.
+async fn write_into_place(folder: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, InboxError> {
+    let temporary = folder.join(format!(".{name}.tmp"));
+    write_synced(&temporary, bytes).await?;
+    let named = folder.join(name);
+    tokio::fs::rename(&temporary, &named)
         .await
-        .map_err(InboxError::io("rename into place", &marked))?;
-    sync_dir(&inbox).await?;
-    Ok(Some(marked))
+        .map_err(InboxError::io("rename into place", &named))?;
+    Ok(named)
 }
 
 async fn record_notice(config: &NodeConfig, notice: &pb::StatusNotice) -> Result<(), ClientError> {
@@ -653,27 +661,49 @@ async fn record_notice(config: &NodeConfig, notice: &pb::StatusNotice) -> Result
                 notice.recipient,
                 entry.status
             );
-            let json = serde_json::json!({
-                "document_id": notice.document_id,
-                "recipient": notice.recipient,
-                "status": entry.status,
-                "at_unix_ms": entry.at_unix_ms,
-                "actor": entry.actor,
-                "reason": entry.reason,
-            });
-            let temporary = folder.join(format!(".{name}.tmp"));
-            write_synced(
-                &temporary,
-                &serde_json::to_vec_pretty(&json).unwrap_or_default(),
-            )
-            .await?;
-            let named = folder.join(name);
-            tokio::fs::rename(&temporary, &named)
-                .await
-                .map_err(InboxError::io("rename into place", &named))?;
+            write_into_place(&folder, &name, &notice_json(notice, entry)).await?;
         }
         // The renames are durable before the notice is acknowledged.
         sync_dir(&folder).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A notice's entry lands whole under its name, with nothing left
+    /// under the hidden one, and says who moved what and when.
+    #[tokio::test]
+    async fn a_notice_entry_is_written_whole_into_place() {
+        let folder = tempfile::tempdir().unwrap();
+        let notice = pb::StatusNotice {
+            document_id: "000.00.00.G22,2026/12/07,1/VPCP".into(),
+            recipient: "000.00.00.H41".into(),
+            ..Default::default()
+        };
+        let entry = pb::StatusEntry {
+            status: 6,
+            at_unix_ms: 1_765_000_000_000,
+            actor: "000.00.00.H41".into(),
+            reason: "xong".into(),
+        };
+        let named = write_into_place(folder.path(), "n.json", &notice_json(&notice, &entry))
+            .await
+            .unwrap();
+        assert_eq!(named, folder.path().join("n.json"));
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&named).unwrap()).unwrap();
+        assert_eq!(written["document_id"], notice.document_id);
+        assert_eq!(written["recipient"], "000.00.00.H41");
+        assert_eq!(written["status"], 6);
+        assert_eq!(written["at_unix_ms"], 1_765_000_000_000i64);
+        assert_eq!(written["reason"], "xong");
+        let names: Vec<_> = std::fs::read_dir(folder.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["n.json"], "no hidden file left");
+    }
 }
