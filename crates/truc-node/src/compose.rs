@@ -207,27 +207,16 @@ impl Prepared {
             business_refs: draft.business_refs.clone(),
             attachments: infos,
         };
-        let header_bytes = header.encode_to_vec();
-        let signature = key
-            .sign_envelope(&header_bytes)
-            .map_err(|error| ClientError::Draft(error.to_string()))?;
         let document_id = draft.document_id();
-        let document_signature = if draft.sign_document {
-            Some(DocumentSignature {
-                signer_certificate: credentials.certificate_der().to_vec(),
-                signature: key
-                    .sign_document(&document_id, &digests)
-                    .map_err(|error| ClientError::Draft(error.to_string()))?,
-            })
-        } else {
-            None
-        };
+        let envelope = signed(
+            header.encode_to_vec(),
+            &document_id,
+            &digests,
+            draft.sign_document.then_some(credentials),
+            key,
+        )?;
         Ok(Prepared {
-            envelope: SignedEnvelope {
-                header: header_bytes,
-                signature,
-                document_signature,
-            },
+            envelope,
             attachments,
             document_id,
         })
@@ -255,26 +244,15 @@ impl Prepared {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let header_bytes = pb::EnvelopeHeader::from(parts.header).encode_to_vec();
-        let signature = key
-            .sign_envelope(&header_bytes)
-            .map_err(|error| ClientError::Draft(error.to_string()))?;
-        let document_signature = if sign_document {
-            Some(DocumentSignature {
-                signer_certificate: credentials.certificate_der().to_vec(),
-                signature: key
-                    .sign_document(&document_id, &digests)
-                    .map_err(|error| ClientError::Draft(error.to_string()))?,
-            })
-        } else {
-            None
-        };
+        let envelope = signed(
+            pb::EnvelopeHeader::from(parts.header).encode_to_vec(),
+            &document_id,
+            &digests,
+            sign_document.then_some(credentials),
+            key,
+        )?;
         Ok(Prepared {
-            envelope: SignedEnvelope {
-                header: header_bytes,
-                signature,
-                document_signature,
-            },
+            envelope,
             attachments: parts
                 .attachments
                 .into_iter()
@@ -391,4 +369,29 @@ pub fn decode_header(bytes: &[u8]) -> Result<RawHeader, HeaderDecodeError> {
     pb::EnvelopeHeader::decode(bytes)
         .map(RawHeader::from)
         .map_err(HeaderDecodeError)
+}
+
+/// The header signed by the sending agency's key, with the document
+/// signature over the id and attachments' digests when `signer` is given.
+fn signed(
+    header: Vec<u8>,
+    document_id: &str,
+    digests: &[[u8; 32]],
+    signer: Option<&Credentials>,
+    key: &SigningKey,
+) -> Result<SignedEnvelope, ClientError> {
+    let failed = |error: truc_domain::SignatureError| ClientError::Draft(error.to_string());
+    let signature = key.sign_envelope(&header).map_err(failed)?;
+    let document_signature = match signer {
+        Some(credentials) => Some(DocumentSignature {
+            signer_certificate: credentials.certificate_der().to_vec(),
+            signature: key.sign_document(document_id, digests).map_err(failed)?,
+        }),
+        None => None,
+    };
+    Ok(SignedEnvelope {
+        header,
+        signature,
+        document_signature,
+    })
 }
