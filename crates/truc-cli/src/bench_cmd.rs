@@ -246,8 +246,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             durability: None,
         },
         _ => {
-            let program = std::env::current_exe()
-                .context("finding this executable to start `truc hub` from")?;
+            let program = this_program()?;
             let agencies: Vec<_> = ScenarioKind::ALL
                 .into_iter()
                 .flat_map(|kind| bench_agencies(kind, args.agencies))
@@ -275,7 +274,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut report = truc_bench::run(&options, &target, &progress).await?;
-    report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    report.command = command_line();
     if let Some(figures) = report.attachments.as_mut() {
         let from_environment = std::env::var(DOCUMENT_LIMIT_VARIABLE).ok();
         figures.hub_limits = Some(match (&limits, target.spawned, from_environment) {
@@ -360,8 +359,7 @@ async fn run_on_cluster(
         url: format!("{}&sslmode=require", cluster.url()),
         ca_cert: cluster.ca_certificate_path().map(std::path::Path::to_owned),
     };
-    let program =
-        std::env::current_exe().context("finding this executable to start `truc hub` from")?;
+    let program = this_program()?;
     let agencies: Vec<_> = ScenarioKind::ALL
         .into_iter()
         .flat_map(|kind| bench_agencies(kind, args.agencies))
@@ -464,11 +462,10 @@ async fn year(args: BenchArgs) -> anyhow::Result<ExitCode> {
         keep: args.keep.clone(),
         hub_settings: args.hub_setting.clone(),
     };
-    let program =
-        std::env::current_exe().context("finding this executable to start `truc hub` from")?;
+    let program = this_program()?;
     let progress = |line: &str| eprintln!("bench: {line}");
     let mut report = truc_bench::year::run_year(&program, &options, &progress).await?;
-    report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    report.command = command_line();
     finish(
         &report,
         report.table(),
@@ -498,17 +495,26 @@ async fn many_nodes(args: BenchArgs) -> anyhow::Result<ExitCode> {
         window: args.window,
         keep: args.keep.clone(),
     };
-    let program =
-        std::env::current_exe().context("finding this executable to start `truc hub` from")?;
+    let program = this_program()?;
     let progress = |line: &str| eprintln!("bench: {line}");
     let mut report = truc_bench::many_nodes::run_many_nodes(&program, &options, &progress).await?;
-    report.command = std::env::args().collect::<Vec<_>>().join(" ");
+    report.command = command_line();
     finish(
         &report,
         report.table(),
         report.failures.is_empty(),
         args.json.as_deref(),
     )
+}
+
+/// This executable, which the scenarios start as `truc hub`.
+fn this_program() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe().context("finding this executable to start `truc hub` from")
+}
+
+/// The command as typed, for the report.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
 }
 
 /// Prints a run's table, writes its figures as JSON when asked, and fails
