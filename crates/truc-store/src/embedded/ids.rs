@@ -483,39 +483,44 @@ impl Run {
 
     /// The entry starting at `at`, its CRC checked.
     fn entry_at(&self, at: u64, dir: &Path) -> Result<Entry, StoreError> {
-        let limit = self.table_at;
-        let read = |at: u64, length: usize| -> Result<Vec<u8>, StoreError> {
-            let mut bytes = vec![0u8; length];
+        let room = self.table_at.saturating_sub(at);
+        let read = |length: u64| -> Result<Vec<u8>, StoreError> {
+            let mut bytes = vec![0u8; length as usize];
             self.file
                 .read_exact_at(&mut bytes, at)
                 .map_err(|error| StoreError::io("reading", &self.path(dir), error))?;
             Ok(bytes)
         };
-        let guess = (limit.saturating_sub(at) as usize).min(ENTRY_GUESS_BYTES);
-        let mut bytes = read(at, guess)?;
-        let total = entry_length(&bytes).unwrap_or(0);
-        if total == 0 || at + total as u64 > limit {
-            let id_len = bytes
-                .get(..2)
-                .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
-            let value_at = 2 + id_len as usize;
-            let value_len = bytes
-                .get(value_at..value_at + 4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64);
-            match value_len {
-                Some(value_len)
-                    if at + value_at as u64 + 4 + value_len + 4 <= limit
-                        && bytes.len() < value_at + 4 + value_len as usize + 4 =>
-                {
-                    bytes = read(at, value_at + 4 + value_len as usize + 4)?;
-                }
-                _ => {
-                    return Err(corrupt(
-                        &self.path(dir),
-                        format!("an entry at {at} runs past the entries"),
-                    ))
-                }
+        let past = || {
+            corrupt(
+                &self.path(dir),
+                format!("the entry at {at} runs past the entries"),
+            )
+        };
+        let mut bytes = read(room.min(ENTRY_GUESS_BYTES as u64))?;
+        if entry_length(&bytes).is_none() {
+            // Longer than the guess: its lengths say how long.
+            let id_len = match bytes.get(..2) {
+                Some(length) => u64::from(u16::from_le_bytes([length[0], length[1]])),
+                None => return Err(past()),
+            };
+            let head = 2 + id_len + 4;
+            if head > room {
+                return Err(past());
             }
+            if (bytes.len() as u64) < head {
+                bytes = read(head)?;
+            }
+            let value_len = u32::from_le_bytes(
+                bytes[head as usize - 4..head as usize]
+                    .try_into()
+                    .expect("4 bytes"),
+            );
+            let total = head + u64::from(value_len) + 4;
+            if total > room {
+                return Err(past());
+            }
+            bytes = read(total)?;
         }
         split_entry(&bytes).ok_or_else(|| {
             corrupt(
@@ -716,6 +721,25 @@ mod tests {
         );
         let files = std::fs::read_dir(dir.path().join(IDS_DIR)).unwrap().count();
         assert_eq!(files, committed.len());
+    }
+
+    /// Entries longer than one read's guess, and than a walk's chunk, are
+    /// read whole.
+    #[test]
+    fn long_entries_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = IdIndex::open(dir.path(), Vec::new()).unwrap();
+        let mut long = archived(202601, 1);
+        long.document_id = format!("000.00.00.G22,2026/01/05,1/{}", "V".repeat(600));
+        long.recipients = (0..6_000).map(|n| format!("000.00.{n:02}.H41")).collect();
+        let documents = vec![archived(202601, 2), long.clone(), archived(202601, 3)];
+        let (_, pending) = index.stage(documents, 1).unwrap();
+        index.settle(pending);
+        assert_eq!(index.get(&long.document_id).unwrap(), Some(long.clone()));
+        let walked: Vec<ArchivedDocument> = index.walk().map(Result::unwrap).collect();
+        assert_eq!(walked.len(), 3);
+        assert!(walked.contains(&long));
+        assert!(walked.contains(&archived(202601, 3)));
     }
 
     #[test]
