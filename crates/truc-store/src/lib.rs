@@ -268,7 +268,7 @@ impl Store {
         options: &StoreOptions,
     ) -> Result<Store, StoreError> {
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
-        let store_writer = Writer::new(engine, shared.clone(), reader.clone());
+        let store_writer = Writer::new(engine, shared.clone());
         std::thread::Builder::new()
             .name("truc-store-writer".into())
             .spawn(move || store_writer.run(receiver))
@@ -754,18 +754,59 @@ impl Store {
 
     /// One retention step: the documents of `request` that may leave go
     /// into the archive `sink` writes (synced), then leave the live store,
-    /// in one durable write with what stays of them.
+    /// in one durable write with what stays of them. The archive is
+    /// written and synced off the writer's thread, so other commands go on
+    /// meanwhile; documents touched meanwhile stay for a later step.
     pub async fn retire(
         &self,
         request: RetireRequest,
         sink: Arc<dyn ArchiveSink>,
     ) -> Result<RetireOutcome, StoreError> {
-        self.submit(|reply| Command::Retire {
-            request,
-            sink,
-            reply,
+        let plan = self
+            .submit(|reply| Command::PlanRetire {
+                request: request.clone(),
+                sink: sink.clone(),
+                reply,
+            })
+            .await?;
+        if plan.batch.is_empty() {
+            return Ok(RetireOutcome {
+                held: plan.held,
+                deferred: plan.deferred,
+                file: plan.open,
+                closed: plan.closed,
+                ..RetireOutcome::default()
+            });
+        }
+        let reader = self.reader.clone();
+        let writer::RetirePlan {
+            batch,
+            file,
+            closed,
+            ..
+        } = plan;
+        let written = tokio::task::spawn_blocking(move || {
+            let (file, offsets) = sink.append(&file, &batch, &sink::ReaderBlobs(&*reader))?;
+            Ok::<_, StoreError>(writer::WrittenBatch {
+                batch,
+                file,
+                offsets,
+            })
         })
         .await
+        .map_err(|error| StoreError::Corrupt {
+            key: "(archive)".into(),
+            reason: format!("the archive writer's task ended: {error}"),
+        })??;
+        let mut outcome = self
+            .submit(|reply| Command::FinishRetire {
+                request,
+                written,
+                reply,
+            })
+            .await?;
+        outcome.closed = closed;
+        Ok(outcome)
     }
 
     /// Live documents accepted before `cutoff_unix_ms`, oldest first, after

@@ -1,7 +1,8 @@
 //! Where retention puts what leaves the live store: an archive file, whose
 //! format lives outside the store (the `truc-archive` crate) and is the
-//! same whatever the engine. The store's writer hands a batch to the sink
-//! and commits the removal only once the sink says the batch is on disk.
+//! same whatever the engine. The store gathers a batch on its writer's
+//! thread, has the sink write it beside that thread, and commits the
+//! removal only once the sink says the batch is on disk.
 
 use crate::audit::AuditHead;
 use crate::engine::Reader;
@@ -26,8 +27,10 @@ impl BlobSource for ReaderBlobs<'_> {
     }
 }
 
-/// An archive writer. Called on the store's writer thread, one batch at a
-/// time: every call must leave the file durable before it returns `Ok`.
+/// An archive writer, called one batch at a time: `close` on the store's
+/// writer thread, `append` on a blocking task beside it (so that the file's
+/// write and sync hold up no other command). Every call must leave the file
+/// durable before it returns `Ok`.
 pub trait ArchiveSink: Send + Sync {
     /// The file name for a new archive of `period` (`yyyy-mm`).
     fn file_name(&self, period: &str) -> String;

@@ -1238,3 +1238,134 @@ fn every_scenario_moves_to_postgres_and_back_unchanged() {
         }
     });
 }
+
+/// An archive writer that stops before its first batch until the test has
+/// changed the store: what a send or a move does while a batch is written.
+struct PausingSink {
+    inner: Arc<truc_archive::ArchiveWriter>,
+    reached: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    resume: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl truc_store::ArchiveSink for PausingSink {
+    fn file_name(&self, period: &str) -> String {
+        self.inner.file_name(period)
+    }
+
+    fn append(
+        &self,
+        file: &ArchiveFile,
+        batch: &truc_store::ArchiveBatch,
+        blobs: &dyn truc_store::BlobSource,
+    ) -> Result<(ArchiveFile, Vec<u64>), StoreError> {
+        if let Some(reached) = self.reached.lock().unwrap().take() {
+            reached.send(()).unwrap();
+            self.resume.lock().unwrap().recv().unwrap();
+        }
+        self.inner.append(file, batch, blobs)
+    }
+
+    fn close(
+        &self,
+        file: &ArchiveFile,
+        at_unix_ms: i64,
+        live_audit_head: truc_store::AuditHead,
+    ) -> Result<ArchiveFile, StoreError> {
+        self.inner.close(file, at_unix_ms, live_audit_head)
+    }
+}
+
+/// The archive is written beside the store's writer, so other commands go
+/// on meanwhile; a document one of them touches (here: a later document
+/// naming it, which links the two) does not leave with the batch written
+/// before, and the next step archives it as it is then, once.
+#[test]
+fn a_document_touched_while_its_batch_is_written_leaves_with_the_next_one() {
+    let place = Place::Embedded(tempfile::tempdir().unwrap());
+    runtime().block_on(async move {
+        let t = |ms: i64| pki_made_at_unix_ms() + ms;
+        let store = Arc::new(place.open());
+        let archives = tempfile::tempdir().unwrap();
+        let r = signed_document(61, &[H41], t(40_000));
+        let r_id = r.document_id.clone();
+        store.accept(r, Vec::new()).await.unwrap();
+        let item = queue(&store, H41)[0].0;
+        store.ack(H41, item, t(41_000)).await.unwrap();
+        for code in [3, 6] {
+            store
+                .move_status(&r_id, H41, entry(code, t(42_000), H41, ""))
+                .await
+                .unwrap();
+        }
+        let (reached_tx, reached) = std::sync::mpsc::channel();
+        let (resume, resume_rx) = std::sync::mpsc::channel();
+        let sink = Arc::new(PausingSink {
+            inner: archive_writer(archives.path()),
+            reached: std::sync::Mutex::new(Some(reached_tx)),
+            resume: std::sync::Mutex::new(resume_rx),
+        });
+        let request = RetireRequest {
+            candidates: vec![r_id.clone()],
+            cutoff_unix_ms: t(45_000),
+            at_unix_ms: t(60_000),
+            period: "2026-11".into(),
+            hub: String::new(),
+            audit_entries_max: 10_000,
+        };
+        let first = tokio::spawn({
+            let (store, sink, request) = (store.clone(), sink.clone(), request.clone());
+            async move { store.retire(request, sink).await }
+        });
+        tokio::task::spawn_blocking(move || reached.recv().unwrap())
+            .await
+            .unwrap();
+        // While R's batch waits to be written: a later document names it.
+        let e = signed_document(62, &[H41], t(50_000));
+        store
+            .accept_planned(
+                e,
+                Vec::new(),
+                AcceptPlan {
+                    queue_owners: BTreeMap::new(),
+                    business: Some(BusinessRequest {
+                        business_type: 1,
+                        references: vec![r_id.clone()],
+                    }),
+                },
+            )
+            .await
+            .unwrap();
+        resume.send(()).unwrap();
+        let outcome = first.await.unwrap().unwrap();
+        assert_eq!(outcome.archived, 0, "{outcome:?}");
+        assert!(store.document(&r_id).unwrap().is_some(), "R stays live");
+        assert!(store.archived(&r_id).unwrap().is_none());
+
+        // What E queued for H41 (its delivery, and the update's notice on R)
+        // is taken and the update answered, so that R is final again.
+        for (seq, _) in queue(&store, H41) {
+            store.ack(H41, seq, t(51_000)).await.unwrap();
+        }
+        // H41 answers the update of R (code 15), as in `retention`.
+        store
+            .move_status(&r_id, H41, entry(15, t(51_100), H41, ""))
+            .await
+            .unwrap();
+        let outcome = store.retire(request, sink).await.unwrap();
+        assert_eq!(outcome.archived, 1, "{outcome:?}");
+        assert!(store.document(&r_id).unwrap().is_none());
+        let file = outcome.file.unwrap();
+        let path = archives.path().join(&file.name);
+        // The first batch, never committed, was cut off: R is in once.
+        let checked = truc_archive::verify(&path, None, true).unwrap();
+        assert_eq!(checked.problem, None);
+        assert_eq!((checked.documents, checked.batches), (1, 1));
+        let offset = store.archived(&r_id).unwrap().unwrap().archive_offset;
+        let story = truc_archive::ArchiveReader::open(&path)
+            .unwrap()
+            .document_at(offset)
+            .unwrap();
+        assert_eq!(story.links.len(), 1, "archived with its link to E");
+        check_counters(&store);
+    });
+}

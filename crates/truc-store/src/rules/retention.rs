@@ -12,10 +12,11 @@
 //! (`RetainedFigures`), and its entry in the permanent duplicate index
 //! (`ArchivedDocument`), which also says which archive holds it.
 //!
-//! The rule reads and stages; the store's writer has the batch written
-//! into the archive and synced between [`Rules::plan_retirement`] and
-//! [`Rules::finish_retirement`], so the removal is durable only after the
-//! archive is.
+//! The rule reads and stages. The store's writer plans a step in one
+//! group, has the batch written into the archive and synced beside its
+//! thread, then plans again in a later group and, if the batch is the
+//! same, [`Rules::finish_retirement`] stages the removal: it is durable
+//! only after the archive is.
 
 use super::{Op, RetiredDocument, Rules};
 use crate::audit::{AuditEntry, AuditHead};
