@@ -873,39 +873,9 @@ async fn restart(
     let tcp_before = TcpCounters::now();
     let killed = Instant::now();
     hub.kill();
-    // The same command as the first start, on the config it wrote.
-    let child = Command::new(program)
-        .arg("hub")
-        .arg("--config")
-        .arg(root.join("hub.toml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|error| {
-            BenchError::Setup(format!("cannot start {}: {error}", program.display()))
-        })?;
-    let mut restarted = RestartedHub { child };
+    let mut restarted = start_again(program, &root, log)?;
     let pid = restarted.child.id();
-    let listening = loop {
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            break Instant::now();
-        }
-        if let Some(status) = restarted.child.try_wait()? {
-            return Err(BenchError::Setup(format!(
-                "the restarted hub exited ({status}); its log {} ends with:\n{}",
-                log_path.display(),
-                log_tail(&log_path)
-            )));
-        }
-        if killed.elapsed() >= RESTART_WAIT_MAX {
-            return Err(BenchError::Setup(format!(
-                "the restarted hub did not accept a connection on {address} within {} s",
-                RESTART_WAIT_MAX.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let listening = wait_until_listening(&mut restarted, address, killed, &log_path).await?;
     let all_back = wait_for_streams(
         shared,
         &opened_before,
@@ -982,6 +952,57 @@ async fn restart(
     }
     drop(restarted);
     Ok(figures)
+}
+
+/// Starts the hub again with the same command as the first start, on the
+/// config it wrote in `root`, its output to `log`.
+fn start_again(
+    program: &Path,
+    root: &Path,
+    log: std::fs::File,
+) -> Result<RestartedHub, BenchError> {
+    let child = Command::new(program)
+        .arg("hub")
+        .arg("--config")
+        .arg(root.join("hub.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|error| {
+            BenchError::Setup(format!("cannot start {}: {error}", program.display()))
+        })?;
+    Ok(RestartedHub { child })
+}
+
+/// Waits until the restarted hub accepts a connection on `address`, and
+/// returns when; fails if it exits, or is not listening
+/// [`RESTART_WAIT_MAX`] after the kill.
+async fn wait_until_listening(
+    restarted: &mut RestartedHub,
+    address: std::net::SocketAddr,
+    killed: Instant,
+    log_path: &Path,
+) -> Result<Instant, BenchError> {
+    loop {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(Instant::now());
+        }
+        if let Some(status) = restarted.child.try_wait()? {
+            return Err(BenchError::Setup(format!(
+                "the restarted hub exited ({status}); its log {} ends with:\n{}",
+                log_path.display(),
+                log_tail(log_path)
+            )));
+        }
+        if killed.elapsed() >= RESTART_WAIT_MAX {
+            return Err(BenchError::Setup(format!(
+                "the restarted hub did not accept a connection on {address} within {} s",
+                RESTART_WAIT_MAX.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 async fn counts(operator: &AxisClient) -> Result<Counts, BenchError> {
