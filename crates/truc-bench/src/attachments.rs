@@ -30,13 +30,14 @@ use crate::documents::{sign_in_parallel, RunTag};
 use crate::error::BenchError;
 use crate::fanout::{recipients_after, FanoutMix};
 use crate::nodes::{Fleet, PhaseTracker};
+use crate::options::BenchOptions;
 use crate::report::{group, AttachmentPhase, AttachmentsFigures};
 use crate::resources::{
     disk_bytes, disk_probe_folder, peak_rss_bytes, rss_bytes, sequential_write_sync, CpuMeter,
     DiskBandwidth, RssSampler,
 };
 use crate::run::{send_figures, Bench};
-use crate::scenarios::{check_response, dispatch, sender_slots};
+use crate::scenarios::{check_response, dispatch, sender_slots, DispatchOutcome};
 
 /// Bytes at the end of every attachment that name its run and document
 /// (`\n% truc bench <salt> <index>\n%%EOF\n`, both numbers in 16 hex digits).
@@ -268,6 +269,118 @@ async fn connect_senders(
     Ok(clients)
 }
 
+/// What every phase's senders share: each sending agency, its connection,
+/// its credentials and its signing key.
+struct AttachmentSenders {
+    agencies: Vec<Agency>,
+    stubs: Arc<Vec<AxisClient>>,
+    credentials: Vec<Credentials>,
+    keys: Arc<Vec<SigningKey>>,
+}
+
+impl AttachmentSenders {
+    async fn connect(bench: &Bench<'_>, agencies: Vec<Agency>) -> Result<Self, BenchError> {
+        let stubs = Arc::new(connect_senders(bench, &agencies).await?);
+        let credentials = agencies
+            .iter()
+            .map(|a| bench.target.pki.agency_credentials(&a.code))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = Arc::new(
+            credentials
+                .iter()
+                .map(|c| SigningKey::from_pkcs8(&c.key_pkcs8_der))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| BenchError::Setup(error.to_string()))?,
+        );
+        Ok(AttachmentSenders {
+            agencies,
+            stubs,
+            credentials,
+            keys,
+        })
+    }
+}
+
+/// The scenario's figures before any phase: how they are measured.
+fn attachments_figures(options: &BenchOptions) -> AttachmentsFigures {
+    AttachmentsFigures {
+        chunk_bytes: CHUNK_BYTES,
+        recipients_mean: options.fanout.mean(),
+        deliveries: "included: every recipient's node is connected during the phase, \
+                     receives and acknowledges each delivery, and the phase ends when all \
+                     have arrived (the figures per second count the sends only, first send \
+                     to last acknowledgement); attachments up to the hub's \
+                     delivery.inline_attachment_bytes_max (64 KiB by default) travel in the \
+                     delivery, larger ones are not fetched"
+            .to_owned(),
+        disk_method: format!(
+            "before each phase, the same size written again and again to a new file beside \
+             the hub's data directory (same file system), with an fdatasync after each \
+             write, for up to {} s or {} (at least {} writes), as the hub must sync before \
+             it acknowledges",
+            DISK_PROBE_TIME_MAX.as_secs(),
+            ByteSize(DISK_PROBE_BYTES_MAX),
+            DISK_PROBE_WRITES_MIN
+        ),
+        memory_method: format!(
+            "the hub process's VmRSS read every {} ms from the phase's start to its last \
+             delivery, its highest reading reported (VmHWM is the peak over the process's \
+             whole life, so it is reported only beside)",
+            RSS_SAMPLE_EVERY.as_millis()
+        ),
+        hub_limits: None,
+        phases: Vec::new(),
+    }
+}
+
+/// The timed sends of one phase, each streamed on its sender's connection,
+/// marked sent in `phase` as it leaves.
+async fn send_attachments(
+    stubs: &Arc<Vec<AxisClient>>,
+    documents: Vec<AttachmentEnvelope>,
+    phase: &Arc<PhaseTracker>,
+    body: &Arc<AttachmentBody>,
+    options: &BenchOptions,
+) -> DispatchOutcome {
+    let (stubs, phase, body) = (stubs.clone(), phase.clone(), body.clone());
+    let slots = sender_slots(stubs.len(), options.concurrency);
+    dispatch(
+        documents,
+        None,
+        options.duration,
+        options.concurrency,
+        phase.origin,
+        options.drain_timeout,
+        move |document: AttachmentEnvelope, start| {
+            let stub = stubs[document.sender].clone();
+            let slot = slots[document.sender].clone();
+            let (phase, body) = (phase.clone(), body.clone());
+            async move {
+                let _slot = slot
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| "the sender's slots closed".to_string())?;
+                // Marked before sending: a recipient can be handed the
+                // document before its sender hears the acknowledgement.
+                phase.mark_sent(document.index, start);
+                let (document_id, expected) = (document.document_id.clone(), document.recipients);
+                let response = send_streamed(&stub, &document, body)
+                    .await
+                    .map_err(|error| match error {
+                        ClientError::Refused(status) => format!(
+                            "sending {document_id}: {:?}: {}",
+                            status.code(),
+                            status.message()
+                        ),
+                        other => format!("sending {document_id}: {other}"),
+                    })?;
+                check_response(&document_id, &response, expected)
+            }
+        },
+    )
+    .await
+}
+
 impl Bench<'_> {
     /// The attachment scenario: for each size, the disk's own figure, then a
     /// timed phase of sends with every recipient's node connected.
@@ -282,217 +395,24 @@ impl Bench<'_> {
             options.verify_deliveries,
         )
         .await?;
-        let stubs = Arc::new(connect_senders(self, &agencies).await?);
-        let credentials = agencies
-            .iter()
-            .map(|a| self.target.pki.agency_credentials(&a.code))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys = Arc::new(
-            credentials
-                .iter()
-                .map(|c| SigningKey::from_pkcs8(&c.key_pkcs8_der))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| BenchError::Setup(error.to_string()))?,
-        );
+        let senders = AttachmentSenders::connect(self, agencies).await?;
         let probe_folder = self.target.data_dir.as_deref().map(disk_probe_folder);
-        let mut figures = AttachmentsFigures {
-            chunk_bytes: CHUNK_BYTES,
-            recipients_mean: options.fanout.mean(),
-            deliveries: "included: every recipient's node is connected during the phase, \
-                         receives and acknowledges each delivery, and the phase ends when all \
-                         have arrived (the figures per second count the sends only, first send \
-                         to last acknowledgement); attachments up to the hub's \
-                         delivery.inline_attachment_bytes_max (64 KiB by default) travel in the \
-                         delivery, larger ones are not fetched"
-                .to_owned(),
-            disk_method: format!(
-                "before each phase, the same size written again and again to a new file beside \
-                 the hub's data directory (same file system), with an fdatasync after each \
-                 write, for up to {} s or {} (at least {} writes), as the hub must sync before \
-                 it acknowledges",
-                DISK_PROBE_TIME_MAX.as_secs(),
-                ByteSize(DISK_PROBE_BYTES_MAX),
-                DISK_PROBE_WRITES_MIN
-            ),
-            memory_method: format!(
-                "the hub process's VmRSS read every {} ms from the phase's start to its last \
-                 delivery, its highest reading reported (VmHWM is the peak over the process's \
-                 whole life, so it is reported only beside)",
-                RSS_SAMPLE_EVERY.as_millis()
-            ),
-            hub_limits: None,
-            phases: Vec::new(),
-        };
+        let mut figures = attachments_figures(options);
         let mut next_index = 0u64;
         for &size in &options.attachment_sizes {
-            let label = format!("attachments of {}", ByteSize(size));
-            let (disk, disk_unmeasured) = self
-                .measure_disk(&label, probe_folder.as_deref(), size)
-                .await;
-            let body = {
-                let salt = self.tag.salt;
-                Arc::new(
-                    tokio::task::spawn_blocking(move || AttachmentBody::new(size, salt))
-                        .await
-                        .map_err(|error| BenchError::Setup(error.to_string()))?,
-                )
-            };
-            let signer = Arc::new(AttachmentSigner {
-                agencies: agencies.clone(),
-                credentials: credentials.clone(),
-                keys: keys.clone(),
-                tag: self.tag.clone(),
-                mix: options.fanout,
-                sign_documents: options.sign_documents,
-                body: body.clone(),
-            });
             let count = options.attachments_pool_size(size);
-            (self.progress)(&format!(
-                "{label}: pre-signing {} envelopes before the timed phase (signing is not \
-                 measured)",
-                group(count as u64)
-            ));
-            let presigning = Instant::now();
             let indices = next_index..next_index + count as u64;
-            let documents = sign_in_parallel(indices.clone(), move |index| {
-                let signer = signer.clone();
-                async move { signer.sign(index) }
-            })
-            .await?;
-            let presign_s = presigning.elapsed().as_secs_f64();
-            next_index = indices.end;
-
-            let counts_before = self.counts().await?;
-            let notices_before = fleet
-                .context
-                .counters
-                .notices_arrived
-                .load(std::sync::atomic::Ordering::Acquire);
-            let data_dir_before = self.data_dir_bytes();
-            let pid = self.target.pid;
-            let rss_before = pid.and_then(rss_bytes);
-            let sampler = pid.map(|pid| RssSampler::start(pid, RSS_SAMPLE_EVERY));
-            (self.progress)(&format!(
-                "{label}: sending for {:.0} s with every recipient's node connected",
-                options.duration.as_secs_f64()
-            ));
-            let phase = Arc::new(PhaseTracker::new(indices, false));
-            fleet.context.set_phase(Some(phase.clone()));
-            let cpu = CpuMeter::start(pid);
-            let outcome = {
-                let (stubs, phase, body) = (stubs.clone(), phase.clone(), body.clone());
-                let slots = sender_slots(stubs.len(), options.concurrency);
-                dispatch(
-                    documents,
-                    None,
-                    options.duration,
-                    options.concurrency,
-                    phase.origin,
-                    options.drain_timeout,
-                    move |document: AttachmentEnvelope, start| {
-                        let stub = stubs[document.sender].clone();
-                        let slot = slots[document.sender].clone();
-                        let (phase, body) = (phase.clone(), body.clone());
-                        async move {
-                            let _slot = slot
-                                .acquire_owned()
-                                .await
-                                .map_err(|_| "the sender's slots closed".to_string())?;
-                            // Marked before sending: a recipient can be handed the
-                            // document before its sender hears the acknowledgement.
-                            phase.mark_sent(document.index, start);
-                            let (document_id, expected) =
-                                (document.document_id.clone(), document.recipients);
-                            let response =
-                                send_streamed(&stub, &document, body)
-                                    .await
-                                    .map_err(|error| match error {
-                                        ClientError::Refused(status) => format!(
-                                            "sending {document_id}: {:?}: {}",
-                                            status.code(),
-                                            status.message()
-                                        ),
-                                        other => format!("sending {document_id}: {other}"),
-                                    })?;
-                            check_response(&document_id, &response, expected)
-                        }
-                    },
-                )
-                .await
-            };
-            self.record_dispatch_failures(&label, &outcome);
-            let expected = outcome.units;
-            let drained = self.drain(&label, &fleet, &phase, expected).await;
-            let cores = cpu.cores();
-            let (peak_sampled, samples) = match (sampler, pid) {
-                (Some(sampler), Some(pid)) => sampler.stop(pid),
-                _ => (None, 0),
-            };
-            let settled = self
-                .settle(
-                    &label,
+            let phase = self
+                .attachment_phase(
                     &fleet,
-                    &phase,
-                    expected,
-                    drained,
-                    (counts_before.total_received, notices_before),
+                    &senders,
+                    probe_folder.as_deref(),
+                    size,
+                    indices.clone(),
                 )
                 .await?;
-            let hub_documents_accepted = self
-                .counts()
-                .await?
-                .total_sent
-                .saturating_sub(counts_before.total_sent);
-            let data_dir_growth = data_dir_before
-                .zip(self.data_dir_bytes())
-                .map(|(before, after)| after.saturating_sub(before));
-            let send = send_figures(None, count, presign_s, &outcome, cores);
-            let seconds = send.seconds.max(1e-9);
-            let attachment_mb_per_second =
-                send.documents_acknowledged as f64 * size as f64 / 1e6 / seconds;
-            let refused = (outcome.acknowledged == 0 && outcome.failures > 0)
-                .then(|| outcome.first_failure.clone().unwrap_or_default());
-            let counted = hub_documents_accepted == outcome.acknowledged;
-            if !counted {
-                self.report.failures.push(format!(
-                    "{label}: {} documents acknowledged, the hub counts {} accepted",
-                    outcome.acknowledged, hub_documents_accepted
-                ));
-            }
-            let figures_of_phase = AttachmentPhase {
-                attachment_bytes: size,
-                refused,
-                hub_documents_accepted,
-                attachment_mb_per_second,
-                deliveries_expected: expected,
-                deliveries_received: settled.received,
-                hub_arrivals_recorded: settled.hub_arrivals,
-                arrived_notices: settled.notices,
-                consistent: settled.consistent && counted,
-                data_dir_growth_bytes: data_dir_growth,
-                data_dir_mb_per_second: data_dir_growth.map(|bytes| bytes as f64 / 1e6 / seconds),
-                hub_over_disk_percent: disk
-                    .as_ref()
-                    .filter(|disk| disk.mb_per_second > 0.0 && outcome.acknowledged > 0)
-                    .map(|disk| attachment_mb_per_second * 100.0 / disk.mb_per_second),
-                disk,
-                disk_unmeasured,
-                hub_rss_before_bytes: rss_before,
-                hub_peak_rss_sampled_bytes: peak_sampled,
-                hub_rss_samples: samples,
-                hub_lifetime_peak_rss_bytes: pid.and_then(peak_rss_bytes),
-                send,
-            };
-            (self.progress)(&format!(
-                "{label}: {:.0} documents/s, {:.1} MB/s of attachments{}",
-                figures_of_phase.send.documents_per_second,
-                figures_of_phase.attachment_mb_per_second,
-                figures_of_phase
-                    .hub_over_disk_percent
-                    .map(|percent| format!(" ({percent:.0} % of the disk's)"))
-                    .unwrap_or_default()
-            ));
-            figures.phases.push(figures_of_phase);
+            next_index = indices.end;
+            figures.phases.push(phase);
         }
         if let Some(failure) = fleet.context.counters.first_failure() {
             self.report
@@ -502,6 +422,156 @@ impl Bench<'_> {
         fleet.stop().await;
         self.report.attachments = Some(figures);
         Ok(())
+    }
+
+    /// One size's phase: the disk's figure, the pre-signed pool, the timed
+    /// sends, and what the hub, its disk and its memory did meanwhile.
+    async fn attachment_phase(
+        &mut self,
+        fleet: &Fleet,
+        senders: &AttachmentSenders,
+        probe_folder: Option<&std::path::Path>,
+        size: u64,
+        indices: std::ops::Range<u64>,
+    ) -> Result<AttachmentPhase, BenchError> {
+        let options = self.options;
+        let label = format!("attachments of {}", ByteSize(size));
+        let (disk, disk_unmeasured) = self.measure_disk(&label, probe_folder, size).await;
+        let body = {
+            let salt = self.tag.salt;
+            Arc::new(
+                tokio::task::spawn_blocking(move || AttachmentBody::new(size, salt))
+                    .await
+                    .map_err(|error| BenchError::Setup(error.to_string()))?,
+            )
+        };
+        let signer = Arc::new(AttachmentSigner {
+            agencies: senders.agencies.clone(),
+            credentials: senders.credentials.clone(),
+            keys: senders.keys.clone(),
+            tag: self.tag.clone(),
+            mix: options.fanout,
+            sign_documents: options.sign_documents,
+            body: body.clone(),
+        });
+        let count = (indices.end - indices.start) as usize;
+        let (documents, presign_s) = self
+            .presign_attachments(&label, signer, indices.clone())
+            .await?;
+
+        let counts_before = self.counts().await?;
+        let notices_before = fleet
+            .context
+            .counters
+            .notices_arrived
+            .load(std::sync::atomic::Ordering::Acquire);
+        let data_dir_before = self.data_dir_bytes();
+        let pid = self.target.pid;
+        let rss_before = pid.and_then(rss_bytes);
+        let sampler = pid.map(|pid| RssSampler::start(pid, RSS_SAMPLE_EVERY));
+        (self.progress)(&format!(
+            "{label}: sending for {:.0} s with every recipient's node connected",
+            options.duration.as_secs_f64()
+        ));
+        let phase = Arc::new(PhaseTracker::new(indices, false));
+        fleet.context.set_phase(Some(phase.clone()));
+        let cpu = CpuMeter::start(pid);
+        let outcome = send_attachments(&senders.stubs, documents, &phase, &body, options).await;
+        self.record_dispatch_failures(&label, &outcome);
+        let expected = outcome.units;
+        let drained = self.drain(&label, fleet, &phase, expected).await;
+        let cores = cpu.cores();
+        let (peak_sampled, samples) = match (sampler, pid) {
+            (Some(sampler), Some(pid)) => sampler.stop(pid),
+            _ => (None, 0),
+        };
+        let settled = self
+            .settle(
+                &label,
+                fleet,
+                &phase,
+                expected,
+                drained,
+                (counts_before.total_received, notices_before),
+            )
+            .await?;
+        let hub_documents_accepted = self
+            .counts()
+            .await?
+            .total_sent
+            .saturating_sub(counts_before.total_sent);
+        let data_dir_growth = data_dir_before
+            .zip(self.data_dir_bytes())
+            .map(|(before, after)| after.saturating_sub(before));
+        let send = send_figures(None, count, presign_s, &outcome, cores);
+        let seconds = send.seconds.max(1e-9);
+        let attachment_mb_per_second =
+            send.documents_acknowledged as f64 * size as f64 / 1e6 / seconds;
+        let refused = (outcome.acknowledged == 0 && outcome.failures > 0)
+            .then(|| outcome.first_failure.clone().unwrap_or_default());
+        let counted = hub_documents_accepted == outcome.acknowledged;
+        if !counted {
+            self.report.failures.push(format!(
+                "{label}: {} documents acknowledged, the hub counts {} accepted",
+                outcome.acknowledged, hub_documents_accepted
+            ));
+        }
+        let figures_of_phase = AttachmentPhase {
+            attachment_bytes: size,
+            refused,
+            hub_documents_accepted,
+            attachment_mb_per_second,
+            deliveries_expected: expected,
+            deliveries_received: settled.received,
+            hub_arrivals_recorded: settled.hub_arrivals,
+            arrived_notices: settled.notices,
+            consistent: settled.consistent && counted,
+            data_dir_growth_bytes: data_dir_growth,
+            data_dir_mb_per_second: data_dir_growth.map(|bytes| bytes as f64 / 1e6 / seconds),
+            hub_over_disk_percent: disk
+                .as_ref()
+                .filter(|disk| disk.mb_per_second > 0.0 && outcome.acknowledged > 0)
+                .map(|disk| attachment_mb_per_second * 100.0 / disk.mb_per_second),
+            disk,
+            disk_unmeasured,
+            hub_rss_before_bytes: rss_before,
+            hub_peak_rss_sampled_bytes: peak_sampled,
+            hub_rss_samples: samples,
+            hub_lifetime_peak_rss_bytes: pid.and_then(peak_rss_bytes),
+            send,
+        };
+        (self.progress)(&format!(
+            "{label}: {:.0} documents/s, {:.1} MB/s of attachments{}",
+            figures_of_phase.send.documents_per_second,
+            figures_of_phase.attachment_mb_per_second,
+            figures_of_phase
+                .hub_over_disk_percent
+                .map(|percent| format!(" ({percent:.0} % of the disk's)"))
+                .unwrap_or_default()
+        ));
+        Ok(figures_of_phase)
+    }
+
+    /// Signs the phase's pool before the timed sends, as signing is not
+    /// measured; returns the documents and the seconds it took.
+    async fn presign_attachments(
+        &self,
+        label: &str,
+        signer: Arc<AttachmentSigner>,
+        indices: std::ops::Range<u64>,
+    ) -> Result<(Vec<AttachmentEnvelope>, f64), BenchError> {
+        (self.progress)(&format!(
+            "{label}: pre-signing {} envelopes before the timed phase (signing is not \
+             measured)",
+            group(indices.end - indices.start)
+        ));
+        let presigning = Instant::now();
+        let documents = sign_in_parallel(indices, move |index| {
+            let signer = signer.clone();
+            async move { signer.sign(index) }
+        })
+        .await?;
+        Ok((documents, presigning.elapsed().as_secs_f64()))
     }
 
     /// The disk's sequential write + fdatasync bandwidth in writes of

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use truc_domain::views::{Counts, StatusCode};
 use truc_domain::{SplitMix64, Status};
 use truc_node::{AxisClient, NodeConfig, NodeEvent};
+use truc_pki::{Credentials, TrustRoots};
 
 use crate::agencies::{Agency, ScenarioKind};
 use crate::documents::{sign_bench_document, sign_in_parallel, RunTag, SignedDocument, Signing};
@@ -387,31 +388,9 @@ pub async fn run_many_nodes(
         ..ManyNodesReport::default()
     };
     let agencies = node_agencies(options.nodes);
-    progress(&format!(
-        "issuing {} agency certificates and starting `truc hub` as its own process",
-        group(options.nodes as u64)
-    ));
-    let started = Instant::now();
-    let mut hub = SpawnedHub::start_with(
-        program,
-        &agencies,
-        options.keep.as_deref(),
-        &HubExtras::default(),
-    )
-    .await?;
-    report.setup_seconds = started.elapsed().as_secs_f64();
+    let mut hub = start_hub(program, options, &agencies, progress, &mut report).await?;
     let target = hub.target.clone();
-    let (certificates, certificates_seconds) = issuing_time(&target.pki.dir);
-    report.certificates = certificates;
-    report.certificates_seconds = certificates_seconds;
     let hub_pid = target.pid.unwrap_or(0);
-    let address = target.hubs.first();
-    progress(&format!(
-        "hub pid {hub_pid} on {address} (log {}); {} certificates issued in {}",
-        hub.log_path.display(),
-        group(certificates as u64),
-        certificates_seconds.map_or_else(|| "unknown".to_owned(), |s| format!("{s:.1} s"))
-    ));
 
     let operator = target.operator_client().await?;
     let _ = counts(&operator).await?;
@@ -421,18 +400,7 @@ pub async fn run_many_nodes(
 
     // Credentials are read before the clock starts: each node's are its own files.
     let roots = target.pki.trust_roots()?;
-    let credentials = {
-        let pki = target.pki.clone();
-        let codes: Vec<String> = agencies.iter().map(|a| a.code.clone()).collect();
-        tokio::task::spawn_blocking(move || {
-            codes
-                .iter()
-                .map(|code| pki.agency_credentials(code))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|error| BenchError::Setup(error.to_string()))??
-    };
+    let credentials = read_credentials(&target, &agencies).await?;
     let tag = RunTag::new();
     let shared = Arc::new(Shared {
         origin: Instant::now(),
@@ -450,33 +418,12 @@ pub async fn run_many_nodes(
         group(options.nodes as u64)
     ));
     let (stop, stopped) = watch::channel(false);
-    let mut nodes = JoinSet::new();
     let cpu_hub = cpu_seconds(hub_pid);
     let cpu_bench = cpu_seconds(std::process::id());
     let tcp_before = TcpCounters::now();
     let connect_started = Instant::now();
     let connect_offset = connect_started.duration_since(shared.origin).as_secs_f64();
-    for (index, credentials) in credentials.iter().enumerate() {
-        let (events, received) = mpsc::channel(EVENTS_QUEUED_MAX);
-        let config = NodeConfig {
-            hubs: target.hubs.clone(),
-            roots: roots.clone(),
-            credentials: credentials.clone(),
-            inbox: None,
-            window: options.window,
-            events: Some(events),
-            backoff_max: NODE_BACKOFF_MAX,
-            edxml: false,
-            outbox: None,
-        };
-        nodes.spawn(run_one_node(
-            index,
-            config,
-            received,
-            shared.clone(),
-            stopped.clone(),
-        ));
-    }
+    let nodes = spawn_nodes(options, &target, &roots, &credentials, &shared, &stopped);
     let none = vec![0; options.nodes];
     let all_open = wait_for_streams(&shared, &none, CONNECT_WAIT_MAX, progress, "connecting").await;
     let connect_elapsed = connect_started.elapsed().as_secs_f64();
@@ -506,25 +453,7 @@ pub async fn run_many_nodes(
         report.connect_seconds,
         SETTLE.as_secs()
     ));
-    tokio::time::sleep(SETTLE).await;
-    report.hub_rss_connected_bytes = rss_bytes(hub_pid);
-    report.hub_bytes_per_idle_node = per_node(
-        report.hub_rss_before_bytes,
-        report.hub_rss_connected_bytes,
-        options.nodes,
-    );
-    report.bench_bytes_per_node = per_node(
-        bench_rss_before,
-        rss_bytes(std::process::id()),
-        options.nodes,
-    );
-    report.hub_nodes_online = nodes_online(&operator).await?;
-    if report.hub_nodes_online != options.nodes as u64 {
-        report.failures.push(format!(
-            "the hub lists {} nodes online of {}",
-            report.hub_nodes_online, options.nodes
-        ));
-    }
+    measure_idle_nodes(options, &operator, hub_pid, bench_rss_before, &mut report).await?;
 
     report.delivery = deliver(
         options,
@@ -548,22 +477,149 @@ pub async fn run_many_nodes(
     )
     .await?;
 
+    node_failures(&shared, &mut report.failures);
+    finish(stop, nodes).await;
+    Ok(report)
+}
+
+/// Issues every agency's certificate and starts the hub, noting in `report`
+/// how long both took.
+async fn start_hub(
+    program: &Path,
+    options: &ManyNodesOptions,
+    agencies: &[Agency],
+    progress: &(dyn Fn(&str) + Sync),
+    report: &mut ManyNodesReport,
+) -> Result<SpawnedHub, BenchError> {
+    progress(&format!(
+        "issuing {} agency certificates and starting `truc hub` as its own process",
+        group(options.nodes as u64)
+    ));
+    let started = Instant::now();
+    let hub = SpawnedHub::start_with(
+        program,
+        agencies,
+        options.keep.as_deref(),
+        &HubExtras::default(),
+    )
+    .await?;
+    report.setup_seconds = started.elapsed().as_secs_f64();
+    let target = &hub.target;
+    let (certificates, certificates_seconds) = issuing_time(&target.pki.dir);
+    report.certificates = certificates;
+    report.certificates_seconds = certificates_seconds;
+    let hub_pid = target.pid.unwrap_or(0);
+    let address = target.hubs.first();
+    progress(&format!(
+        "hub pid {hub_pid} on {address} (log {}); {} certificates issued in {}",
+        hub.log_path.display(),
+        group(certificates as u64),
+        certificates_seconds.map_or_else(|| "unknown".to_owned(), |s| format!("{s:.1} s"))
+    ));
+    Ok(hub)
+}
+
+/// Every agency's credentials, read from its own files off the runtime.
+async fn read_credentials(
+    target: &HubTarget,
+    agencies: &[Agency],
+) -> Result<Vec<Credentials>, BenchError> {
+    let pki = target.pki.clone();
+    let codes: Vec<String> = agencies.iter().map(|a| a.code.clone()).collect();
+    let credentials = tokio::task::spawn_blocking(move || {
+        codes
+            .iter()
+            .map(|code| pki.agency_credentials(code))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|error| BenchError::Setup(error.to_string()))??;
+    Ok(credentials)
+}
+
+/// Starts a node per agency, each on its own connection, passing its events
+/// on to `shared` until `stopped`.
+fn spawn_nodes(
+    options: &ManyNodesOptions,
+    target: &HubTarget,
+    roots: &TrustRoots,
+    credentials: &[Credentials],
+    shared: &Arc<Shared>,
+    stopped: &watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut nodes = JoinSet::new();
+    for (index, credentials) in credentials.iter().enumerate() {
+        let (events, received) = mpsc::channel(EVENTS_QUEUED_MAX);
+        let config = NodeConfig {
+            hubs: target.hubs.clone(),
+            roots: roots.clone(),
+            credentials: credentials.clone(),
+            inbox: None,
+            window: options.window,
+            events: Some(events),
+            backoff_max: NODE_BACKOFF_MAX,
+            edxml: false,
+            outbox: None,
+        };
+        nodes.spawn(run_one_node(
+            index,
+            config,
+            received,
+            shared.clone(),
+            stopped.clone(),
+        ));
+    }
+    nodes
+}
+
+/// With every stream open and the hub idle: what each idle node costs the
+/// hub and the bench in memory, and whether the hub lists them all.
+async fn measure_idle_nodes(
+    options: &ManyNodesOptions,
+    operator: &AxisClient,
+    hub_pid: u32,
+    bench_rss_before: Option<u64>,
+    report: &mut ManyNodesReport,
+) -> Result<(), BenchError> {
+    tokio::time::sleep(SETTLE).await;
+    report.hub_rss_connected_bytes = rss_bytes(hub_pid);
+    report.hub_bytes_per_idle_node = per_node(
+        report.hub_rss_before_bytes,
+        report.hub_rss_connected_bytes,
+        options.nodes,
+    );
+    report.bench_bytes_per_node = per_node(
+        bench_rss_before,
+        rss_bytes(std::process::id()),
+        options.nodes,
+    );
+    report.hub_nodes_online = nodes_online(operator).await?;
+    if report.hub_nodes_online != options.nodes as u64 {
+        report.failures.push(format!(
+            "the hub lists {} nodes online of {}",
+            report.hub_nodes_online, options.nodes
+        ));
+    }
+    Ok(())
+}
+
+/// The nodes' own failures, and deliveries that arrived outside the
+/// delivery phase.
+fn node_failures(shared: &Shared, failures: &mut Vec<String>) {
     // Each node delivers a document once (its agent keeps what it saw), and
     // every document of the run belongs to the delivery phase.
     let outside = shared.counters.outside_phase.load(Ordering::Acquire);
     if outside > 0 {
-        report.failures.push(format!(
+        failures.push(format!(
             "{outside} deliveries of this run arrived outside the delivery phase"
         ));
     }
     if let Some(failure) = shared.counters.first_failure() {
-        report.failures.push(format!(
+        failures.push(format!(
             "nodes: {} failures; the first: {failure}",
             shared.counters.failures.load(Ordering::Acquire)
         ));
     }
-    finish(stop, nodes).await;
-    Ok(report)
 }
 
 /// One node: the agent, and its events passed on to `shared`.
@@ -817,39 +873,9 @@ async fn restart(
     let tcp_before = TcpCounters::now();
     let killed = Instant::now();
     hub.kill();
-    // The same command as the first start, on the config it wrote.
-    let child = Command::new(program)
-        .arg("hub")
-        .arg("--config")
-        .arg(root.join("hub.toml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|error| {
-            BenchError::Setup(format!("cannot start {}: {error}", program.display()))
-        })?;
-    let mut restarted = RestartedHub { child };
+    let mut restarted = start_again(program, &root, log)?;
     let pid = restarted.child.id();
-    let listening = loop {
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            break Instant::now();
-        }
-        if let Some(status) = restarted.child.try_wait()? {
-            return Err(BenchError::Setup(format!(
-                "the restarted hub exited ({status}); its log {} ends with:\n{}",
-                log_path.display(),
-                log_tail(&log_path)
-            )));
-        }
-        if killed.elapsed() >= RESTART_WAIT_MAX {
-            return Err(BenchError::Setup(format!(
-                "the restarted hub did not accept a connection on {address} within {} s",
-                RESTART_WAIT_MAX.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let listening = wait_until_listening(&mut restarted, address, killed, &log_path).await?;
     let all_back = wait_for_streams(
         shared,
         &opened_before,
@@ -928,6 +954,57 @@ async fn restart(
     Ok(figures)
 }
 
+/// Starts the hub again with the same command as the first start, on the
+/// config it wrote in `root`, its output to `log`.
+fn start_again(
+    program: &Path,
+    root: &Path,
+    log: std::fs::File,
+) -> Result<RestartedHub, BenchError> {
+    let child = Command::new(program)
+        .arg("hub")
+        .arg("--config")
+        .arg(root.join("hub.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|error| {
+            BenchError::Setup(format!("cannot start {}: {error}", program.display()))
+        })?;
+    Ok(RestartedHub { child })
+}
+
+/// Waits until the restarted hub accepts a connection on `address`, and
+/// returns when; fails if it exits, or is not listening
+/// [`RESTART_WAIT_MAX`] after the kill.
+async fn wait_until_listening(
+    restarted: &mut RestartedHub,
+    address: std::net::SocketAddr,
+    killed: Instant,
+    log_path: &Path,
+) -> Result<Instant, BenchError> {
+    loop {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(Instant::now());
+        }
+        if let Some(status) = restarted.child.try_wait()? {
+            return Err(BenchError::Setup(format!(
+                "the restarted hub exited ({status}); its log {} ends with:\n{}",
+                log_path.display(),
+                log_tail(log_path)
+            )));
+        }
+        if killed.elapsed() >= RESTART_WAIT_MAX {
+            return Err(BenchError::Setup(format!(
+                "the restarted hub did not accept a connection on {address} within {} s",
+                RESTART_WAIT_MAX.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn counts(operator: &AxisClient) -> Result<Counts, BenchError> {
     Ok(operator.counts("", "").await?)
 }
@@ -983,16 +1060,6 @@ impl ManyNodesReport {
     /// The figures as a table, then the verdicts against the goals.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let kib = |bytes: f64| bytes / 1024.0;
-        let mib = |bytes: Option<u64>| {
-            bytes.map_or_else(
-                || "unknown".to_owned(),
-                |b| format!("{:.1} MiB", b as f64 / 1048576.0),
-            )
-        };
-        let seconds = |value: Option<f64>| {
-            value.map_or_else(|| "unknown".to_owned(), |s| format!("{s:.2} s"))
-        };
         let _ = writeln!(
             out,
             "{} nodes on one hub ({} cores, Linux {}), each its own agency, certificate and \
@@ -1006,22 +1073,31 @@ impl ManyNodesReport {
         let mut row = |figure: &str, value: String| {
             let _ = writeln!(out, "| {figure} | {value} |");
         };
+        self.connect_rows(&mut row);
+        self.delivery_rows(&mut row);
+        self.restart_rows(&mut row);
+        self.verdicts(&mut out);
+        out
+    }
+
+    /// Setting up, connecting every node from cold, and what idle nodes cost.
+    fn connect_rows(&self, row: &mut impl FnMut(&str, String)) {
         row(
             "certificates issued (Ed25519)",
             format!(
                 "{} in {}",
                 group(self.certificates as u64),
-                seconds(self.certificates_seconds)
+                seconds_text(self.certificates_seconds)
             ),
         );
         row(
             "setup (PKI, directory, hub start)",
             format!("{:.2} s", self.setup_seconds),
         );
-        row("hub RSS, no node", mib(self.hub_rss_before_bytes));
+        row("hub RSS, no node", mib_text(self.hub_rss_before_bytes));
         row(
             "hub RSS, all connected and idle",
-            mib(self.hub_rss_connected_bytes),
+            mib_text(self.hub_rss_connected_bytes),
         );
         row(
             "hub memory per idle node",
@@ -1051,6 +1127,10 @@ impl ManyNodesReport {
             "online, as the hub lists them",
             group(self.hub_nodes_online),
         );
+    }
+
+    /// The delivery phase: sends to one random recipient each.
+    fn delivery_rows(&self, row: &mut impl FnMut(&str, String)) {
         let delivery = &self.delivery;
         row(
             "delivery phase",
@@ -1075,17 +1155,15 @@ impl ManyNodesReport {
                 }
             ),
         );
-        let latency = |l: &LatencySummary| {
-            format!(
-                "p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
-                l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
-            )
-        };
-        row("send → ack", latency(&delivery.send_to_ack));
+        row("send → ack", latency_text(&delivery.send_to_ack));
         row(
             "send → delivered (verified at the node)",
-            latency(&delivery.send_to_delivered),
+            latency_text(&delivery.send_to_delivered),
         );
+    }
+
+    /// Killing the hub, starting it again, and every stream reopening.
+    fn restart_rows(&self, row: &mut impl FnMut(&str, String)) {
         let restart = &self.restart;
         row("restart", restart.stop.clone());
         row(
@@ -1111,8 +1189,8 @@ impl ManyNodesReport {
             "CPU until all reopened",
             format!(
                 "hub {} (from its start), bench {}",
-                seconds(restart.hub_cpu_seconds),
-                seconds(restart.bench_cpu_seconds)
+                seconds_text(restart.hub_cpu_seconds),
+                seconds_text(restart.bench_cpu_seconds)
             ),
         );
         row(
@@ -1125,9 +1203,14 @@ impl ManyNodesReport {
                 } else {
                     "CHANGED"
                 },
-                mib(restart.hub_rss_after_bytes)
+                mib_text(restart.hub_rss_after_bytes)
             ),
         );
+    }
+
+    /// The verdicts against the goals, then the failures.
+    fn verdicts(&self, out: &mut String) {
+        let restart = &self.restart;
         if let Some(bytes) = self.hub_bytes_per_idle_node {
             let _ = writeln!(
                 out,
@@ -1152,8 +1235,33 @@ impl ManyNodesReport {
         for failure in &self.failures {
             let _ = writeln!(out, "FAILED: {failure}");
         }
-        out
     }
+}
+
+/// Kibibytes of `bytes`.
+fn kib(bytes: f64) -> f64 {
+    bytes / 1024.0
+}
+
+/// `bytes` in MiB, or "unknown".
+fn mib_text(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "unknown".to_owned(),
+        |b| format!("{:.1} MiB", b as f64 / 1048576.0),
+    )
+}
+
+/// `value` in seconds, or "unknown".
+fn seconds_text(value: Option<f64>) -> String {
+    value.map_or_else(|| "unknown".to_owned(), |s| format!("{s:.2} s"))
+}
+
+/// A latency's percentiles and maximum.
+fn latency_text(l: &LatencySummary) -> String {
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
+        l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
+    )
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use crate::nodes::{NodeCounters, PhaseTracker};
 use crate::options::{BenchOptions, NatsOptions};
 use crate::report::{group, NatsComparison, NatsModeFigures};
 use crate::resources::{disk_bytes, peak_rss_bytes, CpuMeter};
-use crate::scenarios::{dispatch, wait_until};
+use crate::scenarios::{dispatch, wait_until, DispatchOutcome};
 
 const STREAM: &str = "TRUC_BENCH";
 const SUBJECT_ROOT: &str = "doc";
@@ -219,28 +219,7 @@ pub async fn compare(
     let scratch = tempfile::Builder::new()
         .prefix("truc-bench-nats-")
         .tempdir()?;
-    let sync_how = if supports_sync_interval(&nats.program, scratch.path())? {
-        Ok(SyncHow::SyncInterval)
-    } else {
-        match &nats.sync_dir {
-            None => Err(format!(
-                "nats-server {version} refuses sync_interval in its configuration check, and no \
-                 --nats-sync-dir on a file system mounted with -o sync was given; \
-                 bench/compare-nats.sh makes one"
-            )),
-            Some(dir) => match mount_options(dir) {
-                Some(options) if options.iter().any(|o| o == "sync") => {
-                    Ok(SyncHow::SyncMount(dir.clone()))
-                }
-                Some(options) => Err(format!(
-                    "{} is on a file system mounted {} (not sync)",
-                    dir.display(),
-                    options.join(",")
-                )),
-                None => Err(format!("cannot find the mount of {}", dir.display())),
-            },
-        }
-    };
+    let sync_how = sync_how(nats, &version, scratch.path())?;
     let agencies = bench_agencies(ScenarioKind::Fanout, options.agencies);
     let credentials = agencies
         .iter()
@@ -255,56 +234,9 @@ pub async fn compare(
         sign_documents: options.sign_documents,
     });
 
-    let mut modes = Vec::new();
-    let page_cache_store = scratch.path().join("page-cache");
-    let page_cache = Mode {
-        name: "JetStream, page cache (default)".to_owned(),
-        durability: PAGE_CACHE_DURABILITY.to_owned(),
-        store_dir: page_cache_store,
-        sync_always: false,
-    };
-    modes.push(Ok(page_cache));
-    modes.push(match sync_how {
-        Ok(SyncHow::SyncInterval) => Ok(Mode {
-            name: "JetStream, synchronous (sync_interval: always)".to_owned(),
-            durability: "sync_interval: always: the server fsyncs each write of the stream's \
-                 file before acknowledging the publish; no signature is checked"
-                .to_owned(),
-            store_dir: scratch.path().join("sync"),
-            sync_always: true,
-        }),
-        Ok(SyncHow::SyncMount(dir)) => Ok(Mode {
-            name: "JetStream, synchronous (store on a file system mounted -o sync)".to_owned(),
-            durability: format!(
-                "nats-server {version} has no sync_interval: its store is on ext4 mounted with \
-                 -o sync (an image file on a loop device), where every write(2) returns only once \
-                 the data is on disk, and the server writes each message to its file before \
-                 acknowledging the publish: the closest this server version comes to an fsync per \
-                 message; no signature is checked"
-            ),
-            store_dir: dir.join(format!("truc-bench-{}", std::process::id())),
-            sync_always: false,
-        }),
-        Err(reason) => Err(reason),
-    });
+    let modes = modes(sync_how, &version, scratch.path());
 
-    let template_count = (options.pool_size(pace).min(TEMPLATES_MAX) / 100).max(1) * 100;
-    progress(&format!(
-        "JetStream: pre-signing {} envelopes made like the hub's (not timed); publishes cycle through them",
-        group(template_count as u64)
-    ));
-    let templates: Arc<Vec<Template>> = Arc::new(
-        presign(maker.clone(), 0..template_count as u64)
-            .await?
-            .into_iter()
-            .map(|document| Template {
-                sender: document.sender,
-                subject: subject_for(&document.recipients, options.agencies).into(),
-                payload: document.payload(),
-                recipients: document.recipients.len() as u64,
-            })
-            .collect(),
-    );
+    let templates = templates(&maker, options, pace, progress).await?;
     let publishes = match pace {
         Some(rate) => rate * (options.duration.as_secs_f64() + 1.0),
         None => PUBLISH_RATE_PLANNED * options.duration.as_secs_f64(),
@@ -358,6 +290,103 @@ pub async fn compare(
                 .to_owned(),
         modes: figures,
     })
+}
+
+/// How the synchronous mode gets its fsyncs, or why it cannot be measured.
+fn sync_how(
+    nats: &NatsOptions,
+    version: &str,
+    scratch: &Path,
+) -> Result<Result<SyncHow, String>, BenchError> {
+    Ok(if supports_sync_interval(&nats.program, scratch)? {
+        Ok(SyncHow::SyncInterval)
+    } else {
+        match &nats.sync_dir {
+            None => Err(format!(
+                "nats-server {version} refuses sync_interval in its configuration check, and no \
+                 --nats-sync-dir on a file system mounted with -o sync was given; \
+                 bench/compare-nats.sh makes one"
+            )),
+            Some(dir) => match mount_options(dir) {
+                Some(options) if options.iter().any(|o| o == "sync") => {
+                    Ok(SyncHow::SyncMount(dir.clone()))
+                }
+                Some(options) => Err(format!(
+                    "{} is on a file system mounted {} (not sync)",
+                    dir.display(),
+                    options.join(",")
+                )),
+                None => Err(format!("cannot find the mount of {}", dir.display())),
+            },
+        }
+    })
+}
+
+/// The page cache mode, and the synchronous one or why it is not measured.
+fn modes(
+    sync_how: Result<SyncHow, String>,
+    version: &str,
+    scratch: &Path,
+) -> Vec<Result<Mode, String>> {
+    let mut modes = Vec::new();
+    let page_cache_store = scratch.join("page-cache");
+    let page_cache = Mode {
+        name: "JetStream, page cache (default)".to_owned(),
+        durability: PAGE_CACHE_DURABILITY.to_owned(),
+        store_dir: page_cache_store,
+        sync_always: false,
+    };
+    modes.push(Ok(page_cache));
+    modes.push(match sync_how {
+        Ok(SyncHow::SyncInterval) => Ok(Mode {
+            name: "JetStream, synchronous (sync_interval: always)".to_owned(),
+            durability: "sync_interval: always: the server fsyncs each write of the stream's \
+                 file before acknowledging the publish; no signature is checked"
+                .to_owned(),
+            store_dir: scratch.join("sync"),
+            sync_always: true,
+        }),
+        Ok(SyncHow::SyncMount(dir)) => Ok(Mode {
+            name: "JetStream, synchronous (store on a file system mounted -o sync)".to_owned(),
+            durability: format!(
+                "nats-server {version} has no sync_interval: its store is on ext4 mounted with \
+                 -o sync (an image file on a loop device), where every write(2) returns only once \
+                 the data is on disk, and the server writes each message to its file before \
+                 acknowledging the publish: the closest this server version comes to an fsync per \
+                 message; no signature is checked"
+            ),
+            store_dir: dir.join(format!("truc-bench-{}", std::process::id())),
+            sync_always: false,
+        }),
+        Err(reason) => Err(reason),
+    });
+    modes
+}
+
+/// Signs the envelopes the publishes cycle through, before the timed phase.
+async fn templates(
+    maker: &Arc<DocumentMaker>,
+    options: &BenchOptions,
+    pace: Option<f64>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Arc<Vec<Template>>, BenchError> {
+    let template_count = (options.pool_size(pace).min(TEMPLATES_MAX) / 100).max(1) * 100;
+    progress(&format!(
+        "JetStream: pre-signing {} envelopes made like the hub's (not timed); publishes cycle through them",
+        group(template_count as u64)
+    ));
+    Ok(Arc::new(
+        presign(maker.clone(), 0..template_count as u64)
+            .await?
+            .into_iter()
+            .map(|document| Template {
+                sender: document.sender,
+                subject: subject_for(&document.recipients, options.agencies).into(),
+                payload: document.payload(),
+                recipients: document.recipients.len() as u64,
+            })
+            .collect(),
+    ))
 }
 
 struct Mode {
@@ -482,12 +511,7 @@ async fn run_mode(
     scratch: &Path,
     workload: &Workload,
 ) -> Result<NatsModeFigures, BenchError> {
-    let (templates, publishes, pace, tag) = (
-        workload.templates.clone(),
-        workload.publishes,
-        workload.pace,
-        &workload.tag,
-    );
+    let (publishes, pace, tag) = (workload.publishes, workload.pace, &workload.tag);
     let (server, config) = start_server(&nats.program, mode, scratch).await?;
     let agencies = options.agencies;
     let admin = jetstream::new(connect(server.address).await?);
@@ -507,86 +531,23 @@ async fn run_mode(
     let counters = Arc::new(NodeCounters::default());
     let phase = Arc::new(PhaseTracker::new(0..publishes, false));
     let (stop, stopped) = watch::channel(false);
-    let mut consumers = Vec::new();
-    for agency in 0..agencies {
-        let name = format!("agency-{agency:02}");
-        stream
-            .create_consumer(consumer::pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: filter_for(agency, agencies),
-                ack_policy: consumer::AckPolicy::Explicit,
-                max_ack_pending: i64::from(options.window),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error("creating a consumer")(&e))?;
-        let context = jetstream::new(connect(server.address).await?);
-        let consumer: consumer::PullConsumer = context
-            .get_consumer_from_stream(&name, STREAM)
-            .await
-            .map_err(|e| nats_error("binding a consumer")(&e))?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(options.window as usize)
-            .messages()
-            .await
-            .map_err(|e| nats_error("pulling")(&e))?;
-        consumers.push(tokio::spawn(consume(
-            messages,
-            tag.clone(),
-            phase.clone(),
-            counters.clone(),
-            stopped.clone(),
-        )));
-    }
+    let consumers = start_consumers(
+        &stream,
+        server.address,
+        options,
+        tag,
+        &phase,
+        &counters,
+        &stopped,
+    )
+    .await?;
     let mut publishers = Vec::with_capacity(agencies);
     for _ in 0..agencies {
         publishers.push(jetstream::new(connect(server.address).await?));
     }
     let publishers = Arc::new(publishers);
-    let origin = phase.origin;
-    let sending_phase = phase.clone();
-    let count = templates.len() as u64;
-    let items = (0..publishes).map(|index| Item {
-        index,
-        template: (index % count) as usize,
-    });
-    let publish_tag = tag.clone();
     let cpu = CpuMeter::start(Some(server.child.id()));
-    let outcome = dispatch(
-        items,
-        pace,
-        options.duration,
-        options.concurrency,
-        origin,
-        options.drain_timeout,
-        move |item: Item, start| {
-            let template = &templates[item.template];
-            let publisher = publishers[template.sender].clone();
-            let phase = sending_phase.clone();
-            let subject = template.subject.clone();
-            let payload = template.payload.clone();
-            let recipients = template.recipients;
-            let id = message_id(&publish_tag, item.index);
-            async move {
-                phase.mark_sent(item.index, start);
-                let acknowledgement = publisher
-                    .send_publish(
-                        subject,
-                        PublishMessage::build().payload(payload).message_id(&id),
-                    )
-                    .await
-                    .map_err(|error| format!("publishing {id}: {error}"))?
-                    .await
-                    .map_err(|error| format!("acknowledgement of {id}: {error}"))?;
-                if acknowledgement.duplicate {
-                    return Err(format!("{id} was taken for a duplicate"));
-                }
-                Ok(recipients)
-            }
-        },
-    )
-    .await;
+    let outcome = publish(options, workload, publishers, &phase).await;
     let expected = outcome.units;
     wait_until(&counters, options.drain_timeout, || {
         phase.delivered_count() >= expected
@@ -643,6 +604,111 @@ async fn run_mode(
     };
     drop(server);
     Ok(figures)
+}
+
+/// A durable pull consumer per agency, each on its own connection, counting
+/// and acknowledging its deliveries until `stopped`.
+async fn start_consumers(
+    stream: &stream::Stream,
+    address: std::net::SocketAddr,
+    options: &BenchOptions,
+    tag: &RunTag,
+    phase: &Arc<PhaseTracker>,
+    counters: &Arc<NodeCounters>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, BenchError> {
+    let agencies = options.agencies;
+    let mut consumers = Vec::new();
+    for agency in 0..agencies {
+        let name = format!("agency-{agency:02}");
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: filter_for(agency, agencies),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: i64::from(options.window),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error("creating a consumer")(&e))?;
+        let context = jetstream::new(connect(address).await?);
+        let consumer: consumer::PullConsumer = context
+            .get_consumer_from_stream(&name, STREAM)
+            .await
+            .map_err(|e| nats_error("binding a consumer")(&e))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(options.window as usize)
+            .messages()
+            .await
+            .map_err(|e| nats_error("pulling")(&e))?;
+        consumers.push(tokio::spawn(consume(
+            messages,
+            tag.clone(),
+            phase.clone(),
+            counters.clone(),
+            stopped.clone(),
+        )));
+    }
+    Ok(consumers)
+}
+
+/// The timed publishes, each on its sender's connection, marked sent in
+/// `phase` as it leaves.
+async fn publish(
+    options: &BenchOptions,
+    workload: &Workload,
+    publishers: Arc<Vec<jetstream::Context>>,
+    phase: &Arc<PhaseTracker>,
+) -> DispatchOutcome {
+    let (templates, publishes, pace, tag) = (
+        workload.templates.clone(),
+        workload.publishes,
+        workload.pace,
+        &workload.tag,
+    );
+    let origin = phase.origin;
+    let sending_phase = phase.clone();
+    let count = templates.len() as u64;
+    let items = (0..publishes).map(|index| Item {
+        index,
+        template: (index % count) as usize,
+    });
+    let publish_tag = tag.clone();
+    dispatch(
+        items,
+        pace,
+        options.duration,
+        options.concurrency,
+        origin,
+        options.drain_timeout,
+        move |item: Item, start| {
+            let template = &templates[item.template];
+            let publisher = publishers[template.sender].clone();
+            let phase = sending_phase.clone();
+            let subject = template.subject.clone();
+            let payload = template.payload.clone();
+            let recipients = template.recipients;
+            let id = message_id(&publish_tag, item.index);
+            async move {
+                phase.mark_sent(item.index, start);
+                let acknowledgement = publisher
+                    .send_publish(
+                        subject,
+                        PublishMessage::build().payload(payload).message_id(&id),
+                    )
+                    .await
+                    .map_err(|error| format!("publishing {id}: {error}"))?
+                    .await
+                    .map_err(|error| format!("acknowledgement of {id}: {error}"))?;
+                if acknowledgement.duplicate {
+                    return Err(format!("{id} was taken for a duplicate"));
+                }
+                Ok(recipients)
+            }
+        },
+    )
+    .await
 }
 
 /// One agency's consumer: counts each delivery of this run and acknowledges it.

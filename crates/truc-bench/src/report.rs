@@ -447,6 +447,25 @@ impl BenchReport {
     /// The headline figures and every latency, for a terminal.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        self.heading(&mut out);
+        intake_table(&mut out, &self.intake);
+        fanout_table(&mut out, &self.fanout);
+        if let Some(moves) = &self.moves {
+            moves_table(&mut out, moves);
+        }
+        if let Some(attachments) = &self.attachments {
+            attachments_table(&mut out, attachments);
+        }
+        resources_table(&mut out, &self.resources);
+        if let Some(nats) = &self.nats {
+            nats_table(&mut out, nats);
+        }
+        failures_list(&mut out, &self.failures);
+        out
+    }
+
+    /// The machine, the hub, the run's settings and its durability.
+    fn heading(&self, out: &mut String) {
         let s = &self.settings;
         let only_attachments = self.attachments.is_some()
             && self.intake.is_empty()
@@ -502,162 +521,178 @@ impl BenchReport {
             "envelopes are signed before each timed phase (the generator's signing is not measured)"
         );
         let _ = writeln!(out, "durability: {}", self.hub.durability);
-        for figures in &self.intake {
-            let _ = writeln!(
-                out,
-                "\nintake, {} (no node connected): {} documents acknowledged in {:.1} s = {:.0} documents/s \
-                 ({} deliveries queued){}",
-                pace(figures.rate),
-                group(figures.documents_acknowledged),
-                figures.seconds,
-                figures.documents_per_second,
-                group(figures.deliveries_queued),
-                if figures.pool_exhausted {
-                    format!("; the {} pre-signed documents ran out before the end: raise --presign", group(figures.presigned as u64))
-                } else {
-                    String::new()
-                },
-            );
-            latency_line(&mut out, "send → ack", &figures.send_to_ack);
-            cores_line(&mut out, "hub", figures.hub_cores, figures.bench_cores);
-        }
-        for figures in &self.fanout {
-            let _ = writeln!(
-                out,
-                "\nfan-out, {}: {} documents, {} of {} deliveries received in {:.1} s = {:.0} deliveries/s \
-                 ({:.0} documents/s acknowledged){}",
-                pace(figures.send.rate),
-                group(figures.send.documents_acknowledged),
-                group(figures.deliveries_received),
-                group(figures.deliveries_expected),
-                figures.seconds_until_last_delivery,
-                figures.deliveries_per_second,
-                figures.send.documents_per_second,
-                if figures.send.pool_exhausted {
-                    "; the pre-signed documents ran out before the end: raise --presign"
-                } else {
-                    ""
-                },
-            );
-            latency_line(&mut out, "send → ack", &figures.send.send_to_ack);
-            latency_line(&mut out, "send → delivery", &figures.send_to_delivery);
-            cores_line(
-                &mut out,
-                "hub",
-                figures.send.hub_cores,
-                figures.send.bench_cores,
-            );
-            let _ = writeln!(
-                out,
-                "    arrivals recorded by the hub {}, arrival notices acknowledged by senders {}: {}",
-                group(figures.hub_arrivals_recorded),
-                group(figures.arrived_notices),
-                if figures.consistent { "consistent" } else { "INCONSISTENT" }
-            );
-        }
-        if let Some(moves) = &self.moves {
-            let _ = writeln!(
-                out,
-                "\nstatus moves (received → assigned → processing → completed), {}: {} moves in {} calls, \
-                 {:.1} s = {:.0} moves/s ({} deliveries completed; {} documents, {} deliveries prepared in {:.1} s){}",
-                sent_how(moves.moves_per_call),
-                group(moves.moves),
-                group(moves.move_calls),
-                moves.seconds,
-                moves.moves_per_second,
-                group(moves.deliveries_completed),
-                group(moves.prepared_documents as u64),
-                group(moves.prepared_deliveries as u64),
-                moves.preparation_s,
-                if moves.exhausted {
-                    "; the prepared deliveries ran out before the end: raise --moves-documents"
-                } else {
-                    ""
-                },
-            );
-            latency_line(&mut out, "move call", &moves.move_call);
-            cores_line(&mut out, "hub", moves.hub_cores, moves.bench_cores);
-        }
-        if let Some(attachments) = &self.attachments {
-            attachments_table(&mut out, attachments);
-        }
-        if !self.resources.is_empty() {
-            let _ = writeln!(out, "\nhub process");
-            for sample in &self.resources {
-                let _ = writeln!(
-                    out,
-                    "    after {:<11} RSS {:>10}   peak RSS {:>10}   data {:>10} for {} documents = {} per document",
-                    sample.after,
-                    sample.hub_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
-                    sample.hub_peak_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
-                    sample.data_dir_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
-                    group(sample.documents_stored),
-                    sample
-                        .bytes_per_document
-                        .map(|b| format!("{} B", group(b.round() as u64)))
-                        .unwrap_or_else(|| "unknown".into()),
-                );
+    }
+}
+
+/// The intake phases: sends with no node connected.
+fn intake_table(out: &mut String, intake: &[SendFigures]) {
+    for figures in intake {
+        let _ = writeln!(
+            out,
+            "\nintake, {} (no node connected): {} documents acknowledged in {:.1} s = {:.0} documents/s \
+             ({} deliveries queued){}",
+            pace(figures.rate),
+            group(figures.documents_acknowledged),
+            figures.seconds,
+            figures.documents_per_second,
+            group(figures.deliveries_queued),
+            if figures.pool_exhausted {
+                format!("; the {} pre-signed documents ran out before the end: raise --presign", group(figures.presigned as u64))
+            } else {
+                String::new()
+            },
+        );
+        latency_line(out, "send → ack", &figures.send_to_ack);
+        cores_line(out, "hub", figures.hub_cores, figures.bench_cores);
+    }
+}
+
+/// The fan-out phases: sends with every recipient's node connected.
+fn fanout_table(out: &mut String, fanout: &[FanoutFigures]) {
+    for figures in fanout {
+        let _ = writeln!(
+            out,
+            "\nfan-out, {}: {} documents, {} of {} deliveries received in {:.1} s = {:.0} deliveries/s \
+             ({:.0} documents/s acknowledged){}",
+            pace(figures.send.rate),
+            group(figures.send.documents_acknowledged),
+            group(figures.deliveries_received),
+            group(figures.deliveries_expected),
+            figures.seconds_until_last_delivery,
+            figures.deliveries_per_second,
+            figures.send.documents_per_second,
+            if figures.send.pool_exhausted {
+                "; the pre-signed documents ran out before the end: raise --presign"
+            } else {
+                ""
+            },
+        );
+        latency_line(out, "send → ack", &figures.send.send_to_ack);
+        latency_line(out, "send → delivery", &figures.send_to_delivery);
+        cores_line(out, "hub", figures.send.hub_cores, figures.send.bench_cores);
+        let _ = writeln!(
+            out,
+            "    arrivals recorded by the hub {}, arrival notices acknowledged by \
+             senders {}: {}",
+            group(figures.hub_arrivals_recorded),
+            group(figures.arrived_notices),
+            if figures.consistent {
+                "consistent"
+            } else {
+                "INCONSISTENT"
             }
-        }
-        if let Some(nats) = &self.nats {
-            let _ = writeln!(
-                out,
-                "\nNATS JetStream {} side by side (client {}; {})",
-                nats.server_version, nats.client, nats.transport
-            );
-            let _ = writeln!(out, "    mapping: {}", nats.mapping);
-            for mode in &nats.modes {
-                let _ = writeln!(out, "  {}: {}", mode.mode, mode.durability);
-                if !mode.measured {
-                    let _ = writeln!(
-                        out,
-                        "    not measured: {}",
-                        mode.skipped_because.as_deref().unwrap_or("")
-                    );
-                    continue;
-                }
-                let _ = writeln!(
-                    out,
-                    "    {}: {} documents, {} of {} deliveries in {:.1} s = {:.0} deliveries/s; \
-                     hub / JetStream = {}",
-                    pace(mode.rate),
-                    group(mode.documents_acknowledged),
-                    group(mode.deliveries_received),
-                    group(mode.deliveries_expected),
-                    mode.seconds_until_last_delivery,
-                    mode.deliveries_per_second,
-                    mode.hub_over_jetstream
-                        .map(|r| format!("{r:.2}"))
-                        .unwrap_or_else(|| "n/a".into()),
-                );
-                latency_line(&mut out, "publish → ack", &mode.publish_to_ack);
-                latency_line(&mut out, "publish → delivery", &mode.publish_to_delivery);
-                cores_line(&mut out, "nats-server", mode.server_cores, mode.bench_cores);
-                let _ = writeln!(
-                    out,
-                    "    server peak RSS {}, store {} per document",
-                    mode.server_peak_rss_bytes
-                        .map(mib)
-                        .unwrap_or_else(|| "unknown".into()),
-                    mode.store_bytes_per_document
-                        .map(|b| format!("{} B", group(b.round() as u64)))
-                        .unwrap_or_else(|| "unknown".into()),
-                );
-            }
-        }
-        if self.failures.is_empty() {
-            let _ = writeln!(out, "\nno failures");
+        );
+    }
+}
+
+/// The status moves phase.
+fn moves_table(out: &mut String, moves: &MovesFigures) {
+    let _ = writeln!(
+        out,
+        "\nstatus moves (received → assigned → processing → completed), {}: {} moves in {} calls, \
+         {:.1} s = {:.0} moves/s ({} deliveries completed; {} documents, {} deliveries prepared in {:.1} s){}",
+        sent_how(moves.moves_per_call),
+        group(moves.moves),
+        group(moves.move_calls),
+        moves.seconds,
+        moves.moves_per_second,
+        group(moves.deliveries_completed),
+        group(moves.prepared_documents as u64),
+        group(moves.prepared_deliveries as u64),
+        moves.preparation_s,
+        if moves.exhausted {
+            "; the prepared deliveries ran out before the end: raise --moves-documents"
         } else {
+            ""
+        },
+    );
+    latency_line(out, "move call", &moves.move_call);
+    cores_line(out, "hub", moves.hub_cores, moves.bench_cores);
+}
+
+/// The hub process's memory and data directory after each phase.
+fn resources_table(out: &mut String, resources: &[ResourceSample]) {
+    if !resources.is_empty() {
+        let _ = writeln!(out, "\nhub process");
+        for sample in resources {
             let _ = writeln!(
                 out,
-                "\n{} FAILURES (these figures are not a measurement):",
-                self.failures.len()
+                "    after {:<11} RSS {:>10}   peak RSS {:>10}   data {:>10} for {} documents = {} per document",
+                sample.after,
+                sample.hub_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
+                sample.hub_peak_rss_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
+                sample.data_dir_bytes.map(mib).unwrap_or_else(|| "unknown".into()),
+                group(sample.documents_stored),
+                sample
+                    .bytes_per_document
+                    .map(|b| format!("{} B", group(b.round() as u64)))
+                    .unwrap_or_else(|| "unknown".into()),
             );
-            for failure in &self.failures {
-                let _ = writeln!(out, "    {failure}");
-            }
         }
-        out
+    }
+}
+
+/// NATS JetStream measured beside the hub.
+fn nats_table(out: &mut String, nats: &NatsComparison) {
+    let _ = writeln!(
+        out,
+        "\nNATS JetStream {} side by side (client {}; {})",
+        nats.server_version, nats.client, nats.transport
+    );
+    let _ = writeln!(out, "    mapping: {}", nats.mapping);
+    for mode in &nats.modes {
+        let _ = writeln!(out, "  {}: {}", mode.mode, mode.durability);
+        if !mode.measured {
+            let _ = writeln!(
+                out,
+                "    not measured: {}",
+                mode.skipped_because.as_deref().unwrap_or("")
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "    {}: {} documents, {} of {} deliveries in {:.1} s = {:.0} deliveries/s; \
+             hub / JetStream = {}",
+            pace(mode.rate),
+            group(mode.documents_acknowledged),
+            group(mode.deliveries_received),
+            group(mode.deliveries_expected),
+            mode.seconds_until_last_delivery,
+            mode.deliveries_per_second,
+            mode.hub_over_jetstream
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "n/a".into()),
+        );
+        latency_line(out, "publish → ack", &mode.publish_to_ack);
+        latency_line(out, "publish → delivery", &mode.publish_to_delivery);
+        cores_line(out, "nats-server", mode.server_cores, mode.bench_cores);
+        let _ = writeln!(
+            out,
+            "    server peak RSS {}, store {} per document",
+            mode.server_peak_rss_bytes
+                .map(mib)
+                .unwrap_or_else(|| "unknown".into()),
+            mode.store_bytes_per_document
+                .map(|b| format!("{} B", group(b.round() as u64)))
+                .unwrap_or_else(|| "unknown".into()),
+        );
+    }
+}
+
+/// The run's failures, or that there were none.
+fn failures_list(out: &mut String, failures: &[String]) {
+    if failures.is_empty() {
+        let _ = writeln!(out, "\nno failures");
+    } else {
+        let _ = writeln!(
+            out,
+            "\n{} FAILURES (these figures are not a measurement):",
+            failures.len()
+        );
+        for failure in failures {
+            let _ = writeln!(out, "    {failure}");
+        }
     }
 }
 

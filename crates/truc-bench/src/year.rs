@@ -20,7 +20,7 @@ use truc_domain::Status;
 use truc_node::compose::Prepared;
 use truc_node::{Attachment, AxisClient};
 
-use crate::agencies::{bench_agencies, ScenarioKind};
+use crate::agencies::{bench_agencies, Agency, ScenarioKind};
 use crate::documents::{attachment_content, RunTag};
 use crate::error::BenchError;
 use crate::fanout::{recipients_after, FanoutMix};
@@ -219,10 +219,122 @@ pub async fn run_year(
     let speed = YEAR.as_secs_f64() / options.duration.as_secs_f64().max(1.0);
     let agencies = bench_agencies(ScenarioKind::Fanout, options.agencies);
     let metrics = free_loopback_address()?;
+    let extras = hub_extras(options, speed, metrics);
+    progress(&format!(
+        "starting `truc hub` with retention at {} days and its clock {speed:.0} times faster",
+        options.retention_days
+    ));
+    let clock_start_unix_ms = now_unix_ms();
+    let mut hub =
+        SpawnedHub::start_with(program, &agencies, options.keep.as_deref(), &extras).await?;
+    let data_dir = hub.target.data_dir.clone().unwrap_or_default();
+    let probe = Probe {
+        pid: hub.target.pid.unwrap_or(0),
+        archive_dir: data_dir.with_file_name("archive"),
+        data_dir,
+        metrics,
+    };
+    let tag = RunTag::new();
+    let fleet = Fleet::connect(
+        &hub.target,
+        agencies.clone(),
+        Some(options.window),
+        tag.clone(),
+        false,
+    )
+    .await?;
+    let total = document_count(options);
+    let phase = Arc::new(PhaseTracker::new(0..total, true));
+    fleet.context.set_phase(Some(phase.clone()));
+    let tally = Arc::new(Tally::default());
+    let clock = HubClock {
+        start_unix_ms: clock_start_unix_ms,
+        speed,
+        origin: Instant::now(),
+    };
+
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mover = tokio::spawn(complete_arrivals(
+        fleet.clients.clone(),
+        phase.clone(),
+        tally.clone(),
+        stop.clone(),
+    ));
+    let (sampling_done, sampling_stop) = tokio::sync::watch::channel(false);
+    let sampler = spawn_sampler(
+        options.sample_every,
+        sampling_stop,
+        tally.clone(),
+        probe.clone(),
+        clock,
+    );
+
+    progress(&format!(
+        "sending {total} documents over {} s, each delivery completed by its recipient",
+        options.duration.as_secs()
+    ));
+    let credentials: Vec<truc_pki::Credentials> = agencies
+        .iter()
+        .map(|agency| hub.target.pki.agency_credentials(&agency.code))
+        .collect::<Result<_, _>>()?;
+    send_paced(
+        options,
+        &agencies,
+        &tag,
+        &fleet,
+        &credentials,
+        &phase,
+        &tally,
+        clock,
+    )
+    .await;
+    progress("all sent; waiting for the last deliveries to be completed");
+    let expected: u64 = (0..total)
+        .map(|index| options.fanout.recipients_of(index) as u64)
+        .sum();
+    wait_for_completions(&fleet, &tally, expected).await;
+    stop.notify_one();
+    let _ = mover.await;
+    let _ = sampling_done.send(true);
+    let mut samples = sampler.await.unwrap_or_default();
+    samples.push(sample(&probe, &tally, clock).await);
+    let mut failures = tally
+        .failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(failure) = fleet.context.counters.first_failure() {
+        failures.push(failure);
+    }
+    let completed = tally.completed.load(Ordering::Relaxed);
+    if completed < expected {
+        failures.push(format!(
+            "{completed} of {expected} deliveries completed within {} s of the last send",
+            DRAIN_MAX.as_secs()
+        ));
+    }
+    fleet.stop().await;
+    // Stopped, but its folder (and the archives in it) kept until checked.
+    hub.kill();
+
+    progress("checking every archive file offline");
+    let archives = check_archives(&probe.archive_dir);
+    drop(hub);
+    for archive in &archives {
+        if let Some(problem) = &archive.problem {
+            failures.push(format!("archive {}: {problem}", archive.file));
+        }
+    }
+    Ok(year_report(options, speed, samples, archives, failures))
+}
+
+/// The hub's settings for the run: metrics to sample, retention at the
+/// run's period, and the clock `speed` times faster.
+fn hub_extras(options: &YearOptions, speed: f64, metrics: std::net::SocketAddr) -> HubExtras {
     // A run of retention each hub day; no feedback deadlines or expiry (a
     // fast clock would make every delivery late).
     let run_interval_seconds = (86_400.0 / speed).ceil().max(1.0) as u64;
-    let extras = HubExtras {
+    HubExtras {
         settings: options.hub_settings.clone(),
         config: format!(
             "\n[observe]\nmetrics_listen = \"{metrics}\"\n\n\
@@ -235,87 +347,81 @@ pub async fn run_year(
         args: vec!["--clock-speed".into(), format!("{speed}")],
         // The hub's clock, at which archived envelopes are checked, runs a year ahead.
         certificate_validity: Duration::from_secs(2 * 366 * 86_400),
-    };
-    progress(&format!(
-        "starting `truc hub` with retention at {} days and its clock {speed:.0} times faster",
-        options.retention_days
-    ));
-    let clock_start_unix_ms = now_unix_ms();
-    let mut hub =
-        SpawnedHub::start_with(program, &agencies, options.keep.as_deref(), &extras).await?;
-    let pid = hub.target.pid.unwrap_or(0);
-    let data_dir = hub.target.data_dir.clone().unwrap_or_default();
-    let archive_dir = data_dir.with_file_name("archive");
-    let tag = RunTag::new();
-    let fleet = Fleet::connect(
-        &hub.target,
-        agencies.clone(),
-        Some(options.window),
-        tag.clone(),
-        false,
-    )
-    .await?;
-    let total = (options.rate * options.duration.as_secs_f64()).ceil() as u64;
-    let phase = Arc::new(PhaseTracker::new(0..total, true));
-    fleet.context.set_phase(Some(phase.clone()));
-    let tally = Arc::new(Tally::default());
-    let hub_clock = move |at: Instant, origin: Instant| -> i64 {
-        clock_start_unix_ms + (at.duration_since(origin).as_secs_f64() * 1000.0 * speed) as i64
-    };
-    let origin = Instant::now();
+    }
+}
 
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let mover = tokio::spawn(complete_arrivals(
-        fleet.clients.clone(),
-        phase.clone(),
-        tally.clone(),
-        stop.clone(),
-    ));
-    let (sampling_done, mut sampling_stop) = tokio::sync::watch::channel(false);
-    let sampler = {
-        let tally = tally.clone();
-        let every = options.sample_every;
-        let data_dir = data_dir.clone();
-        let archive_dir = archive_dir.clone();
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut next = origin + every;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next.into()) => {}
-                    _ = sampling_stop.changed() => return samples,
-                }
-                samples.push(
-                    sample(
-                        origin,
-                        &tally,
-                        pid,
-                        &data_dir,
-                        &archive_dir,
-                        metrics,
-                        hub_clock(Instant::now(), origin),
-                    )
-                    .await,
-                );
-                next += every;
+/// The hub's clock: Unix time when the run began, passing `speed` times
+/// faster since `origin`.
+#[derive(Clone, Copy)]
+struct HubClock {
+    start_unix_ms: i64,
+    speed: f64,
+    origin: Instant,
+}
+
+impl HubClock {
+    /// The hub's Unix time now, in milliseconds.
+    fn now(&self) -> i64 {
+        self.start_unix_ms
+            + (Instant::now().duration_since(self.origin).as_secs_f64() * 1000.0 * self.speed)
+                as i64
+    }
+}
+
+/// Where a sample reads the hub: its process, its folders and its metrics.
+#[derive(Clone)]
+struct Probe {
+    pid: u32,
+    data_dir: PathBuf,
+    archive_dir: PathBuf,
+    metrics: std::net::SocketAddr,
+}
+
+/// Samples every `every` from the clock's origin until `stop` changes, and
+/// returns the samples.
+fn spawn_sampler(
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    tally: Arc<Tally>,
+    probe: Probe,
+    clock: HubClock,
+) -> tokio::task::JoinHandle<Vec<YearSample>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut next = clock.origin + every;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = stop.changed() => return samples,
             }
-        })
-    };
+            samples.push(sample(&probe, &tally, clock).await);
+            next += every;
+        }
+    })
+}
 
-    progress(&format!(
-        "sending {total} documents over {} s, each delivery completed by its recipient",
-        options.duration.as_secs()
-    ));
-    let credentials: Vec<truc_pki::Credentials> = agencies
-        .iter()
-        .map(|agency| hub.target.pki.agency_credentials(&agency.code))
-        .collect::<Result<_, _>>()?;
+/// The paced fan-out: document `index` started `index / rate` seconds
+/// after the clock's origin, each agency with at most
+/// [`SENDS_IN_FLIGHT_PER_AGENCY`] sends at once. Returns when every send
+/// has ended.
+#[allow(clippy::too_many_arguments)]
+async fn send_paced(
+    options: &YearOptions,
+    agencies: &[Agency],
+    tag: &RunTag,
+    fleet: &Fleet,
+    credentials: &[truc_pki::Credentials],
+    phase: &Arc<PhaseTracker>,
+    tally: &Arc<Tally>,
+    clock: HubClock,
+) {
+    let total = document_count(options);
     let senders: Vec<Arc<Semaphore>> = (0..agencies.len())
         .map(|_| Arc::new(Semaphore::new(SENDS_IN_FLIGHT_PER_AGENCY)))
         .collect();
     let mut sends = tokio::task::JoinSet::new();
     for index in 0..total {
-        let due = origin + Duration::from_secs_f64(index as f64 / options.rate);
+        let due = clock.origin + Duration::from_secs_f64(index as f64 / options.rate);
         tokio::time::sleep_until(due.into()).await;
         while sends.try_join_next().is_some() {}
         let sender = (index % agencies.len() as u64) as usize;
@@ -323,12 +429,12 @@ pub async fn run_year(
             break;
         };
         // Dated a day behind the hub's clock, never ahead of it.
-        let date = vietnam_day(hub_clock(Instant::now(), origin) - 86_400_000);
+        let date = vietnam_day(clock.now() - 86_400_000);
         let recipients =
             recipients_after(sender, options.fanout.recipients_of(index), agencies.len());
         let draft = crate::documents::bench_draft(
-            &agencies,
-            &tag,
+            agencies,
+            tag,
             index,
             sender,
             &recipients,
@@ -361,10 +467,16 @@ pub async fn run_year(
         });
     }
     while sends.join_next().await.is_some() {}
-    progress("all sent; waiting for the last deliveries to be completed");
-    let expected: u64 = (0..total)
-        .map(|index| options.fanout.recipients_of(index) as u64)
-        .sum();
+}
+
+/// Documents the run sends: `rate` a second for `duration`.
+fn document_count(options: &YearOptions) -> u64 {
+    (options.rate * options.duration.as_secs_f64()).ceil() as u64
+}
+
+/// Waits until `expected` deliveries are completed, a node fails, or
+/// [`DRAIN_MAX`] has passed.
+async fn wait_for_completions(fleet: &Fleet, tally: &Tally, expected: u64) {
     let drained = Instant::now() + DRAIN_MAX;
     while tally.completed.load(Ordering::Relaxed) < expected && Instant::now() < drained {
         if fleet.context.counters.failures.load(Ordering::Relaxed) > 0 {
@@ -372,55 +484,23 @@ pub async fn run_year(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop.notify_one();
-    let _ = mover.await;
-    let _ = sampling_done.send(true);
-    let mut samples = sampler.await.unwrap_or_default();
-    samples.push(
-        sample(
-            origin,
-            &tally,
-            pid,
-            &data_dir,
-            &archive_dir,
-            metrics,
-            hub_clock(Instant::now(), origin),
-        )
-        .await,
-    );
-    let mut failures = tally
-        .failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if let Some(failure) = fleet.context.counters.first_failure() {
-        failures.push(failure);
-    }
-    let completed = tally.completed.load(Ordering::Relaxed);
-    if completed < expected {
-        failures.push(format!(
-            "{completed} of {expected} deliveries completed within {} s of the last send",
-            DRAIN_MAX.as_secs()
-        ));
-    }
-    fleet.stop().await;
-    // Stopped, but its folder (and the archives in it) kept until checked.
-    hub.kill();
+}
 
-    progress("checking every archive file offline");
-    let archives = check_archives(&archive_dir);
-    drop(hub);
-    for archive in &archives {
-        if let Some(problem) = &archive.problem {
-            failures.push(format!("archive {}: {problem}", archive.file));
-        }
-    }
+/// The report of a finished run, with memory once the first retention
+/// period is over.
+fn year_report(
+    options: &YearOptions,
+    speed: f64,
+    samples: Vec<YearSample>,
+    archives: Vec<ArchiveCheck>,
+    failures: Vec<String>,
+) -> YearReport {
     let first_period_seconds = (options.retention_days as f64 * 86_400.0 / speed).ceil() as u64;
     let after: Vec<&YearSample> = samples
         .iter()
         .filter(|s| s.seconds >= first_period_seconds)
         .collect();
-    Ok(YearReport {
+    YearReport {
         command: String::new(),
         duration_seconds: options.duration.as_secs(),
         rate: options.rate,
@@ -435,7 +515,7 @@ pub async fn run_year(
         samples,
         archives,
         failures,
-    })
+    }
 }
 
 /// Moves every delivery that arrived to "completed" (received, assigned,
@@ -509,16 +589,9 @@ async fn complete_arrivals(
 
 /// One row: the bench's counts, the hub's memory and disk, and what its
 /// metrics say of retention.
-async fn sample(
-    origin: Instant,
-    tally: &Tally,
-    pid: u32,
-    data_dir: &Path,
-    archive_dir: &Path,
-    metrics: std::net::SocketAddr,
-    hub_unix_ms: i64,
-) -> YearSample {
-    let scrape = scrape(metrics).await.unwrap_or_default();
+async fn sample(probe: &Probe, tally: &Tally, clock: HubClock) -> YearSample {
+    let hub_unix_ms = clock.now();
+    let scrape = scrape(probe.metrics).await.unwrap_or_default();
     let value = |name: &str| -> u64 {
         scrape
             .lines()
@@ -528,20 +601,20 @@ async fn sample(
             .map_or(0, |value| value as u64)
     };
     // The embedded engine's duplicate index, outside its live store.
-    let id_index_bytes = disk_bytes(&data_dir.join("ids")).unwrap_or(0);
+    let id_index_bytes = disk_bytes(&probe.data_dir.join("ids")).unwrap_or(0);
     YearSample {
-        seconds: origin.elapsed().as_secs(),
+        seconds: clock.origin.elapsed().as_secs(),
         hub_date: vietnam_day(hub_unix_ms),
         documents_sent: tally.sent.load(Ordering::Relaxed),
         deliveries_completed: tally.completed.load(Ordering::Relaxed),
         archived: value("truc_archive_documents_total"),
         backlog: value("truc_archive_backlog_documents"),
-        rss_bytes: rss_bytes(pid).unwrap_or(0),
-        store_bytes: disk_bytes(data_dir)
+        rss_bytes: rss_bytes(probe.pid).unwrap_or(0),
+        store_bytes: disk_bytes(&probe.data_dir)
             .unwrap_or(0)
             .saturating_sub(id_index_bytes),
         id_index_bytes,
-        archive_bytes: disk_bytes(archive_dir).unwrap_or(0),
+        archive_bytes: disk_bytes(&probe.archive_dir).unwrap_or(0),
     }
 }
 

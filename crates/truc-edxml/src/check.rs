@@ -366,23 +366,44 @@ fn signature(
         return;
     };
     let base = "Signature";
-    let known = |problems: &mut Problems, path: &str, value: &str, list: &[&str]| {
-        if value.is_empty() {
-            return;
-        }
-        if !list.contains(&value) {
-            problems.error(
-                path,
-                Category::Signature,
-                format!("Thuật toán '{}' không được hỗ trợ", clip(value)),
-                format!(
-                    "the algorithm '{}' is not one XML-DSig defines for this",
-                    clip(value)
-                ),
-            );
-        }
-    };
-    let signed_info = format!("{base}/SignedInfo");
+    signed_info(problems, signature);
+    match BASE64.decode(&signature.signature_value) {
+        Ok(value) if !value.is_empty() => {}
+        _ => problems.error(
+            format!("{base}/SignatureValue"),
+            Category::Signature,
+            "Giá trị chữ ký rỗng hoặc không phải base64",
+            "is empty or not base64",
+        ),
+    }
+    signer_certificate(problems, signature, promulgated);
+}
+
+/// XML-DSig's values are in standard base64, padded.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// An algorithm, when given, is one of `list`.
+fn known_algorithm(problems: &mut Problems, path: &str, value: &str, list: &[&str]) {
+    if value.is_empty() {
+        return;
+    }
+    if !list.contains(&value) {
+        problems.error(
+            path,
+            Category::Signature,
+            format!("Thuật toán '{}' không được hỗ trợ", clip(value)),
+            format!(
+                "the algorithm '{}' is not one XML-DSig defines for this",
+                clip(value)
+            ),
+        );
+    }
+}
+
+/// What the signature signs: canonicalization and signature method, and
+/// each reference with its digest.
+fn signed_info(problems: &mut Problems, signature: &Signature) {
+    let signed_info = "Signature/SignedInfo";
     if signature.canonicalization_method.is_empty() {
         problems.error(
             format!("{signed_info}/CanonicalizationMethod"),
@@ -391,7 +412,7 @@ fn signature(
             "is required",
         );
     }
-    known(
+    known_algorithm(
         problems,
         &format!("{signed_info}/CanonicalizationMethod"),
         &signature.canonicalization_method,
@@ -405,7 +426,7 @@ fn signature(
             "is required",
         );
     }
-    known(
+    known_algorithm(
         problems,
         &format!("{signed_info}/SignatureMethod"),
         &signature.signature_method,
@@ -419,10 +440,9 @@ fn signature(
             "is required: the signature must reference what it signs",
         );
     }
-    let base64 = base64::engine::general_purpose::STANDARD;
     for (index, reference) in signature.references.iter().enumerate() {
         let path = format!("{signed_info}/Reference[{}]", index + 1);
-        known(
+        known_algorithm(
             problems,
             &format!("{path}/DigestMethod"),
             &reference.digest_method,
@@ -436,7 +456,7 @@ fn signature(
                 "is required",
             );
         }
-        match base64.decode(&reference.digest_value) {
+        match BASE64.decode(&reference.digest_value) {
             Ok(digest) if !digest.is_empty() => {}
             _ => problems.error(
                 format!("{path}/DigestValue"),
@@ -446,28 +466,28 @@ fn signature(
             ),
         }
     }
-    match base64.decode(&signature.signature_value) {
-        Ok(value) if !value.is_empty() => {}
-        _ => problems.error(
-            format!("{base}/SignatureValue"),
-            Category::Signature,
-            "Giá trị chữ ký rỗng hoặc không phải base64",
-            "is empty or not base64",
-        ),
-    }
-    let certificate_path = format!("{base}/KeyInfo/X509Data/X509Certificate");
+}
+
+/// The signer's certificate: given, base64, X.509, and valid on the
+/// promulgation date.
+fn signer_certificate(
+    problems: &mut Problems,
+    signature: &Signature,
+    promulgated: Option<DocumentDate>,
+) {
+    let certificate_path = "Signature/KeyInfo/X509Data/X509Certificate";
     if signature.x509_certificate.is_empty() {
         problems.error(
-            &certificate_path,
+            certificate_path,
             Category::Signature,
             "Thiếu chứng thư số của người ký",
             "is required: the signer's certificate",
         );
         return;
     }
-    let Ok(der) = base64.decode(&signature.x509_certificate) else {
+    let Ok(der) = BASE64.decode(&signature.x509_certificate) else {
         problems.error(
-            &certificate_path,
+            certificate_path,
             Category::Signature,
             "Chứng thư số không phải base64",
             "is not base64",
@@ -486,7 +506,7 @@ fn signature(
                 );
                 if start.is_some_and(|start| date < start) || end.is_some_and(|end| date > end) {
                     problems.error(
-                        &certificate_path,
+                        certificate_path,
                         Category::Signature,
                         "Chứng thư số không còn hiệu lực vào ngày ban hành văn bản",
                         format!(
@@ -499,7 +519,7 @@ fn signature(
             }
         }
         Err(error) => problems.error(
-            &certificate_path,
+            certificate_path,
             Category::Signature,
             "Chứng thư số không đọc được (không phải X.509 DER)",
             format!("is not an X.509 certificate: {error}"),
@@ -647,16 +667,41 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
     let mut problems = Problems::default();
     let limits = &context.limits;
     let header = &package.header;
-    let h = HEADER;
 
-    // From, and the authority to send it.
+    let from = sender(&mut problems, header, context);
+    recipients(&mut problems, header, from, limits);
+    code(&mut problems, header);
+    let promulgated = promulgation(&mut problems, header, context);
+    document_id(&mut problems, package);
+    type_subject_content(&mut problems, header, context);
+    signer(&mut problems, package, limits);
+    due_date(&mut problems, header, promulgated);
+    other_information(&mut problems, header, limits);
+    responses(&mut problems, header, limits);
+    trace(&mut problems, package);
+    business(&mut problems, package, from, limits);
+    signature(&mut problems, &package.signature, promulgated);
+    attachments(&mut problems, package, limits);
+    envelope_rules(&mut problems, package, context);
+    problems.0
+}
+
+/// The sending agency, and its authority to send: the `From` the node
+/// itself sends as. Returns the sender's code when it is one.
+fn sender(
+    problems: &mut Problems,
+    header: &MessageHeader,
+    context: &CheckContext,
+) -> Option<AgencyCode> {
+    let limits = &context.limits;
+    let h = HEADER;
     let from = agency(
-        &mut problems,
+        problems,
         &format!("{h}/From/OrganId"),
         &header.from.organ_id,
         true,
     );
-    organization(&mut problems, &format!("{h}/From"), &header.from, limits);
+    organization(problems, &format!("{h}/From"), &header.from, limits);
     if let (Some(from), Some(sender)) = (from, context.sender) {
         if from != sender {
             problems.error(
@@ -667,8 +712,17 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             );
         }
     }
+    from
+}
 
-    // To.
+/// The recipients: at least one, not too many, none twice, none the sender.
+fn recipients(
+    problems: &mut Problems,
+    header: &MessageHeader,
+    from: Option<AgencyCode>,
+    limits: &Limits,
+) {
+    let h = HEADER;
     if header.to.is_empty() {
         problems.error(
             format!("{h}/To"),
@@ -688,13 +742,8 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
     let mut seen = std::collections::HashMap::new();
     for (index, to) in header.to.iter().enumerate() {
         let path = format!("{h}/To[{}]", index + 1);
-        let code = agency(
-            &mut problems,
-            &format!("{path}/OrganId"),
-            &to.organ_id,
-            true,
-        );
-        organization(&mut problems, &path, to, limits);
+        let code = agency(problems, &format!("{path}/OrganId"), &to.organ_id, true);
+        organization(problems, &path, to, limits);
         if let Some(first) = seen.insert(to.organ_id.clone(), index) {
             if !to.organ_id.is_empty() {
                 problems.error(
@@ -714,8 +763,11 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             );
         }
     }
+}
 
-    // Number, notation, date and the document id they make.
+/// The document number (*số*) and notation (*ký hiệu*).
+fn code(problems: &mut Problems, header: &MessageHeader) {
+    let h = HEADER;
     let number = &header.code.number;
     let notation = &header.code.notation;
     if number.is_empty() {
@@ -761,8 +813,18 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             ),
         );
     }
+}
+
+/// The promulgation date and place. Returns the date when it is one.
+fn promulgation(
+    problems: &mut Problems,
+    header: &MessageHeader,
+    context: &CheckContext,
+) -> Option<DocumentDate> {
+    let limits = &context.limits;
+    let h = HEADER;
     let promulgated = date(
-        &mut problems,
+        problems,
         &format!("{h}/PromulgationInfo/PromulgationDate"),
         &header.promulgation.date,
         true,
@@ -792,13 +854,21 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
         }
     }
     text(
-        &mut problems,
+        problems,
         &format!("{h}/PromulgationInfo/Place"),
         &header.promulgation.place,
         limits.text_chars_max,
         false,
         Category::Form,
     );
+    promulgated
+}
+
+/// The document id, when given, is the one the sender, date, number and
+/// notation make.
+fn document_id(problems: &mut Problems, package: &Package) {
+    let header = &package.header;
+    let h = HEADER;
     let derived = package.derived_document_id();
     if !header.document_id.is_empty() && header.document_id != derived {
         problems.error(
@@ -811,10 +881,14 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             ),
         );
     }
+}
 
-    // Type, subject, content, signer.
+/// The document type, subject and content.
+fn type_subject_content(problems: &mut Problems, header: &MessageHeader, context: &CheckContext) {
+    let limits = &context.limits;
+    let h = HEADER;
     text(
-        &mut problems,
+        problems,
         &format!("{h}/DocumentType/TypeName"),
         &header.document_type.type_name,
         limits.text_chars_max,
@@ -822,12 +896,12 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
         Category::Form,
     );
     digits(
-        &mut problems,
+        problems,
         &format!("{h}/DocumentType/TypeDetail"),
         &header.document_type.type_detail,
     );
     text(
-        &mut problems,
+        problems,
         &format!("{h}/Subject"),
         &header.subject,
         limits.subject_chars_max,
@@ -835,13 +909,19 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
         Category::Form,
     );
     text(
-        &mut problems,
+        problems,
         &format!("{h}/Content"),
         &header.content,
         context.edxml_limits.content_chars_max,
         false,
         Category::Form,
     );
+}
+
+/// Who signed, required unless the package revokes a document.
+fn signer(problems: &mut Problems, package: &Package, limits: &Limits) {
+    let header = &package.header;
+    let h = HEADER;
     let revoke = package.business.doc_type == 1;
     match &header.signer_info {
         None if !revoke => problems.error(
@@ -854,7 +934,7 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
         Some(signer) => {
             let path = format!("{h}/SignerInfo");
             text(
-                &mut problems,
+                problems,
                 &format!("{path}/FullName"),
                 &signer.full_name,
                 limits.text_chars_max,
@@ -862,7 +942,7 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
                 Category::Authority,
             );
             text(
-                &mut problems,
+                problems,
                 &format!("{path}/Position"),
                 &signer.position,
                 limits.text_chars_max,
@@ -870,7 +950,7 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
                 Category::Authority,
             );
             text(
-                &mut problems,
+                problems,
                 &format!("{path}/Competence"),
                 &signer.competence,
                 limits.text_chars_max,
@@ -879,14 +959,12 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             );
         }
     }
+}
 
-    // Due date, places, other information.
-    if let Some(due) = date(
-        &mut problems,
-        &format!("{h}/DueDate"),
-        &header.due_date,
-        false,
-    ) {
+/// The due date, after the promulgation date and within ten years of it.
+fn due_date(problems: &mut Problems, header: &MessageHeader, promulgated: Option<DocumentDate>) {
+    let h = HEADER;
+    if let Some(due) = date(problems, &format!("{h}/DueDate"), &header.due_date, false) {
         if let Some(promulgated) = promulgated {
             if due < promulgated {
                 problems.error(
@@ -905,9 +983,14 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             }
         }
     }
+}
+
+/// The places, priority, steering type and other information.
+fn other_information(problems: &mut Problems, header: &MessageHeader, limits: &Limits) {
+    let h = HEADER;
     for (index, place) in header.to_places.iter().enumerate() {
         text(
-            &mut problems,
+            problems,
             &format!("{h}/ToPlaces/Place[{}]", index + 1),
             place,
             limits.text_chars_max,
@@ -917,26 +1000,26 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
     }
     let other = &header.other_info;
     at_most(
-        &mut problems,
+        problems,
         &format!("{h}/OtherInfo/Priority"),
         other.priority,
         4,
         "0 normal to 4 express at a set time",
     );
     at_most(
-        &mut problems,
+        problems,
         &format!("{h}/SteeringType"),
         header.steering_type,
         3,
         "0 to 3",
     );
     digits(
-        &mut problems,
+        problems,
         &format!("{h}/OtherInfo/PromulgationAmount"),
         &other.promulgation_amount,
     );
     one_of(
-        &mut problems,
+        problems,
         &format!("{h}/OtherInfo/Direction"),
         &other.direction,
         &["true", "false"],
@@ -947,7 +1030,7 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
         ("TyperNotation", &other.typer_notation),
     ] {
         text(
-            &mut problems,
+            problems,
             &format!("{h}/OtherInfo/{name}"),
             value,
             limits.text_chars_max,
@@ -957,7 +1040,7 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
     }
     for (index, appendix) in other.appendixes.iter().enumerate() {
         text(
-            &mut problems,
+            problems,
             &format!("{h}/OtherInfo/Appendixes/Appendix[{}]", index + 1),
             appendix,
             limits.text_chars_max,
@@ -965,8 +1048,11 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             Category::Form,
         );
     }
+}
 
-    // The documents it answers.
+/// The documents it answers.
+fn responses(problems: &mut Problems, header: &MessageHeader, limits: &Limits) {
+    let h = HEADER;
     if header.response_for.len() > limits.references_max {
         problems.error(
             format!("{h}/ResponseFor"),
@@ -977,37 +1063,28 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
     }
     for (index, response) in header.response_for.iter().enumerate() {
         reference(
-            &mut problems,
+            problems,
             &format!("{h}/ResponseFor[{}]", index + 1),
             response,
         );
     }
+}
 
-    // The trace and the business type.
+/// The trace of the agencies the package went through.
+fn trace(problems: &mut Problems, package: &Package) {
     for (index, trace) in package.trace_headers.iter().enumerate() {
         let path = format!("TraceHeaderList/TraceHeader[{}]", index + 1);
-        agency(
-            &mut problems,
-            &format!("{path}/OrganId"),
-            &trace.organ_id,
-            true,
-        );
-        timestamp(
-            &mut problems,
-            &format!("{path}/Timestamp"),
-            &trace.timestamp,
-        );
+        agency(problems, &format!("{path}/OrganId"), &trace.organ_id, true);
+        timestamp(problems, &format!("{path}/Timestamp"), &trace.timestamp);
     }
-    business(&mut problems, package, from, limits);
+}
 
-    signature(&mut problems, &package.signature, promulgated);
-    attachments(&mut problems, package, limits);
-
-    // The envelope's own rules, on the header the package maps to: a
-    // package that passes here is one the hub takes.
+/// The envelope's own rules, on the header the package maps to: a
+/// package that passes here is one the hub takes.
+fn envelope_rules(problems: &mut Problems, package: &Package, context: &CheckContext) {
     if !problems.has_errors() {
         let raw = raw_header(package);
-        if let Err(error) = Header::validate(raw, limits, context.today) {
+        if let Err(error) = Header::validate(raw, &context.limits, context.today) {
             let element = element_for_field(&error.field, package);
             problems.error(
                 element,
@@ -1017,7 +1094,6 @@ pub fn check_package(package: &Package, context: &CheckContext) -> Vec<Problem> 
             );
         }
     }
-    problems.0
 }
 
 fn business(problems: &mut Problems, package: &Package, from: Option<AgencyCode>, limits: &Limits) {

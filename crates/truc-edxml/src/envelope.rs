@@ -280,6 +280,25 @@ pub fn from_envelope(
     }
     let mut metas = header.attachments.clone();
     let mut bytes = attachment_bytes;
+    let extra = take_extra(header, &mut metas, &mut bytes)?;
+    let mut package = Package {
+        header: message_header(header, &extra),
+        trace_headers: extra.trace_headers.clone(),
+        business: business(header, &extra),
+        signature: extra.signature.clone(),
+        attachments: attachments(&metas, bytes, &extra),
+    };
+    package.header.document_id = package.derived_document_id();
+    Ok(package)
+}
+
+/// The extra data: taken off `metas` and `bytes` when the last attachment
+/// holds it, made from the header otherwise.
+fn take_extra(
+    header: &RawHeader,
+    metas: &mut Vec<RawAttachment>,
+    bytes: &mut Vec<Vec<u8>>,
+) -> Result<Extra, FromEnvelopeError> {
     let extra = match metas.last() {
         Some(last) if is_extra(&last.name, &last.media_type) => {
             metas.pop();
@@ -303,19 +322,28 @@ pub fn from_envelope(
             && header.business_refs.len() == 1,
         ..Extra::default()
     });
-    let organization = |raw: &RawOrgan, extra: Option<&OrganExtra>| {
-        let extra = extra.cloned().unwrap_or_default();
-        Organization {
-            organ_id: raw.organ_id.clone(),
-            organization_in_charge: extra.organization_in_charge,
-            organ_name: raw.organ_name.clone(),
-            organ_add: raw.address.clone(),
-            email: raw.email.clone(),
-            telephone: raw.phone.clone(),
-            fax: extra.fax,
-            website: extra.website,
-        }
-    };
+    Ok(extra)
+}
+
+/// An organization: the envelope's fields, and what only the extra data
+/// holds.
+fn organization(raw: &RawOrgan, extra: Option<&OrganExtra>) -> Organization {
+    let extra = extra.cloned().unwrap_or_default();
+    Organization {
+        organ_id: raw.organ_id.clone(),
+        organization_in_charge: extra.organization_in_charge,
+        organ_name: raw.organ_name.clone(),
+        organ_add: raw.address.clone(),
+        email: raw.email.clone(),
+        telephone: raw.phone.clone(),
+        fax: extra.fax,
+        website: extra.website,
+    }
+}
+
+/// The edXML header: the envelope's fields, and what only the extra data
+/// holds.
+fn message_header(header: &RawHeader, extra: &Extra) -> MessageHeader {
     let from = header
         .from
         .as_ref()
@@ -332,6 +360,50 @@ pub fn from_envelope(
     } else {
         vec![String::new(); header.appendix_count as usize]
     };
+    let slash = |date: &str| date.replace('-', "/");
+    MessageHeader {
+        from,
+        to,
+        document_id: String::new(),
+        code: Code {
+            number: header.code_number.clone(),
+            notation: header.code_notation.clone(),
+        },
+        promulgation: PromulgationInfo {
+            place: header.promulgation_place.clone(),
+            date: slash(&header.promulgation_date),
+        },
+        document_type: DocumentType {
+            type_code: header.document_type,
+            type_detail: extra.type_detail.clone(),
+            type_name: header.document_type_name.clone(),
+        },
+        subject: header.subject.clone(),
+        content: extra.content.clone(),
+        signer_info: extra.signer_info.clone(),
+        due_date: slash(&header.due_date),
+        to_places: extra.to_places.clone(),
+        other_info: OtherInfo {
+            priority: header.priority,
+            sphere_of_promulgation: extra.sphere_of_promulgation.clone(),
+            typer_notation: extra.typer_notation.clone(),
+            promulgation_amount: extra.promulgation_amount.clone(),
+            page_amount: header.page_count,
+            direction: extra.direction.clone(),
+            appendixes,
+        },
+        response_for: header
+            .response_for
+            .iter()
+            .map(|id| response_for(id))
+            .collect(),
+        steering_type: header.steering_type,
+    }
+}
+
+/// The business part: what kind of document it is and, for a recall,
+/// update or replace, the documents it names.
+fn business(header: &RawHeader, extra: &Extra) -> Business {
     let mut refs = header.business_refs.iter();
     let document_id = if extra.business_document_id {
         refs.next().cloned().unwrap_or_default()
@@ -349,81 +421,40 @@ pub fn from_envelope(
                 .unwrap_or_default(),
         })
         .collect();
-    let slash = |date: &str| date.replace('-', "/");
-    let mut package = Package {
-        header: MessageHeader {
-            from,
-            to,
-            document_id: String::new(),
-            code: Code {
-                number: header.code_number.clone(),
-                notation: header.code_notation.clone(),
-            },
-            promulgation: PromulgationInfo {
-                place: header.promulgation_place.clone(),
-                date: slash(&header.promulgation_date),
-            },
-            document_type: DocumentType {
-                type_code: header.document_type,
-                type_detail: extra.type_detail.clone(),
-                type_name: header.document_type_name.clone(),
-            },
-            subject: header.subject.clone(),
-            content: extra.content.clone(),
-            signer_info: extra.signer_info.clone(),
-            due_date: slash(&header.due_date),
-            to_places: extra.to_places.clone(),
-            other_info: OtherInfo {
-                priority: header.priority,
-                sphere_of_promulgation: extra.sphere_of_promulgation.clone(),
-                typer_notation: extra.typer_notation.clone(),
-                promulgation_amount: extra.promulgation_amount.clone(),
-                page_amount: header.page_count,
-                direction: extra.direction.clone(),
-                appendixes,
-            },
-            response_for: header
-                .response_for
-                .iter()
-                .map(|id| response_for(id))
-                .collect(),
-            steering_type: header.steering_type,
-        },
-        trace_headers: extra.trace_headers.clone(),
-        business: Business {
-            doc_type: u32::try_from(header.business_type).unwrap_or_default(),
-            doc_reason: extra.business_reason.clone(),
-            document_id,
-            paper: extra.paper.clone(),
-            staff_info: extra.staff_info.clone(),
-            document_info: extra.document_info.clone(),
-            replacements,
-        },
-        signature: extra.signature.clone(),
-        attachments: metas
-            .iter()
-            .zip(bytes)
-            .enumerate()
-            .map(|(index, (meta, bytes))| {
-                let extra =
-                    extra
-                        .attachments
-                        .get(index)
-                        .cloned()
-                        .unwrap_or_else(|| AttachmentExtra {
-                            content_id: (index + 1).to_string(),
-                            description: String::new(),
-                        });
-                Attachment {
-                    content_id: extra.content_id,
-                    name: meta.name.clone(),
-                    description: extra.description,
-                    content_type: meta.media_type.clone(),
-                    bytes,
-                }
-            })
-            .collect(),
-    };
-    package.header.document_id = package.derived_document_id();
-    Ok(package)
+    Business {
+        doc_type: u32::try_from(header.business_type).unwrap_or_default(),
+        doc_reason: extra.business_reason.clone(),
+        document_id,
+        paper: extra.paper.clone(),
+        staff_info: extra.staff_info.clone(),
+        document_info: extra.document_info.clone(),
+        replacements,
+    }
+}
+
+/// The attachments with their bytes; without the extra data, their
+/// content ids are their positions.
+fn attachments(metas: &[RawAttachment], bytes: Vec<Vec<u8>>, extra: &Extra) -> Vec<Attachment> {
+    metas
+        .iter()
+        .zip(bytes)
+        .enumerate()
+        .map(|(index, (meta, bytes))| {
+            let extra = extra
+                .attachments
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| AttachmentExtra {
+                    content_id: (index + 1).to_string(),
+                    description: String::new(),
+                });
+            Attachment {
+                content_id: extra.content_id,
+                name: meta.name.clone(),
+                description: extra.description,
+                content_type: meta.media_type.clone(),
+                bytes,
+            }
+        })
+        .collect()
 }

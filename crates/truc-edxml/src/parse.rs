@@ -955,69 +955,99 @@ fn read_attachments(
     files: &dyn AttachmentFiles,
     problems: &mut Problems,
 ) -> Vec<Attachment> {
+    let mut attachments = match body {
+        Some(body) => manifest(body, problems),
+        None => Vec::new(),
+    };
+    let found = join_encoded(encoded, &mut attachments, problems);
+    read_named_files(&mut attachments, &found, files, problems);
+    attachments
+}
+
+/// The manifest's references, each content id given once.
+fn manifest(body: &Element, problems: &mut Problems) -> Vec<Attachment> {
     let mut attachments: Vec<Attachment> = Vec::new();
-    if let Some(body) = body {
-        no_text(problems, "edXMLBody", body);
-        for manifest in &body.children {
-            if manifest.name != "edXMLManifest" || !in_edxml(manifest) {
-                unknown(problems, &format!("edXMLBody/{}", manifest.name), manifest);
+    no_text(problems, "edXMLBody", body);
+    for manifest in &body.children {
+        if manifest.name != "edXMLManifest" || !in_edxml(manifest) {
+            unknown(problems, &format!("edXMLBody/{}", manifest.name), manifest);
+            continue;
+        }
+        no_text(problems, MANIFEST, manifest);
+        let mut references = Children::new(MANIFEST);
+        for reference in &manifest.children {
+            if reference.name != "Reference" || !in_edxml(reference) {
+                unknown(
+                    problems,
+                    &format!("{MANIFEST}/{}", reference.name),
+                    reference,
+                );
                 continue;
             }
-            no_text(problems, MANIFEST, manifest);
-            let mut references = Children::new(MANIFEST);
-            for reference in &manifest.children {
-                if reference.name != "Reference" || !in_edxml(reference) {
-                    unknown(
-                        problems,
-                        &format!("{MANIFEST}/{}", reference.name),
-                        reference,
-                    );
-                    continue;
-                }
-                let path = references.path_of("Reference", true);
-                no_text(problems, &path, reference);
-                let mut attachment = Attachment::default();
-                let mut fields = Children::new(&path);
-                for field in &reference.children {
-                    let slot = match (field.name.as_str(), in_edxml(field)) {
-                        ("ContentId", true) => &mut attachment.content_id,
-                        ("ContentType", true) => &mut attachment.content_type,
-                        ("Description", true) => &mut attachment.description,
-                        ("AttachmentName", true) => &mut attachment.name,
-                        _ => {
-                            unknown(problems, &format!("{path}/{}", field.name), field);
-                            continue;
-                        }
-                    };
-                    let fp = fields.once(&field.name, problems, field);
-                    *slot = leaf(problems, &fp, field);
-                }
-                attachment.content_id = strip_cid(&attachment.content_id).to_owned();
-                // The content id joins the manifest to the content: without
-                // it, or with one already used, nothing can be matched.
-                if attachment.content_id.is_empty() {
-                    problems.error(
-                        format!("{path}/ContentId"),
-                        Category::Attachments,
-                        "Thiếu mã nội dung (ContentId)",
-                        "is required: it joins the manifest entry to its content",
-                    );
-                } else if let Some(first) = attachments
-                    .iter()
-                    .position(|earlier| earlier.content_id == attachment.content_id)
-                {
-                    problems.error(
-                        format!("{path}/ContentId"),
-                        Category::Attachments,
-                        format!("Mã nội dung trùng với Reference[{}]", first + 1),
-                        format!("is already Reference[{}]", first + 1),
-                    );
-                }
-                attachments.push(attachment);
-            }
+            let path = references.path_of("Reference", true);
+            let attachment = manifest_reference(reference, &path, &attachments, problems);
+            attachments.push(attachment);
         }
     }
-    // Each encoded attachment, matched to its manifest entry by content id.
+    attachments
+}
+
+/// One manifest reference; its content id, which joins it to its content,
+/// must be given and not be one of an `earlier` reference.
+fn manifest_reference(
+    reference: &Element,
+    path: &str,
+    earlier: &[Attachment],
+    problems: &mut Problems,
+) -> Attachment {
+    no_text(problems, path, reference);
+    let mut attachment = Attachment::default();
+    let mut fields = Children::new(path);
+    for field in &reference.children {
+        let slot = match (field.name.as_str(), in_edxml(field)) {
+            ("ContentId", true) => &mut attachment.content_id,
+            ("ContentType", true) => &mut attachment.content_type,
+            ("Description", true) => &mut attachment.description,
+            ("AttachmentName", true) => &mut attachment.name,
+            _ => {
+                unknown(problems, &format!("{path}/{}", field.name), field);
+                continue;
+            }
+        };
+        let fp = fields.once(&field.name, problems, field);
+        *slot = leaf(problems, &fp, field);
+    }
+    attachment.content_id = strip_cid(&attachment.content_id).to_owned();
+    // The content id joins the manifest to the content: without
+    // it, or with one already used, nothing can be matched.
+    if attachment.content_id.is_empty() {
+        problems.error(
+            format!("{path}/ContentId"),
+            Category::Attachments,
+            "Thiếu mã nội dung (ContentId)",
+            "is required: it joins the manifest entry to its content",
+        );
+    } else if let Some(first) = earlier
+        .iter()
+        .position(|other| other.content_id == attachment.content_id)
+    {
+        problems.error(
+            format!("{path}/ContentId"),
+            Category::Attachments,
+            format!("Mã nội dung trùng với Reference[{}]", first + 1),
+            format!("is already Reference[{}]", first + 1),
+        );
+    }
+    attachment
+}
+
+/// Each encoded attachment, matched to its manifest entry by content id;
+/// returns which entries found their content.
+fn join_encoded(
+    encoded: &[&Element],
+    attachments: &mut [Attachment],
+    problems: &mut Problems,
+) -> Vec<bool> {
     let mut found = vec![false; attachments.len()];
     let mut index = 0usize;
     for list in encoded {
@@ -1030,44 +1060,7 @@ fn read_attachments(
             index += 1;
             let path = format!("{ENCODED}/Attachment[{index}]");
             no_text(problems, &path, item);
-            let mut content_id = String::new();
-            let mut name = String::new();
-            let mut content = None;
-            let mut fields = Children::new(&path);
-            for field in &item.children {
-                if !in_edxml(field) {
-                    unknown(problems, &format!("{path}/{}", field.name), field);
-                    continue;
-                }
-                match field.name.as_str() {
-                    "ContentId" => {
-                        let fp = fields.once("ContentId", problems, field);
-                        content_id = strip_cid(&leaf(problems, &fp, field)).to_owned();
-                    }
-                    "AttachmentName" => {
-                        let fp = fields.once("AttachmentName", problems, field);
-                        name = leaf(problems, &fp, field);
-                    }
-                    "ContentTransferEncoded" => {
-                        let fp = fields.once("ContentTransferEncoded", problems, field);
-                        let text = compact(&leaf(problems, &fp, field));
-                        match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
-                            Ok(bytes) => content = Some(bytes),
-                            Err(error) => problems.error(
-                                fp,
-                                Category::Attachments,
-                                "Nội dung tệp đính kèm không phải base64 hợp lệ",
-                                format!("is not valid base64: {error}"),
-                            ),
-                        }
-                    }
-                    // Said again in the manifest, which is what truc reads.
-                    "Description" | "ContentType" => {
-                        fields.once(&field.name, problems, field);
-                    }
-                    _ => unknown(problems, &format!("{path}/{}", field.name), field),
-                }
-            }
+            let (content_id, name, content) = encoded_fields(item, &path, problems);
             let matched = attachments.iter().position(|attachment| {
                 attachment.content_id == content_id && !content_id.is_empty()
             });
@@ -1121,6 +1114,64 @@ fn read_attachments(
             }
         }
     }
+    found
+}
+
+/// An encoded attachment's content id, name and decoded content.
+fn encoded_fields(
+    item: &Element,
+    path: &str,
+    problems: &mut Problems,
+) -> (String, String, Option<Vec<u8>>) {
+    let mut content_id = String::new();
+    let mut name = String::new();
+    let mut content = None;
+    let mut fields = Children::new(path);
+    for field in &item.children {
+        if !in_edxml(field) {
+            unknown(problems, &format!("{path}/{}", field.name), field);
+            continue;
+        }
+        match field.name.as_str() {
+            "ContentId" => {
+                let fp = fields.once("ContentId", problems, field);
+                content_id = strip_cid(&leaf(problems, &fp, field)).to_owned();
+            }
+            "AttachmentName" => {
+                let fp = fields.once("AttachmentName", problems, field);
+                name = leaf(problems, &fp, field);
+            }
+            "ContentTransferEncoded" => {
+                let fp = fields.once("ContentTransferEncoded", problems, field);
+                let text = compact(&leaf(problems, &fp, field));
+                match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+                    Ok(bytes) => content = Some(bytes),
+                    Err(error) => problems.error(
+                        fp,
+                        Category::Attachments,
+                        "Nội dung tệp đính kèm không phải base64 hợp lệ",
+                        format!("is not valid base64: {error}"),
+                    ),
+                }
+            }
+            // Said again in the manifest, which is what truc reads.
+            "Description" | "ContentType" => {
+                fields.once(&field.name, problems, field);
+            }
+            _ => unknown(problems, &format!("{path}/{}", field.name), field),
+        }
+    }
+    (content_id, name, content)
+}
+
+/// The entries no encoded attachment carried, read from the file their
+/// `AttachmentName` names.
+fn read_named_files(
+    attachments: &mut [Attachment],
+    found: &[bool],
+    files: &dyn AttachmentFiles,
+    problems: &mut Problems,
+) {
     for (at, attachment) in attachments.iter_mut().enumerate() {
         if found[at] {
             continue;
@@ -1142,7 +1193,6 @@ fn read_attachments(
             ),
         }
     }
-    attachments
 }
 
 fn read_status(element: &Element, path: &str, problems: &mut Problems) -> StatusMessage {

@@ -4,7 +4,7 @@
 //! entities and character references, UTF-8 only, bounded size, depth,
 //! element count and text per element.
 
-use quick_xml::events::Event;
+use quick_xml::events::{BytesDecl, BytesRef, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
@@ -102,30 +102,7 @@ impl Lines<'_> {
 
 /// Parses a whole file into its root element.
 pub fn parse_tree(bytes: &[u8], limits: &EdxmlLimits) -> Result<Element, Problem> {
-    if bytes.len() > limits.package_bytes_max {
-        return Err(Problem::error(
-            "edXML",
-            Category::Form,
-            format!("Tệp lớn hơn giới hạn {} byte", limits.package_bytes_max),
-            format!(
-                "the file is {} bytes, more than the limit of {} bytes",
-                bytes.len(),
-                limits.package_bytes_max
-            ),
-        ));
-    }
-    let bytes = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|error| {
-        Problem::error(
-            "edXML",
-            Category::Form,
-            "Tệp không được mã hóa UTF-8",
-            format!(
-                "the file is not UTF-8 (invalid byte at offset {})",
-                error.valid_up_to()
-            ),
-        )
-    })?;
+    let text = file_text(bytes, limits)?;
     let mut lines = Lines {
         text,
         offset: 0,
@@ -149,41 +126,9 @@ pub fn parse_tree(bytes: &[u8], limits: &EdxmlLimits) -> Result<Element, Problem
                 ));
             }
         };
-        let namespace = match resolved {
-            ResolveResult::Bound(namespace) => {
-                Some(String::from_utf8_lossy(namespace.as_ref()).into_owned())
-            }
-            ResolveResult::Unbound => None,
-            ResolveResult::Unknown(prefix) => {
-                let (line, column) = lines.at(position);
-                return Err(refused(
-                    line,
-                    column,
-                    "tiền tố không gian tên chưa khai báo",
-                    format!(
-                        "the namespace prefix '{}' is not declared",
-                        String::from_utf8_lossy(&prefix)
-                    ),
-                ));
-            }
-        };
+        let namespace = namespace_of(resolved, &mut lines, position)?;
         match event {
-            Event::Decl(declaration) => {
-                if let Some(Ok(encoding)) = declaration.encoding() {
-                    if !encoding.eq_ignore_ascii_case(b"utf-8") {
-                        let (line, column) = lines.at(position);
-                        return Err(refused(
-                            line,
-                            column,
-                            "chỉ nhận mã hóa UTF-8",
-                            format!(
-                                "the declared encoding '{}' is not UTF-8",
-                                String::from_utf8_lossy(&encoding)
-                            ),
-                        ));
-                    }
-                }
-            }
+            Event::Decl(declaration) => utf8_declared(&declaration, &mut lines, position)?,
             Event::DocType(_) => {
                 let (line, column) = lines.at(position);
                 return Err(refused(
@@ -249,42 +194,130 @@ pub fn parse_tree(bytes: &[u8], limits: &EdxmlLimits) -> Result<Element, Problem
             }
             Event::GeneralRef(reference) => {
                 let (line, column) = lines.at(position);
-                let resolved = match reference.resolve_char_ref() {
-                    Ok(Some(character)) => character.to_string(),
-                    Ok(None) => {
-                        let name = reference.decode().map_err(|error| {
-                            refused(line, column, "văn bản sai mã hóa", error.to_string())
-                        })?;
-                        match quick_xml::escape::resolve_predefined_entity(&name) {
-                            Some(value) => value.to_owned(),
-                            None => {
-                                return Err(refused(
-                                    line,
-                                    column,
-                                    "thực thể không được phép",
-                                    format!(
-                                        "the entity &{name}; is not allowed: only &lt; &gt; &amp; \
-                                         &apos; &quot; and character references are"
-                                    ),
-                                ))
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        return Err(refused(
-                            line,
-                            column,
-                            "tham chiếu ký tự sai",
-                            format!("bad character reference: {error}"),
-                        ))
-                    }
-                };
+                let resolved = resolve_reference(&reference, line, column)?;
                 append_text(&mut stack, &resolved, limits, &mut lines, position)?;
             }
             Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => break,
         }
     }
+    whole_tree(&stack, root)
+}
+
+/// The file's text: within the size limit, without a byte order mark, UTF-8.
+fn file_text<'b>(bytes: &'b [u8], limits: &EdxmlLimits) -> Result<&'b str, Problem> {
+    if bytes.len() > limits.package_bytes_max {
+        return Err(Problem::error(
+            "edXML",
+            Category::Form,
+            format!("Tệp lớn hơn giới hạn {} byte", limits.package_bytes_max),
+            format!(
+                "the file is {} bytes, more than the limit of {} bytes",
+                bytes.len(),
+                limits.package_bytes_max
+            ),
+        ));
+    }
+    let bytes = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|error| {
+        Problem::error(
+            "edXML",
+            Category::Form,
+            "Tệp không được mã hóa UTF-8",
+            format!(
+                "the file is not UTF-8 (invalid byte at offset {})",
+                error.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// An element's namespace; a prefix never declared is refused.
+fn namespace_of(
+    resolved: ResolveResult<'_>,
+    lines: &mut Lines<'_>,
+    position: usize,
+) -> Result<Option<String>, Problem> {
+    match resolved {
+        ResolveResult::Bound(namespace) => Ok(Some(
+            String::from_utf8_lossy(namespace.as_ref()).into_owned(),
+        )),
+        ResolveResult::Unbound => Ok(None),
+        ResolveResult::Unknown(prefix) => {
+            let (line, column) = lines.at(position);
+            Err(refused(
+                line,
+                column,
+                "tiền tố không gian tên chưa khai báo",
+                format!(
+                    "the namespace prefix '{}' is not declared",
+                    String::from_utf8_lossy(&prefix)
+                ),
+            ))
+        }
+    }
+}
+
+/// The XML declaration names no encoding but UTF-8.
+fn utf8_declared(
+    declaration: &BytesDecl<'_>,
+    lines: &mut Lines<'_>,
+    position: usize,
+) -> Result<(), Problem> {
+    if let Some(Ok(encoding)) = declaration.encoding() {
+        if !encoding.eq_ignore_ascii_case(b"utf-8") {
+            let (line, column) = lines.at(position);
+            return Err(refused(
+                line,
+                column,
+                "chỉ nhận mã hóa UTF-8",
+                format!(
+                    "the declared encoding '{}' is not UTF-8",
+                    String::from_utf8_lossy(&encoding)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The text a reference stands for: a character reference, or one of
+/// XML's five entities; any other entity is refused.
+fn resolve_reference(
+    reference: &BytesRef<'_>,
+    line: usize,
+    column: usize,
+) -> Result<String, Problem> {
+    match reference.resolve_char_ref() {
+        Ok(Some(character)) => Ok(character.to_string()),
+        Ok(None) => {
+            let name = reference
+                .decode()
+                .map_err(|error| refused(line, column, "văn bản sai mã hóa", error.to_string()))?;
+            match quick_xml::escape::resolve_predefined_entity(&name) {
+                Some(value) => Ok(value.to_owned()),
+                None => Err(refused(
+                    line,
+                    column,
+                    "thực thể không được phép",
+                    format!(
+                        "the entity &{name}; is not allowed: only &lt; &gt; &amp; \
+                         &apos; &quot; and character references are"
+                    ),
+                )),
+            }
+        }
+        Err(error) => Err(refused(
+            line,
+            column,
+            "tham chiếu ký tự sai",
+            format!("bad character reference: {error}"),
+        )),
+    }
+}
+
+/// The root, once the file has ended with every element closed.
+fn whole_tree(stack: &[Element], root: Option<Element>) -> Result<Element, Problem> {
     if let Some(open) = stack.last() {
         return Err(Problem::error(
             format!("{} (line {})", open.name, open.line),

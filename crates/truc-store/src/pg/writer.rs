@@ -343,11 +343,30 @@ fn write_group(
     let retention = super::retention::write(&mut changes)?;
     let mut pipeline = Pipeline::default();
 
-    // Certificates, once per digest.
+    write_certificates(&mut pipeline, &changes.documents);
+    write_attachments(connection, &mut pipeline, &changes.blobs)?;
+    write_documents(&mut pipeline, &changes.documents, &send_seqs)?;
+    write_deliveries(&mut pipeline, &changes.deliveries);
+    write_queue(&mut pipeline, &changes.queue);
+    write_counters(&mut pipeline, &changes.counters)?;
+    write_links(&mut pipeline, &changes.links);
+    write_deadlines(&mut pipeline, &changes.watches, &changes.watch_blocks_done);
+    write_overdue(&mut pipeline, &changes.overdue);
+    write_dead_letters(&mut pipeline, &changes.dead_letters);
+    pipeline.append(retention);
+    write_audit(&mut pipeline, &audit);
+    write_meta(&mut pipeline, &audit, next_queue_seq);
+    wake_streams(&mut pipeline, woken);
+    pipeline.push("committing", "COMMIT", params![]);
+    connection.run(pipeline).map(drop)
+}
+
+/// Certificates, once per digest.
+fn write_certificates(pipeline: &mut Pipeline<'_>, documents: &[DocumentRecord]) {
     let mut certificate_digests = Vec::new();
     let mut certificates = Vec::new();
     let mut seen = HashSet::new();
-    for document in &changes.documents {
+    for document in documents {
         let digest = sha256(&document.sender_certificate);
         if seen.insert(digest) {
             certificate_digests.push(digest.to_vec());
@@ -362,53 +381,61 @@ fn write_group(
             params![certificate_digests, certificates],
         );
     }
+}
 
-    write_attachments(connection, &mut pipeline, &changes.blobs)?;
-
-    if !changes.documents.is_empty() {
-        let mut ids = Vec::new();
-        let mut senders = Vec::new();
-        let mut dates: Vec<Date> = Vec::new();
-        let mut subjects = Vec::new();
-        let mut accepted: Vec<OffsetDateTime> = Vec::new();
-        let mut recipients = Vec::new();
-        let mut refused: Vec<Value> = Vec::new();
-        let mut attachments: Vec<Value> = Vec::new();
-        let mut states = Vec::new();
-        let mut contents = Vec::new();
-        let mut headers = Vec::new();
-        let mut signatures = Vec::new();
-        let mut signers: Vec<Option<Vec<u8>>> = Vec::new();
-        let mut document_signatures: Vec<Option<Vec<u8>>> = Vec::new();
-        let mut certificate_shas = Vec::new();
-        let mut send_audit_seqs = Vec::new();
-        for document in &changes.documents {
-            send_audit_seqs.push(
-                send_seqs
-                    .get(&document.document_id)
-                    .map_or(0, |seq| *seq as i64),
-            );
-            ids.push(document.document_id.clone());
-            senders.push(document.sender.clone());
-            dates.push(rows::date(document.date_key)?);
-            subjects.push(document.subject.clone());
-            accepted.push(timestamp(document.accepted_at_unix_ms));
-            recipients.push(document.recipients.join(","));
-            refused.push(rows::refused_json(&document.refused));
-            attachments.push(rows::attachments_json(&document.attachments));
-            states.push(rows::signature_state_name(
-                document.document_signature_state,
-            ));
-            contents.push(document.content_sha256.to_vec());
-            headers.push(document.header_bytes.clone());
-            signatures.push(document.signature.clone());
-            signers.push(document.document_signature.as_ref().map(|(c, _)| c.clone()));
-            document_signatures.push(document.document_signature.as_ref().map(|(_, s)| s.clone()));
-            certificate_shas.push(sha256(&document.sender_certificate).to_vec());
-        }
-        pipeline.push(
-            "storing documents",
-            "INSERT INTO documents (document_id, sender, document_date, subject, accepted_at,
+/// The new documents, a row each with the sequence number of its send
+/// entry.
+fn write_documents(
+    pipeline: &mut Pipeline<'_>,
+    documents: &[DocumentRecord],
+    send_seqs: &HashMap<String, u64>,
+) -> Result<(), StoreError> {
+    if documents.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let mut senders = Vec::new();
+    let mut dates: Vec<Date> = Vec::new();
+    let mut subjects = Vec::new();
+    let mut accepted: Vec<OffsetDateTime> = Vec::new();
+    let mut recipients = Vec::new();
+    let mut refused: Vec<Value> = Vec::new();
+    let mut attachments: Vec<Value> = Vec::new();
+    let mut states = Vec::new();
+    let mut contents = Vec::new();
+    let mut headers = Vec::new();
+    let mut signatures = Vec::new();
+    let mut signers: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut document_signatures: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut certificate_shas = Vec::new();
+    let mut send_audit_seqs = Vec::new();
+    for document in documents {
+        send_audit_seqs.push(
+            send_seqs
+                .get(&document.document_id)
+                .map_or(0, |seq| *seq as i64),
+        );
+        ids.push(document.document_id.clone());
+        senders.push(document.sender.clone());
+        dates.push(rows::date(document.date_key)?);
+        subjects.push(document.subject.clone());
+        accepted.push(timestamp(document.accepted_at_unix_ms));
+        recipients.push(document.recipients.join(","));
+        refused.push(rows::refused_json(&document.refused));
+        attachments.push(rows::attachments_json(&document.attachments));
+        states.push(rows::signature_state_name(
+            document.document_signature_state,
+        ));
+        contents.push(document.content_sha256.to_vec());
+        headers.push(document.header_bytes.clone());
+        signatures.push(document.signature.clone());
+        signers.push(document.document_signature.as_ref().map(|(c, _)| c.clone()));
+        document_signatures.push(document.document_signature.as_ref().map(|(_, s)| s.clone()));
+        certificate_shas.push(sha256(&document.sender_certificate).to_vec());
+    }
+    pipeline.push(
+        "storing documents",
+        "INSERT INTO documents (document_id, sender, document_date, subject, accepted_at,
                      recipients, refused, attachments, document_signature_state, content_sha256,
                      header, signature, document_signer_certificate, document_signature,
                      certificate_sha256, send_audit_seq)
@@ -419,53 +446,61 @@ fn write_group(
                              $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[],
                              $16::bigint[])
                       AS u(d, s, dt, subj, acc, r, rf, att, st, c, h, sig, sc, ds, cs, sq)",
-            params![
-                ids,
-                senders,
-                dates,
-                subjects,
-                accepted,
-                recipients,
-                refused,
-                attachments,
-                states,
-                contents,
-                headers,
-                signatures,
-                signers,
-                document_signatures,
-                certificate_shas,
-                send_audit_seqs
-            ],
-        );
+        params![
+            ids,
+            senders,
+            dates,
+            subjects,
+            accepted,
+            recipients,
+            refused,
+            attachments,
+            states,
+            contents,
+            headers,
+            signatures,
+            signers,
+            document_signatures,
+            certificate_shas,
+            send_audit_seqs
+        ],
+    );
+    Ok(())
+}
+
+/// The day's sent and received counts, added to what is stored.
+fn write_counters(
+    pipeline: &mut Pipeline<'_>,
+    counters: &std::collections::BTreeMap<(String, u32), (u64, u64)>,
+) -> Result<(), StoreError> {
+    if counters.is_empty() {
+        return Ok(());
     }
-
-    write_deliveries(&mut pipeline, &changes.deliveries);
-    write_queue(&mut pipeline, &changes.queue);
-
-    if !changes.counters.is_empty() {
-        let mut agencies = Vec::new();
-        let mut days: Vec<Date> = Vec::new();
-        let mut sent = Vec::new();
-        let mut received = Vec::new();
-        for ((agency, date_key), (s, r)) in &changes.counters {
-            agencies.push(agency.clone());
-            days.push(rows::date(*date_key)?);
-            sent.push(*s as i64);
-            received.push(*r as i64);
-        }
-        pipeline.push(
-            "counting",
-            "INSERT INTO counters (agency, day, sent, received)
+    let mut agencies = Vec::new();
+    let mut days: Vec<Date> = Vec::new();
+    let mut sent = Vec::new();
+    let mut received = Vec::new();
+    for ((agency, date_key), (s, r)) in counters {
+        agencies.push(agency.clone());
+        days.push(rows::date(*date_key)?);
+        sent.push(*s as i64);
+        received.push(*r as i64);
+    }
+    pipeline.push(
+        "counting",
+        "INSERT INTO counters (agency, day, sent, received)
                  SELECT * FROM UNNEST($1::text[], $2::date[], $3::bigint[], $4::bigint[])
                  ON CONFLICT (agency, day) DO UPDATE
                  SET sent = counters.sent + EXCLUDED.sent,
                      received = counters.received + EXCLUDED.received",
-            params![agencies, days, sent, received],
-        );
-    }
+        params![agencies, days, sent, received],
+    );
+    Ok(())
+}
 
-    for link in &changes.links {
+/// Links from a recall, update or replace to the document it names.
+fn write_links<'a>(pipeline: &mut Pipeline<'a>, links: &'a [LinkRecord]) {
+    for link in links {
         pipeline.push(
             "linking documents",
             "INSERT INTO links (earlier, later, business_type) VALUES ($1, $2, $3)
@@ -473,25 +508,23 @@ fn write_group(
             params![&link.earlier, &link.later, &link.business_type],
         );
     }
+}
 
-    if !changes.watches.is_empty() {
-        let kinds: Vec<&str> = changes.watches.iter().map(|w| w.kind.name()).collect();
-        let deadlines: Vec<OffsetDateTime> = changes
-            .watches
+/// Deadlines set, and the blocks of deadlines settled.
+fn write_deadlines<'a>(
+    pipeline: &mut Pipeline<'a>,
+    watches: &'a [WatchRecord],
+    blocks_done: &[WatchBlockId],
+) {
+    if !watches.is_empty() {
+        let kinds: Vec<&str> = watches.iter().map(|w| w.kind.name()).collect();
+        let deadlines: Vec<OffsetDateTime> = watches
             .iter()
             .map(|w| timestamp(w.deadline_unix_ms))
             .collect();
-        let documents: Vec<&str> = changes
-            .watches
-            .iter()
-            .map(|w| w.document_id.as_str())
-            .collect();
-        let recipients: Vec<&str> = changes
-            .watches
-            .iter()
-            .map(|w| w.recipient.as_str())
-            .collect();
-        let senders: Vec<&str> = changes.watches.iter().map(|w| w.sender.as_str()).collect();
+        let documents: Vec<&str> = watches.iter().map(|w| w.document_id.as_str()).collect();
+        let recipients: Vec<&str> = watches.iter().map(|w| w.recipient.as_str()).collect();
+        let senders: Vec<&str> = watches.iter().map(|w| w.sender.as_str()).collect();
         pipeline.push(
             "setting deadlines",
             "INSERT INTO deadlines (kind, deadline, document_id, recipient, sender)
@@ -500,9 +533,8 @@ fn write_group(
             params![kinds, deadlines, documents, recipients, senders],
         );
     }
-    if !changes.watch_blocks_done.is_empty() {
-        let ids: Vec<i64> = changes
-            .watch_blocks_done
+    if !blocks_done.is_empty() {
+        let ids: Vec<i64> = blocks_done
             .iter()
             .filter_map(|block| <[u8; 8]>::try_from(block.as_slice()).ok())
             .map(i64::from_be_bytes)
@@ -513,8 +545,11 @@ fn write_group(
             params![ids],
         );
     }
+}
 
-    for record in &changes.overdue {
+/// Deliveries found overdue.
+fn write_overdue<'a>(pipeline: &mut Pipeline<'a>, overdue: &'a [OverdueRecord]) {
+    for record in overdue {
         pipeline.push(
             "recording an overdue delivery",
             "INSERT INTO overdue (recipient, document_id, kind, deadline, detected_at, sender)
@@ -531,8 +566,14 @@ fn write_group(
             ],
         );
     }
+}
 
-    for letter in changes.dead_letters.values() {
+/// Dead letters, new or with a new state.
+fn write_dead_letters<'a>(
+    pipeline: &mut Pipeline<'a>,
+    dead_letters: &'a HashMap<(String, String), DeadLetterRecord>,
+) {
+    for letter in dead_letters.values() {
         pipeline.push(
             "recording a dead letter",
             "INSERT INTO dead_letters (recipient, document_id, sender, queue_owner,
@@ -552,57 +593,64 @@ fn write_group(
             ],
         );
     }
+}
 
-    pipeline.append(retention);
-
-    let audit_head = audit.last().map(|entry| AuditHead {
-        seq: entry.seq,
-        sha256: entry.sha256,
-    });
-    if !audit.is_empty() {
-        let seqs: Vec<i64> = audit.iter().map(|e| e.seq as i64).collect();
-        let at: Vec<OffsetDateTime> = audit.iter().map(|e| timestamp(e.at_unix_ms)).collect();
-        let kinds: Vec<&str> = audit.iter().map(|e| e.kind.name()).collect();
-        let actors: Vec<&str> = audit.iter().map(|e| e.actor.as_str()).collect();
-        let documents: Vec<&str> = audit.iter().map(|e| e.document_id.as_str()).collect();
-        let recipients: Vec<&str> = audit.iter().map(|e| e.recipient.as_str()).collect();
-        let statuses: Vec<i32> = audit.iter().map(|e| e.status as i32).collect();
-        let reasons: Vec<&str> = audit.iter().map(|e| e.reason.as_str()).collect();
-        let signed: Vec<Option<Vec<u8>>> = audit
-            .iter()
-            .map(|e| e.signed_sha256.map(|s| s.to_vec()))
-            .collect();
-        let signatures: Vec<&[u8]> = audit.iter().map(|e| e.signature.as_slice()).collect();
-        let certificates: Vec<Option<Vec<u8>>> = audit
-            .iter()
-            .map(|e| e.certificate_sha256.map(|s| s.to_vec()))
-            .collect();
-        let previous: Vec<Vec<u8>> = audit.iter().map(|e| e.previous_sha256.to_vec()).collect();
-        let hashes: Vec<Vec<u8>> = audit.iter().map(|e| e.sha256.to_vec()).collect();
-        pipeline.push(
-            "appending to the audit log",
-            "INSERT INTO audit_log (seq, at, kind, actor, document_id, recipient, status,
+/// The group's audit entries, a column each.
+fn write_audit<'a>(pipeline: &mut Pipeline<'a>, audit: &'a [AuditEntry]) {
+    if audit.is_empty() {
+        return;
+    }
+    let seqs: Vec<i64> = audit.iter().map(|e| e.seq as i64).collect();
+    let at: Vec<OffsetDateTime> = audit.iter().map(|e| timestamp(e.at_unix_ms)).collect();
+    let kinds: Vec<&str> = audit.iter().map(|e| e.kind.name()).collect();
+    let actors: Vec<&str> = audit.iter().map(|e| e.actor.as_str()).collect();
+    let documents: Vec<&str> = audit.iter().map(|e| e.document_id.as_str()).collect();
+    let recipients: Vec<&str> = audit.iter().map(|e| e.recipient.as_str()).collect();
+    let statuses: Vec<i32> = audit.iter().map(|e| e.status as i32).collect();
+    let reasons: Vec<&str> = audit.iter().map(|e| e.reason.as_str()).collect();
+    let signed: Vec<Option<Vec<u8>>> = audit
+        .iter()
+        .map(|e| e.signed_sha256.map(|s| s.to_vec()))
+        .collect();
+    let signatures: Vec<&[u8]> = audit.iter().map(|e| e.signature.as_slice()).collect();
+    let certificates: Vec<Option<Vec<u8>>> = audit
+        .iter()
+        .map(|e| e.certificate_sha256.map(|s| s.to_vec()))
+        .collect();
+    let previous: Vec<Vec<u8>> = audit.iter().map(|e| e.previous_sha256.to_vec()).collect();
+    let hashes: Vec<Vec<u8>> = audit.iter().map(|e| e.sha256.to_vec()).collect();
+    pipeline.push(
+        "appending to the audit log",
+        "INSERT INTO audit_log (seq, at, kind, actor, document_id, recipient, status,
                      reason, signed_sha256, signature, certificate_sha256, previous_sha256, sha256)
                  SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],
                      $5::text[], $6::text[], $7::integer[], $8::text[], $9::bytea[], $10::bytea[],
                      $11::bytea[], $12::bytea[], $13::bytea[])",
-            params![
-                seqs,
-                at,
-                kinds,
-                actors,
-                documents,
-                recipients,
-                statuses,
-                reasons,
-                signed,
-                signatures,
-                certificates,
-                previous,
-                hashes
-            ],
-        );
-    }
+        params![
+            seqs,
+            at,
+            kinds,
+            actors,
+            documents,
+            recipients,
+            statuses,
+            reasons,
+            signed,
+            signatures,
+            certificates,
+            previous,
+            hashes
+        ],
+    );
+}
+
+/// The next queue sequence number and, when the group audited anything,
+/// the head of the audit chain.
+fn write_meta(pipeline: &mut Pipeline<'_>, audit: &[AuditEntry], next_queue_seq: u64) {
+    let audit_head = audit.last().map(|entry| AuditHead {
+        seq: entry.seq,
+        sha256: entry.sha256,
+    });
     match audit_head {
         Some(head) => pipeline.push(
             "moving the group's counters",
@@ -616,7 +664,10 @@ fn write_group(
             params![next_queue_seq as i64],
         ),
     };
+}
 
+/// Wakes the delivery streams of the agencies in `woken`.
+fn wake_streams<'a>(pipeline: &mut Pipeline<'a>, woken: &'a BTreeSet<String>) {
     if !woken.is_empty() {
         let agencies: Vec<&str> = woken.iter().map(String::as_str).collect();
         pipeline.push(
@@ -625,8 +676,6 @@ fn write_group(
             params![QUEUE_CHANNEL, agencies],
         );
     }
-    pipeline.push("committing", "COMMIT", params![]);
-    connection.run(pipeline).map(drop)
 }
 
 /// Attachments the group's documents name: each digest once. Small ones
