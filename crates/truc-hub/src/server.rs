@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use truc_proto::v1 as pb;
 
 use crate::service::AxisService;
@@ -104,26 +105,7 @@ pub async fn run_observed(
             .inspect_err(|error| tracing::warn!(%error, "audit exports will not be signed"))
             .ok(),
     );
-    // Retention seals archives with the hub's key: without one it cannot run.
-    let archive_sink: Option<std::sync::Arc<dyn truc_store::ArchiveSink>> =
-        if setup.watch.retention.enabled {
-            let key = setup
-                .credentials
-                .signing_key()
-                .map_err(|error| RunError::Setting {
-                    field: "retention.enabled",
-                    source: Box::new(CannotSeal(error)),
-                })?;
-            Some(std::sync::Arc::new(truc_archive::ArchiveWriter::new(
-                &setup.watch.retention.archive_dir,
-                &setup.store.hub_name().unwrap_or_default(),
-                setup.trust.certificates_der().map(<[u8]>::to_vec).collect(),
-                setup.credentials.certificate_der().to_vec(),
-                key,
-            )))
-        } else {
-            None
-        };
+    let archive_sink = archive_sink(&setup)?;
     let hub_name = setup.store.hub_name().unwrap_or_else(|| {
         listener
             .local_addr()
@@ -154,47 +136,15 @@ pub async fn run_observed(
     let service = pb::axis_server::AxisServer::new(AxisService(hub.clone()))
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max);
-    let metrics_task = metrics_endpoint.map(|(listener, handle)| {
-        tokio::spawn(operator::publish_queue_gauges(hub.clone()));
-        tokio::spawn(observe::serve_metrics(
-            listener,
-            handle,
-            hub.shutdown.clone(),
-        ))
-    });
-    let dashboard_task = observe
-        .dashboard
-        .map(|setup| tokio::spawn(dashboard::serve(hub.clone(), setup, hub.shutdown.clone())));
-    let watcher_task = tokio::spawn(watcher::run(hub.clone()));
-    let retention_task = archive_sink.map(|sink| tokio::spawn(retention::run(hub.clone(), sink)));
-    tokio::spawn(certificates::watch_own(
-        hub.audit_signer.0.clone(),
-        hub.trust.clone(),
+    let background = Background::start(
+        &hub,
+        metrics_endpoint,
+        observe.dashboard,
+        archive_sink,
+        &setup.security,
+        &verifier,
         observe.certificate_warning_days,
-        hub.shutdown.clone(),
-    ));
-    let directory_task = setup.security.directory_reload.clone().map(|reload| {
-        let weak = Arc::downgrade(&hub);
-        let hangups = directory::hangups(reload.on_sighup);
-        tokio::spawn(directory::watch(
-            hub.live_directory.clone(),
-            reload,
-            hangups,
-            hub.shutdown.clone(),
-            move |directory| {
-                if let Some(hub) = weak.upgrade() {
-                    hub.end_streams_not_admitted(directory);
-                }
-            },
-        ))
-    });
-    let crl_task = setup.security.crl.clone().map(|crl| {
-        tokio::spawn(security::watch_crl(
-            verifier.clone(),
-            crl,
-            hub.shutdown.clone(),
-        ))
-    });
+    );
     let health = readiness.service(hub.shutdown.clone());
     let connections = &setup.security.connections;
     let incoming_address = listener
@@ -233,40 +183,7 @@ pub async fn run_observed(
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .map_err(|source| RunError::Serve { source });
-    // The watcher holds the store: it must let go before `run_observed` returns.
-    let _ = stop_watcher(&hub, watcher_task).await;
-    if let Some(task) = retention_task {
-        stop_watcher(&hub, task).await;
-    }
-    // A graceful stop leaves the tree holding everything and the journal
-    // empty, so the next start reads nothing back.
-    match hub.store.checkpoint().await {
-        Ok(()) => tracing::info!(
-            target: LIFECYCLE_TARGET,
-            delivery_streams_served = hub.streams_opened(),
-            "hub stopped: everything it accepted is on disk"
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "last checkpoint failed; the next start reads the journal back")
-        }
-    }
-    if let Some(task) = crl_task {
-        stop_watcher(&hub, task).await;
-    }
-    if let Some(task) = directory_task {
-        stop_watcher(&hub, task).await;
-    }
-    // The metrics port is free again once `run_observed` returns, like the Axis port.
-    if let Some(task) = metrics_task {
-        let _ = task.await;
-    }
-    // So is the dashboard's; it also holds the hub, and with it the store.
-    if let Some(task) = dashboard_task {
-        if !*hub.shutdown.borrow() {
-            task.abort();
-        }
-        let _ = task.await;
-    }
+    background.stop(&hub).await;
     served
 }
 
@@ -315,6 +232,138 @@ async fn log_started(
         dashboard = %address(dashboard),
         "hub serving"
     );
+}
+
+/// The archive writer retention hands its batches to, if retention is on:
+/// it seals archives with the hub's key, so without one the hub cannot start.
+fn archive_sink(setup: &HubSetup) -> Result<Option<Arc<dyn truc_store::ArchiveSink>>, RunError> {
+    if !setup.watch.retention.enabled {
+        return Ok(None);
+    }
+    let key = setup
+        .credentials
+        .signing_key()
+        .map_err(|error| RunError::Setting {
+            field: "retention.enabled",
+            source: Box::new(CannotSeal(error)),
+        })?;
+    Ok(Some(Arc::new(truc_archive::ArchiveWriter::new(
+        &setup.watch.retention.archive_dir,
+        &setup.store.hub_name().unwrap_or_default(),
+        setup.trust.certificates_der().map(<[u8]>::to_vec).collect(),
+        setup.credentials.certificate_der().to_vec(),
+        key,
+    ))))
+}
+
+/// What a hub runs beside serving the Axis.
+struct Background {
+    watcher: JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
+    directory: Option<JoinHandle<()>>,
+    crl: Option<JoinHandle<()>>,
+    metrics: Option<JoinHandle<()>>,
+    dashboard: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts the deadline watcher, retention, the metrics endpoint and the
+    /// dashboard, and the watches of the directory, the CRL and the hub's
+    /// own certificate.
+    fn start(
+        hub: &Arc<Hub>,
+        metrics_endpoint: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
+        dashboard: Option<dashboard::DashboardSetup>,
+        archive_sink: Option<Arc<dyn truc_store::ArchiveSink>>,
+        security: &crate::SecuritySetup,
+        verifier: &Arc<security::RevocableVerifier>,
+        certificate_warning_days: u64,
+    ) -> Background {
+        let metrics = metrics_endpoint.map(|(listener, handle)| {
+            tokio::spawn(operator::publish_queue_gauges(hub.clone()));
+            tokio::spawn(observe::serve_metrics(
+                listener,
+                handle,
+                hub.shutdown.clone(),
+            ))
+        });
+        let dashboard = dashboard
+            .map(|setup| tokio::spawn(dashboard::serve(hub.clone(), setup, hub.shutdown.clone())));
+        let watcher = tokio::spawn(watcher::run(hub.clone()));
+        let retention = archive_sink.map(|sink| tokio::spawn(retention::run(hub.clone(), sink)));
+        tokio::spawn(certificates::watch_own(
+            hub.audit_signer.0.clone(),
+            hub.trust.clone(),
+            certificate_warning_days,
+            hub.shutdown.clone(),
+        ));
+        let directory = security.directory_reload.clone().map(|reload| {
+            let weak = Arc::downgrade(hub);
+            let hangups = directory::hangups(reload.on_sighup);
+            tokio::spawn(directory::watch(
+                hub.live_directory.clone(),
+                reload,
+                hangups,
+                hub.shutdown.clone(),
+                move |directory| {
+                    if let Some(hub) = weak.upgrade() {
+                        hub.end_streams_not_admitted(directory);
+                    }
+                },
+            ))
+        });
+        let crl = security.crl.clone().map(|crl| {
+            tokio::spawn(security::watch_crl(
+                verifier.clone(),
+                crl,
+                hub.shutdown.clone(),
+            ))
+        });
+        Background {
+            watcher,
+            retention,
+            directory,
+            crl,
+            metrics,
+            dashboard,
+        }
+    }
+
+    /// Stops everything in order once serving has ended: what writes to the
+    /// store first, then a last checkpoint, then the rest; the metrics and
+    /// dashboard ports are free again when this returns, like the Axis port.
+    async fn stop(self, hub: &Hub) {
+        // The watcher holds the store: it must let go before `run_observed` returns.
+        stop_watcher(hub, self.watcher).await;
+        if let Some(task) = self.retention {
+            stop_watcher(hub, task).await;
+        }
+        // A graceful stop leaves the tree holding everything and the journal
+        // empty, so the next start reads nothing back.
+        match hub.store.checkpoint().await {
+            Ok(()) => tracing::info!(
+                target: LIFECYCLE_TARGET,
+                delivery_streams_served = hub.streams_opened(),
+                "hub stopped: everything it accepted is on disk"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "last checkpoint failed; the next start reads the journal back")
+            }
+        }
+        for task in [self.crl, self.directory].into_iter().flatten() {
+            stop_watcher(hub, task).await;
+        }
+        if let Some(task) = self.metrics {
+            let _ = task.await;
+        }
+        // The dashboard also holds the hub, and with it the store.
+        if let Some(task) = self.dashboard {
+            if !*hub.shutdown.borrow() {
+                task.abort();
+            }
+            let _ = task.await;
+        }
+    }
 }
 
 /// Ends the watcher, also when serving failed before the stop signal.
