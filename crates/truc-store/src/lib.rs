@@ -778,26 +778,24 @@ impl Store {
                 ..RetireOutcome::default()
             });
         }
-        let reader = self.reader.clone();
         let writer::RetirePlan {
             batch,
             file,
             closed,
+            held,
+            deferred,
             ..
         } = plan;
-        let written = tokio::task::spawn_blocking(move || {
-            let (file, offsets) = sink.append(&file, &batch, &sink::ReaderBlobs(&*reader))?;
-            Ok::<_, StoreError>(writer::WrittenBatch {
+        let before = file.clone();
+        let written = archive_beside(&sink, &self.reader, move |sink, reader| {
+            let (file, offsets) = sink.append(&file, &batch, &sink::ReaderBlobs(reader))?;
+            Ok(writer::WrittenBatch {
                 batch,
                 file,
                 offsets,
             })
         })
-        .await
-        .map_err(|error| StoreError::Corrupt {
-            key: "(archive)".into(),
-            reason: format!("the archive writer's task ended: {error}"),
-        })??;
+        .await?;
         let mut outcome = self
             .submit(|reply| Command::FinishRetire {
                 request,
@@ -805,7 +803,14 @@ impl Store {
                 reply,
             })
             .await?;
-        outcome.closed = closed;
+        if outcome.file.is_none() {
+            // Nothing left after all: the batch is cut off now, so that the
+            // file of a month that ends before the next step is not left
+            // holding it.
+            archive_beside(&sink, &self.reader, move |sink, _| sink.discard(&before)).await?;
+        }
+        // What the first choice found among all the candidates.
+        (outcome.held, outcome.deferred, outcome.closed) = (held, deferred, closed);
         Ok(outcome)
     }
 
@@ -842,4 +847,20 @@ impl Store {
     pub fn archive_files(&self) -> Result<Vec<ArchiveFile>, StoreError> {
         self.reader.archive_files()
     }
+}
+
+/// Runs `work` with the archive sink and the store's reader on a blocking
+/// task, beside the writer's thread.
+async fn archive_beside<T: Send + 'static>(
+    sink: &Arc<dyn ArchiveSink>,
+    reader: &Arc<dyn Reader>,
+    work: impl FnOnce(&dyn ArchiveSink, &dyn Reader) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (sink, reader) = (sink.clone(), reader.clone());
+    tokio::task::spawn_blocking(move || work(&*sink, &*reader))
+        .await
+        .map_err(|error| StoreError::Corrupt {
+            key: "(archive)".into(),
+            reason: format!("the archive writer's task ended: {error}"),
+        })?
 }

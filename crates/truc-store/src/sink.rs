@@ -47,6 +47,11 @@ pub trait ArchiveSink: Send + Sync {
         blobs: &dyn BlobSource,
     ) -> Result<(ArchiveFile, Vec<u64>), StoreError>;
 
+    /// Cuts `file` back to what the store committed (a file with nothing
+    /// committed is removed), synced: a batch written whose documents did
+    /// not leave after all.
+    fn discard(&self, file: &ArchiveFile) -> Result<(), StoreError>;
+
     /// Cuts `file` back to what was committed and seals it for good;
     /// `live_audit_head` is where the hub's audit chain stands.
     fn close(

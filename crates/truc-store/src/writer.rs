@@ -396,6 +396,7 @@ fn plan_retire(
         request.cutoff_unix_ms,
         request.audit_entries_max,
         request.at_unix_ms,
+        None,
     )?;
     let plan = RetirePlan {
         batch: std::mem::take(&mut planned.batch),
@@ -422,10 +423,10 @@ fn plan_retire(
     Ok(plan)
 }
 
-/// Retention's second half: the batch is in the archive, synced. The same
-/// choice is made again; if it gathers the same batch (nothing touched
-/// those documents or the chain's oldest entries meanwhile), they leave
-/// the live store with this group. Otherwise nothing leaves: the batch
+/// Retention's second half: the batch is in the archive, synced. The
+/// written documents and the chain's run are gathered again; if they are
+/// the same (nothing touched those documents meanwhile), they leave the
+/// live store with this group. Otherwise nothing leaves: the batch
 /// lies past the file's committed length and the next step cuts it off,
 /// as after a crash.
 fn finish_retire(
@@ -433,11 +434,20 @@ fn finish_retire(
     request: &RetireRequest,
     written: WrittenBatch,
 ) -> Result<RetireOutcome, StoreError> {
+    // The documents written, and the chain's run as written: entries
+    // recorded meanwhile do not join it.
+    let written_ids: Vec<String> = written
+        .batch
+        .documents
+        .iter()
+        .map(|bundle| bundle.document.document_id.clone())
+        .collect();
     let mut planned = rules.plan_retirement(
-        &request.candidates,
+        &written_ids,
         request.cutoff_unix_ms,
         request.audit_entries_max,
         request.at_unix_ms,
+        Some(written.batch.audit.last().map_or(0, |entry| entry.seq)),
     )?;
     if planned.batch.documents != written.batch.documents
         || planned.batch.audit != written.batch.audit
@@ -446,13 +456,8 @@ fn finish_retire(
             archive = %written.file.name,
             "documents changed while their batch was archived; the next step archives them again"
         );
-        let outcome = RetireOutcome {
-            held: planned.held,
-            deferred: planned.deferred,
-            ..RetireOutcome::default()
-        };
         rules.abandon_retirement(planned);
-        return Ok(outcome);
+        return Ok(RetireOutcome::default());
     }
     // As written: made when it was planned.
     planned.batch = written.batch;

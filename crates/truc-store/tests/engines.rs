@@ -1265,6 +1265,10 @@ impl truc_store::ArchiveSink for PausingSink {
         self.inner.append(file, batch, blobs)
     }
 
+    fn discard(&self, file: &ArchiveFile) -> Result<(), StoreError> {
+        self.inner.discard(file)
+    }
+
     fn close(
         &self,
         file: &ArchiveFile,
@@ -1338,6 +1342,10 @@ fn a_document_touched_while_its_batch_is_written_leaves_with_the_next_one() {
         resume.send(()).unwrap();
         let outcome = first.await.unwrap().unwrap();
         assert_eq!(outcome.archived, 0, "{outcome:?}");
+        assert!(
+            !archives.path().join("2026-11.truca").exists(),
+            "the new file whose batch did not count is removed"
+        );
         assert!(store.document(&r_id).unwrap().is_some(), "R stays live");
         assert!(store.archived(&r_id).unwrap().is_none());
 
