@@ -443,21 +443,6 @@ impl ArchiveSink for ArchiveWriter {
         Ok((state, offsets))
     }
 
-    fn discard(&self, file: &ArchiveFile) -> Result<(), StoreError> {
-        if file.committed_bytes == 0 {
-            match std::fs::remove_file(self.dir.join(&file.name)) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(error) => return Err(self.fail(&file.name, error)),
-            }
-            return sync_dir(&self.dir).map_err(|error| self.fail(&file.name, error));
-        }
-        let (handle, _) = self.open_at_committed(file)?;
-        handle
-            .sync_all()
-            .map_err(|error| self.fail(&file.name, error))
-    }
-
     fn close(
         &self,
         file: &ArchiveFile,

@@ -268,7 +268,7 @@ impl Store {
         options: &StoreOptions,
     ) -> Result<Store, StoreError> {
         let (commands, receiver) = mpsc::channel(options.write_queue_max);
-        let store_writer = Writer::new(engine, shared.clone());
+        let store_writer = Writer::new(engine, shared.clone(), reader.clone());
         std::thread::Builder::new()
             .name("truc-store-writer".into())
             .spawn(move || store_writer.run(receiver))
@@ -754,64 +754,18 @@ impl Store {
 
     /// One retention step: the documents of `request` that may leave go
     /// into the archive `sink` writes (synced), then leave the live store,
-    /// in one durable write with what stays of them. The archive is
-    /// written and synced off the writer's thread, so other commands go on
-    /// meanwhile; documents touched meanwhile stay for a later step.
+    /// in one durable write with what stays of them.
     pub async fn retire(
         &self,
         request: RetireRequest,
         sink: Arc<dyn ArchiveSink>,
     ) -> Result<RetireOutcome, StoreError> {
-        let plan = self
-            .submit(|reply| Command::PlanRetire {
-                request: request.clone(),
-                sink: sink.clone(),
-                reply,
-            })
-            .await?;
-        if plan.batch.is_empty() {
-            return Ok(RetireOutcome {
-                held: plan.held,
-                deferred: plan.deferred,
-                file: plan.open,
-                closed: plan.closed,
-                ..RetireOutcome::default()
-            });
-        }
-        let writer::RetirePlan {
-            batch,
-            file,
-            closed,
-            held,
-            deferred,
-            ..
-        } = plan;
-        let before = file.clone();
-        let written = archive_beside(&sink, &self.reader, move |sink, reader| {
-            let (file, offsets) = sink.append(&file, &batch, &sink::ReaderBlobs(reader))?;
-            Ok(writer::WrittenBatch {
-                batch,
-                file,
-                offsets,
-            })
+        self.submit(|reply| Command::Retire {
+            request,
+            sink,
+            reply,
         })
-        .await?;
-        let mut outcome = self
-            .submit(|reply| Command::FinishRetire {
-                request,
-                written,
-                reply,
-            })
-            .await?;
-        if outcome.file.is_none() {
-            // Nothing left after all: the batch is cut off now, so that the
-            // file of a month that ends before the next step is not left
-            // holding it.
-            archive_beside(&sink, &self.reader, move |sink, _| sink.discard(&before)).await?;
-        }
-        // What the first choice found among all the candidates.
-        (outcome.held, outcome.deferred, outcome.closed) = (held, deferred, closed);
-        Ok(outcome)
+        .await
     }
 
     /// Live documents accepted before `cutoff_unix_ms`, oldest first, after
@@ -847,20 +801,4 @@ impl Store {
     pub fn archive_files(&self) -> Result<Vec<ArchiveFile>, StoreError> {
         self.reader.archive_files()
     }
-}
-
-/// Runs `work` with the archive sink and the store's reader on a blocking
-/// task, beside the writer's thread.
-async fn archive_beside<T: Send + 'static>(
-    sink: &Arc<dyn ArchiveSink>,
-    reader: &Arc<dyn Reader>,
-    work: impl FnOnce(&dyn ArchiveSink, &dyn Reader) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let (sink, reader) = (sink.clone(), reader.clone());
-    tokio::task::spawn_blocking(move || work(&*sink, &*reader))
-        .await
-        .map_err(|error| StoreError::Corrupt {
-            key: "(archive)".into(),
-            reason: format!("the archive writer's task ended: {error}"),
-        })?
 }

@@ -1,8 +1,7 @@
 //! Where retention puts what leaves the live store: an archive file, whose
 //! format lives outside the store (the `truc-archive` crate) and is the
-//! same whatever the engine. The store gathers a batch on its writer's
-//! thread, has the sink write it beside that thread, and commits the
-//! removal only once the sink says the batch is on disk.
+//! same whatever the engine. The store's writer hands a batch to the sink
+//! and commits the removal only once the sink says the batch is on disk.
 
 use crate::audit::AuditHead;
 use crate::engine::Reader;
@@ -27,10 +26,8 @@ impl BlobSource for ReaderBlobs<'_> {
     }
 }
 
-/// An archive writer, called one batch at a time: `close` on the store's
-/// writer thread, `append` on a blocking task beside it (so that the file's
-/// write and sync hold up no other command). Every call must leave the file
-/// durable before it returns `Ok`.
+/// An archive writer. Called on the store's writer thread, one batch at a
+/// time: every call must leave the file durable before it returns `Ok`.
 pub trait ArchiveSink: Send + Sync {
     /// The file name for a new archive of `period` (`yyyy-mm`).
     fn file_name(&self, period: &str) -> String;
@@ -46,11 +43,6 @@ pub trait ArchiveSink: Send + Sync {
         batch: &ArchiveBatch,
         blobs: &dyn BlobSource,
     ) -> Result<(ArchiveFile, Vec<u64>), StoreError>;
-
-    /// Cuts `file` back to what the store committed (a file with nothing
-    /// committed is removed), synced: a batch written whose documents did
-    /// not leave after all.
-    fn discard(&self, file: &ArchiveFile) -> Result<(), StoreError>;
 
     /// Cuts `file` back to what was committed and seals it for good;
     /// `live_audit_head` is where the hub's audit chain stands.

@@ -10,15 +10,15 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::GroupWriter;
+use crate::engine::{GroupWriter, Reader};
 use crate::error::StoreError;
 use crate::records::{ArchiveFile, DeadLetterRecord, DocumentRecord};
 use crate::rules::moves::MoveResults;
 use crate::rules::{
-    AcceptDeadlines, AcceptPlan, AckOutcome, ArchiveBatch, GroupChanges, LapseOutcome, MoveRequest,
+    AcceptDeadlines, AcceptPlan, AckOutcome, GroupChanges, LapseOutcome, MoveRequest,
     PlannedAcceptResult, RetireOutcome, Rules, WatchBlockId,
 };
-use crate::sink::{crash_point, ArchiveSink, RetireRequest};
+use crate::sink::{crash_point, ArchiveSink, ReaderBlobs, RetireRequest};
 use crate::{Notifiers, PendingBlob, Shared};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -77,43 +77,12 @@ pub(crate) enum Command {
         group: GroupChanges,
         reply: Reply<()>,
     },
-    /// Retention's first half: an archive of an earlier period is closed,
-    /// and the documents that may leave are gathered into a batch, nothing
-    /// of them staged. The batch is written into the archive off this
-    /// thread, so that the file's write and sync hold up no other command.
-    PlanRetire {
+    /// Documents that may leave the live store go into an archive, then leave.
+    Retire {
         request: RetireRequest,
         sink: Arc<dyn ArchiveSink>,
-        reply: Reply<RetirePlan>,
-    },
-    /// Retention's second half, once the batch is in the archive (synced):
-    /// the same choice made again leaves the documents, if it gathers the
-    /// same batch.
-    FinishRetire {
-        request: RetireRequest,
-        written: WrittenBatch,
         reply: Reply<RetireOutcome>,
     },
-}
-
-/// A retention step's batch, gathered and not yet archived.
-pub(crate) struct RetirePlan {
-    pub batch: ArchiveBatch,
-    /// The file the batch goes into (a new one if none is open).
-    pub file: ArchiveFile,
-    /// The file as committed before, if one was open.
-    pub open: Option<ArchiveFile>,
-    pub closed: Option<ArchiveFile>,
-    pub held: usize,
-    pub deferred: usize,
-}
-
-/// A batch the archive holds, synced: the file's new state and where each
-/// document's record starts.
-pub(crate) struct WrittenBatch {
-    pub batch: ArchiveBatch,
-    pub file: ArchiveFile,
-    pub offsets: Vec<u64>,
 }
 
 impl Command {
@@ -148,8 +117,7 @@ impl Command {
             Command::Checkpoint { reply } | Command::Import { reply, .. } => {
                 drop(reply.send(Err(error)))
             }
-            Command::PlanRetire { reply, .. } => drop(reply.send(Err(error))),
-            Command::FinishRetire { reply, .. } => drop(reply.send(Err(error))),
+            Command::Retire { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -177,11 +145,21 @@ const GROUP_COMMANDS_MAX: usize = 2048;
 pub(crate) struct Writer {
     engine: Box<dyn GroupWriter>,
     shared: Arc<Shared>,
+    /// Reads attachment bytes for archives.
+    reader: Arc<dyn Reader>,
 }
 
 impl Writer {
-    pub(crate) fn new(engine: Box<dyn GroupWriter>, shared: Arc<Shared>) -> Self {
-        Writer { engine, shared }
+    pub(crate) fn new(
+        engine: Box<dyn GroupWriter>,
+        shared: Arc<Shared>,
+        reader: Arc<dyn Reader>,
+    ) -> Self {
+        Writer {
+            engine,
+            shared,
+            reader,
+        }
     }
 
     pub(crate) fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -254,6 +232,7 @@ impl Writer {
         let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         let mut checkpoints = Vec::new();
         let mut retired = false;
+        let reader = self.reader.clone();
         let mut rules = Rules::new(self.engine.view(), start);
         for command in group.drain(..) {
             pending.push(match command {
@@ -316,17 +295,12 @@ impl Writer {
                     reply,
                     rules.cancel(&document_id, &recipient, &operator, at_unix_ms, &reason),
                 ),
-                Command::PlanRetire {
+                Command::Retire {
                     request,
                     sink,
                     reply,
-                } => hold(reply, plan_retire(&mut rules, &request, &*sink)),
-                Command::FinishRetire {
-                    request,
-                    written,
-                    reply,
                 } => {
-                    let outcome = finish_retire(&mut rules, &request, written);
+                    let outcome = retire(&mut rules, &request, &*sink, &*reader);
                     retired |= outcome.as_ref().is_ok_and(|o| o.archived > 0);
                     hold(reply, outcome)
                 }
@@ -375,15 +349,16 @@ impl Writer {
     }
 }
 
-/// Retention's first half: an archive of an earlier period is closed, then
-/// the documents that may leave are gathered into a batch for the current
-/// one. Nothing of them is staged: the caller has the batch archived and
-/// synced, then finishes with [`finish_retire`].
-fn plan_retire(
+/// One retention step: an archive of an earlier period is closed, then the
+/// documents that may leave are written into the current one, synced, and
+/// only then staged to leave the live store. A failure of the archive
+/// stages nothing of this step.
+fn retire(
     rules: &mut Rules<'_>,
     request: &RetireRequest,
     sink: &dyn ArchiveSink,
-) -> Result<RetirePlan, StoreError> {
+    reader: &dyn Reader,
+) -> Result<RetireOutcome, StoreError> {
     let mut closed = None;
     let mut open = rules.open_archive(&request.hub)?;
     if let Some(file) = open.take_if(|file| file.period != request.period) {
@@ -391,77 +366,48 @@ fn plan_retire(
         rules.close_archive(file.clone());
         closed = Some(file);
     }
-    let mut planned = rules.plan_retirement(
+    let planned = rules.plan_retirement(
         &request.candidates,
         request.cutoff_unix_ms,
         request.audit_entries_max,
         request.at_unix_ms,
-        None,
     )?;
-    let plan = RetirePlan {
-        batch: std::mem::take(&mut planned.batch),
-        file: open.clone().unwrap_or_else(|| ArchiveFile {
-            name: sink.file_name(&request.period),
-            period: request.period.clone(),
-            hub: request.hub.clone(),
-            open: true,
-            committed_bytes: 0,
-            batches: 0,
-            documents: 0,
-            last_seal_sha256: [0; 32],
-            audit_first_seq: 0,
-            audit_last_seq: 0,
-            created_at_unix_ms: request.at_unix_ms,
-            closed_at_unix_ms: 0,
-        }),
-        open,
-        closed,
-        held: planned.held,
-        deferred: planned.deferred,
-    };
-    rules.abandon_retirement(planned);
-    Ok(plan)
-}
-
-/// Retention's second half: the batch is in the archive, synced. The
-/// written documents and the chain's run are gathered again; if they are
-/// the same (nothing touched those documents meanwhile), they leave the
-/// live store with this group. Otherwise nothing leaves: the batch
-/// lies past the file's committed length and the next step cuts it off,
-/// as after a crash.
-fn finish_retire(
-    rules: &mut Rules<'_>,
-    request: &RetireRequest,
-    written: WrittenBatch,
-) -> Result<RetireOutcome, StoreError> {
-    // The documents written, and the chain's run as written: entries
-    // recorded meanwhile do not join it.
-    let written_ids: Vec<String> = written
-        .batch
-        .documents
-        .iter()
-        .map(|bundle| bundle.document.document_id.clone())
-        .collect();
-    let mut planned = rules.plan_retirement(
-        &written_ids,
-        request.cutoff_unix_ms,
-        request.audit_entries_max,
-        request.at_unix_ms,
-        Some(written.batch.audit.last().map_or(0, |entry| entry.seq)),
-    )?;
-    if planned.batch.documents != written.batch.documents
-        || planned.batch.audit != written.batch.audit
-    {
-        tracing::info!(
-            archive = %written.file.name,
-            "documents changed while their batch was archived; the next step archives them again"
-        );
+    if planned.batch.is_empty() {
+        let outcome = RetireOutcome {
+            held: planned.held,
+            deferred: planned.deferred,
+            file: open,
+            closed,
+            ..RetireOutcome::default()
+        };
         rules.abandon_retirement(planned);
-        return Ok(RetireOutcome::default());
+        return Ok(outcome);
     }
-    // As written: made when it was planned.
-    planned.batch = written.batch;
-    Ok(rules.finish_retirement(planned, written.file, &written.offsets))
+    let file = open.unwrap_or_else(|| ArchiveFile {
+        name: sink.file_name(&request.period),
+        period: request.period.clone(),
+        hub: request.hub.clone(),
+        open: true,
+        committed_bytes: 0,
+        batches: 0,
+        documents: 0,
+        last_seal_sha256: [0; 32],
+        audit_first_seq: 0,
+        audit_last_seq: 0,
+        created_at_unix_ms: request.at_unix_ms,
+        closed_at_unix_ms: 0,
+    });
+    match sink.append(&file, &planned.batch, &ReaderBlobs(reader)) {
+        Ok((file, offsets)) => {
+            let mut outcome = rules.finish_retirement(planned, file, &offsets);
+            outcome.closed = closed;
+            Ok(outcome)
+        }
+        Err(error) => {
+            rules.abandon_retirement(planned);
+            Err(error)
+        }
+    }
 }
 
 impl Notifiers {

@@ -12,11 +12,10 @@
 //! (`RetainedFigures`), and its entry in the permanent duplicate index
 //! (`ArchivedDocument`), which also says which archive holds it.
 //!
-//! The rule reads and stages. The store's writer plans a step in one
-//! group, has the batch written into the archive and synced beside its
-//! thread, then plans again in a later group and, if the batch is the
-//! same, [`Rules::finish_retirement`] stages the removal: it is durable
-//! only after the archive is.
+//! The rule reads and stages; the store's writer has the batch written
+//! into the archive and synced between [`Rules::plan_retirement`] and
+//! [`Rules::finish_retirement`], so the removal is durable only after the
+//! archive is.
 
 use super::{Op, RetiredDocument, Rules};
 use crate::audit::{AuditEntry, AuditHead};
@@ -158,16 +157,13 @@ impl Rules<'_> {
     /// archive first: with them, the audit chain's oldest entries through
     /// the last one recorded before `cutoff_unix_ms` and through every
     /// leaving document's send (at most `audit_entries_max`; documents
-    /// whose send does not fit wait for a later batch). With
-    /// `audit_through`, the chain's run is exactly its oldest live entries
-    /// through that number: a batch already written is gathered again.
+    /// whose send does not fit wait for a later batch).
     pub(crate) fn plan_retirement(
         &mut self,
         candidates: &[String],
         cutoff_unix_ms: i64,
         audit_entries_max: usize,
         at_unix_ms: i64,
-        audit_through: Option<u64>,
     ) -> Result<Planned, StoreError> {
         let mut op = self.begin();
         let mut bundles: Vec<(ArchivedBundle, u64)> = Vec::new();
@@ -231,12 +227,9 @@ impl Rules<'_> {
             .map(|(_, send_seq)| *send_seq)
             .max()
             .unwrap_or(0);
-        let audit = match audit_through {
-            Some(through) => self.view.audit_oldest(i64::MIN, through, usize::MAX)?,
-            None => self
-                .view
-                .audit_oldest(cutoff_unix_ms, needed, audit_entries_max)?,
-        };
+        let audit = self
+            .view
+            .audit_oldest(cutoff_unix_ms, needed, audit_entries_max)?;
         let first_live = match audit.first() {
             Some(entry) => Some(entry.seq),
             // Nothing to take: is anything of the chain still live?
