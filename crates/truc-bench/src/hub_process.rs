@@ -328,18 +328,7 @@ impl SpawnedHub {
             format!("hub-{index}.log")
         });
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(program)
-            .arg("hub")
-            .arg("--config")
-            .arg(&config)
-            .args(&extras.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .map_err(|error| {
-                BenchError::Setup(format!("cannot start {}: {error}", program.display()))
-            })?;
+        let child = spawn_hub(program, &config, &extras.args, log)?;
         let pid = child.id();
         let mut hub = SpawnedHub {
             child,
@@ -419,4 +408,23 @@ pub(crate) fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// Starts `program hub --config <config>` with `args`, its output to `log`.
+pub(crate) fn spawn_hub(
+    program: &Path,
+    config: &Path,
+    args: &[String],
+    log: std::fs::File,
+) -> Result<Child, BenchError> {
+    Command::new(program)
+        .arg("hub")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|error| BenchError::Setup(format!("cannot start {}: {error}", program.display())))
 }

@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -961,17 +961,7 @@ fn start_again(
     root: &Path,
     log: std::fs::File,
 ) -> Result<RestartedHub, BenchError> {
-    let child = Command::new(program)
-        .arg("hub")
-        .arg("--config")
-        .arg(root.join("hub.toml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|error| {
-            BenchError::Setup(format!("cannot start {}: {error}", program.display()))
-        })?;
+    let child = crate::hub_process::spawn_hub(program, &root.join("hub.toml"), &[], log)?;
     Ok(RestartedHub { child })
 }
 
