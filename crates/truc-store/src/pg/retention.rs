@@ -272,6 +272,26 @@ pub(crate) fn candidates(
 /// archived audit entries removed, and the archive files' states.
 pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreError> {
     let mut pipeline = Pipeline::default();
+    push_attachment_changes(&mut pipeline, changes);
+    push_retired_removals(&mut pipeline, changes);
+    push_duplicate_index(&mut pipeline, changes)?;
+    push_retained_figures(&mut pipeline, changes)?;
+    if let Some(through) = changes.audit_pruned_through.take() {
+        pipeline.push(
+            "removing archived audit entries",
+            "DELETE FROM audit_log WHERE seq <= $1",
+            params![through.min(i64::MAX as u64) as i64],
+        );
+    }
+    push_archive_files(&mut pipeline, changes);
+    // The open file is the one with `open` set.
+    changes.open_archive = None;
+    Ok(pipeline)
+}
+
+/// Attachments' reference counts moved, and the attachments no document
+/// names any more removed with their bytes.
+fn push_attachment_changes(pipeline: &mut Pipeline<'static>, changes: &mut ChangeSet) {
     if !changes.blob_refs.is_empty() {
         let (digests, deltas): (Vec<Vec<u8>>, Vec<i64>) = changes
             .blob_refs
@@ -302,6 +322,11 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             params![digests],
         );
     }
+}
+
+/// Retired documents removed with every row under them; a link goes with
+/// the last of its two documents.
+fn push_retired_removals(pipeline: &mut Pipeline<'static>, changes: &mut ChangeSet) {
     let retired: Vec<String> = changes
         .retired
         .drain(..)
@@ -341,6 +366,14 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             pipeline.push(what, statement, params![retired.clone()]);
         }
     }
+}
+
+/// The duplicate index's entries of the archived documents, one per id,
+/// written in one statement of arrays.
+fn push_duplicate_index(
+    pipeline: &mut Pipeline<'static>,
+    changes: &mut ChangeSet,
+) -> Result<(), StoreError> {
     if !changes.archived.is_empty() {
         let mut ids = Vec::new();
         let mut senders = Vec::new();
@@ -400,6 +433,15 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             ],
         );
     }
+    Ok(())
+}
+
+/// The archived documents' figures, added to those already kept for the
+/// same agency and day so that reports still count them.
+fn push_retained_figures(
+    pipeline: &mut Pipeline<'static>,
+    changes: &mut ChangeSet,
+) -> Result<(), StoreError> {
     for ((agency, date_key), figures) in std::mem::take(&mut changes.retained) {
         let reached: Vec<i64> = figures.reached.iter().map(|count| *count as i64).collect();
         pipeline.push(
@@ -431,13 +473,11 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             ],
         );
     }
-    if let Some(through) = changes.audit_pruned_through.take() {
-        pipeline.push(
-            "removing archived audit entries",
-            "DELETE FROM audit_log WHERE seq <= $1",
-            params![through.min(i64::MAX as u64) as i64],
-        );
-    }
+    Ok(())
+}
+
+/// The archive files' states, as retention left them.
+fn push_archive_files(pipeline: &mut Pipeline<'static>, changes: &mut ChangeSet) {
     // In order: a file closed before the next one opens.
     for file in changes.archive_files.drain(..) {
         pipeline.push(
@@ -468,7 +508,4 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             ],
         );
     }
-    // The open file is the one with `open` set.
-    changes.open_archive = None;
-    Ok(pipeline)
 }
