@@ -214,47 +214,12 @@ impl Journal {
             std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "cannot create", e))?;
             sync_dir(data_dir).map_err(|e| io_error(data_dir, "cannot sync", e))?;
         }
-        let mut found = Vec::new();
-        let mut voids = Vec::new();
-        let mut void_from = u64::MAX;
-        for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, "cannot list", e))? {
-            let entry = entry.map_err(|e| io_error(&dir, "cannot list", e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                continue;
-            };
-            if let Some(seq) = name
-                .strip_suffix(VOID_SUFFIX)
-                .and_then(|stem| stem.parse::<u64>().ok())
-            {
-                void_from = void_from.min(seq);
-                voids.push(entry.path());
-            } else if let Some(first) = name
-                .strip_suffix(".log")
-                .and_then(|stem| stem.parse::<u64>().ok())
-            {
-                found.push((first, entry.path()));
-            }
-        }
-        found.sort();
-        // Segments go only once the tree holds their groups: the first one
-        // left names the groups the tree must hold. Even an empty segment
-        // says so, where no record could show a gap.
-        if let Some((first, path)) = found.first() {
-            if *first > after_seq + 1 {
-                return Err(damaged(
-                    &dir,
-                    format!(
-                        "{} shows that groups up to {} were checkpointed and let go, but the \
-                         tree holds only {after_seq}: groups {} to {} are missing",
-                        path.display(),
-                        first - 1,
-                        after_seq + 1,
-                        first - 1
-                    ),
-                ));
-            }
-        }
+        let Listing {
+            found,
+            voids,
+            void_from,
+        } = list_journal(&dir)?;
+        check_first_segment(&dir, &found, after_seq)?;
         let mut groups = Vec::new();
         let mut torn = None;
         let mut last_seq = after_seq;
@@ -262,59 +227,9 @@ impl Journal {
         for (index, (first, path)) in found.iter().enumerate() {
             let bytes = std::fs::read(path).map_err(|e| io_error(path, "cannot read", e))?;
             let is_last = index + 1 == count;
-            let (format, start) = segment_format(&bytes);
-            let (mut records, mut valid_bytes) = parse_records(&bytes, format, start);
-            let voided = records.iter().position(|record| record.seq >= void_from);
-            if let Some(void) = voided {
-                // Its sync failed, so it was refused to its callers: cut like
-                // a torn record. Writes stop after such a failure, so it can
-                // only be the journal's last.
-                if !is_last || valid_bytes < bytes.len() {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "group {void_from} was voided after a failed sync, yet more follows it in {}",
-                            path.display()
-                        ),
-                    ));
-                }
-                valid_bytes = records[void].at;
-                records.truncate(void);
-                tracing::warn!(segment = %path.display(), group = void_from, "cutting a group whose sync failed");
-                torn = Some((path.clone(), valid_bytes as u64));
-            } else if valid_bytes < bytes.len() {
-                let before = records.last().map_or(last_seq, |record| record.seq);
-                if !is_last {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "{} has an unreadable record at byte {valid_bytes} and later segments follow",
-                            path.display()
-                        ),
-                    ));
-                }
-                if let Some(at) = intact_record_after(&bytes, format, valid_bytes, before) {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "{} has an unreadable record at byte {valid_bytes} and an intact one \
-                             at byte {at} after it",
-                            path.display()
-                        ),
-                    ));
-                }
-                if let Some((stated, actual)) = damaged_length(&bytes, format, valid_bytes) {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "{} has a record at byte {valid_bytes} whose length field says \
-                             {stated} bytes, but the record is whole and intact with {actual}: \
-                             the length was damaged, the record was not torn",
-                            path.display()
-                        ),
-                    ));
-                }
-                torn = Some((path.clone(), valid_bytes as u64));
+            let (records, cut) = segment_records(&dir, path, &bytes, is_last, void_from, last_seq)?;
+            if cut.is_some() {
+                torn = cut;
             }
             if let Some(record) = records.first() {
                 if record.seq != *first {
@@ -493,6 +408,145 @@ impl Journal {
             }
         }
     }
+}
+/// What the journal's folder holds: its segments by first group, in
+/// order, and the void files with the first group they void.
+struct Listing {
+    found: Vec<(u64, PathBuf)>,
+    voids: Vec<PathBuf>,
+    /// The lowest group a void file names; `u64::MAX` if none.
+    void_from: u64,
+}
+
+/// Lists the segments and void files in the journal's folder.
+fn list_journal(dir: &Path) -> Result<Listing, StoreError> {
+    let mut found = Vec::new();
+    let mut voids = Vec::new();
+    let mut void_from = u64::MAX;
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, "cannot list", e))? {
+        let entry = entry.map_err(|e| io_error(dir, "cannot list", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if let Some(seq) = name
+            .strip_suffix(VOID_SUFFIX)
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
+            void_from = void_from.min(seq);
+            voids.push(entry.path());
+        } else if let Some(first) = name
+            .strip_suffix(".log")
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
+            found.push((first, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(Listing {
+        found,
+        voids,
+        void_from,
+    })
+}
+
+/// Refuses a journal whose first segment starts after the group following
+/// `after_seq`: the groups between were let go but the tree lacks them.
+fn check_first_segment(
+    dir: &Path,
+    found: &[(u64, PathBuf)],
+    after_seq: u64,
+) -> Result<(), StoreError> {
+    // Segments go only once the tree holds their groups: the first one
+    // left names the groups the tree must hold. Even an empty segment
+    // says so, where no record could show a gap.
+    if let Some((first, path)) = found.first() {
+        if *first > after_seq + 1 {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} shows that groups up to {} were checkpointed and let go, but the \
+                     tree holds only {after_seq}: groups {} to {} are missing",
+                    path.display(),
+                    first - 1,
+                    after_seq + 1,
+                    first - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a segment is cut: its path and the length it keeps.
+type Cut = (PathBuf, u64);
+
+/// A segment's intact records, and where to cut it if its end is torn or
+/// holds a voided group; refuses damage that a crash cannot explain.
+fn segment_records<'a>(
+    dir: &Path,
+    path: &Path,
+    bytes: &'a [u8],
+    is_last: bool,
+    void_from: u64,
+    last_seq: u64,
+) -> Result<(Vec<Record<'a>>, Option<Cut>), StoreError> {
+    let mut torn = None;
+    let (format, start) = segment_format(bytes);
+    let (mut records, mut valid_bytes) = parse_records(bytes, format, start);
+    let voided = records.iter().position(|record| record.seq >= void_from);
+    if let Some(void) = voided {
+        // Its sync failed, so it was refused to its callers: cut like
+        // a torn record. Writes stop after such a failure, so it can
+        // only be the journal's last.
+        if !is_last || valid_bytes < bytes.len() {
+            return Err(damaged(
+                dir,
+                format!(
+                    "group {void_from} was voided after a failed sync, yet more follows it in {}",
+                    path.display()
+                ),
+            ));
+        }
+        valid_bytes = records[void].at;
+        records.truncate(void);
+        tracing::warn!(segment = %path.display(), group = void_from, "cutting a group whose sync failed");
+        torn = Some((path.to_path_buf(), valid_bytes as u64));
+    } else if valid_bytes < bytes.len() {
+        let before = records.last().map_or(last_seq, |record| record.seq);
+        if !is_last {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} has an unreadable record at byte {valid_bytes} and later segments follow",
+                    path.display()
+                ),
+            ));
+        }
+        if let Some(at) = intact_record_after(bytes, format, valid_bytes, before) {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} has an unreadable record at byte {valid_bytes} and an intact one \
+                     at byte {at} after it",
+                    path.display()
+                ),
+            ));
+        }
+        if let Some((stated, actual)) = damaged_length(bytes, format, valid_bytes) {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} has a record at byte {valid_bytes} whose length field says \
+                     {stated} bytes, but the record is whole and intact with {actual}: \
+                     the length was damaged, the record was not torn",
+                    path.display()
+                ),
+            ));
+        }
+        torn = Some((path.to_path_buf(), valid_bytes as u64));
+    }
+    Ok((records, torn))
 }
 
 struct Record<'a> {
