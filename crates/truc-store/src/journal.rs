@@ -705,6 +705,24 @@ mod tests {
             .unwrap();
     }
 
+    /// A new journal in `data_dir` holding groups 1 to `last`, still open.
+    fn journal_with_groups(data_dir: &Path, last: u64) -> Journal {
+        let mut journal = Journal::open(data_dir, 0).unwrap().start().unwrap();
+        for seq in 1..=last {
+            append(&mut journal, seq, &changes(seq as u8));
+        }
+        journal
+    }
+
+    /// Groups 1 to 3 written and the journal closed: the one segment's path
+    /// and bytes, for a test to damage.
+    fn three_groups_written(data_dir: &Path) -> (PathBuf, Vec<u8>) {
+        drop(journal_with_groups(data_dir, 3));
+        let segment = segment_path(&data_dir.join(JOURNAL_DIR), 1);
+        let bytes = std::fs::read(&segment).unwrap();
+        (segment, bytes)
+    }
+
     #[test]
     fn groups_come_back_in_order_after_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
@@ -732,13 +750,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_older_damage_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        for seq in 1..=3 {
-            append(&mut journal, seq, &changes(seq as u8));
-        }
-        drop(journal);
-        let segment = segment_path(&dir.path().join(JOURNAL_DIR), 1);
-        let bytes = std::fs::read(&segment).unwrap();
+        let (segment, bytes) = three_groups_written(dir.path());
         // A flipped byte in the first record, intact ones after it: damage,
         // refused, and nothing cut.
         let mut flipped = bytes.clone();
@@ -786,13 +798,7 @@ mod tests {
     #[test]
     fn a_damaged_length_in_the_last_record_is_refused_not_cut_as_torn() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        for seq in 1..=3 {
-            append(&mut journal, seq, &changes(seq as u8));
-        }
-        drop(journal);
-        let segment = segment_path(&dir.path().join(JOURNAL_DIR), 1);
-        let bytes = std::fs::read(&segment).unwrap();
+        let (segment, bytes) = three_groups_written(dir.path());
         let (_, start) = segment_format(&bytes);
         let (records, _) = parse_records(&bytes, Format::Checked, start);
         let last = records.last().unwrap().at;
@@ -958,10 +964,7 @@ mod tests {
     #[test]
     fn a_tree_behind_the_segments_the_journal_let_go_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        for seq in 1..=3 {
-            append(&mut journal, seq, &changes(seq as u8));
-        }
+        let mut journal = journal_with_groups(dir.path(), 3);
         // A checkpoint through 3: a new (empty) segment, the old one removed.
         journal.rotate(4).unwrap();
         journal.discard_through(3);
