@@ -8,6 +8,7 @@ use postgres::Row;
 use serde_json::Value;
 use time::Date;
 
+use super::reader::{keyed_page, row_overdue};
 use super::rows::{self, timestamp, unix_ms};
 use super::{database_error, params, Connection, Pipeline};
 use crate::audit::AuditEntry;
@@ -69,7 +70,7 @@ pub(crate) fn archived_page(
     after: Option<String>,
     page_rows: i64,
 ) -> Result<Vec<(String, ArchivedDocument)>, StoreError> {
-    connection
+    let rows = connection
         .query(
             "SELECT document_id, content_sha256, accepted_at, recipients, refused,
                     document_signature_state, archive, archive_offset, archived_at
@@ -77,13 +78,8 @@ pub(crate) fn archived_page(
              ORDER BY document_id LIMIT $2",
             &[&after, &page_rows],
         )
-        .map_err(fail("reading the duplicate index"))?
-        .iter()
-        .map(|row| {
-            let archived = row_archived(row)?;
-            Ok((archived.document_id.clone(), archived))
-        })
-        .collect()
+        .map_err(fail("reading the duplicate index"))?;
+    keyed_page(&rows, row_archived, |archived| archived.document_id.clone())
 }
 
 pub(crate) fn overdue_of(
@@ -99,16 +95,7 @@ pub(crate) fn overdue_of(
         )
         .map_err(fail("reading overdue deliveries"))?
         .iter()
-        .map(|row| {
-            Ok(OverdueRecord {
-                recipient: row.get(0),
-                document_id: row.get(1),
-                kind: rows::deadline_kind(row.get(2))?,
-                deadline_unix_ms: unix_ms(row.get(3)),
-                detected_at_unix_ms: unix_ms(row.get(4)),
-                sender: row.get(5),
-            })
-        })
+        .map(row_overdue)
         .collect()
 }
 
