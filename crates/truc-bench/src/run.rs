@@ -146,6 +146,20 @@ pub(crate) struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// The nodes of `kind`'s agencies, each receiving within the window
+    /// (and checking what it receives if the options say so).
+    async fn receiving_fleet(&self, kind: ScenarioKind) -> Result<Fleet, BenchError> {
+        let agencies = bench_agencies(kind, self.options.agencies);
+        Fleet::connect(
+            self.target,
+            agencies,
+            Some(self.options.window),
+            self.tag.clone(),
+            self.options.verify_deliveries,
+        )
+        .await
+    }
+
     fn maker(&self, kind: ScenarioKind) -> Result<Arc<DocumentMaker>, BenchError> {
         let agencies = bench_agencies(kind, self.options.agencies);
         let credentials = agencies
@@ -254,15 +268,7 @@ impl Bench<'_> {
     }
 
     async fn fanout(&mut self) -> Result<(), BenchError> {
-        let agencies = bench_agencies(ScenarioKind::Fanout, self.options.agencies);
-        let fleet = Fleet::connect(
-            self.target,
-            agencies,
-            Some(self.options.window),
-            self.tag.clone(),
-            self.options.verify_deliveries,
-        )
-        .await?;
+        let fleet = self.receiving_fleet(ScenarioKind::Fanout).await?;
         let maker = self.maker(ScenarioKind::Fanout)?;
         let mut paces = self.paces();
         let mut next_index = 0u64;
@@ -454,15 +460,7 @@ impl Bench<'_> {
     }
 
     async fn moves(&mut self) -> Result<(), BenchError> {
-        let agencies = bench_agencies(ScenarioKind::Moves, self.options.agencies);
-        let fleet = Fleet::connect(
-            self.target,
-            agencies,
-            Some(self.options.window),
-            self.tag.clone(),
-            self.options.verify_deliveries,
-        )
-        .await?;
+        let fleet = self.receiving_fleet(ScenarioKind::Moves).await?;
         let maker = self.maker(ScenarioKind::Moves)?;
         let count = self.options.moves_pool_size();
         let label = "status moves";
