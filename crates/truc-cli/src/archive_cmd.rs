@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use truc_pki::TrustRoots;
 
-use crate::{format_time, status_name};
+use crate::{format_time, reason_suffix, status_name};
 use truc_archive::DocumentFrame;
 use truc_domain::views::StatusCode;
 use truc_domain::RawHeader;
@@ -289,17 +289,13 @@ fn print_archived_text(
 fn print_archived_delivery(document: &DocumentFrame, delivery: &DeliveryRecord) {
     println!("  {}:", delivery.recipient);
     for entry in &delivery.history {
-        let reason = if entry.reason.is_empty() {
-            String::new()
-        } else {
-            format!(" «{}»", entry.reason)
-        };
         println!(
-            "    {:02} {:<16} {} by {}{reason}",
+            "    {:02} {:<16} {} by {}{}",
             entry.code,
             status_name(StatusCode::from_code(entry.code as i32)),
             format_time(entry.at_unix_ms),
-            entry.actor
+            entry.actor,
+            reason_suffix(&entry.reason)
         );
     }
     for letter in document

@@ -1130,6 +1130,15 @@ pub fn format_time(unix_ms: i64) -> String {
     truc_domain::vietnam_time(unix_ms)
 }
 
+/// A status move's reason after its line, ` «reason»`, or nothing if it has none.
+pub fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" «{reason}»")
+    }
+}
+
 /// Columns that hold a [`format_time`].
 pub const TIME_WIDTH: usize = 26;
 
@@ -1260,18 +1269,13 @@ fn recipient_history(recipient: &RecipientStatus) -> String {
         .history
         .iter()
         .map(|e| {
-            let reason = if e.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" «{}»", e.reason)
-            };
             format!(
                 "{:02} {} {} by {}{}",
                 e.status.code(),
                 status_name(e.status),
                 format_time(e.at_unix_ms),
                 e.actor,
-                reason
+                reason_suffix(&e.reason)
             )
         })
         .collect();
