@@ -714,6 +714,11 @@ mod tests {
         journal
     }
 
+    /// The groups' numbers, in order.
+    fn seqs(groups: &[Group]) -> Vec<u64> {
+        groups.iter().map(|group| group.seq).collect()
+    }
+
     /// Groups 1 to 3 written and the journal closed: the one segment's path
     /// and bytes, for a test to damage.
     fn three_groups_written(data_dir: &Path) -> (PathBuf, Vec<u8>) {
@@ -734,7 +739,7 @@ mod tests {
         }
         drop(journal);
         let groups = Journal::open(dir.path(), 2).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(seqs(&groups), [3, 4, 5]);
         assert_eq!(groups[0].changes, changes(3));
         assert_eq!(groups[0].payload, payload(3));
         // Reopened twice: the second open made a new (empty) segment at 6.
@@ -744,7 +749,7 @@ mod tests {
         append(&mut journal, 6, &changes(6));
         drop(journal);
         let groups = Journal::open(dir.path(), 5).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [6]);
+        assert_eq!(seqs(&groups), [6]);
     }
 
     #[test]
@@ -777,8 +782,7 @@ mod tests {
     #[test]
     fn segments_covered_by_a_checkpoint_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(dir.path(), 1);
         journal.rotate(2).unwrap();
         append(&mut journal, 2, &changes(2));
         journal.rotate(3).unwrap();
@@ -790,7 +794,7 @@ mod tests {
         drop(journal);
         // A checkpoint at 1 with segment 2 gone: group 2 is missing.
         let groups = Journal::open(dir.path(), 2).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(seqs(&groups), [3]);
         let error = Journal::open(dir.path(), 1).err().expect("refused");
         assert!(error.to_string().contains("missing"), "{error}");
     }
@@ -842,15 +846,14 @@ mod tests {
         append(&mut journal, 3, &changes(3));
         drop(journal);
         let groups = Journal::open(dir.path(), 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(seqs(&groups), [1, 2, 3]);
     }
 
     #[test]
     #[should_panic(expected = "numbered consecutively")]
     fn a_gap_in_group_numbers_is_stopped_before_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(dir.path(), 1);
         append(&mut journal, 3, &changes(3));
     }
 
@@ -858,8 +861,7 @@ mod tests {
     #[should_panic(expected = "passes the journal")]
     fn a_checkpoint_past_the_journal_is_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(dir.path(), 1);
         journal.discard_through(2);
     }
 
@@ -881,12 +883,10 @@ mod tests {
         let Some((mut disk, data)) = faulty_data_dir(&mount, "the_journal_folder_survives") else {
             return;
         };
-        let mut journal = Journal::open(&data, 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
-        drop(journal);
+        drop(journal_with_groups(&data, 1));
         disk.cut(truc_faultfs::CutMode::LoseAll).unwrap();
         let groups = Journal::open(&data, 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1]);
+        assert_eq!(seqs(&groups), [1]);
     }
 
     #[test]
@@ -895,8 +895,7 @@ mod tests {
         let Some((mut disk, data)) = faulty_data_dir(&mount, "a_group_whose_sync_failed") else {
             return;
         };
-        let mut journal = Journal::open(&data, 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(&data, 1);
         disk.fail_next_sync("/journal/");
         let group = changes(2);
         let failed = journal.append(
@@ -909,16 +908,13 @@ mod tests {
         // Its bytes reached the page cache and may reach the disk: without a
         // power cut they are all there, and still it must not come back.
         let recovered = Journal::open(&data, 0).unwrap();
-        assert_eq!(
-            recovered.groups.iter().map(|g| g.seq).collect::<Vec<_>>(),
-            [1]
-        );
+        assert_eq!(seqs(&recovered.groups), [1]);
         let mut journal = recovered.start().unwrap();
         append(&mut journal, 2, &changes(22));
         drop(journal);
         disk.cut(truc_faultfs::CutMode::LoseAll).unwrap();
         let groups = Journal::open(&data, 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(seqs(&groups), [1, 2]);
         assert_eq!(groups[1].changes, changes(22));
     }
 
@@ -928,8 +924,7 @@ mod tests {
         let Some((disk, data)) = faulty_data_dir(&mount, "a_group_that_cannot_be_cut") else {
             return;
         };
-        let mut journal = Journal::open(&data, 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(&data, 1);
         // The group's sync fails, and so does the sync of the cut.
         disk.fail_next_sync("/journal/0");
         disk.fail_next_sync("/journal/0");
@@ -949,15 +944,12 @@ mod tests {
             .collect();
         assert_eq!(voids, [format!("{:020}{VOID_SUFFIX}", 2)]);
         let recovered = Journal::open(&data, 0).unwrap();
-        assert_eq!(
-            recovered.groups.iter().map(|g| g.seq).collect::<Vec<_>>(),
-            [1]
-        );
+        assert_eq!(seqs(&recovered.groups), [1]);
         let mut journal = recovered.start().unwrap();
         append(&mut journal, 2, &changes(22));
         drop(journal);
         let groups = Journal::open(&data, 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(seqs(&groups), [1, 2]);
         assert_eq!(groups[1].changes, changes(22), "the void went with its cut");
     }
 
