@@ -218,6 +218,27 @@ impl Bench<'_> {
         }
     }
 
+    /// Sends a phase's documents through the fleet at `pace` for the run's
+    /// duration, then waits for the answers still out.
+    async fn send_timed(
+        &self,
+        fleet: &Fleet,
+        documents: Vec<SignedDocument>,
+        phase: Arc<PhaseTracker>,
+        pace: Option<f64>,
+    ) -> DispatchOutcome {
+        send_to_hub(
+            &fleet.clients,
+            documents,
+            phase,
+            pace,
+            self.options.duration,
+            self.options.concurrency,
+            self.options.drain_timeout,
+        )
+        .await
+    }
+
     async fn intake(&mut self) -> Result<(), BenchError> {
         let agencies = bench_agencies(ScenarioKind::Intake, self.options.agencies);
         let fleet = Fleet::connect(self.target, agencies, None, self.tag.clone(), false).await?;
@@ -239,16 +260,7 @@ impl Bench<'_> {
                 false,
             ));
             let cpu = CpuMeter::start(self.target.pid);
-            let outcome = send_to_hub(
-                &fleet.clients,
-                documents,
-                phase,
-                pace,
-                self.options.duration,
-                self.options.concurrency,
-                self.options.drain_timeout,
-            )
-            .await;
+            let outcome = self.send_timed(&fleet, documents, phase, pace).await;
             let cores = cpu.cores();
             next_index += count as u64;
             self.record_dispatch_failures(&label, &outcome);
@@ -294,16 +306,9 @@ impl Bench<'_> {
             ));
             fleet.context.set_phase(Some(phase.clone()));
             let cpu = CpuMeter::start(self.target.pid);
-            let outcome = send_to_hub(
-                &fleet.clients,
-                documents,
-                phase.clone(),
-                pace,
-                self.options.duration,
-                self.options.concurrency,
-                self.options.drain_timeout,
-            )
-            .await;
+            let outcome = self
+                .send_timed(&fleet, documents, phase.clone(), pace)
+                .await;
             next_index += count as u64;
             self.record_dispatch_failures(&label, &outcome);
             let expected = outcome.units;
