@@ -146,6 +146,20 @@ pub(crate) struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// The nodes of `kind`'s agencies, each receiving within the window
+    /// (and checking what it receives if the options say so).
+    async fn receiving_fleet(&self, kind: ScenarioKind) -> Result<Fleet, BenchError> {
+        let agencies = bench_agencies(kind, self.options.agencies);
+        Fleet::connect(
+            self.target,
+            agencies,
+            Some(self.options.window),
+            self.tag.clone(),
+            self.options.verify_deliveries,
+        )
+        .await
+    }
+
     fn maker(&self, kind: ScenarioKind) -> Result<Arc<DocumentMaker>, BenchError> {
         let agencies = bench_agencies(kind, self.options.agencies);
         let credentials = agencies
@@ -204,6 +218,27 @@ impl Bench<'_> {
         }
     }
 
+    /// Sends a phase's documents through the fleet at `pace` for the run's
+    /// duration, then waits for the answers still out.
+    async fn send_timed(
+        &self,
+        fleet: &Fleet,
+        documents: Vec<SignedDocument>,
+        phase: Arc<PhaseTracker>,
+        pace: Option<f64>,
+    ) -> DispatchOutcome {
+        send_to_hub(
+            &fleet.clients,
+            documents,
+            phase,
+            pace,
+            self.options.duration,
+            self.options.concurrency,
+            self.options.drain_timeout,
+        )
+        .await
+    }
+
     async fn intake(&mut self) -> Result<(), BenchError> {
         let agencies = bench_agencies(ScenarioKind::Intake, self.options.agencies);
         let fleet = Fleet::connect(self.target, agencies, None, self.tag.clone(), false).await?;
@@ -225,16 +260,7 @@ impl Bench<'_> {
                 false,
             ));
             let cpu = CpuMeter::start(self.target.pid);
-            let outcome = send_to_hub(
-                &fleet.clients,
-                documents,
-                phase,
-                pace,
-                self.options.duration,
-                self.options.concurrency,
-                self.options.drain_timeout,
-            )
-            .await;
+            let outcome = self.send_timed(&fleet, documents, phase, pace).await;
             let cores = cpu.cores();
             next_index += count as u64;
             self.record_dispatch_failures(&label, &outcome);
@@ -254,15 +280,7 @@ impl Bench<'_> {
     }
 
     async fn fanout(&mut self) -> Result<(), BenchError> {
-        let agencies = bench_agencies(ScenarioKind::Fanout, self.options.agencies);
-        let fleet = Fleet::connect(
-            self.target,
-            agencies,
-            Some(self.options.window),
-            self.tag.clone(),
-            self.options.verify_deliveries,
-        )
-        .await?;
+        let fleet = self.receiving_fleet(ScenarioKind::Fanout).await?;
         let maker = self.maker(ScenarioKind::Fanout)?;
         let mut paces = self.paces();
         let mut next_index = 0u64;
@@ -288,16 +306,9 @@ impl Bench<'_> {
             ));
             fleet.context.set_phase(Some(phase.clone()));
             let cpu = CpuMeter::start(self.target.pid);
-            let outcome = send_to_hub(
-                &fleet.clients,
-                documents,
-                phase.clone(),
-                pace,
-                self.options.duration,
-                self.options.concurrency,
-                self.options.drain_timeout,
-            )
-            .await;
+            let outcome = self
+                .send_timed(&fleet, documents, phase.clone(), pace)
+                .await;
             next_index += count as u64;
             self.record_dispatch_failures(&label, &outcome);
             let expected = outcome.units;
@@ -454,15 +465,7 @@ impl Bench<'_> {
     }
 
     async fn moves(&mut self) -> Result<(), BenchError> {
-        let agencies = bench_agencies(ScenarioKind::Moves, self.options.agencies);
-        let fleet = Fleet::connect(
-            self.target,
-            agencies,
-            Some(self.options.window),
-            self.tag.clone(),
-            self.options.verify_deliveries,
-        )
-        .await?;
+        let fleet = self.receiving_fleet(ScenarioKind::Moves).await?;
         let maker = self.maker(ScenarioKind::Moves)?;
         let count = self.options.moves_pool_size();
         let label = "status moves";

@@ -4,14 +4,17 @@
 //! that the files given in order continue one another's chain), and a
 //! document's whole story read from one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use truc_pki::TrustRoots;
 
-use crate::{format_time, status_name};
+use crate::{format_time, reason_suffix, status_name};
+use truc_archive::DocumentFrame;
 use truc_domain::views::StatusCode;
+use truc_domain::RawHeader;
+use truc_store::{AuditEntry, DeliveryRecord};
 
 #[derive(clap::Subcommand)]
 pub enum ArchiveCommand {
@@ -178,58 +181,76 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let audit = reader.audit_entries_of(&args.document_id)?;
     let header = truc_node::compose::decode_header(&document.header_bytes).ok();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "document_id": document.document_id,
-                "sender": document.sender,
-                "subject": document.subject,
-                "accepted_at_unix_ms": document.accepted_at_unix_ms,
-                "recipients": document.recipients,
-                "header_sha256": hex::encode(document.content_sha256),
-                "signature": hex::encode(&document.signature),
-                "attachments": document.attachments.iter().map(|(digest, size)| serde_json::json!({
-                    "sha256": hex::encode(digest), "size_bytes": size,
-                })).collect::<Vec<_>>(),
-                "deliveries": document.deliveries.iter().map(|d| serde_json::json!({
-                    "recipient": d.recipient,
-                    "history": d.history.iter().map(|e| serde_json::json!({
-                        "code": e.code, "status": status_name(StatusCode::from_code(e.code as i32)),
-                        "at_unix_ms": e.at_unix_ms, "actor": e.actor, "reason": e.reason,
-                    })).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "dead_letters": document.dead_letters.iter().map(|l| serde_json::json!({
-                    "recipient": l.recipient, "expired_at_unix_ms": l.expired_at_unix_ms,
-                    "reason": l.reason, "state": l.state.name(),
-                    "actions": l.actions.iter().map(|a| serde_json::json!({
-                        "action": a.action.name(), "operator": a.operator,
-                        "at_unix_ms": a.at_unix_ms, "reason": a.reason,
-                    })).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "overdue": document.overdue.iter().map(|o| serde_json::json!({
-                    "recipient": o.recipient, "deadline": o.kind.name(),
-                    "deadline_unix_ms": o.deadline_unix_ms, "detected_at_unix_ms": o.detected_at_unix_ms,
-                })).collect::<Vec<_>>(),
-                "links": document.links.iter().map(|l| serde_json::json!({
-                    "earlier": l.earlier, "later": l.later, "business_type": l.business_type,
-                })).collect::<Vec<_>>(),
-                "audit": audit.iter().map(|e| serde_json::json!({
-                    "seq": e.seq, "kind": e.kind.name(), "at_unix_ms": e.at_unix_ms,
-                    "actor": e.actor, "recipient": e.recipient, "status": e.status,
-                    "sha256": hex::encode(e.sha256),
-                })).collect::<Vec<_>>(),
-            }))?
-        );
+        print_archived_json(&document, &audit)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}  (from {})", document.document_id, args.file.display());
+    print_archived_text(&args.file, &document, header.as_ref(), &audit);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An archived document's story as JSON, for scripts.
+fn print_archived_json(document: &DocumentFrame, audit: &[AuditEntry]) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "document_id": document.document_id,
+            "sender": document.sender,
+            "subject": document.subject,
+            "accepted_at_unix_ms": document.accepted_at_unix_ms,
+            "recipients": document.recipients,
+            "header_sha256": hex::encode(document.content_sha256),
+            "signature": hex::encode(&document.signature),
+            "attachments": document.attachments.iter().map(|(digest, size)| serde_json::json!({
+                "sha256": hex::encode(digest), "size_bytes": size,
+            })).collect::<Vec<_>>(),
+            "deliveries": document.deliveries.iter().map(|d| serde_json::json!({
+                "recipient": d.recipient,
+                "history": d.history.iter().map(|e| serde_json::json!({
+                    "code": e.code, "status": status_name(StatusCode::from_code(e.code as i32)),
+                    "at_unix_ms": e.at_unix_ms, "actor": e.actor, "reason": e.reason,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "dead_letters": document.dead_letters.iter().map(|l| serde_json::json!({
+                "recipient": l.recipient, "expired_at_unix_ms": l.expired_at_unix_ms,
+                "reason": l.reason, "state": l.state.name(),
+                "actions": l.actions.iter().map(|a| serde_json::json!({
+                    "action": a.action.name(), "operator": a.operator,
+                    "at_unix_ms": a.at_unix_ms, "reason": a.reason,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "overdue": document.overdue.iter().map(|o| serde_json::json!({
+                "recipient": o.recipient, "deadline": o.kind.name(),
+                "deadline_unix_ms": o.deadline_unix_ms, "detected_at_unix_ms": o.detected_at_unix_ms,
+            })).collect::<Vec<_>>(),
+            "links": document.links.iter().map(|l| serde_json::json!({
+                "earlier": l.earlier, "later": l.later, "business_type": l.business_type,
+            })).collect::<Vec<_>>(),
+            "audit": audit.iter().map(|e| serde_json::json!({
+                "seq": e.seq, "kind": e.kind.name(), "at_unix_ms": e.at_unix_ms,
+                "actor": e.actor, "recipient": e.recipient, "status": e.status,
+                "sha256": hex::encode(e.sha256),
+            })).collect::<Vec<_>>(),
+        }))?
+    );
+    Ok(())
+}
+
+/// An archived document's story for people: the envelope, each delivery,
+/// the refused recipients, the links and the file's audit entries of it.
+fn print_archived_text(
+    file: &Path,
+    document: &DocumentFrame,
+    header: Option<&RawHeader>,
+    audit: &[AuditEntry],
+) {
+    println!("{}  (from {})", document.document_id, file.display());
     println!(
         "  from {}  accepted {}",
         document.sender,
         format_time(document.accepted_at_unix_ms)
     );
     println!("  {}", document.subject);
-    if let Some(header) = &header {
+    if let Some(header) = header {
         // Intake refuses a header without its number and notation.
         let number = format!("{}/{}", header.code_number, header.code_notation);
         println!(
@@ -245,53 +266,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for delivery in &document.deliveries {
-        println!("  {}:", delivery.recipient);
-        for entry in &delivery.history {
-            let reason = if entry.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" «{}»", entry.reason)
-            };
-            println!(
-                "    {:02} {:<16} {} by {}{reason}",
-                entry.code,
-                status_name(StatusCode::from_code(entry.code as i32)),
-                format_time(entry.at_unix_ms),
-                entry.actor
-            );
-        }
-        for letter in document
-            .dead_letters
-            .iter()
-            .filter(|letter| letter.recipient == delivery.recipient)
-        {
-            println!(
-                "    expired unacknowledged {}: {}",
-                format_time(letter.expired_at_unix_ms),
-                letter.reason
-            );
-            for action in &letter.actions {
-                println!(
-                    "    dead letter {} by {} {} {}",
-                    action.action.name(),
-                    action.operator,
-                    format_time(action.at_unix_ms),
-                    action.reason
-                );
-            }
-        }
-        for overdue in document
-            .overdue
-            .iter()
-            .filter(|overdue| overdue.recipient == delivery.recipient)
-        {
-            println!(
-                "    no \"{}\" feedback by {} (seen {})",
-                overdue.kind.name(),
-                format_time(overdue.deadline_unix_ms),
-                format_time(overdue.detected_at_unix_ms)
-            );
-        }
+        print_archived_delivery(document, delivery);
     }
     for refused in &document.refused {
         println!(
@@ -307,11 +282,63 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         };
         println!("  {} {verb} {}", link.later, link.earlier);
     }
+    print_archived_audit(audit);
+}
+
+/// One recipient's status history, its dead letter and its missed deadlines.
+fn print_archived_delivery(document: &DocumentFrame, delivery: &DeliveryRecord) {
+    println!("  {}:", delivery.recipient);
+    for entry in &delivery.history {
+        println!(
+            "    {:02} {:<16} {} by {}{}",
+            entry.code,
+            status_name(StatusCode::from_code(entry.code as i32)),
+            format_time(entry.at_unix_ms),
+            entry.actor,
+            reason_suffix(&entry.reason)
+        );
+    }
+    for letter in document
+        .dead_letters
+        .iter()
+        .filter(|letter| letter.recipient == delivery.recipient)
+    {
+        println!(
+            "    expired unacknowledged {}: {}",
+            format_time(letter.expired_at_unix_ms),
+            letter.reason
+        );
+        for action in &letter.actions {
+            println!(
+                "    dead letter {} by {} {} {}",
+                action.action.name(),
+                action.operator,
+                format_time(action.at_unix_ms),
+                action.reason
+            );
+        }
+    }
+    for overdue in document
+        .overdue
+        .iter()
+        .filter(|overdue| overdue.recipient == delivery.recipient)
+    {
+        println!(
+            "    no \"{}\" feedback by {} (seen {})",
+            overdue.kind.name(),
+            format_time(overdue.deadline_unix_ms),
+            format_time(overdue.detected_at_unix_ms)
+        );
+    }
+}
+
+/// The audit entries of the document that this archive file holds.
+fn print_archived_audit(audit: &[AuditEntry]) {
     if audit.is_empty() {
         println!("  audit: none of its entries is in this file (they are in an archive before or after it)");
     } else {
         println!("  audit entries in this file:");
-        for entry in &audit {
+        for entry in audit {
             println!(
                 "    #{} {} {} by {}{}",
                 entry.seq,
@@ -326,5 +353,4 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
 }

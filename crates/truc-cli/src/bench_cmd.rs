@@ -232,7 +232,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !problems.is_empty() {
         anyhow::bail!("{}", problems.join("; "));
     }
-    let progress = |line: &str| eprintln!("bench: {line}");
     let spawned;
     let limits = attachment_limits(&options);
     let target = match (args.hub.is_empty(), &args.certs) {
@@ -463,7 +462,6 @@ async fn year(args: BenchArgs) -> anyhow::Result<ExitCode> {
         hub_settings: args.hub_setting.clone(),
     };
     let program = this_program()?;
-    let progress = |line: &str| eprintln!("bench: {line}");
     let mut report = truc_bench::year::run_year(&program, &options, &progress).await?;
     report.command = command_line();
     finish(
@@ -496,7 +494,6 @@ async fn many_nodes(args: BenchArgs) -> anyhow::Result<ExitCode> {
         keep: args.keep.clone(),
     };
     let program = this_program()?;
-    let progress = |line: &str| eprintln!("bench: {line}");
     let mut report = truc_bench::many_nodes::run_many_nodes(&program, &options, &progress).await?;
     report.command = command_line();
     finish(
@@ -505,6 +502,11 @@ async fn many_nodes(args: BenchArgs) -> anyhow::Result<ExitCode> {
         report.failures.is_empty(),
         args.json.as_deref(),
     )
+}
+
+/// A scenario's progress line, on standard error beside the table.
+fn progress(line: &str) {
+    eprintln!("bench: {line}");
 }
 
 /// This executable, which the scenarios start as `truc hub`.

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use truc_domain::views::{SendReceipt, StatusCode};
+use truc_domain::views::{DocumentStatus, RecipientStatus, SendReceipt, StatusCode};
 use truc_domain::{BusinessType, DocumentDate, Status};
 use truc_node::{Attachment, Draft};
 
@@ -1130,6 +1130,15 @@ pub fn format_time(unix_ms: i64) -> String {
     truc_domain::vietnam_time(unix_ms)
 }
 
+/// A status move's reason after its line, ` «reason»`, or nothing if it has none.
+pub fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" «{reason}»")
+    }
+}
+
 /// Columns that hold a [`format_time`].
 pub const TIME_WIDTH: usize = 26;
 
@@ -1167,40 +1176,53 @@ async fn status(
     }
     let response = client.get_status(&document_id).await?;
     if json {
-        let recipients: Vec<_> = response
-            .recipients
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "recipient": r.recipient,
-                    "current": status_name(r.current),
-                    "history": r.history.iter().map(|e| serde_json::json!({
-                        "status": status_name(e.status), "code": e.status.code(), "at_unix_ms": e.at_unix_ms,
-                        "actor": e.actor, "reason": e.reason,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "document_id": response.document_id,
-                "sender": response.sender,
-                "subject": response.subject,
-                "accepted_at_unix_ms": response.accepted_at_unix_ms,
-                "recipients": recipients,
-                "business_type": operator_cmd::business_name(response.business_type),
-                "chain": response.chain.iter().map(|l| serde_json::json!({
-                    "earlier": l.earlier, "later": l.later,
-                    "business_type": operator_cmd::business_name(l.business_type),
-                })).collect::<Vec<_>>(),
-                "refused": response.refused.iter().map(|r| serde_json::json!({"organ_id": r.organ_id, "reason": r.reason})).collect::<Vec<_>>(),
-                "archive": response.archive,
-                "archive_unreadable": response.archive_unreadable,
-            }))?
-        );
+        print_status_json(&response)?;
         return Ok(ExitCode::SUCCESS);
     }
+    print_status_text(&response);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A document's statuses as JSON, for scripts.
+fn print_status_json(response: &DocumentStatus) -> anyhow::Result<()> {
+    let recipients: Vec<_> = response
+        .recipients
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "recipient": r.recipient,
+                "current": status_name(r.current),
+                "history": r.history.iter().map(|e| serde_json::json!({
+                    "status": status_name(e.status), "code": e.status.code(), "at_unix_ms": e.at_unix_ms,
+                    "actor": e.actor, "reason": e.reason,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "document_id": response.document_id,
+            "sender": response.sender,
+            "subject": response.subject,
+            "accepted_at_unix_ms": response.accepted_at_unix_ms,
+            "recipients": recipients,
+            "business_type": operator_cmd::business_name(response.business_type),
+            "chain": response.chain.iter().map(|l| serde_json::json!({
+                "earlier": l.earlier, "later": l.later,
+                "business_type": operator_cmd::business_name(l.business_type),
+            })).collect::<Vec<_>>(),
+            "refused": response.refused.iter().map(|r| serde_json::json!({"organ_id": r.organ_id, "reason": r.reason})).collect::<Vec<_>>(),
+            "archive": response.archive,
+            "archive_unreadable": response.archive_unreadable,
+        }))?
+    );
+    Ok(())
+}
+
+/// A document's statuses for people: who sent it, where it is archived,
+/// each recipient's history, the refused recipients and its chain.
+fn print_status_text(response: &DocumentStatus) {
     println!("{}", response.document_id);
     println!(
         "  from {}  accepted {}",
@@ -1222,46 +1244,11 @@ async fn status(
     }
     println!("  {:<15} {:<16} history", "recipient", "now");
     for recipient in &response.recipients {
-        let history: Vec<String> = recipient
-            .history
-            .iter()
-            .map(|e| {
-                let reason = if e.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(" «{}»", e.reason)
-                };
-                format!(
-                    "{:02} {} {} by {}{}",
-                    e.status.code(),
-                    status_name(e.status),
-                    format_time(e.at_unix_ms),
-                    e.actor,
-                    reason
-                )
-            })
-            .collect();
         println!(
             "  {:<15} {:<16} {}",
             recipient.recipient,
             status_name(recipient.current),
-            if let Some(letter) = &recipient.dead_letter {
-                let mut text = history.join("; ");
-                if !text.is_empty() {
-                    text.push_str("; ");
-                }
-                text.push_str(&format!(
-                    "expired unacknowledged {}: {} (dead letter {})",
-                    format_time(letter.expired_at_unix_ms),
-                    letter.reason,
-                    letter.state
-                ));
-                text
-            } else if history.is_empty() {
-                "(queued, not yet delivered)".to_owned()
-            } else {
-                history.join("; ")
-            }
+            recipient_history(recipient)
         );
     }
     for refused in &response.refused {
@@ -1271,30 +1258,70 @@ async fn status(
         );
     }
     if !response.chain.is_empty() {
-        println!("  chain:");
-        for link in &response.chain {
-            let verb = match link.business_type {
-                BusinessType::Revoke => "recalls",
-                BusinessType::Update => "updates",
-                _ => "replaces",
-            };
-            let mark = |id: &str| {
-                if id == response.document_id {
-                    " (this)"
-                } else {
-                    ""
-                }
-            };
-            println!(
-                "    {}{} {verb} {}{}",
-                link.later,
-                mark(&link.later),
-                link.earlier,
-                mark(&link.earlier)
-            );
-        }
+        print_chain(response);
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// One recipient's history on one line, with its dead letter if its
+/// delivery expired unacknowledged.
+fn recipient_history(recipient: &RecipientStatus) -> String {
+    let history: Vec<String> = recipient
+        .history
+        .iter()
+        .map(|e| {
+            format!(
+                "{:02} {} {} by {}{}",
+                e.status.code(),
+                status_name(e.status),
+                format_time(e.at_unix_ms),
+                e.actor,
+                reason_suffix(&e.reason)
+            )
+        })
+        .collect();
+    if let Some(letter) = &recipient.dead_letter {
+        let mut text = history.join("; ");
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        text.push_str(&format!(
+            "expired unacknowledged {}: {} (dead letter {})",
+            format_time(letter.expired_at_unix_ms),
+            letter.reason,
+            letter.state
+        ));
+        text
+    } else if history.is_empty() {
+        "(queued, not yet delivered)".to_owned()
+    } else {
+        history.join("; ")
+    }
+}
+
+/// The recalls, updates and replacements linking the document to others.
+fn print_chain(response: &DocumentStatus) {
+    println!("  chain:");
+    for link in &response.chain {
+        let verb = match link.business_type {
+            BusinessType::Revoke => "recalls",
+            BusinessType::Update => "updates",
+            _ => "replaces",
+        };
+        let mark = |id: &str| {
+            if id == response.document_id {
+                " (this)"
+            } else {
+                ""
+            }
+        };
+        println!(
+            "    {}{} {verb} {}{}",
+            link.later,
+            mark(&link.later),
+            link.earlier,
+            mark(&link.earlier)
+        );
+    }
 }
 
 async fn counts(

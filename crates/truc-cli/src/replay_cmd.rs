@@ -10,7 +10,8 @@ use anyhow::Context;
 use truc_node::HubAddresses;
 use truc_pki::PkiPaths;
 use truc_replay::attachments::AttachmentSizes;
-use truc_replay::driver::{self, EmbeddedHub, Pace, ReplayOptions, Target};
+use truc_replay::driver::{self, EmbeddedHub, Pace, ReplayOptions, ReplayOutcome, Target};
+use truc_replay::plan::Plan;
 use truc_replay::progress::ProgressMode;
 use truc_replay::published::{parse_scale, Dataset, Expected};
 use truc_replay::report::{FigureSource, Report};
@@ -139,42 +140,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let expected = Expected::for_plan(&plan, args.scale)?;
-    let (documents, deliveries) = plan.totals();
-    eprintln!(
-        "plan {}{}: {} units, {documents} documents, {deliveries} deliveries, seed {} (built in {:.1} s); \
-         attachments {}",
-        plan.dataset,
-        if expected.scale.is_some() {
-            format!(" {}", expected.scale_label())
-        } else {
-            String::new()
-        },
-        plan.units.len(),
-        plan.seed,
-        started.elapsed().as_secs_f64(),
-        if args.attachment_bytes == AttachmentSizes::Pdf {
-            "of office-PDF sizes (assumed distribution `pdf`)".to_owned()
-        } else {
-            format!("of {} each", args.attachment_bytes)
-        }
-    );
-    let mut options = ReplayOptions {
-        send_concurrency: args.concurrency,
-        receive_concurrency: args.receive_concurrency,
-        pace: match (args.rate, args.speedup) {
-            (Some(rate), _) if rate > 0.0 => Pace::DocumentsPerSecond(rate),
-            (_, Some(factor)) if factor > 0.0 => Pace::Speedup(factor),
-            (None, None) => Pace::Unpaced,
-            _ => anyhow::bail!("--rate and --speedup must be above zero"),
-        },
-        progress: if args.progress_lines {
-            ProgressMode::Lines
-        } else {
-            ProgressMode::Auto
-        },
-        attachment_sizes: args.attachment_bytes,
-        ..ReplayOptions::default()
-    };
+    announce_plan(&plan, &expected, &args, started);
+    let options = replay_options(&args)?;
 
     let plan = Arc::new(plan);
     // With --hold, the embedded hub (and the folder of its dashboard token) outlive the report.
@@ -195,65 +162,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             (outcome, source, None)
         }
         _ => {
-            let (observe, token_dir) = dashboard(args.dashboard).await?;
-            let hub = match args.retention_days {
-                Some(days) => {
-                    EmbeddedHub::start_retained(&plan, args.data_dir.as_deref(), observe, days)
-                        .await?
-                }
-                None => {
-                    EmbeddedHub::start_observed(&plan, args.data_dir.as_deref(), observe).await?
-                }
-            };
-            options.clock = hub.clock.clone();
-            if let Some(dir) = &args.data_dir {
-                // So that `truc report --data-dir` compares with these targets unasked.
-                ReplayRecord {
-                    dataset: plan.dataset.clone(),
-                    scale: args.scale,
-                    seed: plan.seed,
-                }
-                .write(dir)
-                .with_context(|| format!("writing {REPLAY_RECORD_FILE} into {}", dir.display()))?;
-            }
-            eprintln!(
-                "embedded hub on {} with {} units, data in {}{}",
-                hub.target.hubs,
-                plan.units.len(),
-                hub.data_dir.display(),
-                if args.data_dir.is_some() {
-                    " (kept)"
-                } else {
-                    ", a temporary folder removed at the end (keep it with --data-dir DIR)"
-                }
-            );
-            if let (Some(address), Some(dir)) = (args.dashboard, &token_dir) {
-                eprintln!(
-                    "dashboard on http://{address}/ (sign in with any user name and the token in {})",
-                    dir.path().join("dashboard.token").display()
-                );
-            }
-            let outcome = driver::replay(plan.clone(), &hub.target, options).await;
-            let source = FigureSource::Hub {
-                address: hub.target.hubs.to_string(),
-                embedded: true,
-            };
-            let data_dir = hub.data_dir.clone();
-            eprintln!("{}", hub.flush_summary());
-            if let (Some((documents, files)), Some(dir)) = (hub.archive_summary(), &hub.archive_dir)
-            {
-                eprintln!(
-                    "retention: {documents} documents left the live store for {files} archive \
-                     files in {}",
-                    dir.display()
-                );
-            }
-            let outcome = outcome?;
-            if args.hold {
-                held = Some((hub, token_dir));
-            } else {
-                hub.stop().await?;
-            }
+            let (outcome, source, data_dir, hold) = replay_embedded(&plan, &args, options).await?;
+            held = hold;
             (outcome, source, Some(data_dir))
         }
     };
@@ -286,6 +196,122 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The embedded hub kept up after the report by `--hold`, with the folder of
+/// its dashboard token.
+type Held = (EmbeddedHub, Option<tempfile::TempDir>);
+
+/// Says what is about to be replayed: the plan, its size and the attachments' sizes.
+fn announce_plan(plan: &Plan, expected: &Expected, args: &ReplayArgs, started: std::time::Instant) {
+    let (documents, deliveries) = plan.totals();
+    eprintln!(
+        "plan {}{}: {} units, {documents} documents, {deliveries} deliveries, seed {} (built in {:.1} s); \
+         attachments {}",
+        plan.dataset,
+        if expected.scale.is_some() {
+            format!(" {}", expected.scale_label())
+        } else {
+            String::new()
+        },
+        plan.units.len(),
+        plan.seed,
+        started.elapsed().as_secs_f64(),
+        if args.attachment_bytes == AttachmentSizes::Pdf {
+            "of office-PDF sizes (assumed distribution `pdf`)".to_owned()
+        } else {
+            format!("of {} each", args.attachment_bytes)
+        }
+    );
+}
+
+/// The driver's options from the command line: concurrency, pace, progress
+/// and attachment sizes.
+fn replay_options(args: &ReplayArgs) -> anyhow::Result<ReplayOptions> {
+    Ok(ReplayOptions {
+        send_concurrency: args.concurrency,
+        receive_concurrency: args.receive_concurrency,
+        pace: match (args.rate, args.speedup) {
+            (Some(rate), _) if rate > 0.0 => Pace::DocumentsPerSecond(rate),
+            (_, Some(factor)) if factor > 0.0 => Pace::Speedup(factor),
+            (None, None) => Pace::Unpaced,
+            _ => anyhow::bail!("--rate and --speedup must be above zero"),
+        },
+        progress: if args.progress_lines {
+            ProgressMode::Lines
+        } else {
+            ProgressMode::Auto
+        },
+        attachment_sizes: args.attachment_bytes,
+        ..ReplayOptions::default()
+    })
+}
+
+/// Replays the plan through a hub started in this process: its outcome, the
+/// figures' source, the hub's data folder, and the hub itself if `--hold`
+/// keeps it up (otherwise it is stopped here).
+async fn replay_embedded(
+    plan: &Arc<Plan>,
+    args: &ReplayArgs,
+    mut options: ReplayOptions,
+) -> anyhow::Result<(ReplayOutcome, FigureSource, PathBuf, Option<Held>)> {
+    let (observe, token_dir) = dashboard(args.dashboard).await?;
+    let hub = match args.retention_days {
+        Some(days) => {
+            EmbeddedHub::start_retained(plan, args.data_dir.as_deref(), observe, days).await?
+        }
+        None => EmbeddedHub::start_observed(plan, args.data_dir.as_deref(), observe).await?,
+    };
+    options.clock = hub.clock.clone();
+    if let Some(dir) = &args.data_dir {
+        // So that `truc report --data-dir` compares with these targets unasked.
+        ReplayRecord {
+            dataset: plan.dataset.clone(),
+            scale: args.scale,
+            seed: plan.seed,
+        }
+        .write(dir)
+        .with_context(|| format!("writing {REPLAY_RECORD_FILE} into {}", dir.display()))?;
+    }
+    eprintln!(
+        "embedded hub on {} with {} units, data in {}{}",
+        hub.target.hubs,
+        plan.units.len(),
+        hub.data_dir.display(),
+        if args.data_dir.is_some() {
+            " (kept)"
+        } else {
+            ", a temporary folder removed at the end (keep it with --data-dir DIR)"
+        }
+    );
+    if let (Some(address), Some(dir)) = (args.dashboard, &token_dir) {
+        eprintln!(
+            "dashboard on http://{address}/ (sign in with any user name and the token in {})",
+            dir.path().join("dashboard.token").display()
+        );
+    }
+    let outcome = driver::replay(plan.clone(), &hub.target, options).await;
+    let source = FigureSource::Hub {
+        address: hub.target.hubs.to_string(),
+        embedded: true,
+    };
+    let data_dir = hub.data_dir.clone();
+    eprintln!("{}", hub.flush_summary());
+    if let (Some((documents, files)), Some(dir)) = (hub.archive_summary(), &hub.archive_dir) {
+        eprintln!(
+            "retention: {documents} documents left the live store for {files} archive \
+             files in {}",
+            dir.display()
+        );
+    }
+    let outcome = outcome?;
+    let held = if args.hold {
+        Some((hub, token_dir))
+    } else {
+        hub.stop().await?;
+        None
+    };
+    Ok((outcome, source, data_dir, held))
 }
 
 /// The dashboard of `--dashboard`: its listener, and a fresh token in a

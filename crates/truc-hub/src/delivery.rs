@@ -3,6 +3,7 @@
 //! acknowledged when the stream ends is sent again on the next one.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use prost::Message as _;
@@ -32,109 +33,34 @@ pub(crate) async fn run_session(
 ) {
     let code = agency.to_string();
     let notifier = hub.store.notifier(&code);
-    let mut cursor = 0u64;
-    // Sent and not yet acknowledged: queue seq → message bytes.
-    let mut in_flight: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut in_flight_bytes = 0usize;
+    let mut sent = Sent::default();
     let window_bytes = usize::try_from(hub.delivery.window_bytes_max).unwrap_or(usize::MAX);
     let (acked_tx, mut acked_rx) = mpsc::channel::<Result<Vec<u64>, HubError>>(window.max(1));
     let mut shutdown = hub.shutdown.clone();
-    // Where hubs share a database, only the lease holder pushes this queue.
-    let lost = {
-        let mut shutdown = hub.shutdown.clone();
-        let give_up = async {
-            tokio::select! {
-                _ = replaced.notified() => {}
-                _ = shutdown.changed() => {}
-                // Nothing was sent yet, so nothing is to be acknowledged:
-                // anything from the node now means it is gone.
-                _ = inbound.next() => {}
-            }
-        };
-        match crate::leases::acquire(&hub, agency, give_up).await {
-            Some(lost) => lost,
-            None => return,
-        }
+    let Some(lost) = hold_lease(&hub, agency, &replaced, &mut inbound).await else {
+        return;
     };
     loop {
         if *shutdown.borrow_and_update() {
             return;
         }
         // Fill the window from the durable queue.
-        if in_flight.len() < window && in_flight_bytes < window_bytes {
-            let room = window - in_flight.len();
-            let items = match hub.store.queue_after(&code, cursor, room) {
-                Ok(items) => items,
-                Err(error) => {
-                    let _ = outbound.send(Err(HubError::from(error).into())).await;
-                    return;
-                }
-            };
-            for (seq, item) in items {
-                cursor = seq;
-                let message = match build_message(&hub, seq, item) {
-                    Ok(message) => message,
-                    Err(error) => {
-                        let _ = outbound.send(Err(error.into())).await;
-                        return;
-                    }
-                };
-                let bytes = message.encoded_len();
-                if outbound.send(Ok(message)).await.is_err() {
-                    return;
-                }
-                in_flight.insert(seq, bytes);
-                in_flight_bytes += bytes;
-                // The rest is read again from the queue when room is made.
-                if in_flight_bytes >= window_bytes {
-                    break;
-                }
+        if sent.in_flight.len() < window && sent.in_flight_bytes < window_bytes {
+            let room = window - sent.in_flight.len();
+            if send_from_queue(&hub, &code, &mut sent, room, window_bytes, &outbound)
+                .await
+                .is_break()
+            {
+                return;
             }
         }
         tokio::select! {
             message = inbound.next() => match message {
                 Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(ack)) })) => {
-                    let max = hub.limits.acks_per_message_max;
-                    if let Err(error) = check_ack_size(&ack, max) {
-                        let _ = outbound.send(Err(error.into())).await;
-                        return;
-                    }
-                    // Acknowledgements already waiting on the stream join this one,
-                    // up to the limit per write: one durable write for all, and the
-                    // session goes on sending while it is flushed.
-                    let mut batches = vec![ack.queue_seqs];
-                    let mut inbound_ended = false;
-                    while batches.len() < ACK_WRITES_PER_TURN_MAX {
-                        match ready_now(&mut inbound).await {
-                            Some(Some(Ok(pb::NodeMessage { kind: Some(pb::node_message::Kind::Ack(more)) }))) => {
-                                if let Err(error) = check_ack_size(&more, max) {
-                                    let _ = outbound.send(Err(error.into())).await;
-                                    return;
-                                }
-                                let last = batches.last_mut().expect("one batch at least");
-                                if last.len() + more.queue_seqs.len() <= max {
-                                    last.extend(more.queue_seqs);
-                                } else {
-                                    batches.push(more.queue_seqs);
-                                }
-                            }
-                            Some(Some(Ok(_))) => {
-                                let _ = outbound.send(Err(HubError::invalid("kind", "only acknowledgements may follow the hello").into())).await;
-                                return;
-                            }
-                            // A node that acknowledges and then ends its side
-                            // at once has still acknowledged: record it first.
-                            Some(Some(Err(_)) | None) => {
-                                inbound_ended = true;
-                                break;
-                            }
-                            None => break,
-                        }
-                    }
-                    for seqs in batches {
-                        write_acks(&hub, &code, seqs, acked_tx.clone());
-                    }
-                    if inbound_ended {
+                    if take_acks(&hub, &code, ack, &mut inbound, &outbound, &acked_tx)
+                        .await
+                        .is_break()
+                    {
                         return;
                     }
                 }
@@ -147,8 +73,8 @@ pub(crate) async fn run_session(
             acked = acked_rx.recv() => match acked {
                 Some(Ok(seqs)) => {
                     for seq in seqs {
-                        if let Some(bytes) = in_flight.remove(&seq) {
-                            in_flight_bytes -= bytes;
+                        if let Some(bytes) = sent.in_flight.remove(&seq) {
+                            sent.in_flight_bytes -= bytes;
                         }
                     }
                 }
@@ -158,25 +84,164 @@ pub(crate) async fn run_session(
                 }
                 None => return,
             },
-            _ = notifier.notified(), if in_flight.len() < window && in_flight_bytes < window_bytes => {}
+            _ = notifier.notified(), if sent.in_flight.len() < window && sent.in_flight_bytes < window_bytes => {}
             _ = replaced.notified() => {
-                // Replaced by a newer stream, or no longer admitted by a
-                // reloaded directory: the node is told which.
-                if let Err(refusal) = hub.directory().admits(&agency, Act::Node) {
-                    let error = HubError::denied("certificate", refusal.to_string());
-                    crate::security::event(
-                        "permission_denied",
-                        &format!("urn:truc:agency:{agency}"),
-                        "permission_denied",
-                        &format!("delivery stream ended: {error}"),
-                    );
-                    let _ = outbound.send(Err(error.into())).await;
-                }
+                tell_if_no_longer_admitted(&hub, agency, &outbound).await;
                 return;
             }
             _ = lost.notified() => return,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// What a session has sent: the queue position read up to, and what is not
+/// yet acknowledged.
+#[derive(Default)]
+struct Sent {
+    cursor: u64,
+    /// Sent and not yet acknowledged: queue seq → message bytes.
+    in_flight: BTreeMap<u64, usize>,
+    in_flight_bytes: usize,
+}
+
+/// Waits until this hub may push the agency's queue: where hubs share a
+/// database, only the lease holder does. `None` if the session ends first.
+async fn hold_lease(
+    hub: &Arc<Hub>,
+    agency: AgencyCode,
+    replaced: &Notify,
+    inbound: &mut Streaming<pb::NodeMessage>,
+) -> Option<Arc<Notify>> {
+    let mut shutdown = hub.shutdown.clone();
+    let give_up = async {
+        tokio::select! {
+            _ = replaced.notified() => {}
+            _ = shutdown.changed() => {}
+            // Nothing was sent yet, so nothing is to be acknowledged:
+            // anything from the node now means it is gone.
+            _ = inbound.next() => {}
+        }
+    };
+    crate::leases::acquire(hub, agency, give_up).await
+}
+
+/// Sends up to `room` queued items after the cursor, stopping early once
+/// the bytes in flight reach `window_bytes`; `Break` ends the session.
+async fn send_from_queue(
+    hub: &Hub,
+    code: &str,
+    sent: &mut Sent,
+    room: usize,
+    window_bytes: usize,
+    outbound: &Outbound,
+) -> ControlFlow<()> {
+    let items = match hub.store.queue_after(code, sent.cursor, room) {
+        Ok(items) => items,
+        Err(error) => {
+            let _ = outbound.send(Err(HubError::from(error).into())).await;
+            return ControlFlow::Break(());
+        }
+    };
+    for (seq, item) in items {
+        sent.cursor = seq;
+        let message = match build_message(hub, seq, item) {
+            Ok(message) => message,
+            Err(error) => {
+                let _ = outbound.send(Err(error.into())).await;
+                return ControlFlow::Break(());
+            }
+        };
+        let bytes = message.encoded_len();
+        if outbound.send(Ok(message)).await.is_err() {
+            return ControlFlow::Break(());
+        }
+        sent.in_flight.insert(seq, bytes);
+        sent.in_flight_bytes += bytes;
+        // The rest is read again from the queue when room is made.
+        if sent.in_flight_bytes >= window_bytes {
+            break;
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Starts the durable writes of an acknowledgement and of those already
+/// waiting behind it on the stream; `Break` ends the session.
+async fn take_acks(
+    hub: &Hub,
+    code: &str,
+    ack: pb::Ack,
+    inbound: &mut Streaming<pb::NodeMessage>,
+    outbound: &Outbound,
+    acked_tx: &mpsc::Sender<Result<Vec<u64>, HubError>>,
+) -> ControlFlow<()> {
+    let max = hub.limits.acks_per_message_max;
+    if let Err(error) = check_ack_size(&ack, max) {
+        let _ = outbound.send(Err(error.into())).await;
+        return ControlFlow::Break(());
+    }
+    // Acknowledgements already waiting on the stream join this one,
+    // up to the limit per write: one durable write for all, and the
+    // session goes on sending while it is flushed.
+    let mut batches = vec![ack.queue_seqs];
+    let mut inbound_ended = false;
+    while batches.len() < ACK_WRITES_PER_TURN_MAX {
+        match ready_now(inbound).await {
+            Some(Some(Ok(pb::NodeMessage {
+                kind: Some(pb::node_message::Kind::Ack(more)),
+            }))) => {
+                if let Err(error) = check_ack_size(&more, max) {
+                    let _ = outbound.send(Err(error.into())).await;
+                    return ControlFlow::Break(());
+                }
+                let last = batches.last_mut().expect("one batch at least");
+                if last.len() + more.queue_seqs.len() <= max {
+                    last.extend(more.queue_seqs);
+                } else {
+                    batches.push(more.queue_seqs);
+                }
+            }
+            Some(Some(Ok(_))) => {
+                let _ = outbound
+                    .send(Err(HubError::invalid(
+                        "kind",
+                        "only acknowledgements may follow the hello",
+                    )
+                    .into()))
+                    .await;
+                return ControlFlow::Break(());
+            }
+            // A node that acknowledges and then ends its side
+            // at once has still acknowledged: record it first.
+            Some(Some(Err(_)) | None) => {
+                inbound_ended = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    for seqs in batches {
+        write_acks(hub, code, seqs, acked_tx.clone());
+    }
+    if inbound_ended {
+        return ControlFlow::Break(());
+    }
+    ControlFlow::Continue(())
+}
+
+/// A session was replaced by a newer stream, or its agency is no longer
+/// admitted by a reloaded directory: the node is told which.
+async fn tell_if_no_longer_admitted(hub: &Hub, agency: AgencyCode, outbound: &Outbound) {
+    if let Err(refusal) = hub.directory().admits(&agency, Act::Node) {
+        let error = HubError::denied("certificate", refusal.to_string());
+        crate::security::event(
+            "permission_denied",
+            &format!("urn:truc:agency:{agency}"),
+            "permission_denied",
+            &format!("delivery stream ended: {error}"),
+        );
+        let _ = outbound.send(Err(error.into())).await;
     }
 }
 

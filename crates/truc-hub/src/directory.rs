@@ -492,19 +492,34 @@ mod tests {
         }
     }
 
+    fn code(text: &str) -> AgencyCode {
+        text.parse().unwrap()
+    }
+
+    /// A province relaying for its districts (05 and 07.05 through it, 06
+    /// with its own node, 06.H42 with neither), and `more` entries.
+    fn province_directory(more: impl IntoIterator<Item = AgencyEntry>) -> Directory {
+        use ConnectionMode::{Direct, Lgsp};
+        Directory::new(
+            [
+                entry("000.00.00.H41", Lgsp, true),
+                entry("000.00.05.H41", Lgsp, false),
+                entry("000.07.05.H41", Lgsp, false),
+                entry("000.00.06.H41", Direct, false),
+                entry("000.00.06.H42", Lgsp, false),
+            ]
+            .into_iter()
+            .chain(more),
+        )
+    }
+
     #[test]
     fn routes_to_own_node_else_nearest_relaying_ancestor() {
         use ConnectionMode::{Direct, Lgsp};
-        let directory = Directory::new([
-            entry("000.00.00.H41", Lgsp, true),
-            entry("000.00.05.H41", Lgsp, false),
-            entry("000.07.05.H41", Lgsp, false),
-            entry("000.00.06.H41", Direct, false),
-            entry("000.00.06.H42", Lgsp, false),
+        let directory = province_directory([
             entry("000.00.06.H43", Lgsp, false),
             entry("000.00.00.H43", Direct, false),
         ]);
-        let code = |text: &str| text.parse::<AgencyCode>().unwrap();
         let h41 = code("000.00.00.H41");
         assert_eq!(directory.route(&h41), Route::Own { unit: h41 });
         for unit in ["000.00.05.H41", "000.07.05.H41"] {
@@ -544,15 +559,7 @@ mod tests {
 
     #[test]
     fn only_registered_agencies_act_and_units_without_a_node_only_through_their_relay() {
-        use ConnectionMode::{Direct, Lgsp};
-        let directory = Directory::new([
-            entry("000.00.00.H41", Lgsp, true),
-            entry("000.00.05.H41", Lgsp, false),
-            entry("000.07.05.H41", Lgsp, false),
-            entry("000.00.06.H41", Direct, false),
-            entry("000.00.06.H42", Lgsp, false),
-        ]);
-        let code = |text: &str| text.parse::<AgencyCode>().unwrap();
+        let directory = province_directory([]);
         let (province, district) = (code("000.00.00.H41"), code("000.00.05.H41"));
         for act in [Act::Read, Act::Node] {
             assert_eq!(directory.admits(&province, act), Ok(()));
@@ -616,7 +623,6 @@ own_node = false
         let DirectoryError::Invalid { problems, .. } = &error else {
             panic!("not refused for its entries: {error}");
         };
-        let code = |text: &str| text.parse::<AgencyCode>().unwrap();
         assert_eq!(
             problems,
             &[

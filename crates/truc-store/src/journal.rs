@@ -221,47 +221,12 @@ impl Journal {
             std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "cannot create", e))?;
             sync_dir(data_dir).map_err(|e| io_error(data_dir, "cannot sync", e))?;
         }
-        let mut found = Vec::new();
-        let mut voids = Vec::new();
-        let mut void_from = u64::MAX;
-        for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, "cannot list", e))? {
-            let entry = entry.map_err(|e| io_error(&dir, "cannot list", e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                continue;
-            };
-            if let Some(seq) = name
-                .strip_suffix(VOID_SUFFIX)
-                .and_then(|stem| stem.parse::<u64>().ok())
-            {
-                void_from = void_from.min(seq);
-                voids.push(entry.path());
-            } else if let Some(first) = name
-                .strip_suffix(".log")
-                .and_then(|stem| stem.parse::<u64>().ok())
-            {
-                found.push((first, entry.path()));
-            }
-        }
-        found.sort();
-        // Segments go only once the tree holds their groups: the first one
-        // left names the groups the tree must hold. Even an empty segment
-        // says so, where no record could show a gap.
-        if let Some((first, path)) = found.first() {
-            if *first > after_seq + 1 {
-                return Err(damaged(
-                    &dir,
-                    format!(
-                        "{} shows that groups up to {} were checkpointed and let go, but the \
-                         tree holds only {after_seq}: groups {} to {} are missing",
-                        path.display(),
-                        first - 1,
-                        after_seq + 1,
-                        first - 1
-                    ),
-                ));
-            }
-        }
+        let Listing {
+            found,
+            voids,
+            void_from,
+        } = list_journal(&dir)?;
+        check_first_segment(&dir, &found, after_seq)?;
         let mut groups = Vec::new();
         let mut torn = None;
         let mut last_seq = after_seq;
@@ -269,60 +234,9 @@ impl Journal {
         for (index, (first, path)) in found.iter().enumerate() {
             let bytes = std::fs::read(path).map_err(|e| io_error(path, "cannot read", e))?;
             let is_last = index + 1 == count;
-            let (format, start) = segment_format(&bytes);
-            let (mut records, mut valid_bytes) = parse_records(&bytes, format, start);
-            let damaged_tail = !zeros_only(&bytes[valid_bytes..]);
-            let voided = records.iter().position(|record| record.seq >= void_from);
-            if let Some(void) = voided {
-                // Its sync failed, so it was refused to its callers: cut like
-                // a torn record. Writes stop after such a failure, so it can
-                // only be the journal's last.
-                if !is_last || damaged_tail {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "group {void_from} was voided after a failed sync, yet more follows it in {}",
-                            path.display()
-                        ),
-                    ));
-                }
-                valid_bytes = records[void].at;
-                records.truncate(void);
-                tracing::warn!(segment = %path.display(), group = void_from, "cutting a group whose sync failed");
-                torn = Some((path.clone(), valid_bytes as u64));
-            } else if damaged_tail {
-                let before = records.last().map_or(last_seq, |record| record.seq);
-                if !is_last {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "{} has an unreadable record at byte {valid_bytes} and later segments follow",
-                            path.display()
-                        ),
-                    ));
-                }
-                if let Some(at) = intact_record_after(&bytes, format, valid_bytes, before) {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "{} has an unreadable record at byte {valid_bytes} and an intact one \
-                             at byte {at} after it",
-                            path.display()
-                        ),
-                    ));
-                }
-                if let Some((stated, actual)) = damaged_length(&bytes, format, valid_bytes) {
-                    return Err(damaged(
-                        &dir,
-                        format!(
-                            "{} has a record at byte {valid_bytes} whose length field says \
-                             {stated} bytes, but the record is whole and intact with {actual}: \
-                             the length was damaged, the record was not torn",
-                            path.display()
-                        ),
-                    ));
-                }
-                torn = Some((path.clone(), valid_bytes as u64));
+            let (records, cut) = segment_records(&dir, path, &bytes, is_last, void_from, last_seq)?;
+            if cut.is_some() {
+                torn = cut;
             }
             if let Some(record) = records.first() {
                 if record.seq != *first {
@@ -508,6 +422,146 @@ impl Journal {
         }
     }
 }
+/// What the journal's folder holds: its segments by first group, in
+/// order, and the void files with the first group they void.
+struct Listing {
+    found: Vec<(u64, PathBuf)>,
+    voids: Vec<PathBuf>,
+    /// The lowest group a void file names; `u64::MAX` if none.
+    void_from: u64,
+}
+
+/// Lists the segments and void files in the journal's folder.
+fn list_journal(dir: &Path) -> Result<Listing, StoreError> {
+    let mut found = Vec::new();
+    let mut voids = Vec::new();
+    let mut void_from = u64::MAX;
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, "cannot list", e))? {
+        let entry = entry.map_err(|e| io_error(dir, "cannot list", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if let Some(seq) = name
+            .strip_suffix(VOID_SUFFIX)
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
+            void_from = void_from.min(seq);
+            voids.push(entry.path());
+        } else if let Some(first) = name
+            .strip_suffix(".log")
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
+            found.push((first, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(Listing {
+        found,
+        voids,
+        void_from,
+    })
+}
+
+/// Refuses a journal whose first segment starts after the group following
+/// `after_seq`: the groups between were let go but the tree lacks them.
+fn check_first_segment(
+    dir: &Path,
+    found: &[(u64, PathBuf)],
+    after_seq: u64,
+) -> Result<(), StoreError> {
+    // Segments go only once the tree holds their groups: the first one
+    // left names the groups the tree must hold. Even an empty segment
+    // says so, where no record could show a gap.
+    if let Some((first, path)) = found.first() {
+        if *first > after_seq + 1 {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} shows that groups up to {} were checkpointed and let go, but the \
+                     tree holds only {after_seq}: groups {} to {} are missing",
+                    path.display(),
+                    first - 1,
+                    after_seq + 1,
+                    first - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a segment is cut: its path and the length it keeps.
+type Cut = (PathBuf, u64);
+
+/// A segment's intact records, and where to cut it if its end is torn or
+/// holds a voided group; refuses damage that a crash cannot explain.
+fn segment_records<'a>(
+    dir: &Path,
+    path: &Path,
+    bytes: &'a [u8],
+    is_last: bool,
+    void_from: u64,
+    last_seq: u64,
+) -> Result<(Vec<Record<'a>>, Option<Cut>), StoreError> {
+    let mut torn = None;
+    let (format, start) = segment_format(bytes);
+    let (mut records, mut valid_bytes) = parse_records(bytes, format, start);
+    let damaged_tail = !zeros_only(&bytes[valid_bytes..]);
+    let voided = records.iter().position(|record| record.seq >= void_from);
+    if let Some(void) = voided {
+        // Its sync failed, so it was refused to its callers: cut like
+        // a torn record. Writes stop after such a failure, so it can
+        // only be the journal's last.
+        if !is_last || damaged_tail {
+            return Err(damaged(
+                dir,
+                format!(
+                    "group {void_from} was voided after a failed sync, yet more follows it in {}",
+                    path.display()
+                ),
+            ));
+        }
+        valid_bytes = records[void].at;
+        records.truncate(void);
+        tracing::warn!(segment = %path.display(), group = void_from, "cutting a group whose sync failed");
+        torn = Some((path.to_path_buf(), valid_bytes as u64));
+    } else if damaged_tail {
+        let before = records.last().map_or(last_seq, |record| record.seq);
+        if !is_last {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} has an unreadable record at byte {valid_bytes} and later segments follow",
+                    path.display()
+                ),
+            ));
+        }
+        if let Some(at) = intact_record_after(bytes, format, valid_bytes, before) {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} has an unreadable record at byte {valid_bytes} and an intact one \
+                     at byte {at} after it",
+                    path.display()
+                ),
+            ));
+        }
+        if let Some((stated, actual)) = damaged_length(bytes, format, valid_bytes) {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} has a record at byte {valid_bytes} whose length field says \
+                     {stated} bytes, but the record is whole and intact with {actual}: \
+                     the length was damaged, the record was not torn",
+                    path.display()
+                ),
+            ));
+        }
+        torn = Some((path.to_path_buf(), valid_bytes as u64));
+    }
+    Ok((records, torn))
+}
 
 struct Record<'a> {
     /// Where the record starts in its segment.
@@ -671,6 +725,29 @@ mod tests {
             .unwrap();
     }
 
+    /// A new journal in `data_dir` holding groups 1 to `last`, still open.
+    fn journal_with_groups(data_dir: &Path, last: u64) -> Journal {
+        let mut journal = Journal::open(data_dir, 0).unwrap().start().unwrap();
+        for seq in 1..=last {
+            append(&mut journal, seq, &changes(seq as u8));
+        }
+        journal
+    }
+
+    /// The groups' numbers, in order.
+    fn seqs(groups: &[Group]) -> Vec<u64> {
+        groups.iter().map(|group| group.seq).collect()
+    }
+
+    /// Groups 1 to 3 written and the journal closed: the one segment's path
+    /// and bytes, for a test to damage.
+    fn three_groups_written(data_dir: &Path) -> (PathBuf, Vec<u8>) {
+        drop(journal_with_groups(data_dir, 3));
+        let segment = segment_path(&data_dir.join(JOURNAL_DIR), 1);
+        let bytes = std::fs::read(&segment).unwrap();
+        (segment, bytes)
+    }
+
     #[test]
     fn groups_come_back_in_order_after_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
@@ -682,7 +759,7 @@ mod tests {
         }
         drop(journal);
         let groups = Journal::open(dir.path(), 2).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(seqs(&groups), [3, 4, 5]);
         assert_eq!(groups[0].changes, changes(3));
         assert_eq!(groups[0].payload, payload(3));
         // Reopened twice: the second open made a new (empty) segment at 6.
@@ -692,19 +769,13 @@ mod tests {
         append(&mut journal, 6, &changes(6));
         drop(journal);
         let groups = Journal::open(dir.path(), 5).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [6]);
+        assert_eq!(seqs(&groups), [6]);
     }
 
     #[test]
     fn a_torn_tail_is_cut_and_older_damage_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        for seq in 1..=3 {
-            append(&mut journal, seq, &changes(seq as u8));
-        }
-        drop(journal);
-        let segment = segment_path(&dir.path().join(JOURNAL_DIR), 1);
-        let bytes = std::fs::read(&segment).unwrap();
+        let (segment, bytes) = three_groups_written(dir.path());
         // A flipped byte in the first record, intact ones after it: damage,
         // refused, and nothing cut.
         let mut flipped = bytes.clone();
@@ -731,8 +802,7 @@ mod tests {
     #[test]
     fn segments_covered_by_a_checkpoint_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(dir.path(), 1);
         journal.rotate(2).unwrap();
         append(&mut journal, 2, &changes(2));
         journal.rotate(3).unwrap();
@@ -744,7 +814,7 @@ mod tests {
         drop(journal);
         // A checkpoint at 1 with segment 2 gone: group 2 is missing.
         let groups = Journal::open(dir.path(), 2).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(seqs(&groups), [3]);
         let error = Journal::open(dir.path(), 1).err().expect("refused");
         assert!(error.to_string().contains("missing"), "{error}");
     }
@@ -752,13 +822,7 @@ mod tests {
     #[test]
     fn a_damaged_length_in_the_last_record_is_refused_not_cut_as_torn() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        for seq in 1..=3 {
-            append(&mut journal, seq, &changes(seq as u8));
-        }
-        drop(journal);
-        let segment = segment_path(&dir.path().join(JOURNAL_DIR), 1);
-        let bytes = std::fs::read(&segment).unwrap();
+        let (segment, bytes) = three_groups_written(dir.path());
         let (_, start) = segment_format(&bytes);
         let (records, _) = parse_records(&bytes, Format::Checked, start);
         let last = records.last().unwrap().at;
@@ -802,15 +866,14 @@ mod tests {
         append(&mut journal, 3, &changes(3));
         drop(journal);
         let groups = Journal::open(dir.path(), 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(seqs(&groups), [1, 2, 3]);
     }
 
     #[test]
     #[should_panic(expected = "numbered consecutively")]
     fn a_gap_in_group_numbers_is_stopped_before_it_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(dir.path(), 1);
         append(&mut journal, 3, &changes(3));
     }
 
@@ -818,8 +881,7 @@ mod tests {
     #[should_panic(expected = "passes the journal")]
     fn a_checkpoint_past_the_journal_is_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(dir.path(), 1);
         journal.discard_through(2);
     }
 
@@ -841,12 +903,10 @@ mod tests {
         let Some((mut disk, data)) = faulty_data_dir(&mount, "the_journal_folder_survives") else {
             return;
         };
-        let mut journal = Journal::open(&data, 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
-        drop(journal);
+        drop(journal_with_groups(&data, 1));
         disk.cut(truc_faultfs::CutMode::LoseAll).unwrap();
         let groups = Journal::open(&data, 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1]);
+        assert_eq!(seqs(&groups), [1]);
     }
 
     #[test]
@@ -855,8 +915,7 @@ mod tests {
         let Some((mut disk, data)) = faulty_data_dir(&mount, "a_group_whose_sync_failed") else {
             return;
         };
-        let mut journal = Journal::open(&data, 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(&data, 1);
         disk.fail_next_sync("/journal/");
         let group = changes(2);
         let failed = journal.append(
@@ -869,16 +928,13 @@ mod tests {
         // Its bytes reached the page cache and may reach the disk: without a
         // power cut they are all there, and still it must not come back.
         let recovered = Journal::open(&data, 0).unwrap();
-        assert_eq!(
-            recovered.groups.iter().map(|g| g.seq).collect::<Vec<_>>(),
-            [1]
-        );
+        assert_eq!(seqs(&recovered.groups), [1]);
         let mut journal = recovered.start().unwrap();
         append(&mut journal, 2, &changes(22));
         drop(journal);
         disk.cut(truc_faultfs::CutMode::LoseAll).unwrap();
         let groups = Journal::open(&data, 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(seqs(&groups), [1, 2]);
         assert_eq!(groups[1].changes, changes(22));
     }
 
@@ -888,8 +944,7 @@ mod tests {
         let Some((disk, data)) = faulty_data_dir(&mount, "a_group_that_cannot_be_cut") else {
             return;
         };
-        let mut journal = Journal::open(&data, 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
+        let mut journal = journal_with_groups(&data, 1);
         // The group's sync fails, and so does the sync of the cut.
         disk.fail_next_sync("/journal/0");
         disk.fail_next_sync("/journal/0");
@@ -909,15 +964,12 @@ mod tests {
             .collect();
         assert_eq!(voids, [format!("{:020}{VOID_SUFFIX}", 2)]);
         let recovered = Journal::open(&data, 0).unwrap();
-        assert_eq!(
-            recovered.groups.iter().map(|g| g.seq).collect::<Vec<_>>(),
-            [1]
-        );
+        assert_eq!(seqs(&recovered.groups), [1]);
         let mut journal = recovered.start().unwrap();
         append(&mut journal, 2, &changes(22));
         drop(journal);
         let groups = Journal::open(&data, 0).unwrap().groups;
-        assert_eq!(groups.iter().map(|g| g.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(seqs(&groups), [1, 2]);
         assert_eq!(groups[1].changes, changes(22), "the void went with its cut");
     }
 
@@ -1014,10 +1066,7 @@ mod tests {
     #[test]
     fn a_tree_behind_the_segments_the_journal_let_go_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        for seq in 1..=3 {
-            append(&mut journal, seq, &changes(seq as u8));
-        }
+        let mut journal = journal_with_groups(dir.path(), 3);
         // A checkpoint through 3: a new (empty) segment, the old one removed.
         journal.rotate(4).unwrap();
         journal.discard_through(3);

@@ -416,6 +416,15 @@ fn write_piece(file: &File, extent: &Extent, bytes: &[u8]) -> std::io::Result<()
 mod tests {
     use super::*;
 
+    /// The bytes the file system holds for the log's first segment.
+    fn allocated_bytes(log: &PayloadLog) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(segment_path(log.dir(), 1))
+            .unwrap()
+            .blocks()
+            * 512
+    }
+
     #[test]
     fn released_bytes_give_their_space_back_and_leave_the_rest() {
         let dir = tempfile::tempdir().unwrap();
@@ -424,13 +433,7 @@ mod tests {
         let refused = log.append(&[2; 1 << 20]).unwrap();
         let after = log.append(&[3; 8192]).unwrap();
         log.sync().unwrap();
-        let blocks = || {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(segment_path(log.dir(), 1))
-                .unwrap()
-                .blocks()
-                * 512
-        };
+        let blocks = || allocated_bytes(&log);
         let before = blocks();
         log.release(&[refused]);
         assert!(
@@ -456,13 +459,7 @@ mod tests {
             .collect();
         let after = log.append(&[3; 100]).unwrap();
         log.sync().unwrap();
-        let blocks = || {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(segment_path(log.dir(), 1))
-                .unwrap()
-                .blocks()
-                * 512
-        };
+        let blocks = || allocated_bytes(&log);
         let before = blocks();
         // In another order than written, as a group may retire them.
         let mut released = small.clone();

@@ -76,6 +76,21 @@ impl PgReader {
     }
 }
 
+/// A page's rows read into records, each with the key the next page is
+/// read after (see [`PgReader::paged`]).
+pub(crate) fn keyed_page<T>(
+    rows: &[Row],
+    read: impl Fn(&Row) -> Result<T, StoreError>,
+    key: impl Fn(&T) -> String,
+) -> Result<Vec<(String, T)>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let record = read(row)?;
+            Ok((key(&record), record))
+        })
+        .collect()
+}
+
 /// A stored document, whole, read inside any connection.
 pub(crate) fn read_document(
     connection: &mut Connection,
@@ -225,7 +240,7 @@ pub(crate) fn row_watch(row: &Row) -> Result<WatchRecord, StoreError> {
     })
 }
 
-fn row_overdue(row: &Row) -> Result<OverdueRecord, StoreError> {
+pub(crate) fn row_overdue(row: &Row) -> Result<OverdueRecord, StoreError> {
     Ok(OverdueRecord {
         recipient: row.get(0),
         document_id: row.get(1),
@@ -379,7 +394,7 @@ impl Reader for PgReader {
 
     fn documents(&self) -> Rows<'_, DocumentRecord> {
         self.paged(|connection, after| {
-            connection
+            let rows = connection
                 .query(
                     "SELECT d.document_id, d.sender, d.document_date, d.subject, d.accepted_at,
                             d.recipients, d.refused, d.attachments, d.document_signature_state,
@@ -390,13 +405,8 @@ impl Reader for PgReader {
                      ORDER BY d.document_id LIMIT $2",
                     &[&after, &PAGE_ROWS],
                 )
-                .map_err(fail("reading documents"))?
-                .iter()
-                .map(|row| {
-                    let document = row_document(row)?;
-                    Ok((document.document_id.clone(), document))
-                })
-                .collect()
+                .map_err(fail("reading documents"))?;
+            keyed_page(&rows, row_document, |document| document.document_id.clone())
         })
     }
 
@@ -631,7 +641,7 @@ impl Reader for PgReader {
     fn overdue_records(&self, recipient: Option<&str>) -> Rows<'_, OverdueRecord> {
         let recipient = recipient.map(str::to_owned);
         self.paged(move |connection, after| {
-            connection
+            let rows = connection
                 .query(
                     "SELECT recipient, document_id, kind, deadline, detected_at, sender
                      FROM overdue
@@ -641,26 +651,22 @@ impl Reader for PgReader {
                      ORDER BY recipient || chr(1) || document_id || chr(1) || kind LIMIT $3",
                     &[&recipient, &after, &PAGE_ROWS],
                 )
-                .map_err(fail("reading overdue deliveries"))?
-                .iter()
-                .map(|row| {
-                    let record = row_overdue(row)?;
-                    let key = format!(
-                        "{}\u{1}{}\u{1}{}",
-                        record.recipient,
-                        record.document_id,
-                        record.kind.name()
-                    );
-                    Ok((key, record))
-                })
-                .collect()
+                .map_err(fail("reading overdue deliveries"))?;
+            keyed_page(&rows, row_overdue, |record| {
+                format!(
+                    "{}\u{1}{}\u{1}{}",
+                    record.recipient,
+                    record.document_id,
+                    record.kind.name()
+                )
+            })
         })
     }
 
     fn dead_letters(&self, recipient: Option<&str>) -> Rows<'_, DeadLetterRecord> {
         let recipient = recipient.map(str::to_owned);
         self.paged(move |connection, after| {
-            connection
+            let rows = connection
                 .query(
                     "SELECT recipient, document_id, sender, queue_owner, expired_at, reason,
                             state, actions
@@ -670,16 +676,10 @@ impl Reader for PgReader {
                      ORDER BY recipient || chr(1) || document_id LIMIT $3",
                     &[&recipient, &after, &PAGE_ROWS],
                 )
-                .map_err(fail("reading dead letters"))?
-                .iter()
-                .map(|row| {
-                    let letter = row_dead_letter(row)?;
-                    Ok((
-                        format!("{}\u{1}{}", letter.recipient, letter.document_id),
-                        letter,
-                    ))
-                })
-                .collect()
+                .map_err(fail("reading dead letters"))?;
+            keyed_page(&rows, row_dead_letter, |letter| {
+                format!("{}\u{1}{}", letter.recipient, letter.document_id)
+            })
         })
     }
 
@@ -859,20 +859,15 @@ impl Reader for PgReader {
             let after: i64 = after
                 .and_then(|key| key.parse::<i64>().ok())
                 .map_or(from - 1, |seq| seq.max(from - 1));
-            connection
+            let rows = connection
                 .query(
                     "SELECT seq, at, kind, actor, document_id, recipient, status, reason,
                             signed_sha256, signature, certificate_sha256, previous_sha256, sha256
                      FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
                     &[&after, &PAGE_ROWS],
                 )
-                .map_err(fail("reading the audit log"))?
-                .iter()
-                .map(|row| {
-                    let entry = row_audit(row)?;
-                    Ok((entry.seq.to_string(), entry))
-                })
-                .collect()
+                .map_err(fail("reading the audit log"))?;
+            keyed_page(&rows, row_audit, |entry| entry.seq.to_string())
         })
     }
 

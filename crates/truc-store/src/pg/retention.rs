@@ -8,6 +8,7 @@ use postgres::Row;
 use serde_json::Value;
 use time::Date;
 
+use super::reader::{keyed_page, row_overdue};
 use super::rows::{self, timestamp, unix_ms};
 use super::{database_error, params, Connection, Pipeline};
 use crate::audit::AuditEntry;
@@ -69,7 +70,7 @@ pub(crate) fn archived_page(
     after: Option<String>,
     page_rows: i64,
 ) -> Result<Vec<(String, ArchivedDocument)>, StoreError> {
-    connection
+    let rows = connection
         .query(
             "SELECT document_id, content_sha256, accepted_at, recipients, refused,
                     document_signature_state, archive, archive_offset, archived_at
@@ -77,13 +78,8 @@ pub(crate) fn archived_page(
              ORDER BY document_id LIMIT $2",
             &[&after, &page_rows],
         )
-        .map_err(fail("reading the duplicate index"))?
-        .iter()
-        .map(|row| {
-            let archived = row_archived(row)?;
-            Ok((archived.document_id.clone(), archived))
-        })
-        .collect()
+        .map_err(fail("reading the duplicate index"))?;
+    keyed_page(&rows, row_archived, |archived| archived.document_id.clone())
 }
 
 pub(crate) fn overdue_of(
@@ -99,16 +95,7 @@ pub(crate) fn overdue_of(
         )
         .map_err(fail("reading overdue deliveries"))?
         .iter()
-        .map(|row| {
-            Ok(OverdueRecord {
-                recipient: row.get(0),
-                document_id: row.get(1),
-                kind: rows::deadline_kind(row.get(2))?,
-                deadline_unix_ms: unix_ms(row.get(3)),
-                detected_at_unix_ms: unix_ms(row.get(4)),
-                sender: row.get(5),
-            })
-        })
+        .map(row_overdue)
         .collect()
 }
 
@@ -272,6 +259,26 @@ pub(crate) fn candidates(
 /// archived audit entries removed, and the archive files' states.
 pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreError> {
     let mut pipeline = Pipeline::default();
+    push_attachment_changes(&mut pipeline, changes);
+    push_retired_removals(&mut pipeline, changes);
+    push_duplicate_index(&mut pipeline, changes)?;
+    push_retained_figures(&mut pipeline, changes)?;
+    if let Some(through) = changes.audit_pruned_through.take() {
+        pipeline.push(
+            "removing archived audit entries",
+            "DELETE FROM audit_log WHERE seq <= $1",
+            params![through.min(i64::MAX as u64) as i64],
+        );
+    }
+    push_archive_files(&mut pipeline, changes);
+    // The open file is the one with `open` set.
+    changes.open_archive = None;
+    Ok(pipeline)
+}
+
+/// Attachments' reference counts moved, and the attachments no document
+/// names any more removed with their bytes.
+fn push_attachment_changes(pipeline: &mut Pipeline<'static>, changes: &mut ChangeSet) {
     if !changes.blob_refs.is_empty() {
         let (digests, deltas): (Vec<Vec<u8>>, Vec<i64>) = changes
             .blob_refs
@@ -302,6 +309,11 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             params![digests],
         );
     }
+}
+
+/// Retired documents removed with every row under them; a link goes with
+/// the last of its two documents.
+fn push_retired_removals(pipeline: &mut Pipeline<'static>, changes: &mut ChangeSet) {
     let retired: Vec<String> = changes
         .retired
         .drain(..)
@@ -341,6 +353,14 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             pipeline.push(what, statement, params![retired.clone()]);
         }
     }
+}
+
+/// The duplicate index's entries of the archived documents, one per id,
+/// written in one statement of arrays.
+fn push_duplicate_index(
+    pipeline: &mut Pipeline<'static>,
+    changes: &mut ChangeSet,
+) -> Result<(), StoreError> {
     if !changes.archived.is_empty() {
         let mut ids = Vec::new();
         let mut senders = Vec::new();
@@ -400,6 +420,15 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             ],
         );
     }
+    Ok(())
+}
+
+/// The archived documents' figures, added to those already kept for the
+/// same agency and day so that reports still count them.
+fn push_retained_figures(
+    pipeline: &mut Pipeline<'static>,
+    changes: &mut ChangeSet,
+) -> Result<(), StoreError> {
     for ((agency, date_key), figures) in std::mem::take(&mut changes.retained) {
         let reached: Vec<i64> = figures.reached.iter().map(|count| *count as i64).collect();
         pipeline.push(
@@ -431,13 +460,11 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             ],
         );
     }
-    if let Some(through) = changes.audit_pruned_through.take() {
-        pipeline.push(
-            "removing archived audit entries",
-            "DELETE FROM audit_log WHERE seq <= $1",
-            params![through.min(i64::MAX as u64) as i64],
-        );
-    }
+    Ok(())
+}
+
+/// The archive files' states, as retention left them.
+fn push_archive_files(pipeline: &mut Pipeline<'static>, changes: &mut ChangeSet) {
     // In order: a file closed before the next one opens.
     for file in changes.archive_files.drain(..) {
         pipeline.push(
@@ -468,7 +495,4 @@ pub(crate) fn write(changes: &mut ChangeSet) -> Result<Pipeline<'static>, StoreE
             ],
         );
     }
-    // The open file is the one with `open` set.
-    changes.open_archive = None;
-    Ok(pipeline)
 }
