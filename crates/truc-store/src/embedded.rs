@@ -28,8 +28,8 @@ use crate::records::{
     BlobRecord, DeadLetterRecord, DeliveryRecord, DocumentRecord, LinkRecord, OverdueRecord,
     QueueItem, RetainedFigures, StoredBlob, StoredDocument, WatchRecord,
 };
-use crate::rules::{GroupChanges, GroupStart, View, WatchBlockId};
-use crate::{journal, CounterMap, Extent, StoreOptions, MARKER_FILE, PAYLOAD_DIR};
+use crate::rules::{ChangeSet, GroupChanges, GroupStart, View, WatchBlockId};
+use crate::{journal, CounterMap, Extent, PendingBlob, StoreOptions, MARKER_FILE, PAYLOAD_DIR};
 
 /// 2: the journal, the payload log and extents in blob records (1 kept
 /// attachment chunks in a tree of their own).
@@ -524,16 +524,70 @@ impl EmbeddedWriter {
             next_queue_seq,
             send_seqs,
         } = group;
-        let mut backlog = std::mem::take(&mut changes.backlog);
+        let backlog = std::mem::take(&mut changes.backlog);
         // Attachments first: a document names them.
-        for blob in std::mem::take(&mut changes.blobs) {
+        self.stage_blobs(
+            &mut staged,
+            &mut carried,
+            std::mem::take(&mut changes.blobs),
+        )?;
+        self.stage_documents(&mut staged, &mut carried, &changes.documents)?;
+        self.stage_records(&mut staged, &mut changes, &audit, commit_seq)?;
+        // After every other change: a retired document's keys go whatever
+        // the group did to them before.
+        let (released, ids) = retention::stage(
+            &self.inner,
+            &mut staged,
+            &mut changes,
+            &send_seqs,
+            commit_seq,
+        )?;
+        let audit_head = audit.last().map_or(self.audit_head, |entry| AuditHead {
+            seq: entry.seq,
+            sha256: entry.sha256,
+        });
+        stage_meta(&mut staged, next_queue_seq, commit_seq, audit_head);
+        if !ids.is_empty() {
+            crate::sink::crash_point("ids-written");
+        }
+        let ids = self.make_durable(commit_seq, &staged, &carried, ids)?;
+        self.inner.layers.merge(staged.into_iter(), commit_seq);
+        self.inner.ids.settle(ids);
+        // Durable and visible: the bytes of what left can go.
+        if !released.is_empty() {
+            self.inner.payload.release(&released);
+        }
+        self.count_backlog(backlog);
+        self.commit_seq = commit_seq;
+        self.next_queue_seq = next_queue_seq;
+        self.audit_head = audit_head;
+        // The group is durable and visible: a marker that cannot be written
+        // only weakens the check at the next open, so it is said, not failed.
+        if let Err(error) = self.marker.record(commit_seq) {
+            tracing::warn!(%error, "cannot write the commit marker");
+        }
+        if self.inner.layers.live_bytes() >= self.policy.start_bytes {
+            self.inner.checkpoints.request();
+        }
+        Ok(())
+    }
+
+    /// Stages the records of attachments not stored yet; small ones ride in
+    /// the journal record.
+    fn stage_blobs(
+        &self,
+        staged: &mut Changes,
+        carried: &mut Vec<(payload::Extent, Vec<u8>)>,
+        blobs: Vec<PendingBlob>,
+    ) -> Result<(), sled::Error> {
+        for blob in blobs {
             let key = keys::blob(&blob.sha256);
             // Stored meanwhile by another send: this upload's copy stays unused.
             if staged.contains_key(&key) || self.inner.get(&key)?.is_some() {
                 continue;
             }
             let extents = match blob.inline {
-                Some(bytes) => vec![self.carry(&mut carried, bytes)?],
+                Some(bytes) => vec![self.carry(carried, bytes)?],
                 None => blob
                     .extents
                     .iter()
@@ -551,15 +605,26 @@ impl EmbeddedWriter {
                 })),
             );
         }
-        for document in &changes.documents {
+        Ok(())
+    }
+
+    /// Stages new documents, their envelopes (carried) and their senders'
+    /// certificates not stored yet.
+    fn stage_documents(
+        &self,
+        staged: &mut Changes,
+        carried: &mut Vec<(payload::Extent, Vec<u8>)>,
+        documents: &[DocumentRecord],
+    ) -> Result<(), sled::Error> {
+        for document in documents {
             let certificate_sha256 = sha256(&document.sender_certificate);
             let certificate_key = keys::certificate(&certificate_sha256);
             if !staged.contains_key(&certificate_key) && self.inner.get(&certificate_key)?.is_none()
             {
-                let extent = self.carry(&mut carried, document.sender_certificate.clone())?;
+                let extent = self.carry(carried, document.sender_certificate.clone())?;
                 staged.insert(certificate_key, Some(encode(&extent)));
             }
-            let envelope = self.carry(&mut carried, envelope_bytes(document))?;
+            let envelope = self.carry(carried, envelope_bytes(document))?;
             staged.insert(
                 keys::document(&document.document_id),
                 Some(encode(&StoredDocument::new(
@@ -569,6 +634,18 @@ impl EmbeddedWriter {
                 ))),
             );
         }
+        Ok(())
+    }
+
+    /// Stages what the group changed of deliveries, queues, counters, links,
+    /// deadlines and the audit chain.
+    fn stage_records(
+        &self,
+        staged: &mut Changes,
+        changes: &mut ChangeSet,
+        audit: &[AuditEntry],
+        commit_seq: u64,
+    ) -> Result<(), sled::Error> {
         for (document_id, deliveries) in std::mem::take(&mut changes.deliveries) {
             staged.insert(
                 keys::deliveries(&document_id),
@@ -618,39 +695,19 @@ impl EmbeddedWriter {
             let last = block.last().expect("chunks are never empty");
             staged.insert(keys::audit(last.seq).to_vec(), Some(encode(&block)));
         }
-        stage_watch_blocks(
-            &mut staged,
-            std::mem::take(&mut changes.watches),
-            commit_seq,
-        );
-        // After every other change: a retired document's keys go whatever
-        // the group did to them before.
-        let (released, ids) = retention::stage(
-            &self.inner,
-            &mut staged,
-            &mut changes,
-            &send_seqs,
-            commit_seq,
-        )?;
-        let audit_head = audit.last().map_or(self.audit_head, |entry| AuditHead {
-            seq: entry.seq,
-            sha256: entry.sha256,
-        });
-        staged.insert(
-            keys::META_NEXT_SEQ.to_vec(),
-            Some(next_queue_seq.to_be_bytes().to_vec()),
-        );
-        staged.insert(
-            keys::META_COMMIT_SEQ.to_vec(),
-            Some(commit_seq.to_be_bytes().to_vec()),
-        );
-        staged.insert(
-            keys::META_AUDIT_HEAD.to_vec(),
-            Some(audit_head.encode().to_vec()),
-        );
-        if !ids.is_empty() {
-            crate::sink::crash_point("ids-written");
-        }
+        stage_watch_blocks(staged, std::mem::take(&mut changes.watches), commit_seq);
+        Ok(())
+    }
+
+    /// Syncs the payload log, then appends and syncs the group's journal
+    /// record; on failure nothing of the group stays reserved.
+    fn make_durable(
+        &self,
+        commit_seq: u64,
+        staged: &Changes,
+        carried: &[(payload::Extent, Vec<u8>)],
+        ids: ids::Pending,
+    ) -> Result<ids::Pending, sled::Error> {
         if let Err(error) = self.inner.payload.sync() {
             self.inner.ids.abandon(ids);
             return Err(sled::Error::Io(error));
@@ -660,7 +717,7 @@ impl EmbeddedWriter {
             staged
                 .iter()
                 .map(|(key, value)| (key.as_slice(), value.as_deref())),
-            &carried,
+            carried,
         );
         if let Err(error) = appended {
             let extents: Vec<payload::Extent> = carried.iter().map(|(extent, _)| *extent).collect();
@@ -668,12 +725,11 @@ impl EmbeddedWriter {
             self.inner.ids.abandon(ids);
             return Err(sled::Error::Io(error));
         }
-        self.inner.layers.merge(staged.into_iter(), commit_seq);
-        self.inner.ids.settle(ids);
-        // Durable and visible: the bytes of what left can go.
-        if !released.is_empty() {
-            self.inner.payload.release(&released);
-        }
+        Ok(ids)
+    }
+
+    /// Adds the group's changes to each sender's backlog count.
+    fn count_backlog(&self, mut backlog: HashMap<String, i64>) {
         if !backlog.is_empty() {
             let mut counts = self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner());
             for (sender, change) in backlog.drain() {
@@ -681,18 +737,6 @@ impl EmbeddedWriter {
                 *count = count.saturating_add_signed(change);
             }
         }
-        self.commit_seq = commit_seq;
-        self.next_queue_seq = next_queue_seq;
-        self.audit_head = audit_head;
-        // The group is durable and visible: a marker that cannot be written
-        // only weakens the check at the next open, so it is said, not failed.
-        if let Err(error) = self.marker.record(commit_seq) {
-            tracing::warn!(%error, "cannot write the commit marker");
-        }
-        if self.inner.layers.live_bytes() >= self.policy.start_bytes {
-            self.inner.checkpoints.request();
-        }
-        Ok(())
     }
 
     /// Appends small payload bytes the group's journal record carries.
@@ -709,6 +753,23 @@ impl EmbeddedWriter {
         carried.push((extent, bytes));
         Ok(extent)
     }
+}
+
+/// The store's own figures after the group: the next queue number, the
+/// group's commit number and the audit chain's head.
+fn stage_meta(staged: &mut Changes, next_queue_seq: u64, commit_seq: u64, audit_head: AuditHead) {
+    staged.insert(
+        keys::META_NEXT_SEQ.to_vec(),
+        Some(next_queue_seq.to_be_bytes().to_vec()),
+    );
+    staged.insert(
+        keys::META_COMMIT_SEQ.to_vec(),
+        Some(commit_seq.to_be_bytes().to_vec()),
+    );
+    staged.insert(
+        keys::META_AUDIT_HEAD.to_vec(),
+        Some(audit_head.encode().to_vec()),
+    );
 }
 
 /// The group's deadlines as blocks, one per second of deadline, each under
