@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::records::{ArchiveFile, DeadLetterRecord, DocumentRecord};
 use crate::rules::moves::MoveResults;
 use crate::rules::{
-    AcceptDeadlines, AcceptPlan, AckOutcome, GroupChanges, LapseOutcome, MoveRequest,
+    AcceptDeadlines, AcceptPlan, AckOutcome, GroupChanges, GroupStart, LapseOutcome, MoveRequest,
     PlannedAcceptResult, RetireOutcome, Rules, WatchBlockId,
 };
 use crate::sink::{crash_point, ArchiveSink, ReaderBlobs, RetireRequest};
@@ -194,7 +194,36 @@ impl Writer {
         let _ = reply.send(result);
     }
 
+    /// Runs a group of commands through the rules and commits their changes
+    /// together: one journal record, one sync.
     fn commit_group(&mut self, group: &mut Vec<Command>) {
+        if !self.import_first(group) {
+            return;
+        }
+        let Some(start) = self.begin(group) else {
+            return;
+        };
+        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+        let mut checkpoints = Vec::new();
+        let mut retired = false;
+        let reader = self.reader.clone();
+        let mut rules = Rules::new(self.engine.view(), start);
+        for command in group.drain(..) {
+            pending.extend(apply(
+                &mut rules,
+                command,
+                &*reader,
+                &mut checkpoints,
+                &mut retired,
+            ));
+        }
+        let (changes, woken) = rules.finish();
+        self.write_group(changes, &woken, pending, checkpoints, retired);
+    }
+
+    /// Writes the group's imports, each in a group of its own, ahead of the
+    /// rest; whether any other command is left.
+    fn import_first(&mut self, group: &mut Vec<Command>) -> bool {
         if group
             .iter()
             .any(|command| matches!(command, Command::Import { .. }))
@@ -207,10 +236,13 @@ impl Writer {
                 }
             }
             *group = rest;
-            if group.is_empty() {
-                return;
-            }
         }
+        !group.is_empty()
+    }
+
+    /// Starts the group in the engine, told which documents it sends; on
+    /// failure every command is refused.
+    fn begin(&mut self, group: &mut Vec<Command>) -> Option<GroupStart> {
         let sent: Vec<&str> = group
             .iter()
             .filter_map(|command| match command {
@@ -220,95 +252,29 @@ impl Writer {
             .collect();
         let start = self.engine.begin(&sent);
         drop(sent);
-        let start = match start {
-            Ok(start) => start,
+        match start {
+            Ok(start) => Some(start),
             Err(error) => {
                 for command in group.drain(..) {
                     command.refuse(error.again());
                 }
-                return;
+                None
             }
-        };
-        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
-        let mut checkpoints = Vec::new();
-        let mut retired = false;
-        let reader = self.reader.clone();
-        let mut rules = Rules::new(self.engine.view(), start);
-        for command in group.drain(..) {
-            pending.push(match command {
-                Command::Checkpoint { reply } => {
-                    // Once the group is written, so that it covers the group too.
-                    checkpoints.push(reply);
-                    continue;
-                }
-                Command::Import { reply, .. } => {
-                    // Taken out above.
-                    let _ = reply.send(Err(StoreError::WriterGone));
-                    continue;
-                }
-                Command::Accept {
-                    document,
-                    blobs,
-                    plan,
-                    deadlines,
-                    reply,
-                } => hold(
-                    reply,
-                    rules.accept_watched(document, blobs, &plan, deadlines),
-                ),
-                Command::Ack {
-                    agency,
-                    queue_seqs,
-                    at_unix_ms,
-                    received_deadline_unix_ms,
-                    reply,
-                } => hold(
-                    reply,
-                    rules.ack_all(&agency, &queue_seqs, at_unix_ms, received_deadline_unix_ms),
-                ),
-                Command::Move { moves, reply } => hold(reply, Ok(rules.move_all(moves))),
-                Command::Lapse {
-                    blocks,
-                    at_unix_ms,
-                    expiry_reason,
-                    reply,
-                } => hold(reply, rules.lapse(blocks, at_unix_ms, &expiry_reason)),
-                Command::Resend {
-                    document_id,
-                    recipient,
-                    operator,
-                    at_unix_ms,
-                    deadlines,
-                    reply,
-                } => hold(
-                    reply,
-                    rules.resend(&document_id, &recipient, &operator, at_unix_ms, deadlines),
-                ),
-                Command::Cancel {
-                    document_id,
-                    recipient,
-                    operator,
-                    at_unix_ms,
-                    reason,
-                    reply,
-                } => hold(
-                    reply,
-                    rules.cancel(&document_id, &recipient, &operator, at_unix_ms, &reason),
-                ),
-                Command::Retire {
-                    request,
-                    sink,
-                    reply,
-                } => {
-                    let outcome = retire(&mut rules, &request, &*sink, &*reader);
-                    retired |= outcome.as_ref().is_ok_and(|o| o.archived > 0);
-                    hold(reply, outcome)
-                }
-            });
         }
-        let (changes, woken) = rules.finish();
+    }
+
+    /// Commits the group's changes, then answers its commands and the
+    /// checkpoints asked of it, or fails them all.
+    fn write_group(
+        &mut self,
+        changes: GroupChanges,
+        woken: &BTreeSet<String>,
+        pending: Vec<Pending>,
+        checkpoints: Vec<Reply<()>>,
+        retired: bool,
+    ) {
         let started = std::time::Instant::now();
-        match self.engine.commit(changes, &woken) {
+        match self.engine.commit(changes, woken) {
             Ok(()) => {
                 if !pending.is_empty() {
                     self.shared
@@ -322,7 +288,7 @@ impl Writer {
                 for reply in pending {
                     reply(None);
                 }
-                self.shared.notifiers.wake(&woken);
+                self.shared.notifiers.wake(woken);
                 if !checkpoints.is_empty() {
                     let result = self.engine.checkpoint_all();
                     for reply in checkpoints {
@@ -347,6 +313,87 @@ impl Writer {
             }
         }
     }
+}
+
+/// Runs one command of the group through the rules; its answer waits for
+/// the group's commit. A checkpoint is kept for after the commit.
+fn apply(
+    rules: &mut Rules<'_>,
+    command: Command,
+    reader: &dyn Reader,
+    checkpoints: &mut Vec<Reply<()>>,
+    retired: &mut bool,
+) -> Option<Pending> {
+    Some(match command {
+        Command::Checkpoint { reply } => {
+            // Once the group is written, so that it covers the group too.
+            checkpoints.push(reply);
+            return None;
+        }
+        Command::Import { reply, .. } => {
+            // Taken out by `import_first`.
+            let _ = reply.send(Err(StoreError::WriterGone));
+            return None;
+        }
+        Command::Accept {
+            document,
+            blobs,
+            plan,
+            deadlines,
+            reply,
+        } => hold(
+            reply,
+            rules.accept_watched(document, blobs, &plan, deadlines),
+        ),
+        Command::Ack {
+            agency,
+            queue_seqs,
+            at_unix_ms,
+            received_deadline_unix_ms,
+            reply,
+        } => hold(
+            reply,
+            rules.ack_all(&agency, &queue_seqs, at_unix_ms, received_deadline_unix_ms),
+        ),
+        Command::Move { moves, reply } => hold(reply, Ok(rules.move_all(moves))),
+        Command::Lapse {
+            blocks,
+            at_unix_ms,
+            expiry_reason,
+            reply,
+        } => hold(reply, rules.lapse(blocks, at_unix_ms, &expiry_reason)),
+        Command::Resend {
+            document_id,
+            recipient,
+            operator,
+            at_unix_ms,
+            deadlines,
+            reply,
+        } => hold(
+            reply,
+            rules.resend(&document_id, &recipient, &operator, at_unix_ms, deadlines),
+        ),
+        Command::Cancel {
+            document_id,
+            recipient,
+            operator,
+            at_unix_ms,
+            reason,
+            reply,
+        } => hold(
+            reply,
+            rules.cancel(&document_id, &recipient, &operator, at_unix_ms, &reason),
+        ),
+        Command::Retire {
+            request,
+            sink,
+            reply,
+        } => {
+            let outcome = retire(rules, &request, &*sink, reader);
+            *retired |= outcome.as_ref().is_ok_and(|o| o.archived > 0);
+            hold(reply, outcome)
+        }
+    })
 }
 
 /// One retention step: an archive of an earlier period is closed, then the
