@@ -22,9 +22,7 @@
 //! (u32) | value`, then the count of payload pieces and each as `segment
 //! (u32) | offset (u64) | length (u32) | bytes`. Segments are named by the
 //! first group they hold, and a segment is removed once a checkpoint covers
-//! all of its groups. A segment is usually made ahead, full of zeros
-//! (`spare.rs`), so the records end where the zeros begin; zeros to the end
-//! of a segment are no record and no tear.
+//! all of its groups.
 //!
 //! A group whose `fdatasync` failed was answered with an error, yet its
 //! bytes may be on the device: it is cut off the segment and the cut synced,
@@ -38,8 +36,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
 use crate::payload::Extent;
-
-mod spare;
 
 /// The journal's folder in the data directory.
 pub const JOURNAL_DIR: &str = "journal";
@@ -106,8 +102,6 @@ pub(crate) struct Journal {
     /// Every segment on disk, oldest first: (first seq, path).
     segments: VecDeque<(u64, PathBuf)>,
     buffer: Vec<u8>,
-    /// The next segment, made ahead.
-    spare: spare::Spare,
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -194,7 +188,6 @@ impl Recovered {
             .collect();
         segments.push_back((first, path));
         Ok(Journal {
-            spare: spare::Spare::new(&self.dir),
             dir: self.dir,
             file,
             segment_bytes: SEGMENT_MAGIC.len() as u64,
@@ -346,9 +339,6 @@ impl Journal {
         }
         self.segment_bytes += self.buffer.len() as u64;
         self.last_seq = seq;
-        if self.segment_bytes >= SEGMENT_BYTES_MAX / 2 {
-            self.spare.make();
-        }
         Ok(())
     }
 
@@ -394,10 +384,7 @@ impl Journal {
         }
         let path = segment_path(&self.dir, first_seq);
         // Switched to only once the new segment's name is durable.
-        let file = match self.spare.take(&path) {
-            Some(file) => file,
-            None => create_segment(&self.dir, &path)?,
-        };
+        let file = create_segment(&self.dir, &path)?;
         self.file = file;
         self.segments.push_back((first_seq, path));
         self.segment_bytes = SEGMENT_MAGIC.len() as u64;
@@ -507,13 +494,12 @@ fn segment_records<'a>(
     let mut torn = None;
     let (format, start) = segment_format(bytes);
     let (mut records, mut valid_bytes) = parse_records(bytes, format, start);
-    let damaged_tail = !zeros_only(&bytes[valid_bytes..]);
     let voided = records.iter().position(|record| record.seq >= void_from);
     if let Some(void) = voided {
         // Its sync failed, so it was refused to its callers: cut like
         // a torn record. Writes stop after such a failure, so it can
         // only be the journal's last.
-        if !is_last || damaged_tail {
+        if !is_last || valid_bytes < bytes.len() {
             return Err(damaged(
                 dir,
                 format!(
@@ -526,7 +512,7 @@ fn segment_records<'a>(
         records.truncate(void);
         tracing::warn!(segment = %path.display(), group = void_from, "cutting a group whose sync failed");
         torn = Some((path.to_path_buf(), valid_bytes as u64));
-    } else if damaged_tail {
+    } else if valid_bytes < bytes.len() {
         let before = records.last().map_or(last_seq, |record| record.seq);
         if !is_last {
             return Err(damaged(
@@ -614,12 +600,6 @@ fn damaged_length(bytes: &[u8], format: Format, at: usize) -> Option<(u32, u32)>
             record_crc(format, *length, &bytes[at + 8..at + 8 + *length as usize]) == crc
         })
         .map(|actual| (stated, actual))
-}
-
-/// Whether `bytes` holds only zeros: the part of a segment made ahead that
-/// no group has reached.
-fn zeros_only(bytes: &[u8]) -> bool {
-    bytes.iter().all(|byte| *byte == 0)
 }
 
 /// The whole records from `start`, and where the first one that is not
@@ -971,96 +951,6 @@ mod tests {
         let groups = Journal::open(&data, 0).unwrap().groups;
         assert_eq!(seqs(&groups), [1, 2]);
         assert_eq!(groups[1].changes, changes(22), "the void went with its cut");
-    }
-
-    #[test]
-    fn a_segment_made_ahead_takes_the_groups_and_its_zeros_are_no_tear() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_dir = dir.path().join(JOURNAL_DIR);
-        let mut journal = Journal::open(dir.path(), 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
-        journal.spare.make();
-        journal.spare.wait();
-        journal.rotate(2).unwrap();
-        let segment = segment_path(&journal_dir, 2);
-        let length = |path: &Path| std::fs::metadata(path).unwrap().len();
-        assert_eq!(
-            length(&segment),
-            SEGMENT_BYTES_MAX,
-            "made ahead at full size"
-        );
-        append(&mut journal, 2, &changes(2));
-        append(&mut journal, 3, &changes(3));
-        // A spare made again and left behind is kept by the next open.
-        journal.spare.make();
-        journal.spare.wait();
-        drop(journal);
-        assert_eq!(
-            length(&segment),
-            SEGMENT_BYTES_MAX,
-            "written into, not past"
-        );
-        let recovered = Journal::open(dir.path(), 0).unwrap();
-        assert_eq!(
-            recovered.groups.iter().map(|g| g.seq).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        assert!(
-            recovered.torn.is_none(),
-            "zeros after the last group are no tear"
-        );
-
-        // A fourth group's write torn in the zeros: cut, the three kept.
-        let bytes = std::fs::read(&segment).unwrap();
-        let (records, used) = parse_records(&bytes, Format::Checked, SEGMENT_MAGIC.len());
-        assert_eq!(records.len(), 2);
-        let second_at = records[0].at;
-        let mut torn = bytes.clone();
-        torn[used..used + 12].copy_from_slice(&[7; 12]);
-        std::fs::write(&segment, &torn).unwrap();
-        let recovered = Journal::open(dir.path(), 0).unwrap();
-        assert_eq!(recovered.groups.len(), 3);
-        assert_eq!(recovered.torn, Some((segment.clone(), used as u64)));
-        let mut journal = recovered.start().unwrap();
-        assert_eq!(length(&segment), used as u64);
-        journal.rotate(5).unwrap();
-        assert_eq!(
-            length(&segment_path(&journal_dir, 5)),
-            SEGMENT_BYTES_MAX,
-            "the spare the last run left"
-        );
-        drop(journal);
-
-        // Damage in the second group, the third intact after it: refused.
-        let mut flipped = bytes;
-        flipped[second_at + 20] ^= 0xff;
-        std::fs::write(&segment, &flipped).unwrap();
-        let error = Journal::open(dir.path(), 0).err().expect("refused");
-        assert!(matches!(error, StoreError::DataLost { .. }), "{error}");
-    }
-
-    #[test]
-    fn groups_in_a_segment_made_ahead_survive_a_power_cut() {
-        let mount = tempfile::tempdir().unwrap();
-        let Some((mut disk, data)) = faulty_data_dir(&mount, "groups_in_a_segment_made_ahead")
-        else {
-            return;
-        };
-        let mut journal = Journal::open(&data, 0).unwrap().start().unwrap();
-        append(&mut journal, 1, &changes(1));
-        journal.spare.make();
-        journal.spare.wait();
-        journal.rotate(2).unwrap();
-        append(&mut journal, 2, &changes(2));
-        append(&mut journal, 3, &changes(3));
-        drop(journal);
-        disk.cut(truc_faultfs::CutMode::LoseAll).unwrap();
-        let recovered = Journal::open(&data, 0).unwrap();
-        assert_eq!(
-            recovered.groups.iter().map(|g| g.seq).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        assert_eq!(recovered.groups[2].changes, changes(3));
     }
 
     #[test]
