@@ -16,6 +16,8 @@ use truc_store::{
 pub const FORMAT: &str = "truc.archive.v1";
 /// Archive files end in this.
 pub const FILE_SUFFIX: &str = ".truca";
+/// Added to the name of a file set aside because the store never recorded it.
+pub const UNCOMMITTED_SUFFIX: &str = ".uncommitted";
 
 /// Most bytes one frame may hold (its length field is 32 bits).
 pub const FRAME_BYTES_MAX: u64 = u32::MAX as u64;

@@ -12,7 +12,7 @@ pub mod read;
 pub mod verify;
 mod write;
 
-pub use format::{DocumentFrame, FILE_SUFFIX, FORMAT};
+pub use format::{DocumentFrame, FILE_SUFFIX, FORMAT, UNCOMMITTED_SUFFIX};
 pub use read::{ArchiveError, ArchiveReader};
 pub use verify::{verify, Problem, Verification};
 pub use write::ArchiveWriter;

@@ -4,7 +4,7 @@
 //! the documents leave. Certificates and attachments are written once per
 //! file, so that each file can be checked and read on its own.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use truc_store::{
 use crate::format::{
     encode, frame_bytes, sha256, ArchiveHeader, CertificateFrame, DocumentFrame, FrameKind,
     FrameRef, Seal, SealBody, AUDIT_ENTRIES_PER_FRAME, FILE_SUFFIX, FORMAT, FRAME_BYTES_MAX,
+    UNCOMMITTED_SUFFIX,
 };
 use crate::read::ArchiveReader;
 
@@ -283,6 +284,19 @@ impl ArchiveWriter {
         }
     }
 
+    /// Whether `name` is what [`ArchiveSink::file_name`] gives this hub for
+    /// some month: another hub's files, and anything else, are left alone.
+    fn names_a_file_of_ours(&self, name: &str) -> bool {
+        let Some(period) = name.get(..7) else {
+            return false;
+        };
+        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        period.as_bytes()[4] == b'-'
+            && digits(&period[..4])
+            && digits(&period[5..])
+            && self.file_name(period) == name
+    }
+
     fn remember(&self, known: Known) {
         *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(known);
     }
@@ -441,6 +455,41 @@ impl ArchiveSink for ArchiveWriter {
         crash_point("archive-synced");
         self.remember(known);
         Ok((state, offsets))
+    }
+
+    fn set_aside_uncommitted(
+        &self,
+        committed: &BTreeSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(self.fail("", error)),
+        };
+        let mut set_aside = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| self.fail("", error))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if committed.contains(&name) || !self.names_a_file_of_ours(&name) {
+                continue;
+            }
+            let aside = format!("{name}{UNCOMMITTED_SUFFIX}");
+            std::fs::rename(self.dir.join(&name), self.dir.join(&aside))
+                .map_err(|error| self.fail(&name, error))?;
+            tracing::warn!(
+                file = %name,
+                set_aside_as = %aside,
+                "an archive file the store never recorded (a first batch written before a \
+                 crash) is set aside; its documents are still live and will be archived again"
+            );
+            set_aside.push(name);
+        }
+        if !set_aside.is_empty() {
+            sync_dir(&self.dir).map_err(|error| self.fail("", error))?;
+        }
+        Ok(set_aside)
     }
 
     fn close(

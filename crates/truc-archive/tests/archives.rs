@@ -50,10 +50,15 @@ fn fixture() -> Fixture {
 }
 
 fn writer(fixture: &Fixture) -> ArchiveWriter {
+    named_writer(fixture, "")
+}
+
+/// The writer of a hub called `name` among several.
+fn named_writer(fixture: &Fixture, name: &str) -> ArchiveWriter {
     let hub = fixture.pki.hub_credentials().unwrap();
     ArchiveWriter::new(
         &fixture.archives,
-        "",
+        name,
         fixture
             .pki
             .trust_roots()
@@ -426,4 +431,55 @@ fn a_file_of_another_ca_does_not_check_against_the_pinned_one() {
         .problem
         .expect("another CA refuses the file");
     assert!(found.what.contains("certificate"), "{found}");
+}
+
+/// Before a new file starts, the hub's own files that its store never
+/// recorded are set aside under another name; its recorded files, other
+/// hubs' files and anything else in the directory are left as they are.
+#[test]
+fn only_this_hubs_unrecorded_files_are_set_aside() {
+    let fixture = fixture();
+    std::fs::create_dir_all(&fixture.archives).unwrap();
+    let names = [
+        "2026-10.hub-a.truca",
+        "2026-11.hub-a.truca",
+        "2026-11.hub-b.truca",
+        "2026-11.truca",
+        "2026-1x.hub-a.truca",
+        "notes.txt",
+    ];
+    for name in names {
+        std::fs::write(fixture.archives.join(name), name).unwrap();
+    }
+    let committed = ["2026-10.hub-a.truca".to_string()].into_iter().collect();
+    let set_aside = named_writer(&fixture, "hub-a")
+        .set_aside_uncommitted(&committed)
+        .unwrap();
+    assert_eq!(set_aside, vec!["2026-11.hub-a.truca".to_string()]);
+    let mut left: Vec<String> = std::fs::read_dir(&fixture.archives)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "2026-10.hub-a.truca",
+            "2026-11.hub-a.truca.uncommitted",
+            "2026-11.hub-b.truca",
+            "2026-11.truca",
+            "2026-1x.hub-a.truca",
+            "notes.txt",
+        ]
+    );
+    // Set aside whole: the bytes are kept.
+    assert_eq!(
+        std::fs::read(fixture.archives.join("2026-11.hub-a.truca.uncommitted")).unwrap(),
+        b"2026-11.hub-a.truca"
+    );
+    // A hub with no name owns the plain month names only.
+    let set_aside = writer(&fixture)
+        .set_aside_uncommitted(&Default::default())
+        .unwrap();
+    assert_eq!(set_aside, vec!["2026-11.truca".to_string()]);
 }

@@ -361,6 +361,12 @@ impl HubFolder {
     /// Starts the hub; `fast` runs its clock 200,000 times faster (a day in
     /// under half a second), `crash_at` names the step it kills itself at.
     fn start(&self, retention: bool, fast: bool, crash_at: Option<&str>) -> std::process::Child {
+        self.command(retention, fast, crash_at)
+            .spawn()
+            .expect("start truc hub")
+    }
+
+    fn command(&self, retention: bool, fast: bool, crash_at: Option<&str>) -> Command {
         let mut command = Command::new(TRUC);
         command
             .args(["hub", "--config"])
@@ -376,7 +382,7 @@ impl HubFolder {
         if let Some(step) = crash_at {
             command.env(truc_store::CRASH_AT_VARIABLE, step);
         }
-        command.spawn().expect("start truc hub")
+        command
     }
 
     fn log(&self) -> std::path::PathBuf {
@@ -575,4 +581,94 @@ async fn retention_killed_at_each_step_loses_nothing_and_archives_each_document_
             checked.documents, checked.batches
         );
     }
+}
+
+/// The archive files in `dir` with the given suffix.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The hub killed after a month's first archive batch is synced and before
+/// the store records it, then restarted months later: the batch left in
+/// that month's file is set aside, not kept beside the file that now holds
+/// its documents, so that every archive file in the directory checks and
+/// each document is archived once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_restarted_in_a_later_month_sets_aside_a_first_batch_never_recorded() {
+    use std::os::unix::process::ExitStatusExt;
+    const DOCUMENTS: u32 = 6;
+    let folder = HubFolder::new();
+    let mut hub = folder.start(false, false, None);
+    let documents = finished_documents(&folder, DOCUMENTS).await;
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+
+    let mut hub = folder.start(true, true, Some("archive-synced"));
+    assert_eq!(wait_for_exit(&mut hub).signal(), Some(9));
+    let archive_dir = folder.root.path().join("archive");
+    let left = files_ending(&archive_dir, truc_archive::FILE_SUFFIX);
+    assert_eq!(
+        left.len(),
+        1,
+        "the crash left one unrecorded file: {left:?}"
+    );
+
+    // Ninety days on by the hub's clock: a later month than the crash's.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(90);
+    let day = format!(
+        "{:04}-{:02}-{:02}",
+        later.year(),
+        u8::from(later.month()),
+        later.day()
+    );
+    let mut hub = folder
+        .command(true, true, None)
+        .args(["--clock-start", &day])
+        .spawn()
+        .expect("start truc hub");
+    let operator = folder.client("ops").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut archives = std::collections::BTreeSet::new();
+    for (id, _) in &documents {
+        let status = loop {
+            let status = operator.get_status(id).await.unwrap();
+            if !status.archive.is_empty() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} was not archived after the restart"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        archives.insert(status.archive);
+    }
+    hub.kill().unwrap();
+    hub.wait().unwrap();
+
+    assert!(
+        !archives.contains(&left[0]),
+        "the documents are in the new month's file, not the unrecorded one: {archives:?}"
+    );
+    let aside = format!("{}{}", left[0], truc_archive::UNCOMMITTED_SUFFIX);
+    assert_eq!(
+        files_ending(&archive_dir, truc_archive::UNCOMMITTED_SUFFIX),
+        vec![aside]
+    );
+    let log = std::fs::read_to_string(folder.log()).unwrap();
+    assert!(log.contains("set aside"), "{log}");
+    // Every archive file left checks, and holds each document once.
+    let mut archived = 0;
+    for name in files_ending(&archive_dir, truc_archive::FILE_SUFFIX) {
+        let checked = truc_archive::verify(&archive_dir.join(&name), None, true).unwrap();
+        assert_eq!(checked.problem, None, "{name}");
+        archived += checked.documents;
+    }
+    assert_eq!(archived, u64::from(DOCUMENTS), "each document once");
 }

@@ -44,6 +44,18 @@ pub trait ArchiveSink: Send + Sync {
         blobs: &dyn BlobSource,
     ) -> Result<(ArchiveFile, Vec<u64>), StoreError>;
 
+    /// Before a new file is started: sets aside this hub's files in the
+    /// archive directory whose names are not in `committed` (the names of
+    /// every file the store has recorded). Such a file can only hold the
+    /// first batch of a period written before a crash, before the store
+    /// recorded it; its documents are still live and are archived again.
+    /// Set aside, not removed: its bytes stay for whoever looks. Returns
+    /// the names set aside.
+    fn set_aside_uncommitted(
+        &self,
+        committed: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Cuts `file` back to what was committed and seals it for good;
     /// `live_audit_head` is where the hub's audit chain stands.
     fn close(

@@ -430,6 +430,22 @@ fn retire(
         rules.abandon_retirement(planned);
         return Ok(outcome);
     }
+    if open.is_none() {
+        // A first batch a crash left unrecorded must not stay beside the
+        // file about to hold its documents.
+        let set_aside = reader.archive_files().and_then(|files| {
+            let committed = files
+                .into_iter()
+                .map(|file| file.name)
+                .chain(rules.archive_names_in_group())
+                .collect();
+            sink.set_aside_uncommitted(&committed)
+        });
+        if let Err(error) = set_aside {
+            rules.abandon_retirement(planned);
+            return Err(error);
+        }
+    }
     let file = open.unwrap_or_else(|| ArchiveFile {
         name: sink.file_name(&request.period),
         period: request.period.clone(),

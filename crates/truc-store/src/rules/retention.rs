@@ -101,6 +101,14 @@ impl Rules<'_> {
         self.view.open_archive(hub)
     }
 
+    /// The archive files this group records, not yet in the store.
+    pub(crate) fn archive_names_in_group(&self) -> impl Iterator<Item = String> + '_ {
+        self.group
+            .archive_files
+            .iter()
+            .map(|file| file.name.clone())
+    }
+
     /// Where the group's audit chain stands.
     pub(crate) fn audit_head(&self) -> AuditHead {
         self.audit_head
