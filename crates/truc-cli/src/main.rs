@@ -3,10 +3,12 @@
 /// Allocation is a fifth of the replay's CPU with glibc's allocator, and a
 /// hub that runs for years must give back what it frees. jemalloc held a
 /// year run's RSS about 40 % below mimalloc 2's in the same run, and with
-/// one arena per CPU and free pages purged at once (`.cargo/config.toml`
-/// compiles this in) the archive batches' passing peaks no longer stay in
-/// the RSS (BENCHMARKS.md, "What the hub's memory grew with" and "Arenas
-/// and purging"). The
+/// one arena per CPU and free pages purged within 100 ms
+/// (`.cargo/config.toml` compiles this in) the archive batches' passing
+/// peaks no longer stay in the RSS (BENCHMARKS.md, "What the hub's memory
+/// grew with" and "Arenas and purging"). Not at once: purging every page
+/// the moment it is free cost a fifth of the hub's CPU at intake and a
+/// fifth of its deliveries ("jemalloc purging at once, and what it cost"). The
 /// `system-allocator` feature keeps glibc's, for heap profilers that watch
 /// `malloc` (CONTRIBUTING.md).
 #[cfg(not(feature = "system-allocator"))]
