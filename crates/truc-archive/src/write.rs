@@ -287,14 +287,14 @@ impl ArchiveWriter {
     /// Whether `name` is what [`ArchiveSink::file_name`] gives this hub for
     /// some month: another hub's files, and anything else, are left alone.
     fn names_a_file_of_ours(&self, name: &str) -> bool {
-        let Some(period) = name.get(..7) else {
-            return false;
-        };
-        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-        period.as_bytes()[4] == b'-'
-            && digits(&period[..4])
-            && digits(&period[5..])
-            && self.file_name(period) == name
+        let digits = |bytes: &[u8]| bytes.iter().all(u8::is_ascii_digit);
+        let bytes = name.as_bytes();
+        // `yyyy-mm` is ASCII, so `name[..7]` cuts on a character boundary.
+        bytes.len() >= 7
+            && digits(&bytes[..4])
+            && bytes[4] == b'-'
+            && digits(&bytes[5..7])
+            && self.file_name(&name[..7]) == name
     }
 
     fn remember(&self, known: Known) {

@@ -631,13 +631,9 @@ async fn retention_restarted_in_a_later_month_sets_aside_a_first_batch_never_rec
     );
 
     // Ninety days on by the hub's clock: a later month than the crash's.
-    let later = time::OffsetDateTime::now_utc() + time::Duration::days(90);
-    let day = format!(
-        "{:04}-{:02}-{:02}",
-        later.year(),
-        u8::from(later.month()),
-        later.day()
-    );
+    let day = (time::OffsetDateTime::now_utc() + time::Duration::days(90))
+        .date()
+        .to_string();
     let mut hub = folder
         .command(true, true, None)
         .args(["--clock-start", &day])
