@@ -12,7 +12,7 @@ use std::time::Duration;
 use tonic::Code;
 use truc_domain::Status;
 use truc_hub::{Clock, RetentionSetup, WatchSetup};
-use truc_testkit::{draft, pdf, TestHub, TestHubOptions, AGENCIES};
+use truc_testkit::{archived_status, draft, pdf, TestHub, TestHubOptions, AGENCIES};
 
 use crate::recall::{business, fetch};
 
@@ -56,18 +56,8 @@ async fn start(archives: &std::path::Path, clock: Clock) -> TestHub {
 /// Waits until the operator sees `document_id` in an archive.
 async fn archived(hub: &TestHub, document_id: &str) -> truc_domain::views::DocumentStatus {
     let operator = hub.operator().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let status = operator.get_status(document_id).await.unwrap();
-        if !status.archive.is_empty() {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{document_id} was not archived within {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    archived_status(&operator, document_id, deadline, "retention").await
 }
 
 async fn overview(hub: &TestHub) -> serde_json::Value {

@@ -480,27 +480,6 @@ async fn finished_documents(folder: &HubFolder, count: u32) -> Vec<(String, i64)
     documents
 }
 
-/// A document's status once it names its archive (retention runs each
-/// second after a restart).
-async fn archived_status(
-    operator: &truc_node::AxisClient,
-    id: &str,
-    deadline: std::time::Instant,
-    case: &str,
-) -> truc_domain::views::DocumentStatus {
-    loop {
-        let status = operator.get_status(id).await.unwrap();
-        if !status.archive.is_empty() {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{case}: {id} was not archived after the restart"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -550,7 +529,7 @@ async fn retention_killed_at_each_step_loses_nothing_and_archives_each_document_
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut archive = String::new();
         for (id, accepted_at) in &documents {
-            let status = archived_status(&operator, id, deadline, step).await;
+            let status = truc_testkit::archived_status(&operator, id, deadline, step).await;
             assert_eq!(status.accepted_at_unix_ms, *accepted_at);
             let history: Vec<i32> = status.recipients[0]
                 .history
@@ -643,7 +622,7 @@ async fn retention_restarted_in_a_later_month_sets_aside_a_first_batch_never_rec
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut archives = std::collections::BTreeSet::new();
     for (id, _) in &documents {
-        let status = archived_status(&operator, id, deadline, "later month").await;
+        let status = truc_testkit::archived_status(&operator, id, deadline, "later month").await;
         archives.insert(status.archive);
     }
     hub.kill().unwrap();

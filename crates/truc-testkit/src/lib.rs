@@ -506,6 +506,27 @@ impl TestHub {
     }
 }
 
+/// A document's status once `operator` sees it in an archive; panics at
+/// `deadline`, naming `case`.
+pub async fn archived_status(
+    operator: &AxisClient,
+    document_id: &str,
+    deadline: std::time::Instant,
+    case: &str,
+) -> truc_domain::views::DocumentStatus {
+    loop {
+        let status = operator.get_status(document_id).await.unwrap();
+        if !status.archive.is_empty() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{case}: {document_id} was not archived in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A draft from `from` to `to` with today's date and a given number.
 pub fn draft(from: &str, to: &[&str], number: u32) -> truc_node::Draft {
     let today = time::OffsetDateTime::now_utc()
