@@ -23,6 +23,15 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     status_kib_field(&status, "VmRSS:")
 }
 
+/// The resident set size of a process now and at its peak, in bytes, from
+/// one reading: read apart, the process may grow past the peak read first.
+pub fn rss_and_peak_bytes(pid: u32) -> (Option<u64>, Option<u64>) {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => (status_kib_field(&status, "VmRSS:"), vm_hwm_bytes(&status)),
+        Err(_) => (None, None),
+    }
+}
+
 /// `VmHWM:   123456 kB` → bytes.
 fn vm_hwm_bytes(status: &str) -> Option<u64> {
     status_kib_field(status, "VmHWM:")

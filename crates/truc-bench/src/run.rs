@@ -18,7 +18,7 @@ use crate::report::{
     group, sent_how, BenchReport, FanoutFigures, HubDescription, Machine, MovesFigures,
     ResourceSample, SendFigures, Settings, HUB_DURABILITY,
 };
-use crate::resources::{disk_bytes, peak_rss_bytes, rss_bytes, CpuMeter};
+use crate::resources::{disk_bytes, rss_and_peak_bytes, CpuMeter};
 use crate::scenarios::{move_statuses, send_to_hub, wait_until, DispatchOutcome};
 
 /// Longest wait for the hub's counters to show arrivals it was sent: an
@@ -577,10 +577,12 @@ impl Bench<'_> {
             .data_dir
             .as_deref()
             .and_then(|dir| disk_bytes(dir).ok());
+        let (hub_rss_bytes, hub_peak_rss_bytes) =
+            self.target.pid.map_or((None, None), rss_and_peak_bytes);
         self.report.resources.push(ResourceSample {
             after: after.to_owned(),
-            hub_peak_rss_bytes: self.target.pid.and_then(peak_rss_bytes),
-            hub_rss_bytes: self.target.pid.and_then(rss_bytes),
+            hub_peak_rss_bytes,
+            hub_rss_bytes,
             data_dir_bytes,
             documents_stored,
             bytes_per_document: data_dir_bytes
